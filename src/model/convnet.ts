@@ -1,0 +1,62 @@
+/**
+ * The shallow ConvNeXt that gives the selector high-res detail: a k x k stride-k stem on the
+ * image resized to 1512 x 1512, LayerNorm2d, ConvNeXt blocks, a 1 x 1 projection. Feature maps
+ * stay channels-last [B, h, w, C] so LayerNorms and 1 x 1 convs are plain last-axis ops.
+ */
+import { tf } from '../tensor/engine.js';
+import { resize } from '../tensor/resample.js';
+import type { VisionConfig } from '../io/config.js';
+import { gelu, layerNorm, linear } from './layers.js';
+import { patchify } from './vit.js';
+import type { Weights } from './weights.js';
+
+const M = 'vision_model.highres_selection_feature_module';
+
+/** The convnet's fixed input size, whatever the model's scales (the reference hard-codes it). */
+export const CONVNET_INPUT = 1512;
+
+/**
+ * Depthwise 7 x 7 conv, padding 3, as 49 shifted multiply-adds: exact, differentiable with basic
+ * ops only (WASM lacks the depthwise filter gradient). x [B, h, w, C], weight [C, 1, 7, 7].
+ */
+function depthwise7x7(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const [B, h, w, C] = x.shape as [number, number, number, number];
+    const padded = tf.pad(x, [[0, 0], [3, 3], [3, 3], [0, 0]]);
+    const taps = tf.transpose(tf.reshape(weight, [C, 49]), [1, 0]); // [49, C]
+    let acc: tf.Tensor = tf.broadcastTo(bias, [B, h, w, C]);
+    for (let dy = 0; dy < 7; dy++) {
+      for (let dx = 0; dx < 7; dx++) {
+        const shifted = tf.slice(padded, [0, dy, dx, 0], [B, h, w, C]);
+        acc = tf.add(acc, tf.mul(shifted, tf.reshape(tf.slice(taps, [dy * 7 + dx, 0], [1, C]), [C])));
+      }
+    }
+    return acc;
+  });
+}
+
+/** pixels [B, 3, H, W] (normalised) -> high-res selection features [B, h, w, out] with h = w = 1512 / k. */
+export function shallowConvNet(w: Weights, cfg: VisionConfig, pixels: Float32Array, batch: number, height: number, width: number): tf.Tensor {
+  const k = cfg.convnet.kernel;
+  const size = CONVNET_INPUT;
+  const grid = Math.floor(size / k);
+  const image = resize(pixels, batch * 3, height, width, size, size, 'bicubic');
+  const patches = patchify(image, { batch, channels: 3, height: size, width: size }, k);
+  return tf.tidy(() => {
+    const stem = w.get(`${M}.stem.0.weight`);
+    const hidden = stem.shape[0]!;
+    // stem conv (kernel = stride = k) as a matrix product over unfolded patches
+    let x = tf.add(tf.matMul(tf.tensor2d(patches.data, [batch * grid * grid, 3 * k * k]), tf.reshape(stem, [hidden, -1]), false, true), w.get(`${M}.stem.0.bias`));
+    x = layerNorm(w, `${M}.stem.1`, tf.reshape(x, [batch, grid, grid, hidden]), 1e-6);
+    for (let i = 0; i < cfg.convnet.depth; i++) {
+      const b = `${M}.blocks.${i}`;
+      let y = depthwise7x7(x, w.get(`${b}.conv_dw.weight`), w.get(`${b}.conv_dw.bias`));
+      y = layerNorm(w, `${b}.norm`, y, 1e-6);
+      y = linear(w, `${b}.mlp.fc2`, gelu(linear(w, `${b}.mlp.fc1`, y)));
+      x = tf.add(tf.mul(y, w.get(`${b}.weight`)), x);
+    }
+    const out = w.get(`${M}.out_proj.weight`);
+    const outDim = out.shape[0]!;
+    return tf.reshape(tf.add(tf.matMul(tf.reshape(x, [-1, hidden]), tf.reshape(out, [outDim, hidden]), false, true), w.get(`${M}.out_proj.bias`)), [batch, grid, grid, outDim]);
+  });
+}

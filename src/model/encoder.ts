@@ -1,0 +1,335 @@
+/**
+ * The PS3 vision encoder: see the whole image at low resolution, score every patch against a
+ * prompt (the learned prior prompt bottom-up, a text prompt top-down), then look closely at the
+ * chosen patches of each high-res scale, which attend to the low-res keys and values.
+ *
+ * Stages are separate functions over named weights (`lowRes`, `selection`, `look`) so another
+ * engine can replace one without touching the others.
+ */
+import { tf } from '../tensor/engine.js';
+import { resize } from '../tensor/resample.js';
+import type { PS3Config, VisionConfig } from '../io/config.js';
+import { UserError } from '../errors.js';
+import { shallowConvNet } from './convnet.js';
+import {
+  baseBudgets,
+  chooseLook,
+  forceGroundTruth,
+  gridAtScale,
+  groundTruthPerScale,
+  imageSizeAtScale,
+  lookBudgets,
+  planLooks,
+  selectionLogits,
+  selectionProbs,
+  smoothProbs,
+  type LookCount,
+} from './selection.js';
+import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, positionResidual, trunk, type KV } from './vit.js';
+import type { Weights } from './weights.js';
+
+/** Normalised pixels, NCHW float32, at the top scale (any aspect ratio). */
+export interface Pixels {
+  readonly data: Float32Array;
+  readonly batch: number;
+  readonly height: number;
+  readonly width: number;
+}
+
+export interface EncodeOptions {
+  /** top-down prompt [B, D] (from the text tower's `prompt`); bottom-up (prior prompt) when absent */
+  prompt?: tf.Tensor;
+  /** number of looks, or "all" patches; 0 returns the low-res tokens only */
+  numLookClose?: LookCount;
+  /** a token budget instead of a number of looks */
+  numTokenLookClose?: number;
+  /** restrict looks to the first n high-res scales (one n for all images, or one per image) */
+  onlySelectFirstNScale?: number | readonly number[];
+  /** area-pool the selection map to 6 x 6 and back before choosing */
+  smoothSelectionProb?: boolean;
+  /** 0/1 maps [B, H, W] at input resolution: every patch they touch is chosen first */
+  gtSelectionMaps?: Float32Array;
+  /** keep every block's hidden states in the output (default true) */
+  outputHiddenStates?: boolean;
+}
+
+/** A per-scale 0/1 map, [B, gh, gw] flat. */
+export interface SelectionMap {
+  readonly height: number;
+  readonly width: number;
+  readonly data: Uint8Array;
+}
+
+export interface EncodeOutput {
+  /** [B, N0 + chosen, D]: low-res tokens, then chosen high-res tokens by scale, then row-major position */
+  readonly lastHiddenState: tf.Tensor;
+  /** every block's output in the same token layout (empty when not requested) */
+  readonly hiddenStates: tf.Tensor[];
+  /** the union of all looks, per high-res scale */
+  readonly selectionMaps: SelectionMap[];
+  /** the probabilities the looks used, per high-res scale [B, gh, gw] */
+  readonly selectionProbs: tf.Tensor[];
+  readonly bottomupSelectionProbs: tf.Tensor[];
+  /** present when a prompt was given */
+  readonly topdownSelectionProbs: tf.Tensor[] | null;
+  /** MAP pooling of the final-normed low-res tokens, [B, D] */
+  readonly pooledOutput: tf.Tensor;
+}
+
+export interface LowResOutput {
+  readonly hiddenStates: tf.Tensor[];
+  readonly kvCache: KV[];
+}
+
+function checkPixels(cfg: VisionConfig, pixels: Pixels): void {
+  const { data, batch, height, width } = pixels;
+  if (data.length !== batch * 3 * height * width) {
+    throw new UserError(`pixels: ${data.length} values do not make [${batch}, 3, ${height}, ${width}]`);
+  }
+  if (height < cfg.trunk.patchSize || width < cfg.trunk.patchSize) {
+    throw new UserError(`pixels: ${height}x${width} is smaller than one ${cfg.trunk.patchSize}px patch`);
+  }
+}
+
+/** Low-res pass: the image resized (plain bicubic) to the square low-res scale, all blocks, KV cache kept. */
+export function lowRes(w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = true): LowResOutput {
+  const s0 = cfg.scales[0]!;
+  const P = cfg.trunk.patchSize;
+  const image = resize(pixels.data, pixels.batch * 3, pixels.height, pixels.width, s0, s0, 'bicubic');
+  const { data } = patchify(image, { batch: pixels.batch, channels: 3, height: s0, width: s0 }, P);
+  const tokens = tf.tidy(() => {
+    const g = s0 / P;
+    const embedded = patchEmbed(w, tf.tensor2d(data, [pixels.batch * g * g, 3 * P * P]), pixels.batch);
+    return tf.add(embedded, positionEmbedding(w, g, g));
+  });
+  const out = trunk(w, cfg.trunk, tokens, { keepKv });
+  tokens.dispose();
+  return out;
+}
+
+/** The image at every high-res scale (plain bicubic), computed once per call and shared by the looks. */
+export class ScaledImages {
+  private readonly cache = new Map<number, Float32Array>();
+  constructor(
+    private readonly cfg: VisionConfig,
+    private readonly pixels: Pixels,
+  ) {}
+
+  at(i: number): { data: Float32Array; height: number; width: number } {
+    const [h, w] = imageSizeAtScale(this.cfg, this.pixels.height, this.pixels.width, i);
+    let data = this.cache.get(i);
+    if (!data) {
+      const { batch, height, width } = this.pixels;
+      data = h === height && w === width ? this.pixels.data : resize(this.pixels.data, batch * 3, height, width, h, w, 'bicubic');
+      this.cache.set(i, data);
+    }
+    return { data, height: h, width: w };
+  }
+}
+
+/**
+ * High-res tokens of one look: for each scale with chosen patches, cut them (`chosen[scale][b]`,
+ * sorted grid indices, the same count for every image), embed, add the resampled position
+ * embedding and the scale's residual. Returns [B, n, D] ordered by scale, then position.
+ */
+export function highResTokens(w: Weights, cfg: VisionConfig, images: ScaledImages, batch: number, chosen: readonly Int32Array[][]): tf.Tensor {
+  const P = cfg.trunk.patchSize;
+  const parts: tf.Tensor[] = [];
+  chosen.forEach((perImage, i) => {
+    const count = perImage[0]!.length;
+    if (count === 0) return;
+    const scaled = images.at(i + 1);
+    const [gh, gw] = [Math.floor(scaled.height / P), Math.floor(scaled.width / P)];
+    const { data } = patchify(scaled.data, { batch, channels: 3, height: scaled.height, width: scaled.width }, P, perImage);
+    parts.push(
+      tf.tidy(() => {
+        const embedded = patchEmbed(w, tf.tensor2d(data, [batch * count, 3 * P * P]), batch); // [B, n, D]
+        let pos = positionEmbedding(w, gh, gw); // [gh * gw, D]
+        if (cfg.separatePosEmb) pos = tf.add(pos, positionResidual(w, i, gh, gw));
+        const ids = tf.tensor1d(Int32Array.from(perImage.flatMap((ids) => Array.from(ids))), 'int32');
+        return tf.add(embedded, tf.reshape(tf.gather(pos, ids), embedded.shape));
+      }),
+    );
+  });
+  const tokens = parts.length === 1 ? parts[0]! : tf.concat(parts, 1);
+  if (parts.length > 1) parts.forEach((p) => p.dispose());
+  return tokens;
+}
+
+/** One look: the chosen high-res tokens through every block, attending to the low-res KV cache. */
+export function look(w: Weights, cfg: VisionConfig, images: ScaledImages, batch: number, chosen: readonly Int32Array[][], cache: KV[]): tf.Tensor[] {
+  const tokens = highResTokens(w, cfg, images, batch, chosen);
+  const { hiddenStates } = trunk(w, cfg.trunk, tokens, { cache });
+  tokens.dispose();
+  return hiddenStates;
+}
+
+/** Selection probabilities for a prompt [B, D] (prior prompt when null), per high-res scale. */
+export function selection(
+  w: Weights,
+  cfg: VisionConfig,
+  pixels: Pixels,
+  lowResHidden: readonly tf.Tensor[],
+  highresFeatures: tf.Tensor | null,
+  prompt: tf.Tensor | null,
+): tf.Tensor[] {
+  return tf.tidy(() => {
+    const D = cfg.trunk.width;
+    const p = prompt ?? tf.broadcastTo(tf.reshape(w.get('vision_model.prior_prompt'), [1, D]), [pixels.batch, D]);
+    const logits = selectionLogits(w, cfg, lowResHidden, highresFeatures, p);
+    return selectionProbs(cfg, logits, pixels.height, pixels.width);
+  });
+}
+
+/** The convnet's features, or null when the model has none. */
+export function highresSelectionFeatures(w: Weights, cfg: VisionConfig, pixels: Pixels): tf.Tensor | null {
+  return cfg.highresSelectionFeature ? shallowConvNet(w, cfg, pixels.data, pixels.batch, pixels.height, pixels.width) : null;
+}
+
+function validateOptions(cfg: VisionConfig, batch: number, o: EncodeOptions): void {
+  const ns = cfg.scales.length - 1;
+  if (o.numLookClose !== undefined && o.numLookClose !== 'all' && (!Number.isInteger(o.numLookClose) || o.numLookClose < 0)) {
+    throw new UserError(`numLookClose must be a non-negative integer or "all", got ${String(o.numLookClose)}`);
+  }
+  if (o.numTokenLookClose !== undefined && (!Number.isInteger(o.numTokenLookClose) || o.numTokenLookClose < 0)) {
+    throw new UserError(`numTokenLookClose must be a non-negative integer, got ${String(o.numTokenLookClose)}`);
+  }
+  if (o.numLookClose !== undefined && o.numTokenLookClose !== undefined) {
+    throw new UserError('give numLookClose or numTokenLookClose, not both');
+  }
+  const firstN = o.onlySelectFirstNScale;
+  if (firstN !== undefined) {
+    const list = typeof firstN === 'number' ? [firstN] : firstN;
+    if (typeof firstN !== 'number' && list.length !== batch) {
+      throw new UserError(`onlySelectFirstNScale has ${list.length} entries for a batch of ${batch}`);
+    }
+    for (const n of list) {
+      if (!Number.isInteger(n) || n < 1 || n > ns) throw new UserError(`onlySelectFirstNScale must be an integer in [1, ${ns}], got ${n}`);
+    }
+  }
+  if (o.prompt && (o.prompt.rank !== 2 || o.prompt.shape[0] !== batch || o.prompt.shape[1] !== cfg.trunk.width)) {
+    throw new UserError(`prompt has shape [${o.prompt.shape.join(', ')}], expected [${batch}, ${cfg.trunk.width}]`);
+  }
+}
+
+async function flatProbs(probs: readonly tf.Tensor[]): Promise<Float32Array[]> {
+  return Promise.all(probs.map(async (p) => (await p.data()) as Float32Array));
+}
+
+/** PS3's forward pass with hidden states (`PS3VisionModel.forward`, `output_hidden_states=True`). */
+export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels, options: EncodeOptions = {}): Promise<EncodeOutput> {
+  const cfg = config.vision;
+  checkPixels(cfg, pixels);
+  validateOptions(cfg, pixels.batch, options);
+  const B = pixels.batch;
+  const D = cfg.trunk.width;
+  const ns = cfg.scales.length - 1;
+  const keepHidden = options.outputHiddenStates ?? true;
+  const lowResOnly = options.numLookClose === 0 || options.numTokenLookClose === 0;
+  const numLookClose = options.numLookClose ?? (options.numTokenLookClose === undefined ? 1 : undefined);
+
+  const low = lowRes(w, cfg, pixels, !lowResOnly);
+  const highFeatures = highresSelectionFeatures(w, cfg, pixels);
+  const bottomup = selection(w, cfg, pixels, low.hiddenStates, highFeatures, null);
+  const topdown = options.prompt ? selection(w, cfg, pixels, low.hiddenStates, highFeatures, options.prompt) : null;
+  highFeatures?.dispose();
+  let probs = topdown ?? bottomup;
+  if (options.gtSelectionMaps) {
+    if (options.gtSelectionMaps.length !== B * pixels.height * pixels.width) {
+      throw new UserError(`gtSelectionMaps: ${options.gtSelectionMaps.length} values do not make [${B}, ${pixels.height}, ${pixels.width}]`);
+    }
+    probs = forceGroundTruth(probs, groundTruthPerScale(cfg, options.gtSelectionMaps, B, pixels.height, pixels.width));
+  }
+  if (options.smoothSelectionProb) {
+    const smoothed = smoothProbs(probs);
+    if (probs !== bottomup && probs !== topdown) probs.forEach((p) => p.dispose());
+    probs = smoothed;
+  }
+  const pooledOutput = tf.tidy(() => mapPool(w, cfg.trunk, finalNorm(w, cfg.trunk, low.hiddenStates[low.hiddenStates.length - 1]!)));
+  const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, pixels.height, pixels.width, i + 1));
+  const emptyMaps = (): SelectionMap[] => grids.map(([h, gw]) => ({ height: h, width: gw, data: new Uint8Array(B * h * gw) }));
+
+  if (lowResOnly) {
+    low.kvCache.forEach((kv) => (kv.k.dispose(), kv.v.dispose()));
+    const last = low.hiddenStates[low.hiddenStates.length - 1]!;
+    const hiddenStates = keepHidden ? low.hiddenStates : [];
+    if (!keepHidden) low.hiddenStates.slice(0, -1).forEach((h) => h.dispose());
+    return { lastHiddenState: last, hiddenStates, selectionMaps: emptyMaps(), selectionProbs: probs, bottomupSelectionProbs: bottomup, topdownSelectionProbs: topdown, pooledOutput };
+  }
+
+  // plan the looks
+  const firstNList = options.onlySelectFirstNScale === undefined ? null : typeof options.onlySelectFirstNScale === 'number' ? Array(B).fill(options.onlySelectFirstNScale) : [...options.onlySelectFirstNScale];
+  const scalesCounted = firstNList ? Math.max(...firstNList) : ns;
+  const maxTokens = grids.slice(0, scalesCounted).reduce((a, [h, gw]) => a + h * gw, 0);
+  const base = baseBudgets(cfg);
+  const lookOptions = numLookClose !== undefined ? { numLookClose } : { numTokenLookClose: options.numTokenLookClose! };
+  const plan = planLooks(base, maxTokens, lookOptions);
+
+  const probArrays = await flatProbs(probs);
+  const images = new ScaledImages(cfg, pixels);
+  const union = emptyMaps();
+  const gridSizes = grids.map(([h, gw]) => h * gw);
+  // per look: the chosen indices per scale per image, and that look's hidden states
+  const looks: Array<{ chosen: Int32Array[][]; hidden: tf.Tensor[] }> = [];
+  for (const num of plan) {
+    const chosen: Int32Array[][] = grids.map(() => []);
+    for (let b = 0; b < B; b++) {
+      const own = (i: number): Float32Array => probArrays[i]!.subarray(b * gridSizes[i]!, (b + 1) * gridSizes[i]!);
+      const taken = looks.length ? union.map((m, i) => m.data.subarray(b * gridSizes[i]!, (b + 1) * gridSizes[i]!)) : null;
+      const budgets = lookBudgets(base, num, firstNList ? firstNList[b] : null);
+      chooseLook(grids.map((_, i) => own(i)), taken, budgets).forEach((ids, i) => chosen[i]!.push(ids));
+    }
+    chosen.forEach((perImage, i) => {
+      if (perImage.some((ids) => ids.length !== perImage[0]!.length)) {
+        throw new Error(`look: images chose different patch counts at scale ${i}; batch them separately`);
+      }
+    });
+    const hidden = look(w, cfg, images, B, chosen, low.kvCache);
+    const kept = keepHidden ? hidden : [hidden[hidden.length - 1]!];
+    if (!keepHidden) hidden.slice(0, -1).forEach((h) => h.dispose());
+    looks.push({ chosen, hidden: kept });
+    chosen.forEach((perImage, i) => perImage.forEach((ids, b) => ids.forEach((g) => (union[i]!.data[b * gridSizes[i]! + g] = 1))));
+  }
+  low.kvCache.forEach((kv) => (kv.k.dispose(), kv.v.dispose()));
+
+  // Each look's tokens, per image, run scale by scale in row-major order. Gather them from all
+  // looks (flattened look-major: [look][b][row]) in (scale, position) order, as the reference does.
+  const offsets = gridSizes.map((_, i) => gridSizes.slice(0, i).reduce((a, c) => a + c, 0));
+  const perLook = looks.map(({ chosen }) => chosen.reduce((a, perImage) => a + perImage[0]!.length, 0));
+  const lookBase = perLook.map((_, li) => perLook.slice(0, li).reduce((a, c) => a + B * c, 0));
+  const gatherIndex: number[] = [];
+  for (let b = 0; b < B; b++) {
+    const slots: Array<[number, number]> = [];
+    looks.forEach(({ chosen }, li) => {
+      let row = lookBase[li]! + b * perLook[li]!;
+      chosen.forEach((perImage, i) => perImage[b]!.forEach((g) => slots.push([offsets[i]! + g, row++])));
+    });
+    slots.sort((x, y) => x[0] - y[0]);
+    for (const [, row] of slots) gatherIndex.push(row);
+  }
+  const perImageHigh = gatherIndex.length / B;
+  const layers = looks[0]!.hidden.length;
+  const assembled: tf.Tensor[] = [];
+  for (let layer = 0; layer < layers; layer++) {
+    const lowLayer = keepHidden ? low.hiddenStates[layer]! : low.hiddenStates[low.hiddenStates.length - 1]!;
+    assembled.push(
+      tf.tidy(() => {
+        const flat = tf.concat(looks.map(({ hidden }) => tf.reshape(hidden[layer]!, [-1, D])), 0);
+        const high = tf.reshape(tf.gather(flat, tf.tensor1d(gatherIndex, 'int32')), [B, perImageHigh, D]);
+        return tf.concat([lowLayer, high], 1);
+      }),
+    );
+  }
+  looks.forEach(({ hidden }) => hidden.forEach((h) => h.dispose()));
+  low.hiddenStates.forEach((h) => h.dispose());
+  return {
+    lastHiddenState: assembled[assembled.length - 1]!,
+    hiddenStates: keepHidden ? assembled : [],
+    selectionMaps: union,
+    selectionProbs: probs,
+    bottomupSelectionProbs: bottomup,
+    topdownSelectionProbs: topdown,
+    pooledOutput,
+  };
+}
+

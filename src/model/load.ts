@@ -1,0 +1,65 @@
+/**
+ * A PS3 model folder (Hugging Face layout: `config.json` + `model.safetensors`), checked against
+ * the parameter table the config implies; or a model of any config with random weights.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseConfig, type PS3Config } from '../io/config.js';
+import { openSafetensors } from '../io/safetensors.js';
+import { UserError } from '../errors.js';
+import { paramTable, textParams, visionParams, WRAPPER_KEYS, type ParamTable } from './params.js';
+import { checkAndLoad, randomWeights, type Weights } from './weights.js';
+
+export interface PS3Model {
+  readonly config: PS3Config;
+  readonly weights: Weights;
+  /** where it came from: a folder, or "random (seed N)" */
+  readonly source: string;
+}
+
+export type ModelParts = 'all' | 'vision' | 'text';
+
+export function readConfigFile(file: string): PS3Config {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  return parseConfig(json, file);
+}
+
+function tableFor(config: PS3Config, parts: ModelParts): { table: ParamTable; extra: ParamTable } {
+  if (parts === 'all') return { table: paramTable(config), extra: WRAPPER_KEYS };
+  // a partial load tolerates the other tower's keys
+  const other = parts === 'vision' ? textParams(config) : visionParams(config);
+  return { table: parts === 'vision' ? visionParams(config) : textParams(config), extra: new Map([...WRAPPER_KEYS, ...other]) };
+}
+
+/** Load `dir/config.json` and `dir/model.safetensors`; every key is checked before any tensor is made. */
+export function loadModel(dir: string, parts: ModelParts = 'all'): PS3Model {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UserError(`${dir}: model folder not found`);
+  const config = readConfigFile(path.join(dir, 'config.json'));
+  const file = openSafetensors(path.join(dir, 'model.safetensors'));
+  const { table, extra } = tableFor(config, parts);
+  const weights = checkAndLoad(
+    { keys: () => file.entries.keys(), shapeOf: (k) => file.entries.get(k)!.shape, read: (k) => file.read(k) },
+    table,
+    file.where,
+    extra,
+    (k) => WRAPPER_KEYS.has(k),
+  );
+  return { config, weights, source: dir };
+}
+
+/** A model of `config` with reproducible random weights (and the wrapper's logit scale and bias). */
+export function randomModel(config: PS3Config, seed = 0): PS3Model {
+  const table = new Map([...paramTable(config), ...WRAPPER_KEYS]);
+  return { config, weights: randomWeights(table, seed, { logitScale: config.initLogitScale, logitBias: config.initLogitBias }), source: `random weights (seed ${seed})` };
+}

@@ -1,0 +1,80 @@
+/**
+ * PS3's pre-training layout (`output_hidden_states=False`, `pool_gt_token_only`): one look at the
+ * full budget chosen from the top-down probabilities forced to 1 on the ground-truth box; the MAP
+ * head pools only the chosen high-res tokens that overlap the box (all of them if none do); rows
+ * whose caption is global take the low-res pooled output instead. Synchronous and built from
+ * differentiable ops, so it runs inside `tf.grad`.
+ */
+import { tf } from '../tensor/engine.js';
+import { resize } from '../tensor/resample.js';
+import type { VisionConfig } from '../io/config.js';
+import { UserError } from '../errors.js';
+import { highResTokens, highresSelectionFeatures, lowRes, ScaledImages, selection, type Pixels, type SelectionMap } from './encoder.js';
+import { baseBudgets, chooseLook, forceGroundTruth, gridAtScale, groundTruthPerScale } from './selection.js';
+import { finalNorm, mapPool, trunk } from './vit.js';
+import type { Weights } from './weights.js';
+
+export interface PretrainOutput {
+  /** [B, D] */
+  readonly pooledOutput: tf.Tensor;
+  readonly selectionMaps: SelectionMap[];
+  readonly bottomupSelectionProbs: tf.Tensor[];
+  readonly topdownSelectionProbs: tf.Tensor[];
+}
+
+/**
+ * `gt` [B, H, W] 0/1 at input resolution; `isGlobalText` [B] (1: the caption describes the whole
+ * image); `prompt` [B, D] from the text tower.
+ */
+export function encodePretrain(
+  w: Weights,
+  cfg: VisionConfig,
+  pixels: Pixels,
+  prompt: tf.Tensor,
+  gt: Float32Array,
+  isGlobalText: ArrayLike<number>,
+): PretrainOutput {
+  const { batch: B, height: H, width: W } = pixels;
+  if (gt.length !== B * H * W) throw new UserError(`gtSelectionMaps: ${gt.length} values do not make [${B}, ${H}, ${W}]`);
+  if (isGlobalText.length !== B) throw new UserError(`isGlobalText: ${isGlobalText.length} values for a batch of ${B}`);
+  const low = lowRes(w, cfg, pixels, true);
+  const highFeatures = highresSelectionFeatures(w, cfg, pixels);
+  const bottomup = selection(w, cfg, pixels, low.hiddenStates, highFeatures, null);
+  const topdown = selection(w, cfg, pixels, low.hiddenStates, highFeatures, prompt);
+  const forced = forceGroundTruth(topdown, groundTruthPerScale(cfg, gt, B, H, W));
+
+  const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, H, W, i + 1));
+  const sizes = grids.map(([h, gw]) => h * gw);
+  const probArrays = forced.map((p) => p.dataSync() as Float32Array);
+  forced.forEach((p) => p.dispose());
+  const base = baseBudgets(cfg);
+  const chosen: Int32Array[][] = grids.map(() => []);
+  for (let b = 0; b < B; b++) {
+    chooseLook(probArrays.map((p, i) => p.subarray(b * sizes[i]!, (b + 1) * sizes[i]!)), null, base).forEach((ids, i) => chosen[i]!.push(ids));
+  }
+  const maps: SelectionMap[] = grids.map(([h, gw], i) => {
+    const data = new Uint8Array(B * h * gw);
+    chosen[i]!.forEach((ids, b) => ids.forEach((g) => (data[b * sizes[i]! + g] = 1)));
+    return { height: h, width: gw, data };
+  });
+
+  // pooling mask: the box area-downsampled straight to each scale's grid, read at the chosen patches
+  const poolMask: number[] = [];
+  const gtAtScale = grids.map(([h, gw]) => resize(gt, B, H, W, h, gw, 'area'));
+  for (let b = 0; b < B; b++) {
+    chosen.forEach((perImage, i) => perImage[b]!.forEach((g) => poolMask.push(gtAtScale[i]![b * sizes[i]! + g]!)));
+  }
+
+  const tokens = highResTokens(w, cfg, new ScaledImages(cfg, pixels), B, chosen);
+  const high = trunk(w, cfg.trunk, tokens, { cache: low.kvCache });
+  const lastHigh = high.hiddenStates[high.hiddenStates.length - 1]!;
+  const lastLow = low.hiddenStates[low.hiddenStates.length - 1]!;
+  const pooledOutput = tf.tidy(() => {
+    const n = lastHigh.shape[1]!;
+    const local = mapPool(w, cfg.trunk, finalNorm(w, cfg.trunk, lastHigh), tf.tensor2d(poolMask, [B, n]));
+    const global = mapPool(w, cfg.trunk, finalNorm(w, cfg.trunk, lastLow));
+    const isGlobal = tf.tensor2d(Float32Array.from(isGlobalText), [B, 1]);
+    return tf.add(tf.mul(isGlobal, global), tf.mul(tf.sub(1, isGlobal), local));
+  });
+  return { pooledOutput, selectionMaps: maps, bottomupSelectionProbs: bottomup, topdownSelectionProbs: topdown };
+}

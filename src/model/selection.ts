@@ -1,0 +1,185 @@
+/**
+ * Where PS3 looks: selection probabilities from low-res features (and the shallow convnet)
+ * against a prompt, and the looks that turn them into per-scale patch choices under a budget.
+ * Probabilities are tensors (the box-supervision losses train through them); choosing patches
+ * is a hard top-k done on plain arrays.
+ */
+import { tf } from '../tensor/engine.js';
+import { adaptiveMaxPool2d, resize2d } from '../tensor/ops.js';
+import { resize } from '../tensor/resample.js';
+import { stableTopK } from '../tensor/topk.js';
+import type { VisionConfig } from '../io/config.js';
+import { l2Normalize, linear, mlp } from './layers.js';
+import type { Weights } from './weights.js';
+
+/** Image size (h, w) at scale i for an input of h x w: scale 0 is always square; others keep the aspect ratio. */
+export function imageSizeAtScale(cfg: VisionConfig, height: number, width: number, i: number): [number, number] {
+  const s0 = cfg.scales[0]!;
+  const P = cfg.trunk.patchSize;
+  if (i === 0) return [s0, s0];
+  const zoom = Math.floor(cfg.scales[i]! / s0);
+  if (height >= width) return [s0 * zoom, Math.max(Math.floor(Math.trunc((s0 / height) * width) / P), 1) * P * zoom];
+  return [Math.max(Math.floor(Math.trunc((s0 / width) * height) / P), 1) * P * zoom, s0 * zoom];
+}
+
+/** Patch grid (gh, gw) at scale i. */
+export function gridAtScale(cfg: VisionConfig, height: number, width: number, i: number): [number, number] {
+  const [h, w] = imageSizeAtScale(cfg, height, width, i);
+  const P = cfg.trunk.patchSize;
+  return [Math.max(Math.floor(h / P), 1), Math.max(Math.floor(w / P), 1)];
+}
+
+/**
+ * Selection logits on the low-res grid, [B, g0, g0]: cosine of the selection features with the
+ * prompt, averaged with the convnet's cosine (adaptive-max-pooled) when the model has it. Only
+ * the first scale's chunk is computed: the reference uses it for every scale.
+ */
+export function selectionLogits(
+  w: Weights,
+  cfg: VisionConfig,
+  lowResHidden: readonly tf.Tensor[],
+  highresFeatures: tf.Tensor | null,
+  prompt: tf.Tensor,
+): tf.Tensor {
+  return tf.tidy(() => {
+    const D = cfg.trunk.width;
+    const g0 = cfg.scales[0]! / cfg.trunk.patchSize;
+    const features = tf.concat(cfg.selectBasedOnLayer.map((i) => lowResHidden[i]!), -1); // [B, N0, D * L]
+    const B = features.shape[0]!;
+    const projected = mlp(w, 'vision_model.selection_feature_proj', features); // [B, N0, D * ns]
+    const first = tf.slice(projected, [0, 0, 0], [B, -1, D]); // [B, N0, D]
+    let logits = tf.reshape(tf.sum(tf.mul(l2Normalize(first), tf.reshape(l2Normalize(prompt), [B, 1, D])), -1), [B, g0, g0]);
+    if (highresFeatures) {
+      const out = highresFeatures.shape[3]!;
+      const hp = tf.slice(linear(w, 'vision_model.prompt_proj_for_highres', prompt), [0, 0], [B, out]); // [B, out]
+      const hl = tf.sum(tf.mul(l2Normalize(highresFeatures), tf.reshape(l2Normalize(hp), [B, 1, 1, out])), -1); // [B, h, w]
+      logits = tf.div(tf.add(logits, adaptiveMaxPool2d(hl, 1, g0, g0)), 2);
+    }
+    return logits;
+  });
+}
+
+/** Logits -> probabilities: x5, clamp to [-10, 10], sigmoid; then nearest-upsampled to each high-res grid. */
+export function selectionProbs(cfg: VisionConfig, logits: tf.Tensor, height: number, width: number): tf.Tensor[] {
+  return tf.tidy(() => {
+    const p = tf.sigmoid(tf.clipByValue(tf.mul(logits, 5), -10, 10));
+    return cfg.scales.slice(1).map((_, i) => {
+      const [gh, gw] = gridAtScale(cfg, height, width, i + 1);
+      return resize2d(p, 1, gh, gw, 'nearest');
+    });
+  });
+}
+
+/**
+ * The ground-truth map [B, H, W] at input resolution, area-downsampled to the first high-res grid
+ * and nearest-upsampled to each scale's grid: per scale a [B, gh * gw] array (> 0 forces a patch).
+ */
+export function groundTruthPerScale(cfg: VisionConfig, gt: Float32Array, batch: number, height: number, width: number): Float32Array[] {
+  const [g1h, g1w] = gridAtScale(cfg, height, width, 1);
+  const first = resize(gt, batch, height, width, g1h, g1w, 'area');
+  return cfg.scales.slice(1).map((_, i) => {
+    const [gh, gw] = gridAtScale(cfg, height, width, i + 1);
+    return resize(first, batch, g1h, g1w, gh, gw, 'nearest');
+  });
+}
+
+/** Force probability 1 wherever the ground truth is > 0. */
+export function forceGroundTruth(probs: readonly tf.Tensor[], gtPerScale: readonly Float32Array[]): tf.Tensor[] {
+  return probs.map((p, i) =>
+    tf.tidy(() => {
+      const forced = tf.greater(tf.tensor(gtPerScale[i]!, p.shape), 0);
+      return tf.where(forced, tf.onesLike(p), p);
+    }),
+  );
+}
+
+/** `smooth_selection_prob`: area-pool each map to 6 x 6 and nearest-upsample back. */
+export function smoothProbs(probs: readonly tf.Tensor[]): tf.Tensor[] {
+  return probs.map((p) =>
+    tf.tidy(() => {
+      const [, h, w] = p.shape as [number, number, number];
+      return resize2d(resize2d(p, 1, 6, 6, 'area'), 1, h, w, 'nearest');
+    }),
+  );
+}
+
+/** Each look's budget per high-res scale: `max_select_num` split by pixel count, or as configured. */
+export function baseBudgets(cfg: VisionConfig): number[] {
+  if (cfg.maxSelectNumEachScale) return [...cfg.maxSelectNumEachScale];
+  const pixels = cfg.scales.map((s) => s * s);
+  const total = pixels.slice(1).reduce((a, c) => a + c, 0);
+  const budgets = pixels.slice(1).map((p) => Math.trunc((cfg.maxSelectNum * p) / total));
+  budgets[budgets.length - 1]! += cfg.maxSelectNum - sum(budgets);
+  return budgets;
+}
+
+function sum(xs: readonly number[]): number {
+  return xs.reduce((a, c) => a + c, 0);
+}
+
+/**
+ * One image's budgets for one look: scaled to a token count `num` (remainder to the last scale),
+ * then restricted to the first `firstN` scales (later scales keep one patch each, and the last
+ * absorbs the difference, as the reference does).
+ */
+export function lookBudgets(base: readonly number[], num: number | null, firstN: number | null): number[] {
+  let budgets = [...base];
+  const full = sum(base);
+  if (num !== null) {
+    budgets = budgets.map((b) => Math.trunc((b * num) / full));
+    budgets[budgets.length - 1]! += num - sum(budgets);
+  }
+  if (firstN !== null) {
+    const head = sum(budgets.slice(0, firstN));
+    const total = sum(budgets);
+    budgets = budgets.map((b, i) => (i < firstN ? Math.trunc((b / head) * total) : 1));
+    budgets[budgets.length - 1]! += full - sum(budgets);
+  }
+  return budgets;
+}
+
+/**
+ * One look's choice for one image: per scale, the top patches by probability among those not
+ * chosen before (ties by lower row-major index); a scale with too few left passes its shortfall
+ * to the next scale. `probs[i]` and `taken[i]` are that scale's flat grid. Returns sorted indices.
+ */
+export function chooseLook(probs: readonly ArrayLike<number>[], taken: readonly Uint8Array[] | null, budgets: readonly number[]): Int32Array[] {
+  const want = [...budgets];
+  return probs.map((p, i) => {
+    const values = Float32Array.from(p);
+    if (taken) for (let j = 0; j < values.length; j++) if (taken[i]![j]) values[j] = -1;
+    let available = 0;
+    for (let j = 0; j < values.length; j++) if (values[j] !== -1) available++;
+    if (available < want[i]!) {
+      if (i < probs.length - 1) want[i + 1]! += want[i]! - available;
+      want[i] = available;
+    }
+    return stableTopK(values, want[i]!).sort();
+  });
+}
+
+export type LookCount = number | 'all';
+
+/** The looks of one call: how many, and the token count of each (null = the full budget). */
+export function planLooks(
+  base: readonly number[],
+  maxTokens: number,
+  options: { numLookClose?: LookCount; numTokenLookClose?: number },
+): Array<number | null> {
+  const perLook = sum(base);
+  const needed = Math.ceil(maxTokens / perLook);
+  if (options.numLookClose !== undefined) {
+    const n = options.numLookClose === 'all' ? needed : Math.min(options.numLookClose, needed);
+    return Array.from({ length: n }, () => null);
+  }
+  if (options.numTokenLookClose !== undefined) {
+    const tokens = Math.min(options.numTokenLookClose, maxTokens);
+    const n = Math.ceil(tokens / perLook);
+    const last = tokens % perLook || perLook;
+    return Array.from({ length: n }, (_, k) => {
+      if (k === 0) return tokens <= perLook ? tokens : null;
+      return k === n - 1 ? last : null;
+    });
+  }
+  throw new RangeError('planLooks: give numLookClose or numTokenLookClose');
+}

@@ -1,0 +1,160 @@
+/**
+ * The ViT trunk as PS3 uses it: patch embedding of all or only the chosen patches, the position
+ * embedding resampled to any grid, blocks that can attend to a low-res KV cache, and MAP
+ * (attention-pool) pooling with an optional token mask.
+ */
+import { tf } from '../tensor/engine.js';
+import { resize2d } from '../tensor/ops.js';
+import type { TrunkConfig } from '../io/config.js';
+import { attention, layerNorm, linear, mergeHeads, mlp, splitHeads } from './layers.js';
+import type { Weights } from './weights.js';
+
+const T = 'vision_model.trunk';
+
+/** One block's keys and values, [B, H, N, d] each: the low-res KV cache high-res tokens attend to. */
+export interface KV {
+  readonly k: tf.Tensor;
+  readonly v: tf.Tensor;
+}
+
+/**
+ * Unfold P x P patches of a [B, C, H, W] image, row-major over the grid, each flattened
+ * channel-major (C, row, column) like `F.unfold`. `select[b]` lists the grid indices to keep
+ * (ascending) for image b; all patches when omitted. Returns [B * n, C * P * P].
+ */
+export function patchify(
+  pixels: Float32Array,
+  dims: { batch: number; channels: number; height: number; width: number },
+  P: number,
+  select?: readonly Int32Array[],
+): { data: Float32Array; perImage: number } {
+  const { batch, channels, height, width } = dims;
+  const gh = Math.floor(height / P);
+  const gw = Math.floor(width / P);
+  const perImage = select ? select[0]!.length : gh * gw;
+  const K = channels * P * P;
+  const out = new Float32Array(batch * perImage * K);
+  for (let b = 0; b < batch; b++) {
+    const ids = select ? select[b]! : null;
+    if (ids && ids.length !== perImage) throw new RangeError('patchify: every image must select the same number of patches');
+    for (let j = 0; j < perImage; j++) {
+      const g = ids ? ids[j]! : j;
+      const py = Math.floor(g / gw) * P;
+      const px = (g % gw) * P;
+      let o = (b * perImage + j) * K;
+      for (let c = 0; c < channels; c++) {
+        const plane = (b * channels + c) * height * width;
+        for (let y = 0; y < P; y++) {
+          const row = plane + (py + y) * width + px;
+          for (let x = 0; x < P; x++) out[o++] = pixels[row + x]!;
+        }
+      }
+    }
+  }
+  return { data: out, perImage };
+}
+
+/** Patches [B * n, 3 * P * P] -> tokens [B, n, D]: the patch conv as a matrix product. */
+export function patchEmbed(w: Weights, patches: tf.Tensor, batch: number): tf.Tensor {
+  return tf.tidy(() => {
+    const weight = w.get(`${T}.patch_embed.proj.weight`);
+    const D = weight.shape[0]!;
+    const y = tf.add(tf.matMul(patches, tf.reshape(weight, [D, -1]), false, true), w.get(`${T}.patch_embed.proj.bias`));
+    return tf.reshape(y, [batch, -1, D]);
+  });
+}
+
+/**
+ * The position embedding for a gh x gw grid, [gh * gw, D]: as stored when the grid is the stored
+ * square one, else resampled with antialiased bicubic to the larger side and cropped top-left.
+ */
+export function positionEmbedding(w: Weights, gh: number, gw: number): tf.Tensor {
+  return tf.tidy(() => {
+    const pe = w.get(`${T}.pos_embed`);
+    const [, count, D] = pe.shape as [number, number, number];
+    const n = Math.round(Math.sqrt(count));
+    if (gh === gw && gh * gw === count) return tf.reshape(pe, [count, D]);
+    const m = Math.max(gh, gw);
+    return tf.reshape(resize2d(tf.reshape(pe, [n, n, D]), 0, m, m, 'bicubic-antialias', gh, gw), [gh * gw, D]);
+  });
+}
+
+/** A scale's learned residual `pos_emb_residual[i]`, stored for the full square grid, cropped top-left: [gh * gw, D]. */
+export function positionResidual(w: Weights, scaleIndex: number, gh: number, gw: number): tf.Tensor {
+  return tf.tidy(() => {
+    const r = w.get(`vision_model.pos_emb_residual.${scaleIndex}`);
+    const [, count, D] = r.shape as [number, number, number];
+    const n = Math.round(Math.sqrt(count));
+    return tf.reshape(tf.slice(tf.reshape(r, [n, n, D]), [0, 0, 0], [gh, gw, D]), [gh * gw, D]);
+  });
+}
+
+/** One transformer block; with `cache`, the tokens attend to the cached keys/values followed by their own. */
+export function block(w: Weights, cfg: TrunkConfig, i: number, x: tf.Tensor, cache?: KV): { x: tf.Tensor; kv: KV } {
+  const p = `${T}.blocks.${i}`;
+  const [B, N, D] = x.shape as [number, number, number];
+  const qkv = linear(w, `${p}.attn.qkv`, layerNorm(w, `${p}.norm1`, x, cfg.normEps));
+  const [q, kOwn, vOwn] = tf.split(qkv, 3, -1).map((t) => splitHeads(t, cfg.heads)) as [tf.Tensor, tf.Tensor, tf.Tensor];
+  const k = cache ? tf.concat([cache.k, kOwn], 2) : kOwn;
+  const v = cache ? tf.concat([cache.v, vOwn], 2) : vOwn;
+  const attended = tf.reshape(mergeHeads(attention(q, k, v)), [B, N, D]);
+  const h = tf.add(x, linear(w, `${p}.attn.proj`, attended));
+  const out = tf.add(h, mlp(w, `${p}.mlp`, layerNorm(w, `${p}.norm2`, h, cfg.normEps)));
+  return { x: out, kv: { k, v } };
+}
+
+export interface TrunkOutput {
+  /** every block's output, [B, N, D] each */
+  readonly hiddenStates: tf.Tensor[];
+  /** every block's keys and values (only the tokens' own when run with a cache is not kept) */
+  readonly kvCache: KV[];
+}
+
+/**
+ * Run all blocks. With `cache` (the low-res pass's), the tokens are high-res ones that see the
+ * low-res tokens; they are not added to the cache, so looks never see each other.
+ * `keepKv` keeps each block's keys and values (the low-res pass needs them, looks do not).
+ */
+export function trunk(w: Weights, cfg: TrunkConfig, tokens: tf.Tensor, options: { cache?: KV[]; keepKv?: boolean } = {}): TrunkOutput {
+  const hiddenStates: tf.Tensor[] = [];
+  const kvCache: KV[] = [];
+  let x = tokens;
+  for (let i = 0; i < cfg.depth; i++) {
+    const out = tf.tidy(() => {
+      const r = block(w, cfg, i, x, options.cache?.[i]);
+      return options.keepKv ? [r.x, r.kv.k, r.kv.v] : [r.x];
+    });
+    x = out[0]!;
+    hiddenStates.push(x);
+    if (options.keepKv) kvCache.push({ k: out[1]!, v: out[2]! });
+  }
+  return { hiddenStates, kvCache };
+}
+
+/** The trunk's final LayerNorm. */
+export function finalNorm(w: Weights, cfg: TrunkConfig, x: tf.Tensor): tf.Tensor {
+  return layerNorm(w, `${T}.norm`, x, cfg.normEps);
+}
+
+/**
+ * MAP pooling (timm's AttentionPoolLatent) over final-normed tokens [B, N, D] -> [B, D].
+ * `mask` [B, N] (1 keeps a token) restricts the pooled tokens; an all-zero row pools everything.
+ */
+export function mapPool(w: Weights, cfg: TrunkConfig, x: tf.Tensor, mask?: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const p = `${T}.attn_pool`;
+    const [B, N, D] = x.shape as [number, number, number];
+    const latent = tf.broadcastTo(w.get(`${p}.latent`), [B, 1, D]);
+    const q = splitHeads(linear(w, `${p}.q`, latent), cfg.poolHeads);
+    const [k, v] = tf.split(linear(w, `${p}.kv`, x), 2, -1).map((t) => splitHeads(t, cfg.poolHeads)) as [tf.Tensor, tf.Tensor];
+    let bias: tf.Tensor | undefined;
+    if (mask) {
+      // rows with nothing to keep pool every token, as the reference does
+      const keep = tf.logicalOr(tf.greater(mask, 0), tf.equal(tf.sum(mask, -1, true), 0));
+      bias = tf.reshape(tf.where(keep, tf.zeros([B, N]), tf.fill([B, N], -Infinity)), [B, 1, 1, N]);
+    }
+    let o = linear(w, `${p}.proj`, mergeHeads(attention(q, k, v, bias)));
+    o = tf.add(o, mlp(w, `${p}.mlp`, layerNorm(w, `${p}.norm`, o, cfg.normEps)));
+    return tf.reshape(o, [B, D]);
+  });
+}

@@ -1,0 +1,128 @@
+/**
+ * Weights are plain named tensors keyed like the released checkpoint. A module is a function of
+ * its weights and inputs, so `get` is the only way in, and a missing key names itself.
+ */
+import { tf } from '../tensor/engine.js';
+import type { NamedArray } from '../io/safetensors.js';
+import { UserError } from '../errors.js';
+import type { ParamTable } from './params.js';
+
+export class Weights {
+  constructor(private readonly tensors: Map<string, tf.Tensor>) {}
+
+  get(key: string): tf.Tensor {
+    const t = this.tensors.get(key);
+    if (!t) throw new UserError(`weights: missing key "${key}"`);
+    return t;
+  }
+
+  has(key: string): boolean {
+    return this.tensors.has(key);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.tensors.keys();
+  }
+
+  entries(): IterableIterator<[string, tf.Tensor]> {
+    return this.tensors.entries();
+  }
+
+  /** Variables for training: the same names, as trainable `tf.Variable`s. */
+  toVariables(): Weights {
+    const out = new Map<string, tf.Tensor>();
+    for (const [k, t] of this.tensors) out.set(k, tf.variable(t, true, k.replace(/[^A-Za-z0-9_./-]/g, '_')));
+    return new Weights(out);
+  }
+
+  dispose(): void {
+    for (const t of this.tensors.values()) t.dispose();
+    this.tensors.clear();
+  }
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/**
+ * Check stored arrays against the parameter table and turn them into tensors: every table key
+ * must be present with its shape; a stored key outside the table (and outside `allowedExtra`)
+ * is refused by name. Allowed extra keys are checked, and turned into tensors where `loadExtra` says.
+ */
+export function checkAndLoad(
+  arrays: { keys(): Iterable<string>; shapeOf(key: string): readonly number[]; read(key: string): NamedArray },
+  table: ParamTable,
+  where: string,
+  allowedExtra: ParamTable = new Map(),
+  loadExtra: (key: string) => boolean = () => true,
+): Weights {
+  const stored = new Set(arrays.keys());
+  for (const [key, shape] of table) {
+    if (!stored.has(key)) throw new UserError(`${where}: missing key "${key}" (expected shape ${JSON.stringify(shape)})`);
+    const got = arrays.shapeOf(key);
+    if (!sameShape(got, shape)) {
+      throw new UserError(`${where}: key "${key}" has shape ${JSON.stringify(got)}, expected ${JSON.stringify(shape)}`);
+    }
+  }
+  for (const key of stored) {
+    if (table.has(key)) continue;
+    const extra = allowedExtra.get(key);
+    if (!extra) throw new UserError(`${where}: unexpected key "${key}"`);
+    if (!sameShape(arrays.shapeOf(key), extra)) {
+      throw new UserError(`${where}: key "${key}" has shape ${JSON.stringify(arrays.shapeOf(key))}, expected ${JSON.stringify(extra)}`);
+    }
+  }
+  const tensors = new Map<string, tf.Tensor>();
+  for (const key of stored) {
+    if (!table.has(key) && !loadExtra(key)) continue;
+    const a = arrays.read(key);
+    tensors.set(key, tf.tensor(a.data, [...a.shape], a.data instanceof Float32Array ? 'float32' : 'int32'));
+  }
+  return new Weights(tensors);
+}
+
+/** A deterministic normal generator (mulberry32 + Box-Muller) so random models are reproducible. */
+export function seededNormal(seed: number): () => number {
+  let s = seed >>> 0;
+  const uniform = (): number => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return () => {
+    const u = Math.max(uniform(), 1e-12);
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * uniform());
+  };
+}
+
+/**
+ * Random initialisation in the spirit of timm/open_clip: norms at (1, 0), biases 0, matrices
+ * N(0, 1/fan_in), embeddings N(0, 0.02), the logit scale and bias at their configured init.
+ */
+export function randomWeights(table: ParamTable, seed: number, init: { logitScale: number; logitBias: number }): Weights {
+  const normal = seededNormal(seed);
+  const tensors = new Map<string, tf.Tensor>();
+  for (const [key, shape] of table) {
+    const n = shape.reduce((a, c) => a * c, 1);
+    const data = new Float32Array(n);
+    const last = key.split('.').pop() ?? '';
+    const isNorm = /(norm\d?|ln_\d|ln_final|stem\.1)\.(weight|bias)$/.test(key);
+    if (key === 'logit_scale') data.fill(init.logitScale);
+    else if (key === 'logit_bias') data.fill(init.logitBias);
+    else if (isNorm) data.fill(last === 'weight' ? 1 : 0);
+    else if (last === 'bias' || key.endsWith('in_proj_bias')) data.fill(0);
+    // ConvNeXt's per-channel scale (timm's gamma); timm starts it at 1e-6, which would make a
+    // random model's blocks vanish, so random models start it at 0.1
+    else if (/highres_selection_feature_module\.blocks\.\d+\.weight$/.test(key)) data.fill(0.1);
+    else {
+      const fanIn = shape.length >= 2 ? n / shape[0]! : 1;
+      const std = /embed|embedding|latent|prompt|residual/.test(key) ? 0.02 : 1 / Math.sqrt(fanIn);
+      for (let i = 0; i < n; i++) data[i] = normal() * std;
+    }
+    tensors.set(key, tf.tensor(data, [...shape]));
+  }
+  return new Weights(tensors);
+}

@@ -1,0 +1,53 @@
+/**
+ * Kernels the WASM backend lacks and PS3 needs. `UnsortedSegmentSum` is the gradient of `gather`
+ * (token and position embeddings, selected patches); it is computed in plain JS on the backend's
+ * heap, which is exact and cheap at the sizes involved.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { BackendName } from './engine.js';
+
+interface HeapBackend {
+  readSync(dataId: object): ArrayLike<number>;
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+/** out[s, ...] = sum of x[i, ...] over rows i with segmentIds[i] = s (ids outside [0, n) dropped). */
+export function unsortedSegmentSumValues(
+  x: ArrayLike<number>,
+  ids: ArrayLike<number>,
+  rows: number,
+  rowSize: number,
+  numSegments: number,
+): Float32Array {
+  const out = new Float32Array(numSegments * rowSize);
+  for (let i = 0; i < rows; i++) {
+    const s = ids[i]!;
+    if (s < 0 || s >= numSegments) continue;
+    for (let j = 0; j < rowSize; j++) out[s * rowSize + j]! += x[i * rowSize + j]!;
+  }
+  return out;
+}
+
+export function registerMissingKernels(backend: BackendName): void {
+  if (backend !== 'wasm') return;
+  const have = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));
+  if (!have.has('UnsortedSegmentSum')) {
+    tf.registerKernel({
+      kernelName: 'UnsortedSegmentSum',
+      backendName: 'wasm',
+      kernelFunc: ({ inputs, backend: b, attrs }) => {
+        const heap = b as unknown as HeapBackend;
+        const x = inputs['x'] as tf.TensorInfo;
+        const ids = inputs['segmentIds'] as tf.TensorInfo;
+        const numSegments = (attrs as { numSegments: number }).numSegments;
+        const rows = ids.shape.reduce((a, c) => a * c, 1);
+        const rowSize = x.shape.slice(ids.shape.length).reduce((a, c) => a * c, 1);
+        const values = unsortedSegmentSumValues(heap.readSync(x.dataId), heap.readSync(ids.dataId), rows, rowSize, numSegments);
+        const out = heap.makeOutput([numSegments, ...x.shape.slice(ids.shape.length)], x.dtype);
+        heap.typedArrayFromHeap(out).set(values);
+        return out;
+      },
+    });
+  }
+}

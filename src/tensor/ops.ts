@@ -1,0 +1,54 @@
+/**
+ * Differentiable tensor versions of the PyTorch resampling PS3 needs, built from the exact
+ * per-axis weights in `resample.ts`: a separable resize is two matmuls with constant matrices,
+ * so autograd gives exact gradients without extra kernels.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { adaptiveBins, resampleMatrix, tapsFor, type ResampleMode } from './resample.js';
+
+/**
+ * Resize the two axes `rowAxis`, `rowAxis + 1` of `x` from [h, w] to [outH, outW]; the output may be
+ * cropped to its first `cropH` rows and `cropW` columns (PS3 resamples to a square, then crops).
+ */
+export function resize2d(
+  x: tf.Tensor,
+  rowAxis: number,
+  outH: number,
+  outW: number,
+  mode: ResampleMode,
+  cropH = outH,
+  cropW = outW,
+): tf.Tensor {
+  return tf.tidy(() => {
+    const shape = x.shape;
+    const h = shape[rowAxis]!;
+    const w = shape[rowAxis + 1]!;
+    const before = shape.slice(0, rowAxis);
+    const after = shape.slice(rowAxis + 2);
+    const pre = before.reduce((a, c) => a * c, 1);
+    const post = after.reduce((a, c) => a * c, 1);
+    const rows = tf.tensor2d(resampleMatrix(tapsFor(mode, h, outH), cropH), [cropH, h]);
+    const cols = tf.tensor2d(resampleMatrix(tapsFor(mode, w, outW), cropW), [cropW, w]);
+    // [pre, h, w * post] -> rows: [pre, cropH, w * post]
+    let y = tf.matMul(tf.broadcastTo(rows, [pre, cropH, h]), tf.reshape(x, [pre, h, w * post]));
+    // [pre * cropH, w, post] -> cols: [pre * cropH, cropW, post]
+    y = tf.matMul(tf.broadcastTo(cols, [pre * cropH, cropW, w]), tf.reshape(y, [pre * cropH, w, post]));
+    return tf.reshape(y, [...before, cropH, cropW, ...after]);
+  });
+}
+
+/** `F.adaptive_max_pool2d` over axes `rowAxis`, `rowAxis + 1` (max is separable: rows, then columns). */
+export function adaptiveMaxPool2d(x: tf.Tensor, rowAxis: number, outH: number, outW: number): tf.Tensor {
+  return tf.tidy(() => {
+    const poolAxis = (t: tf.Tensor, axis: number, out: number): tf.Tensor => {
+      const bins = adaptiveBins(t.shape[axis]!, out);
+      const parts = bins.map(([s, e]) => {
+        const begin = t.shape.map((_, i) => (i === axis ? s : 0));
+        const size = t.shape.map((d, i) => (i === axis ? e - s : d));
+        return tf.max(tf.slice(t, begin, size), axis, true);
+      });
+      return tf.concat(parts, axis);
+    };
+    return poolAxis(poolAxis(x, rowAxis, outH), rowAxis + 1, outW);
+  });
+}

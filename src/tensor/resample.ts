@@ -1,0 +1,236 @@
+/**
+ * Resampling weights exactly as PyTorch's `F.interpolate` defines them, for one axis at a time.
+ *
+ * Every resize PS3 uses is separable, so each is described by `Taps`: for every output index a
+ * fixed number of (input index, weight) pairs. The same taps drive two implementations:
+ * `resizePlanes` (plain arrays, for images, no gradients needed) and `resampleMatrix` (a dense
+ * [out, in] matrix, so small differentiable tensors such as position embeddings can be resized
+ * with a matmul and get exact gradients for free).
+ */
+
+/** Per-output-index taps along one axis: `index[o * width + t]`, `weight[o * width + t]`. */
+export interface Taps {
+  readonly inSize: number;
+  readonly outSize: number;
+  readonly width: number;
+  readonly index: Int32Array;
+  readonly weight: Float64Array;
+}
+
+function makeTaps(inSize: number, outSize: number, width: number): Taps {
+  if (!Number.isInteger(inSize) || inSize < 1 || !Number.isInteger(outSize) || outSize < 1) {
+    throw new RangeError(`resample sizes must be positive integers, got ${inSize} -> ${outSize}`);
+  }
+  return { inSize, outSize, width, index: new Int32Array(outSize * width), weight: new Float64Array(outSize * width) };
+}
+
+/** Keys' cubic convolution kernel with parameter `a` (-0.75 in PyTorch's bicubic, -0.5 in PIL's and antialiased). */
+export function cubicKernel(x: number, a: number): number {
+  const t = Math.abs(x);
+  if (t <= 1) return ((a + 2) * t - (a + 3)) * t * t + 1;
+  if (t < 2) return (((t - 5) * t + 8) * t - 4) * a;
+  return 0;
+}
+
+/**
+ * `F.interpolate(mode='bicubic', align_corners=False, antialias=False)`: source coordinate
+ * (o + 0.5) * in/out - 0.5 (not clamped for cubic), four taps with a = -0.75, indices clamped to
+ * the border. PyTorch computes the scale in float32; so do we.
+ */
+export function bicubicTaps(inSize: number, outSize: number): Taps {
+  const taps = makeTaps(inSize, outSize, 4);
+  const scale = Math.fround(inSize / outSize);
+  for (let o = 0; o < outSize; o++) {
+    const src = Math.fround(Math.fround(scale * (o + 0.5)) - 0.5);
+    const i0 = Math.floor(src);
+    const t = Math.fround(src - i0);
+    const w = [cubicKernel(t + 1, -0.75), cubicKernel(t, -0.75), cubicKernel(1 - t, -0.75), cubicKernel(2 - t, -0.75)];
+    for (let k = 0; k < 4; k++) {
+      taps.index[o * 4 + k] = Math.min(Math.max(i0 - 1 + k, 0), inSize - 1);
+      taps.weight[o * 4 + k] = w[k]!;
+    }
+  }
+  return taps;
+}
+
+/**
+ * Antialiased cubic resampling (a = -0.5), as PIL's `Image.resize(BICUBIC)` and PyTorch's
+ * `F.interpolate(mode='bicubic', antialias=True)` define it: centre (o + 0.5) * scale, support
+ * 2 * max(scale, 1), taps clipped to the image and normalised to sum 1.
+ */
+export function antialiasBicubicTaps(inSize: number, outSize: number): Taps {
+  const scale = inSize / outSize;
+  const filterScale = Math.max(scale, 1);
+  const support = 2 * filterScale;
+  const width = Math.ceil(support) * 2 + 1;
+  const taps = makeTaps(inSize, outSize, width);
+  for (let o = 0; o < outSize; o++) {
+    const centre = (o + 0.5) * scale;
+    const lo = Math.max(Math.trunc(centre - support + 0.5), 0);
+    const hi = Math.min(Math.trunc(centre + support + 0.5), inSize);
+    let total = 0;
+    for (let j = lo; j < hi; j++) total += cubicKernel((j - centre + 0.5) / filterScale, -0.5);
+    for (let k = 0; k < width; k++) {
+      const j = lo + k;
+      taps.index[o * width + k] = Math.min(j, inSize - 1);
+      taps.weight[o * width + k] = j < hi && total !== 0 ? cubicKernel((j - centre + 0.5) / filterScale, -0.5) / total : 0;
+    }
+  }
+  return taps;
+}
+
+/**
+ * `F.interpolate(mode='nearest')`: source index floor(o * scale) with scale = in/out in float32,
+ * clamped to the last index (PyTorch's `nearest_idx`).
+ */
+export function nearestIndex(inSize: number, outSize: number): Int32Array {
+  const index = new Int32Array(outSize);
+  const scale = Math.fround(inSize / outSize);
+  for (let o = 0; o < outSize; o++) {
+    if (outSize === inSize) index[o] = o;
+    else if (outSize === 2 * inSize) index[o] = o >> 1;
+    else index[o] = Math.min(Math.floor(Math.fround(o * scale)), inSize - 1);
+  }
+  return index;
+}
+
+export function nearestTaps(inSize: number, outSize: number): Taps {
+  const taps = makeTaps(inSize, outSize, 1);
+  taps.index.set(nearestIndex(inSize, outSize));
+  taps.weight.fill(1);
+  return taps;
+}
+
+/** Adaptive pooling bins (PyTorch): [floor(o * in / out), ceil((o + 1) * in / out)). */
+export function adaptiveBins(inSize: number, outSize: number): Array<[number, number]> {
+  const bins: Array<[number, number]> = [];
+  for (let o = 0; o < outSize; o++) {
+    bins.push([Math.floor((o * inSize) / outSize), Math.ceil(((o + 1) * inSize) / outSize)]);
+  }
+  return bins;
+}
+
+/** `F.interpolate(mode='area')`, which is adaptive average pooling. */
+export function areaTaps(inSize: number, outSize: number): Taps {
+  const bins = adaptiveBins(inSize, outSize);
+  const width = Math.max(...bins.map(([s, e]) => e - s));
+  const taps = makeTaps(inSize, outSize, width);
+  bins.forEach(([s, e], o) => {
+    for (let k = 0; k < width; k++) {
+      taps.index[o * width + k] = Math.min(s + k, inSize - 1);
+      taps.weight[o * width + k] = s + k < e ? 1 / (e - s) : 0;
+    }
+  });
+  return taps;
+}
+
+export type ResampleMode = 'bicubic' | 'bicubic-antialias' | 'nearest' | 'area';
+
+export function tapsFor(mode: ResampleMode, inSize: number, outSize: number): Taps {
+  switch (mode) {
+    case 'bicubic':
+      return bicubicTaps(inSize, outSize);
+    case 'bicubic-antialias':
+      return antialiasBicubicTaps(inSize, outSize);
+    case 'nearest':
+      return nearestTaps(inSize, outSize);
+    case 'area':
+      return areaTaps(inSize, outSize);
+  }
+}
+
+/** Dense [outSize, inSize] row-major matrix of the taps (rows may be cropped to the first `rows`). */
+export function resampleMatrix(taps: Taps, rows = taps.outSize): Float32Array {
+  const m = new Float64Array(rows * taps.inSize);
+  for (let o = 0; o < rows; o++) {
+    for (let k = 0; k < taps.width; k++) {
+      m[o * taps.inSize + taps.index[o * taps.width + k]!] += taps.weight[o * taps.width + k]!;
+    }
+  }
+  return Float32Array.from(m);
+}
+
+/**
+ * Resize `planes` stacked [P, H, W] (row-major float32) to [P, outH, outW], rows first then
+ * columns. The intermediate is kept in float64 so the result is the exact separable sum rounded
+ * once to float32.
+ */
+export function resizePlanes(
+  planes: Float32Array,
+  count: number,
+  height: number,
+  width: number,
+  rowTaps: Taps,
+  colTaps: Taps,
+): Float32Array {
+  if (rowTaps.inSize !== height || colTaps.inSize !== width || planes.length !== count * height * width) {
+    throw new RangeError(`resizePlanes: taps ${rowTaps.inSize}x${colTaps.inSize} do not fit planes ${count}x${height}x${width}`);
+  }
+  const outH = rowTaps.outSize;
+  const outW = colTaps.outSize;
+  const out = new Float32Array(count * outH * outW);
+  const rowBuf = new Float64Array(width);
+  for (let p = 0; p < count; p++) {
+    const src = p * height * width;
+    const dst = p * outH * outW;
+    for (let oy = 0; oy < outH; oy++) {
+      rowBuf.fill(0);
+      for (let k = 0; k < rowTaps.width; k++) {
+        const w = rowTaps.weight[oy * rowTaps.width + k]!;
+        if (w === 0) continue;
+        const base = src + rowTaps.index[oy * rowTaps.width + k]! * width;
+        for (let x = 0; x < width; x++) rowBuf[x]! += w * planes[base + x]!;
+      }
+      for (let ox = 0; ox < outW; ox++) {
+        let acc = 0;
+        for (let k = 0; k < colTaps.width; k++) {
+          acc += colTaps.weight[ox * colTaps.width + k]! * rowBuf[colTaps.index[ox * colTaps.width + k]!]!;
+        }
+        out[dst + oy * outW + ox] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+/** Resize [P, H, W] planes with one of PyTorch's modes. */
+export function resize(
+  planes: Float32Array,
+  count: number,
+  height: number,
+  width: number,
+  outH: number,
+  outW: number,
+  mode: ResampleMode,
+): Float32Array {
+  return resizePlanes(planes, count, height, width, tapsFor(mode, height, outH), tapsFor(mode, width, outW));
+}
+
+/** `F.adaptive_max_pool2d` on [P, H, W] planes (plain arrays; see `ops.adaptiveMaxPool` for tensors). */
+export function adaptiveMaxPool(
+  planes: Float32Array,
+  count: number,
+  height: number,
+  width: number,
+  outH: number,
+  outW: number,
+): Float32Array {
+  const rows = adaptiveBins(height, outH);
+  const cols = adaptiveBins(width, outW);
+  const out = new Float32Array(count * outH * outW);
+  for (let p = 0; p < count; p++) {
+    for (let oy = 0; oy < outH; oy++) {
+      for (let ox = 0; ox < outW; ox++) {
+        let best = -Infinity;
+        for (let y = rows[oy]![0]; y < rows[oy]![1]; y++) {
+          for (let x = cols[ox]![0]; x < cols[ox]![1]; x++) {
+            const v = planes[p * height * width + y * width + x]!;
+            if (v > best || Number.isNaN(v)) best = v;
+          }
+        }
+        out[p * outH * outW + oy * outW + ox] = best;
+      }
+    }
+  }
+  return out;
+}
