@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { runCommand } from './run.js';
 import { parityCommand } from './parity.js';
+import { demoCommand } from './demo.js';
 
 const program = new Command();
 program.name('ps3').description('PS3: selective high-resolution vision encoding (CVPR 2025) in TypeScript').showHelpAfterError();
@@ -13,6 +14,17 @@ program
   .description('run every case of a reference fixture folder and compare with its tolerances')
   .argument('<fixture-dir>', 'folder with config.json, model.safetensors, manifest.json, cases.safetensors')
   .action((dir: string) => runCommand(() => parityCommand(dir, program.opts())));
+
+program
+  .command('demo')
+  .description('encode the bundled 4K sample (or --image) and write its selection heat maps')
+  .option('--image <file>', 'image to encode instead of the bundled sample')
+  .option('--model <dir>', 'a PS3 model folder; without it a random model of --preset is used')
+  .option('--preset <name>', 'model shape for random weights', 'tiny-4k')
+  .option('--looks <n>', 'number of looks, or "all"', '1')
+  .option('--seed <n>', 'seed of the random weights', '0')
+  .option('--out <dir>', 'output folder', 'ps3-demo')
+  .action((o: Omit<import('./demo.js').DemoOptions, 'backend'>) => runCommand(() => demoCommand({ ...o, ...program.opts() })));
 
 program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);

@@ -43,10 +43,9 @@ export function shallowConvNet(w: Weights, cfg: VisionConfig, pixels: Float32Arr
   const image = resize(pixels, batch * 3, height, width, size, size, 'bicubic');
   const patches = patchify(image, { batch, channels: 3, height: size, width: size }, k);
   return tf.tidy(() => {
-    const stem = w.get(`${M}.stem.0.weight`);
-    const hidden = stem.shape[0]!;
+    const hidden = w.get(`${M}.stem.0.weight`).shape[0]!;
     // stem conv (kernel = stride = k) as a matrix product over unfolded patches
-    let x = tf.add(tf.matMul(tf.tensor2d(patches.data, [batch * grid * grid, 3 * k * k]), tf.reshape(stem, [hidden, -1]), false, true), w.get(`${M}.stem.0.bias`));
+    let x = tf.add(tf.matMul(tf.tensor2d(patches.data, [batch * grid * grid, 3 * k * k]), w.transposed(`${M}.stem.0.weight`, hidden)), w.get(`${M}.stem.0.bias`));
     x = layerNorm(w, `${M}.stem.1`, tf.reshape(x, [batch, grid, grid, hidden]), 1e-6);
     for (let i = 0; i < cfg.convnet.depth; i++) {
       const b = `${M}.blocks.${i}`;
@@ -55,8 +54,7 @@ export function shallowConvNet(w: Weights, cfg: VisionConfig, pixels: Float32Arr
       y = linear(w, `${b}.mlp.fc2`, gelu(linear(w, `${b}.mlp.fc1`, y)));
       x = tf.add(tf.mul(y, w.get(`${b}.weight`)), x);
     }
-    const out = w.get(`${M}.out_proj.weight`);
-    const outDim = out.shape[0]!;
-    return tf.reshape(tf.add(tf.matMul(tf.reshape(x, [-1, hidden]), tf.reshape(out, [outDim, hidden]), false, true), w.get(`${M}.out_proj.bias`)), [batch, grid, grid, outDim]);
+    const outDim = w.get(`${M}.out_proj.weight`).shape[0]!;
+    return tf.reshape(tf.add(tf.matMul(tf.reshape(x, [-1, hidden]), w.transposed(`${M}.out_proj.weight`, outDim)), w.get(`${M}.out_proj.bias`)), [batch, grid, grid, outDim]);
   });
 }

@@ -8,10 +8,10 @@ import type { Weights } from './weights.js';
 /** x [..., in] -> [..., out] */
 export function linear(w: Weights, prefix: string, x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
-    const weight = w.get(`${prefix}.weight`);
+    const weight = w.transposed(`${prefix}.weight`); // [in, out]
     const inDim = x.shape[x.rank - 1]!;
-    const outDim = weight.shape[0]!;
-    let y = tf.matMul(tf.reshape(x, [-1, inDim]), weight, false, true);
+    const outDim = weight.shape[1]!;
+    let y = tf.matMul(tf.reshape(x, [-1, inDim]), weight);
     if (w.has(`${prefix}.bias`)) y = tf.add(y, w.get(`${prefix}.bias`));
     return tf.reshape(y, [...x.shape.slice(0, -1), outDim]);
   });
@@ -56,24 +56,32 @@ export function l2Normalize(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.div(x, tf.maximum(tf.norm(x, 'euclidean', -1, true), 1e-12)));
 }
 
-/** Scaled dot-product attention. q [B, H, N, d], k and v [B, H, M, d] -> [B, H, N, d]. */
-export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias?: tf.Tensor): tf.Tensor {
+/**
+ * Multi-head scaled dot-product attention on token-major tensors: q [B, N, H * d], k and v
+ * [B, M, H * d] -> [B, N, H * d]; `bias` [B or 1, 1, N or 1, M] is added to the scores. Each
+ * (image, head) pair is a pair of 2-d matmuls: TensorFlow.js's WASM backend runs batched
+ * matmuls several times slower than the same work as 2-d ones.
+ */
+export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number, bias?: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
-    const d = q.shape[3]!;
-    let scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(d));
-    if (bias) scores = tf.add(scores, bias);
-    return tf.matMul(tf.softmax(scores), v);
+    const [B, N, C] = q.shape as [number, number, number];
+    const M = k.shape[1]!;
+    const d = C / heads;
+    const scale = 1 / Math.sqrt(d);
+    const images: tf.Tensor[] = [];
+    for (let b = 0; b < B; b++) {
+      const qb = tf.reshape(tf.slice(q, [b, 0, 0], [1, N, C]), [N, C]);
+      const kbT = tf.transpose(tf.reshape(tf.slice(k, [b, 0, 0], [1, M, C]), [M, C])); // [C, M]
+      const vb = tf.reshape(tf.slice(v, [b, 0, 0], [1, M, C]), [M, C]);
+      const biasB = bias ? tf.reshape(tf.slice(bias, [bias.shape[0] === 1 ? 0 : b, 0, 0, 0], [1, 1, -1, M]), [-1, M]) : undefined;
+      const headsOut: tf.Tensor[] = [];
+      for (let h = 0; h < heads; h++) {
+        let scores = tf.mul(tf.matMul(tf.slice(qb, [0, h * d], [N, d]), tf.slice(kbT, [h * d, 0], [d, M])), scale); // [N, M]
+        if (biasB) scores = tf.add(scores, biasB);
+        headsOut.push(tf.matMul(tf.softmax(scores), tf.slice(vb, [0, h * d], [M, d]))); // [N, d]
+      }
+      images.push(heads === 1 ? headsOut[0]! : tf.concat(headsOut, 1));
+    }
+    return tf.reshape(B === 1 ? images[0]! : tf.stack(images), [B, N, C]);
   });
-}
-
-/** [B, N, H * d] -> [B, H, N, d] */
-export function splitHeads(x: tf.Tensor, heads: number): tf.Tensor {
-  const [B, N, C] = x.shape as [number, number, number];
-  return tf.transpose(tf.reshape(x, [B, N, heads, C / heads]), [0, 2, 1, 3]);
-}
-
-/** [B, H, N, d] -> [B, N, H * d] */
-export function mergeHeads(x: tf.Tensor): tf.Tensor {
-  const [B, H, N, d] = x.shape as [number, number, number, number];
-  return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [B, N, H * d]);
 }

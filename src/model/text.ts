@@ -7,7 +7,7 @@
 import { tf } from '../tensor/engine.js';
 import type { TextConfig } from '../io/config.js';
 import { UserError } from '../errors.js';
-import { attention, gelu, l2Normalize, layerNorm, mergeHeads, mlp, splitHeads } from './layers.js';
+import { attention, gelu, l2Normalize, layerNorm, mlp } from './layers.js';
 import type { Weights } from './weights.js';
 
 const X = 'text_model';
@@ -24,14 +24,14 @@ function textBlock(w: Weights, cfg: TextConfig, i: number, x: tf.Tensor, mask: t
     const p = `${X}.transformer.resblocks.${i}`;
     const [B, N, W] = x.shape as [number, number, number];
     const h = layerNorm(w, `${p}.ln_1`, x, cfg.normEps);
-    const qkv = tf.add(tf.matMul(tf.reshape(h, [B * N, W]), w.get(`${p}.attn.in_proj_weight`), false, true), w.get(`${p}.attn.in_proj_bias`));
-    const [q, k, v] = tf.split(tf.reshape(qkv, [B, N, 3 * W]), 3, -1).map((t) => splitHeads(t, cfg.heads)) as [tf.Tensor, tf.Tensor, tf.Tensor];
-    const attended = tf.reshape(mergeHeads(attention(q, k, v, mask)), [B * N, W]);
-    const out = tf.add(tf.matMul(attended, w.get(`${p}.attn.out_proj.weight`), false, true), w.get(`${p}.attn.out_proj.bias`));
+    const qkv = tf.add(tf.matMul(tf.reshape(h, [B * N, W]), w.transposed(`${p}.attn.in_proj_weight`)), w.get(`${p}.attn.in_proj_bias`));
+    const [q, k, v] = tf.split(tf.reshape(qkv, [B, N, 3 * W]), 3, -1) as [tf.Tensor, tf.Tensor, tf.Tensor];
+    const attended = tf.reshape(attention(q, k, v, cfg.heads, mask), [B * N, W]);
+    const out = tf.add(tf.matMul(attended, w.transposed(`${p}.attn.out_proj.weight`)), w.get(`${p}.attn.out_proj.bias`));
     const y = tf.add(x, tf.reshape(out, [B, N, W]));
     const m = layerNorm(w, `${p}.ln_2`, y, cfg.normEps);
-    const fc = tf.add(tf.matMul(tf.reshape(m, [B * N, W]), w.get(`${p}.mlp.c_fc.weight`), false, true), w.get(`${p}.mlp.c_fc.bias`));
-    const proj = tf.add(tf.matMul(gelu(fc, cfg.geluTanh), w.get(`${p}.mlp.c_proj.weight`), false, true), w.get(`${p}.mlp.c_proj.bias`));
+    const fc = tf.add(tf.matMul(tf.reshape(m, [B * N, W]), w.transposed(`${p}.mlp.c_fc.weight`)), w.get(`${p}.mlp.c_fc.bias`));
+    const proj = tf.add(tf.matMul(gelu(fc, cfg.geluTanh), w.transposed(`${p}.mlp.c_proj.weight`)), w.get(`${p}.mlp.c_proj.bias`));
     return tf.add(y, tf.reshape(proj, [B, N, W]));
   });
 }
@@ -63,7 +63,7 @@ export function encodeText(w: Weights, cfg: TextConfig, ids: Int32Array, batch: 
       pooled = tf.gather(tf.reshape(x, [batch * N, W]), tf.add(tf.mul(tf.range(0, batch, 1, 'int32'), N), at));
     }
     const projected = cfg.projBias
-      ? tf.add(tf.matMul(pooled, w.get(`${X}.text_projection.weight`), false, true), w.get(`${X}.text_projection.bias`))
+      ? tf.add(tf.matMul(pooled, w.transposed(`${X}.text_projection.weight`)), w.get(`${X}.text_projection.bias`))
       : tf.matMul(pooled, w.get(`${X}.text_projection`));
     const prompt = mlp(w, `${X}.prompt_proj`, l2Normalize(projected));
     return { pooledOutput: projected, prompt };

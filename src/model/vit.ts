@@ -6,12 +6,12 @@
 import { tf } from '../tensor/engine.js';
 import { resize2d } from '../tensor/ops.js';
 import type { TrunkConfig } from '../io/config.js';
-import { attention, layerNorm, linear, mergeHeads, mlp, splitHeads } from './layers.js';
+import { attention, layerNorm, linear, mlp } from './layers.js';
 import type { Weights } from './weights.js';
 
 const T = 'vision_model.trunk';
 
-/** One block's keys and values, [B, H, N, d] each: the low-res KV cache high-res tokens attend to. */
+/** One block's keys and values, [B, N, D] each (heads side by side): the low-res KV cache high-res tokens attend to. */
 export interface KV {
   readonly k: tf.Tensor;
   readonly v: tf.Tensor;
@@ -57,9 +57,8 @@ export function patchify(
 /** Patches [B * n, 3 * P * P] -> tokens [B, n, D]: the patch conv as a matrix product. */
 export function patchEmbed(w: Weights, patches: tf.Tensor, batch: number): tf.Tensor {
   return tf.tidy(() => {
-    const weight = w.get(`${T}.patch_embed.proj.weight`);
-    const D = weight.shape[0]!;
-    const y = tf.add(tf.matMul(patches, tf.reshape(weight, [D, -1]), false, true), w.get(`${T}.patch_embed.proj.bias`));
+    const D = w.get(`${T}.patch_embed.proj.weight`).shape[0]!;
+    const y = tf.add(tf.matMul(patches, w.transposed(`${T}.patch_embed.proj.weight`, D)), w.get(`${T}.patch_embed.proj.bias`));
     return tf.reshape(y, [batch, -1, D]);
   });
 }
@@ -94,10 +93,10 @@ export function block(w: Weights, cfg: TrunkConfig, i: number, x: tf.Tensor, cac
   const p = `${T}.blocks.${i}`;
   const [B, N, D] = x.shape as [number, number, number];
   const qkv = linear(w, `${p}.attn.qkv`, layerNorm(w, `${p}.norm1`, x, cfg.normEps));
-  const [q, kOwn, vOwn] = tf.split(qkv, 3, -1).map((t) => splitHeads(t, cfg.heads)) as [tf.Tensor, tf.Tensor, tf.Tensor];
-  const k = cache ? tf.concat([cache.k, kOwn], 2) : kOwn;
-  const v = cache ? tf.concat([cache.v, vOwn], 2) : vOwn;
-  const attended = tf.reshape(mergeHeads(attention(q, k, v)), [B, N, D]);
+  const [q, kOwn, vOwn] = tf.split(qkv, 3, -1) as [tf.Tensor, tf.Tensor, tf.Tensor];
+  const k = cache ? tf.concat([cache.k, kOwn], 1) : kOwn;
+  const v = cache ? tf.concat([cache.v, vOwn], 1) : vOwn;
+  const attended = tf.reshape(attention(q, k, v, cfg.heads), [B, N, D]);
   const h = tf.add(x, linear(w, `${p}.attn.proj`, attended));
   const out = tf.add(h, mlp(w, `${p}.mlp`, layerNorm(w, `${p}.norm2`, h, cfg.normEps)));
   return { x: out, kv: { k, v } };
@@ -145,15 +144,15 @@ export function mapPool(w: Weights, cfg: TrunkConfig, x: tf.Tensor, mask?: tf.Te
     const p = `${T}.attn_pool`;
     const [B, N, D] = x.shape as [number, number, number];
     const latent = tf.broadcastTo(w.get(`${p}.latent`), [B, 1, D]);
-    const q = splitHeads(linear(w, `${p}.q`, latent), cfg.poolHeads);
-    const [k, v] = tf.split(linear(w, `${p}.kv`, x), 2, -1).map((t) => splitHeads(t, cfg.poolHeads)) as [tf.Tensor, tf.Tensor];
+    const q = linear(w, `${p}.q`, latent);
+    const [k, v] = tf.split(linear(w, `${p}.kv`, x), 2, -1) as [tf.Tensor, tf.Tensor];
     let bias: tf.Tensor | undefined;
     if (mask) {
       // rows with nothing to keep pool every token, as the reference does
       const keep = tf.logicalOr(tf.greater(mask, 0), tf.equal(tf.sum(mask, -1, true), 0));
       bias = tf.reshape(tf.where(keep, tf.zeros([B, N]), tf.fill([B, N], -Infinity)), [B, 1, 1, N]);
     }
-    let o = linear(w, `${p}.proj`, mergeHeads(attention(q, k, v, bias)));
+    let o = linear(w, `${p}.proj`, attention(q, k, v, cfg.poolHeads, bias));
     o = tf.add(o, mlp(w, `${p}.mlp`, layerNorm(w, `${p}.norm`, o, cfg.normEps)));
     return tf.reshape(o, [B, D]);
   });

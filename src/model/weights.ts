@@ -8,7 +8,29 @@ import { UserError } from '../errors.js';
 import type { ParamTable } from './params.js';
 
 export class Weights {
-  constructor(private readonly tensors: Map<string, tf.Tensor>) {}
+  /** transposed 2-d weights, cached for frozen weights (variables change, so they are transposed per use) */
+  private readonly transposedCache = new Map<string, tf.Tensor>();
+
+  constructor(
+    private readonly tensors: Map<string, tf.Tensor>,
+    readonly trainable = false,
+  ) {}
+
+  /**
+   * A 2-d weight transposed, [in, out] for an [out, in] Linear weight, reshaped first to
+   * [rows, -1] when `rows` is given (a conv kernel as a matrix). TensorFlow.js's WASM matmul is
+   * an order of magnitude slower with a transposed operand, so the model multiplies by this.
+   */
+  transposed(key: string, rows?: number): tf.Tensor {
+    const cacheKey = rows === undefined ? key : `${key}@${rows}`;
+    const hit = this.transposedCache.get(cacheKey);
+    if (hit) return hit;
+    const w = this.get(key);
+    const t = tf.tidy(() => tf.transpose(rows === undefined ? w : tf.reshape(w, [rows, -1])));
+    if (this.trainable) return t;
+    this.transposedCache.set(cacheKey, tf.keep(t));
+    return t;
+  }
 
   get(key: string): tf.Tensor {
     const t = this.tensors.get(key);
@@ -32,12 +54,14 @@ export class Weights {
   toVariables(): Weights {
     const out = new Map<string, tf.Tensor>();
     for (const [k, t] of this.tensors) out.set(k, tf.variable(t, true, k.replace(/[^A-Za-z0-9_./-]/g, '_')));
-    return new Weights(out);
+    return new Weights(out, true);
   }
 
   dispose(): void {
     for (const t of this.tensors.values()) t.dispose();
+    for (const t of this.transposedCache.values()) t.dispose();
     this.tensors.clear();
+    this.transposedCache.clear();
   }
 }
 

@@ -4,7 +4,7 @@
  * so autograd gives exact gradients without extra kernels.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { adaptiveBins, resampleMatrix, tapsFor, type ResampleMode } from './resample.js';
+import { adaptiveMaxPoolIndex, resampleMatrix, tapsFor, type ResampleMode } from './resample.js';
 
 /**
  * Resize the two axes `rowAxis`, `rowAxis + 1` of `x` from [h, w] to [outH, outW]; the output may be
@@ -37,18 +37,24 @@ export function resize2d(
   });
 }
 
-/** `F.adaptive_max_pool2d` over axes `rowAxis`, `rowAxis + 1` (max is separable: rows, then columns). */
+/**
+ * `F.adaptive_max_pool2d` over axes `rowAxis`, `rowAxis + 1`, as a gather of the elements PyTorch
+ * picks. Which element wins is data-dependent, so it is found on the host (`dataSync`, cheap on the
+ * cpu and wasm backends); gathering then makes the gradient PyTorch's: each window's gradient goes
+ * to one element, the first maximum in row-major order. (A pool built from `tf.max` sends it to
+ * every tied maximum instead, which torch never does; ties are common after nearest upsampling.)
+ */
 export function adaptiveMaxPool2d(x: tf.Tensor, rowAxis: number, outH: number, outW: number): tf.Tensor {
   return tf.tidy(() => {
-    const poolAxis = (t: tf.Tensor, axis: number, out: number): tf.Tensor => {
-      const bins = adaptiveBins(t.shape[axis]!, out);
-      const parts = bins.map(([s, e]) => {
-        const begin = t.shape.map((_, i) => (i === axis ? s : 0));
-        const size = t.shape.map((d, i) => (i === axis ? e - s : d));
-        return tf.max(tf.slice(t, begin, size), axis, true);
-      });
-      return tf.concat(parts, axis);
-    };
-    return poolAxis(poolAxis(x, rowAxis, outH), rowAxis + 1, outW);
+    const shape = x.shape;
+    const h = shape[rowAxis]!;
+    const w = shape[rowAxis + 1]!;
+    const before = shape.slice(0, rowAxis);
+    const after = shape.slice(rowAxis + 2);
+    const pre = before.reduce((a, c) => a * c, 1);
+    const post = after.reduce((a, c) => a * c, 1);
+    const index = adaptiveMaxPoolIndex(x.dataSync(), pre, h, w, post, outH, outW);
+    const picked = tf.gather(tf.reshape(x, [-1]), tf.tensor1d(index, 'int32'));
+    return tf.reshape(picked, [...before, outH, outW, ...after]);
   });
 }

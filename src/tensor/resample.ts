@@ -35,15 +35,18 @@ export function cubicKernel(x: number, a: number): number {
 /**
  * `F.interpolate(mode='bicubic', align_corners=False, antialias=False)`: source coordinate
  * (o + 0.5) * in/out - 0.5 (not clamped for cubic), four taps with a = -0.75, indices clamped to
- * the border. PyTorch computes the scale in float32; so do we.
+ * the border. PyTorch computes the scale in float32; so do we. The coordinate itself must NOT be
+ * rounded to float32: measured against torch 1.13 (test/data/numerics.json), its fractional part t
+ * is that of float32(scale) * (o + 0.5) - 0.5 evaluated in float64 (e.g. 28 -> 40, o = 28:
+ * t = 0.44999966, where a float32 coordinate would give 0.44999886 and weights off by 1.2e-6).
  */
 export function bicubicTaps(inSize: number, outSize: number): Taps {
   const taps = makeTaps(inSize, outSize, 4);
   const scale = Math.fround(inSize / outSize);
   for (let o = 0; o < outSize; o++) {
-    const src = Math.fround(Math.fround(scale * (o + 0.5)) - 0.5);
+    const src = scale * (o + 0.5) - 0.5;
     const i0 = Math.floor(src);
-    const t = Math.fround(src - i0);
+    const t = src - i0;
     const w = [cubicKernel(t + 1, -0.75), cubicKernel(t, -0.75), cubicKernel(1 - t, -0.75), cubicKernel(2 - t, -0.75)];
     for (let k = 0; k < 4; k++) {
       taps.index[o * 4 + k] = Math.min(Math.max(i0 - 1 + k, 0), inSize - 1);
@@ -206,7 +209,56 @@ export function resize(
   return resizePlanes(planes, count, height, width, tapsFor(mode, height, outH), tapsFor(mode, width, outW));
 }
 
-/** `F.adaptive_max_pool2d` on [P, H, W] planes (plain arrays; see `ops.adaptiveMaxPool` for tensors). */
+/**
+ * For each `F.adaptive_max_pool2d` output over data laid out [pre, H, W, post] (the pooled axes
+ * need not be the last two), the flat index of the input element it takes; output order
+ * [pre, outH, outW, post]. PyTorch's rule, which also decides where the gradient goes: scanning
+ * the window in row-major order, an element wins if it is greater than the best so far or NaN (so
+ * the first of tied maxima wins, and the last NaN); a window of -Infinity keeps its first element.
+ */
+export function adaptiveMaxPoolIndex(
+  values: ArrayLike<number>,
+  pre: number,
+  height: number,
+  width: number,
+  post: number,
+  outH: number,
+  outW: number,
+): Int32Array {
+  if (values.length !== pre * height * width * post) {
+    throw new RangeError(`adaptiveMaxPoolIndex: ${values.length} values do not fit ${pre}x${height}x${width}x${post}`);
+  }
+  const rows = adaptiveBins(height, outH);
+  const cols = adaptiveBins(width, outW);
+  const index = new Int32Array(pre * outH * outW * post);
+  let o = 0;
+  for (let p = 0; p < pre; p++) {
+    for (let oy = 0; oy < outH; oy++) {
+      const [y0, y1] = rows[oy]!;
+      for (let ox = 0; ox < outW; ox++) {
+        const [x0, x1] = cols[ox]!;
+        for (let c = 0; c < post; c++) {
+          let bestIndex = ((p * height + y0) * width + x0) * post + c;
+          let best = -Infinity;
+          for (let y = y0; y < y1; y++) {
+            for (let x = x0; x < x1; x++) {
+              const i = ((p * height + y) * width + x) * post + c;
+              const v = values[i]!;
+              if (v > best || Number.isNaN(v)) {
+                best = v;
+                bestIndex = i;
+              }
+            }
+          }
+          index[o++] = bestIndex;
+        }
+      }
+    }
+  }
+  return index;
+}
+
+/** `F.adaptive_max_pool2d` on [P, H, W] planes (plain arrays; see `ops.adaptiveMaxPool2d` for tensors). */
 export function adaptiveMaxPool(
   planes: Float32Array,
   count: number,
@@ -215,22 +267,6 @@ export function adaptiveMaxPool(
   outH: number,
   outW: number,
 ): Float32Array {
-  const rows = adaptiveBins(height, outH);
-  const cols = adaptiveBins(width, outW);
-  const out = new Float32Array(count * outH * outW);
-  for (let p = 0; p < count; p++) {
-    for (let oy = 0; oy < outH; oy++) {
-      for (let ox = 0; ox < outW; ox++) {
-        let best = -Infinity;
-        for (let y = rows[oy]![0]; y < rows[oy]![1]; y++) {
-          for (let x = cols[ox]![0]; x < cols[ox]![1]; x++) {
-            const v = planes[p * height * width + y * width + x]!;
-            if (v > best || Number.isNaN(v)) best = v;
-          }
-        }
-        out[p * outH * outW + oy * outW + ox] = best;
-      }
-    }
-  }
-  return out;
+  const index = adaptiveMaxPoolIndex(planes, count, height, width, 1, outH, outW);
+  return Float32Array.from(index, (i) => planes[i]!);
 }

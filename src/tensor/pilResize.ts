@@ -1,0 +1,154 @@
+/**
+ * Pillow's `Image.resize(size, Image.BICUBIC)` for 8-bit RGB, bit for bit.
+ *
+ * The PS3 processor squashes every image with PIL, and PIL resamples 8-bit images in fixed point:
+ * coefficients are rounded to 22 fractional bits and each of the two passes (horizontal, then
+ * vertical) rounds its result to 8 bits and clips. A float implementation of the same filter can
+ * land one level away on some pixels; mirroring Pillow's `Resample.c` (`precompute_coeffs`,
+ * `normalize_coeffs_8bpc`, `ImagingResampleHorizontal_8bpc` / `Vertical_8bpc`) lands on none.
+ *
+ * The weights are those of `antialiasBicubicTaps` in resample.ts, but computed here with Pillow's
+ * own float steps: those taps answer to PyTorch, these to Pillow, and each must follow its source.
+ */
+
+import { cubicKernel } from './resample.js';
+
+/** Pillow's `PRECISION_BITS` for 8-bit images: 32 - 8 - 2, so a sum of 8-bit x coefficient products fits in an int32. */
+const PRECISION_BITS = 22;
+const ONE = 1 << PRECISION_BITS;
+/** Accumulators start at one half so that the final `>> PRECISION_BITS` rounds to nearest. */
+const HALF = 1 << (PRECISION_BITS - 1);
+/** Anything at or above 256 << PRECISION_BITS clips to 255. */
+const CLIP_HIGH = ONE * 256;
+
+/** Bicubic filter taps for one axis: output index o reads `count[o]` inputs from `first[o]` with `coeff[o * ksize + t]`. */
+export interface PilCoefficients {
+  readonly inSize: number;
+  readonly outSize: number;
+  readonly ksize: number;
+  readonly first: Int32Array; // [outSize]
+  readonly count: Int32Array; // [outSize]
+  readonly coeff: Int32Array; // [outSize * ksize], fixed point with PRECISION_BITS fractional bits
+}
+
+/**
+ * Pillow's `precompute_coeffs` for the bicubic filter (support 2, a = -0.5) followed by
+ * `normalize_coeffs_8bpc`. The float steps follow Pillow's exactly (multiply by 1 / filterscale
+ * rather than divide, truncate the bounds like C's `(int)` cast) so the rounded coefficients match.
+ */
+export function pilBicubicCoefficients(inSize: number, outSize: number): PilCoefficients {
+  if (!Number.isInteger(inSize) || inSize < 1 || !Number.isInteger(outSize) || outSize < 1) {
+    throw new RangeError(`PIL resize sizes must be positive integers, got ${inSize} -> ${outSize}`);
+  }
+  const scale = inSize / outSize;
+  const filterScale = Math.max(scale, 1);
+  const support = 2 * filterScale;
+  const invFilterScale = 1 / filterScale;
+  const ksize = Math.ceil(support) * 2 + 1;
+  const first = new Int32Array(outSize);
+  const count = new Int32Array(outSize);
+  const coeff = new Int32Array(outSize * ksize);
+  const weights = new Float64Array(ksize);
+  for (let o = 0; o < outSize; o++) {
+    const centre = (o + 0.5) * scale;
+    const lo = Math.max(Math.trunc(centre - support + 0.5), 0);
+    const n = Math.min(Math.trunc(centre + support + 0.5), inSize) - lo;
+    let total = 0;
+    for (let t = 0; t < n; t++) {
+      const w = cubicKernel((t + lo - centre + 0.5) * invFilterScale, -0.5);
+      weights[t] = w;
+      total += w;
+    }
+    for (let t = 0; t < n; t++) {
+      const w = total !== 0 ? weights[t]! / total : weights[t]!;
+      // C's (int) cast truncates toward zero, hence the signed half.
+      coeff[o * ksize + t] = Math.trunc(w < 0 ? w * ONE - 0.5 : w * ONE + 0.5);
+    }
+    first[o] = lo;
+    count[o] = n;
+  }
+  return { inSize, outSize, ksize, first, count, coeff };
+}
+
+/** Pillow's `clip8`: drop the fractional bits of a rounded fixed-point sum, clipped to [0, 255]. */
+function clip8(sum: number): number {
+  if (sum >= CLIP_HIGH) return 255;
+  if (sum <= 0) return 0;
+  return sum >> PRECISION_BITS;
+}
+
+/** Horizontal pass: [height, inW, 3] -> [height, outW, 3]. */
+function resampleRows(src: Uint8Array, height: number, taps: PilCoefficients): Uint8Array {
+  const { inSize: inW, outSize: outW, ksize, first, count, coeff } = taps;
+  const out = new Uint8Array(height * outW * 3);
+  for (let y = 0; y < height; y++) {
+    const rowIn = y * inW * 3;
+    let p = y * outW * 3;
+    for (let o = 0; o < outW; o++) {
+      let s0 = HALF;
+      let s1 = HALF;
+      let s2 = HALF;
+      let q = rowIn + first[o]! * 3;
+      const k0 = o * ksize;
+      const n = count[o]!;
+      for (let t = 0; t < n; t++, q += 3) {
+        const k = coeff[k0 + t]!;
+        s0 += src[q]! * k;
+        s1 += src[q + 1]! * k;
+        s2 += src[q + 2]! * k;
+      }
+      out[p++] = clip8(s0);
+      out[p++] = clip8(s1);
+      out[p++] = clip8(s2);
+    }
+  }
+  return out;
+}
+
+/**
+ * Vertical pass: [inH, width, 3] -> [outH, width, 3]. Each output row is a weighted sum of a few
+ * whole input rows, so the sum runs tap by tap over whole rows (sequential reads) into an int32
+ * row accumulator. The partial sums are Pillow's, in Pillow's order, so they fit an int32 as
+ * Pillow's own accumulator does.
+ */
+function resampleColumns(src: Uint8Array, width: number, taps: PilCoefficients): Uint8Array {
+  const { outSize: outH, ksize, first, count, coeff } = taps;
+  const rowLen = width * 3;
+  const out = new Uint8Array(outH * rowLen);
+  const acc = new Int32Array(rowLen);
+  for (let o = 0; o < outH; o++) {
+    acc.fill(HALF);
+    for (let t = 0; t < count[o]!; t++) {
+      const k = coeff[o * ksize + t]!;
+      const row = (first[o]! + t) * rowLen;
+      for (let i = 0; i < rowLen; i++) acc[i] += src[row + i]! * k;
+    }
+    const dst = o * rowLen;
+    for (let i = 0; i < rowLen; i++) out[dst + i] = clip8(acc[i]!);
+  }
+  return out;
+}
+
+/**
+ * Resize interleaved 8-bit RGB [height, width, 3] to [outHeight, outWidth, 3] as Pillow's
+ * `Image.resize((outWidth, outHeight), Image.BICUBIC)` does on an RGB image: horizontal pass,
+ * then vertical, each skipped when its size does not change (as Pillow skips it).
+ */
+export function pilResizeBicubicRgb(
+  src: Uint8Array,
+  width: number,
+  height: number,
+  outWidth: number,
+  outHeight: number,
+): Uint8Array {
+  if (![width, height, outWidth, outHeight].every((n) => Number.isInteger(n) && n >= 1)) {
+    throw new RangeError(`PIL resize sizes must be positive integers, got ${width}x${height} -> ${outWidth}x${outHeight}`);
+  }
+  if (src.length !== width * height * 3) {
+    throw new RangeError(`PIL resize: ${src.length} bytes do not hold a ${width}x${height} RGB image`);
+  }
+  let data = src;
+  if (outWidth !== width) data = resampleRows(data, height, pilBicubicCoefficients(width, outWidth));
+  if (outHeight !== height) data = resampleColumns(data, outWidth, pilBicubicCoefficients(height, outHeight));
+  return data === src ? src.slice() : data;
+}
