@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { runCommand } from './run.js';
 import { parityCommand } from './parity.js';
 import { demoCommand } from './demo.js';
+import { benchCommand, type BenchOptions } from './bench.js';
 
 const program = new Command();
 program.name('ps3').description('PS3: selective high-resolution vision encoding (CVPR 2025) in TypeScript').showHelpAfterError();
@@ -25,6 +26,14 @@ program
   .option('--seed <n>', 'seed of the random weights', '0')
   .option('--out <dir>', 'output folder', 'ps3-demo')
   .action((o: Omit<import('./demo.js').DemoOptions, 'backend'>) => runCommand(() => demoCommand({ ...o, ...program.opts() })));
+
+program
+  .command('bench')
+  .description('time the encoder stage by stage (ViT-B/14-sized PS3, random weights) and report GFLOP/s and peak memory')
+  .option('--image <file>', 'image to encode instead of the bundled sample')
+  .option('--runs <list>', 'comma-separated PRESET:LOOKS runs', 'b14-1.5k:1,b14-1.5k:all,b14-4k:1')
+  .option('--out <file>', 'JSON report', 'bench-results.json')
+  .action((o: Omit<BenchOptions, 'backend'>) => runCommand(() => benchCommand({ ...o, ...program.opts() })));
 
 program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);

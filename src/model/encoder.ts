@@ -51,6 +51,16 @@ export interface EncodeOptions {
   gtSelectionMaps?: Float32Array;
   /** keep every block's hidden states in the output (default true) */
   outputHiddenStates?: boolean;
+  /** when given, filled with each stage's wall time in ms (forces a sync at stage ends) */
+  timings?: StageTimings;
+}
+
+export interface StageTimings {
+  lowRes?: number;
+  selection?: number;
+  /** one entry per look, with its number of high-res tokens */
+  looks?: Array<{ ms: number; tokens: number }>;
+  assemble?: number;
 }
 
 /** A per-scale 0/1 map, [B, gh, gw] flat. */
@@ -228,11 +238,22 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
   const lowResOnly = options.numLookClose === 0 || options.numTokenLookClose === 0;
   const numLookClose = options.numLookClose ?? (options.numTokenLookClose === undefined ? 1 : undefined);
 
+  const timings = options.timings;
+  let clock = performance.now();
+  const lap = async (done: tf.Tensor | undefined): Promise<number> => {
+    if (done) await done.data();
+    const now = performance.now();
+    const ms = now - clock;
+    clock = now;
+    return ms;
+  };
   const low = lowRes(w, cfg, pixels, !lowResOnly);
+  if (timings) timings.lowRes = await lap(low.hiddenStates[low.hiddenStates.length - 1]);
   const highFeatures = highresSelectionFeatures(w, cfg, pixels);
   const bottomup = selection(w, cfg, pixels, low.hiddenStates, highFeatures, null);
   const topdown = options.prompt ? selection(w, cfg, pixels, low.hiddenStates, highFeatures, options.prompt) : null;
   highFeatures?.dispose();
+  if (timings) timings.selection = await lap((topdown ?? bottomup)[0]);
   let probs = topdown ?? bottomup;
   if (options.gtSelectionMaps) {
     if (options.gtSelectionMaps.length !== B * pixels.height * pixels.width) {
@@ -285,6 +306,7 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
       }
     });
     const hidden = look(w, cfg, images, B, chosen, low.kvCache);
+    if (timings) (timings.looks ??= []).push({ ms: await lap(hidden[hidden.length - 1]), tokens: chosen.reduce((a, perImage) => a + perImage[0]!.length, 0) });
     const kept = keepHidden ? hidden : [hidden[hidden.length - 1]!];
     if (!keepHidden) hidden.slice(0, -1).forEach((h) => h.dispose());
     looks.push({ chosen, hidden: kept });
@@ -322,6 +344,7 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
   }
   looks.forEach(({ hidden }) => hidden.forEach((h) => h.dispose()));
   low.hiddenStates.forEach((h) => h.dispose());
+  if (timings) timings.assemble = await lap(assembled[assembled.length - 1]);
   return {
     lastHiddenState: assembled[assembled.length - 1]!,
     hiddenStates: keepHidden ? assembled : [],

@@ -3,8 +3,7 @@
  * The backend is chosen by `initEngine({ backend })`, else the PS3_BACKEND environment variable,
  * else WASM.
  */
-import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-cpu';
+import * as tf from '@tensorflow/tfjs';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { createRequire } from 'node:module';
 import path from 'node:path';

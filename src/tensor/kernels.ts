@@ -3,7 +3,7 @@
  * (token and position embeddings, selected patches); it is computed in plain JS on the backend's
  * heap, which is exact and cheap at the sizes involved.
  */
-import * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs';
 import type { BackendName } from './engine.js';
 
 interface HeapBackend {

@@ -3,7 +3,7 @@
  * per-axis weights in `resample.ts`: a separable resize is two matmuls with constant matrices,
  * so autograd gives exact gradients without extra kernels.
  */
-import * as tf from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs';
 import { adaptiveMaxPoolIndex, resampleMatrix, tapsFor, type ResampleMode } from './resample.js';
 
 /**

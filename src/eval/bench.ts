@@ -1,0 +1,95 @@
+/**
+ * Encoder benchmark: time per stage (decode and squash, low-res, selection, each look), effective
+ * GFLOP/s against an analytic FLOP count, and peak memory — with the engine's own matmul
+ * throughput at ViT shape measured in the same process as the baseline the ratios refer to.
+ */
+import { tf } from '../tensor/engine.js';
+import { loadPixelValues } from '../io/image.js';
+import { encodeImage, type StageTimings } from '../model/encoder.js';
+import type { PS3Model } from '../model/load.js';
+import type { LookCount } from '../model/selection.js';
+import { convnetFlops, embedFlops, selectionFlops, trunkFlops } from './flops.js';
+
+export interface EncodeBench {
+  readonly preset: string;
+  readonly resolution: number;
+  readonly looks: LookCount;
+  readonly tokens: number;
+  readonly ms_total: number;
+  readonly ms_decode: number;
+  readonly ms_lowres: number;
+  readonly ms_select: number;
+  readonly ms_highres: number;
+  readonly ms_looks: number[];
+  readonly gflop: { lowres: number; select: number; highres: number };
+  readonly gflops: { lowres: number; select: number; highres: number; total: number };
+  readonly rss_peak_mb: number;
+}
+
+/** Plain matmul throughput of the engine at a ViT-B MLP shape (the baseline of the ratios). */
+export async function matmulGflops(m = 2560, k = 768, n = 3072, reps = 3): Promise<number> {
+  const a = tf.randomNormal([m, k]);
+  const b = tf.randomNormal([k, n]);
+  const warm = tf.matMul(a, b);
+  await warm.data();
+  warm.dispose();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) {
+    const c = tf.matMul(a, b);
+    await c.data();
+    c.dispose();
+  }
+  const s = (performance.now() - t0) / 1000 / reps;
+  tf.dispose([a, b]);
+  return (2 * m * k * n) / s / 1e9;
+}
+
+function rssPeakMb(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
+
+/** One timed encode of `image` (squashed to the model's top scale), bottom-up, with `looks` looks. */
+export async function benchEncode(model: PS3Model, preset: string, image: string, looks: LookCount): Promise<EncodeBench> {
+  const cfg = model.config.vision;
+  const S = cfg.scales[cfg.scales.length - 1]!;
+  const t0 = performance.now();
+  const pv = await loadPixelValues(image, { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+  const msDecode = performance.now() - t0;
+  const timings: StageTimings = {};
+  const t1 = performance.now();
+  const out = await encodeImage(model.weights, model.config, { data: pv.pixels, batch: 1, height: S, width: S }, { numLookClose: looks, outputHiddenStates: false, timings });
+  await out.lastHiddenState.data();
+  const msEncode = performance.now() - t1;
+  const tokens = out.lastHiddenState.shape[1]!;
+  tf.dispose([out.lastHiddenState, ...out.selectionProbs, ...out.bottomupSelectionProbs, out.pooledOutput]);
+  const n0 = (cfg.scales[0]! / cfg.trunk.patchSize) ** 2;
+  const lookList = timings.looks ?? [];
+  const gflop = {
+    lowres: (trunkFlops(cfg, n0, n0) + embedFlops(cfg, n0)) / 1e9,
+    select: (convnetFlops(cfg) + selectionFlops(cfg)) / 1e9,
+    highres: lookList.reduce((a, l) => a + trunkFlops(cfg, l.tokens, n0 + l.tokens) + embedFlops(cfg, l.tokens), 0) / 1e9,
+  };
+  const msHigh = lookList.reduce((a, l) => a + l.ms, 0);
+  const msLow = timings.lowRes ?? 0;
+  const msSelect = timings.selection ?? 0;
+  return {
+    preset,
+    resolution: S,
+    looks,
+    tokens,
+    ms_total: msDecode + msEncode,
+    ms_decode: msDecode,
+    ms_lowres: msLow,
+    ms_select: msSelect,
+    ms_highres: msHigh,
+    ms_looks: lookList.map((l) => l.ms),
+    gflop,
+    gflops: {
+      lowres: gflop.lowres / (msLow / 1000),
+      select: gflop.select / (msSelect / 1000),
+      highres: msHigh ? gflop.highres / (msHigh / 1000) : 0,
+      total: (gflop.lowres + gflop.select + gflop.highres) / (msEncode / 1000),
+    },
+    rss_peak_mb: rssPeakMb(),
+  };
+}
