@@ -59,7 +59,7 @@ export async function demoCommand(options: DemoOptions): Promise<number> {
   log(`encoded: ${tokens} tokens (${tokens - chosen.reduce((a, c) => a + c, 0)} low-res + ${chosen.join(' + ')} high-res by scale) in ${((t2 - t1) / 1000).toFixed(2)} s`);
 
   fs.mkdirSync(options.out, { recursive: true });
-  const files = await writeSelectionPictures(options.out, pixels, out, cfg.scales, 'bottomup', { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], prefix: 'bottomup' });
+  const files = await writeSelectionPictures(options.out, pixels, out, cfg.scales, 'bottomup', { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], prefix: 'bottomup', aspect: pv.originalWidth / pv.originalHeight });
   const summary = {
     image,
     model: model.source,

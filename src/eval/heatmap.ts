@@ -35,20 +35,30 @@ export function displayImage(pixels: Float32Array, height: number, width: number
 }
 
 /**
- * Blend `probs` [gh, gw] (in [0, 1]) over `image`, and outline the patches where `chosen` is 1.
- * Each grid cell covers the image's matching rectangle.
+ * Blend `probs` [gh, gw] (in [0, 1]) over `image` and mark the patches where `chosen` is 1: an
+ * outline where a cell spans at least 6 display pixels, a light tint where cells are smaller.
+ * Each grid cell covers the image's matching rectangle, whatever the display size.
  */
 export function heatmapOverlay(image: RgbImage, probs: ArrayLike<number>, gh: number, gw: number, chosen?: ArrayLike<number>): RgbImage {
   const { width, height } = image;
   const data = new Uint8Array(image.data);
-  const cellOf = (y: number, x: number): number => Math.min(Math.floor((y * gh) / height), gh - 1) * gw + Math.min(Math.floor((x * gw) / width), gw - 1);
+  const outline = height / gh >= 6 && width / gw >= 6;
+  const rowCell = (y: number): number => Math.min(Math.floor((y * gh) / height), gh - 1);
+  const colCell = (x: number): number => Math.min(Math.floor((x * gw) / width), gw - 1);
   for (let y = 0; y < height; y++) {
+    const r = rowCell(y);
+    const rowEdge = y === 0 || rowCell(y - 1) !== r || y === height - 1 || rowCell(y + 1) !== r;
     for (let x = 0; x < width; x++) {
-      const cell = cellOf(y, x);
+      const c = colCell(x);
+      const cell = r * gw + c;
       const colour = viridis(probs[cell]!);
       const o = (y * width + x) * 3;
-      const edge = chosen?.[cell] && (cellOf(y - 1 < 0 ? 0 : y - 1, x) !== cell || cellOf(y, x - 1 < 0 ? 0 : x - 1) !== cell || y === 0 || x === 0);
-      for (let c = 0; c < 3; c++) data[o + c] = edge ? 255 : Math.round(0.5 * data[o + c]! + 0.5 * colour[c]!);
+      const picked = chosen !== undefined && chosen[cell]! > 0;
+      const edge = rowEdge || x === 0 || colCell(x - 1) !== c || x === width - 1 || colCell(x + 1) !== c;
+      for (let k = 0; k < 3; k++) {
+        const blended = 0.5 * data[o + k]! + 0.5 * colour[k]!;
+        data[o + k] = Math.round(!picked ? blended : outline ? (edge ? 255 : blended) : 0.5 * blended + 127.5);
+      }
     }
   }
   return { data, width, height };

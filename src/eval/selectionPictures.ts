@@ -14,15 +14,18 @@ export interface PictureOptions {
   readonly maxSide?: number;
   /** file name prefix, e.g. "bottomup" */
   readonly prefix: string;
+  /** draw at this aspect ratio (width / height), e.g. the original image's before squashing */
+  readonly aspect?: number;
 }
 
 /** Writes `${prefix}-scale${i}.png` per high-res scale for image 0 of the batch; returns the paths. */
 export async function writeSelectionPictures(outDir: string, pixels: Pixels, out: EncodeOutput, scales: readonly number[], probsSource: 'selection' | 'bottomup' | 'topdown', options: PictureOptions): Promise<string[]> {
   fs.mkdirSync(outDir, { recursive: true });
   const maxSide = options.maxSide ?? 1024;
-  const k = Math.min(1, maxSide / Math.max(pixels.height, pixels.width));
-  const dh = Math.max(1, Math.round(pixels.height * k));
-  const dw = Math.max(1, Math.round(pixels.width * k));
+  const aspect = options.aspect ?? pixels.width / pixels.height;
+  const side = Math.min(maxSide, Math.max(pixels.height, pixels.width));
+  const dw = Math.max(1, Math.round(aspect >= 1 ? side : side * aspect));
+  const dh = Math.max(1, Math.round(aspect >= 1 ? side / aspect : side));
   const base = displayImage(pixels.data, pixels.height, pixels.width, options.mean, options.std, dh, dw);
   const probs = probsSource === 'bottomup' ? out.bottomupSelectionProbs : probsSource === 'topdown' ? out.topdownSelectionProbs ?? out.selectionProbs : out.selectionProbs;
   const files: string[] = [];

@@ -38,6 +38,10 @@ export function initEngine(options: { backend?: string } = {}): Promise<BackendN
       const ok = await tf.setBackend(backend);
       if (!ok) throw new Error(`TensorFlow.js backend "${backend}" failed to initialise`);
       await tf.ready();
+      // the CPU backend greets Node users with a banner recommending tfjs-node, which cannot be
+      // installed here; the choice of backend is deliberate, so silence it
+      const b = tf.backend() as unknown as { firstUse?: boolean };
+      if (backend === 'cpu' && 'firstUse' in b) b.firstUse = false;
       registerMissingKernels(backend);
       return backend;
     })();
