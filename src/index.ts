@@ -1,0 +1,30 @@
+/** The library: everything a user of PS3 needs, from engine set-up to heat maps. */
+export { initEngine, resolveBackend, tf, type BackendName } from './tensor/engine.js';
+export { UserError, isUserError } from './errors.js';
+export { parseConfig, type PS3Config, type VisionConfig, type TextConfig, type TrunkConfig } from './io/config.js';
+export { openSafetensors, readSafetensors, parseSafetensors, writeSafetensors, serializeSafetensors, type NamedArray } from './io/safetensors.js';
+export { decodeImage, squash, normalise, loadPixelValues, toPng, type RgbImage, type PixelValues } from './io/image.js';
+export { loadTokenizer, canonicalize, type TextTokenizer } from './io/tokenizer.js';
+export { loadModel, randomModel, readConfigFile, type PS3Model, type ModelParts } from './model/load.js';
+export { PRESETS, presetConfig } from './model/presets.js';
+export { paramTable, visionParams, textParams, countParams } from './model/params.js';
+export { Weights } from './model/weights.js';
+export {
+  encodeImage,
+  lowRes,
+  look,
+  selection,
+  highresSelectionFeatures,
+  type EncodeOptions,
+  type EncodeOutput,
+  type Pixels,
+  type SelectionMap,
+  type StageTimings,
+} from './model/encoder.js';
+export { encodeText, type TextOutput } from './model/text.js';
+export { encodePretrain, type PretrainOutput } from './model/pretrain.js';
+export { featureMaps } from './model/featureMaps.js';
+export { baseBudgets, lookBudgets, planLooks, chooseLook, gridAtScale, imageSizeAtScale, type LookCount } from './model/selection.js';
+export { heatmapOverlay, displayImage, viridis } from './eval/heatmap.js';
+export { writeSelectionPictures } from './eval/selectionPictures.js';
+export { runParity, type ParityReport, type CaseResult } from './eval/parity.js';
