@@ -13,12 +13,11 @@ import { tf } from '../tensor/engine.js';
 import { readSafetensors, type NamedArray } from '../io/safetensors.js';
 import { loadPixelValues } from '../io/image.js';
 import { UserError } from '../errors.js';
-import { encodeImage, type EncodeOutput, type Pixels } from '../model/encoder.js';
+import { encodeImage, type EncodeOutput, type Pixels, type SelectionMap } from '../model/encoder.js';
 import { featureMaps } from '../model/featureMaps.js';
 import { loadModel, type PS3Model } from '../model/load.js';
-import { encodePretrain, type PretrainOutput } from '../model/pretrain.js';
+import { lossAndGrads, pretrainObjective } from '../train/objective.js';
 import { encodeText } from '../model/text.js';
-import { l2Normalize } from '../model/layers.js';
 
 const caseSchema = z.object({
   name: z.string(),
@@ -44,11 +43,6 @@ export interface CaseResult {
   /** worst error relative to its tolerance (1 = at the limit) */
   readonly worst: number;
   readonly detail?: string;
-}
-
-/** Outputs that belong to the pre-training issue (loss terms and gradients). */
-function deferred(output: string): boolean {
-  return output.startsWith('grad/') || output.endsWith('_loss');
 }
 
 type Produced = Map<string, { shape: readonly number[]; data: ArrayLike<number> }>;
@@ -145,24 +139,24 @@ async function runCase(model: PS3Model, dir: string, c: FixtureCase, tensors: Ma
     const pixels = pixelsOf(input('pixel_values'), c.inputs['pixel_values']);
     const gt = input('gt_selection_maps').data as Float32Array;
     const isGlobal = c.inputs['is_global_text'] ? input('is_global_text').data : new Float32Array(pixels.batch);
-    let maps: PretrainOutput['selectionMaps'] = [];
+    const batch = { pixels, text: Int32Array.from(text.data), gtSelectionMaps: gt, isGlobalText: Float32Array.from(isGlobal) };
+    let maps: SelectionMap[] = [];
     const names: string[] = [];
     const outputs = tf.tidy(() => {
-      const t = encodeText(model.weights, cfg.text, Int32Array.from(text.data), text.shape[0]!);
-      const v = encodePretrain(model.weights, cfg.vision, pixels, t.prompt, gt, isGlobal);
-      maps = v.selectionMaps;
-      const imageFeatures = l2Normalize(v.pooledOutput);
-      const textFeatures = l2Normalize(t.pooledOutput);
-      const scale = model.weights.has('logit_scale') ? tf.exp(model.weights.get('logit_scale')) : tf.scalar(Math.exp(cfg.initLogitScale));
-      const bias = model.weights.has('logit_bias') ? model.weights.get('logit_bias') : tf.scalar(cfg.initLogitBias);
-      const logits = tf.add(tf.mul(tf.matMul(imageFeatures, textFeatures, false, true), scale), bias);
+      const o = pretrainObjective(model.weights, cfg, batch);
+      maps = o.selectionMaps;
+      // the reference stores each loss term as a [1] tensor
       const named: Array<[string, tf.Tensor]> = [
-        ['pooled_output', v.pooledOutput],
-        ['image_features', imageFeatures],
-        ['text_features', textFeatures],
-        ['logits', logits],
-        ...v.bottomupSelectionProbs.map((p, i): [string, tf.Tensor] => [`bottomup_selection_probs.${i}`, p]),
-        ...v.topdownSelectionProbs.map((p, i): [string, tf.Tensor] => [`topdown_selection_probs.${i}`, p]),
+        ['pooled_output', o.pooledOutput],
+        ['image_features', o.imageFeatures],
+        ['text_features', o.textFeatures],
+        ['logits', o.logits],
+        ['contrastive_loss', tf.reshape(o.contrastive, [1])],
+        ['prior_box_loss', tf.reshape(o.priorBox, [1])],
+        ['posterior_box_loss', tf.reshape(o.posteriorBox, [1])],
+        ['total_loss', tf.reshape(o.total, [1])],
+        ...o.bottomupSelectionProbs.map((p, i): [string, tf.Tensor] => [`bottomup_selection_probs.${i}`, p]),
+        ...o.topdownSelectionProbs.map((p, i): [string, tf.Tensor] => [`topdown_selection_probs.${i}`, p]),
       ];
       names.push(...named.map(([n]) => n));
       return named.map(([, t]) => t);
@@ -170,6 +164,11 @@ async function runCase(model: PS3Model, dir: string, c: FixtureCase, tensors: Ma
     for (const [i, t] of outputs.entries()) await put(produced, names[i]!, t);
     mapsToProduced(produced, { selectionMaps: maps }, pixels.batch);
     tf.dispose(outputs);
+    if (Object.keys(c.outputs).some((o) => o.startsWith('grad/'))) {
+      const { grads } = lossAndGrads(model.weights, cfg, batch);
+      for (const [key, g] of grads) await put(produced, `grad/${key}`, g);
+      tf.dispose([...grads.values()]);
+    }
     return produced;
   }
 
@@ -247,7 +246,6 @@ export async function runParity(dir: string, onCase: (r: CaseResult) => void = (
       const std = (c.args['std'] as number[] | undefined) ?? [0.5];
       const pixelLevel = 1 / 255 / Math.min(...std);
       const checks = Object.entries(c.outputs).map(([output, key]): OutputCheck => {
-        if (deferred(output)) return { output, status: 'skip', error: NaN, detail: 'loss terms and gradients come with pre-training' };
         const expected = tensors.get(key);
         if (!expected) return { output, status: 'fail', error: Infinity, detail: `"${key}" missing from cases.safetensors` };
         const kind = output.startsWith('selection_maps') ? 'map' : c.args['image_file'] ? 'pixel' : output.startsWith('grad/') ? 'grad' : 'value';

@@ -1,0 +1,61 @@
+/**
+ * PS3's pre-training loss: the SigLIP sigmoid loss between image and text features, plus two
+ * box-supervision terms that teach the selector where to look — binary cross-entropy of the
+ * bottom-up and top-down selection probabilities against the ground-truth box, per scale.
+ */
+import { tf } from '../tensor/engine.js';
+import { resize } from '../tensor/resample.js';
+
+/**
+ * log sigmoid(z) = min(z, 0) - log(1 + e^-|z|), stable for any z. (tf.logSigmoid's custom
+ * gradient closes over its input, which breaks when a tidy scope has released it.)
+ */
+export function logSigmoid(z: tf.Tensor): tf.Tensor {
+  return tf.sub(tf.minimum(z, 0), tf.log1p(tf.exp(tf.neg(tf.abs(z)))));
+}
+
+/**
+ * SigLIP: logits = e^t <x_i, z_j> + b over L2-normalised features [B, D]; labels +1 on the
+ * diagonal, -1 elsewhere; loss = -sum log sigmoid(label * logit) / B.
+ */
+export function siglipLoss(imageFeatures: tf.Tensor, textFeatures: tf.Tensor, logitScale: tf.Tensor, logitBias: tf.Tensor): { loss: tf.Tensor; logits: tf.Tensor } {
+  return tf.tidy(() => {
+    const B = imageFeatures.shape[0]!;
+    const logits = tf.add(tf.mul(tf.matMul(imageFeatures, tf.transpose(textFeatures)), tf.exp(tf.reshape(logitScale, []))), tf.reshape(logitBias, []));
+    const labels = tf.sub(tf.mul(tf.eye(B), 2), 1);
+    const loss = tf.div(tf.neg(tf.sum(logSigmoid(tf.mul(labels, logits)))), B);
+    return { loss, logits };
+  });
+}
+
+/**
+ * The box target of each high-res scale: the ground-truth map [B, H, W] area-downsampled to the
+ * scale's grid and binarised at > 0, as [B, gh, gw] arrays.
+ */
+export function boxTargets(gt: Float32Array, batch: number, height: number, width: number, grids: ReadonlyArray<readonly [number, number]>): Float32Array[] {
+  return grids.map(([gh, gw]) => resize(gt, batch, height, width, gh, gw, 'area').map((v) => (v > 0 ? 1 : 0)));
+}
+
+/**
+ * Box supervision: per scale, the mean binary cross-entropy (log clamped at -100, as PyTorch's)
+ * over the local-caption rows' patches, averaged over scales. Rows with a global caption carry
+ * no box and are left out; with none left the term is 0.
+ */
+export function boxLoss(probs: readonly tf.Tensor[], targets: readonly Float32Array[], isGlobalText: ArrayLike<number>): tf.Tensor {
+  return tf.tidy(() => {
+    const B = isGlobalText.length;
+    const local = Array.from({ length: B }, (_, b): number => (isGlobalText[b]! > 0 ? 0 : 1));
+    const nLocal = local.reduce((a, c) => a + c, 0);
+    if (nLocal === 0) return tf.scalar(0);
+    const rowWeight = tf.tensor1d(local);
+    const terms = probs.map((p, i) => {
+      const [, gh, gw] = p.shape as [number, number, number];
+      const t = tf.tensor(targets[i]!, p.shape);
+      const logP = tf.maximum(tf.log(p), -100);
+      const log1mP = tf.maximum(tf.log(tf.sub(1, p)), -100);
+      const bce = tf.neg(tf.add(tf.mul(t, logP), tf.mul(tf.sub(1, t), log1mP))); // [B, gh, gw]
+      return tf.div(tf.sum(tf.mul(tf.sum(bce, [1, 2]), rowWeight)), nLocal * gh * gw);
+    });
+    return tf.div(tf.addN(terms), probs.length);
+  });
+}

@@ -1,0 +1,105 @@
+/**
+ * One pre-training forward pass and its loss, as a pure function of the weights: text tower ->
+ * features and prompt; encoder in the pre-training layout; SigLIP + box BCE terms. Gradients
+ * come from `lossAndGrads`, which differentiates it with respect to any subset of the weights.
+ */
+import { tf } from '../tensor/engine.js';
+import type { PS3Config } from '../io/config.js';
+import { UserError } from '../errors.js';
+import type { Pixels, SelectionMap } from '../model/encoder.js';
+import { l2Normalize } from '../model/layers.js';
+import { encodePretrain } from '../model/pretrain.js';
+import { gridAtScale } from '../model/selection.js';
+import { encodeText } from '../model/text.js';
+import { Weights } from '../model/weights.js';
+import { boxLoss, boxTargets, siglipLoss } from './loss.js';
+
+/** A pre-training batch: images, caption token ids [B, N], box maps [B, H, W], global-caption flags [B]. */
+export interface PretrainBatch {
+  readonly pixels: Pixels;
+  readonly text: Int32Array;
+  readonly gtSelectionMaps: Float32Array;
+  readonly isGlobalText: Float32Array;
+}
+
+export interface LossWeights {
+  readonly contrastive: number;
+  readonly priorBox: number;
+  readonly posteriorBox: number;
+}
+
+export const DEFAULT_LOSS_WEIGHTS: LossWeights = { contrastive: 1, priorBox: 1, posteriorBox: 1 };
+
+export interface ObjectiveOutput {
+  readonly total: tf.Tensor;
+  readonly contrastive: tf.Tensor;
+  readonly priorBox: tf.Tensor;
+  readonly posteriorBox: tf.Tensor;
+  readonly logits: tf.Tensor;
+  readonly imageFeatures: tf.Tensor;
+  readonly textFeatures: tf.Tensor;
+  readonly pooledOutput: tf.Tensor;
+  readonly bottomupSelectionProbs: tf.Tensor[];
+  readonly topdownSelectionProbs: tf.Tensor[];
+  readonly selectionMaps: SelectionMap[];
+}
+
+export function pretrainObjective(w: Weights, config: PS3Config, batch: PretrainBatch, weights: LossWeights = DEFAULT_LOSS_WEIGHTS): ObjectiveOutput {
+  const { pixels } = batch;
+  const B = pixels.batch;
+  if (batch.text.length % B !== 0) throw new UserError(`text: ${batch.text.length} token ids for a batch of ${B}`);
+  const text = encodeText(w, config.text, batch.text, B);
+  const vision = encodePretrain(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, batch.isGlobalText);
+  const imageFeatures = l2Normalize(vision.pooledOutput);
+  const textFeatures = l2Normalize(text.pooledOutput);
+  const scale = w.has('logit_scale') ? w.get('logit_scale') : tf.scalar(config.initLogitScale);
+  const bias = w.has('logit_bias') ? w.get('logit_bias') : tf.scalar(config.initLogitBias);
+  const { loss: contrastive, logits } = siglipLoss(imageFeatures, textFeatures, scale, bias);
+  const grids = config.vision.scales.slice(1).map((_, i) => gridAtScale(config.vision, pixels.height, pixels.width, i + 1));
+  const targets = boxTargets(batch.gtSelectionMaps, B, pixels.height, pixels.width, grids);
+  const priorBox = boxLoss(vision.bottomupSelectionProbs, targets, batch.isGlobalText);
+  const posteriorBox = boxLoss(vision.topdownSelectionProbs, targets, batch.isGlobalText);
+  const total = tf.addN([tf.mul(contrastive, weights.contrastive), tf.mul(priorBox, weights.priorBox), tf.mul(posteriorBox, weights.posteriorBox)]);
+  return {
+    total,
+    contrastive,
+    priorBox,
+    posteriorBox,
+    logits,
+    imageFeatures,
+    textFeatures,
+    pooledOutput: vision.pooledOutput,
+    bottomupSelectionProbs: vision.bottomupSelectionProbs,
+    topdownSelectionProbs: vision.topdownSelectionProbs,
+    selectionMaps: vision.selectionMaps,
+  };
+}
+
+export interface LossAndGrads {
+  readonly loss: { total: number; contrastive: number; priorBox: number; posteriorBox: number };
+  /** gradient of the total loss for each key of `trainable` */
+  readonly grads: Map<string, tf.Tensor>;
+}
+
+/**
+ * The loss and its gradient with respect to the `trainable` keys (every key by default); other
+ * weights are constants. Everything else the pass made is disposed.
+ */
+export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch, options: { trainable?: readonly string[]; lossWeights?: LossWeights } = {}): LossAndGrads {
+  const keys = options.trainable ? [...options.trainable] : [...w.keys()];
+  const terms: number[] = [];
+  const { value, grads } = tf.tidy(() => {
+    const f = (...xs: tf.Tensor[]): tf.Scalar => {
+      const map = new Map<string, tf.Tensor>();
+      for (const [k, t] of w.entries()) map.set(k, t);
+      keys.forEach((k, i) => map.set(k, xs[i]!));
+      const out = pretrainObjective(new Weights(map, true), config, batch, options.lossWeights);
+      terms.push(...[out.total, out.contrastive, out.priorBox, out.posteriorBox].map((t) => t.dataSync()[0]!));
+      return tf.reshape(out.total, []) as tf.Scalar;
+    };
+    return tf.valueAndGrads(f)(keys.map((k) => w.get(k)));
+  });
+  value.dispose();
+  const [total, contrastive, priorBox, posteriorBox] = terms as [number, number, number, number];
+  return { loss: { total, contrastive, priorBox, posteriorBox }, grads: new Map(keys.map((k, i) => [k, grads[i]!])) };
+}
