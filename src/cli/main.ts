@@ -5,6 +5,9 @@ import { runCommand } from './run.js';
 import { parityCommand } from './parity.js';
 import { demoCommand } from './demo.js';
 import { benchCommand, type BenchOptions } from './bench.js';
+import { trainCommand, type TrainCliOptions } from './train.js';
+import { encodeCommand, type EncodeCliOptions } from './encode.js';
+import { similarityCommand, type SimilarityCliOptions } from './similarity.js';
 
 const program = new Command();
 program.name('ps3').description('PS3: selective high-resolution vision encoding (CVPR 2025) in TypeScript').showHelpAfterError();
@@ -34,6 +37,57 @@ program
   .option('--runs <list>', 'comma-separated PRESET:LOOKS runs', 'b14-1.5k:1,b14-1.5k:all,b14-4k:1')
   .option('--out <file>', 'JSON report', 'bench-results.json')
   .action((o: Omit<BenchOptions, 'backend'>) => runCommand(() => benchCommand({ ...o, ...program.opts() })));
+
+program
+  .command('train')
+  .description('pre-train or fine-tune PS3 on shards of (image, box, caption) data; resumable')
+  .option('--preset <name>', 'start from a named shape with random weights (e.g. tiny-4k)')
+  .option('--init <dir>', 'start from a checkpoint folder (ours or a released one)')
+  .requiredOption('--data <dir>', 'data folder with images/ and annotations/ shard sets (and tokenizer/)')
+  .requiredOption('--out <dir>', 'output folder: checkpoint/ and metrics.jsonl')
+  .option('--resume', 'continue the run in --out from its last checkpoint', false)
+  .option('--steps <n>', 'optimizer steps in all', '100')
+  .option('--batch <n>', 'samples per micro-batch', '4')
+  .option('--accum <n>', 'micro-batches per step (gradient accumulation)', '1')
+  .option('--lr <x>', 'peak learning rate', '5e-4')
+  .option('--warmup <n>', 'linear warm-up steps before the cosine decay', '10')
+  .option('--clip <x>', 'clip the global gradient norm to this (0 = off)', '1')
+  .option('--weight-decay <x>', 'AdamW decoupled weight decay', '3e-4')
+  .option('--freeze <group>', 'none | text | all-but-selection', 'none')
+  .option('--seed <n>', 'seed of data order, augmentation and random init', '0')
+  .option('--save-every <n>', 'steps between checkpoints', '25')
+  .option('--max-minutes <x>', 'stop (after a whole step, with a checkpoint) after this long; 0 = no limit', '0')
+  .option('--shuffle-buffer <n>', 'shuffle buffer size of the data stream', '64')
+  .option('--global-caption-prob <x>', 'probability of training on the global caption', '0.25')
+  .action((o: TrainCliOptions) => runCommand(() => trainCommand({ ...o, ...program.opts() })));
+
+program
+  .command('encode')
+  .description('encode an image or a folder of images: features (.safetensors) and selection heat maps (PNG)')
+  .argument('<image|dir>', 'an image file or a folder of images')
+  .option('--model <dir>', 'a PS3 model folder')
+  .option('--preset <name>', 'a named shape with random weights instead of --model')
+  .option('--prompt <text>', 'top-down selection from this text (needs tokenizer files in --model)')
+  .option('--looks <n>', 'number of looks (default 1)')
+  .option('--tokens <n>', 'a high-res token budget instead of a number of looks')
+  .option('--all', 'look at every high-res patch')
+  .option('--scales <n>', 'only select from the first n high-res scales')
+  .option('--max-pixels <n>', 'refuse images whose header claims more pixels than this')
+  .option('--out <dir>', 'output folder', 'ps3-out')
+  .action((target: string, o: EncodeCliOptions) => runCommand(() => encodeCommand(target, { ...o, ...program.opts() })));
+
+program
+  .command('similarity')
+  .description('score texts against an image: top-down selection per text, a score and a picture of where it looked')
+  .argument('<image>', 'an image file')
+  .option('--model <dir>', 'a PS3 model folder with tokenizer files')
+  .option('--text <text>', 'a text to score (repeat for several)', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--looks <n>', 'number of looks (default 1)')
+  .option('--tokens <n>', 'a high-res token budget instead of a number of looks')
+  .option('--all', 'look at every high-res patch')
+  .option('--out <dir>', 'output folder for pictures and similarity.json', 'ps3-out')
+  .option('--json', 'print the results as JSON')
+  .action((image: string, o: SimilarityCliOptions) => runCommand(() => similarityCommand(image, { ...o, ...program.opts() })));
 
 program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);

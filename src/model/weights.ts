@@ -5,6 +5,7 @@
 import { tf } from '../tensor/engine.js';
 import type { NamedArray } from '../io/safetensors.js';
 import { UserError } from '../errors.js';
+import { Rng } from '../rng.js';
 import type { ParamTable } from './params.js';
 
 export class Weights {
@@ -36,6 +37,20 @@ export class Weights {
     const t = this.tensors.get(key);
     if (!t) throw new UserError(`weights: missing key "${key}"`);
     return t;
+  }
+
+  /** Swap in a new value for `key` (disposing the old one): how an optimizer step lands. */
+  replace(key: string, value: tf.Tensor): void {
+    const old = this.tensors.get(key);
+    if (!old) throw new UserError(`weights: missing key "${key}"`);
+    this.tensors.set(key, value);
+    for (const [cacheKey, t] of this.transposedCache) {
+      if (cacheKey === key || cacheKey.startsWith(`${key}@`)) {
+        t.dispose();
+        this.transposedCache.delete(cacheKey);
+      }
+    }
+    old.dispose();
   }
 
   has(key: string): boolean {
@@ -106,28 +121,13 @@ export function checkAndLoad(
   return new Weights(tensors);
 }
 
-/** A deterministic normal generator (mulberry32 + Box-Muller) so random models are reproducible. */
-export function seededNormal(seed: number): () => number {
-  let s = seed >>> 0;
-  const uniform = (): number => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return () => {
-    const u = Math.max(uniform(), 1e-12);
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * uniform());
-  };
-}
-
 /**
  * Random initialisation in the spirit of timm/open_clip: norms at (1, 0), biases 0, matrices
  * N(0, 1/fan_in), embeddings N(0, 0.02), the logit scale and bias at their configured init.
  */
 export function randomWeights(table: ParamTable, seed: number, init: { logitScale: number; logitBias: number }): Weights {
-  const normal = seededNormal(seed);
+  const rng = new Rng(seed);
+  const normal = (): number => rng.normal();
   const tensors = new Map<string, tf.Tensor>();
   for (const [key, shape] of table) {
     const n = shape.reduce((a, c) => a * c, 1);

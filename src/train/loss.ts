@@ -46,7 +46,9 @@ export function boxLoss(probs: readonly tf.Tensor[], targets: readonly Float32Ar
     const B = isGlobalText.length;
     const local = Array.from({ length: B }, (_, b): number => (isGlobalText[b]! > 0 ? 0 : 1));
     const nLocal = local.reduce((a, c) => a + c, 0);
-    if (nLocal === 0) return tf.scalar(0);
+    // no box to supervise: zero, but still a function of the probabilities so the selector's
+    // weights stay on the gradient tape
+    if (nLocal === 0) return tf.mul(tf.addN(probs.map((p) => tf.sum(p))), 0);
     const rowWeight = tf.tensor1d(local);
     const terms = probs.map((p, i) => {
       const [, gh, gw] = p.shape as [number, number, number];

@@ -1,0 +1,86 @@
+/**
+ * `ps3 train --preset NAME | --init DIR --data DIR --steps N --batch B --out DIR [--resume]`:
+ * options validated once here, then the run with a progress bar (step, loss, samples/s, ETA).
+ */
+import { z } from 'zod';
+import { initEngine } from '../tensor/engine.js';
+import { UserError } from '../errors.js';
+import { runTraining, type TrainRunOptions } from '../train/run.js';
+import { progressBar, type Progress } from './progress.js';
+
+const num = (name: string) =>
+  z.string().transform((s, ctx) => {
+    const n = Number(s);
+    if (s.trim() === '' || !Number.isFinite(n)) {
+      ctx.addIssue({ code: 'custom', message: `--${name} must be a number, got "${s}"` });
+      return z.NEVER;
+    }
+    return n;
+  });
+
+const schema = z
+  .object({
+    preset: z.string().optional(),
+    init: z.string().optional(),
+    data: z.string({ message: '--data DIR is required' }),
+    out: z.string({ message: '--out DIR is required' }),
+    resume: z.boolean().default(false),
+    steps: num('steps').pipe(z.number().int('--steps must be an integer').positive('--steps must be positive')),
+    batch: num('batch').pipe(z.number().int('--batch must be an integer').positive('--batch must be positive')),
+    accum: num('accum').pipe(z.number().int().positive('--accum must be a positive integer')),
+    lr: num('lr').pipe(z.number().positive('--lr must be positive')),
+    warmup: num('warmup').pipe(z.number().int().nonnegative('--warmup must be a non-negative integer')),
+    clip: num('clip').pipe(z.number().nonnegative('--clip must be >= 0 (0 = off)')),
+    weightDecay: num('weight-decay').pipe(z.number().nonnegative('--weight-decay must be >= 0')),
+    freeze: z.enum(['none', 'text', 'all-but-selection'], { message: '--freeze must be none, text or all-but-selection' }),
+    seed: num('seed').pipe(z.number().int('--seed must be an integer')),
+    saveEvery: num('save-every').pipe(z.number().int().positive('--save-every must be a positive integer')),
+    maxMinutes: num('max-minutes').pipe(z.number().nonnegative('--max-minutes must be >= 0')),
+    shuffleBuffer: num('shuffle-buffer').pipe(z.number().int().positive('--shuffle-buffer must be a positive integer')),
+    globalCaptionProb: num('global-caption-prob').pipe(z.number().min(0).max(1, '--global-caption-prob must be in [0, 1]')),
+  })
+  .refine((o) => o.resume || o.preset !== undefined || o.init !== undefined, { message: 'give --preset NAME or --init DIR (or --resume)' })
+  .refine((o) => !(o.preset && o.init), { message: 'give --preset or --init, not both' });
+
+export type TrainCliOptions = Record<string, string | boolean | undefined>;
+
+export async function trainCommand(raw: TrainCliOptions): Promise<number> {
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new UserError(parsed.error.issues[0]!.message);
+  const o = parsed.data;
+  await initEngine({ backend: raw['backend'] as string | undefined });
+  const options: TrainRunOptions = {
+    ...(o.preset ? { preset: o.preset } : {}),
+    ...(o.init ? { init: o.init } : {}),
+    data: o.data,
+    out: o.out,
+    resume: o.resume,
+    steps: o.steps,
+    batch: o.batch,
+    accum: o.accum,
+    lr: o.lr,
+    warmup: o.warmup,
+    clip: o.clip,
+    freeze: o.freeze,
+    adamw: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: o.weightDecay },
+    lossWeights: { contrastive: 1, priorBox: 1, posteriorBox: 1 },
+    seed: o.seed,
+    saveEvery: o.saveEvery,
+    maxSeconds: o.maxMinutes * 60,
+    shuffleBuffer: o.shuffleBuffer,
+    globalCaptionProb: o.globalCaptionProb,
+  };
+  let bar: Progress | undefined;
+  const result = await runTraining(options, {
+    onStart: ({ model, startStep }) => {
+      process.stderr.write(`training ${model.source} -> ${o.out} from step ${startStep} to ${o.steps}\n`);
+      bar = progressBar(o.steps, 'train', 'loss {loss} | {sps} samples/s');
+      bar.update(startStep, { loss: '-', sps: '-' });
+    },
+    onStep: (m) => bar?.update(m.step, { loss: m.loss.toFixed(4), sps: m.samples_per_s.toFixed(2) }),
+    onData: (summary) => process.stderr.write(`data: ${summary}\n`),
+  });
+  bar?.stop();
+  process.stdout.write(`trained to step ${result.step}; checkpoint ${result.checkpoint}\n`);
+  return 0;
+}

@@ -1,0 +1,89 @@
+/**
+ * Training checkpoints that survive a kill at any moment. `OUT/checkpoint/` is a Hugging Face
+ * PS3 folder (`config.json`, `model.safetensors`, `preprocessor_config.json`, tokenizer files)
+ * that `loadModel` reads like a released one, plus `optimizer.safetensors` and
+ * `trainer_state.json` (step, data position, the run's options).
+ *
+ * A new checkpoint is written whole into a fresh folder, then swapped in with two renames; if
+ * the process dies between them, `findCheckpoint` recovers the previous one.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { tf } from '../tensor/engine.js';
+import { readSafetensors, writeSafetensors, type NamedArray } from '../io/safetensors.js';
+import { UserError } from '../errors.js';
+import type { PS3Model } from '../model/load.js';
+import type { AdamW } from './optimizer.js';
+
+export const CHECKPOINT = 'checkpoint';
+const INCOMING = '.checkpoint-incoming';
+const OUTGOING = '.checkpoint-outgoing';
+
+export interface TrainerState {
+  readonly step: number;
+  /** samples drawn from the data stream so far (the resume position) */
+  readonly samplesSeen: number;
+  readonly optimizerStep: number;
+  /** the options the run was started with */
+  readonly options: Record<string, unknown>;
+}
+
+async function toArrays(tensors: Iterable<[string, tf.Tensor]>): Promise<Map<string, NamedArray>> {
+  const out = new Map<string, NamedArray>();
+  for (const [k, t] of tensors) out.set(k, { shape: t.shape, data: (await t.data()) as Float32Array });
+  return out;
+}
+
+function copyTokenizer(from: string | undefined, to: string): void {
+  if (!from) return;
+  for (const name of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
+    const src = path.join(from, name);
+    if (fs.existsSync(src)) fs.copyFileSync(src, path.join(to, name));
+  }
+}
+
+export async function saveCheckpoint(outDir: string, model: PS3Model, optimizer: AdamW, state: TrainerState, tokenizerDir?: string): Promise<string> {
+  fs.mkdirSync(outDir, { recursive: true });
+  const incoming = path.join(outDir, INCOMING);
+  fs.rmSync(incoming, { recursive: true, force: true });
+  fs.mkdirSync(incoming);
+  writeSafetensors(path.join(incoming, 'model.safetensors'), await toArrays(model.weights.entries()), { format: 'pt' });
+  writeSafetensors(path.join(incoming, 'optimizer.safetensors'), await toArrays(optimizer.state().entries()));
+  fs.writeFileSync(path.join(incoming, 'config.json'), `${JSON.stringify(model.config.raw, null, 2)}\n`);
+  const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
+  const preprocessor = { image_processor_type: 'PS3ImageProcessor', do_resize: true, size: { height: S, width: S }, resample: 3, do_normalize: true, image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5] };
+  fs.writeFileSync(path.join(incoming, 'preprocessor_config.json'), `${JSON.stringify(preprocessor, null, 2)}\n`);
+  copyTokenizer(tokenizerDir, incoming);
+  fs.writeFileSync(path.join(incoming, 'trainer_state.json'), `${JSON.stringify(state, null, 2)}\n`);
+  const current = path.join(outDir, CHECKPOINT);
+  const outgoing = path.join(outDir, OUTGOING);
+  fs.rmSync(outgoing, { recursive: true, force: true });
+  if (fs.existsSync(current)) fs.renameSync(current, outgoing);
+  fs.renameSync(incoming, current);
+  fs.rmSync(outgoing, { recursive: true, force: true });
+  return current;
+}
+
+/** The last complete checkpoint under `outDir`, recovering from a kill mid-swap; null if none. */
+export function findCheckpoint(outDir: string): string | null {
+  const current = path.join(outDir, CHECKPOINT);
+  const outgoing = path.join(outDir, OUTGOING);
+  if (!fs.existsSync(current) && fs.existsSync(outgoing)) fs.renameSync(outgoing, current);
+  return fs.existsSync(path.join(current, 'trainer_state.json')) ? current : null;
+}
+
+export function readTrainerState(dir: string): TrainerState {
+  const file = path.join(dir, 'trainer_state.json');
+  try {
+    const s = JSON.parse(fs.readFileSync(file, 'utf8')) as TrainerState;
+    if (!Number.isInteger(s.step) || !Number.isInteger(s.samplesSeen)) throw new Error('step or samplesSeen missing');
+    return s;
+  } catch (e) {
+    throw new UserError(`${file}: not a readable trainer state (${(e as Error).message})`);
+  }
+}
+
+export function readOptimizerState(dir: string): Map<string, tf.Tensor> {
+  const arrays = readSafetensors(path.join(dir, 'optimizer.safetensors'));
+  return new Map([...arrays].map(([k, a]) => [k, tf.tensor(a.data, [...a.shape])]));
+}

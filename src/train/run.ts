@@ -1,0 +1,150 @@
+/**
+ * A whole training run: the model (a named preset with random weights, a checkpoint folder, or
+ * the run's own last checkpoint on --resume), the tokenizer, the data stream, the optimizer, and
+ * the files a run leaves: `OUT/checkpoint/` and `OUT/metrics.jsonl`.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../errors.js';
+import { Rng } from '../rng.js';
+import { loadTokenizer, type TextTokenizer } from '../io/tokenizer.js';
+import { ShardDataset } from '../io/shards.js';
+import { loadModel, randomModel, type PS3Model } from '../model/load.js';
+import { presetConfig } from '../model/presets.js';
+import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } from './checkpoint.js';
+import { AdamW, type AdamWOptions } from './optimizer.js';
+import { makeSample } from './samples.js';
+import { trainLoop, type FreezeGroup, type SampleSource, type StepMetrics, type TrainSample } from './trainer.js';
+import type { LossWeights } from './objective.js';
+
+export interface TrainRunOptions {
+  readonly preset?: string;
+  readonly init?: string;
+  readonly data: string;
+  readonly out: string;
+  readonly resume: boolean;
+  readonly steps: number;
+  readonly batch: number;
+  readonly accum: number;
+  readonly lr: number;
+  readonly warmup: number;
+  readonly clip: number;
+  readonly freeze: FreezeGroup;
+  readonly adamw: AdamWOptions;
+  readonly lossWeights: LossWeights;
+  readonly seed: number;
+  readonly saveEvery: number;
+  readonly maxSeconds: number;
+  readonly shuffleBuffer: number;
+  readonly globalCaptionProb: number;
+}
+
+/** A 32-bit mix of (seed, index): each sample's augmentation depends only on these two. */
+export function sampleSeed(seed: number, index: number): number {
+  let h = (seed ^ 0x9e3779b9) >>> 0;
+  h = Math.imul(h ^ (index >>> 0), 0x85ebca6b) >>> 0;
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+function dataPaths(dir: string): { images: string; annotations: string; tokenizer: string } {
+  const images = path.join(dir, 'images');
+  const annotations = path.join(dir, 'annotations');
+  if (!fs.existsSync(images) || !fs.existsSync(annotations)) {
+    throw new UserError(`${dir}: expected a data folder with images/ and annotations/ shard sets (e.g. from "ps3 data synth")`);
+  }
+  return { images, annotations, tokenizer: path.join(dir, 'tokenizer') };
+}
+
+/** The samples of a run in order, starting after the first `skip`. */
+export function sampleSource(dataset: ShardDataset, seed: number, skip: number, options: { size: number; globalCaptionProb: number }): SampleSource & { readonly seen: number } {
+  const stream = dataset.samples({ skip });
+  let index = skip;
+  return {
+    get seen() {
+      return index;
+    },
+    async next(): Promise<TrainSample> {
+      const r = await stream.next();
+      if (r.done) throw new UserError('the data stream ended (no valid samples?)');
+      const rng = new Rng(sampleSeed(seed, index++));
+      return makeSample(r.value, rng, { size: options.size, globalCaptionProb: options.globalCaptionProb, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+    },
+  };
+}
+
+function resolveTokenizerDir(model: string | undefined, data: string): string {
+  for (const dir of [model, path.join(data, 'tokenizer')]) {
+    if (dir && fs.existsSync(path.join(dir, 'tokenizer.json'))) return dir;
+  }
+  throw new UserError(`no tokenizer.json in ${model ? `${model} or ` : ''}${path.join(data, 'tokenizer')}`);
+}
+
+export interface RunEvents {
+  onStart?(info: { model: PS3Model; startStep: number; tokenizerDir: string; trainable: number }): void;
+  onStep?(m: StepMetrics): void;
+  onSave?(dir: string): void;
+  onData?(summary: string): void;
+}
+
+export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): Promise<{ step: number; checkpoint: string }> {
+  const paths = dataPaths(o.data);
+  const previous = o.resume ? findCheckpoint(o.out) : null;
+  if (o.resume && !previous) throw new UserError(`--resume: no checkpoint in ${o.out}`);
+  if (!o.resume && findCheckpoint(o.out)) throw new UserError(`${o.out} already holds a checkpoint: pass --resume to continue it, or choose another --out`);
+  let model: PS3Model;
+  if (previous) model = loadModel(previous);
+  else if (o.init) model = loadModel(o.init);
+  else if (o.preset) model = randomModel(presetConfig(o.preset), o.seed);
+  else throw new UserError('give --preset NAME or --init DIR (or --resume)');
+  const optimizer = new AdamW(o.adamw);
+  let state = { step: 0, samplesSeen: 0 };
+  if (previous) {
+    const s = readTrainerState(previous);
+    state = { step: s.step, samplesSeen: s.samplesSeen };
+    optimizer.load(readOptimizerState(previous), s.optimizerStep);
+  }
+  const tokenizerDir = resolveTokenizerDir(previous ?? o.init, o.data);
+  const tokenizer: TextTokenizer = await loadTokenizer(tokenizerDir, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
+  const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
+  const dataset = new ShardDataset({ images: paths.images, annotations: paths.annotations, seed: o.seed, shuffleBuffer: o.shuffleBuffer, resample: true });
+  const source = sampleSource(dataset, o.seed, state.samplesSeen, { size: S, globalCaptionProb: o.globalCaptionProb });
+  fs.mkdirSync(o.out, { recursive: true });
+  const metricsFile = path.join(o.out, 'metrics.jsonl');
+  if (!previous) fs.writeFileSync(metricsFile, '');
+  else truncateMetrics(metricsFile, state.step);
+  events.onStart?.({ model, startStep: state.step, tokenizerDir, trainable: 0 });
+  const runOptions: Record<string, unknown> = { ...o };
+  let checkpoint = previous ?? '';
+  const final = await trainLoop(model, optimizer, source, tokenizer, o, state, {
+    onStep: (m) => {
+      fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);
+      events.onStep?.(m);
+    },
+    save: async (s) => {
+      checkpoint = await saveCheckpoint(o.out, model, optimizer, { step: s.step, samplesSeen: s.samplesSeen, optimizerStep: optimizer.step, options: runOptions }, tokenizerDir);
+      events.onSave?.(checkpoint);
+    },
+  });
+  events.onData?.(dataset.summary());
+  optimizer.dispose();
+  model.weights.dispose();
+  return { step: final.step, checkpoint };
+}
+
+/** On resume, keep only the metrics of steps the checkpoint has (a kill may have logged more). */
+function truncateMetrics(file: string, step: number): void {
+  if (!fs.existsSync(file)) return;
+  const kept = fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((line) => {
+      if (!line.trim()) return false;
+      try {
+        return (JSON.parse(line) as { step: number }).step <= step;
+      } catch {
+        return false;
+      }
+    });
+  fs.writeFileSync(file, kept.length ? `${kept.join('\n')}\n` : '');
+}

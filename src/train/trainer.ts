@@ -1,0 +1,173 @@
+/**
+ * The pre-training loop: batches of (image, box, caption) samples, the PS3 objective, AdamW with
+ * warm-up + cosine, optional clipping, gradient accumulation and frozen groups, checkpoints that
+ * resume exactly. The data stream and the per-sample augmentation are functions of the seed and
+ * the sample's index, so a killed-and-resumed run sees the same samples as an uninterrupted one.
+ */
+import { tf } from '../tensor/engine.js';
+import type { TextTokenizer } from '../io/tokenizer.js';
+import type { PS3Model } from '../model/load.js';
+import { trunkFlops, convnetFlops, embedFlops, selectionFlops } from '../eval/flops.js';
+import { AdamW, clipGradients, type AdamWOptions } from './optimizer.js';
+import { learningRate } from './schedule.js';
+import { lossAndGrads, type LossWeights, type PretrainBatch } from './objective.js';
+
+/** One prepared sample: normalised pixels [3, S, S], box map [S, S], caption. */
+export interface TrainSample {
+  readonly pixels: Float32Array;
+  readonly gt: Float32Array;
+  readonly isGlobal: number;
+  readonly caption: string;
+}
+
+/** Where samples come from: the `index`-th sample of the run's stream, in order. */
+export interface SampleSource {
+  next(): Promise<TrainSample>;
+}
+
+export type FreezeGroup = 'none' | 'text' | 'all-but-selection';
+
+export interface TrainLoopOptions {
+  readonly steps: number;
+  readonly batch: number;
+  readonly accum: number;
+  readonly lr: number;
+  readonly warmup: number;
+  readonly clip: number;
+  readonly freeze: FreezeGroup;
+  readonly adamw: AdamWOptions;
+  readonly lossWeights: LossWeights;
+  /** stop early (after a whole step) once this many seconds have passed; 0 = no limit */
+  readonly maxSeconds: number;
+  readonly saveEvery: number;
+}
+
+export interface StepMetrics {
+  step: number;
+  loss: number;
+  contrastive_loss: number;
+  prior_box_loss: number;
+  posterior_box_loss: number;
+  lr: number;
+  grad_norm: number;
+  samples_per_s: number;
+  gflops: number;
+  logit_scale: number;
+  seconds: number;
+}
+
+/** The token-selection modules (the reference's `token_selection_param_names`). */
+const SELECTION_MODULES = ['vision_model.selection_feature_proj.', 'vision_model.highres_selection_feature_module.', 'vision_model.prompt_proj_for_highres.'];
+
+export function trainableKeys(keys: Iterable<string>, freeze: FreezeGroup): string[] {
+  const all = [...keys];
+  if (freeze === 'text') return all.filter((k) => !k.startsWith('text_model.'));
+  if (freeze === 'all-but-selection') return all.filter((k) => SELECTION_MODULES.some((m) => k.startsWith(m)));
+  return all;
+}
+
+export function collate(samples: readonly TrainSample[], size: number, tokenizer: TextTokenizer): PretrainBatch {
+  const B = samples.length;
+  const plane = 3 * size * size;
+  const pixels = new Float32Array(B * plane);
+  const gt = new Float32Array(B * size * size);
+  samples.forEach((s, b) => {
+    pixels.set(s.pixels, b * plane);
+    gt.set(s.gt, b * size * size);
+  });
+  return {
+    pixels: { data: pixels, batch: B, height: size, width: size },
+    text: tokenizer.encode(samples.map((s) => s.caption)),
+    gtSelectionMaps: gt,
+    isGlobalText: Float32Array.from(samples, (s) => s.isGlobal),
+  };
+}
+
+/** Forward FLOPs of one training sample (text tower, low-res, selection, one full look). */
+export function sampleFlops(model: PS3Model): number {
+  const v = model.config.vision;
+  const t = model.config.text;
+  const n0 = (v.scales[0]! / v.trunk.patchSize) ** 2;
+  const n = v.maxSelectNum;
+  const text = t.layers * (2 * t.contextLength * t.width * 4 * t.width + 4 * t.contextLength * t.width * t.mlpHidden + 4 * t.contextLength ** 2 * t.width);
+  return trunkFlops(v, n0, n0) + embedFlops(v, n0 + n) + convnetFlops(v) + selectionFlops(v) + trunkFlops(v, n, n0 + n) + text;
+}
+
+export interface LoopState {
+  step: number;
+  samplesSeen: number;
+}
+
+/**
+ * Run steps from `state.step` to `options.steps` (or until the time budget), calling `onStep`
+ * after each and `save` every `saveEvery` steps and at the end.
+ */
+export async function trainLoop(
+  model: PS3Model,
+  optimizer: AdamW,
+  source: SampleSource,
+  tokenizer: TextTokenizer,
+  options: TrainLoopOptions,
+  state: LoopState,
+  hooks: { onStep?: (m: StepMetrics) => void; save?: (state: LoopState) => Promise<void> },
+): Promise<LoopState> {
+  const size = model.config.vision.scales[model.config.vision.scales.length - 1]!;
+  const trainable = trainableKeys(model.weights.keys(), options.freeze);
+  const flopsPerSample = 3 * sampleFlops(model); // forward + backward ~ 3 forwards
+  const started = performance.now();
+  const maxLogitScale = Math.log(100);
+  while (state.step < options.steps) {
+    const t0 = performance.now();
+    const lr = learningRate(state.step, { lr: options.lr, warmup: options.warmup, steps: options.steps });
+    const grads = new Map<string, tf.Tensor>();
+    const terms = { total: 0, contrastive: 0, priorBox: 0, posteriorBox: 0 };
+    for (let micro = 0; micro < options.accum; micro++) {
+      const samples: TrainSample[] = [];
+      for (let i = 0; i < options.batch; i++) samples.push(await source.next());
+      state.samplesSeen += options.batch;
+      const r = lossAndGrads(model.weights, model.config, collate(samples, size, tokenizer), { trainable, lossWeights: options.lossWeights });
+      for (const [k, g] of r.grads) {
+        const scaled = options.accum === 1 ? g : tf.mul(g, 1 / options.accum);
+        if (scaled !== g) g.dispose();
+        const prev = grads.get(k);
+        grads.set(k, prev ? tf.add(prev, scaled) : scaled);
+        if (prev) {
+          prev.dispose();
+          scaled.dispose();
+        }
+      }
+      terms.total += r.loss.total / options.accum;
+      terms.contrastive += r.loss.contrastive / options.accum;
+      terms.priorBox += r.loss.priorBox / options.accum;
+      terms.posteriorBox += r.loss.posteriorBox / options.accum;
+    }
+    const gradNorm = clipGradients(grads, options.clip);
+    optimizer.apply(model.weights, grads, lr);
+    tf.dispose([...grads.values()]);
+    if (model.weights.has('logit_scale')) {
+      const clamped = tf.clipByValue(model.weights.get('logit_scale'), 0, maxLogitScale);
+      model.weights.replace('logit_scale', clamped);
+    }
+    state.step += 1;
+    const seconds = (performance.now() - t0) / 1000;
+    const samples = options.batch * options.accum;
+    hooks.onStep?.({
+      step: state.step,
+      loss: terms.total,
+      contrastive_loss: terms.contrastive,
+      prior_box_loss: terms.priorBox,
+      posterior_box_loss: terms.posteriorBox,
+      lr,
+      grad_norm: gradNorm,
+      samples_per_s: samples / seconds,
+      gflops: (flopsPerSample * samples) / seconds / 1e9,
+      logit_scale: model.weights.has('logit_scale') ? model.weights.get('logit_scale').dataSync()[0]! : NaN,
+      seconds,
+    });
+    const outOfTime = options.maxSeconds > 0 && (performance.now() - started) / 1000 >= options.maxSeconds;
+    const last = state.step >= options.steps || outOfTime;
+    if (hooks.save && (last || state.step % options.saveEvery === 0)) await hooks.save(state);
+    if (outOfTime) break;
+  }
+  return state;
+}
