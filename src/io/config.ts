@@ -231,6 +231,9 @@ export function parseConfig(json: unknown, where = 'config.json'): PS3Config {
   if (t.prompt_proj_dim !== trunk.width) {
     throw new UserError(`${where}: text_config.prompt_proj_dim ${t.prompt_proj_dim} must equal the vision width ${trunk.width} (the prompt is compared with vision features)`);
   }
+  if (t.output_dim !== trunk.width) {
+    throw new UserError(`${where}: text_config.output_dim ${t.output_dim} must equal the vision width ${trunk.width} (image and text features are compared)`);
+  }
   const clean = t.tokenizer_kwargs?.clean;
   return {
     vision: {

@@ -68,7 +68,7 @@ export function parseHeader(headerText: string, dataSize: number, where: string)
     entries.set(key, { dtype, shape, begin, end });
     spans.push([begin, end, key]);
   }
-  spans.sort((a, b) => a[0] - b[0]);
+  spans.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   for (let i = 1; i < spans.length; i++) {
     if (spans[i]![0] < spans[i - 1]![1]) {
       throw new UserError(`${where}: keys "${spans[i - 1]![2]}" and "${spans[i]![2]}" overlap in the data`);
@@ -154,21 +154,21 @@ export function openSafetensors(file: string): SafetensorsFile {
     const code = (e as NodeJS.ErrnoException).code;
     throw new UserError(`${where}: cannot open (${code === 'ENOENT' ? 'no such file' : code ?? String(e)})`);
   }
-  const size = fs.fstatSync(fd).size;
-  const first8 = Buffer.alloc(8);
-  fs.readSync(fd, first8, 0, Math.min(8, size), 0);
-  const n = headerLength(first8, size, where);
-  const header = Buffer.alloc(n);
-  fs.readSync(fd, header, 0, n, 8);
-  const base = 8 + n;
+  let size: number;
+  let base: number;
   let entries: Map<string, HeaderEntry>;
   try {
+    size = fs.fstatSync(fd).size;
+    const first8 = Buffer.alloc(8);
+    fs.readSync(fd, first8, 0, Math.min(8, size), 0);
+    const n = headerLength(first8, size, where);
+    const header = Buffer.alloc(n);
+    fs.readSync(fd, header, 0, n, 8);
+    base = 8 + n;
     entries = parseHeader(header.toString('utf8'), size - base, where);
-  } catch (e) {
+  } finally {
     fs.closeSync(fd);
-    throw e;
   }
-  fs.closeSync(fd);
   return {
     where,
     entries,

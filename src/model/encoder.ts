@@ -25,7 +25,7 @@ import {
   smoothProbs,
   type LookCount,
 } from './selection.js';
-import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, positionResidual, trunk, type KV } from './vit.js';
+import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, positionResidual, trunk, type KV, type TrunkRunner } from './vit.js';
 import type { Weights } from './weights.js';
 
 /** Normalised pixels, NCHW float32, at the top scale (any aspect ratio). */
@@ -53,6 +53,8 @@ export interface EncodeOptions {
   outputHiddenStates?: boolean;
   /** when given, filled with each stage's wall time in ms (forces a sync at stage ends) */
   timings?: StageTimings;
+  /** runs the trunk's blocks for the low-res pass and the looks (another engine's); TensorFlow.js's `trunk` when absent */
+  trunk?: TrunkRunner;
 }
 
 export interface StageTimings {
@@ -101,20 +103,35 @@ function checkPixels(cfg: VisionConfig, pixels: Pixels): void {
   }
 }
 
-/** Low-res pass: the image resized (plain bicubic) to the square low-res scale, all blocks, KV cache kept. */
-export function lowRes(w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = true): LowResOutput {
+/** The low-res tokens [B, N0, D]: the image resized (plain bicubic) to the square low-res scale, embedded, plus the position embedding. */
+export function lowResTokens(w: Weights, cfg: VisionConfig, pixels: Pixels): tf.Tensor {
   const s0 = cfg.scales[0]!;
   const P = cfg.trunk.patchSize;
   const image = resize(pixels.data, pixels.batch * 3, pixels.height, pixels.width, s0, s0, 'bicubic');
   const { data } = patchify(image, { batch: pixels.batch, channels: 3, height: s0, width: s0 }, P);
-  const tokens = tf.tidy(() => {
+  return tf.tidy(() => {
     const g = s0 / P;
     const embedded = patchEmbed(w, tf.tensor2d(data, [pixels.batch * g * g, 3 * P * P]), pixels.batch);
     return tf.add(embedded, positionEmbedding(w, g, g));
   });
+}
+
+/** Low-res pass: the low-res tokens through all blocks, KV cache kept. */
+export function lowRes(w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = true): LowResOutput {
+  const tokens = lowResTokens(w, cfg, pixels);
   const out = trunk(w, cfg.trunk, tokens, { keepKv });
   tokens.dispose();
   return out;
+}
+
+/** `lowRes` with the blocks run by `run` (another engine's trunk). */
+export async function lowResOn(run: TrunkRunner, w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = true): Promise<LowResOutput> {
+  const tokens = lowResTokens(w, cfg, pixels);
+  try {
+    return await run(tokens, { keepKv });
+  } finally {
+    tokens.dispose();
+  }
 }
 
 /** The image at every high-res scale (plain bicubic), computed once per call and shared by the looks. */
@@ -174,6 +191,16 @@ export function look(w: Weights, cfg: VisionConfig, images: ScaledImages, batch:
   return hiddenStates;
 }
 
+/** `look` with the blocks run by `run` (another engine's trunk); with `lastOnly` it may return only the last hidden state. */
+export async function lookOn(run: TrunkRunner, w: Weights, cfg: VisionConfig, images: ScaledImages, batch: number, chosen: readonly Int32Array[][], cache: KV[], lastOnly: boolean): Promise<tf.Tensor[]> {
+  const tokens = highResTokens(w, cfg, images, batch, chosen);
+  try {
+    return (await run(tokens, { cache, lastOnly })).hiddenStates;
+  } finally {
+    tokens.dispose();
+  }
+}
+
 /** Selection probabilities for a prompt [B, D] (prior prompt when null), per high-res scale. */
 export function selection(
   w: Weights,
@@ -196,7 +223,8 @@ export function highresSelectionFeatures(w: Weights, cfg: VisionConfig, pixels: 
   return cfg.highresSelectionFeature ? shallowConvNet(w, cfg, pixels.data, pixels.batch, pixels.height, pixels.width) : null;
 }
 
-function validateOptions(cfg: VisionConfig, batch: number, o: EncodeOptions): void {
+function validateOptions(cfg: VisionConfig, pixels: Pixels, o: EncodeOptions): void {
+  const batch = pixels.batch;
   const ns = cfg.scales.length - 1;
   if (o.numLookClose !== undefined && o.numLookClose !== 'all' && (!Number.isInteger(o.numLookClose) || o.numLookClose < 0)) {
     throw new UserError(`numLookClose must be a non-negative integer or "all", got ${String(o.numLookClose)}`);
@@ -215,7 +243,14 @@ function validateOptions(cfg: VisionConfig, batch: number, o: EncodeOptions): vo
     }
     for (const n of list) {
       if (!Number.isInteger(n) || n < 1 || n > ns) throw new UserError(`onlySelectFirstNScale must be an integer in [1, ${ns}], got ${n}`);
+      // the reference's arithmetic can leave the last scale a negative budget (it then fails in topk)
+      if (lookBudgets(baseBudgets(cfg), null, n).some((b) => b < 0)) {
+        throw new UserError(`onlySelectFirstNScale ${n} leaves a negative budget for the last scale with this model's budgets (${baseBudgets(cfg).join(' + ')}); use a larger n`);
+      }
     }
+  }
+  if (o.gtSelectionMaps && o.gtSelectionMaps.length !== batch * pixels.height * pixels.width) {
+    throw new UserError(`gtSelectionMaps: ${o.gtSelectionMaps.length} values do not make [${batch}, ${pixels.height}, ${pixels.width}]`);
   }
   if (o.prompt && (o.prompt.rank !== 2 || o.prompt.shape[0] !== batch || o.prompt.shape[1] !== cfg.trunk.width)) {
     throw new UserError(`prompt has shape [${o.prompt.shape.join(', ')}], expected [${batch}, ${cfg.trunk.width}]`);
@@ -230,7 +265,7 @@ async function flatProbs(probs: readonly tf.Tensor[]): Promise<Float32Array[]> {
 export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels, options: EncodeOptions = {}): Promise<EncodeOutput> {
   const cfg = config.vision;
   checkPixels(cfg, pixels);
-  validateOptions(cfg, pixels.batch, options);
+  validateOptions(cfg, pixels, options);
   const B = pixels.batch;
   const D = cfg.trunk.width;
   const ns = cfg.scales.length - 1;
@@ -247,7 +282,7 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
     clock = now;
     return ms;
   };
-  const low = lowRes(w, cfg, pixels, !lowResOnly);
+  const low = options.trunk ? await lowResOn(options.trunk, w, cfg, pixels, !lowResOnly) : lowRes(w, cfg, pixels, !lowResOnly);
   if (timings) timings.lowRes = await lap(low.hiddenStates[low.hiddenStates.length - 1]);
   const highFeatures = highresSelectionFeatures(w, cfg, pixels);
   const bottomup = selection(w, cfg, pixels, low.hiddenStates, highFeatures, null);
@@ -256,9 +291,6 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
   if (timings) timings.selection = await lap((topdown ?? bottomup)[0]);
   let probs = topdown ?? bottomup;
   if (options.gtSelectionMaps) {
-    if (options.gtSelectionMaps.length !== B * pixels.height * pixels.width) {
-      throw new UserError(`gtSelectionMaps: ${options.gtSelectionMaps.length} values do not make [${B}, ${pixels.height}, ${pixels.width}]`);
-    }
     probs = forceGroundTruth(probs, groundTruthPerScale(cfg, options.gtSelectionMaps, B, pixels.height, pixels.width));
   }
   if (options.smoothSelectionProb) {
@@ -305,7 +337,7 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
         throw new Error(`look: images chose different patch counts at scale ${i}; batch them separately`);
       }
     });
-    const hidden = look(w, cfg, images, B, chosen, low.kvCache);
+    const hidden = options.trunk ? await lookOn(options.trunk, w, cfg, images, B, chosen, low.kvCache, !keepHidden) : look(w, cfg, images, B, chosen, low.kvCache);
     if (timings) (timings.looks ??= []).push({ ms: await lap(hidden[hidden.length - 1]), tokens: chosen.reduce((a, perImage) => a + perImage[0]!.length, 0) });
     const kept = keepHidden ? hidden : [hidden[hidden.length - 1]!];
     if (!keepHidden) hidden.slice(0, -1).forEach((h) => h.dispose());

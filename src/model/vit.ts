@@ -110,6 +110,12 @@ export interface TrunkOutput {
 }
 
 /**
+ * Runs all blocks on tokens [B, N, D] as `trunk` does, possibly on another engine (hence async).
+ * With `lastOnly` the caller keeps only the last hidden state, so it may be all that comes back.
+ */
+export type TrunkRunner = (tokens: tf.Tensor, options: { cache?: KV[]; keepKv?: boolean; lastOnly?: boolean }) => Promise<TrunkOutput>;
+
+/**
  * Run all blocks. With `cache` (the low-res pass's), the tokens are high-res ones that see the
  * low-res tokens; they are not added to the cache, so looks never see each other.
  * `keepKv` keeps each block's keys and values (the low-res pass needs them, looks do not).

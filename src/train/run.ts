@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { UserError } from '../errors.js';
+import { isUserError, UserError } from '../errors.js';
 import { Rng } from '../rng.js';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer.js';
 import { ShardDataset } from '../io/shards.js';
@@ -56,19 +56,39 @@ function dataPaths(dir: string): { images: string; annotations: string; tokenize
   return { images, annotations, tokenizer: path.join(dir, 'tokenizer') };
 }
 
-/** The samples of a run in order, starting after the first `skip`. */
-export function sampleSource(dataset: ShardDataset, seed: number, skip: number, options: { size: number; globalCaptionProb: number }): SampleSource & { readonly seen: number } {
+/**
+ * The samples of a run in order, starting after the first `skip`. An entry whose image does not
+ * decode is skipped and counted (it still uses up its index, so resume stays exact).
+ */
+export function sampleSource(
+  dataset: ShardDataset,
+  seed: number,
+  skip: number,
+  options: { size: number; globalCaptionProb: number; onBadImage?: (key: string, message: string) => void },
+): SampleSource & { readonly seen: number; readonly badImages: number } {
   const stream = dataset.samples({ skip });
   let index = skip;
+  let badImages = 0;
   return {
     get seen() {
       return index;
     },
+    get badImages() {
+      return badImages;
+    },
     async next(): Promise<TrainSample> {
-      const r = await stream.next();
-      if (r.done) throw new UserError('the data stream ended (no valid samples?)');
-      const rng = new Rng(sampleSeed(seed, index++));
-      return makeSample(r.value, rng, { size: options.size, globalCaptionProb: options.globalCaptionProb, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+      for (;;) {
+        const r = await stream.next();
+        if (r.done) throw new UserError('the data stream ended (no valid samples?)');
+        const rng = new Rng(sampleSeed(seed, index++));
+        try {
+          return await makeSample(r.value, rng, { size: options.size, globalCaptionProb: options.globalCaptionProb, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+        } catch (e) {
+          if (!isUserError(e)) throw e;
+          badImages++;
+          options.onBadImage?.(r.value.key, e.message);
+        }
+      }
     },
   };
 }
@@ -108,7 +128,7 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   const tokenizer: TextTokenizer = await loadTokenizer(tokenizerDir, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
   const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
   const dataset = new ShardDataset({ images: paths.images, annotations: paths.annotations, seed: o.seed, shuffleBuffer: o.shuffleBuffer, resample: true });
-  const source = sampleSource(dataset, o.seed, state.samplesSeen, { size: S, globalCaptionProb: o.globalCaptionProb });
+  const source = sampleSource(dataset, o.seed, state.samplesSeen, { size: S, globalCaptionProb: o.globalCaptionProb, onBadImage: (key, message) => events.onData?.(`skipped ${key}: ${message}`) });
   fs.mkdirSync(o.out, { recursive: true });
   const metricsFile = path.join(o.out, 'metrics.jsonl');
   if (!previous) fs.writeFileSync(metricsFile, '');
@@ -126,7 +146,7 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
       events.onSave?.(checkpoint);
     },
   });
-  events.onData?.(dataset.summary());
+  events.onData?.(`${dataset.summary()}; images that did not decode: ${source.badImages}`);
   optimizer.dispose();
   model.weights.dispose();
   return { step: final.step, checkpoint };

@@ -1,0 +1,153 @@
+/**
+ * One pre-training sample (spec §3): a caption, the image cropped and resized to S x S, and the
+ * caption's box as a 0/1 map at S x S.
+ *
+ * Per image, with probability `globalCaptionProb` (or when it has no local caption) the global
+ * caption and the whole image as the box; else one random local (box, caption). The caption is
+ * cleaned (captions.ts) and sentence-masked. The image gets torchvision's RandomResizedCrop (area
+ * 0.9-1, ratio 3/4-4/3) then PIL's bicubic to S x S, and the box follows the same crop and scale.
+ *
+ * Random draws, in order: global coin, caption index, sentence mask, crop. One Rng per sample
+ * (seeded from the run's seed and the sample's index) keeps a resumed run identical to an
+ * uninterrupted one.
+ */
+
+import { decodeImage, normalise, resizeImage, type RgbImage } from '../io/image.js';
+import type { Box, RawSample } from '../io/shards.js';
+import type { Rng } from '../rng.js';
+import { cleanCaption, maskSentences } from './captions.js';
+
+export interface SampleOptions {
+  /** Side of the output square (the top scale S). */
+  readonly size: number;
+  /** Chance of the global caption (0.25 in the reference). */
+  readonly globalCaptionProb: number;
+  readonly mean: readonly number[];
+  readonly std: readonly number[];
+  /** Refuse images whose header claims more pixels than this. */
+  readonly maxPixels?: number;
+}
+
+export interface TrainSample {
+  readonly key: string;
+  /** Normalised crop, [3, S, S] float32. */
+  readonly pixels: Float32Array;
+  /** Ground-truth selection map, [S, S] of 0/1: the box's pixels, all ones for a global caption. */
+  readonly gt: Float32Array;
+  readonly isGlobal: 0 | 1;
+  readonly caption: string;
+  /** The box in output pixels, clipped to [0, S]; null for a global caption. */
+  readonly box: Box | null;
+}
+
+/** A crop window in source pixels: rows top..top+height, columns left..left+width. */
+export interface CropWindow {
+  readonly top: number;
+  readonly left: number;
+  readonly height: number;
+  readonly width: number;
+}
+
+/** RandomResizedCrop's ranges in the reference. */
+const CROP_SCALE: readonly [number, number] = [0.9, 1];
+const CROP_RATIO: readonly [number, number] = [3 / 4, 4 / 3];
+
+/** Python's round(): halves to even, as torchvision's int(round(...)) does. */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * torchvision `RandomResizedCrop.get_params`: up to 10 tries of a random area fraction in
+ * `scale` and a log-uniform aspect ratio in `ratio`; if none fits, the whole image cut to the
+ * nearest allowed ratio, centred.
+ */
+export function randomResizedCropWindow(
+  width: number,
+  height: number,
+  rng: Rng,
+  scale: readonly [number, number] = CROP_SCALE,
+  ratio: readonly [number, number] = CROP_RATIO,
+): CropWindow {
+  const area = width * height;
+  const logRatio = [Math.log(ratio[0]), Math.log(ratio[1])] as const;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const targetArea = area * rng.uniform(scale[0], scale[1]);
+    const aspect = Math.exp(rng.uniform(logRatio[0], logRatio[1]));
+    const w = roundHalfEven(Math.sqrt(targetArea * aspect));
+    const h = roundHalfEven(Math.sqrt(targetArea / aspect));
+    if (w > 0 && w <= width && h > 0 && h <= height) {
+      return { top: rng.int(0, height - h), left: rng.int(0, width - w), height: h, width: w };
+    }
+  }
+  const inRatio = width / height;
+  let w = width;
+  let h = height;
+  if (inRatio < Math.min(...ratio)) h = roundHalfEven(w / Math.min(...ratio));
+  else if (inRatio > Math.max(...ratio)) w = roundHalfEven(h * Math.max(...ratio));
+  return { top: Math.floor((height - h) / 2), left: Math.floor((width - w) / 2), height: h, width: w };
+}
+
+/** Cut a window out of an image: [H, W, 3] -> [h, w, 3]. */
+export function cropImage(image: RgbImage, window: CropWindow): RgbImage {
+  const { top, left, width, height } = window;
+  const data = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    const from = ((top + y) * image.width + left) * 3;
+    data.set(image.data.subarray(from, from + width * 3), y * width * 3);
+  }
+  return { data, width, height };
+}
+
+/** A source-pixel box through the crop and the resize to size x size, clipped to [0, size]. */
+export function transformBox(box: Box, window: CropWindow, size: number): Box {
+  const sx = size / window.width;
+  const sy = size / window.height;
+  const clip = (v: number): number => Math.min(size, Math.max(0, v));
+  const [x0, y0, x1, y1] = box;
+  return [clip((x0 - window.left) * sx), clip((y0 - window.top) * sy), clip((x1 - window.left) * sx), clip((y1 - window.top) * sy)];
+}
+
+/**
+ * The box as a 0/1 map, [size, size]: rows floor(y0)..ceil(y1) and columns floor(x0)..ceil(x1),
+ * both inclusive, clipped to the map; all ones for null (a global caption).
+ */
+export function boxToGtMap(box: Box | null, size: number): Float32Array {
+  const gt = new Float32Array(size * size);
+  if (box === null) return gt.fill(1);
+  const [x0, y0, x1, y1] = box;
+  const c0 = Math.max(0, Math.floor(x0));
+  const c1 = Math.min(size - 1, Math.ceil(x1));
+  const r0 = Math.max(0, Math.floor(y0));
+  const r1 = Math.min(size - 1, Math.ceil(y1));
+  for (let r = r0; r <= r1; r++) {
+    if (c1 >= c0) gt.fill(1, r * size + c0, r * size + c1 + 1);
+  }
+  return gt;
+}
+
+/** The global caption or one random local (box, caption); box null for the global one. */
+function pickCaption(raw: RawSample, rng: Rng, globalCaptionProb: number): { text: string; box: Box | null } {
+  const { text, box, globalText } = raw.annotation;
+  const global = rng.next() < globalCaptionProb || text.length === 0;
+  if (global) return { text: globalText, box: null };
+  const i = rng.int(0, text.length - 1);
+  return { text: text[i]!, box: box[i]! };
+}
+
+/**
+ * One pre-training sample from a shard sample. An image that does not decode throws a
+ * UserError naming shard and key: the caller skips and counts it.
+ */
+export async function makeSample(raw: RawSample, rng: Rng, options: SampleOptions): Promise<TrainSample> {
+  const { size } = options;
+  const picked = pickCaption(raw, rng, options.globalCaptionProb);
+  const caption = maskSentences(cleanCaption(picked.text), rng);
+  const name = `${raw.shard}: ${raw.key}.${raw.imageExt}`;
+  const image = await decodeImage(raw.image, options.maxPixels === undefined ? { name } : { name, maxPixels: options.maxPixels });
+  const window = randomResizedCropWindow(image.width, image.height, rng);
+  const pixels = normalise(resizeImage(cropImage(image, window), size, size), options.mean, options.std);
+  const box = picked.box === null ? null : transformBox(picked.box, window, size);
+  return { key: raw.key, pixels, gt: boxToGtMap(box, size), isGlobal: box === null ? 1 : 0, caption, box };
+}
