@@ -3,16 +3,18 @@
  * 1512, all looks at 1512, one look at 3780 — as a table and as JSON.
  */
 import fs from 'node:fs';
-import { initEngine } from '../tensor/engine.js';
+import { initEngine, tf } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import { randomModel } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import type { LookCount } from '../model/selection.js';
 import { benchEncode, matmulGflops, type EncodeBench } from '../eval/bench.js';
+import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
 import { SAMPLE_IMAGE } from './demo.js';
 
 export interface BenchOptions {
   backend?: string;
+  trunk?: string;
   image?: string;
   out: string;
   runs?: string;
@@ -36,21 +38,29 @@ function row(cells: Array<string | number>): string {
 
 export async function benchCommand(options: BenchOptions): Promise<number> {
   const backend = await initEngine(options);
+  const engine = resolveTrunkEngine(options.trunk);
   const runs = parseRuns(options.runs ?? DEFAULT_RUNS);
   const image = options.image ?? SAMPLE_IMAGE;
-  process.stdout.write(`backend ${backend}; image ${image}; random weights\n`);
+  process.stdout.write(`backend ${backend}; trunk ${engine}; image ${image}; random weights\n`);
   const baseline = await matmulGflops();
   process.stdout.write(`baseline: plain ${backend} matmul 2560x768x3072 runs at ${baseline.toFixed(1)} GFLOP/s\n\n`);
   process.stdout.write(`${row(['preset', 'res', 'looks', 'tokens', 'decode ms', 'lowres ms', 'select ms', 'highres ms', 'total ms', 'GFLOP/s', 'vs mm', 'rss MB'])}\n`);
   const results: EncodeBench[] = [];
   for (const run of runs) {
     const model = randomModel(presetConfig(run.preset), 0);
-    const r = await benchEncode(model, run.preset, image, run.looks);
+    const trunk = await trunkRunner(engine, model.weights, model.config.vision.trunk);
+    if (trunk) {
+      // an engine's one-off set-up (building ONNX sessions) happens on an untimed one-token run
+      const one = tf.zeros([1, 1, model.config.vision.trunk.width]);
+      tf.dispose([one, ...(await trunk(one, {})).hiddenStates]);
+    }
+    const r = await benchEncode(model, run.preset, image, run.looks, trunk);
+    await releaseTrunk(engine, model.weights);
     model.weights.dispose();
     results.push(r);
     process.stdout.write(`${row([r.preset, r.resolution, String(r.looks), r.tokens, r.ms_decode, r.ms_lowres, r.ms_select, r.ms_highres, r.ms_total, r.gflops.total, r.gflops.total / baseline, r.rss_peak_mb])}\n`);
   }
-  const report = { backend, image, baseline_matmul_gflops: baseline, runs: results };
+  const report = { backend, trunk: engine, image, baseline_matmul_gflops: baseline, runs: results };
   fs.writeFileSync(options.out, `${JSON.stringify(report, null, 2)}\n`);
   process.stdout.write(`\nper-look ms: ${results.map((r) => `${r.preset}@${r.looks}: ${r.ms_looks.map((m) => m.toFixed(0)).join(', ')}`).join('; ')}\n`);
   process.stdout.write(`wrote ${options.out}\n`);

@@ -5,8 +5,11 @@ import { runCommand } from './run.js';
 import { parityCommand } from './parity.js';
 import { demoCommand } from './demo.js';
 import { benchCommand, type BenchOptions } from './bench.js';
+import { benchEncodeCommand, type BenchEncodeOptions } from './benchEncode.js';
 import { trainCommand, type TrainCliOptions } from './train.js';
 import { encodeCommand, type EncodeCliOptions } from './encode.js';
+import { dataSynthCommand } from './dataSynth.js';
+import { dataValidateCommand } from './dataValidate.js';
 import { similarityCommand, type SimilarityCliOptions } from './similarity.js';
 
 const program = new Command();
@@ -17,7 +20,8 @@ program
   .command('parity')
   .description('run every case of a reference fixture folder and compare with its tolerances')
   .argument('<fixture-dir>', 'folder with config.json, model.safetensors, manifest.json, cases.safetensors')
-  .action((dir: string) => runCommand(() => parityCommand(dir, program.opts())));
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .action((dir: string, o: { trunk?: string }) => runCommand(() => parityCommand(dir, { ...o, ...program.opts() })));
 
 program
   .command('demo')
@@ -30,13 +34,30 @@ program
   .option('--out <dir>', 'output folder', 'ps3-demo')
   .action((o: Omit<import('./demo.js').DemoOptions, 'backend'>) => runCommand(() => demoCommand({ ...o, ...program.opts() })));
 
-program
+const bench = program
   .command('bench')
   .description('time the encoder stage by stage (ViT-B/14-sized PS3, random weights) and report GFLOP/s and peak memory')
   .option('--image <file>', 'image to encode instead of the bundled sample')
   .option('--runs <list>', 'comma-separated PRESET:LOOKS runs', 'b14-1.5k:1,b14-1.5k:all,b14-4k:1')
   .option('--out <file>', 'JSON report', 'bench-results.json')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
   .action((o: Omit<BenchOptions, 'backend'>) => runCommand(() => benchCommand({ ...o, ...program.opts() })));
+
+bench
+  .command('encode')
+  .description('one timed encode of one image (decode to outputs); --json prints one JSON line; takes bench\'s --image and --trunk')
+  .option('--preset <name>', 'model shape (with --random-init)')
+  .option('--random-init', 'random weights of --preset (vision tower only)')
+  .option('--model <dir>', 'a PS3 model folder instead (vision tower only)')
+  .option('--looks <n>', 'number of looks, or "all"', '1')
+  .option('--dense', 'also time ONNX Runtime running the same trunk densely over 3,289 tokens, and the ratio')
+  .option('--warmup', 'run one untimed encode first')
+  .option('--json', 'print one JSON line')
+  // --image and --trunk belong to `bench` (commander gives them to it wherever they stand)
+  .action((o: Omit<BenchEncodeOptions, 'backend' | 'image' | 'trunk'>) => {
+    const shared = bench.opts<Pick<BenchOptions, 'image' | 'trunk'>>();
+    return runCommand(() => benchEncodeCommand({ ...o, image: shared.image, trunk: shared.trunk, ...program.opts() }));
+  });
 
 program
   .command('train')
@@ -88,6 +109,27 @@ program
   .option('--out <dir>', 'output folder for pictures and similarity.json', 'ps3-out')
   .option('--json', 'print the results as JSON')
   .action((image: string, o: SimilarityCliOptions) => runCommand(() => similarityCommand(image, { ...o, ...program.opts() })));
+
+const data = program.command('data').description('build and check pre-training data (webdataset shards of images and local captions)');
+data
+  .command('synth')
+  .description('write synthetic high-res scenes of small objects with local (box, caption) pairs')
+  .requiredOption('--out <dir>', 'output folder (images/, annotations/, tokenizer/)')
+  .option('--count <n>', 'number of images', '100')
+  .option('--size <px>', 'long side of each image in pixels', '3780')
+  .option('--seed <n>', 'seed: the same seed gives the same bytes', '0')
+  .option('--per-shard <n>', 'images per shard')
+  .option('--format <png|jpg>', 'image encoding')
+  .option('--aspect <w:h>', 'aspect ratio, width:height (default square)')
+  .option('--context-length <n>', 'context length written into the tokenizer config', '64')
+  .action((o: Parameters<typeof dataSynthCommand>[0]) => runCommand(() => dataSynthCommand(o)));
+data
+  .command('validate')
+  .description('report per-entry problems of a pair of shard sets')
+  .argument('<images>', 'image shards: a folder, a file, a list or a brace pattern')
+  .argument('<annotations>', 'annotation shards, matched to the image shards')
+  .option('--json', 'print problems as JSON lines')
+  .action((images: string, annotations: string, o: { json?: boolean }) => runCommand(() => dataValidateCommand(images, annotations, o)));
 
 program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);

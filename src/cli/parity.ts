@@ -1,6 +1,7 @@
 /** `ps3 parity <fixture-dir>`: every case of a reference fixture folder, one line each. */
 import { initEngine } from '../tensor/engine.js';
 import { runParity, type CaseResult } from '../eval/parity.js';
+import { resolveTrunkEngine } from '../engine/trunkEngine.js';
 
 function line(r: CaseResult): string {
   const tag = r.status === 'pass' ? 'ok  ' : r.status === 'fail' ? 'FAIL' : 'skip';
@@ -12,9 +13,9 @@ function line(r: CaseResult): string {
   return `${tag} ${r.name.padEnd(24)} ${compared} outputs${skipped ? `, ${skipped} skipped` : ''}, ${worst}${extra}`;
 }
 
-export async function parityCommand(dir: string, options: { backend?: string }): Promise<number> {
+export async function parityCommand(dir: string, options: { backend?: string; trunk?: string }): Promise<number> {
   await initEngine(options);
-  const report = await runParity(dir, (r) => process.stdout.write(`${line(r)}\n`));
+  const report = await runParity(dir, (r) => process.stdout.write(`${line(r)}\n`), resolveTrunkEngine(options.trunk));
   process.stdout.write(`parity: ${report.passed} passed, ${report.failed} failed, ${report.skipped} skipped\n`);
   return report.failed === 0 ? 0 : 1;
 }

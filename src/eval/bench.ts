@@ -8,6 +8,7 @@ import { loadPixelValues } from '../io/image.js';
 import { encodeImage, type StageTimings } from '../model/encoder.js';
 import type { PS3Model } from '../model/load.js';
 import type { LookCount } from '../model/selection.js';
+import type { TrunkRunner } from '../model/vit.js';
 import { convnetFlops, embedFlops, selectionFlops, trunkFlops } from './flops.js';
 
 export interface EncodeBench {
@@ -44,12 +45,12 @@ export async function matmulGflops(m = 2560, k = 768, n = 3072, reps = 3): Promi
   return (2 * m * k * n) / s / 1e9;
 }
 
-function rssPeakMb(): number {
+export function rssPeakMb(): number {
   return process.resourceUsage().maxRSS / 1024;
 }
 
-/** One timed encode of `image` (squashed to the model's top scale), bottom-up, with `looks` looks. */
-export async function benchEncode(model: PS3Model, preset: string, image: string, looks: LookCount): Promise<EncodeBench> {
+/** One timed encode of `image` (squashed to the model's top scale), bottom-up, with `looks` looks; `trunk` as in `EncodeOptions`. */
+export async function benchEncode(model: PS3Model, preset: string, image: string, looks: LookCount, trunk?: TrunkRunner): Promise<EncodeBench> {
   const cfg = model.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
   const t0 = performance.now();
@@ -57,7 +58,7 @@ export async function benchEncode(model: PS3Model, preset: string, image: string
   const msDecode = performance.now() - t0;
   const timings: StageTimings = {};
   const t1 = performance.now();
-  const out = await encodeImage(model.weights, model.config, { data: pv.pixels, batch: 1, height: S, width: S }, { numLookClose: looks, outputHiddenStates: false, timings });
+  const out = await encodeImage(model.weights, model.config, { data: pv.pixels, batch: 1, height: S, width: S }, { numLookClose: looks, outputHiddenStates: false, timings, ...(trunk ? { trunk } : {}) });
   await out.lastHiddenState.data();
   const msEncode = performance.now() - t1;
   const tokens = out.lastHiddenState.shape[1]!;

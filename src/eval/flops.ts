@@ -32,3 +32,15 @@ export function selectionFlops(cfg: VisionConfig): number {
   const L = cfg.trunk.width * cfg.selectBasedOnLayer.length;
   return 2 * n0 * L * L + 2 * n0 * L * cfg.trunk.width * (cfg.scales.length - 1);
 }
+
+/**
+ * S² (Shi et al., 2024), the baseline PS3 is compared with: the image at every scale cut into
+ * tiles of the low-res size, every tile through the whole trunk. Returns the tile count and the
+ * trunk FLOPs, which grow with resolution².
+ */
+export function s2Flops(cfg: VisionConfig): { tiles: number; flops: number } {
+  const s0 = cfg.scales[0]!;
+  const tiles = cfg.scales.reduce((a, s) => a + Math.ceil(s / s0) ** 2, 0);
+  const n0 = (s0 / cfg.trunk.patchSize) ** 2;
+  return { tiles, flops: tiles * (trunkFlops(cfg, n0, n0) + embedFlops(cfg, n0)) };
+}

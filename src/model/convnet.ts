@@ -15,23 +15,34 @@ const M = 'vision_model.highres_selection_feature_module';
 /** The convnet's fixed input size, whatever the model's scales (the reference hard-codes it). */
 export const CONVNET_INPUT = 1512;
 
+/** Row indices into the zero-padded map [B * (h + 6) * (w + 6)] of every 7 x 7 window: [B * h * w * 49]. */
+function windowIndex(B: number, h: number, w: number): Int32Array {
+  const ph = h + 6;
+  const pw = w + 6;
+  const idx = new Int32Array(B * h * w * 49);
+  let i = 0;
+  for (let b = 0; b < B; b++) {
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        for (let dy = 0; dy < 7; dy++) for (let dx = 0; dx < 7; dx++) idx[i++] = (b * ph + y + dy) * pw + x + dx;
+      }
+    }
+  }
+  return idx;
+}
+
 /**
- * Depthwise 7 x 7 conv, padding 3, as 49 shifted multiply-adds: exact, differentiable with basic
- * ops only (WASM lacks the depthwise filter gradient). x [B, h, w, C], weight [C, 1, 7, 7].
+ * Depthwise 7 x 7 conv, padding 3, as a gather of every window then a weighted sum: exact, and
+ * differentiable with kernels WASM has (it lacks the depthwise filter gradient).
+ * x [B, h, w, C], weight [C, 1, 7, 7] -> [B, h, w, C].
  */
 function depthwise7x7(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     const [B, h, w, C] = x.shape as [number, number, number, number];
-    const padded = tf.pad(x, [[0, 0], [3, 3], [3, 3], [0, 0]]);
-    const taps = tf.transpose(tf.reshape(weight, [C, 49]), [1, 0]); // [49, C]
-    let acc: tf.Tensor = tf.broadcastTo(bias, [B, h, w, C]);
-    for (let dy = 0; dy < 7; dy++) {
-      for (let dx = 0; dx < 7; dx++) {
-        const shifted = tf.slice(padded, [0, dy, dx, 0], [B, h, w, C]);
-        acc = tf.add(acc, tf.mul(shifted, tf.reshape(tf.slice(taps, [dy * 7 + dx, 0], [1, C]), [C])));
-      }
-    }
-    return acc;
+    const padded = tf.reshape(tf.pad(x, [[0, 0], [3, 3], [3, 3], [0, 0]]), [-1, C]);
+    const windows = tf.reshape(tf.gather(padded, tf.tensor1d(windowIndex(B, h, w), 'int32')), [B * h * w, 49, C]);
+    const taps = tf.transpose(tf.reshape(weight, [C, 49])); // [49, C]
+    return tf.add(tf.reshape(tf.sum(tf.mul(windows, taps), 1), [B, h, w, C]), bias);
   });
 }
 

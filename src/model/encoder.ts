@@ -25,7 +25,7 @@ import {
   smoothProbs,
   type LookCount,
 } from './selection.js';
-import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, positionResidual, trunk, type KV, type TrunkRunner } from './vit.js';
+import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, selectedPositionEmbedding, trunk, type KV, type TrunkRunner } from './vit.js';
 import type { Weights } from './weights.js';
 
 /** Normalised pixels, NCHW float32, at the top scale (any aspect ratio). */
@@ -171,10 +171,9 @@ export function highResTokens(w: Weights, cfg: VisionConfig, images: ScaledImage
     parts.push(
       tf.tidy(() => {
         const embedded = patchEmbed(w, tf.tensor2d(data, [batch * count, 3 * P * P]), batch); // [B, n, D]
-        let pos = positionEmbedding(w, gh, gw); // [gh * gw, D]
-        if (cfg.separatePosEmb) pos = tf.add(pos, positionResidual(w, i, gh, gw));
-        const ids = tf.tensor1d(Int32Array.from(perImage.flatMap((ids) => Array.from(ids))), 'int32');
-        return tf.add(embedded, tf.reshape(tf.gather(pos, ids), embedded.shape));
+        const ids = Int32Array.from(perImage.flatMap((ids) => Array.from(ids)));
+        const pos = selectedPositionEmbedding(w, gh, gw, ids, cfg.separatePosEmb ? i : undefined); // [B * n, D]
+        return tf.add(embedded, tf.reshape(pos, embedded.shape));
       }),
     );
   });

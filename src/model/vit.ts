@@ -5,6 +5,7 @@
  */
 import { tf } from '../tensor/engine.js';
 import { resize2d } from '../tensor/ops.js';
+import { resampleMatrix, tapsFor } from '../tensor/resample.js';
 import type { TrunkConfig } from '../io/config.js';
 import { attention, layerNorm, linear, mlp } from './layers.js';
 import type { Weights } from './weights.js';
@@ -75,6 +76,42 @@ export function positionEmbedding(w: Weights, gh: number, gw: number): tf.Tensor
     if (gh === gw && gh * gw === count) return tf.reshape(pe, [count, D]);
     const m = Math.max(gh, gw);
     return tf.reshape(resize2d(tf.reshape(pe, [n, n, D]), 0, m, m, 'bicubic-antialias', gh, gw), [gh * gw, D]);
+  });
+}
+
+/**
+ * The position embedding (plus the scale's residual when given) of chosen grid cells only,
+ * [ids.length, D], for `ids` flat indices into a gh x gw grid. Equal to gathering rows of
+ * `positionEmbedding` (+ `positionResidual`), without resampling the whole grid: at 3780 px that
+ * grid is 270 x 270, and under autograd every full-grid intermediate would be kept.
+ */
+export function selectedPositionEmbedding(w: Weights, gh: number, gw: number, ids: Int32Array, residualScale?: number): tf.Tensor {
+  return tf.tidy(() => {
+    const pe = w.get(`${T}.pos_embed`);
+    const [, count, D] = pe.shape as [number, number, number];
+    const n = Math.round(Math.sqrt(count));
+    const rows = Int32Array.from(ids, (g) => Math.floor(g / gw));
+    const cols = Int32Array.from(ids, (g) => g % gw);
+    let pos: tf.Tensor;
+    if (gh === gw && gh * gw === count) {
+      pos = tf.gather(tf.reshape(pe, [count, D]), tf.tensor1d(ids, 'int32'));
+    } else {
+      // pos[r, c] = sum_ij A[r, i] P[i, j] A[c, j], A the antialiased-bicubic matrix to m x m
+      const m = Math.max(gh, gw);
+      const A = tf.tensor2d(resampleMatrix(tapsFor('bicubic-antialias', n, m), m), [m, n]);
+      const aRows = tf.gather(A, tf.tensor1d(rows, 'int32')); // [k, n] over i
+      const aCols = tf.gather(A, tf.tensor1d(cols, 'int32')); // [k, n] over j
+      const pj = tf.reshape(tf.transpose(tf.reshape(pe, [n, n, D]), [1, 0, 2]), [n, n * D]); // [j, i * D]
+      const z = tf.reshape(tf.matMul(aCols, pj), [ids.length, n, D]); // [k, i, D]
+      pos = tf.sum(tf.mul(z, tf.reshape(aRows, [ids.length, n, 1])), 1); // [k, D]
+    }
+    if (residualScale === undefined) return pos;
+    const r = w.get(`vision_model.pos_emb_residual.${residualScale}`);
+    const [, stored, Dr] = r.shape as [number, number, number];
+    const side = Math.round(Math.sqrt(stored));
+    // stored for the full square grid and cropped top-left: cell (row, col) is row * side + col
+    const residualRows = tf.tensor1d(Int32Array.from(ids, (_, k) => rows[k]! * side + cols[k]!), 'int32');
+    return tf.add(pos, tf.gather(tf.reshape(r, [stored, Dr]), residualRows));
   });
 }
 

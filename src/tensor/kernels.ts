@@ -30,6 +30,7 @@ export function unsortedSegmentSumValues(
 }
 
 export function registerMissingKernels(backend: BackendName): void {
+  registerMatMulGradient();
   if (backend !== 'wasm') return;
   const have = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));
   if (!have.has('UnsortedSegmentSum')) {
@@ -50,4 +51,44 @@ export function registerMissingKernels(backend: BackendName): void {
       },
     });
   }
+}
+
+/** Transpose the last two axes. */
+function swapLast(t: tf.Tensor): tf.Tensor {
+  const perm = t.shape.map((_, i) => i);
+  perm[t.rank - 1] = t.rank - 2;
+  perm[t.rank - 2] = t.rank - 1;
+  return tf.transpose(t, perm);
+}
+
+/** Sum `grad` down to `shape` over the batch axes that were broadcast. */
+function unbroadcast(grad: tf.Tensor, shape: readonly number[]): tf.Tensor {
+  if (grad.rank === shape.length && grad.shape.every((d, i) => d === shape[i])) return grad;
+  const axes = tf.backend_util.getReductionAxes(shape.slice(0, -2), grad.shape.slice(0, -2));
+  return tf.reshape(axes.length ? tf.sum(grad, axes) : grad, [...shape]);
+}
+
+/**
+ * The gradient of BatchMatMul with every product untransposed: TensorFlow.js's own gradient
+ * multiplies by transposed operands, which its WASM matmul runs an order of magnitude slower
+ * than an explicit transpose followed by a plain product.
+ */
+export function registerMatMulGradient(): void {
+  tf.registerGradient({
+    kernelName: 'BatchMatMul',
+    inputsToSave: ['a', 'b'],
+    gradFunc: (dy, saved, attrs) => {
+      const [a, b] = saved as [tf.Tensor, tf.Tensor];
+      const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
+      const g = dy as tf.Tensor;
+      const A = transposeA ? swapLast(a) : a; // the operands as multiplied
+      const Bm = transposeB ? swapLast(b) : b;
+      const dA = tf.matMul(g, swapLast(Bm)); // d(A) for C = A B
+      const dB = tf.matMul(swapLast(A), g);
+      return {
+        a: () => unbroadcast(transposeA ? swapLast(dA) : dA, a.shape),
+        b: () => unbroadcast(transposeB ? swapLast(dB) : dB, b.shape),
+      };
+    },
+  });
 }

@@ -1,0 +1,132 @@
+/**
+ * `ps3 bench encode`: one timed encode (decode to outputs) of one image, printed as one JSON line
+ * (`--json`) or a short summary: ms per stage, GFLOP/s, tokens, peak RSS, the weights' size; with
+ * `--dense`, ONNX Runtime's dense pass of the same trunk over 3,289 tokens in the same process and
+ * the ratio to it; and S²'s tile count and FLOPs at this preset's scales for comparison.
+ */
+import { initEngine } from '../tensor/engine.js';
+import { UserError } from '../errors.js';
+import type { PS3Config } from '../io/config.js';
+import { loadModel, type PS3Model } from '../model/load.js';
+import { presetConfig } from '../model/presets.js';
+import { visionParams, type ParamTable } from '../model/params.js';
+import { randomWeights } from '../model/weights.js';
+import type { LookCount } from '../model/selection.js';
+import type { OnnxTrunk } from '../engine/onnx/onnxTrunk.js';
+import { benchEncode, rssPeakMb } from '../eval/bench.js';
+import { s2Flops } from '../eval/flops.js';
+import { resolveTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
+import { SAMPLE_IMAGE } from './demo.js';
+
+export interface BenchEncodeOptions {
+  backend?: string;
+  trunk?: string;
+  preset?: string;
+  model?: string;
+  randomInit?: boolean;
+  image?: string;
+  looks: string;
+  json?: boolean;
+  dense?: boolean;
+  warmup?: boolean;
+}
+
+const BLOCK_KEY = /^vision_model\.trunk\.blocks\./;
+
+function tableMb(table: ParamTable, only?: RegExp): number {
+  let n = 0;
+  for (const [k, shape] of table) if (!only || only.test(k)) n += shape.reduce((a, c) => a * c, 1);
+  return (n * 4) / 2 ** 20;
+}
+
+function subTable(table: ParamTable, keep: (key: string) => boolean): ParamTable {
+  return new Map([...table].filter(([k]) => keep(k)));
+}
+
+function randomOf(config: PS3Config, table: ParamTable): PS3Model {
+  const weights = randomWeights(table, 0, { logitScale: config.initLogitScale, logitBias: config.initLogitBias });
+  return { config, weights, source: 'random weights (seed 0)' };
+}
+
+async function openOnnx(model: PS3Model): Promise<OnnxTrunk> {
+  const { OnnxTrunk } = await import('../engine/onnx/onnxTrunk.js');
+  return OnnxTrunk.create(model.weights, model.config.vision.trunk);
+}
+
+/**
+ * The model (vision tower only: the bench never runs the text tower, so400m's alone is ~1.8 GB)
+ * and, when ONNX Runtime is used, its trunk's sessions. With random weights and the ONNX trunk,
+ * the blocks are made, handed to ONNX Runtime and freed before the rest is made, so they are held
+ * once (so400m's 1.6 GB would not fit twice beside a 4K look in the 4 GB WASM heap).
+ */
+async function setUp(o: BenchEncodeOptions, engine: TrunkEngine): Promise<{ model: PS3Model; name: string; table: ParamTable; onnx: OnnxTrunk | null }> {
+  const wantOnnx = engine === 'onnx' || Boolean(o.dense);
+  if (o.model) {
+    const model = loadModel(o.model, 'vision');
+    return { model, name: o.model, table: visionParams(model.config), onnx: wantOnnx ? await openOnnx(model) : null };
+  }
+  if (!o.preset || !o.randomInit) throw new UserError('bench encode: give --model DIR, or --preset NAME with --random-init');
+  const config = presetConfig(o.preset);
+  const table = visionParams(config);
+  if (engine !== 'onnx') {
+    const model = randomOf(config, table);
+    return { model, name: o.preset, table, onnx: wantOnnx ? await openOnnx(model) : null };
+  }
+  const blocks = randomOf(config, subTable(table, (k) => BLOCK_KEY.test(k)));
+  const onnx = await openOnnx(blocks);
+  blocks.weights.dispose();
+  return { model: randomOf(config, subTable(table, (k) => !BLOCK_KEY.test(k))), name: o.preset, table, onnx };
+}
+
+function parseLooks(value: string): LookCount {
+  if (value === 'all') return 'all';
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UserError(`--looks: "${value}" must be a positive integer or "all"`);
+  return n;
+}
+
+export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number> {
+  const backend = await initEngine(o);
+  const engine = resolveTrunkEngine(o.trunk);
+  const looks = parseLooks(o.looks);
+  const image = o.image ?? SAMPLE_IMAGE;
+  // ONNX sessions are made once per model, before the clock starts; their cost is reported apart
+  const t0 = performance.now();
+  const { model, name, table, onnx } = await setUp(o, engine);
+  const msSetUp = performance.now() - t0;
+  const rssSetUp = rssPeakMb();
+  const cfg = model.config.vision;
+  const trunk = engine === 'onnx' ? onnx!.run : undefined;
+  if (o.warmup) await benchEncode(model, name, image, looks, trunk);
+  const r = await benchEncode(model, name, image, looks, trunk);
+  const dense = onnx && o.dense ? await (await import('../eval/dense.js')).denseTrunk(onnx, cfg) : null;
+  await onnx?.release();
+  model.weights.dispose();
+  const s2 = s2Flops(cfg);
+  const msTile = r.ms_lowres; // one 729-token pass of the whole trunk: what each S² tile costs
+  const report = {
+    ...r,
+    trunk: engine,
+    backend,
+    image,
+    warmup: Boolean(o.warmup),
+    ms_set_up: msSetUp,
+    rss_peak_after_set_up_mb: rssSetUp,
+    weights_mb: tableMb(table),
+    trunk_weights_mb: tableMb(table, BLOCK_KEY),
+    ...(dense ? { dense, ratio_to_dense: r.ms_total / dense.ms } : {}),
+    s2: { tiles: s2.tiles, gflop: s2.flops / 1e9, ms_est: s2.tiles * msTile },
+  };
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+    return 0;
+  }
+  const f = (x: number): string => x.toFixed(0);
+  process.stdout.write(
+    `${name} (${engine} trunk, ${backend}) ${r.resolution}px, ${String(looks)} look(s), ${r.tokens} tokens: total ${f(r.ms_total)} ms = decode ${f(r.ms_decode)} + low-res ${f(r.ms_lowres)} + select ${f(r.ms_select)} + high-res ${f(r.ms_highres)} (+ assembly); ` +
+      `${r.gflops.total.toFixed(1)} GFLOP/s; peak RSS ${f(r.rss_peak_mb)} MB (vision weights ${f(report.weights_mb)} MB)\n`,
+  );
+  if (dense) process.stdout.write(`dense ONNX trunk over ${dense.tokens} tokens: ${f(dense.ms)} ms (${dense.gflops.toFixed(1)} GFLOP/s); this encode / dense = ${(r.ms_total / dense.ms).toFixed(2)}\n`);
+  process.stdout.write(`S² at these scales: ${s2.tiles} tiles, ${(s2.flops / 1e9).toFixed(0)} GFLOP, ~${f(s2.tiles * msTile)} ms at this low-res pass's speed\n`);
+  return 0;
+}

@@ -1,0 +1,126 @@
+/**
+ * The trunk on ONNX Runtime (onnxruntime-node, CPU): consecutive blocks grouped into ONNX models
+ * of at most `maxModelBytes` of weights, one session each, run in a chain. Groups keep each
+ * protobuf far below its 2 GB limit (the so400m trunk is ~1.7 GB of float32) and bound the
+ * transient copies while a session is made (the protobuf bytes and ORT's own copy of them) to
+ * one group's size, instead of building one model with external data on disk.
+ */
+import os from 'node:os';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import type { TrunkConfig } from '../../io/config.js';
+import { tf } from '../../tensor/engine.js';
+import type { KV, TrunkOutput, TrunkRunner } from '../../model/vit.js';
+import type { Weights } from '../../model/weights.js';
+import { blockBytes, io, trunkGroupModel, type AttentionOps } from './trunkGraph.js';
+
+export interface OnnxTrunkOptions {
+  /** most bytes of float32 weights per ONNX model (one session each); default 512 MiB */
+  readonly maxModelBytes?: number;
+  /** ORT's intra-op threads; default: the cores this process may use */
+  readonly threads?: number;
+  /** how attention is expressed (see trunkGraph.ts); default 'fused' */
+  readonly attention?: AttentionOps;
+}
+
+/** One block's keys and values as ORT tensors, [B, M, D] each. */
+export interface OrtKV {
+  readonly k: Tensor;
+  readonly v: Tensor;
+}
+
+interface Group {
+  readonly from: number;
+  readonly to: number;
+  readonly session: InferenceSession;
+}
+
+/** Block ranges [from, to) of at most `maxBytes` each (one block at least). */
+export function groupBlocks(cfg: TrunkConfig, maxBytes: number): Array<[number, number]> {
+  const perGroup = Math.max(1, Math.floor(maxBytes / blockBytes(cfg)));
+  const out: Array<[number, number]> = [];
+  for (let from = 0; from < cfg.depth; from += perGroup) out.push([from, Math.min(cfg.depth, from + perGroup)]);
+  return out;
+}
+
+function toOrt(data: Float32Array, dims: readonly number[]): Tensor {
+  return new Tensor('float32', data, dims);
+}
+
+function toTf(t: Tensor): tf.Tensor {
+  return tf.tensor(t.data as Float32Array, [...t.dims]);
+}
+
+export class OnnxTrunk {
+  private constructor(private readonly groups: readonly Group[]) {}
+
+  /** Build every group's model from the weights and open its session (one group at a time, to bound memory). */
+  static async create(w: Weights, cfg: TrunkConfig, options: OnnxTrunkOptions = {}): Promise<OnnxTrunk> {
+    const sessionOptions: InferenceSession.SessionOptions = {
+      intraOpNumThreads: options.threads ?? os.availableParallelism(),
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+    };
+    const groups: Group[] = [];
+    try {
+      for (const [from, to] of groupBlocks(cfg, options.maxModelBytes ?? 512 * 2 ** 20)) {
+        groups.push({ from, to, session: await InferenceSession.create(trunkGroupModel(w, cfg, from, to, options.attention ?? 'fused'), sessionOptions) });
+      }
+    } catch (e) {
+      await Promise.all(groups.map((g) => g.session.release()));
+      throw e;
+    }
+    return new OnnxTrunk(groups);
+  }
+
+  get sessions(): number {
+    return this.groups.length;
+  }
+
+  /**
+   * All blocks on tokens [B, N, D]; `cache` (one per block) is attended to before the tokens'
+   * own keys/values (none when null). Returns every block's hidden state, or only the last one
+   * when `lastOnly`, and every block's keys and values when `keepKv`.
+   */
+  async runOrt(tokens: Tensor, cache: readonly OrtKV[] | null, fetch: { lastOnly: boolean; keepKv: boolean }): Promise<{ hidden: Tensor[]; kv: OrtKV[] }> {
+    const [B, , D] = tokens.dims as [number, number, number];
+    const empty = toOrt(new Float32Array(0), [B, 0, D]);
+    const hidden: Tensor[] = [];
+    const kv: OrtKV[] = [];
+    let x = tokens;
+    for (const { from, to, session } of this.groups) {
+      const feeds: Record<string, Tensor> = { [io.tokens]: x };
+      const fetches: string[] = [];
+      for (let i = from; i < to; i++) {
+        feeds[io.cacheKey(i)] = cache ? cache[i]!.k : empty;
+        feeds[io.cacheValue(i)] = cache ? cache[i]!.v : empty;
+        // a group's last hidden state is the next group's input, so it is always fetched
+        if (!fetch.lastOnly || i === to - 1) fetches.push(io.hidden(i));
+        if (fetch.keepKv) fetches.push(io.key(i), io.value(i));
+      }
+      const out = (await session.run(feeds, fetches)) as Record<string, Tensor>;
+      for (let i = from; i < to; i++) {
+        if (!fetch.lastOnly) hidden.push(out[io.hidden(i)]!);
+        if (fetch.keepKv) kv.push({ k: out[io.key(i)]!, v: out[io.value(i)]! });
+      }
+      x = out[io.hidden(to - 1)]!;
+    }
+    if (fetch.lastOnly) hidden.push(x);
+    return { hidden, kv };
+  }
+
+  /** `TrunkRunner`: TensorFlow.js tensors in and out, the blocks on ONNX Runtime. */
+  readonly run: TrunkRunner = async (tokens, options): Promise<TrunkOutput> => {
+    const cache = options.cache
+      ? await Promise.all(options.cache.map(async ({ k, v }) => ({ k: toOrt((await k.data()) as Float32Array, k.shape), v: toOrt((await v.data()) as Float32Array, v.shape) })))
+      : null;
+    const x = toOrt((await tokens.data()) as Float32Array, tokens.shape);
+    const out = await this.runOrt(x, cache, { lastOnly: options.lastOnly ?? false, keepKv: options.keepKv ?? false });
+    const kvCache: KV[] = out.kv.map(({ k, v }) => ({ k: toTf(k), v: toTf(v) }));
+    return { hiddenStates: out.hidden.map(toTf), kvCache };
+  };
+
+  async release(): Promise<void> {
+    await Promise.all(this.groups.map((g) => g.session.release()));
+  }
+}

@@ -1,0 +1,39 @@
+/**
+ * One ONNX trunk per model: made on first use (building its sessions takes seconds for a big
+ * trunk) and shared by every later call with the same weights until released.
+ */
+import type { TrunkConfig } from '../../io/config.js';
+import type { TrunkRunner } from '../../model/vit.js';
+import type { Weights } from '../../model/weights.js';
+import { UserError } from '../../errors.js';
+import { OnnxTrunk, type OnnxTrunkOptions } from './onnxTrunk.js';
+
+const trunks = new WeakMap<Weights, Promise<OnnxTrunk>>();
+
+/** The model's ONNX trunk, made once; trainable weights change under it, so they are refused. */
+export function onnxTrunkOf(w: Weights, cfg: TrunkConfig, options: OnnxTrunkOptions = {}): Promise<OnnxTrunk> {
+  if (w.trainable) throw new UserError('the ONNX trunk needs frozen weights (these are trainable variables); use the TensorFlow.js trunk');
+  let trunk = trunks.get(w);
+  if (!trunk) {
+    // a failed build is not kept: the next call tries again
+    trunk = OnnxTrunk.create(w, cfg, options).catch((e: unknown) => {
+      trunks.delete(w);
+      throw e;
+    });
+    trunks.set(w, trunk);
+  }
+  return trunk;
+}
+
+/** A `TrunkRunner` for `EncodeOptions.trunk`: the model's ONNX trunk, made on its first run. */
+export function onnxTrunkRunner(w: Weights, cfg: TrunkConfig, options: OnnxTrunkOptions = {}): TrunkRunner {
+  return async (tokens, o) => (await onnxTrunkOf(w, cfg, options)).run(tokens, o);
+}
+
+/** Release the model's sessions (native memory), if it has any. */
+export async function releaseOnnxTrunk(w: Weights): Promise<void> {
+  const trunk = trunks.get(w);
+  if (!trunk) return;
+  trunks.delete(w);
+  await (await trunk).release();
+}

@@ -1,0 +1,135 @@
+/**
+ * src/engine/onnx/ on the fixture model: the protobuf writer's encodings; the ONNX trunk (both
+ * ways of writing attention, one session or several) against the TensorFlow.js trunk — hidden
+ * states, keys and values of the low-res pass, hidden states of a look attending to its cache;
+ * the fixture's cases with the trunk on ONNX Runtime; no TensorFlow.js tensors leak through it.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Message } from '../../src/engine/onnx/protobuf.js';
+import { OnnxTrunk, groupBlocks } from '../../src/engine/onnx/onnxTrunk.js';
+import { onnxTrunkRunner, releaseOnnxTrunk } from '../../src/engine/onnx/perModel.js';
+import { resolveTrunkEngine } from '../../src/engine/trunkEngine.js';
+import { isUserError } from '../../src/errors.js';
+import { openSafetensors } from '../../src/io/safetensors.js';
+import { runParity } from '../../src/eval/parity.js';
+import { encodeImage, type EncodeOutput } from '../../src/model/encoder.js';
+import { loadModel, type PS3Model } from '../../src/model/load.js';
+import { trunk, type TrunkOutput } from '../../src/model/vit.js';
+import { initEngine, tf } from '../../src/tensor/engine.js';
+
+// Compiled to dist/test/engine/, so the repository root is three levels up.
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const fixtures = path.resolve(root, '../shared/fixtures/ps3-tiny-a');
+
+let model: PS3Model;
+
+before(async () => {
+  await initEngine();
+  model = loadModel(fixtures);
+});
+
+after(async () => {
+  await releaseOnnxTrunk(model.weights);
+  model.weights.dispose();
+});
+
+function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
+  assert.deepEqual(a.shape, b.shape);
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]!);
+}
+
+function disposeTrunk(o: TrunkOutput): void {
+  tf.dispose([...o.hiddenStates, ...o.kvCache.flatMap((kv) => [kv.k, kv.v])]);
+}
+
+test('protobuf varints: small, multi-byte and negative int64 values; nested lengths', () => {
+  assert.deepEqual([...new Message().varint(1, 150).toBytes()], [0x08, 0x96, 0x01]);
+  assert.deepEqual([...new Message().varint(2, 300).toBytes()], [0x10, 0xac, 0x02]);
+  assert.deepEqual([...new Message().varint(1, -1).toBytes()], [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+  assert.deepEqual([...new Message().float(2, 1).toBytes()], [0x15, 0x00, 0x00, 0x80, 0x3f]);
+  const inner = new Message().string(1, 'ab');
+  assert.deepEqual([...new Message().message(3, inner).toBytes()], [0x1a, 0x04, 0x0a, 0x02, 0x61, 0x62]);
+});
+
+test('blocks are grouped under the byte budget, one block at least per group', () => {
+  const cfg = model.config.vision.trunk;
+  assert.deepEqual(groupBlocks(cfg, 1e12), [[0, cfg.depth]]);
+  assert.deepEqual(groupBlocks(cfg, 1), [[0, 1], [1, 2], [2, 3], [3, 4]]);
+});
+
+for (const attention of ['fused', 'ops'] as const) {
+  for (const maxModelBytes of [undefined, 1]) {
+    const label = `${attention} attention, ${maxModelBytes ? 'one session per block' : 'one session'}`;
+    test(`ONNX trunk matches the TensorFlow.js trunk (${label}): low-res hidden states and KV, look hidden states`, async () => {
+      const cfg = model.config.vision.trunk;
+      const onnx = await OnnxTrunk.create(model.weights, cfg, { attention, ...(maxModelBytes ? { maxModelBytes } : {}) });
+      assert.equal(onnx.sessions, maxModelBytes ? cfg.depth : 1);
+      const low = tf.randomNormal([2, 16, cfg.width], 0, 1, 'float32', 1);
+      const high = tf.randomNormal([2, 11, cfg.width], 0, 1, 'float32', 2);
+      const refLow = trunk(model.weights, cfg, low, { keepKv: true });
+      const gotLow = await onnx.run(low, { keepKv: true });
+      assert.equal(gotLow.hiddenStates.length, cfg.depth);
+      for (let i = 0; i < cfg.depth; i++) {
+        assert.ok(maxAbsDiff(refLow.hiddenStates[i]!, gotLow.hiddenStates[i]!) < 1e-4, `hidden ${i}`);
+        assert.ok(maxAbsDiff(refLow.kvCache[i]!.k, gotLow.kvCache[i]!.k) < 1e-4, `key ${i}`);
+        assert.ok(maxAbsDiff(refLow.kvCache[i]!.v, gotLow.kvCache[i]!.v) < 1e-4, `value ${i}`);
+      }
+      const refHigh = trunk(model.weights, cfg, high, { cache: refLow.kvCache });
+      const gotAll = await onnx.run(high, { cache: gotLow.kvCache });
+      const gotLast = await onnx.run(high, { cache: gotLow.kvCache, lastOnly: true });
+      assert.equal(gotAll.hiddenStates.length, cfg.depth);
+      assert.equal(gotLast.hiddenStates.length, 1);
+      assert.equal(gotAll.kvCache.length, 0);
+      for (let i = 0; i < cfg.depth; i++) assert.ok(maxAbsDiff(refHigh.hiddenStates[i]!, gotAll.hiddenStates[i]!) < 1e-4, `look hidden ${i}`);
+      assert.ok(maxAbsDiff(refHigh.hiddenStates[cfg.depth - 1]!, gotLast.hiddenStates[0]!) < 1e-4);
+      [refLow, gotLow, refHigh, gotAll, gotLast].forEach(disposeTrunk);
+      tf.dispose([low, high]);
+      await onnx.release();
+    });
+  }
+}
+
+test('every fixture case passes with the trunk on ONNX Runtime (pre-training stays on TensorFlow.js)', async () => {
+  const report = await runParity(fixtures, () => {}, 'onnx');
+  const failures = report.cases.filter((c) => c.status !== 'pass').map((c) => `${c.name}: ${c.detail ?? c.checks.filter((k) => k.status === 'fail').map((k) => k.output).join(', ')}`);
+  assert.deepEqual(failures, []);
+  assert.equal(report.failed, 0);
+  assert.equal(report.skipped, 0);
+});
+
+test('encodeImage with the ONNX trunk: same outputs as TensorFlow.js, no tensors left behind, last-only hidden states', async () => {
+  const cases = openSafetensors(path.join(fixtures, 'cases.safetensors'));
+  const sq = cases.read('image/square');
+  const pixels = { data: sq.data as Float32Array, batch: 1, height: 560, width: 560 };
+  const onnx = onnxTrunkRunner(model.weights, model.config.vision.trunk);
+  const all = (o: EncodeOutput): tf.Tensor[] => [...new Set([o.lastHiddenState, ...o.hiddenStates, ...o.selectionProbs, ...o.bottomupSelectionProbs, o.pooledOutput])];
+  const ref = await encodeImage(model.weights, model.config, pixels, { numLookClose: 2 });
+  tf.dispose(all(await encodeImage(model.weights, model.config, pixels, { numLookClose: 2, trunk: onnx }))); // sessions made
+  const before = tf.memory().numTensors;
+  for (const outputHiddenStates of [true, false]) {
+    const got = await encodeImage(model.weights, model.config, pixels, { numLookClose: 2, trunk: onnx, outputHiddenStates });
+    assert.equal(got.hiddenStates.length, outputHiddenStates ? model.config.vision.trunk.depth : 0);
+    assert.ok(maxAbsDiff(ref.lastHiddenState, got.lastHiddenState) < 1e-4);
+    tf.dispose(all(got));
+    assert.equal(tf.memory().numTensors, before, `outputHiddenStates ${outputHiddenStates}`);
+  }
+  tf.dispose(all(ref));
+});
+
+test('the trunk engine comes from --trunk, else PS3_TRUNK, else tfjs; an unknown one is a UserError', () => {
+  const saved = process.env['PS3_TRUNK'];
+  try {
+    delete process.env['PS3_TRUNK'];
+    assert.equal(resolveTrunkEngine(), 'tfjs');
+    process.env['PS3_TRUNK'] = 'onnx';
+    assert.equal(resolveTrunkEngine(), 'onnx');
+    assert.equal(resolveTrunkEngine('tfjs'), 'tfjs');
+    assert.throws(() => resolveTrunkEngine('torch'), (e) => isUserError(e) && /unknown trunk engine "torch"/.test((e as Error).message));
+  } finally {
+    if (saved === undefined) delete process.env['PS3_TRUNK'];
+    else process.env['PS3_TRUNK'] = saved;
+  }
+});
