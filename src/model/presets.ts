@@ -64,6 +64,17 @@ export const PRESETS: Record<string, { readonly description: string; readonly co
   },
   'b14-4k': { description: 'ViT-B/14 trunk (768 wide, 12 deep), scales 378-3780, 2560 patches a look', config: b14([378, 756, 1512, 3780]) },
   'b14-1.5k': { description: 'ViT-B/14 trunk (768 wide, 12 deep), scales 378-1512, 2560 patches a look', config: b14([378, 756, 1512]) },
+  micro: {
+    description: 'a minute model for tests (32 wide, 2 deep), scales 56-224, 24 patches a look',
+    config: preset(
+      {
+        model_name: 'vit_micro_patch14', img_size: 56, ps3_scales: [56, 112, 224], select_based_on_layer: [0, 1], max_select_num: 24,
+        separate_pos_emb: true, highres_selection_feature: true, highres_selection_module_hidden_dim: 8, highres_selection_module_out_dim: 8,
+        highres_selection_module_depth: 1, highres_selection_module_kernel_size: 28, trunk: vitTrunk(32, 2, 2),
+      },
+      { ...smallText(32, 1, 2), context_length: 16 },
+    ),
+  },
   'tiny-4k': {
     description: 'a small 4K-capable model (128 wide, 4 deep), scales 378-3780, 640 patches a look: quick on 2 cores',
     config: preset(
@@ -76,6 +87,9 @@ export const PRESETS: Record<string, { readonly description: string; readonly co
     ),
   },
 };
+
+// `tiny` is the name the trainer's docs use for the 4K-capable small model
+PRESETS['tiny'] = { ...PRESETS['tiny-4k']!, description: `same as tiny-4k: ${PRESETS['tiny-4k']!.description}` };
 
 export function presetConfig(name: string): PS3Config {
   const p = PRESETS[name];
