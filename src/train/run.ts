@@ -5,16 +5,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { isUserError, UserError } from '../errors.js';
-import { Rng } from '../rng.js';
+import { UserError } from '../errors.js';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer.js';
-import { ShardDataset } from '../io/shards.js';
 import { loadModel, randomModel, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } from './checkpoint.js';
 import { AdamW, type AdamWOptions } from './optimizer.js';
-import { makeSample } from './samples.js';
-import { trainLoop, type FreezeGroup, type SampleSource, type StepMetrics, type TrainSample } from './trainer.js';
+import { WorkerSampleSource } from './prefetch.js';
+import { trainLoop, type FreezeGroup, type StepMetrics } from './trainer.js';
 import type { LossWeights } from './objective.js';
 
 export interface TrainRunOptions {
@@ -39,14 +37,6 @@ export interface TrainRunOptions {
   readonly globalCaptionProb: number;
 }
 
-/** A 32-bit mix of (seed, index): each sample's augmentation depends only on these two. */
-export function sampleSeed(seed: number, index: number): number {
-  let h = (seed ^ 0x9e3779b9) >>> 0;
-  h = Math.imul(h ^ (index >>> 0), 0x85ebca6b) >>> 0;
-  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
 function dataPaths(dir: string): { images: string; annotations: string; tokenizer: string } {
   const images = path.join(dir, 'images');
   const annotations = path.join(dir, 'annotations');
@@ -54,43 +44,6 @@ function dataPaths(dir: string): { images: string; annotations: string; tokenize
     throw new UserError(`${dir}: expected a data folder with images/ and annotations/ shard sets (e.g. from "ps3 data synth")`);
   }
   return { images, annotations, tokenizer: path.join(dir, 'tokenizer') };
-}
-
-/**
- * The samples of a run in order, starting after the first `skip`. An entry whose image does not
- * decode is skipped and counted (it still uses up its index, so resume stays exact).
- */
-export function sampleSource(
-  dataset: ShardDataset,
-  seed: number,
-  skip: number,
-  options: { size: number; globalCaptionProb: number; onBadImage?: (key: string, message: string) => void },
-): SampleSource & { readonly seen: number; readonly badImages: number } {
-  const stream = dataset.samples({ skip });
-  let index = skip;
-  let badImages = 0;
-  return {
-    get seen() {
-      return index;
-    },
-    get badImages() {
-      return badImages;
-    },
-    async next(): Promise<TrainSample> {
-      for (;;) {
-        const r = await stream.next();
-        if (r.done) throw new UserError('the data stream ended (no valid samples?)');
-        const rng = new Rng(sampleSeed(seed, index++));
-        try {
-          return await makeSample(r.value, rng, { size: options.size, globalCaptionProb: options.globalCaptionProb, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
-        } catch (e) {
-          if (!isUserError(e)) throw e;
-          badImages++;
-          options.onBadImage?.(r.value.key, e.message);
-        }
-      }
-    },
-  };
 }
 
 function resolveTokenizerDir(model: string | undefined, data: string): string {
@@ -127,8 +80,11 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   const tokenizerDir = resolveTokenizerDir(previous ?? o.init, o.data);
   const tokenizer: TextTokenizer = await loadTokenizer(tokenizerDir, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
   const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
-  const dataset = new ShardDataset({ images: paths.images, annotations: paths.annotations, seed: o.seed, shuffleBuffer: o.shuffleBuffer, resample: true });
-  const source = sampleSource(dataset, o.seed, state.samplesSeen, { size: S, globalCaptionProb: o.globalCaptionProb, onBadImage: (key, message) => events.onData?.(`skipped ${key}: ${message}`) });
+  // samples are prepared in a worker thread, two ahead, so data work overlaps training
+  const source = new WorkerSampleSource(
+    { images: paths.images, annotations: paths.annotations, seed: o.seed, shuffleBuffer: o.shuffleBuffer, skip: state.samplesSeen, size: S, globalCaptionProb: o.globalCaptionProb, ahead: 2 },
+    (key, message) => events.onData?.(`skipped ${key}: ${message}`),
+  );
   fs.mkdirSync(o.out, { recursive: true });
   const metricsFile = path.join(o.out, 'metrics.jsonl');
   if (!previous) fs.writeFileSync(metricsFile, '');
@@ -136,17 +92,23 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   events.onStart?.({ model, startStep: state.step, tokenizerDir, trainable: 0 });
   const runOptions: Record<string, unknown> = { ...o };
   let checkpoint = previous ?? '';
-  const final = await trainLoop(model, optimizer, source, tokenizer, o, state, {
-    onStep: (m) => {
-      fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);
-      events.onStep?.(m);
-    },
-    save: async (s) => {
-      checkpoint = await saveCheckpoint(o.out, model, optimizer, { step: s.step, samplesSeen: s.samplesSeen, optimizerStep: optimizer.step, options: runOptions }, tokenizerDir);
-      events.onSave?.(checkpoint);
-    },
-  });
-  events.onData?.(`${dataset.summary()}; images that did not decode: ${source.badImages}`);
+  let final: { step: number; samplesSeen: number };
+  try {
+    final = await trainLoop(model, optimizer, source, tokenizer, o, state, {
+      onStep: (m) => {
+        fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);
+        events.onStep?.(m);
+      },
+      save: async (s) => {
+        checkpoint = await saveCheckpoint(o.out, model, optimizer, { step: s.step, samplesSeen: s.samplesSeen, optimizerStep: optimizer.step, options: runOptions }, tokenizerDir);
+        events.onSave?.(checkpoint);
+      },
+    });
+    const data = await source.summary();
+    events.onData?.(`${data.summary}; images that did not decode: ${data.badImages}`);
+  } finally {
+    await source.close();
+  }
   optimizer.dispose();
   model.weights.dispose();
   return { step: final.step, checkpoint };

@@ -1,0 +1,56 @@
+/**
+ * The run's sample stream: the data set's entries in their seeded order, each made into a
+ * training sample with an augmentation generator that depends only on (seed, sample index) —
+ * which is what makes a resumed run see exactly the samples an uninterrupted one would.
+ */
+import { isUserError, UserError } from '../errors.js';
+import { Rng } from '../rng.js';
+import type { ShardDataset } from '../io/shards.js';
+import { makeSample } from './samples.js';
+import type { SampleSource, TrainSample } from './trainer.js';
+
+/** A 32-bit mix of (seed, index): each sample's augmentation depends only on these two. */
+export function sampleSeed(seed: number, index: number): number {
+  let h = (seed ^ 0x9e3779b9) >>> 0;
+  h = Math.imul(h ^ (index >>> 0), 0x85ebca6b) >>> 0;
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/**
+ * The samples of a run in order, starting after the first `skip`. An entry whose image does not
+ * decode is skipped and counted (it still uses up its index, so resume stays exact).
+ */
+export function sampleSource(
+  dataset: ShardDataset,
+  seed: number,
+  skip: number,
+  options: { size: number; globalCaptionProb: number; onBadImage?: (key: string, message: string) => void },
+): SampleSource & { readonly seen: number; readonly badImages: number } {
+  const stream = dataset.samples({ skip });
+  let index = skip;
+  let badImages = 0;
+  return {
+    get seen() {
+      return index;
+    },
+    get badImages() {
+      return badImages;
+    },
+    async next(): Promise<TrainSample> {
+      for (;;) {
+        const r = await stream.next();
+        if (r.done) throw new UserError('the data stream ended (no valid samples?)');
+        const rng = new Rng(sampleSeed(seed, index++));
+        try {
+          return await makeSample(r.value, rng, { size: options.size, globalCaptionProb: options.globalCaptionProb, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+        } catch (e) {
+          if (!isUserError(e)) throw e;
+          badImages++;
+          options.onBadImage?.(r.value.key, e.message);
+        }
+      }
+    },
+  };
+}
+

@@ -1,0 +1,66 @@
+/**
+ * Worker thread that prepares training samples (decode, random resized crop, PIL resize,
+ * normalise, box map) while the main thread trains: on 2 cores the data work then overlaps the
+ * model's. It runs exactly the stream `sampleSource` would run in the main thread, so the
+ * samples and their order are unchanged.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { ShardDataset } from '../io/shards.js';
+import { sampleSource } from './sampleStream.js';
+import type { TrainSample } from './trainer.js';
+
+export interface SampleWorkerData {
+  readonly images: string;
+  readonly annotations: string;
+  readonly seed: number;
+  readonly shuffleBuffer: number;
+  readonly skip: number;
+  readonly size: number;
+  readonly globalCaptionProb: number;
+  /** samples prepared ahead of the trainer */
+  readonly ahead: number;
+}
+
+export type WorkerMessage =
+  | { type: 'sample'; sample: TrainSample }
+  | { type: 'skipped'; key: string; message: string }
+  | { type: 'summary'; summary: string; badImages: number }
+  | { type: 'error'; message: string; user: boolean };
+
+const port = parentPort!;
+const d = workerData as SampleWorkerData;
+const dataset = new ShardDataset({ images: d.images, annotations: d.annotations, seed: d.seed, shuffleBuffer: d.shuffleBuffer, resample: true });
+const source = sampleSource(dataset, d.seed, d.skip, {
+  size: d.size,
+  globalCaptionProb: d.globalCaptionProb,
+  onBadImage: (key, message) => port.postMessage({ type: 'skipped', key, message } satisfies WorkerMessage),
+});
+let credit = d.ahead;
+let producing = false;
+
+async function produce(): Promise<void> {
+  if (producing) return;
+  producing = true;
+  try {
+    while (credit > 0) {
+      credit--;
+      const sample = await source.next();
+      port.postMessage({ type: 'sample', sample } satisfies WorkerMessage, [sample.pixels.buffer as ArrayBuffer, sample.gt.buffer as ArrayBuffer]);
+    }
+  } catch (e) {
+    const user = e instanceof Error && e.name === 'UserError';
+    port.postMessage({ type: 'error', message: e instanceof Error ? e.message : String(e), user } satisfies WorkerMessage);
+  } finally {
+    producing = false;
+  }
+}
+
+port.on('message', (m: { type: 'more' } | { type: 'summary' }) => {
+  if (m.type === 'more') {
+    credit++;
+    void produce();
+  } else {
+    port.postMessage({ type: 'summary', summary: dataset.summary(), badImages: source.badImages } satisfies WorkerMessage);
+  }
+});
+void produce();
