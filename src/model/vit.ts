@@ -4,11 +4,11 @@
  * (attention-pool) pooling with an optional token mask.
  */
 import { tf } from '../tensor/engine.js';
-import { resize2d } from '../tensor/ops.js';
+import { nestedGrads, resize2d } from '../tensor/ops.js';
 import { resampleMatrix, tapsFor } from '../tensor/resample.js';
 import type { TrunkConfig } from '../io/config.js';
 import { attention, layerNorm, linear, mlp } from './layers.js';
-import type { Weights } from './weights.js';
+import { Weights } from './weights.js';
 
 const T = 'vision_model.trunk';
 
@@ -163,6 +163,7 @@ export function trunk(w: Weights, cfg: TrunkConfig, tokens: tf.Tensor, options: 
   let x = tokens;
   for (let i = 0; i < cfg.depth; i++) {
     const out = tf.tidy(() => {
+      if (w.trainable) return checkpointedBlock(w, cfg, i, x, options.cache?.[i], options.keepKv ?? false);
       const r = block(w, cfg, i, x, options.cache?.[i]);
       return options.keepKv ? [r.x, r.kv.k, r.kv.v] : [r.x];
     });
@@ -171,6 +172,41 @@ export function trunk(w: Weights, cfg: TrunkConfig, tokens: tf.Tensor, options: 
     if (options.keepKv) kvCache.push({ k: out[1]!, v: out[2]! });
   }
   return { hiddenStates, kvCache };
+}
+
+const BLOCK_PARAMS = ['norm1.weight', 'norm1.bias', 'attn.qkv.weight', 'attn.qkv.bias', 'attn.proj.weight', 'attn.proj.bias', 'norm2.weight', 'norm2.bias', 'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias'];
+
+/**
+ * One block under autograd with gradient checkpointing: only the block's inputs are kept for the
+ * backward pass, which recomputes the block. Without it every block's attention scores
+ * ([N, N + M] per head) stay alive until the backward pass, and a 3780-px batch of two outgrows
+ * the 4 GB WASM heap. Returns [x] or [x, k, v] like the plain path.
+ */
+function checkpointedBlock(w: Weights, cfg: TrunkConfig, i: number, x: tf.Tensor, cache: KV | undefined, keepKv: boolean): tf.Tensor[] {
+  const keys = BLOCK_PARAMS.map((k) => `${T}.blocks.${i}.${k}`).filter((k) => w.has(k));
+  const D = x.shape[2]!;
+  // inputs: x, the cached keys and values if any, then the block's weights
+  const run = (xs: tf.Tensor[]): tf.Tensor => {
+    let j = 1;
+    const c = cache ? { k: xs[j++]!, v: xs[j++]! } : undefined;
+    const local = new Weights(new Map(keys.map((k, n) => [k, xs[j + n]!])), true);
+    const r = block(local, cfg, i, xs[0]!, c);
+    // one output tensor (customGrad returns one): [x | k | v] side by side when the keys are kept
+    return keepKv ? tf.concat([r.x, r.kv.k, r.kv.v], -1) : r.x;
+  };
+  const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const save = args.pop() as tf.GradSaveFunc;
+    const xs = args as tf.Tensor[];
+    save(xs);
+    return {
+      value: tf.tidy(() => run(xs)),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => nestedGrads((...ys: tf.Tensor[]) => run(ys), saved, dy as tf.Tensor),
+    };
+  });
+  const inputs = [x, ...(cache ? [cache.k, cache.v] : []), ...keys.map((k) => w.get(k))];
+  const y = f(...inputs) as tf.Tensor;
+  if (!keepKv) return [y];
+  return tf.split(y, [D, D, D], -1);
 }
 
 /** The trunk's final LayerNorm. */

@@ -62,3 +62,19 @@ export function adaptiveMaxPool2d(x: tf.Tensor, rowAxis: number, outH: number, o
     return tf.reshape(picked, [...before, outH, outW, ...after]);
   });
 }
+
+/**
+ * `tf.grads(f)(xs, dy)` callable from inside a custom gradient (gradient checkpointing
+ * recomputes a block there). TensorFlow.js's engine keeps a single active tape: a gradient
+ * computed during another's backward pass replaces it and, when done, clears it, and the outer
+ * pass then fails on its own clean-up. So the outer tape is set aside and put back.
+ */
+export function nestedGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[], dy: tf.Tensor): tf.Tensor[] {
+  const state = (tf.engine() as unknown as { state: { activeTape: unknown } }).state;
+  const outer = state.activeTape;
+  try {
+    return tf.grads(f)(xs, dy);
+  } finally {
+    state.activeTape = outer;
+  }
+}
