@@ -10,6 +10,7 @@ import { trainCommand, type TrainCliOptions } from './train.js';
 import { encodeCommand, type EncodeCliOptions } from './encode.js';
 import { dataSynthCommand } from './dataSynth.js';
 import { dataValidateCommand } from './dataValidate.js';
+import { dataCaptionCommand, DATA_CAPTION_HELP, type DataCaptionOptions } from './dataCaption.js';
 import { similarityCommand, type SimilarityCliOptions } from './similarity.js';
 
 const program = new Command();
@@ -123,6 +124,25 @@ data
   .option('--aspect <w:h>', 'aspect ratio, width:height (default square)')
   .option('--context-length <n>', 'context length written into the tokenizer config', '64')
   .action((o: Parameters<typeof dataSynthCommand>[0]) => runCommand(() => dataSynthCommand(o)));
+data
+  .command('caption')
+  .description('caption your own high-res images with an OpenAI-compatible vision chat server: detail regions and the whole image, written as shards for `ps3 train`; resumable')
+  .argument('<images>', 'a folder of .jpg/.jpeg/.png/.webp images (searched recursively) or one image file')
+  .requiredOption('--endpoint <url>', 'the server: its root, .../v1 or .../chat/completions')
+  .requiredOption('--model <name>', 'the vision model to ask')
+  .requiredOption('--out <dir>', 'output folder: images/, annotations/ and the progress log')
+  .option('--api-key <key>', 'sent as a bearer token (default: $OPENAI_API_KEY)')
+  .option('--regions <k>', 'detail regions captioned per image', '6')
+  .option('--crop-size <px>', 'long side of each crop and of the whole-image view sent', '768')
+  .option('--margin <f>', 'each region grows by this fraction of its size on every side', '0.1')
+  .option('--crop-format <jpeg|png>', 'encoding of what is sent', 'jpeg')
+  .option('--concurrency <n>', 'requests in flight at most', '2')
+  .option('--timeout-ms <ms>', 'time limit of one request', '120000')
+  .option('--retries <n>', 'retries of a request after a network error, timeout, 408, 429 or 5xx', '5')
+  .option('--max-tokens <n>', 'max_tokens of each caption', '200')
+  .option('--per-shard <n>', 'images per shard', '100')
+  .addHelpText('after', DATA_CAPTION_HELP)
+  .action((images: string, o: DataCaptionOptions) => runCommand(() => dataCaptionCommand(images, o)));
 data
   .command('validate')
   .description('report per-entry problems of a pair of shard sets')
