@@ -4,7 +4,6 @@
  * stay channels-last [B, h, w, C] so LayerNorms and 1 x 1 convs are plain last-axis ops.
  */
 import { tf } from '../tensor/engine.js';
-import { resize } from '../tensor/resample.js';
 import type { VisionConfig } from '../io/config.js';
 import { gelu, layerNorm, linear } from './layers.js';
 import { patchify } from './vit.js';
@@ -46,12 +45,11 @@ function depthwise7x7(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tens
   });
 }
 
-/** pixels [B, 3, H, W] (normalised) -> high-res selection features [B, h, w, out] with h = w = 1512 / k. */
-export function shallowConvNet(w: Weights, cfg: VisionConfig, pixels: Float32Array, batch: number, height: number, width: number): tf.Tensor {
+/** image [B, 3, 1512, 1512] (normalised, resized from the input) -> high-res selection features [B, h, w, out], h = w = 1512 / k. */
+export function shallowConvNet(w: Weights, cfg: VisionConfig, image: Float32Array, batch: number): tf.Tensor {
   const k = cfg.convnet.kernel;
   const size = CONVNET_INPUT;
   const grid = Math.floor(size / k);
-  const image = resize(pixels, batch * 3, height, width, size, size, 'bicubic');
   const patches = patchify(image, { batch, channels: 3, height: size, width: size }, k);
   return tf.tidy(() => {
     const hidden = w.get(`${M}.stem.0.weight`).shape[0]!;

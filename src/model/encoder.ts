@@ -10,7 +10,7 @@ import { tf } from '../tensor/engine.js';
 import { resize } from '../tensor/resample.js';
 import type { PS3Config, VisionConfig } from '../io/config.js';
 import { UserError } from '../errors.js';
-import { shallowConvNet } from './convnet.js';
+import { CONVNET_INPUT, shallowConvNet } from './convnet.js';
 import {
   baseBudgets,
   chooseLook,
@@ -104,10 +104,10 @@ function checkPixels(cfg: VisionConfig, pixels: Pixels): void {
 }
 
 /** The low-res tokens [B, N0, D]: the image resized (plain bicubic) to the square low-res scale, embedded, plus the position embedding. */
-export function lowResTokens(w: Weights, cfg: VisionConfig, pixels: Pixels): tf.Tensor {
+export function lowResTokens(w: Weights, cfg: VisionConfig, pixels: Pixels, images = new ScaledImages(cfg, pixels)): tf.Tensor {
   const s0 = cfg.scales[0]!;
   const P = cfg.trunk.patchSize;
-  const image = resize(pixels.data, pixels.batch * 3, pixels.height, pixels.width, s0, s0, 'bicubic');
+  const image = images.sized(s0, s0);
   const { data } = patchify(image, { batch: pixels.batch, channels: 3, height: s0, width: s0 }, P);
   return tf.tidy(() => {
     const g = s0 / P;
@@ -117,16 +117,16 @@ export function lowResTokens(w: Weights, cfg: VisionConfig, pixels: Pixels): tf.
 }
 
 /** Low-res pass: the low-res tokens through all blocks, KV cache kept. */
-export function lowRes(w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = true): LowResOutput {
-  const tokens = lowResTokens(w, cfg, pixels);
+export function lowRes(w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = true, images?: ScaledImages): LowResOutput {
+  const tokens = lowResTokens(w, cfg, pixels, images);
   const out = trunk(w, cfg.trunk, tokens, { keepKv });
   tokens.dispose();
   return out;
 }
 
 /** `lowRes` with the blocks run by `run` (another engine's trunk). */
-export async function lowResOn(run: TrunkRunner, w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = true): Promise<LowResOutput> {
-  const tokens = lowResTokens(w, cfg, pixels);
+export async function lowResOn(run: TrunkRunner, w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = true, images?: ScaledImages): Promise<LowResOutput> {
+  const tokens = lowResTokens(w, cfg, pixels, images);
   try {
     return await run(tokens, { keepKv });
   } finally {
@@ -136,21 +136,29 @@ export async function lowResOn(run: TrunkRunner, w: Weights, cfg: VisionConfig, 
 
 /** The image at every high-res scale (plain bicubic), computed once per call and shared by the looks. */
 export class ScaledImages {
-  private readonly cache = new Map<number, Float32Array>();
+  private readonly cache = new Map<string, Float32Array>();
   constructor(
     private readonly cfg: VisionConfig,
-    private readonly pixels: Pixels,
+    readonly pixels: Pixels,
   ) {}
 
+  /** The images resized (plain bicubic, from the input) to h x w, computed once. */
+  sized(h: number, w: number): Float32Array {
+    const { batch, height, width, data } = this.pixels;
+    if (h === height && w === width) return data;
+    const key = `${h}x${w}`;
+    let out = this.cache.get(key);
+    if (!out) {
+      out = resize(data, batch * 3, height, width, h, w, 'bicubic');
+      this.cache.set(key, out);
+    }
+    return out;
+  }
+
+  /** The images at high-res scale i, with their size. */
   at(i: number): { data: Float32Array; height: number; width: number } {
     const [h, w] = imageSizeAtScale(this.cfg, this.pixels.height, this.pixels.width, i);
-    let data = this.cache.get(i);
-    if (!data) {
-      const { batch, height, width } = this.pixels;
-      data = h === height && w === width ? this.pixels.data : resize(this.pixels.data, batch * 3, height, width, h, w, 'bicubic');
-      this.cache.set(i, data);
-    }
-    return { data, height: h, width: w };
+    return { data: this.sized(h, w), height: h, width: w };
   }
 }
 
@@ -218,8 +226,8 @@ export function selection(
 }
 
 /** The convnet's features, or null when the model has none. */
-export function highresSelectionFeatures(w: Weights, cfg: VisionConfig, pixels: Pixels): tf.Tensor | null {
-  return cfg.highresSelectionFeature ? shallowConvNet(w, cfg, pixels.data, pixels.batch, pixels.height, pixels.width) : null;
+export function highresSelectionFeatures(w: Weights, cfg: VisionConfig, pixels: Pixels, images = new ScaledImages(cfg, pixels)): tf.Tensor | null {
+  return cfg.highresSelectionFeature ? shallowConvNet(w, cfg, images.sized(CONVNET_INPUT, CONVNET_INPUT), pixels.batch) : null;
 }
 
 function validateOptions(cfg: VisionConfig, pixels: Pixels, o: EncodeOptions): void {
@@ -281,9 +289,11 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
     clock = now;
     return ms;
   };
-  const low = options.trunk ? await lowResOn(options.trunk, w, cfg, pixels, !lowResOnly) : lowRes(w, cfg, pixels, !lowResOnly);
+  // every resize of the input is made once and shared (the convnet's 1512 px is often a scale too)
+  const images = new ScaledImages(cfg, pixels);
+  const low = options.trunk ? await lowResOn(options.trunk, w, cfg, pixels, !lowResOnly, images) : lowRes(w, cfg, pixels, !lowResOnly, images);
   if (timings) timings.lowRes = await lap(low.hiddenStates[low.hiddenStates.length - 1]);
-  const highFeatures = highresSelectionFeatures(w, cfg, pixels);
+  const highFeatures = highresSelectionFeatures(w, cfg, pixels, images);
   const bottomup = selection(w, cfg, pixels, low.hiddenStates, highFeatures, null);
   const topdown = options.prompt ? selection(w, cfg, pixels, low.hiddenStates, highFeatures, options.prompt) : null;
   highFeatures?.dispose();
@@ -318,7 +328,6 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
   const plan = planLooks(base, maxTokens, lookOptions);
 
   const probArrays = await flatProbs(probs);
-  const images = new ScaledImages(cfg, pixels);
   const union = emptyMaps();
   const gridSizes = grids.map(([h, gw]) => h * gw);
   // per look: the chosen indices per scale per image, and that look's hidden states

@@ -20,6 +20,8 @@ export interface PretrainOutput {
   readonly selectionMaps: SelectionMap[];
   readonly bottomupSelectionProbs: tf.Tensor[];
   readonly topdownSelectionProbs: tf.Tensor[];
+  /** the ground-truth map area-downsampled to each high-res grid, [B, gh, gw] per scale */
+  readonly gtAtScale: Float32Array[];
 }
 
 /**
@@ -37,13 +39,16 @@ export function encodePretrain(
   const { batch: B, height: H, width: W } = pixels;
   if (gt.length !== B * H * W) throw new UserError(`gtSelectionMaps: ${gt.length} values do not make [${B}, ${H}, ${W}]`);
   if (isGlobalText.length !== B) throw new UserError(`isGlobalText: ${isGlobalText.length} values for a batch of ${B}`);
-  const low = lowRes(w, cfg, pixels, true);
-  const highFeatures = highresSelectionFeatures(w, cfg, pixels);
+  const images = new ScaledImages(cfg, pixels);
+  const low = lowRes(w, cfg, pixels, true, images);
+  const highFeatures = highresSelectionFeatures(w, cfg, pixels, images);
   const bottomup = selection(w, cfg, pixels, low.hiddenStates, highFeatures, null);
   const topdown = selection(w, cfg, pixels, low.hiddenStates, highFeatures, prompt);
-  const forced = forceGroundTruth(topdown, groundTruthPerScale(cfg, gt, B, H, W));
-
   const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, H, W, i + 1));
+  // the box area-downsampled to each scale's grid: the pooling mask, and (first grid) the forcing map
+  const gtAtScale = grids.map(([h, gw]) => resize(gt, B, H, W, h, gw, 'area'));
+  const forced = forceGroundTruth(topdown, groundTruthPerScale(cfg, gt, B, H, W, gtAtScale[0]));
+
   const sizes = grids.map(([h, gw]) => h * gw);
   const probArrays = forced.map((p) => p.dataSync() as Float32Array);
   forced.forEach((p) => p.dispose());
@@ -60,12 +65,11 @@ export function encodePretrain(
 
   // pooling mask: the box area-downsampled straight to each scale's grid, read at the chosen patches
   const poolMask: number[] = [];
-  const gtAtScale = grids.map(([h, gw]) => resize(gt, B, H, W, h, gw, 'area'));
   for (let b = 0; b < B; b++) {
     chosen.forEach((perImage, i) => perImage[b]!.forEach((g) => poolMask.push(gtAtScale[i]![b * sizes[i]! + g]!)));
   }
 
-  const tokens = highResTokens(w, cfg, new ScaledImages(cfg, pixels), B, chosen);
+  const tokens = highResTokens(w, cfg, images, B, chosen);
   const high = trunk(w, cfg.trunk, tokens, { cache: low.kvCache });
   const lastHigh = high.hiddenStates[high.hiddenStates.length - 1]!;
   const lastLow = low.hiddenStates[low.hiddenStates.length - 1]!;
@@ -76,5 +80,5 @@ export function encodePretrain(
     const isGlobal = tf.tensor2d(Float32Array.from(isGlobalText), [B, 1]);
     return tf.add(tf.mul(isGlobal, global), tf.mul(tf.sub(1, isGlobal), local));
   });
-  return { pooledOutput, selectionMaps: maps, bottomupSelectionProbs: bottomup, topdownSelectionProbs: topdown };
+  return { pooledOutput, selectionMaps: maps, bottomupSelectionProbs: bottomup, topdownSelectionProbs: topdown, gtAtScale };
 }

@@ -74,9 +74,10 @@ export function selectionProbs(cfg: VisionConfig, logits: tf.Tensor, height: num
  * The ground-truth map [B, H, W] at input resolution, area-downsampled to the first high-res grid
  * and nearest-upsampled to each scale's grid: per scale a [B, gh * gw] array (> 0 forces a patch).
  */
-export function groundTruthPerScale(cfg: VisionConfig, gt: Float32Array, batch: number, height: number, width: number): Float32Array[] {
+export function groundTruthPerScale(cfg: VisionConfig, gt: Float32Array, batch: number, height: number, width: number, firstArea?: Float32Array): Float32Array[] {
   const [g1h, g1w] = gridAtScale(cfg, height, width, 1);
-  const first = resize(gt, batch, height, width, g1h, g1w, 'area');
+  // `firstArea`: the same area-downsampling, when the caller already has it
+  const first = firstArea ?? resize(gt, batch, height, width, g1h, g1w, 'area');
   return cfg.scales.slice(1).map((_, i) => {
     const [gh, gw] = gridAtScale(cfg, height, width, i + 1);
     return resize(first, batch, g1h, g1w, gh, gw, 'nearest');

@@ -4,7 +4,6 @@
  * bottom-up and top-down selection probabilities against the ground-truth box, per scale.
  */
 import { tf } from '../tensor/engine.js';
-import { resize } from '../tensor/resample.js';
 
 /**
  * log sigmoid(z) = min(z, 0) - log(1 + e^-|z|), stable for any z. (tf.logSigmoid's custom
@@ -29,11 +28,11 @@ export function siglipLoss(imageFeatures: tf.Tensor, textFeatures: tf.Tensor, lo
 }
 
 /**
- * The box target of each high-res scale: the ground-truth map [B, H, W] area-downsampled to the
- * scale's grid and binarised at > 0, as [B, gh, gw] arrays.
+ * The box target of each high-res scale: the ground-truth map area-downsampled to the scale's
+ * grid ([B, gh, gw] per scale, as the pre-training layout computes it) binarised at > 0.
  */
-export function boxTargets(gt: Float32Array, batch: number, height: number, width: number, grids: ReadonlyArray<readonly [number, number]>): Float32Array[] {
-  return grids.map(([gh, gw]) => resize(gt, batch, height, width, gh, gw, 'area').map((v) => (v > 0 ? 1 : 0)));
+export function boxTargets(gtAtScale: readonly Float32Array[]): Float32Array[] {
+  return gtAtScale.map((g) => g.map((v) => (v > 0 ? 1 : 0)));
 }
 
 /**

@@ -9,7 +9,6 @@ import { UserError } from '../errors.js';
 import type { Pixels, SelectionMap } from '../model/encoder.js';
 import { l2Normalize } from '../model/layers.js';
 import { encodePretrain } from '../model/pretrain.js';
-import { gridAtScale } from '../model/selection.js';
 import { encodeText } from '../model/text.js';
 import { Weights } from '../model/weights.js';
 import { boxLoss, boxTargets, siglipLoss } from './loss.js';
@@ -55,8 +54,7 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
   const scale = w.has('logit_scale') ? w.get('logit_scale') : tf.scalar(config.initLogitScale);
   const bias = w.has('logit_bias') ? w.get('logit_bias') : tf.scalar(config.initLogitBias);
   const { loss: contrastive, logits } = siglipLoss(imageFeatures, textFeatures, scale, bias);
-  const grids = config.vision.scales.slice(1).map((_, i) => gridAtScale(config.vision, pixels.height, pixels.width, i + 1));
-  const targets = boxTargets(batch.gtSelectionMaps, B, pixels.height, pixels.width, grids);
+  const targets = boxTargets(vision.gtAtScale);
   const priorBox = boxLoss(vision.bottomupSelectionProbs, targets, batch.isGlobalText);
   const posteriorBox = boxLoss(vision.topdownSelectionProbs, targets, batch.isGlobalText);
   const total = tf.addN([tf.mul(contrastive, weights.contrastive), tf.mul(priorBox, weights.priorBox), tf.mul(posteriorBox, weights.posteriorBox)]);
