@@ -34,6 +34,25 @@ export interface Pixels {
   readonly batch: number;
   readonly height: number;
   readonly width: number;
+  /**
+   * Resizes of `data` already made elsewhere (a data-loading thread), keyed "HxW", each
+   * [B, 3, H, W] plain bicubic from `data`: see `inputResizes`.
+   */
+  readonly resized?: ReadonlyMap<string, Float32Array>;
+}
+
+/** Every size the encoder resizes an input of height x width to: low-res, the convnet's input, each high-res scale. */
+export function inputResizes(cfg: VisionConfig, height: number, width: number): Array<[number, number]> {
+  const sizes: Array<[number, number]> = [[cfg.scales[0]!, cfg.scales[0]!]];
+  if (cfg.highresSelectionFeature) sizes.push([CONVNET_INPUT, CONVNET_INPUT]);
+  cfg.scales.slice(1).forEach((_, i) => sizes.push(imageSizeAtScale(cfg, height, width, i + 1)));
+  const keys = new Set<string>();
+  return sizes.filter(([h, w]) => {
+    const key = `${h}x${w}`;
+    if ((h === height && w === width) || keys.has(key)) return false;
+    keys.add(key);
+    return true;
+  });
 }
 
 export interface EncodeOptions {
@@ -147,7 +166,7 @@ export class ScaledImages {
     const { batch, height, width, data } = this.pixels;
     if (h === height && w === width) return data;
     const key = `${h}x${w}`;
-    let out = this.cache.get(key);
+    let out = this.cache.get(key) ?? this.pixels.resized?.get(key);
     if (!out) {
       out = resize(data, batch * 3, height, width, h, w, 'bicubic');
       this.cache.set(key, out);

@@ -9,6 +9,7 @@ import { UserError } from '../errors.js';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer.js';
 import { loadModel, randomModel, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
+import { inputResizes } from '../model/encoder.js';
 import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } from './checkpoint.js';
 import { AdamW, type AdamWOptions } from './optimizer.js';
 import { WorkerSampleSource } from './prefetch.js';
@@ -82,7 +83,17 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
   // samples are prepared in a worker thread, two ahead, so data work overlaps training
   const source = new WorkerSampleSource(
-    { images: paths.images, annotations: paths.annotations, seed: o.seed, shuffleBuffer: o.shuffleBuffer, skip: state.samplesSeen, size: S, globalCaptionProb: o.globalCaptionProb, ahead: 2 },
+    {
+      images: paths.images,
+      annotations: paths.annotations,
+      seed: o.seed,
+      shuffleBuffer: o.shuffleBuffer,
+      skip: state.samplesSeen,
+      size: S,
+      globalCaptionProb: o.globalCaptionProb,
+      ahead: 2,
+      resizes: inputResizes(model.config.vision, S, S),
+    },
     (key, message) => events.onData?.(`skipped ${key}: ${message}`),
   );
   fs.mkdirSync(o.out, { recursive: true });

@@ -19,6 +19,8 @@ export interface SampleWorkerData {
   readonly globalCaptionProb: number;
   /** samples prepared ahead of the trainer */
   readonly ahead: number;
+  /** the encoder's resizes of each sample, made here so the training thread need not */
+  readonly resizes: ReadonlyArray<readonly [number, number]>;
 }
 
 export type WorkerMessage =
@@ -34,6 +36,7 @@ const source = sampleSource(dataset, d.seed, d.skip, {
   size: d.size,
   globalCaptionProb: d.globalCaptionProb,
   onBadImage: (key, message) => port.postMessage({ type: 'skipped', key, message } satisfies WorkerMessage),
+  resizes: d.resizes,
 });
 let credit = d.ahead;
 let producing = false;
@@ -45,7 +48,8 @@ async function produce(): Promise<void> {
     while (credit > 0) {
       credit--;
       const sample = await source.next();
-      port.postMessage({ type: 'sample', sample } satisfies WorkerMessage, [sample.pixels.buffer as ArrayBuffer, sample.gt.buffer as ArrayBuffer]);
+      const buffers = [sample.pixels, sample.gt, ...(sample.resized?.values() ?? [])].map((a) => a.buffer as ArrayBuffer);
+      port.postMessage({ type: 'sample', sample } satisfies WorkerMessage, buffers);
     }
   } catch (e) {
     const user = e instanceof Error && e.name === 'UserError';

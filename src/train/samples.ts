@@ -38,6 +38,8 @@ export interface TrainSample {
   readonly caption: string;
   /** The box in output pixels, clipped to [0, S]; null for a global caption. */
   readonly box: Box | null;
+  /** `pixels` resized to the encoder's other sizes ("HxW" -> [3, H, W]), when asked for */
+  readonly resized?: Map<string, Float32Array>;
 }
 
 /** A crop window in source pixels: rows top..top+height, columns left..left+width. */

@@ -18,6 +18,8 @@ export interface TrainSample {
   readonly gt: Float32Array;
   readonly isGlobal: number;
   readonly caption: string;
+  /** `pixels` resized to the encoder's other sizes ("HxW" -> [3, H, W]), made by the data thread */
+  readonly resized?: ReadonlyMap<string, Float32Array>;
 }
 
 /** Where samples come from: the `index`-th sample of the run's stream, in order. */
@@ -75,8 +77,17 @@ export function collate(samples: readonly TrainSample[], size: number, tokenizer
     pixels.set(s.pixels, b * plane);
     gt.set(s.gt, b * size * size);
   });
+  // the resizes every sample carries, stacked like the pixels
+  const resized = new Map<string, Float32Array>();
+  for (const key of samples[0]?.resized?.keys() ?? []) {
+    if (!samples.every((s) => s.resized?.has(key))) continue;
+    const one = samples[0]!.resized!.get(key)!.length;
+    const stacked = new Float32Array(B * one);
+    samples.forEach((s, b) => stacked.set(s.resized!.get(key)!, b * one));
+    resized.set(key, stacked);
+  }
   return {
-    pixels: { data: pixels, batch: B, height: size, width: size },
+    pixels: { data: pixels, batch: B, height: size, width: size, ...(resized.size ? { resized } : {}) },
     text: tokenizer.encode(samples.map((s) => s.caption)),
     gtSelectionMaps: gt,
     isGlobalText: Float32Array.from(samples, (s) => s.isGlobal),
