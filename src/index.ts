@@ -22,6 +22,8 @@ export {
   type StageTimings,
 } from './model/encoder.js';
 export { encodeText, type TextOutput } from './model/text.js';
+export type { TrunkRunner } from './model/vit.js';
+export { resolveTrunkEngine, trunkRunner, releaseTrunk, TRUNK_ENGINES, type TrunkEngine } from './engine/trunkEngine.js';
 export { encodePretrain, type PretrainOutput } from './model/pretrain.js';
 export { featureMaps } from './model/featureMaps.js';
 export { baseBudgets, lookBudgets, planLooks, chooseLook, gridAtScale, imageSizeAtScale, type LookCount } from './model/selection.js';

@@ -25,6 +25,8 @@ export interface EncodeBench {
   readonly gflop: { lowres: number; select: number; highres: number };
   readonly gflops: { lowres: number; select: number; highres: number; total: number };
   readonly rss_peak_mb: number;
+  /** CPU seconds (all threads) the process spent from decode to outputs: less sensitive than wall time to other processes on the cores */
+  readonly cpu_s: number;
 }
 
 /** Plain matmul throughput of the engine at a ViT-B MLP shape (the baseline of the ratios). */
@@ -53,6 +55,7 @@ export function rssPeakMb(): number {
 export async function benchEncode(model: PS3Model, preset: string, image: string, looks: LookCount, trunk?: TrunkRunner): Promise<EncodeBench> {
   const cfg = model.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   const pv = await loadPixelValues(image, { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
   const msDecode = performance.now() - t0;
@@ -61,6 +64,7 @@ export async function benchEncode(model: PS3Model, preset: string, image: string
   const out = await encodeImage(model.weights, model.config, { data: pv.pixels, batch: 1, height: S, width: S }, { numLookClose: looks, outputHiddenStates: false, timings, ...(trunk ? { trunk } : {}) });
   await out.lastHiddenState.data();
   const msEncode = performance.now() - t1;
+  const cpu = process.cpuUsage(cpu0);
   const tokens = out.lastHiddenState.shape[1]!;
   tf.dispose([out.lastHiddenState, ...out.selectionProbs, ...out.bottomupSelectionProbs, out.pooledOutput]);
   const n0 = (cfg.scales[0]! / cfg.trunk.patchSize) ** 2;
@@ -92,5 +96,6 @@ export async function benchEncode(model: PS3Model, preset: string, image: string
       total: (gflop.lowres + gflop.select + gflop.highres) / (msEncode / 1000),
     },
     rss_peak_mb: rssPeakMb(),
+    cpu_s: (cpu.user + cpu.system) / 1e6,
   };
 }

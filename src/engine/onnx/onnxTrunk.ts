@@ -1,9 +1,16 @@
 /**
  * The trunk on ONNX Runtime (onnxruntime-node, CPU): consecutive blocks grouped into ONNX models
- * of at most `maxModelBytes` of weights, one session each, run in a chain. Groups keep each
- * protobuf far below its 2 GB limit (the so400m trunk is ~1.7 GB of float32) and bound the
- * transient copies while a session is made (the protobuf bytes and ORT's own copy of them) to
- * one group's size, instead of building one model with external data on disk.
+ * of at most `maxModelBytes` of weights, one session each, run in a chain. Small groups, rather
+ * than one model with external data, because:
+ * - each protobuf stays far below its 2 GB limit (the so400m trunk is ~1.6 GB of float32);
+ * - while a session is made, the transient copies (our protobuf bytes, ORT's parsed copy) are
+ *   one group's size (ORT copies in-memory external data too, so that would not save them);
+ * - ORT keeps every graph output of a run alive to the run's end, fetched or not: a group's
+ *   keys/values ([B, M + N, D] per block) and hidden states cost one group's worth in a look,
+ *   not the whole trunk's (so400m: 2 blocks, ~80 MB, instead of ~1.1 GB).
+ * The CPU memory arena is off: a look's activations go back to the system after the run instead
+ * of staying reserved beside TensorFlow.js's heap (no measurable cost in speed here). Sessions
+ * run with intra-op threads = the cores (2 here), graph optimisation 'all'.
  */
 import os from 'node:os';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
@@ -14,10 +21,8 @@ import type { Weights } from '../../model/weights.js';
 import { blockBytes, io, trunkGroupModel, type AttentionOps } from './trunkGraph.js';
 
 export interface OnnxTrunkOptions {
-  /** most bytes of float32 weights per ONNX model (one session each); default 512 MiB */
+  /** most bytes of float32 weights per ONNX model (one session each); default 128 MiB */
   readonly maxModelBytes?: number;
-  /** ORT's intra-op threads; default: the cores this process may use */
-  readonly threads?: number;
   /** how attention is expressed (see trunkGraph.ts); default 'fused' */
   readonly attention?: AttentionOps;
 }
@@ -56,14 +61,18 @@ export class OnnxTrunk {
   /** Build every group's model from the weights and open its session (one group at a time, to bound memory). */
   static async create(w: Weights, cfg: TrunkConfig, options: OnnxTrunkOptions = {}): Promise<OnnxTrunk> {
     const sessionOptions: InferenceSession.SessionOptions = {
-      intraOpNumThreads: options.threads ?? os.availableParallelism(),
+      intraOpNumThreads: os.availableParallelism(),
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
+      enableCpuMemArena: false,
+      // idle workers sleep instead of spinning: the groups' pools take turns, and the cores are
+      // shared with TensorFlow.js and other processes (spinning cost ~10% more CPU time here)
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
     };
     const groups: Group[] = [];
     try {
-      for (const [from, to] of groupBlocks(cfg, options.maxModelBytes ?? 512 * 2 ** 20)) {
+      for (const [from, to] of groupBlocks(cfg, options.maxModelBytes ?? 128 * 2 ** 20)) {
         groups.push({ from, to, session: await InferenceSession.create(trunkGroupModel(w, cfg, from, to, options.attention ?? 'fused'), sessionOptions) });
       }
     } catch (e) {

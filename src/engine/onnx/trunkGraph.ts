@@ -39,7 +39,7 @@ function read(w: Weights, key: string): { data: Float32Array; shape: number[] } 
   return { data: t.dataSync() as Float32Array, shape: t.shape };
 }
 
-/** An [out, in] Linear weight as the [in, out] matrix MatMul multiplies by, columns scaled by `scale[j]` when given. */
+/** An [out, in] Linear weight as the [in, out] matrix MatMul multiplies by, column j scaled by `columnScale(j)` when given. */
 function transposedLinear(w: Weights, key: string, columnScale?: (j: number) => number): { data: Float32Array; dims: [number, number] } {
   const { data, shape } = read(w, key);
   const [outDim, inDim] = shape as [number, number];
@@ -51,7 +51,7 @@ function transposedLinear(w: Weights, key: string, columnScale?: (j: number) => 
   return { data: t, dims: [inDim, outDim] };
 }
 
-/** Bytes of float32 weights in block i (what its initializers hold). */
+/** Bytes of float32 weights in one block (what its initializers hold). */
 export function blockBytes(cfg: TrunkConfig): number {
   const D = cfg.width;
   const F = cfg.mlpHidden;
