@@ -1,81 +1,66 @@
 /**
- * `ps3 demo`: the main job on embedded defaults. Until a trained checkpoint ships, it encodes the
- * bundled 4K sample with a randomly initialised 4K-capable model, bottom-up, and writes the
- * selection heat maps and a summary — and says plainly that the weights are random.
+ * `ps3 demo` (`npm run demo`): the main job on embedded defaults — synthetic 4K data, a short
+ * pre-training of the `tiny` preset, PS3 against low-res, AnyRes and S² on 4KPro-lite and local
+ * retrieval, cost versus resolution, the bundled 4K sample encoded with a prompt, and a report
+ * (`report.md`, `report.json`, PNGs) in the output folder.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initEngine, tf } from '../tensor/engine.js';
-import { loadPixelValues } from '../io/image.js';
+import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
-import { encodeImage } from '../model/encoder.js';
-import { loadModel, randomModel, type PS3Model } from '../model/load.js';
-import { presetConfig } from '../model/presets.js';
-import { writeSelectionPictures } from '../eval/selectionPictures.js';
+import { DEFAULT_DEMO, runDemo } from '../eval/demo.js';
+import { positiveInt } from './inputs.js';
 
 export const SAMPLE_IMAGE = fileURLToPath(new URL('../../../assets/sample-4k.jpg', import.meta.url));
 
-export interface DemoOptions {
+export interface DemoCliOptions {
   backend?: string;
-  image?: string;
   out: string;
-  preset: string;
-  model?: string;
-  looks: string;
-  seed: string;
+  image?: string;
+  prompt?: string;
+  trainMinutes?: string;
+  trainImages?: string;
+  batch?: string;
+  questions?: string;
+  retrieval?: string;
+  candidates?: string;
+  costResolutions?: string;
+  seed?: string;
+  quick?: boolean;
 }
 
-function parseLooks(value: string): number | 'all' {
-  if (value === 'all') return 'all';
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new UserError(`--looks must be a non-negative integer or "all", got "${value}"`);
-  return n;
-}
-
-export async function demoCommand(options: DemoOptions): Promise<number> {
-  const backend = await initEngine(options);
-  const looks = parseLooks(options.looks);
-  const seed = Number(options.seed);
-  if (!Number.isInteger(seed)) throw new UserError(`--seed must be an integer, got "${options.seed}"`);
-  const model: PS3Model = options.model ? loadModel(options.model, 'vision') : randomModel(presetConfig(options.preset), seed);
-  const random = !options.model;
-  const cfg = model.config.vision;
-  const S = cfg.scales[cfg.scales.length - 1]!;
-  const image = options.image ?? SAMPLE_IMAGE;
-  const log = (s: string): boolean => process.stdout.write(`${s}\n`);
-  if (random) log(`NOTE: the weights are RANDOM (preset ${options.preset}, seed ${seed}): the heat maps show the pipeline, not learned saliency.`);
-  log(`model: ${model.source}; scales ${cfg.scales.join('/')}; ${cfg.maxSelectNum} patches a look; backend ${backend}`);
-
-  const t0 = performance.now();
-  const pv = await loadPixelValues(image, { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
-  const t1 = performance.now();
-  log(`image: ${image} (${pv.originalWidth}x${pv.originalHeight}) squashed to ${S}x${S} in ${((t1 - t0) / 1000).toFixed(2)} s`);
-  const pixels = { data: pv.pixels, batch: 1, height: pv.height, width: pv.width };
-  const out = await encodeImage(model.weights, model.config, pixels, { numLookClose: looks, outputHiddenStates: false });
-  const t2 = performance.now();
-  const tokens = out.lastHiddenState.shape[1]!;
-  const chosen = out.selectionMaps.map((m) => m.data.reduce((a, v) => a + v, 0));
-  log(`encoded: ${tokens} tokens (${tokens - chosen.reduce((a, c) => a + c, 0)} low-res + ${chosen.join(' + ')} high-res by scale) in ${((t2 - t1) / 1000).toFixed(2)} s`);
-
-  fs.mkdirSync(options.out, { recursive: true });
-  const files = await writeSelectionPictures(options.out, pixels, out, cfg.scales, 'bottomup', { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], prefix: 'bottomup', aspect: pv.originalWidth / pv.originalHeight });
-  const summary = {
-    image,
-    model: model.source,
-    randomWeights: random,
-    backend,
-    scales: cfg.scales,
-    looks,
-    tokens,
-    highResTokensPerScale: chosen,
-    seconds: { decodeAndSquash: (t1 - t0) / 1000, encode: (t2 - t1) / 1000 },
-    heatmaps: files.map((f) => path.basename(f)),
+export async function demoCommand(o: DemoCliOptions): Promise<number> {
+  const backend = await initEngine(o);
+  const quick = o.quick === true;
+  const minutes = o.trainMinutes !== undefined ? Number(o.trainMinutes) : quick ? 0.5 : DEFAULT_DEMO.trainMinutes;
+  if (!Number.isFinite(minutes) || minutes <= 0) throw new UserError(`--train-minutes must be a positive number, got "${o.trainMinutes}"`);
+  const resolutions = (o.costResolutions ?? (quick ? '756,1512' : DEFAULT_DEMO.costResolutions.join(','))).split(',').map((x) => positiveInt('cost-resolutions', x.trim())!);
+  const started = performance.now();
+  const log = (stage: string, message: string): void => {
+    const t = ((performance.now() - started) / 1000).toFixed(0).padStart(4);
+    process.stderr.write(`[${t}s] ${stage.padEnd(9)} ${message}\n`);
   };
-  fs.writeFileSync(path.join(options.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-  for (const f of files) log(`wrote ${f}`);
-  log(`wrote ${path.join(options.out, 'summary.json')}`);
-  tf.dispose([out.lastHiddenState, ...out.hiddenStates, ...out.selectionProbs, ...out.bottomupSelectionProbs, out.pooledOutput]);
-  model.weights.dispose();
+  log('demo', `backend ${backend}; writing to ${path.resolve(o.out)}${quick ? ' (quick: small budgets)' : ''}`);
+  const report = await runDemo(
+    {
+      out: o.out,
+      sampleImage: o.image ?? SAMPLE_IMAGE,
+      prompt: o.prompt ?? DEFAULT_DEMO.prompt,
+      trainMinutes: minutes,
+      trainImages: positiveInt('train-images', o.trainImages) ?? (quick ? 8 : DEFAULT_DEMO.trainImages),
+      batch: positiveInt('batch', o.batch) ?? DEFAULT_DEMO.batch,
+      questions: positiveInt('questions', o.questions) ?? (quick ? 4 : DEFAULT_DEMO.questions),
+      retrievalTriples: positiveInt('retrieval', o.retrieval) ?? (quick ? 4 : DEFAULT_DEMO.retrievalTriples),
+      candidates: positiveInt('candidates', o.candidates) ?? DEFAULT_DEMO.candidates,
+      costResolutions: resolutions,
+      seed: positiveInt('seed', o.seed) ?? DEFAULT_DEMO.seed,
+    },
+    log,
+  );
+  const qa = Object.entries(report.qa).map(([m, q]) => `${m} ${q.accuracy ?? q.status} (${q.tokens ?? '—'} tokens)`).join(', ');
+  const retrieval = Object.entries(report.retrieval).map(([m, a]) => `${m} ${a ?? '—'}`).join(', ');
+  process.stdout.write(`4KPro-lite accuracy: ${qa}; chance ${report.chance.qa}\n`);
+  process.stdout.write(`local retrieval accuracy: ${retrieval}; chance ${report.chance.retrieval}\n`);
+  process.stdout.write(`wrote ${path.join(o.out, 'report.md')}, ${path.join(o.out, 'report.json')} and ${report.pictures.length} pictures in ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
   return 0;
 }

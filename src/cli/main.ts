@@ -3,7 +3,11 @@
 import { Command } from 'commander';
 import { runCommand } from './run.js';
 import { parityCommand } from './parity.js';
-import { demoCommand } from './demo.js';
+import { demoCommand, type DemoCliOptions } from './demo.js';
+import { evalQaCommand, QA_HELP, type EvalQaCliOptions } from './evalQa.js';
+import { evalRetrievalCommand, RETRIEVAL_HELP, type EvalRetrievalCliOptions } from './evalRetrieval.js';
+import { evalCostCommand, type EvalCostCliOptions } from './evalCost.js';
+import { make4kCommand, type Make4kCliOptions } from './benchmark4k.js';
 import { benchCommand, type BenchOptions } from './bench.js';
 import { benchEncodeCommand, type BenchEncodeOptions } from './benchEncode.js';
 import { trainCommand, type TrainCliOptions } from './train.js';
@@ -26,14 +30,20 @@ program
 
 program
   .command('demo')
-  .description('encode the bundled 4K sample (or --image) and write its selection heat maps')
-  .option('--image <file>', 'image to encode instead of the bundled sample')
-  .option('--model <dir>', 'a PS3 model folder; without it a random model of --preset is used')
-  .option('--preset <name>', 'model shape for random weights', 'tiny-4k')
-  .option('--looks <n>', 'number of looks, or "all"', '1')
-  .option('--seed <n>', 'seed of the random weights', '0')
+  .description('the main job: synthetic 4K data, pre-train the tiny preset, PS3 vs low-res/AnyRes/S² on 4KPro-lite and retrieval, cost vs resolution, a report')
   .option('--out <dir>', 'output folder', 'ps3-demo')
-  .action((o: Omit<import('./demo.js').DemoOptions, 'backend'>) => runCommand(() => demoCommand({ ...o, ...program.opts() })));
+  .option('--image <file>', 'the 4K image encoded with a prompt at the end (default: the bundled sample)')
+  .option('--prompt <text>', 'its top-down prompt')
+  .option('--train-minutes <x>', 'pre-training budget in minutes (default 4)')
+  .option('--train-images <n>', 'synthetic training scenes (default 48)')
+  .option('--batch <n>', 'training batch (default 3)')
+  .option('--questions <n>', '4KPro-lite questions (default 16)')
+  .option('--retrieval <n>', 'retrieval triples (default 16)')
+  .option('--candidates <n>', 'captions to rank per triple (default 8)')
+  .option('--cost-resolutions <list>', 'resolutions of the cost report (default 756,1512,3780,7560)')
+  .option('--seed <n>', 'seed of data, training and evaluation (default 0)')
+  .option('--quick', 'small budgets: a check that everything runs, not a result')
+  .action((o: Omit<DemoCliOptions, 'backend'>) => runCommand(() => demoCommand({ ...o, ...program.opts() })));
 
 const bench = program
   .command('bench')
@@ -150,6 +160,68 @@ data
   .argument('<annotations>', 'annotation shards, matched to the image shards')
   .option('--json', 'print problems as JSON lines')
   .action((images: string, annotations: string, o: { json?: boolean }) => runCommand(() => dataValidateCommand(images, annotations, o)));
+
+const evaluate = program.command('eval').description('4KPro-lite question answering, local retrieval and cost, PS3 against low-res, AnyRes and S²');
+evaluate
+  .command('make-4k')
+  .description('generate a 4KPro-lite benchmark: questions over held-out synthetic 4K scenes whose answers need 4K')
+  .requiredOption('--out <dir>', 'output folder (images and questions.jsonl)')
+  .option('--count <n>', 'number of questions', '40')
+  .option('--size <px>', 'image side in pixels', '3780')
+  .option('--seed <n>', 'held-out seed (at least 1,000,000)', '1000001')
+  .option('--per-image <n>', 'questions per image')
+  .option('--lowres <px>', 'the low-res size the details must be unreadable at')
+  .option('--force', 'allow a seed in the training range')
+  .action((o: Make4kCliOptions) => runCommand(() => make4kCommand(o)));
+evaluate
+  .command('qa')
+  .description('answer a 4KPro-style benchmark with the encoder alone (the CLIP way)')
+  .argument('<bench>', 'questions.jsonl')
+  .option('--model <dir>', 'a PS3 model folder')
+  .option('--preset <name>', 'random weights of a preset instead')
+  .option('--seed <n>', 'seed of the random weights')
+  .requiredOption('--method <name>', 'ps3 | lowres | anyres | s2')
+  .option('--looks <n>', 'PS3 looks')
+  .option('--tokens <n>', 'PS3 token budget')
+  .option('--resolution <px>', 'resolution for the tiling baselines')
+  .option('--tile-batch <n>', 'tiles per trunk pass')
+  .option('--no-hints', 'ignore the items\' prompt and statements')
+  .option('--limit <n>', 'only the first n questions')
+  .option('--out <file>', 'JSON report')
+  .option('--plot <file>', 'accuracy-vs-tokens PNG')
+  .addHelpText('after', QA_HELP)
+  .action((bench: string, o: EvalQaCliOptions) => runCommand(() => evalQaCommand(bench, { ...o, ...program.opts() })));
+evaluate
+  .command('retrieval')
+  .description('rank the true local caption among N candidates from the pooled region')
+  .option('--data <dir>', 'held-out shards in the reference format (else held-out synthetic scenes)')
+  .option('--model <dir>', 'a PS3 model folder')
+  .option('--preset <name>', 'random weights of a preset instead')
+  .option('--seed <n>', 'held-out seed of synthetic scenes')
+  .option('--size <px>', 'synthetic image size')
+  .option('--method <name>', 'ps3 | ps3-box | lowres | anyres | s2', 'ps3')
+  .option('--candidates <n>', 'captions to rank', '8')
+  .option('--count <n>', 'triples', '32')
+  .option('--per-image <n>', 'triples per image')
+  .option('--looks <n>', 'PS3 looks')
+  .option('--tokens <n>', 'PS3 token budget')
+  .option('--force', 'allow a seed in the training range')
+  .option('--out <file>', 'JSON report')
+  .addHelpText('after', RETRIEVAL_HELP)
+  .action((o: EvalRetrievalCliOptions) => runCommand(() => evalRetrievalCommand({ ...o, ...program.opts() })));
+evaluate
+  .command('cost')
+  .description('encode time and tokens versus resolution for PS3, low-res, AnyRes and S², and pre-training step time; JSON and PNG')
+  .option('--model <dir>', 'a PS3 model folder')
+  .option('--preset <name>', 'random weights of a preset instead')
+  .option('--resolutions <list>', 'resolutions', '756,1512,3780,7560')
+  .option('--looks <n>', 'PS3 looks', '1')
+  .option('--methods <list>', 'methods', 'ps3,lowres,anyres,s2,pretrain')
+  .option('--repeats <n>', 'timed runs per measurement', '1')
+  .option('--timeout <s>', 'time limit per measurement', '300')
+  .option('--out <dir>', 'output folder', 'ps3-cost')
+  .option('--in-process', 'measure in this process instead of a fresh one per measurement')
+  .action((o: EvalCostCliOptions) => runCommand(() => evalCostCommand({ ...o, ...program.opts() })));
 
 program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);

@@ -1,0 +1,151 @@
+/**
+ * `ps3 eval qa <bench.jsonl> (--model DIR | --preset NAME) --method ps3|lowres|anyres|s2[,...]
+ * [--looks N[,N...] | --tokens N] [--resolution R] [--no-hints] [--out FILE] [--plot FILE]`:
+ * multiple-choice accuracy of encoders on a 4KPro-style benchmark, answered with the encoder
+ * alone (see QA_HELP), with tokens and latency; a table on stdout, JSON and a plot on request.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { initEngine } from '../tensor/engine.js';
+import { UserError } from '../errors.js';
+import { ENCODE_METHODS, parseMethod, type EncodeMethod } from '../eval/baselines.js';
+import { loadBenchmark } from '../eval/qa/format.js';
+import { evaluateQa, formatQaTable, type QaReport } from '../eval/qa/evaluate.js';
+import { evalTokenizer } from '../eval/qa/text.js';
+import { renderPlot } from '../eval/plot.js';
+import type { LookCount } from '../model/selection.js';
+import { modelFrom, positiveInt } from './inputs.js';
+import { progressBar } from './progress.js';
+
+/** The method, for `ps3 eval qa --help`. */
+export const QA_HELP = `
+How a question is answered (the encoder alone, no language model):
+  1. prompt: the item's "prompt" field (caption-style, never the answer) or, with --no-hints,
+     the question text -> text tower -> PS3 prompt; ps3 selects high-res patches top-down with it.
+  2. image -> the method's pooled feature (L2-normalised):
+       ps3     low-res pass + N looks (--looks, default 1) or a token budget (--tokens); the chosen
+               high-res tokens, after the final norm, pooled by the MAP head
+       lowres  the low-res tokens only (scales[0]), MAP-pooled
+       anyres  ceil(R/s0)^2 tiles of s0 px at R (--resolution, default the top scale), each an
+               independent low-res pass with the native position embedding, plus a global
+               low-res view; all tokens MAP-pooled together
+       s2      at every scale s <= R, (s/s0)^2 tiles through the trunk; each scale's tokens
+               MAP-pooled, the scale features averaged (S²'s channel concat has no text tower)
+  3. each option -> a statement: the item's "statements" (caption-style) or, with --no-hints,
+     question + " " + option -> text tower -> L2-normalised text feature.
+  4. score = cosine(image feature, statement feature); the highest-scoring option is the answer.
+Tokens: tokens through the trunk per question. Latency: median per question of encode + text
+tower (image decoding apart); methods that ignore the question encode each image once and
+charge that time to each of its questions. A method that cannot fit the 4 GiB WASM heap is
+reported as "out of memory".`;
+
+export interface EvalQaCliOptions {
+  backend?: string;
+  model?: string;
+  preset?: string;
+  seed?: string;
+  method: string;
+  looks?: string;
+  tokens?: string;
+  resolution?: string;
+  tileBatch?: string;
+  /** commander's --no-hints sets this false */
+  hints?: boolean;
+  limit?: string;
+  out?: string;
+  plot?: string;
+}
+
+function list(value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+}
+
+export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise<number> {
+  await initEngine(o);
+  let items = loadBenchmark(bench);
+  const limit = positiveInt('limit', o.limit);
+  if (limit !== undefined && limit > 0) items = items.slice(0, limit);
+  const methods = list(o.method ?? 'ps3').map(parseMethod);
+  if (o.looks !== undefined && o.tokens !== undefined) throw new UserError('give --looks or --tokens, not both');
+  const looksList: Array<LookCount | undefined> = o.looks === undefined ? [undefined] : list(o.looks).map((l) => (l === 'all' ? 'all' : positiveInt('looks', l)!));
+  const tokens = positiveInt('tokens', o.tokens);
+  const resolution = positiveInt('resolution', o.resolution);
+  const tileBatch = positiveInt('tile-batch', o.tileBatch);
+  const model = modelFrom(o, 'all');
+  const tok = await evalTokenizer(model, o.model);
+  if (tok.source !== o.model) process.stderr.write(`ps3: warning: ${o.model ?? model.source} has no tokenizer.json; using the synthetic captions' word tokenizer\n`);
+  process.stderr.write(`eval qa: ${items.length} questions from ${bench}; model ${model.source}; methods ${methods.join(', ')}\n`);
+
+  const runs: Array<{ method: EncodeMethod; looks?: LookCount }> = methods.flatMap((m) => (m === 'ps3' && tokens === undefined ? looksList.map((l) => ({ method: m, ...(l !== undefined ? { looks: l } : {}) })) : [{ method: m }]));
+  const reports: QaReport[] = [];
+  let aborted: string | null = null;
+  for (const run of runs) {
+    const label = run.method === 'ps3' ? `ps3${tokens !== undefined ? ` ${tokens} tokens` : ` ${run.looks ?? 1} look(s)`}` : run.method;
+    if (aborted) {
+      process.stderr.write(`${label}: not run (${aborted})\n`);
+      continue;
+    }
+    const bar = progressBar(items.length, label, 'acc {acc}');
+    const report = await evaluateQa(model, tok.tokenizer, items, {
+      method: run.method,
+      ...(run.looks !== undefined ? { looks: run.looks } : {}),
+      ...(tokens !== undefined && run.method === 'ps3' ? { tokens } : {}),
+      ...(resolution !== undefined ? { resolution } : {}),
+      ...(tileBatch !== undefined ? { tileBatch } : {}),
+      hints: o.hints ?? true,
+      onProgress: (done, _total, correct) => bar.update(done, { acc: `${((100 * correct) / done).toFixed(1)}%` }),
+    });
+    bar.stop();
+    reports.push(report);
+    if (report.status === 'out of memory') {
+      process.stderr.write(`${label}: out of memory after ${report.answered} questions: ${report.error}\n`);
+      // a real allocation failure kills the WASM module; a refusal by the estimate does not
+      if (report.aborted) aborted = 'the engine stopped after running out of memory';
+    }
+  }
+  process.stdout.write(`${formatQaTable(reports)}\n`);
+  const result = {
+    benchmark: path.resolve(bench),
+    model: model.source,
+    tokenizer: tok.source,
+    questions: items.length,
+    methods: ENCODE_METHODS.filter((m) => methods.includes(m)),
+    not_run: aborted ? runs.slice(reports.length).map((r) => r.method) : [],
+    reports,
+  };
+  if (o.out) {
+    fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
+    fs.writeFileSync(o.out, `${JSON.stringify(result, null, 2)}\n`);
+    process.stderr.write(`wrote ${o.out}\n`);
+  }
+  if (o.plot) {
+    await renderPlot(accuracyPlot(reports, path.basename(path.dirname(path.resolve(bench)))), o.plot);
+    process.stderr.write(`wrote ${o.plot}\n`);
+  }
+  return 0;
+}
+
+/** Accuracy against tokens, one point per run (out-of-memory runs marked at the top). */
+export function accuracyPlot(reports: readonly QaReport[], title: string) {
+  const chance = reports[0] ? 100 * reports[0].chance : 25;
+  const byMethod = new Map<string, QaReport[]>();
+  for (const r of reports) byMethod.set(r.method, [...(byMethod.get(r.method) ?? []), r]);
+  return {
+    title: `Accuracy vs tokens — ${title}`,
+    xLabel: 'tokens through the trunk per question',
+    yLabel: 'accuracy (%)',
+    kind: 'scatter' as const,
+    logX: true,
+    yDomain: [0, 100] as const,
+    missingLabel: 'out of memory',
+    hlines: [{ y: chance, label: `chance ${chance.toFixed(1)}%` }],
+    series: [...byMethod].map(([method, rs]) => ({
+      name: method,
+      points: rs.map((r) => ({
+        x: r.tokens_median ?? 1,
+        y: r.status === 'ok' && r.accuracy !== null ? 100 * r.accuracy : null,
+        ...(method === 'ps3' ? { label: r.settings.tokens !== null ? `${r.settings.tokens} tok` : `${r.settings.looks} look${r.settings.looks === 1 ? '' : 's'}` } : {}),
+      })),
+    })),
+  };
+}

@@ -1,0 +1,345 @@
+/**
+ * 4KPro-lite: multiple-choice questions over synthetic 4K scenes (src/data/synth.ts) whose answers
+ * need 4K perception — the deciding detail (a sign's characters, a shape's label, the shapes of
+ * tiny objects) is a few pixels or less once the image is squashed to the low-res scale (378 px).
+ *
+ * Every answer is computed from the scene's object list, never from pixels, and each question
+ * records its evidence (object ids, their box, the deciding detail's size at low res). Four
+ * categories:
+ *  - `sign-reading`: "What does the red sign read?" — the true code vs codes of other signs in
+ *    the scene and codes with one character swapped for a look-alike (0/O/Q/D, 1/I/7, 5/S, 8/B…);
+ *    only signs whose colour no other sign has;
+ *  - `attribute`: "What colour is the hexagon marked with the letter K?" or "What shape is the red
+ *    object marked with the digit 7?" — the referent is found only by reading its label; colour
+ *    distractors are the nearest named colours in RGB;
+ *  - `counting`: "How many red triangles are there in the image?" — every shape of that colour and
+ *    shape, each tiny at low res; distractors are the neighbouring counts;
+ *  - `lookalike`: "Which of these is in the image: …?" — a present object's description vs
+ *    descriptions with one attribute changed (colour, shape or a code character) that match no
+ *    object in the scene.
+ *
+ * Held-out seeds: training data (`ps3 data synth`) uses seeds below HELDOUT_SEED_BASE (1e6) by
+ * convention; the generator refuses seeds below it unless forced and records the seed. Scene i
+ * is `renderScene(sceneRng(seed, i))`, exactly as `ps3 data synth` would draw it for that seed,
+ * so a held-out seed gives scenes no training run of seed < 1e6 drew (the per-image 32-bit
+ * stream seeds of different dataset seeds can in principle collide; at 1e6 images per dataset
+ * the chance of any one collision is about 1e6 * count / 2^32 per training seed).
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { UserError } from '../../errors.js';
+import { Rng } from '../../rng.js';
+import {
+  COLOURS, SHAPES, SYNTH_VERSION, encodeImage as encodeSceneImage, renderScene, sceneRng,
+  type Scene, type SceneObject, type ShapeObject, type SignObject,
+} from '../../data/synth.js';
+import { formatBenchItem, type BenchItemJson } from './format.js';
+
+/** Scenes with seeds from here up are held out from training. */
+export const HELDOUT_SEED_BASE = 1_000_000;
+export const QA_CATEGORIES = ['sign-reading', 'attribute', 'counting', 'lookalike'] as const;
+export type QaCategory = (typeof QA_CATEGORIES)[number];
+
+/** Largest size, in low-res pixels, of the detail that decides an answer. */
+export const MAX_DETAIL_PX = {
+  /** glyph height: 7 font rows in 4 px or less (under 0.6 px a row) cannot be read */
+  glyph: 4,
+  /** a shape's diameter: 5 px or less does not tell a triangle from a diamond or a pentagon */
+  shape: 5,
+} as const;
+
+type Box = readonly [number, number, number, number];
+
+export interface QuestionDraft {
+  readonly category: QaCategory;
+  readonly question: string;
+  readonly options: string[];
+  readonly answer: number;
+  readonly prompt: string;
+  readonly statements: string[];
+  readonly evidence: { object_ids: number[]; box: [number, number, number, number]; detail_px_at_lowres: number; lowres: number };
+}
+
+const NUMBER_WORDS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
+const DIGITS = '0123456789';
+const LETTERS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
+/** Shapes with room for a label (synth.ts draws none on a ring). */
+const LABELLED_SHAPES = SHAPES.filter((s) => s !== 'ring');
+/** Characters that differ in a few font cells (the same pairs synth.ts uses for look-alikes). */
+const CONFUSABLE: Readonly<Record<string, string>> = {
+  '0': 'OQD', O: '0QC', Q: 'O0', D: '0O', '1': 'I7', I: '1T', '7': '1T', T: '7I', '5': 'S6', S: '58',
+  '8': 'B3', B: '8R', '2': 'Z', Z: '2', '6': 'G5', G: 'C6', C: 'G', E: 'F', F: 'EP', P: 'RF', R: 'PB',
+  M: 'NW', N: 'MH', H: 'N', U: 'V', V: 'UY', W: 'M', K: 'X', X: 'KY', Y: 'V', '3': '8', '4': 'A', A: '4',
+  '9': 'G', J: 'U', L: 'E',
+};
+
+function plural(shape: string): string {
+  return shape === 'cross' ? 'crosses' : `${shape}s`;
+}
+
+function kindOf(ch: string): 'digit' | 'letter' {
+  return DIGITS.includes(ch) ? 'digit' : 'letter';
+}
+
+/** "a" before a vowel becomes "an", as the caption grammar writes it. */
+function withArticles(text: string): string {
+  return text.replace(/\ba (?=[aeiou])/g, 'an ');
+}
+
+function unionBox(boxes: readonly Box[]): [number, number, number, number] {
+  return boxes.reduce<[number, number, number, number]>((u, b) => [Math.min(u[0], b[0]), Math.min(u[1], b[1]), Math.max(u[2], b[2]), Math.max(u[3], b[3])], [Infinity, Infinity, -Infinity, -Infinity]);
+}
+
+/** The named colours nearest to `name` in RGB, nearest first. */
+export function nearestColours(name: string): string[] {
+  const own = COLOURS.find((c) => c.name === name);
+  if (!own) throw new RangeError(`nearestColours: unknown colour ${name}`);
+  const d = (c: (typeof COLOURS)[number]): number => Math.hypot(c.rgb[0] - own.rgb[0], c.rgb[1] - own.rgb[1], c.rgb[2] - own.rgb[2]);
+  return COLOURS.filter((c) => c.name !== name).sort((a, b) => d(a) - d(b)).map((c) => c.name);
+}
+
+/** Codes with one character swapped for a look-alike of the same kind (digit or letter), then any of that kind. */
+export function confusableCodes(code: string, rng: Rng): string[] {
+  const near: string[] = [];
+  const far: string[] = [];
+  for (let i = 0; i < code.length; i++) {
+    const ch = code[i]!;
+    const pool = DIGITS.includes(ch) ? DIGITS : LETTERS;
+    const similar = [...(CONFUSABLE[ch] ?? '')].filter((c) => pool.includes(c));
+    for (const c of similar) near.push(code.slice(0, i) + c + code.slice(i + 1));
+    for (const c of pool) if (c !== ch && !similar.includes(c)) far.push(code.slice(0, i) + c + code.slice(i + 1));
+  }
+  return [...new Set([...rng.shuffle(near), ...rng.shuffle(far)])].filter((c) => c !== code);
+}
+
+/** Sign text height in pixels: the plate is 1.7 text heights tall. */
+function signGlyphPx(s: SignObject): number {
+  return (s.box[3] - s.box[1]) / 1.7;
+}
+
+/** A shape's label height in pixels: at most half the shape (synth.ts LABEL_FIT). */
+function labelGlyphPx(s: ShapeObject): number {
+  return 0.5 * s.size;
+}
+
+/** Options [truth, ...distractors] shuffled; the answer is where the truth lands. */
+function shuffled(rng: Rng, truth: string, distractors: readonly string[], statementOf: (o: string) => string): { options: string[]; answer: number; statements: string[] } {
+  const options = rng.shuffle([truth, ...distractors]);
+  return { options, answer: options.indexOf(truth), statements: options.map(statementOf) };
+}
+
+function evidence(objects: readonly SceneObject[], detailPx: number, lowres: number): QuestionDraft['evidence'] {
+  return { object_ids: objects.map((o) => o.id), box: unionBox(objects.map((o) => o.box)), detail_px_at_lowres: Math.round(detailPx * 100) / 100, lowres };
+}
+
+function signReading(scene: Scene, rng: Rng, k: number, lowres: number): QuestionDraft | null {
+  const signs = scene.objects.filter((o): o is SignObject => o.kind === 'sign');
+  const candidates = signs.filter((s) => signs.filter((t) => t.colour === s.colour).length === 1 && signGlyphPx(s) * k <= MAX_DETAIL_PX.glyph);
+  if (candidates.length === 0) return null;
+  const s = rng.pick(candidates);
+  // codes elsewhere in the scene first (reading the right sign matters), then look-alike codes
+  const elsewhere = rng.shuffle([...new Set(signs.map((t) => t.label).filter((c) => c !== s.label))]).slice(0, 1);
+  const distractors = [...new Set([...elsewhere, ...confusableCodes(s.label, rng)])].slice(0, 3);
+  if (distractors.length < 3) return null;
+  const { options, answer, statements } = shuffled(rng, s.label, distractors, (c) => withArticles(`a ${s.colour} sign reading ${c}`));
+  return {
+    category: 'sign-reading', question: `What does the ${s.colour} sign read?`, options, answer, statements,
+    prompt: withArticles(`a ${s.colour} sign`), evidence: evidence([s], signGlyphPx(s) * k, lowres),
+  };
+}
+
+function attribute(scene: Scene, rng: Rng, k: number, lowres: number): QuestionDraft | null {
+  const labelled = scene.objects.filter((o): o is ShapeObject => o.kind === 'shape' && o.label !== null);
+  const candidates = labelled.filter((s) => labelled.filter((t) => t.label === s.label).length === 1 && labelGlyphPx(s) * k <= MAX_DETAIL_PX.glyph);
+  if (candidates.length === 0) return null;
+  const s = rng.pick(candidates);
+  const label = s.label!;
+  const marked = `marked with the ${kindOf(label)} ${label}`;
+  const ev = evidence([s], labelGlyphPx(s) * k, lowres);
+  if (rng.next() < 0.5) {
+    const distractors = nearestColours(s.colour).slice(0, 3);
+    const { options, answer, statements } = shuffled(rng, s.colour, distractors, (c) => withArticles(`a ${c} ${s.shape} ${marked}`));
+    return { category: 'attribute', question: `What colour is the ${s.shape} ${marked}?`, options, answer, statements, prompt: `a ${s.shape} ${marked}`, evidence: ev };
+  }
+  const distractors = rng.shuffle(LABELLED_SHAPES.filter((x) => x !== s.shape)).slice(0, 3);
+  const { options, answer, statements } = shuffled(rng, s.shape, distractors, (x) => withArticles(`a ${s.colour} ${x} ${marked}`));
+  return {
+    category: 'attribute', question: withArticles(`What shape is the ${s.colour} object ${marked}?`), options, answer, statements,
+    prompt: withArticles(`a ${s.colour} shape ${marked}`), evidence: ev,
+  };
+}
+
+function counting(scene: Scene, rng: Rng, k: number, lowres: number): QuestionDraft | null {
+  const shapes = scene.objects.filter((o): o is ShapeObject => o.kind === 'shape');
+  const looks = new Map<string, ShapeObject[]>();
+  for (const s of shapes) looks.set(`${s.colour} ${s.shape}`, [...(looks.get(`${s.colour} ${s.shape}`) ?? []), s]);
+  const tiny = [...looks.values()].filter((m) => m.length <= 8 && m.every((s) => s.size * k <= MAX_DETAIL_PX.shape));
+  if (tiny.length === 0) return null;
+  // groups of two or more make better counting questions; single ones when there is nothing else
+  const several = tiny.filter((m) => m.length >= 2);
+  const members = rng.pick(several.length > 0 && rng.next() < 0.8 ? several : tiny);
+  const n = members.length;
+  const { colour, shape } = members[0]!;
+  const window = [n - 1, n + 1, n - 2, n + 2, n + 3, n - 3].filter((c) => c >= 1 && c <= 9);
+  const distractors = window.slice(0, 3).map(String);
+  const statementOf = (c: string): string => {
+    const count = Number(c);
+    return count === 1 ? `there is one ${colour} ${shape}` : `there are ${NUMBER_WORDS[count]} ${colour} ${plural(shape)}`;
+  };
+  const { options, answer, statements } = shuffled(rng, String(n), distractors, statementOf);
+  return {
+    category: 'counting', question: `How many ${colour} ${plural(shape)} are there in the image?`, options, answer, statements,
+    prompt: `${colour} ${plural(shape)}`, evidence: evidence(members, Math.max(...members.map((s) => s.size)) * k, lowres),
+  };
+}
+
+function lookalike(scene: Scene, rng: Rng, k: number, lowres: number): QuestionDraft | null {
+  const shapes = scene.objects.filter((o): o is ShapeObject => o.kind === 'shape');
+  const signs = scene.objects.filter((o): o is SignObject => o.kind === 'sign');
+  const hasShape = (colour: string, shape: string): boolean => shapes.some((s) => s.colour === colour && s.shape === shape);
+  const hasSign = (colour: string, code: string): boolean => signs.some((s) => s.colour === colour && s.label === code);
+  const tiny = (o: SceneObject): boolean => (o.kind === 'sign' ? signGlyphPx(o) * k <= MAX_DETAIL_PX.glyph : o.size * k <= MAX_DETAIL_PX.shape);
+  const candidates = scene.objects.filter(tiny);
+  if (candidates.length === 0) return null;
+  // objects with a look-alike in the scene first: there, telling them apart matters
+  const paired = new Set(scene.objects.flatMap((o) => (o.lookalikeOf === null ? [] : [o.id, o.lookalikeOf])));
+  const preferred = candidates.filter((o) => paired.has(o.id));
+  const target = rng.pick(preferred.length > 0 && rng.next() < 0.7 ? preferred : candidates);
+  let truth: string;
+  let variants: string[];
+  if (target.kind === 'sign') {
+    truth = `a ${target.colour} sign reading ${target.label}`;
+    const codes = confusableCodes(target.label, rng).filter((c) => !hasSign(target.colour, c)).slice(0, 2).map((c) => `a ${target.colour} sign reading ${c}`);
+    const colours = nearestColours(target.colour).filter((c) => !hasSign(c, target.label)).slice(0, 2).map((c) => `a ${c} sign reading ${target.label}`);
+    variants = [...codes.slice(0, 2), ...colours.slice(0, 1), ...codes.slice(2), ...colours.slice(1)];
+  } else {
+    truth = `a ${target.colour} ${target.shape}`;
+    const colours = nearestColours(target.colour).filter((c) => !hasShape(c, target.shape)).slice(0, 2).map((c) => `a ${c} ${target.shape}`);
+    const others = rng.shuffle(SHAPES.filter((s) => s !== target.shape && !hasShape(target.colour, s))).slice(0, 2).map((s) => `a ${target.colour} ${s}`);
+    variants = [...colours.slice(0, 1), ...others.slice(0, 1), ...colours.slice(1), ...others.slice(1)];
+  }
+  const distractors = [...new Set(variants.map(withArticles))].slice(0, 3);
+  if (distractors.length < 3) return null;
+  const { options, answer, statements } = shuffled(rng, withArticles(truth), distractors, (o) => o);
+  const detail = target.kind === 'sign' ? signGlyphPx(target) : target.size;
+  return {
+    category: 'lookalike', question: `Which of these is in the image: ${options.join(', ')}?`, options, answer, statements,
+    prompt: options.join(' or '), evidence: evidence([target], detail * k, lowres),
+  };
+}
+
+const MAKERS: Readonly<Record<QaCategory, (scene: Scene, rng: Rng, k: number, lowres: number) => QuestionDraft | null>> = {
+  'sign-reading': signReading,
+  attribute,
+  counting,
+  lookalike,
+};
+
+/**
+ * Up to one question per category for a scene, in the order `categories` gives, skipping
+ * categories the scene offers no 4K-only question for. `lowres` is the low-res side the details
+ * are measured at (the image's long side is squashed to it).
+ */
+export function sceneQuestions(scene: Scene, rng: Rng, options: { lowres?: number; categories?: readonly QaCategory[] } = {}): QuestionDraft[] {
+  const lowres = options.lowres ?? 378;
+  const k = lowres / Math.max(scene.width, scene.height);
+  const out: QuestionDraft[] = [];
+  for (const c of options.categories ?? QA_CATEGORIES) {
+    const q = MAKERS[c](scene, rng, k, lowres);
+    if (q) out.push(q);
+  }
+  return out;
+}
+
+/** The Rng of image `index`'s questions (independent of the scene's own stream). */
+export function questionRng(seed: number, index: number): Rng {
+  return new Rng((Math.imul(seed ^ 0x5bd1e995, 0x27d4eb2d) ^ Math.imul(index + 1, 0x85ebca6b)) >>> 0).fork();
+}
+
+export function checkHeldOutSeed(seed: number, force = false): void {
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new UserError(`--seed must be an integer from 0 to ${0xffffffff}, got ${seed}`);
+  if (seed < HELDOUT_SEED_BASE && !force) {
+    throw new UserError(`--seed ${seed} is in the training range [0, ${HELDOUT_SEED_BASE}) that \`ps3 data synth\` seeds use; held-out benchmarks take seeds from ${HELDOUT_SEED_BASE} (or pass --force)`);
+  }
+}
+
+export interface Make4kOptions {
+  readonly out: string;
+  /** number of questions */
+  readonly count: number;
+  /** long side of each image (square images) */
+  readonly size: number;
+  readonly seed: number;
+  /** questions per image, at most one per category (default 4) */
+  readonly perImage?: number;
+  readonly lowres?: number;
+  /** allow a seed in the training range */
+  readonly force?: boolean;
+  /** write the PNGs (default true; tests may skip them) */
+  readonly writeImages?: boolean;
+}
+
+export interface Make4kSummary {
+  readonly questions: number;
+  readonly images: number;
+  readonly perCategory: Record<string, number>;
+  readonly file: string;
+  readonly seconds: number;
+}
+
+/**
+ * Writes `out/images/NNNNNN.png`, `out/scenes/NNNNNN.json` (the object list the answers come
+ * from), `out/questions.jsonl` and `out/manifest.json`. Categories rotate from image to image so
+ * that fewer than four questions per image still cover all of them.
+ */
+export async function makeBenchmark(options: Make4kOptions, onProgress?: (done: number) => void): Promise<Make4kSummary> {
+  const { out, count, size, seed } = options;
+  const perImage = options.perImage ?? QA_CATEGORIES.length;
+  const lowres = options.lowres ?? 378;
+  checkHeldOutSeed(seed, options.force);
+  if (!Number.isInteger(count) || count < 1) throw new UserError(`--count must be a positive integer, got ${count}`);
+  if (!Number.isInteger(size) || size < 64) throw new UserError(`--size must be an integer of at least 64, got ${size}`);
+  if (!Number.isInteger(perImage) || perImage < 1 || perImage > QA_CATEGORIES.length) throw new UserError(`--per-image must be from 1 to ${QA_CATEGORIES.length}, got ${perImage}`);
+  const started = performance.now();
+  await mkdir(path.join(out, 'images'), { recursive: true });
+  await mkdir(path.join(out, 'scenes'), { recursive: true });
+  const lines: string[] = [];
+  const perCategory: Record<string, number> = Object.fromEntries(QA_CATEGORIES.map((c) => [c, 0]));
+  let pending: Promise<void> | null = null;
+  let images = 0;
+  const maxImages = count * 20;
+  for (let index = 0; lines.length < count; index++) {
+    if (index >= maxImages) throw new UserError(`only ${lines.length} questions from ${maxImages} scenes at ${size} px: details are too large at ${lowres} px for 4K-only questions (use a larger --size)`);
+    const scene = renderScene(sceneRng(seed, index), { width: size, height: size });
+    const rotation = index % QA_CATEGORIES.length;
+    const categories = [...QA_CATEGORIES.slice(rotation), ...QA_CATEGORIES.slice(0, rotation)];
+    const drafts = sceneQuestions(scene, questionRng(seed, index), { lowres, categories }).slice(0, Math.min(perImage, count - lines.length));
+    if (drafts.length === 0) continue;
+    const name = String(index).padStart(6, '0');
+    const image = `images/${name}.png`;
+    for (const d of drafts) {
+      const item: BenchItemJson = {
+        id: `${name}-${d.category}`, image, question: d.question, options: d.options, answer: d.answer, category: d.category,
+        image_size: [scene.width, scene.height], prompt: d.prompt, statements: d.statements, evidence: d.evidence,
+      };
+      lines.push(formatBenchItem(item));
+      perCategory[d.category]!++;
+    }
+    images++;
+    const sceneJson = { generator: 'ps3 eval make-4k', synth_version: SYNTH_VERSION, seed, index, width: scene.width, height: scene.height, objects: scene.objects };
+    await writeFile(path.join(out, 'scenes', `${name}.json`), `${JSON.stringify(sceneJson)}\n`);
+    // encode this image while the next scene renders
+    await pending;
+    pending = options.writeImages === false ? null : encodeSceneImage(scene.rgb, scene.width, scene.height, 'png').then((png) => writeFile(path.join(out, image), png));
+    onProgress?.(lines.length);
+  }
+  await pending;
+  const file = path.join(out, 'questions.jsonl');
+  await writeFile(file, `${lines.join('\n')}\n`);
+  const manifest = {
+    generator: 'ps3 eval make-4k', synth_version: SYNTH_VERSION, seed, heldout_seed_base: HELDOUT_SEED_BASE, forced: seed < HELDOUT_SEED_BASE,
+    questions: lines.length, images, size, lowres, per_image: perImage, per_category: perCategory, max_detail_px: MAX_DETAIL_PX, file: 'questions.jsonl',
+  };
+  await writeFile(path.join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  return { questions: lines.length, images, perCategory, file, seconds: (performance.now() - started) / 1000 };
+}
