@@ -349,10 +349,14 @@ const SERIES_NAMES: Readonly<Record<CostMethod, (looks: number) => string>> = {
 export async function writeCostPlots(report: CostReport, dir: string): Promise<string[]> {
   const methods = [...new Set(report.rows.map((r) => r.method))];
   const series = (value: (r: CostRow) => number | null, only?: (m: CostMethod) => boolean) =>
-    methods.filter((m) => !only || only(m)).map((m) => ({ name: SERIES_NAMES[m](report.looks), points: report.rows.filter((r) => r.method === m).map((r) => ({ x: r.resolution, y: value(r) })) }));
+    methods.filter((m) => !only || only(m)).map((m) => ({
+      name: SERIES_NAMES[m](report.looks),
+      // a point that was not measured says why: out of memory, timeout, error
+      points: report.rows.filter((r) => r.method === m).map((r) => ({ x: r.resolution, y: value(r), ...(value(r) === null ? { label: r.status } : {}) })),
+    }));
   const files = ['cost-ms.png', 'cost-tokens.png', 'cost-gflop.png'].map((f) => path.join(dir, f));
   await renderPlot({
-    title: `Time vs resolution — ${report.model}`, xLabel: 'resolution (px)', yLabel: 'ms (median)', xTicks: report.resolutions, logX: true, logY: true, missingLabel: 'out of memory',
+    title: `Time vs resolution — ${report.model}`, xLabel: 'resolution (px)', yLabel: 'ms (median)', xTicks: report.resolutions, logX: true, logY: true,
     series: series((r) => (r.status === 'ok' ? r.ms : null)),
   }, files[0]);
   await renderPlot({

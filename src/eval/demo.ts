@@ -42,10 +42,10 @@ export interface DemoOptions {
 export const DEFAULT_DEMO: Omit<DemoOptions, 'out' | 'sampleImage'> = {
   prompt: 'a red stop sign',
   trainImages: 48,
-  trainMinutes: 4,
+  trainMinutes: 3,
   batch: 3,
-  questions: 16,
-  retrievalTriples: 16,
+  questions: 8,
+  retrievalTriples: 8,
   candidates: 8,
   costResolutions: [756, 1512, 3780, 7560],
   seed: 0,
@@ -153,7 +153,7 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
   const pictures: string[] = [];
   await timed('cost', async () => {
     log('cost', `encode time and tokens at ${o.costResolutions.join(', ')} px`);
-    cost = await costReport({ config: model.config, model: 'tiny (trained weights)', resolutions: o.costResolutions, looks: 1, seed: o.seed, isolate: true, timeoutS: 120 });
+    cost = await costReport({ config: model.config, model: 'tiny (trained weights)', resolutions: o.costResolutions, looks: 1, seed: o.seed, isolate: true, timeoutS: 60 });
     pictures.push(...(await writeCostPlots(cost, o.out)));
   });
 

@@ -9,7 +9,7 @@ import sharp from 'sharp';
 
 export interface PlotPoint {
   readonly x: number;
-  /** null: no value (drawn as a marker with `missingLabel` at the top edge) */
+  /** null: no value (drawn as a marker at the top edge, labelled `label` or the spec's `missingLabel`) */
   readonly y: number | null;
   /** drawn next to the point */
   readonly label?: string;
@@ -180,7 +180,7 @@ export function plotSvg(spec: PlotSpec): string {
       if (p.y === null) {
         const y = y1 + 12 + 14 * i;
         out.push(`<text x="${x}" y="${y + 4}" ${font} font-size="13" font-weight="bold" fill="${colour}" text-anchor="middle">×</text>`);
-        out.push(`<text x="${x + 8}" y="${y + 4}" ${font} font-size="11" fill="${colour}">${esc(missing)}</text>`);
+        out.push(`<text x="${x + 8}" y="${y + 4}" ${font} font-size="11" fill="${colour}">${esc(p.label ?? missing)}</text>`);
         return;
       }
       const y = ay.map(p.y);
