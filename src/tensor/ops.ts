@@ -6,6 +6,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { adaptiveMaxPoolIndex, resampleMatrix, tapsFor, type ResampleMode } from './resample.js';
 
+/** A shape split around the two axes at `rowAxis`: their sizes, the axes before and after, and their products. */
+function aroundAxes(shape: readonly number[], rowAxis: number): { h: number; w: number; before: number[]; after: number[]; pre: number; post: number } {
+  const before = shape.slice(0, rowAxis);
+  const after = shape.slice(rowAxis + 2);
+  return { h: shape[rowAxis]!, w: shape[rowAxis + 1]!, before, after, pre: before.reduce((a, c) => a * c, 1), post: after.reduce((a, c) => a * c, 1) };
+}
+
 /**
  * Resize the two axes `rowAxis`, `rowAxis + 1` of `x` from [h, w] to [outH, outW]; the output may be
  * cropped to its first `cropH` rows and `cropW` columns (PS3 resamples to a square, then crops).
@@ -20,13 +27,7 @@ export function resize2d(
   cropW = outW,
 ): tf.Tensor {
   return tf.tidy(() => {
-    const shape = x.shape;
-    const h = shape[rowAxis]!;
-    const w = shape[rowAxis + 1]!;
-    const before = shape.slice(0, rowAxis);
-    const after = shape.slice(rowAxis + 2);
-    const pre = before.reduce((a, c) => a * c, 1);
-    const post = after.reduce((a, c) => a * c, 1);
+    const { h, w, before, after, pre, post } = aroundAxes(x.shape, rowAxis);
     const rows = tf.tensor2d(resampleMatrix(tapsFor(mode, h, outH), cropH), [cropH, h]);
     const cols = tf.tensor2d(resampleMatrix(tapsFor(mode, w, outW), cropW), [cropW, w]);
     // Each pass is one 2-d matmul with the resized axis moved to the front: TensorFlow.js's WASM
@@ -50,13 +51,7 @@ export function resize2d(
  */
 export function adaptiveMaxPool2d(x: tf.Tensor, rowAxis: number, outH: number, outW: number): tf.Tensor {
   return tf.tidy(() => {
-    const shape = x.shape;
-    const h = shape[rowAxis]!;
-    const w = shape[rowAxis + 1]!;
-    const before = shape.slice(0, rowAxis);
-    const after = shape.slice(rowAxis + 2);
-    const pre = before.reduce((a, c) => a * c, 1);
-    const post = after.reduce((a, c) => a * c, 1);
+    const { h, w, before, after, pre, post } = aroundAxes(x.shape, rowAxis);
     const index = adaptiveMaxPoolIndex(x.dataSync(), pre, h, w, post, outH, outW);
     const picked = tf.gather(tf.reshape(x, [-1]), tf.tensor1d(index, 'int32'));
     return tf.reshape(picked, [...before, outH, outW, ...after]);

@@ -11,29 +11,17 @@ import { loadModel, randomModel, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import { inputResizes } from '../model/encoder.js';
 import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } from './checkpoint.js';
-import { AdamW, type AdamWOptions } from './optimizer.js';
+import { AdamW } from './optimizer.js';
 import { WorkerSampleSource } from './prefetch.js';
-import { trainLoop, type FreezeGroup, type StepMetrics } from './trainer.js';
-import type { LossWeights } from './objective.js';
+import { trainLoop, type StepMetrics, type TrainLoopOptions } from './trainer.js';
 
-export interface TrainRunOptions {
+export interface TrainRunOptions extends TrainLoopOptions {
   readonly preset?: string;
   readonly init?: string;
   readonly data: string;
   readonly out: string;
   readonly resume: boolean;
-  readonly steps: number;
-  readonly batch: number;
-  readonly accum: number;
-  readonly lr: number;
-  readonly warmup: number;
-  readonly clip: number;
-  readonly freeze: FreezeGroup;
-  readonly adamw: AdamWOptions;
-  readonly lossWeights: LossWeights;
   readonly seed: number;
-  readonly saveEvery: number;
-  readonly maxSeconds: number;
   readonly shuffleBuffer: number;
   readonly globalCaptionProb: number;
 }
