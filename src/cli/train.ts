@@ -71,13 +71,19 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
     globalCaptionProb: o.globalCaptionProb,
   };
   let bar: Progress | undefined;
+  let started = performance.now();
   const result = await runTraining(options, {
     onStart: ({ model, startStep }) => {
       process.stderr.write(`training ${model.source} -> ${o.out} from step ${startStep} to ${o.steps}\n`);
-      bar = progressBar(o.steps, 'train', 'loss {loss} | {sps} samples/s');
-      bar.update(startStep, { loss: '-', sps: '-' });
+      // with a time budget the bar counts seconds of it, not steps that will never all run
+      bar = o.maxMinutes > 0 ? progressBar(Math.round(o.maxMinutes * 60), 'train (s of budget)', 'step {step} | loss {loss} | {sps} samples/s') : progressBar(o.steps, 'train', 'loss {loss} | {sps} samples/s');
+      started = performance.now();
+      bar.update(o.maxMinutes > 0 ? 0 : startStep, { step: String(startStep), loss: '-', sps: '-' });
     },
-    onStep: (m) => bar?.update(m.step, { loss: m.loss.toFixed(4), sps: m.samples_per_s.toFixed(2) }),
+    onStep: (m) => {
+      const fields = { step: String(m.step), loss: m.loss.toFixed(4), sps: m.samples_per_s.toFixed(2) };
+      bar?.update(o.maxMinutes > 0 ? Math.min(Math.round((performance.now() - started) / 1000), Math.round(o.maxMinutes * 60)) : m.step, fields);
+    },
     onData: (summary) => process.stderr.write(`data: ${summary}\n`),
   });
   bar?.stop();
