@@ -15,6 +15,7 @@ import { encodeText } from '../model/text.js';
 import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode } from '../eval/region.js';
 import { listImages, lookOptions, modelFrom, positiveInt } from './inputs.js';
+import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
 import { progressBar } from './progress.js';
 
 export interface EncodeCliOptions {
@@ -28,6 +29,7 @@ export interface EncodeCliOptions {
   scales?: string;
   out: string;
   maxPixels?: string;
+  trunk?: string;
 }
 
 async function features(out: EncodeOutput): Promise<Map<string, NamedArray>> {
@@ -51,6 +53,8 @@ export async function encodeCommand(target: string, o: EncodeCliOptions): Promis
   const looks = lookOptions(model.config.vision, o, warn);
   const cfg = model.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
+  const engine = resolveTrunkEngine(o.trunk);
+  const trunk = await trunkRunner(engine, model.weights, cfg.trunk);
   let prompt: tf.Tensor | undefined;
   if (o.prompt !== undefined) {
     if (!o.model) throw new UserError('--prompt needs --model DIR with tokenizer files');
@@ -67,7 +71,7 @@ export async function encodeCommand(target: string, o: EncodeCliOptions): Promis
     try {
       const pv = await loadPixelValues(file, { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], ...(maxPixels ? { maxPixels } : {}) });
       const pixels = { data: pv.pixels, batch: 1, height: S, width: S };
-      const out = await encodeImage(model.weights, model.config, pixels, { ...looks, ...(prompt ? { prompt } : {}), outputHiddenStates: false });
+      const out = await encodeImage(model.weights, model.config, pixels, { ...looks, ...(prompt ? { prompt } : {}), ...(trunk ? { trunk } : {}), outputHiddenStates: false });
       const base = path.join(o.out, path.basename(file, path.extname(file)));
       writeSafetensors(`${base}.safetensors`, await features(out), { source: path.basename(file) });
       await writeSelectionPictures(o.out, pixels, out, cfg.scales, 'selection', { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], prefix: path.basename(base), aspect: pv.originalWidth / pv.originalHeight });
@@ -82,6 +86,7 @@ export async function encodeCommand(target: string, o: EncodeCliOptions): Promis
   }
   bar?.stop();
   prompt?.dispose();
+  await releaseTrunk(engine, model.weights);
   model.weights.dispose();
   for (const f of failures) process.stderr.write(`ps3: skipped ${f}\n`);
   process.stdout.write(`encoded ${done} of ${files.length} image(s) into ${o.out}${failures.length ? `; ${failures.length} skipped` : ''}\n`);

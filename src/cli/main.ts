@@ -105,6 +105,7 @@ program
   .option('--all', 'look at every high-res patch')
   .option('--scales <n>', 'only select from the first n high-res scales')
   .option('--max-pixels <n>', 'refuse images whose header claims more pixels than this')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
   .option('--out <dir>', 'output folder', 'ps3-out')
   .action((target: string, o: EncodeCliOptions) => runCommand(() => encodeCommand(target, { ...o, ...program.opts() })));
 
@@ -117,6 +118,7 @@ program
   .option('--looks <n>', 'number of looks (default 1)')
   .option('--tokens <n>', 'a high-res token budget instead of a number of looks')
   .option('--all', 'look at every high-res patch')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
   .option('--out <dir>', 'output folder for pictures and similarity.json', 'ps3-out')
   .option('--json', 'print the results as JSON')
   .action((image: string, o: SimilarityCliOptions) => runCommand(() => similarityCommand(image, { ...o, ...program.opts() })));

@@ -12,6 +12,7 @@ import { UserError } from '../errors.js';
 import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode, encodeRegion, logitParams, scoreOf, textFeatures } from '../eval/region.js';
 import { lookOptions, modelFrom } from './inputs.js';
+import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
 
 export interface SimilarityCliOptions {
   backend?: string;
@@ -22,6 +23,7 @@ export interface SimilarityCliOptions {
   all?: boolean;
   out: string;
   json?: boolean;
+  trunk?: string;
 }
 
 export async function similarityCommand(image: string, o: SimilarityCliOptions): Promise<number> {
@@ -31,6 +33,8 @@ export async function similarityCommand(image: string, o: SimilarityCliOptions):
   const model = modelFrom(o, 'all');
   const cfg = model.config.vision;
   const looks = lookOptions(cfg, o, (m) => process.stderr.write(`ps3: warning: ${m}\n`));
+  const engine = resolveTrunkEngine(o.trunk);
+  const trunk = await trunkRunner(engine, model.weights, cfg.trunk);
   const tok = await loadTokenizer(o.model, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
   const S = cfg.scales[cfg.scales.length - 1]!;
   const pv = await loadPixelValues(image, { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
@@ -41,7 +45,7 @@ export async function similarityCommand(image: string, o: SimilarityCliOptions):
   const rows: Array<{ text: string; cosine: number; probability: number; picture: string[] }> = [];
   for (const [i, text] of o.text.entries()) {
     const prompt = tf.slice(prompts, [i, 0], [1, -1]);
-    const { out, region } = await encodeRegion(model, pixels, prompt, looks);
+    const { out, region } = await encodeRegion(model, pixels, prompt, { ...looks, ...(trunk ? { trunk } : {}) });
     const cosine = tf.tidy(() => tf.sum(tf.mul(region, tf.slice(features, [i, 0], [1, -1])))).dataSync()[0]!;
     const picture = await writeSelectionPictures(o.out, pixels, out, cfg.scales, 'topdown', { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], prefix: `text${i}`, aspect: pv.originalWidth / pv.originalHeight });
     rows.push({ text, ...scoreOf(cosine, params), picture: picture.map((p) => path.basename(p)) });
@@ -49,6 +53,7 @@ export async function similarityCommand(image: string, o: SimilarityCliOptions):
     tf.dispose([prompt, region]);
   }
   tf.dispose([features, prompts]);
+  await releaseTrunk(engine, model.weights);
   model.weights.dispose();
   fs.writeFileSync(path.join(o.out, 'similarity.json'), `${JSON.stringify({ image, results: rows }, null, 2)}\n`);
   if (o.json) process.stdout.write(`${JSON.stringify(rows)}\n`);
