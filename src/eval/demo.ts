@@ -141,7 +141,7 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
 
   const retrievalReports: RetrievalReport[] = [];
   await timed('retrieval', async () => {
-    const images = synthRetrievalImages(HELDOUT_SEED_BASE + o.seed + 2, Math.max(2, Math.ceil(o.retrievalTriples / 4)), S, S);
+    const images = synthRetrievalImages(HELDOUT_SEED_BASE + o.seed + 2, Math.max(2, Math.ceil(o.retrievalTriples / 2)), S, S);
     const tasks = retrievalTasks(images, { count: o.retrievalTriples, candidates: o.candidates, seed: o.seed });
     for (const method of ['ps3', 'lowres'] as const) {
       log('retrieval', `${method} on ${tasks.length} held-out (image, box, caption) triples, ${o.candidates} candidates`);
