@@ -19,7 +19,10 @@ import { progressBar } from './progress.js';
 
 export const RETRIEVAL_HELP = `
 Each triple (image, box, caption) asks: which of N captions describes a region of this image?
-Candidates: the true caption, then the image's other captions, then other images' (distinct texts).
+Candidates: the true caption and N - 1 distractors. --distractors other (default): captions of other
+images that no region of this image has, so exactly one candidate is true of the image. --distractors
+same: the image's other regions first; every candidate is then true somewhere in the image, so only
+the ps3-box oracle (which is given the box) can tell them apart.
   ps3      every candidate gets its own top-down look from its own prompt; its pooled high-res
            tokens are scored against that candidate; the best wins (N encodes per triple)
   ps3-box  ORACLE: the box forced as the selection map (pre-training layout), tokens in the box
@@ -40,6 +43,7 @@ export interface EvalRetrievalCliOptions {
   candidates: string;
   count: string;
   perImage?: string;
+  distractors?: string;
   looks?: string;
   tokens?: string;
   force?: boolean;
@@ -53,6 +57,8 @@ export async function evalRetrievalCommand(o: EvalRetrievalCliOptions): Promise<
   const candidates = positiveInt('candidates', o.candidates) ?? 8;
   const count = positiveInt('count', o.count) ?? 20;
   const perImage = positiveInt('per-image', o.perImage) ?? 2;
+  const distractors = o.distractors ?? 'other';
+  if (distractors !== 'other' && distractors !== 'same') throw new UserError(`--distractors must be other or same, got "${distractors}"`);
   if (count < 1 || perImage < 1) throw new UserError('--count and --per-image must be at least 1');
   if (o.looks !== undefined && o.tokens !== undefined) throw new UserError('give --looks or --tokens, not both');
   const looks = positiveInt('looks', o.looks);
@@ -77,7 +83,7 @@ export async function evalRetrievalCommand(o: EvalRetrievalCliOptions): Promise<
     images = synthRetrievalImages(seed, imagesNeeded, size, S, o.force ?? false);
     source = { synth: true, seed, size };
   }
-  const tasks = retrievalTasks(images, { count, candidates, perImage, seed: 0 });
+  const tasks = retrievalTasks(images, { count, candidates, perImage, seed: 0, distractors });
   process.stderr.write(`eval retrieval: ${tasks.length} triples from ${images.length} images, ${candidates} candidates (chance ${(100 / candidates).toFixed(1)}%); model ${model.source}\n`);
   const reports: RetrievalReport[] = [];
   for (const method of methods as RetrievalMethod[]) {
@@ -98,7 +104,7 @@ export async function evalRetrievalCommand(o: EvalRetrievalCliOptions): Promise<
   process.stdout.write(`${formatRetrievalTable(reports)}\n`);
   if (o.out) {
     fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
-    fs.writeFileSync(o.out, `${JSON.stringify({ model: model.source, tokenizer: tok.source, ...source, candidates, triples: tasks.length, reports }, null, 2)}\n`);
+    fs.writeFileSync(o.out, `${JSON.stringify({ model: model.source, tokenizer: tok.source, ...source, candidates, distractors, triples: tasks.length, reports }, null, 2)}\n`);
     process.stderr.write(`wrote ${o.out}\n`);
   }
   return 0;

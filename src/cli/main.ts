@@ -6,6 +6,7 @@ import { parityCommand } from './parity.js';
 import { demoCommand, type DemoCliOptions } from './demo.js';
 import { evalQaCommand, QA_HELP, type EvalQaCliOptions } from './evalQa.js';
 import { evalRetrievalCommand, RETRIEVAL_HELP, type EvalRetrievalCliOptions } from './evalRetrieval.js';
+import { evalSelectionCommand, SELECTION_HELP, type EvalSelectionCliOptions } from './evalSelection.js';
 import { evalCostCommand, type EvalCostCliOptions } from './evalCost.js';
 import { make4kCommand, type Make4kCliOptions } from './benchmark4k.js';
 import { benchCommand, type BenchOptions } from './bench.js';
@@ -73,7 +74,7 @@ bench
 program
   .command('train')
   .description('pre-train or fine-tune PS3 on shards of (image, box, caption) data; resumable')
-  .option('--preset <name>', 'start from a named shape with random weights (e.g. tiny-4k)')
+  .option('--preset <name>', 'start from a named shape with random weights (e.g. tiny-4k); with --init, the shape to grow the checkpoint to (more high-res scales)')
   .option('--init <dir>', 'start from a checkpoint folder (ours or a released one)')
   .requiredOption('--data <dir>', 'data folder with images/ and annotations/ shard sets (and tokenizer/)')
   .requiredOption('--out <dir>', 'output folder: checkpoint/ and metrics.jsonl')
@@ -91,6 +92,8 @@ program
   .option('--max-minutes <x>', 'stop (after a whole step, with a checkpoint) after this long; 0 = no limit', '0')
   .option('--shuffle-buffer <n>', 'shuffle buffer size of the data stream', '64')
   .option('--global-caption-prob <x>', 'probability of training on the global caption', '0.25')
+  .option('--eval-every <n>', 'steps between held-out checks (selection recall, retrieval PS3 vs low-res) logged as val_* in metrics.jsonl; 0 = never', '0')
+  .option('--eval-scenes <n>', 'held-out validation scenes per check', '6')
   .action((o: TrainCliOptions) => runCommand(() => trainCommand({ ...o, ...program.opts() })));
 
 program
@@ -205,12 +208,27 @@ evaluate
   .option('--candidates <n>', 'captions to rank', '8')
   .option('--count <n>', 'triples', '32')
   .option('--per-image <n>', 'triples per image')
+  .option('--distractors <from>', 'other (captions of other images, default) | same (the image\'s other regions first)')
   .option('--looks <n>', 'PS3 looks')
   .option('--tokens <n>', 'PS3 token budget')
   .option('--force', 'allow a seed in the training range')
   .option('--out <file>', 'JSON report')
   .addHelpText('after', RETRIEVAL_HELP)
   .action((o: EvalRetrievalCliOptions) => runCommand(() => evalRetrievalCommand({ ...o, ...program.opts() })));
+evaluate
+  .command('selection')
+  .description('does PS3 look where it should: top-down and bottom-up recall of held-out boxes against random')
+  .option('--model <dir>', 'a PS3 model folder')
+  .option('--preset <name>', 'random weights of a preset instead')
+  .option('--seed <n>', 'held-out seed of synthetic scenes')
+  .option('--size <px>', 'synthetic image size (default the top scale)')
+  .option('--count <n>', 'scenes', '16')
+  .option('--looks <n>', 'looks whose union is scored', '1')
+  .option('--examples <n>', 'examples in the picture', '4')
+  .option('--force', 'allow a seed in the training range')
+  .option('--out <file>', 'JSON report (the picture goes beside it as .png)')
+  .addHelpText('after', SELECTION_HELP)
+  .action((o: EvalSelectionCliOptions) => runCommand(() => evalSelectionCommand({ ...o, ...program.opts() })));
 evaluate
   .command('cost')
   .description('encode time and tokens versus resolution for PS3, low-res, AnyRes and S², and pre-training step time; JSON and PNG')

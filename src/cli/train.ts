@@ -7,6 +7,7 @@ import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import { runTraining, type TrainRunOptions } from '../train/run.js';
 import { progressBar, type Progress } from './progress.js';
+import { validate } from '../eval/validation.js';
 
 const num = (name: string) =>
   z.string().transform((s, ctx) => {
@@ -38,9 +39,12 @@ const schema = z
     maxMinutes: num('max-minutes').pipe(z.number().nonnegative('--max-minutes must be >= 0')),
     shuffleBuffer: num('shuffle-buffer').pipe(z.number().int().positive('--shuffle-buffer must be a positive integer')),
     globalCaptionProb: num('global-caption-prob').pipe(z.number().min(0).max(1, '--global-caption-prob must be in [0, 1]')),
+    evalEvery: num('eval-every').pipe(z.number().int('--eval-every must be an integer').nonnegative('--eval-every must be >= 0 (0 = never)')),
+    // retrieval's 7 distractors come from the other scenes' captions (4 to 8 each): 3 scenes at least
+    evalScenes: num('eval-scenes').pipe(z.number().int('--eval-scenes must be an integer').min(3, '--eval-scenes must be at least 3 (retrieval draws its distractors from the other scenes)')),
   })
   .refine((o) => o.resume || o.preset !== undefined || o.init !== undefined, { message: 'give --preset NAME or --init DIR (or --resume)' })
-  .refine((o) => !(o.preset && o.init), { message: 'give --preset or --init, not both' });
+  .refine((o) => !(o.resume && o.preset && o.init), { message: '--resume continues the run as it was: drop --preset and --init' });
 
 export type TrainCliOptions = Record<string, string | boolean | undefined>;
 
@@ -69,6 +73,7 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
     maxSeconds: o.maxMinutes * 60,
     shuffleBuffer: o.shuffleBuffer,
     globalCaptionProb: o.globalCaptionProb,
+    evalEvery: o.evalEvery,
   };
   let bar: Progress | undefined;
   let started = performance.now();
@@ -81,10 +86,13 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
       bar.update(o.maxMinutes > 0 ? 0 : startStep, { step: String(startStep), loss: '-', sps: '-' });
     },
     onStep: (m) => {
+      const val = Object.entries(m).filter(([k]) => k.startsWith('val_'));
+      if (val.length) process.stderr.write(`\nstep ${m.step} held-out: ${val.map(([k, v]) => `${k.slice(4)} ${typeof v === 'number' ? v.toFixed(3) : '—'}`).join(', ')}\n`);
       const fields = { step: String(m.step), loss: m.loss.toFixed(4), sps: m.samples_per_s.toFixed(2) };
       bar?.update(o.maxMinutes > 0 ? Math.min(Math.round((performance.now() - started) / 1000), Math.round(o.maxMinutes * 60)) : m.step, fields);
     },
     onData: (summary) => process.stderr.write(`data: ${summary}\n`),
+    ...(o.evalEvery > 0 ? { evaluate: (model, tokenizer) => validate(model, tokenizer, { scenes: o.evalScenes }) } : {}),
   });
   bar?.stop();
   process.stdout.write(`trained to step ${result.step}; checkpoint ${result.checkpoint}\n`);

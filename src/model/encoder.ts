@@ -55,6 +55,20 @@ export function inputResizes(cfg: VisionConfig, height: number, width: number): 
   });
 }
 
+/**
+ * `pixels` with every resize the encoder will need made now (`inputResizes`), so that several
+ * encodes of one image (one per prompt, say) share them instead of each resizing again.
+ */
+export function withResizes(cfg: VisionConfig, pixels: Pixels): Pixels {
+  const { batch, height, width, data } = pixels;
+  const resized = new Map(pixels.resized ?? []);
+  for (const [h, w] of inputResizes(cfg, height, width)) {
+    const key = `${h}x${w}`;
+    if (!resized.has(key)) resized.set(key, resize(data, batch * 3, height, width, h, w, 'bicubic'));
+  }
+  return { ...pixels, resized };
+}
+
 export interface EncodeOptions {
   /** top-down prompt [B, D] (from the text tower's `prompt`); bottom-up (prior prompt) when absent */
   prompt?: tf.Tensor;

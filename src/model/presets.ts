@@ -88,6 +88,12 @@ export const PRESETS: Record<string, { readonly description: string; readonly co
   },
 };
 
+// the same model at a 1512 top scale: a cheaper first stage of a resolution curriculum
+PRESETS['tiny-1.5k'] = {
+  description: 'tiny-4k with scales 378-1512 (128 wide, 4 deep, 640 patches a look): the first stage of a resolution curriculum',
+  config: { ...PRESETS['tiny-4k']!.config, vision_config: { ...(PRESETS['tiny-4k']!.config['vision_config'] as Json), ps3_scales: [378, 756, 1512] } },
+};
+
 // `tiny` is the name the trainer's docs use for the 4K-capable small model
 PRESETS['tiny'] = { ...PRESETS['tiny-4k']!, description: `same as tiny-4k: ${PRESETS['tiny-4k']!.description}` };
 

@@ -9,6 +9,7 @@ import { UserError } from '../errors.js';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer.js';
 import { loadModel, randomModel, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
+import { growModel } from '../model/grow.js';
 import { inputResizes } from '../model/encoder.js';
 import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } from './checkpoint.js';
 import { AdamW } from './optimizer.js';
@@ -47,6 +48,8 @@ export interface RunEvents {
   onStep?(m: StepMetrics): void;
   onSave?(dir: string): void;
   onData?(summary: string): void;
+  /** a held-out evaluation of the model as it trains (every `evalEvery` steps); its `val_*` numbers go into metrics.jsonl */
+  evaluate?(model: PS3Model, tokenizer: TextTokenizer): Promise<Record<`val_${string}`, number | null>>;
 }
 
 export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): Promise<{ step: number; checkpoint: string }> {
@@ -56,7 +59,12 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   if (!o.resume && findCheckpoint(o.out)) throw new UserError(`${o.out} already holds a checkpoint: pass --resume to continue it, or choose another --out`);
   let model: PS3Model;
   if (previous) model = loadModel(previous);
-  else if (o.init) model = loadModel(o.init);
+  else if (o.init && o.preset) {
+    // a resolution curriculum: the checkpoint's weights in the preset's (larger) shape
+    const grown = growModel(loadModel(o.init), presetConfig(o.preset), o.seed);
+    model = grown.model;
+    events.onData?.(`grew ${o.init} to ${o.preset}: ${grown.report.copied} weights copied, first chunk of ${grown.report.firstChunk.length}, ${grown.report.zeroed.join(', ') || 'none'} started at zero`);
+  } else if (o.init) model = loadModel(o.init);
   else if (o.preset) model = randomModel(presetConfig(o.preset), o.seed);
   else throw new UserError('give --preset NAME or --init DIR (or --resume)');
   const optimizer = new AdamW(o.adamw);
@@ -98,6 +106,7 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
         fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);
         events.onStep?.(m);
       },
+      ...(events.evaluate ? { evaluate: () => events.evaluate!(model, tokenizer) } : {}),
       save: async (s) => {
         checkpoint = await saveCheckpoint(o.out, model, optimizer, { step: s.step, samplesSeen: s.samplesSeen, optimizerStep: optimizer.step, options: runOptions }, tokenizerDir);
         events.onSave?.(checkpoint);

@@ -42,6 +42,8 @@ export interface TrainLoopOptions {
   /** stop early (after a whole step) once this many seconds have passed; 0 = no limit */
   readonly maxSeconds: number;
   readonly saveEvery: number;
+  /** steps between held-out evaluations (the `evaluate` hook); 0 = never */
+  readonly evalEvery?: number;
 }
 
 export interface StepMetrics {
@@ -56,6 +58,8 @@ export interface StepMetrics {
   gflops: number;
   logit_scale: number;
   seconds: number;
+  /** held-out evaluation of this step, on the steps that ran one (`val_*` keys) */
+  [val: `val_${string}`]: number | null;
 }
 
 /** The token-selection modules (the reference's `token_selection_param_names`). */
@@ -120,7 +124,7 @@ export async function trainLoop(
   tokenizer: TextTokenizer,
   options: TrainLoopOptions,
   state: LoopState,
-  hooks: { onStep?: (m: StepMetrics) => void; save?: (state: LoopState) => Promise<void> },
+  hooks: { onStep?: (m: StepMetrics) => void; save?: (state: LoopState) => Promise<void>; evaluate?: (state: LoopState) => Promise<Record<`val_${string}`, number | null>> },
 ): Promise<LoopState> {
   const size = model.config.vision.scales[model.config.vision.scales.length - 1]!;
   const trainable = trainableKeys(model.weights.keys(), options.freeze);
@@ -162,7 +166,10 @@ export async function trainLoop(
     state.step += 1;
     const seconds = (performance.now() - t0) / 1000;
     const samples = options.batch * options.accum;
+    const evalEvery = options.evalEvery ?? 0;
+    const evaluation = hooks.evaluate && evalEvery > 0 && state.step % evalEvery === 0 ? await hooks.evaluate(state) : {};
     hooks.onStep?.({
+      ...evaluation,
       step: state.step,
       loss: terms.total,
       contrastive_loss: terms.contrastive,

@@ -1,5 +1,5 @@
 /**
- * src/eval/retrieval.ts: tasks hold the true caption among N distinct candidates (same image's
+ * src/eval/retrieval.ts: tasks hold the true caption among N distinct candidates (distractors from other images, or the same image's
  * captions first); every method runs on a tiny random model, from synthetic scenes in memory and
  * from shards, with accuracy in [0, 1] against chance 1/N; training-range seeds are refused.
  */
@@ -32,20 +32,25 @@ before(async () => {
 
 after(() => model.weights.dispose());
 
-test('tasks: the true caption once among N distinct candidates, same-image captions first, deterministic', () => {
-  const tasks = retrievalTasks(images, { count: 5, candidates: 4, perImage: 2, seed: 1 });
-  assert.equal(tasks.length, 5);
-  for (const t of tasks) {
-    assert.equal(t.candidates.length, 4);
-    assert.equal(new Set(t.candidates).size, 4);
-    const truth = images[t.image]!.regions[t.region]!.caption;
-    assert.equal(t.candidates[t.truth], truth);
-    const own = new Set(images[t.image]!.regions.map((r) => r.caption));
-    // with at least 4 regions an image fills the 3 distractors itself
-    if (own.size >= 4) assert.ok(t.candidates.every((c) => own.has(c)));
+test('tasks: the true caption once among N distinct candidates; distractors from other images by default, same-image ones on request; deterministic', () => {
+  for (const distractors of ['other', 'same'] as const) {
+    const tasks = retrievalTasks(images, { count: 5, candidates: 4, perImage: 2, seed: 1, distractors });
+    assert.equal(tasks.length, 5);
+    for (const t of tasks) {
+      assert.equal(t.candidates.length, 4);
+      assert.equal(new Set(t.candidates).size, 4);
+      const truth = images[t.image]!.regions[t.region]!.caption;
+      assert.equal(t.candidates[t.truth], truth);
+      const own = new Set(images[t.image]!.regions.map((r) => r.caption));
+      const wrong = t.candidates.filter((_, i) => i !== t.truth);
+      // "other": no distractor is true of the image; "same": with 4 regions the image fills all 3 itself
+      if (distractors === 'other') assert.ok(wrong.every((c) => !own.has(c)));
+      else if (own.size >= 4) assert.ok(wrong.every((c) => own.has(c)));
+    }
+    assert.ok(tasks.filter((t) => t.image === 0).length <= 2);
+    assert.deepEqual(retrievalTasks(images, { count: 5, candidates: 4, perImage: 2, seed: 1, distractors }), tasks);
   }
-  assert.ok(tasks.filter((t) => t.image === 0).length <= 2);
-  assert.deepEqual(retrievalTasks(images, { count: 5, candidates: 4, perImage: 2, seed: 1 }), tasks);
+  assert.deepEqual(retrievalTasks(images, { count: 5, candidates: 4, seed: 1 }), retrievalTasks(images, { count: 5, candidates: 4, seed: 1, distractors: 'other' }));
   assert.throws(() => retrievalTasks(images, { count: 1, candidates: 1000 }), (e: unknown) => isUserError(e));
   assert.throws(() => synthRetrievalImages(12, 1, 224, 224), (e: unknown) => isUserError(e) && /training range/.test((e as Error).message));
 });

@@ -1,0 +1,87 @@
+/**
+ * src/eval/selectionRecall.ts: a box's top-scale patches are those its ground-truth map touches
+ * after the area resize; the looks chosen for scoring are the encoder's own; recall, bottom-up
+ * recall and the random baseline are what they claim (every patch chosen gives recall 1), and
+ * the examples picture is drawn.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { initEngine, tf } from '../../src/tensor/engine.js';
+import { resize } from '../../src/tensor/resample.js';
+import { randomModel, type PS3Model } from '../../src/model/load.js';
+import { encodeImage } from '../../src/model/encoder.js';
+import { boxToGtMap } from '../../src/train/samples.js';
+import { evalTokenizer, type EvalTokenizer } from '../../src/eval/qa/text.js';
+import { synthRetrievalImages, type RetrievalImage } from '../../src/eval/retrieval.js';
+import { boxPatchIndices, chooseLooks, evaluateSelection, examplesPicture } from '../../src/eval/selectionRecall.js';
+import { Rng } from '../../src/rng.js';
+import { tinyConfig } from './tinyConfig.js';
+
+let model: PS3Model;
+let tok: EvalTokenizer;
+let images: RetrievalImage[];
+
+before(async () => {
+  await initEngine();
+  model = randomModel(tinyConfig(), 7);
+  tok = await evalTokenizer(model);
+  images = synthRetrievalImages(1_000_000, 2, 448, 224);
+});
+
+after(() => model.weights.dispose());
+
+test('box patches: exactly the cells where the area-downsampled ground-truth map is > 0', () => {
+  const rng = new Rng(3);
+  for (const [size, g] of [[224, 16], [100, 7], [90, 12]] as const) {
+    for (let k = 0; k < 40; k++) {
+      const x0 = rng.uniform(-5, size - 1);
+      const y0 = rng.uniform(-5, size - 1);
+      const box = [x0, y0, x0 + rng.uniform(0, size / 3), y0 + rng.uniform(0, size / 3)] as const;
+      const area = resize(boxToGtMap([...box], size), 1, size, size, g, g, 'area');
+      const expected = [...area.keys()].filter((i) => area[i]! > 0);
+      assert.deepEqual(boxPatchIndices(box, size, size, g, g), expected, `box ${box.map((v) => v.toFixed(1)).join(',')} at ${size}px, grid ${g}`);
+    }
+  }
+});
+
+test('the looks scored are the ones the encoder chooses (bottom-up, 1 and 2 looks)', async () => {
+  const pixels = await images[0]!.load();
+  for (const looks of [1, 2]) {
+    const out = await encodeImage(model.weights, model.config, pixels, { numLookClose: looks, outputHiddenStates: false });
+    const probs = await Promise.all(out.selectionProbs.map(async (p) => (await p.data()) as Float32Array));
+    const ours = chooseLooks(model, probs, pixels.height, pixels.width, looks);
+    ours.forEach((m, i) => assert.deepEqual(Array.from(m), Array.from(out.selectionMaps[i]!.data), `scale ${i}, ${looks} looks`));
+    tf.dispose([out.lastHiddenState, out.pooledOutput, ...out.selectionProbs, ...out.bottomupSelectionProbs]);
+  }
+});
+
+test('recall in [0, 1], random = chosen / grid, every patch chosen gives recall 1; no tensors leak', async () => {
+  // warm up the cached transposed weights of the text tower
+  await evaluateSelection(model, tok.tokenizer, images.slice(0, 1), { looks: 1 });
+  const before = tf.memory().numTensors;
+  const { report, examples } = await evaluateSelection(model, tok.tokenizer, images, { looks: 1, examples: 2 });
+  assert.equal(tf.memory().numTensors, before);
+  const regions = images.reduce((a, im) => a + im.regions.length, 0);
+  assert.equal(report.topdown.cases, regions);
+  assert.equal(report.bottomup.cases, images.reduce((a, im) => a + im.objects!.length, 0));
+  for (const c of [...report.cases.topdown, ...report.cases.bottomup]) {
+    assert.ok(c.covered >= 0 && c.covered <= c.boxPatches && c.boxPatches > 0);
+    assert.equal(c.recall, c.covered / c.boxPatches);
+  }
+  const grid = report.grid[0] * report.grid[1];
+  assert.deepEqual(report.grid, [16, 16]);
+  // one look chooses its top-scale budget at the top scale (nothing is excluded yet)
+  assert.ok(report.cases.topdown.every((c) => c.chosenTop === report.top_budget_per_look));
+  assert.ok(Math.abs(report.random.recall! - report.top_budget_per_look / grid) < 1e-12);
+  const mean = report.cases.topdown.reduce((a, c) => a + c.recall, 0) / regions;
+  assert.ok(Math.abs(report.topdown.recall! - mean) < 1e-12);
+  assert.equal(examples.length, 2);
+  const picture = examplesPicture(examples, 14, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]);
+  assert.equal(picture.data.length, picture.width * picture.height * 3);
+  assert.ok(picture.data.some((v) => v > 0));
+  // enough looks to take every patch: every box is covered, and so is random
+  const all = await evaluateSelection(model, tok.tokenizer, images, { looks: 1000 });
+  assert.equal(all.report.topdown.recall, 1);
+  assert.equal(all.report.bottomup.recall, 1);
+  assert.equal(all.report.random.recall, 1);
+});
