@@ -4,6 +4,7 @@
  * retrieval, cost versus resolution, the bundled 4K sample encoded with a prompt, and a report
  * (`report.md`, `report.json`, PNGs) in the output folder.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initEngine } from '../tensor/engine.js';
@@ -12,10 +13,14 @@ import { DEFAULT_DEMO, runDemo } from '../eval/demo.js';
 import { positiveInt } from './inputs.js';
 
 export const SAMPLE_IMAGE = fileURLToPath(new URL('../../../assets/sample-4k.jpg', import.meta.url));
+/** The PS3 model the project trained and ships (models/ps3-tiny/TRAINING.md) */
+export const SHIPPED_MODEL = fileURLToPath(new URL('../../../models/ps3-tiny', import.meta.url));
 
 export interface DemoCliOptions {
   backend?: string;
   out: string;
+  model?: string;
+  selection?: string;
   image?: string;
   prompt?: string;
   trainMinutes?: string;
@@ -35,6 +40,10 @@ export async function demoCommand(o: DemoCliOptions): Promise<number> {
   const minutes = o.trainMinutes !== undefined ? Number(o.trainMinutes) : quick ? 0.5 : DEFAULT_DEMO.trainMinutes;
   if (!Number.isFinite(minutes) || minutes <= 0) throw new UserError(`--train-minutes must be a positive number, got "${o.trainMinutes}"`);
   const resolutions = (o.costResolutions ?? (quick ? '756,1512' : DEFAULT_DEMO.costResolutions.join(','))).split(',').map((x) => positiveInt('cost-resolutions', x.trim())!);
+  const model = o.model ?? SHIPPED_MODEL;
+  if (!fs.existsSync(path.join(model, 'config.json'))) throw new UserError(`--model ${model}: not a PS3 model folder (no config.json)`);
+  const sampleImage = o.image ?? SAMPLE_IMAGE;
+  if (!fs.existsSync(sampleImage) || !fs.statSync(sampleImage).isFile()) throw new UserError(`--image ${sampleImage}: no such file`);
   const started = performance.now();
   const log = (stage: string, message: string): void => {
     const t = ((performance.now() - started) / 1000).toFixed(0).padStart(4);
@@ -44,7 +53,9 @@ export async function demoCommand(o: DemoCliOptions): Promise<number> {
   const report = await runDemo(
     {
       out: o.out,
-      sampleImage: o.image ?? SAMPLE_IMAGE,
+      model,
+      selectionScenes: positiveInt('selection', o.selection) ?? (quick ? 3 : DEFAULT_DEMO.selectionScenes),
+      sampleImage,
       prompt: o.prompt ?? DEFAULT_DEMO.prompt,
       trainMinutes: minutes,
       trainImages: positiveInt('train-images', o.trainImages) ?? (quick ? 8 : DEFAULT_DEMO.trainImages),

@@ -31,11 +31,13 @@ program
 
 program
   .command('demo')
-  .description('the main job: synthetic 4K data, pre-train the tiny preset, PS3 vs low-res/AnyRes/S² on 4KPro-lite and retrieval, cost vs resolution, a report')
+  .description('the main job: the shipped trained PS3 — where it looks, PS3 vs low-res/AnyRes/S² on 4KPro-lite and retrieval, cost vs resolution, heat maps, a short fine-tuning run — and a report')
   .option('--out <dir>', 'output folder', 'ps3-demo')
+  .option('--model <dir>', 'the trained PS3 model to evaluate and fine-tune (default: the shipped models/ps3-tiny)')
+  .option('--selection <n>', 'held-out scenes of the selection-recall check (default 8)')
   .option('--image <file>', 'the 4K image encoded with a prompt at the end (default: the bundled sample)')
   .option('--prompt <text>', 'its top-down prompt')
-  .option('--train-minutes <x>', 'pre-training budget in minutes (default 3)')
+  .option('--train-minutes <x>', 'fine-tuning budget in minutes (default 3)')
   .option('--train-images <n>', 'synthetic training scenes (default 48)')
   .option('--batch <n>', 'training batch (default 3)')
   .option('--questions <n>', '4KPro-lite questions (default 8)')
@@ -92,6 +94,7 @@ program
   .option('--max-minutes <x>', 'stop (after a whole step, with a checkpoint) after this long; 0 = no limit', '0')
   .option('--shuffle-buffer <n>', 'shuffle buffer size of the data stream', '64')
   .option('--global-caption-prob <x>', 'probability of training on the global caption', '0.25')
+  .option('--loss-weights <c,p,q>', 'weights of the contrastive loss and the bottom-up and top-down box losses', '1,1,1')
   .option('--eval-every <n>', 'steps between held-out checks (selection recall, retrieval PS3 vs low-res) logged as val_* in metrics.jsonl; 0 = never', '0')
   .option('--eval-scenes <n>', 'held-out validation scenes per check', '6')
   .action((o: TrainCliOptions) => runCommand(() => trainCommand({ ...o, ...program.opts() })));

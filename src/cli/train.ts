@@ -39,6 +39,14 @@ const schema = z
     maxMinutes: num('max-minutes').pipe(z.number().nonnegative('--max-minutes must be >= 0')),
     shuffleBuffer: num('shuffle-buffer').pipe(z.number().int().positive('--shuffle-buffer must be a positive integer')),
     globalCaptionProb: num('global-caption-prob').pipe(z.number().min(0).max(1, '--global-caption-prob must be in [0, 1]')),
+    lossWeights: z.string().transform((s, ctx) => {
+      const parts = s.split(',').map((x) => Number(x.trim()));
+      if (parts.length !== 3 || parts.some((x) => !Number.isFinite(x) || x < 0) || s.split(',').some((x) => x.trim() === '')) {
+        ctx.addIssue({ code: 'custom', message: `--loss-weights must be three non-negative numbers "contrastive,prior,posterior", got "${s}"` });
+        return z.NEVER;
+      }
+      return { contrastive: parts[0]!, priorBox: parts[1]!, posteriorBox: parts[2]! };
+    }),
     evalEvery: num('eval-every').pipe(z.number().int('--eval-every must be an integer').nonnegative('--eval-every must be >= 0 (0 = never)')),
     // retrieval's 7 distractors come from the other scenes' captions (4 to 8 each): 3 scenes at least
     evalScenes: num('eval-scenes').pipe(z.number().int('--eval-scenes must be an integer').min(3, '--eval-scenes must be at least 3 (retrieval draws its distractors from the other scenes)')),
@@ -67,7 +75,7 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
     clip: o.clip,
     freeze: o.freeze,
     adamw: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: o.weightDecay },
-    lossWeights: { contrastive: 1, priorBox: 1, posteriorBox: 1 },
+    lossWeights: o.lossWeights,
     seed: o.seed,
     saveEvery: o.saveEvery,
     maxSeconds: o.maxMinutes * 60,

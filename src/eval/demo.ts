@@ -1,13 +1,15 @@
 /**
- * The main job end to end, on embedded defaults: synthetic 4K data -> pre-train the `tiny`
- * preset -> 4KPro-lite question answering and local retrieval for PS3 against low-res, AnyRes
- * and S² on the same weights -> cost versus resolution -> the bundled 4K sample encoded
- * bottom-up and top-down -> `report.md`, `report.json` and pictures.
+ * The main job end to end, on embedded defaults: the shipped, pre-trained `models/ps3-tiny` ->
+ * where it looks on held-out scenes (selection recall against random) -> 4KPro-lite question
+ * answering and local retrieval for PS3 against low-res, AnyRes and S² on the same weights ->
+ * cost versus resolution -> the bundled 4K sample encoded bottom-up and top-down -> a short
+ * fine-tuning run from the shipped model on fresh synthetic 4K data (the trainer at work) ->
+ * `report.md`, `report.json` and pictures.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { tf } from '../tensor/engine.js';
-import { loadPixelValues } from '../io/image.js';
+import { loadPixelValues, toPng } from '../io/image.js';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer.js';
 import { writeSynthDataset } from '../data/synth.js';
 import { synthVocabulary, writeWordTokenizer } from '../data/wordTokenizer.js';
@@ -20,6 +22,7 @@ import { loadBenchmark } from './qa/format.js';
 import { evaluateQa, type QaReport } from './qa/evaluate.js';
 import { evaluateRetrieval, retrievalTasks, synthRetrievalImages, type RetrievalReport } from './retrieval.js';
 import { costReport, writeCostPlots, type CostReport } from './cost.js';
+import { evaluateSelection, examplesPicture, type SelectionRecallReport } from './selectionRecall.js';
 import { renderPlot } from './plot.js';
 import { disposeEncode } from './region.js';
 import { writeSelectionPictures } from './selectionPictures.js';
@@ -27,6 +30,10 @@ import type { EncodeMethod } from './baselines.js';
 
 export interface DemoOptions {
   readonly out: string;
+  /** the trained PS3 model folder every evaluation uses, and the fine-tuning starts from */
+  readonly model: string;
+  /** held-out scenes of the selection-recall check */
+  readonly selectionScenes: number;
   readonly sampleImage: string;
   readonly prompt: string;
   readonly trainImages: number;
@@ -39,23 +46,26 @@ export interface DemoOptions {
   readonly seed: number;
 }
 
-export const DEFAULT_DEMO: Omit<DemoOptions, 'out' | 'sampleImage'> = {
-  prompt: 'a red stop sign',
+export const DEFAULT_DEMO: Omit<DemoOptions, 'out' | 'sampleImage' | 'model'> = {
+  prompt: 'a small red sign',
   trainImages: 48,
   trainMinutes: 3,
   batch: 3,
   questions: 8,
-  retrievalTriples: 8,
+  retrievalTriples: 16,
+  selectionScenes: 8,
   candidates: 8,
   costResolutions: [756, 1512, 3780, 7560],
   seed: 0,
 };
 
 export interface DemoReport {
+  readonly model: string;
+  readonly selection: { topdown: number | null; bottomup: number | null; random: number | null; regions: number; objects: number; scale: number; looks: number };
   readonly qa: Record<string, { accuracy: number | null; tokens: number | null; ms_per_question: number | null; status: string; per_category: Record<string, { accuracy: number | null; questions: number }> }>;
   readonly retrieval: Record<string, number | null>;
   readonly cost: Array<{ method: string; resolution: number; tokens: number; ms: number | null; status: string }>;
-  readonly training: { steps: number; samples: number; seconds: number; first_loss: number | null; last_loss: number | null; samples_per_s: number | null; gflops: number | null };
+  readonly training: { from: string; steps: number; samples: number; seconds: number; first_loss: number | null; last_loss: number | null; samples_per_s: number | null; gflops: number | null };
   readonly chance: { qa: number | null; retrieval: number | null };
   readonly pictures: string[];
   readonly seconds: Record<string, number>;
@@ -98,34 +108,21 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
   fs.mkdirSync(o.out, { recursive: true });
   const dataDir = path.join(o.out, 'data');
   const trainDir = path.join(o.out, 'train');
-  const S = 3780;
+  const model = loadModel(o.model);
+  const tokenizer = await loadTokenizer(o.model, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
+  const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
+  const pictures: string[] = [];
 
-  await timed('data', async () => {
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    log('data', `synthesising ${o.trainImages} training scenes at ${S} px`);
-    await writeSynthDataset({ out: dataDir, count: o.trainImages, width: S, height: S, seed: o.seed, perShard: 16, format: 'png' }, (p) => log('data', `${p.done}/${o.trainImages} images`));
-    await writeWordTokenizer(path.join(dataDir, 'tokenizer'), synthVocabulary(), { contextLength: 64 });
+  let selection: SelectionRecallReport | undefined;
+  await timed('selection', async () => {
+    log('selection', `where ${o.model} looks on ${o.selectionScenes} held-out scenes at ${S} px (top-down with each region's caption, bottom-up, random)`);
+    const images = synthRetrievalImages(HELDOUT_SEED_BASE + o.seed + 3, o.selectionScenes, S, S);
+    const { report, examples } = await evaluateSelection(model, tokenizer, images, { looks: 1, examples: 4 });
+    selection = report;
+    const file = path.join(o.out, 'selection-examples.png');
+    fs.writeFileSync(file, await toPng(examplesPicture(examples, model.config.vision.trunk.patchSize, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])));
+    pictures.push(file);
   });
-
-  const metrics: Array<{ step: number; loss: number; samples_per_s: number; gflops: number }> = [];
-  await timed('train', async () => {
-    fs.rmSync(trainDir, { recursive: true, force: true });
-    const train: TrainRunOptions = {
-      preset: 'tiny', data: dataDir, out: trainDir, resume: false, steps: 10_000, batch: o.batch, accum: 1, lr: 1e-3, warmup: 5, clip: 1,
-      freeze: 'none', adamw: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 3e-4 }, lossWeights: { contrastive: 1, priorBox: 1, posteriorBox: 1 },
-      seed: o.seed, saveEvery: 1_000_000, maxSeconds: o.trainMinutes * 60, shuffleBuffer: 32, globalCaptionProb: 0.25,
-    };
-    log('train', `pre-training the tiny preset for ${o.trainMinutes} min, batch ${o.batch}`);
-    await runTraining(train, {
-      onStep: (m) => {
-        metrics.push(m);
-        log('train', `step ${m.step} loss ${m.loss.toFixed(4)} (${m.samples_per_s.toFixed(2)} samples/s)`);
-      },
-    });
-  });
-
-  const model = loadModel(path.join(trainDir, 'checkpoint'));
-  const tokenizer = await loadTokenizer(path.join(trainDir, 'checkpoint'), { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
 
   const benchDir = path.join(o.out, '4kpro-lite');
   const qaReports: QaReport[] = [];
@@ -150,16 +147,40 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
   });
 
   let cost: CostReport | undefined;
-  const pictures: string[] = [];
   await timed('cost', async () => {
     log('cost', `encode time and tokens at ${o.costResolutions.join(', ')} px`);
-    cost = await costReport({ config: model.config, model: 'tiny (trained weights)', resolutions: o.costResolutions, looks: 1, seed: o.seed, isolate: true, timeoutS: 60 });
+    // time and tokens do not depend on the weights' values: the cost runs use random weights of the same shape
+    cost = await costReport({ config: model.config, model: 'tiny shape (random weights; cost does not depend on weights)', resolutions: o.costResolutions, looks: 1, seed: o.seed, isolate: true, timeoutS: 60 });
     pictures.push(...(await writeCostPlots(cost, o.out)));
   });
 
   await timed('sample', async () => {
     log('sample', `encoding ${o.sampleImage} bottom-up and top-down ("${o.prompt}")`);
     pictures.push(...(await sampleHeatmaps(model, tokenizer, o.sampleImage, o.prompt, o.out)));
+  });
+
+  const metrics: Array<{ step: number; loss: number; samples_per_s: number; gflops: number }> = [];
+  await timed('data', async () => {
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    log('data', `synthesising ${o.trainImages} training scenes at ${S} px`);
+    await writeSynthDataset({ out: dataDir, count: o.trainImages, width: S, height: S, seed: o.seed, perShard: 16, format: 'png' }, (p) => log('data', `${p.done}/${o.trainImages} images`));
+    await writeWordTokenizer(path.join(dataDir, 'tokenizer'), synthVocabulary(), { contextLength: 64 });
+  });
+  await timed('train', async () => {
+    fs.rmSync(trainDir, { recursive: true, force: true });
+    // the shipped model's second stage, continued: text tower frozen, every loss on, a small learning rate
+    const train: TrainRunOptions = {
+      init: o.model, data: dataDir, out: trainDir, resume: false, steps: 10_000, batch: o.batch, accum: 1, lr: 1e-4, warmup: 2, clip: 1,
+      freeze: 'text', adamw: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 3e-4 }, lossWeights: { contrastive: 1, priorBox: 1, posteriorBox: 1 },
+      seed: o.seed, saveEvery: 1_000_000, maxSeconds: o.trainMinutes * 60, shuffleBuffer: 32, globalCaptionProb: 0.1,
+    };
+    log('train', `fine-tuning ${o.model} for ${o.trainMinutes} min, batch ${o.batch}`);
+    await runTraining(train, {
+      onStep: (m) => {
+        metrics.push(m);
+        log('train', `step ${m.step} loss ${m.loss.toFixed(4)} (${m.samples_per_s.toFixed(2)} samples/s)`);
+      },
+    });
   });
 
   const accuracyPlot = path.join(o.out, 'accuracy-vs-tokens.png');
@@ -182,6 +203,11 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
   model.weights.dispose();
 
   const report: DemoReport = {
+    model: o.model,
+    selection: {
+      topdown: round(selection?.topdown.recall ?? null), bottomup: round(selection?.bottomup.recall ?? null), random: round(selection?.random.recall ?? null),
+      regions: selection?.topdown.cases ?? 0, objects: selection?.bottomup.cases ?? 0, scale: S, looks: 1,
+    },
     qa: Object.fromEntries(
       qaReports.map((r) => [
         r.method,
@@ -197,6 +223,7 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
     retrieval: Object.fromEntries(retrievalReports.map((r) => [r.method, round(r.accuracy)])),
     cost: (cost?.rows ?? []).filter((r) => r.method !== 'pretrain').map((r) => ({ method: r.method, resolution: r.resolution, tokens: r.tokens, ms: round(r.ms, 1), status: r.status })),
     training: {
+      from: o.model,
       steps: metrics.length,
       samples: metrics.length * o.batch,
       seconds: seconds['train'] ?? 0,
@@ -227,17 +254,21 @@ export function reportMarkdown(r: DemoReport, o: DemoOptions): string {
     const c = r.cost.find((x) => x.method === m && x.resolution === res);
     return c ? (c.ms === null ? c.status : `${c.ms.toFixed(0)} ms / ${c.tokens} tok`) : '—';
   }).join(' | ')} |`);
+  const sel = r.selection;
   return `# PS3 demo report
 
-Everything here was produced by \`npm run demo\` on this machine from a fresh clone: synthetic
-4K data, a \`tiny\` PS3 pre-trained from random weights for ${o.trainMinutes} minutes, and evaluations on
-held-out synthetic scenes. The numbers are what this run measured; read them with the training
-budget in mind.
+Produced by \`ps3 demo\` on this machine. Every evaluation uses the trained model \`${r.model}\`
+${fs.existsSync(path.join(r.model, 'TRAINING.md')) ? '(its TRAINING.md says how it was made) ' : ''}on held-out synthetic scenes (seeds from ${HELDOUT_SEED_BASE});
+the cost table uses random weights of the same shape, since time and tokens do not depend on the
+weights' values. The numbers are what this run measured.
 
-## Training
+## Where PS3 looks (${sel.regions} held-out regions, ${sel.objects} small objects; first look, top scale ${sel.scale} px)
 
-${r.training.steps} steps, ${r.training.samples} samples in ${r.training.seconds} s (${fmt(r.training.samples_per_s, 2)} samples/s,
-about ${fmt(r.training.gflops, 1)} GFLOP/s); loss ${fmt(r.training.first_loss, 3)} at the first step, ${fmt(r.training.last_loss, 3)} over the last five.
+| selection | recall of the box's top-scale patches |
+| --- | --- |
+| top-down (the region's caption as prompt) | ${fmt(sel.topdown)} |
+| bottom-up (learned prior prompt), every small object | ${fmt(sel.bottomup)} |
+| random choice of the same number of patches | ${fmt(sel.random)} |
 
 ## 4KPro-lite (multiple choice, encoder alone; chance ${fmt(r.chance.qa)})
 
@@ -245,7 +276,7 @@ about ${fmt(r.training.gflops, 1)} GFLOP/s); loss ${fmt(r.training.first_loss, 3
 | --- | --- | --- | --- | --- |
 ${qaRows.join('\n')}
 
-## Local retrieval (true caption among ${o.candidates}; chance ${fmt(r.chance.retrieval)})
+## Local retrieval (the true caption among ${o.candidates}, distractors from other images; chance ${fmt(r.chance.retrieval)})
 
 | method | top-1 accuracy |
 | --- | --- |
@@ -256,6 +287,12 @@ ${retrievalRows.join('\n')}
 | method | ${resolutions.map((x) => `${x} px`).join(' | ')} |
 | --- | ${resolutions.map(() => '---').join(' | ')} |
 ${costRows.join('\n')}
+
+## Fine-tuning from the shipped model (the trainer at work)
+
+${r.training.steps} steps, ${r.training.samples} samples in ${r.training.seconds} s (${fmt(r.training.samples_per_s, 2)} samples/s,
+about ${fmt(r.training.gflops, 1)} GFLOP/s) from \`${r.training.from}\`; loss ${fmt(r.training.first_loss, 3)} at the first step, ${fmt(r.training.last_loss, 3)} over the last five.
+This run's weights are not the ones evaluated above.
 
 ## Pictures
 

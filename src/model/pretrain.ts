@@ -24,6 +24,33 @@ export interface PretrainOutput {
   readonly gtAtScale: Float32Array[];
 }
 
+export interface PretrainSelection {
+  readonly bottomupSelectionProbs: tf.Tensor[];
+  readonly topdownSelectionProbs: tf.Tensor[];
+  /** the ground-truth map area-downsampled to each high-res grid, [B, gh, gw] per scale */
+  readonly gtAtScale: Float32Array[];
+}
+
+/**
+ * The selection half of the pre-training layout — what the box losses see: bottom-up and
+ * top-down probabilities, and the box at each high-res grid. A run that trains selection alone
+ * (no contrastive term) needs nothing more, so it skips the look and the pooling.
+ */
+export function pretrainSelection(w: Weights, cfg: VisionConfig, pixels: Pixels, prompt: tf.Tensor, gt: Float32Array): PretrainSelection {
+  const { batch: B, height: H, width: W } = pixels;
+  if (gt.length !== B * H * W) throw new UserError(`gtSelectionMaps: ${gt.length} values do not make [${B}, ${H}, ${W}]`);
+  const images = new ScaledImages(cfg, pixels);
+  const low = lowRes(w, cfg, pixels, false, images);
+  const highFeatures = highresSelectionFeatures(w, cfg, pixels, images);
+  const bottomup = selection(w, cfg, pixels, low.hiddenStates, highFeatures, null);
+  const topdown = selection(w, cfg, pixels, low.hiddenStates, highFeatures, prompt);
+  const gtAtScale = cfg.scales.slice(1).map((_, i) => {
+    const [h, gw] = gridAtScale(cfg, H, W, i + 1);
+    return resize(gt, B, H, W, h, gw, 'area');
+  });
+  return { bottomupSelectionProbs: bottomup, topdownSelectionProbs: topdown, gtAtScale };
+}
+
 /**
  * `gt` [B, H, W] 0/1 at input resolution; `isGlobalText` [B] (1: the caption describes the whole
  * image); `prompt` [B, D] from the text tower.

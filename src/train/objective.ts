@@ -8,7 +8,7 @@ import type { PS3Config } from '../io/config.js';
 import { UserError } from '../errors.js';
 import type { Pixels, SelectionMap } from '../model/encoder.js';
 import { l2Normalize } from '../model/layers.js';
-import { encodePretrain } from '../model/pretrain.js';
+import { encodePretrain, pretrainSelection } from '../model/pretrain.js';
 import { encodeText } from '../model/text.js';
 import { Weights } from '../model/weights.js';
 import { boxLoss, boxTargets, siglipLoss } from './loss.js';
@@ -48,6 +48,7 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
   const B = pixels.batch;
   if (batch.text.length % B !== 0) throw new UserError(`text: ${batch.text.length} token ids for a batch of ${B}`);
   const text = encodeText(w, config.text, batch.text, B);
+  if (weights.contrastive === 0) return selectionObjective(w, config, batch, text.prompt, weights);
   const vision = encodePretrain(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, batch.isGlobalText);
   const imageFeatures = l2Normalize(vision.pooledOutput);
   const textFeatures = l2Normalize(text.pooledOutput);
@@ -73,6 +74,35 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
   };
 }
 
+/** Weights the selection-only objective never reads: their gradient is not asked for (nor applied). */
+const SELECTION_ONLY_UNUSED = [/^vision_model\.trunk\.attn_pool\./, /^vision_model\.trunk\.norm\./, /^vision_model\.pos_emb_residual\./, /^logit_(scale|bias)$/];
+
+/**
+ * With no contrastive term only the box losses remain, and they see selection alone: the look
+ * and the pooled features are not computed (the contrastive outputs are zeros).
+ */
+function selectionObjective(w: Weights, config: PS3Config, batch: PretrainBatch, prompt: tf.Tensor, weights: LossWeights): ObjectiveOutput {
+  const B = batch.pixels.batch;
+  const vision = pretrainSelection(w, config.vision, batch.pixels, prompt, batch.gtSelectionMaps);
+  const targets = boxTargets(vision.gtAtScale);
+  const priorBox = boxLoss(vision.bottomupSelectionProbs, targets, batch.isGlobalText);
+  const posteriorBox = boxLoss(vision.topdownSelectionProbs, targets, batch.isGlobalText);
+  const zero = tf.zeros([B, config.vision.trunk.width]);
+  return {
+    total: tf.addN([tf.mul(priorBox, weights.priorBox), tf.mul(posteriorBox, weights.posteriorBox)]),
+    contrastive: tf.scalar(0),
+    priorBox,
+    posteriorBox,
+    logits: tf.zeros([B, B]),
+    imageFeatures: zero,
+    textFeatures: zero,
+    pooledOutput: zero,
+    bottomupSelectionProbs: vision.bottomupSelectionProbs,
+    topdownSelectionProbs: vision.topdownSelectionProbs,
+    selectionMaps: [],
+  };
+}
+
 export interface LossAndGrads {
   readonly loss: { total: number; contrastive: number; priorBox: number; posteriorBox: number };
   /** gradient of the total loss for each key of `trainable` */
@@ -84,7 +114,9 @@ export interface LossAndGrads {
  * weights are constants. Everything else the pass made is disposed.
  */
 export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch, options: { trainable?: readonly string[]; lossWeights?: LossWeights } = {}): LossAndGrads {
-  const keys = options.trainable ? [...options.trainable] : [...w.keys()];
+  const all = options.trainable ? [...options.trainable] : [...w.keys()];
+  // without the contrastive term the look, the pooling head and the logit scale play no part
+  const keys = options.lossWeights?.contrastive === 0 ? all.filter((k) => !SELECTION_ONLY_UNUSED.some((re) => re.test(k))) : all;
   const terms: number[] = [];
   const { value, grads } = tf.tidy(() => {
     const f = (...xs: tf.Tensor[]): tf.Scalar => {
