@@ -1,10 +1,11 @@
 // Serve the browser page (web/dist/) on localhost, building it first.
 //
-// Usage: node web/serve.mjs [--port N] [--host H] [--model DIR] [--dist DIR] [--no-build]
+// Usage: node web/serve.mjs [--port N] [--host H] [--model DIR | --random] [--dist DIR] [--no-build]
 //   --port N     port (default: $PORT, else 8080; 0 picks a free one)
 //   --host H     address to listen on (default 127.0.0.1)
-//   --model DIR  also serve a local model folder (config.json, model.safetensors, tokenizer files)
-//                at /model/, and print the page's URL with ?model=/model/
+//   --model DIR  the model folder served at /model/ (config.json, model.safetensors, tokenizer
+//                files), which the page loads by default; default: the shipped models/ps3-tiny
+//   --random     serve no model: the page runs a preset with random weights
 //   --dist DIR   where the built page is (default web/dist/)
 //   --no-build   serve the built page as it is
 //
@@ -18,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 
 const webDir = path.dirname(fileURLToPath(import.meta.url));
 const defaultDistDir = path.join(webDir, 'dist');
+const shippedModel = path.join(webDir, '..', 'models', 'ps3-tiny');
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8',
@@ -41,7 +43,7 @@ function usage(message) {
 }
 
 function parseArgs(argv) {
-  const o = { port: process.env.PORT ?? '8080', host: '127.0.0.1', model: undefined, dist: defaultDistDir, build: true };
+  const o = { port: process.env.PORT ?? '8080', host: '127.0.0.1', model: undefined, random: false, dist: defaultDistDir, build: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -56,11 +58,14 @@ function parseArgs(argv) {
     else if (a.startsWith('--model=')) o.model = a.slice(8);
     else if (a === '--dist') o.dist = path.resolve(value());
     else if (a === '--no-build') o.build = false;
+    else if (a === '--random') o.random = true;
     else if (a === '--help' || a === '-h') usage('serves the PS3 page');
     else usage(`unknown argument "${a}"`);
   }
   if (!/^\d+$/.test(String(o.port)) || Number(o.port) > 65535) usage(`port must be an integer 0-65535, got "${o.port}"`);
   o.port = Number(o.port);
+  if (o.random && o.model !== undefined) usage('give --model DIR or --random, not both');
+  if (!o.random && o.model === undefined) o.model = shippedModel;
   return o;
 }
 

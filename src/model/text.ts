@@ -59,8 +59,9 @@ export function encodeText(w: Weights, cfg: TextConfig, ids: Int32Array, batch: 
     else if (cfg.poolType === 'last') pooled = tf.reshape(tf.slice(x, [0, N - 1, 0], [batch, 1, W]), [batch, W]);
     else {
       // argmax: the end-of-text token has the highest id in each row
-      const at = tf.argMax(idTensor, 1);
-      pooled = tf.gather(tf.reshape(x, [batch * N, W]), tf.add(tf.mul(tf.range(0, batch, 1, 'int32'), N), at));
+      const at = tf.cast(tf.argMax(idTensor, 1), 'int32');
+      const rows = tf.add(tf.mul(tf.range(0, batch, 1, 'int32'), tf.scalar(N, 'int32')), at);
+      pooled = tf.gather(tf.reshape(x, [batch * N, W]), rows);
     }
     const projected = cfg.projBias
       ? tf.add(tf.matMul(pooled, w.transposed(`${X}.text_projection.weight`)), w.get(`${X}.text_projection.bias`))

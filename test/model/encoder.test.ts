@@ -134,6 +134,23 @@ test('encodeText: output shapes, and two calls leave no tensors behind', () => {
   assert.equal(tf.memory().numTensors, before);
 });
 
+test('encodeText pooling: argmax takes the highest id\'s position (the first or last slot when it is there)', () => {
+  const cfg = model.config.text;
+  const top = cfg.vocabSize - 1;
+  // row 0: the highest id last; row 1: the highest id first
+  const ids = Int32Array.from([5, 9, 3, 4, 7, top, top, 3, 9, 4, 2, 8]);
+  const pooled = (poolType: 'first' | 'last' | 'argmax'): number[][] => {
+    const out = encodeText(model.weights, { ...cfg, poolType }, ids, 2);
+    const values = out.pooledOutput.arraySync() as number[][];
+    disposeText(out);
+    return values;
+  };
+  const [argmax, first, last] = [pooled('argmax'), pooled('first'), pooled('last')];
+  assert.deepEqual(argmax[0], last[0]);
+  assert.deepEqual(argmax[1], first[1]);
+  assert.notDeepEqual(first[0], last[0]);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Bad options
 

@@ -48,7 +48,8 @@ const $ = <T extends HTMLElement>(id: string): T => {
 };
 
 const params = new URLSearchParams(location.search);
-const modelUrl = params.get('model') ?? undefined;
+// without ?model=, the model the server offers at /model/ (the shipped one), else random weights of ?preset=
+let modelUrl = params.get('model') ?? undefined;
 const preset = params.get('preset') ?? 'tiny-4k';
 const seed = Number(params.get('seed') ?? '0');
 
@@ -316,6 +317,10 @@ ui.prompt.disabled = true;
 drawLegend();
 
 api.ready = (async () => {
+  if (modelUrl === undefined && !params.has('preset')) {
+    const offered = await fetch(new URL('model/config.json', document.baseURI), { method: 'HEAD' }).catch(() => null);
+    if (offered?.ok) modelUrl = new URL('model/', document.baseURI).href;
+  }
   if (!modelUrl && !PRESETS[preset]) throw new Error(`unknown preset "${preset}" (known: ${Object.keys(PRESETS).join(', ')})`);
   if (!Number.isInteger(seed)) throw new Error(`seed must be an integer, got "${params.get('seed')}"`);
   const s = await Session.create({
