@@ -6,8 +6,10 @@
  * Texts reach the model as the reference cleans them (`canonicalize`: lower case, no ASCII
  * punctuation, single spaces); the pre-tokenizer then splits on whitespace and splits digits off
  * one by one, so sign codes ("K3", "B17") and counts ("23") become single characters and the
- * vocabulary needs only the 36 characters, not every code. Ids: [PAD] 0, [UNK] 1, [EOS] 2
- * (appended to every text by the post-processor), then the words in sorted order.
+ * vocabulary needs only the 36 characters, not every code. Ids: [PAD] 0, [UNK] 1, the words in
+ * sorted order, then [EOS] (appended to every text by the post-processor) with the highest id, as
+ * CLIP's end-of-text token has: a text tower that pools at the highest id (`pool_type: argmax`)
+ * with a causal mask reads the whole caption and no padding there.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,7 +20,7 @@ import { CAPTION_GRAMMAR } from './synth.js';
 export const PAD_TOKEN = '[PAD]';
 export const UNK_TOKEN = '[UNK]';
 export const EOS_TOKEN = '[EOS]';
-/** ids 0, 1, 2, in this order, before the vocabulary */
+/** the special tokens: [PAD] and [UNK] take ids 0 and 1, before the vocabulary; [EOS] the id after it */
 export const SPECIAL_TOKENS = [PAD_TOKEN, UNK_TOKEN, EOS_TOKEN] as const;
 
 /** The words a text is looked up as: what the written tokenizer's normalizer and pre-tokenizer
@@ -55,9 +57,9 @@ export async function writeWordTokenizer(dir: string, vocabulary: readonly strin
   const { contextLength } = options;
   if (!Number.isInteger(contextLength) || contextLength < 2) throw new RangeError(`writeWordTokenizer: contextLength must be an integer >= 2, got ${contextLength}`);
   const vocab: Record<string, number> = {};
-  [...SPECIAL_TOKENS, ...vocabulary].forEach((token, id) => {
+  [PAD_TOKEN, UNK_TOKEN, ...vocabulary, EOS_TOKEN].forEach((token, id) => {
     if (token in vocab) throw new RangeError(`writeWordTokenizer: "${token}" appears twice in the vocabulary`);
-    if (id >= SPECIAL_TOKENS.length && token !== token.toLowerCase()) {
+    if (token !== EOS_TOKEN && id >= 2 && token !== token.toLowerCase()) {
       throw new RangeError(`writeWordTokenizer: "${token}" is not lower case, so the normalizer would never produce it`);
     }
     vocab[token] = id;

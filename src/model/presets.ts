@@ -21,10 +21,16 @@ const SIGLIP_TEXT = {
   tokenizer_kwargs: { clean: 'canonicalize' },
 };
 
+/**
+ * The small presets' text tower, for the synthetic captions' word tokenizer: CLIP's layout (causal
+ * mask, pooled at the end-of-text token, which has the highest id). SigLIP's layout (no mask,
+ * pooled at the last slot whatever the padding) left a small tower from scratch unable to tell
+ * captions apart: the last slot is padding, and the caption reaches it diluted by the padding.
+ */
 function smallText(width: number, layers: number, heads: number): Json {
   return {
     output_dim: width, prompt_proj_dim: width, context_length: 32, vocab_size: 4096, width, heads, layers, mlp_ratio: 4,
-    no_causal_mask: true, proj_bias: true, pool_type: 'last', norm_kwargs: { eps: 1e-6 }, act_kwargs: {}, tokenizer_kwargs: { clean: 'canonicalize' },
+    no_causal_mask: false, proj_bias: true, pool_type: 'argmax', norm_kwargs: { eps: 1e-6 }, act_kwargs: {}, tokenizer_kwargs: { clean: 'canonicalize' },
   };
 }
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTokenizer } from '../../src/io/tokenizer.js';
 import { renderScene, sceneRng } from '../../src/data/synth.js';
-import { SPECIAL_TOKENS, synthVocabulary, wordPieces, writeWordTokenizer } from '../../src/data/wordTokenizer.js';
+import { synthVocabulary, wordPieces, writeWordTokenizer } from '../../src/data/wordTokenizer.js';
 
 const CONTEXT = 24;
 
@@ -48,34 +48,37 @@ test('every word of every caption of many scenes is in the vocabulary', () => {
   }
 });
 
-test('the written tokenizer loads with loadTokenizer: word ids, [EOS], padding with [PAD] = 0', () => withTokenizerDir(async (dir, vocabulary) => {
+test('the written tokenizer loads with loadTokenizer: word ids, [EOS] with the highest id, padding with [PAD] = 0', () => withTokenizerDir(async (dir, vocabulary) => {
   const tokenizer = await loadTokenizer(dir, { contextLength: CONTEXT });
   assert.equal(tokenizer.padId, 0);
-  const id = (word: string): number => SPECIAL_TOKENS.length + vocabulary.indexOf(word);
+  const id = (word: string): number => 2 + vocabulary.indexOf(word);
+  const eos = 2 + vocabulary.length;
   const caption = 'Two purple crosses near a white sign reading K3';
   const ids = Array.from(tokenizer.encode([caption]));
-  const expected = [...wordPieces(caption).map(id), 2];
+  const expected = [...wordPieces(caption).map(id), eos];
+  assert.equal(Math.max(...ids), eos, 'argmax pooling finds [EOS]');
   assert.deepEqual(ids, [...expected, ...new Array(CONTEXT - expected.length).fill(0)]);
   assert.ok(!ids.includes(1), 'no [UNK]');
 }));
 
-test('unknown words are [UNK]; long texts keep [EOS] last; many texts are row-major', () => withTokenizerDir(async (dir) => {
+test('unknown words are [UNK]; long texts keep [EOS] last; many texts are row-major', () => withTokenizerDir(async (dir, vocabulary) => {
   const tokenizer = await loadTokenizer(dir, { contextLength: CONTEXT });
+  const eos = 2 + vocabulary.length;
   const [unknown] = [Array.from(tokenizer.encode(['a zebra']))];
-  assert.deepEqual(unknown!.slice(0, 3), [tokenizer.encode(['a'])[0], 1, 2]);
+  assert.deepEqual(unknown!.slice(0, 3), [tokenizer.encode(['a'])[0], 1, eos]);
   const long = Array.from(tokenizer.encode([Array.from({ length: 40 }, () => 'red').join(' ')]));
   assert.equal(long.length, CONTEXT);
-  assert.equal(long[CONTEXT - 1], 2);
+  assert.equal(long[CONTEXT - 1], eos);
   const two = tokenizer.encode(['red', 'blue']);
   assert.equal(two.length, 2 * CONTEXT);
-  assert.deepEqual([two[0], two[1], two[CONTEXT + 1]], [tokenizer.encode(['red'])[0], 2, 2]);
+  assert.deepEqual([two[0], two[1], two[CONTEXT + 1]], [tokenizer.encode(['red'])[0], eos, eos]);
 }));
 
-test('tokenizer files: WordLevel with the specials first, config naming the pad token', () => withTokenizerDir(async (dir, vocabulary) => {
+test('tokenizer files: WordLevel with [PAD], [UNK] first and [EOS] last, config naming the pad token', () => withTokenizerDir(async (dir, vocabulary) => {
   const json = JSON.parse(await readFile(join(dir, 'tokenizer.json'), 'utf8')) as { model: { type: string; vocab: Record<string, number>; unk_token: string } };
   assert.equal(json.model.type, 'WordLevel');
   assert.equal(json.model.unk_token, '[UNK]');
-  assert.deepEqual([json.model.vocab['[PAD]'], json.model.vocab['[UNK]'], json.model.vocab['[EOS]']], [0, 1, 2]);
+  assert.deepEqual([json.model.vocab['[PAD]'], json.model.vocab['[UNK]'], json.model.vocab['[EOS]']], [0, 1, vocabulary.length + 2]);
   assert.equal(Object.keys(json.model.vocab).length, vocabulary.length + 3);
   const config = JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
   assert.equal(config['pad_token'], '[PAD]');
