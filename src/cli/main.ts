@@ -12,6 +12,7 @@ import { make4kCommand, type Make4kCliOptions } from './benchmark4k.js';
 import { benchCommand, type BenchOptions } from './bench.js';
 import { benchEncodeCommand, type BenchEncodeOptions } from './benchEncode.js';
 import { trainCommand, type TrainCliOptions } from './train.js';
+import { exportCommand, type ExportCliOptions } from './export.js';
 import { encodeCommand, type EncodeCliOptions } from './encode.js';
 import { dataSynthCommand } from './dataSynth.js';
 import { dataValidateCommand } from './dataValidate.js';
@@ -98,6 +99,14 @@ program
   .option('--eval-every <n>', 'steps between held-out checks (selection recall, retrieval PS3 vs low-res) logged as val_* in metrics.jsonl; 0 = never', '0')
   .option('--eval-scenes <n>', 'held-out validation scenes per check', '6')
   .action((o: TrainCliOptions) => runCommand(() => trainCommand({ ...o, ...program.opts() })));
+
+program
+  .command('export')
+  .description('a training checkpoint as a model folder to ship: model files only, weights in half precision by default')
+  .argument('<checkpoint>', 'a checkpoint (e.g. OUT/checkpoint of ps3 train) or any model folder')
+  .option('--out <dir>', 'the model folder to write (other files in it are left alone)')
+  .option('--dtype <f16|f32>', 'how the weights are stored', 'f16')
+  .action((from: string, o: ExportCliOptions) => runCommand(async () => exportCommand(from, o)));
 
 program
   .command('encode')

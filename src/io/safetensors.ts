@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
+import { toHalfBytes } from './half.js';
 
 export type StoredDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U8' | 'BOOL' | 'F64';
 
@@ -207,8 +208,11 @@ export function readSafetensors(file: string): Map<string, NamedArray> {
   return out;
 }
 
-/** Serialise named arrays (F32 or I32) to safetensors bytes, keys sorted as the reference writer does. */
-export function serializeSafetensors(tensors: ReadonlyMap<string, NamedArray>, metadata?: Record<string, string>): Buffer {
+/** How float arrays are stored: as they are (F32), or in half precision (F16, half the bytes). */
+export type FloatStorage = 'F32' | 'F16';
+
+/** Serialise named arrays (float or int32) to safetensors bytes, keys sorted as the reference writer does. */
+export function serializeSafetensors(tensors: ReadonlyMap<string, NamedArray>, metadata?: Record<string, string>, floats: FloatStorage = 'F32'): Buffer {
   const keys = [...tensors.keys()].sort();
   const header: Record<string, unknown> = {};
   if (metadata) header['__metadata__'] = metadata;
@@ -218,8 +222,9 @@ export function serializeSafetensors(tensors: ReadonlyMap<string, NamedArray>, m
     if (t.data.length !== numel(t.shape)) {
       throw new RangeError(`safetensors: key "${key}" has ${t.data.length} values for shape ${JSON.stringify(t.shape)}`);
     }
-    const bytes = t.data.length * 4;
-    header[key] = { dtype: t.data instanceof Float32Array ? 'F32' : 'I32', shape: t.shape, data_offsets: [offset, offset + bytes] };
+    const half = floats === 'F16' && t.data instanceof Float32Array;
+    const bytes = t.data.length * (half ? 2 : 4);
+    header[key] = { dtype: t.data instanceof Float32Array ? floats : 'I32', shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   let headerText = JSON.stringify(header);
@@ -232,16 +237,16 @@ export function serializeSafetensors(tensors: ReadonlyMap<string, NamedArray>, m
   let at = 8 + headerBytes.length;
   for (const key of keys) {
     const t = tensors.get(key)!;
-    const view = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    view.copy(out, at);
-    at += view.length;
+    const raw = floats === 'F16' && t.data instanceof Float32Array ? toHalfBytes(t.data) : new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    out.set(raw, at);
+    at += raw.length;
   }
   return out;
 }
 
 /** Write atomically: a temporary file beside the target, then rename, so a crash leaves the old file intact. */
-export function writeSafetensors(file: string, tensors: ReadonlyMap<string, NamedArray>, metadata?: Record<string, string>): void {
-  const bytes = serializeSafetensors(tensors, metadata);
+export function writeSafetensors(file: string, tensors: ReadonlyMap<string, NamedArray>, metadata?: Record<string, string>, floats: FloatStorage = 'F32'): void {
+  const bytes = serializeSafetensors(tensors, metadata, floats);
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   fs.writeFileSync(tmp, bytes);
   fs.renameSync(tmp, file);

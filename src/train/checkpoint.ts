@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { tf } from '../tensor/engine.js';
-import { readSafetensors, writeSafetensors, type NamedArray } from '../io/safetensors.js';
+import { readSafetensors, writeSafetensors, type FloatStorage, type NamedArray } from '../io/safetensors.js';
 import { UserError } from '../errors.js';
 import type { PS3Model } from '../model/load.js';
 import type { AdamW } from './optimizer.js';
@@ -86,4 +86,34 @@ export function readTrainerState(dir: string): TrainerState {
 export function readOptimizerState(dir: string): Map<string, tf.Tensor> {
   const arrays = readSafetensors(path.join(dir, 'optimizer.safetensors'));
   return new Map([...arrays].map(([k, a]) => [k, tf.tensor(a.data, [...a.shape])]));
+}
+
+/** The files of a model folder (what `loadModel` and the official code read); a checkpoint adds the trainer's. */
+const MODEL_FILES = ['config.json', 'preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+
+/**
+ * A checkpoint (or any model folder) as a model folder to ship: the model files copied, the
+ * weights rewritten with floats in `floats` (F16 halves the size), the optimizer and trainer
+ * state left out. Files already in `out` that are not model files (notes, metrics) stay; each
+ * written file lands whole (temporary name, then rename).
+ */
+export function exportModel(from: string, out: string, floats: FloatStorage): { files: string[]; bytes: number } {
+  const weightsFile = path.join(from, 'model.safetensors');
+  if (!fs.existsSync(path.join(from, 'config.json')) || !fs.existsSync(weightsFile)) throw new UserError(`${from}: not a model folder (config.json and model.safetensors expected)`);
+  if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new UserError(`--out ${out}: exists and is not a folder`);
+  const weights = readSafetensors(weightsFile);
+  fs.mkdirSync(out, { recursive: true });
+  const files: string[] = [];
+  for (const name of MODEL_FILES) {
+    const src = path.join(from, name);
+    if (!fs.existsSync(src)) continue;
+    const tmp = path.join(out, `.${name}.${process.pid}.tmp`);
+    fs.copyFileSync(src, tmp);
+    fs.renameSync(tmp, path.join(out, name));
+    files.push(name);
+  }
+  const target = path.join(out, 'model.safetensors');
+  writeSafetensors(target, weights, { format: 'pt' }, floats);
+  files.push('model.safetensors');
+  return { files, bytes: files.reduce((a, f) => a + fs.statSync(path.join(out, f)).size, 0) };
 }

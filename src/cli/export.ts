@@ -1,0 +1,22 @@
+/**
+ * `ps3 export <checkpoint> --out DIR [--dtype f16|f32]`: a training checkpoint as a model folder
+ * to ship or share — model files only, weights in half precision by default.
+ */
+import path from 'node:path';
+import { UserError } from '../errors.js';
+import { exportModel } from '../train/checkpoint.js';
+
+export interface ExportCliOptions {
+  out?: string;
+  dtype?: string;
+}
+
+export function exportCommand(from: string, o: ExportCliOptions): number {
+  if (!o.out) throw new UserError('--out DIR is required');
+  const dtype = (o.dtype ?? 'f16').toLowerCase();
+  if (dtype !== 'f16' && dtype !== 'f32') throw new UserError(`--dtype must be f16 or f32, got "${o.dtype}"`);
+  if (path.resolve(from) === path.resolve(o.out)) throw new UserError('--out must be another folder than the checkpoint');
+  const { files, bytes } = exportModel(from, o.out, dtype === 'f16' ? 'F16' : 'F32');
+  process.stdout.write(`wrote ${files.join(', ')} to ${o.out} (${(bytes / 1048576).toFixed(1)} MB, weights ${dtype})\n`);
+  return 0;
+}
