@@ -9,7 +9,7 @@
  * their high byte. Two deliberate differences: EXIF orientation is applied (PIL's `open` does not),
  * and 16-bit greyscale is scaled to 8 bits (PIL clips it, turning most of the image white).
  * Palette GIFs with a transparent index also differ: libvips turns transparent pixels black where
- * PIL keeps the palette colour.
+ * PIL keeps the palette colour. BMP, which libvips as sharp ships it cannot read, goes through bmp-ts.
  */
 
 import { readFile } from 'node:fs/promises';
