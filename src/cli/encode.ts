@@ -15,6 +15,7 @@ import { encodeText } from '../model/text.js';
 import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode } from '../eval/region.js';
 import { listImages, lookOptions, modelFrom, positiveInt } from './inputs.js';
+import { imageProcessor } from '../model/load.js';
 import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
 import { progressBar } from './progress.js';
 
@@ -52,7 +53,8 @@ export async function encodeCommand(target: string, o: EncodeCliOptions): Promis
   const warn = (message: string): boolean => process.stderr.write(`ps3: warning: ${message}\n`);
   const looks = lookOptions(model.config.vision, o, warn);
   const cfg = model.config.vision;
-  const S = cfg.scales[cfg.scales.length - 1]!;
+  const pre = imageProcessor(model);
+  const S = pre.size;
   const engine = resolveTrunkEngine(o.trunk);
   const trunk = await trunkRunner(engine, model.weights, cfg.trunk);
   let prompt: tf.Tensor | undefined;
@@ -69,12 +71,12 @@ export async function encodeCommand(target: string, o: EncodeCliOptions): Promis
   let done = 0;
   for (const file of files) {
     try {
-      const pv = await loadPixelValues(file, { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], ...(maxPixels ? { maxPixels } : {}) });
+      const pv = await loadPixelValues(file, { size: S, mean: pre.mean, std: pre.std, ...(maxPixels ? { maxPixels } : {}) });
       const pixels = { data: pv.pixels, batch: 1, height: S, width: S };
       const out = await encodeImage(model.weights, model.config, pixels, { ...looks, ...(prompt ? { prompt } : {}), ...(trunk ? { trunk } : {}), outputHiddenStates: false });
       const base = path.join(o.out, path.basename(file, path.extname(file)));
       writeSafetensors(`${base}.safetensors`, await features(out), { source: path.basename(file) });
-      await writeSelectionPictures(o.out, pixels, out, cfg.scales, 'selection', { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], prefix: path.basename(base), aspect: pv.originalWidth / pv.originalHeight });
+      await writeSelectionPictures(o.out, pixels, out, cfg.scales, 'selection', { mean: pre.mean, std: pre.std, prefix: path.basename(base), aspect: pv.originalWidth / pv.originalHeight });
       disposeEncode(out);
       done++;
     } catch (e) {

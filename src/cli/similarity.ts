@@ -12,6 +12,7 @@ import { UserError } from '../errors.js';
 import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode, encodeRegion, logitParams, scoreOf, textFeatures } from '../eval/region.js';
 import { lookOptions, modelFrom } from './inputs.js';
+import { imageProcessor } from '../model/load.js';
 import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
 
 export interface SimilarityCliOptions {
@@ -36,8 +37,9 @@ export async function similarityCommand(image: string, o: SimilarityCliOptions):
   const engine = resolveTrunkEngine(o.trunk);
   const trunk = await trunkRunner(engine, model.weights, cfg.trunk);
   const tok = await loadTokenizer(o.model, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
-  const S = cfg.scales[cfg.scales.length - 1]!;
-  const pv = await loadPixelValues(image, { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+  const pre = imageProcessor(model);
+  const S = pre.size;
+  const pv = await loadPixelValues(image, { size: S, mean: pre.mean, std: pre.std });
   const pixels = { data: pv.pixels, batch: 1, height: S, width: S };
   const { features, prompts } = textFeatures(model, tok.encode(o.text), o.text.length);
   const params = logitParams(model);
@@ -47,7 +49,7 @@ export async function similarityCommand(image: string, o: SimilarityCliOptions):
     const prompt = tf.slice(prompts, [i, 0], [1, -1]);
     const { out, region } = await encodeRegion(model, pixels, prompt, { ...looks, ...(trunk ? { trunk } : {}) });
     const cosine = tf.tidy(() => tf.sum(tf.mul(region, tf.slice(features, [i, 0], [1, -1])))).dataSync()[0]!;
-    const picture = await writeSelectionPictures(o.out, pixels, out, cfg.scales, 'topdown', { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], prefix: `text${i}`, aspect: pv.originalWidth / pv.originalHeight });
+    const picture = await writeSelectionPictures(o.out, pixels, out, cfg.scales, 'topdown', { mean: pre.mean, std: pre.std, prefix: `text${i}`, aspect: pv.originalWidth / pv.originalHeight });
     rows.push({ text, ...scoreOf(cosine, params), picture: picture.map((p) => path.basename(p)) });
     disposeEncode(out);
     tf.dispose([prompt, region]);

@@ -1,6 +1,9 @@
 /**
  * Webdataset shard writer: samples go, in the order given, into `DIR/shard-000000.tar`,
- * `shard-000001.tar`, ... with `perShard` samples each; a sample is one entry per file,
+ * `shard-000001.tar`, ... with `perShard` samples each, or, when the total is known, spread
+ * evenly over as few shards as `perShard` allows (7 at 3 a shard: 3/2/2, not 3/3/1; a reader
+ * that takes whole shards per worker, or resamples shards, then sees every sample about as
+ * often); a sample is one entry per file,
  * `KEY.EXT`. Headers carry nothing that varies between runs (mtime 0, uid/gid 0, no user or group
  * names, mode 0644) and a sample's files go in sorted extension order, so the same samples give
  * the same bytes.
@@ -35,6 +38,16 @@ interface OpenShard {
   readonly closed: Promise<void>;
 }
 
+/**
+ * Samples per shard when `total` samples are spread over ceil(total / perShard) shards: sizes
+ * differ by at most one, the larger ones first.
+ */
+export function evenShardSizes(total: number, perShard: number): number[] {
+  const shards = Math.ceil(total / perShard);
+  const base = Math.floor(total / shards);
+  return Array.from({ length: shards }, (_, i) => base + (i < total % shards ? 1 : 0));
+}
+
 export class ShardWriter {
   private current: OpenShard | null = null;
   private inShard = 0;
@@ -42,16 +55,28 @@ export class ShardWriter {
   /** samples written so far */
   samples = 0;
 
+  /** samples per shard, in order, when the total was given */
+  private readonly sizes: number[] | null;
+
   constructor(
     private readonly dir: string,
     private readonly perShard: number,
+    options: { readonly total?: number } = {},
   ) {
     if (!Number.isInteger(perShard) || perShard < 1) throw new RangeError(`ShardWriter: perShard must be a positive integer, got ${perShard}`);
+    const { total } = options;
+    if (total !== undefined && !(Number.isInteger(total) && total >= 0)) throw new RangeError(`ShardWriter: total must be a non-negative integer, got ${total}`);
+    this.sizes = total === undefined || total === 0 ? null : evenShardSizes(total, perShard);
+  }
+
+  /** How many samples the shard now open takes. */
+  private capacity(): number {
+    return this.sizes?.[this.shards.length - 1] ?? this.perShard;
   }
 
   /** Appends one sample; resolves once the tar stream has taken it (back-pressure included). */
   async write(key: string, files: readonly ShardFile[]): Promise<void> {
-    if (this.current !== null && this.inShard === this.perShard) await this.finishShard();
+    if (this.current !== null && this.inShard >= this.capacity()) await this.finishShard();
     const shard = this.current ?? this.openShard();
     for (const file of [...files].sort((a, b) => (a.ext < b.ext ? -1 : a.ext > b.ext ? 1 : 0))) {
       const data = Buffer.from(file.data.buffer, file.data.byteOffset, file.data.byteLength);

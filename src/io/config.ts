@@ -86,7 +86,10 @@ const trunkSchema = z.object({
 const visionSchema = z.object({
   model_name: z.string().nullable().default(null),
   hidden_size: posInt.optional(),
-  pool: z.string().default('avg'),
+  // the reference's PS3VisionConfig defaults this to 'avg', which builds a trunk without the MAP
+  // head PS3 pools with; absent here means 'map' (what every PS3 checkpoint is)
+  pool: z.string().optional(),
+  dynamic_img_size: z.boolean().default(true),
   img_size: posInt.nullable().default(null),
   ps3_scales: z.array(posInt).min(2).default([378, 756, 1512]),
   select_based_on_layer: z.array(nonNegInt).min(1).default([0, 9, 18, 26]),
@@ -161,6 +164,13 @@ function issuePath(issue: z.core.$ZodIssue): string {
 function resolveTrunk(v: z.infer<typeof visionSchema>, where: string): TrunkConfig {
   if (v.radio || (v.model_name ?? '').toLowerCase().includes('radio')) {
     throw new UserError(`${where}: vision_config.model_name "${v.model_name}": C-RADIO trunks are not supported yet`);
+  }
+  if (v.pool !== undefined && v.pool !== 'map') {
+    throw new UserError(`${where}: vision_config.pool "${v.pool}": PS3 pools with the trunk's MAP attention head, so only "map" can be honoured`);
+  }
+  if (v.class_token) throw new UserError(`${where}: vision_config.class_token: PS3 trunks have no class token`);
+  if (!v.dynamic_img_size) {
+    throw new UserError(`${where}: vision_config.dynamic_img_size false: PS3 resizes the position embedding to every scale, so only true can be honoured`);
   }
   if (v.trunk) {
     const t = v.trunk;

@@ -9,10 +9,11 @@
  * their high byte. Two deliberate differences: EXIF orientation is applied (PIL's `open` does not),
  * and 16-bit greyscale is scaled to 8 bits (PIL clips it, turning most of the image white).
  * Palette GIFs with a transparent index also differ: libvips turns transparent pixels black where
- * PIL keeps the palette colour.
+ * PIL keeps the palette colour. BMP, which libvips as sharp ships it cannot read, goes through bmp-ts.
  */
 
 import { readFile } from 'node:fs/promises';
+import { decode as decodeBmpFile } from 'bmp-ts';
 import sharp from 'sharp';
 import type { Metadata, Sharp } from 'sharp';
 import { UserError } from '../errors.js';
@@ -70,6 +71,45 @@ async function readImageFile(path: string, name: string): Promise<Buffer> {
   }
 }
 
+/** BMP files start with "BM"; libvips (as sharp ships it) has no BMP loader, so bmp-ts decodes them. */
+function isBmp(bytes: Uint8Array): boolean {
+  return bytes.length >= 26 && bytes[0] === 0x42 && bytes[1] === 0x4d;
+}
+
+function decodeBmp(bytes: Buffer, name: string, maxPixels: number | undefined): RgbImage {
+  // BITMAPINFOHEADER: int32 width at 18 and height at 22 (negative for top-down rows)
+  const width = bytes.readInt32LE(18);
+  const height = Math.abs(bytes.readInt32LE(22));
+  if (width < 1 || height < 1) throw new UserError(`${name}: BMP header has no valid size`);
+  if (maxPixels !== undefined && width * height > maxPixels) {
+    throw new UserError(`${name}: image is ${width}x${height} = ${width * height} pixels, more than the limit of ${maxPixels}`);
+  }
+  let rgba: Uint8Array;
+  try {
+    const decoded = decodeBmpFile(bytes, { toRGBA: true });
+    if (decoded.width !== width || decoded.height !== height || decoded.data.length < width * height * 4) throw new Error('pixel data shorter than the header says');
+    rgba = decoded.data;
+  } catch (e) {
+    throw new UserError(`${name}: cannot decode BMP image (truncated or corrupt?): ${firstLine(e)}`);
+  }
+  const rgb = new Uint8Array(width * height * 3);
+  for (let p = 0; p < width * height; p++) rgb.set(rgba.subarray(p * 4, p * 4 + 3), p * 3);
+  return { data: rgb, width, height };
+}
+
+/**
+ * The EXIF orientation tag of an encoded image (1 when it has none). PIL's plain `open`, which the
+ * reference's data loader uses, ignores it, so only 1 means the same pixels there and here.
+ */
+export async function exifOrientation(bytes: Uint8Array): Promise<number> {
+  if (isBmp(bytes)) return 1;
+  try {
+    return (await sharp(bytes).metadata()).orientation ?? 1;
+  } catch {
+    return 1;
+  }
+}
+
 /** Read the header only: format, size, colour space, bit depth. */
 async function readHeader(bytes: Buffer, name: string): Promise<Metadata & { width: number; height: number; format: string }> {
   let meta: Metadata;
@@ -82,7 +122,7 @@ async function readHeader(bytes: Buffer, name: string): Promise<Metadata & { wid
   }
   const { width, height, format } = meta;
   if (format === undefined || !SUPPORTED_FORMATS.has(format)) {
-    throw new UserError(`${name}: unsupported image format '${format ?? 'unknown'}' (expected JPEG, PNG, WebP, TIFF or GIF)`);
+    throw new UserError(`${name}: unsupported image format '${format ?? 'unknown'}' (expected JPEG, PNG, WebP, TIFF, BMP or GIF)`);
   }
   if (width === undefined || height === undefined || width < 1 || height < 1) {
     throw new UserError(`${name}: image header has no valid size`);
@@ -131,6 +171,7 @@ export async function decodeImage(source: string | Uint8Array, options: DecodeOp
       ? await readImageFile(source, name)
       : Buffer.from(source.buffer, source.byteOffset, source.byteLength);
   if (bytes.length === 0) throw new UserError(`${name}: is empty (0 bytes)`);
+  if (isBmp(bytes)) return decodeBmp(bytes, name, maxPixels);
 
   const meta = await readHeader(bytes, name);
   if (maxPixels !== undefined && meta.width * meta.height > maxPixels) {

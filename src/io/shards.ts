@@ -1,8 +1,10 @@
 /**
  * The reference's pre-training data, streamed straight from its tar files: two key-matched
- * webdataset shard sets, images (`KEY.jpg`, `.jpeg`, `.png`, `.webp`) and annotations (`KEY.json`:
- * local captions `text`, one pixel box `[x0, y0, x1, y1]` per caption in `box`, `global_text`,
- * optional `type`). Shard i of the images pairs with shard i of the annotations.
+ * webdataset shard sets, images (`KEY.jpg`, `.jpeg`, `.png`, `.webp`, `.bmp`, `.tiff`, `.tif`: what
+ * the reference's reader takes) and annotations (`KEY.json`: local captions `text`, one pixel box
+ * `[x0, y0, x1, y1]` per caption in `box`, `global_text`, optional `type`). As in the reference,
+ * `global_text` is optional, and so are `text` and `box` (together) when `global_text` is there.
+ * Shard i of the images pairs with shard i of the annotations.
  *
  * Nothing is extracted to disk and images are not decoded here: a sample carries the encoded
  * bytes, so skipping samples (resume) costs only reading tar bytes. Broken data is never fatal:
@@ -17,19 +19,21 @@ import tar from 'tar-stream';
 import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { Rng } from '../rng.js';
-import { decodeImage } from './image.js';
+import { decodeImage, exifOrientation } from './image.js';
 
 /** A box in pixels of the original image: [x0, y0, x1, y1] with x0 <= x1, y0 <= y1. */
 export type Box = readonly [number, number, number, number];
 
 /** One validated `KEY.json`. */
 export interface Annotation {
-  /** Local captions, one per box. */
+  /** Local captions, one per box (empty when the entry has none). */
   readonly text: readonly string[];
   readonly box: readonly Box[];
-  /** One caption of the whole image (`global_text` on disk). */
-  readonly globalText: string;
+  /** One caption of the whole image (`global_text` on disk), null when absent. */
+  readonly globalText: string | null;
   readonly type?: string;
+  /** set when the entry holds `text` and `box` as empty lists (rather than leaving them out) */
+  readonly emptyLists?: true;
 }
 
 /** One image with its annotation, as read from a shard pair. */
@@ -37,9 +41,9 @@ export interface RawSample {
   readonly key: string;
   /** The image shard the sample came from. */
   readonly shard: string;
-  /** Encoded image file bytes (JPEG, PNG or WebP). */
+  /** Encoded image file bytes (JPEG, PNG, WebP, BMP or TIFF). */
   readonly image: Uint8Array;
-  /** The image entry's extension, lower case: jpg, jpeg, png or webp. */
+  /** The image entry's extension, lower case: jpg, jpeg, png, webp, bmp, tiff or tif. */
   readonly imageExt: string;
   readonly annotation: Annotation;
 }
@@ -58,7 +62,7 @@ export interface ShardProblem {
   readonly problem: string;
 }
 
-const IMAGE_EXTS: ReadonlySet<string> = new Set(['jpg', 'jpeg', 'png', 'webp']);
+const IMAGE_EXTS: ReadonlySet<string> = new Set(['jpg', 'jpeg', 'png', 'webp', 'bmp', 'tiff', 'tif']);
 const ANNOTATION_EXT = 'json';
 
 // ---------------------------------------------------------------------------------------------
@@ -156,16 +160,28 @@ export function expandShardSpec(spec: string | readonly string[]): string[] {
 const finite = z.number().finite();
 const annotationSchema = z
   .object({
-    text: z.array(z.string()),
-    box: z.array(z.tuple([finite, finite, finite, finite])),
-    global_text: z.string(),
+    text: z.array(z.string()).optional(),
+    box: z.array(z.tuple([finite, finite, finite, finite])).optional(),
+    global_text: z.string().optional(),
     type: z.string().optional(),
   })
   .superRefine((a, ctx) => {
-    if (a.box.length !== a.text.length) {
-      ctx.addIssue({ code: 'custom', path: ['box'], message: `${a.box.length} boxes for ${a.text.length} captions in text` });
+    // the reference's reader takes `text` and `box` together, or `global_text` alone
+    if (a.text === undefined && a.global_text === undefined) {
+      ctx.addIssue({ code: 'custom', path: [], message: 'neither text nor global_text: no caption to train on' });
     }
-    a.box.forEach(([x0, y0, x1, y1], i) => {
+    if ((a.text === undefined) !== (a.box === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [a.text === undefined ? 'text' : 'box'], message: `missing while ${a.text === undefined ? 'box' : 'text'} is there` });
+    }
+    const text = a.text ?? [];
+    const box = a.box ?? [];
+    if (a.text !== undefined && a.box !== undefined && box.length !== text.length) {
+      ctx.addIssue({ code: 'custom', path: ['box'], message: `${box.length} boxes for ${text.length} captions in text` });
+    }
+    if (text.length === 0 && a.global_text === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['text'], message: 'empty, and no global_text: no caption to train on' });
+    }
+    box.forEach(([x0, y0, x1, y1], i) => {
       if (x1 < x0) ctx.addIssue({ code: 'custom', path: ['box', i], message: `x1 < x0 (${x1} < ${x0})` });
       if (y1 < y0) ctx.addIssue({ code: 'custom', path: ['box', i], message: `y1 < y0 (${y1} < ${y0})` });
     });
@@ -186,8 +202,9 @@ export function parseAnnotation(bytes: Uint8Array): ParsedAnnotation {
     const issues = result.error.issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : '(root)'}: ${i.message}`);
     return { ok: false, reason: 'badAnnotation', problem: issues.slice(0, 3).join('; ') + (issues.length > 3 ? `; ${issues.length - 3} more` : '') };
   }
-  const { text, box, global_text: globalText, type } = result.data;
-  return { ok: true, annotation: type === undefined ? { text, box, globalText } : { text, box, globalText, type } };
+  const { text = [], box = [], global_text: globalText = null, type } = result.data;
+  const emptyLists = result.data.text !== undefined && text.length === 0;
+  return { ok: true, annotation: { text, box, globalText, ...(type === undefined ? {} : { type }), ...(emptyLists ? { emptyLists: true as const } : {}) } };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -484,7 +501,8 @@ export class ShardDataset {
 // Validation
 
 /** Problems validation finds besides the reader's. */
-export type ValidationReason = SkipReason | 'badImage' | 'boxOutside';
+export type ValidationReason = SkipReason | 'badImage' | 'boxOutside' | 'emptyCaptions' | 'orientation';
+const VALIDATION_REASONS: readonly ValidationReason[] = [...SKIP_REASONS, 'badImage', 'boxOutside', 'emptyCaptions', 'orientation'];
 
 export interface ValidationProblem {
   readonly shard: string;
@@ -522,19 +540,23 @@ function boxProblems(boxes: readonly Box[], width: number, height: number): stri
 /** Decode one sample's image and check its boxes; problems for it. */
 async function checkSample(sample: RawSample, maxPixels: number | undefined): Promise<ValidationProblem[]> {
   const name = `${sample.shard}: ${sample.key}.${sample.imageExt}`;
+  const problem = (reason: ValidationReason, text: string): ValidationProblem => ({ shard: sample.shard, key: sample.key, reason, problem: text });
+  const found: ValidationProblem[] = [];
+  if (sample.annotation.emptyLists) {
+    // the reference's loader merges the chosen local captions and divides by their number
+    found.push(problem('emptyCaptions', 'text and box are empty lists, which the reference\'s loader crashes on when it picks a local caption; leave both keys out (global_text only) or the image out'));
+  }
   let size: { width: number; height: number };
   try {
     size = await decodeImage(sample.image, maxPixels === undefined ? { name } : { name, maxPixels });
   } catch (e) {
-    const problem = (e instanceof Error ? e.message : String(e)).replace(`${name}: `, '');
-    return [{ shard: sample.shard, key: sample.key, reason: 'badImage', problem }];
+    return [...found, problem('badImage', (e instanceof Error ? e.message : String(e)).replace(`${name}: `, ''))];
   }
-  return boxProblems(sample.annotation.box, size.width, size.height).map((problem) => ({
-    shard: sample.shard,
-    key: sample.key,
-    reason: 'boxOutside',
-    problem,
-  }));
+  const orientation = await exifOrientation(sample.image);
+  if (orientation !== 1) {
+    found.push(problem('orientation', `EXIF orientation ${orientation}: the reference's reader (PIL, orientation not applied) sees other pixels under the boxes than this one; store the pixels upright without the tag`));
+  }
+  return [...found, ...boxProblems(sample.annotation.box, size.width, size.height).map((p) => problem('boxOutside', p))];
 }
 
 /**
@@ -549,7 +571,7 @@ export async function validateShards(
 ): Promise<ValidationReport> {
   const dataset = new ShardDataset({ images, annotations, seed: 0, shuffleBuffer: 0, resample: false, shuffleShards: false });
   const problems: ValidationProblem[] = [];
-  const byReason = Object.fromEntries([...SKIP_REASONS, 'badImage', 'boxOutside'].map((r) => [r, 0])) as Record<ValidationReason, number>;
+  const byReason = Object.fromEntries(VALIDATION_REASONS.map((r) => [r, 0])) as Record<ValidationReason, number>;
   const add = (p: ValidationProblem): void => {
     problems.push(p);
     byReason[p.reason]++;

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseConfig, type PS3Config } from '../io/config.js';
 import { openSafetensors } from '../io/safetensors.js';
+import { readPreprocessor, type ImageProcessorConfig } from '../io/preprocessor.js';
 import { UserError } from '../errors.js';
 import { paramTable, textParams, visionParams, WRAPPER_KEYS, type ParamTable } from './params.js';
 import { checkAndLoad, randomWeights, type Weights } from './weights.js';
@@ -15,6 +16,14 @@ export interface PS3Model {
   readonly weights: Weights;
   /** where it came from: a folder, or "random (seed N)" */
   readonly source: string;
+  /** the folder's `preprocessor_config.json` (either layout); absent for random weights */
+  readonly preprocessor?: ImageProcessorConfig;
+}
+
+/** How images are prepared for `model`: its folder's processor, else PS3's at the top scale. */
+export function imageProcessor(model: PS3Model): ImageProcessorConfig {
+  const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
+  return model.preprocessor ?? { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] };
 }
 
 export type ModelParts = 'all' | 'vision' | 'text';
@@ -46,6 +55,7 @@ function tableFor(config: PS3Config, parts: ModelParts): { table: ParamTable; ex
 export function loadModel(dir: string, parts: ModelParts = 'all'): PS3Model {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UserError(`${dir}: model folder not found`);
   const config = readConfigFile(path.join(dir, 'config.json'));
+  const preprocessor = readPreprocessor(dir, config.vision.scales[config.vision.scales.length - 1]!);
   const file = openSafetensors(path.join(dir, 'model.safetensors'));
   const { table, extra } = tableFor(config, parts);
   const weights = checkAndLoad(
@@ -55,7 +65,7 @@ export function loadModel(dir: string, parts: ModelParts = 'all'): PS3Model {
     extra,
     (k) => WRAPPER_KEYS.has(k),
   );
-  return { config, weights, source: dir };
+  return { config, weights, source: dir, preprocessor };
 }
 
 /** A model of `config` with reproducible random weights (and the wrapper's logit scale and bias). */

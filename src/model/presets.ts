@@ -11,8 +11,11 @@ function vitTrunk(width: number, depth: number, heads: number): Json {
   return { patch_size: 14, embed_dim: width, depth, num_heads: heads, mlp_ratio: 4, class_token: false, global_pool: 'map', norm_eps: 1e-6, qkv_bias: true };
 }
 
+// the reference's PS3VisionConfig defaults pool to 'avg' and hidden_size to 1152: spelled out
 function preset(vision: Json, text: Json): Json {
-  return { model_type: 'ps3', vision_config: vision, text_config: text, init_logit_scale: Math.log(10), init_logit_bias: -10 };
+  const trunk = vision['trunk'] as { embed_dim: number } | undefined;
+  const shape = { hidden_size: trunk?.embed_dim ?? 1152, pool: 'map', class_token: false };
+  return { model_type: 'ps3', vision_config: { ...shape, ...vision }, text_config: text, init_logit_scale: Math.log(10), init_logit_bias: -10 };
 }
 
 const SIGLIP_TEXT = {

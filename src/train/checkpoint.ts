@@ -1,7 +1,7 @@
 /**
  * Training checkpoints that survive a kill at any moment. `OUT/checkpoint/` is a Hugging Face
  * PS3 folder (`config.json`, `model.safetensors`, `preprocessor_config.json`, tokenizer files)
- * that `loadModel` reads like a released one, plus `optimizer.safetensors` and
+ * that `loadModel` reads like a released one and the reference's classes take as written, plus `optimizer.safetensors` and
  * `trainer_state.json` (step, data position, the run's options).
  *
  * A new checkpoint is written whole into a fresh folder, then swapped in with two renames; if
@@ -11,8 +11,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { tf } from '../tensor/engine.js';
 import { readSafetensors, writeSafetensors, type FloatStorage, type NamedArray } from '../io/safetensors.js';
+import { officialConfigJson, openClipClean } from '../io/exportConfig.js';
+import { preprocessorJson } from '../io/preprocessor.js';
+import { writeTokenizerFolder } from '../io/tokenizerFolder.js';
 import { UserError } from '../errors.js';
-import type { PS3Model } from '../model/load.js';
+import { readConfigFile, type PS3Model } from '../model/load.js';
 import type { AdamW } from './optimizer.js';
 
 export const CHECKPOINT = 'checkpoint';
@@ -34,14 +37,6 @@ async function toArrays(tensors: Iterable<[string, tf.Tensor]>): Promise<Map<str
   return out;
 }
 
-function copyTokenizer(from: string | undefined, to: string): void {
-  if (!from) return;
-  for (const name of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
-    const src = path.join(from, name);
-    if (fs.existsSync(src)) fs.copyFileSync(src, path.join(to, name));
-  }
-}
-
 export async function saveCheckpoint(outDir: string, model: PS3Model, optimizer: AdamW, state: TrainerState, tokenizerDir?: string): Promise<string> {
   fs.mkdirSync(outDir, { recursive: true });
   const incoming = path.join(outDir, INCOMING);
@@ -49,13 +44,15 @@ export async function saveCheckpoint(outDir: string, model: PS3Model, optimizer:
   fs.mkdirSync(incoming);
   writeSafetensors(path.join(incoming, 'model.safetensors'), await toArrays(model.weights.entries()), { format: 'pt' });
   writeSafetensors(path.join(incoming, 'optimizer.safetensors'), await toArrays(optimizer.state().entries()));
-  fs.writeFileSync(path.join(incoming, 'config.json'), `${JSON.stringify(model.config.raw, null, 2)}\n`);
+  fs.writeFileSync(path.join(incoming, 'config.json'), `${JSON.stringify(officialConfigJson(model.config), null, 2)}\n`);
   const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
-  const preprocessor = { image_processor_type: 'PS3ImageProcessor', do_resize: true, size: { height: S, width: S }, resample: 3, do_normalize: true, image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5] };
-  fs.writeFileSync(path.join(incoming, 'preprocessor_config.json'), `${JSON.stringify(preprocessor, null, 2)}\n`);
-  copyTokenizer(tokenizerDir, incoming);
-  fs.writeFileSync(path.join(incoming, 'trainer_state.json'), `${JSON.stringify(state, null, 2)}\n`);
+  fs.writeFileSync(path.join(incoming, 'preprocessor_config.json'), `${JSON.stringify(preprocessorJson(S), null, 2)}\n`);
   const current = path.join(outDir, CHECKPOINT);
+  if (tokenizerDir) {
+    const { contextLength, tokenizerClean } = model.config.text;
+    writeTokenizerFolder(tokenizerDir, incoming, { contextLength, clean: openClipClean(tokenizerClean), folder: current });
+  }
+  fs.writeFileSync(path.join(incoming, 'trainer_state.json'), `${JSON.stringify(state, null, 2)}\n`);
   const outgoing = path.join(outDir, OUTGOING);
   fs.rmSync(outgoing, { recursive: true, force: true });
   if (fs.existsSync(current)) fs.renameSync(current, outgoing);
@@ -88,19 +85,21 @@ export function readOptimizerState(dir: string): Map<string, tf.Tensor> {
   return new Map([...arrays].map(([k, a]) => [k, tf.tensor(a.data, [...a.shape])]));
 }
 
-/** The files of a model folder (what `loadModel` and the official code read); a checkpoint adds the trainer's. */
-const MODEL_FILES = ['config.json', 'preprocessor_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+/** The files of a model folder copied as they are (the tokenizer's are rewritten to name their new folder). */
+const MODEL_FILES = ['config.json', 'preprocessor_config.json'];
 
 /**
- * A checkpoint (or any model folder) as a model folder to ship: the model files copied, the
- * weights rewritten with floats in `floats` (F16 halves the size), the optimizer and trainer
- * state left out. Files already in `out` that are not model files (notes, metrics) stay; each
- * written file lands whole (temporary name, then rename).
+ * A checkpoint (or any model folder) as a model folder to ship: config and preprocessor copied,
+ * the tokenizer files rewritten so `tokenizer_config.json` names `out` (as given: a relative path
+ * stays relative), the weights rewritten with floats in `floats` (F16 halves the size), the
+ * optimizer and trainer state left out. Files already in `out` that are not model files (notes,
+ * metrics) stay; copied files land whole (temporary name, then rename).
  */
 export function exportModel(from: string, out: string, floats: FloatStorage): { files: string[]; bytes: number } {
   const weightsFile = path.join(from, 'model.safetensors');
   if (!fs.existsSync(path.join(from, 'config.json')) || !fs.existsSync(weightsFile)) throw new UserError(`${from}: not a model folder (config.json and model.safetensors expected)`);
   if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new UserError(`--out ${out}: exists and is not a folder`);
+  const config = readConfigFile(path.join(from, 'config.json'));
   const weights = readSafetensors(weightsFile);
   fs.mkdirSync(out, { recursive: true });
   const files: string[] = [];
@@ -112,8 +111,10 @@ export function exportModel(from: string, out: string, floats: FloatStorage): { 
     fs.renameSync(tmp, path.join(out, name));
     files.push(name);
   }
-  const target = path.join(out, 'model.safetensors');
-  writeSafetensors(target, weights, { format: 'pt' }, floats);
+  const { contextLength, tokenizerClean } = config.text;
+  writeTokenizerFolder(from, out, { contextLength, clean: openClipClean(tokenizerClean), folder: out });
+  for (const name of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) if (fs.existsSync(path.join(from, name)) && fs.existsSync(path.join(out, name))) files.push(name);
+  writeSafetensors(path.join(out, 'model.safetensors'), weights, { format: 'pt' }, floats);
   files.push('model.safetensors');
   return { files, bytes: files.reduce((a, f) => a + fs.statSync(path.join(out, f)).size, 0) };
 }

@@ -132,8 +132,9 @@ export function boxToGtMap(box: Box | null, size: number): Float32Array {
 /** The global caption or one random local (box, caption); box null for the global one. */
 function pickCaption(raw: RawSample, rng: Rng, globalCaptionProb: number): { text: string; box: Box | null } {
   const { text, box, globalText } = raw.annotation;
-  const global = rng.next() < globalCaptionProb || text.length === 0;
-  if (global) return { text: globalText, box: null };
+  // the coin is drawn even when only one kind exists, so the draws stay in step
+  const coin = rng.next();
+  if (globalText !== null && (coin < globalCaptionProb || text.length === 0)) return { text: globalText, box: null };
   const i = rng.int(0, text.length - 1);
   return { text: text[i]!, box: box[i]! };
 }

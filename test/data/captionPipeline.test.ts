@@ -18,6 +18,7 @@ import { captionImages, GLOBAL_PROMPT, REGION_PROMPT, type CaptionEvent, type Ca
 import { fittedSize } from '../../src/data/caption/crops.js';
 import { PROGRESS_FILE, ProgressLog } from '../../src/data/caption/progressLog.js';
 import { ShardDataset, validateShards, type Box, type RawSample } from '../../src/io/shards.js';
+import { decodeImage, exifOrientation } from '../../src/io/image.js';
 import { UserError } from '../../src/errors.js';
 import { FakeVisionServer, ok, type Script, type SeenRequest } from './caption/server.js';
 
@@ -171,7 +172,7 @@ function shardHashes(out: string): string[] {
   );
 }
 
-test('captions a folder into a valid shard pair set: original bytes, boxes after EXIF orientation, crops of the right size', async () => {
+test('captions a folder into a valid shard pair set: original bytes (rotated ones stored upright), boxes after EXIF orientation, crops of the right size', async () => {
   const { dir, expected } = await makeImages('e2e');
   const out = path.join(tmp, 'e2e-out');
   const { summary, events } = await run(options(dir, out));
@@ -195,9 +196,23 @@ test('captions a folder into a valid shard pair set: original bytes, boxes after
   for (const s of found) {
     const want = expected.get(s.key)!;
     const file = s.key === 'sub_sign' ? 'sub/sign.jpg' : `${s.key}.${s.imageExt}`;
-    assert.ok(Buffer.from(s.image).equals(readFileSync(path.join(dir, file))), `${s.key}: stored bytes differ from the file`);
+    const original = readFileSync(path.join(dir, file));
+    if (s.key === 'rotated') {
+      // stored upright without the tag: decoded as PIL decodes (orientation not applied), the
+      // pixels are the displayed ones the boxes were made on
+      assert.equal(await exifOrientation(s.image), 1);
+      const stored = await sharp(s.image).raw().toBuffer({ resolveWithObject: true });
+      assert.deepEqual([stored.info.width, stored.info.height], [want.width, want.height]);
+      const shown = await decodeImage(original);
+      let diff = 0;
+      for (let i = 0; i < shown.data.length; i++) diff += Math.abs(shown.data[i]! - stored.data[i]!);
+      assert.ok(diff / shown.data.length < 2, `re-encoded pixels differ by ${diff / shown.data.length} on average`);
+    } else {
+      assert.ok(Buffer.from(s.image).equals(original), `${s.key}: stored bytes differ from the file`);
+    }
     const a = s.annotation;
     assert.equal(a.type, 'caption');
+    assert.ok(a.globalText !== null);
     assert.equal(byCaption.get(a.globalText)?.prompt, GLOBAL_PROMPT);
     assert.deepEqual(size(a.globalText), Object.values(fittedSize(want.width, want.height, 256)));
     assert.equal(a.box.length, a.text.length);
@@ -211,6 +226,10 @@ test('captions a folder into a valid shard pair set: original bytes, boxes after
     for (const shape of want.shapes) assert.ok(a.box.some((b) => contains(b, shape)), `${s.key}: no box holds the shape ${shape} (${a.box.join(' | ')})`);
     if (s.key === 'flat') assert.deepEqual(a.box, []);
   }
+  // the region-less image has its global caption only: no empty lists anywhere
+  const json = readdirSync(path.join(out, 'annotations')).map((n) => readFileSync(path.join(out, 'annotations', n), 'latin1')).join('');
+  assert.ok(!json.includes('"text":[]') && !json.includes('"box":[]'), 'an annotation holds empty caption lists');
+  assert.ok(json.includes('{"global_text":"caption '), 'the flat image has no global-only annotation');
   assert.equal(server.requests.length, regionCaptions + 4);
 
   // nothing to do a second time: no request, the same shard bytes; the broken file is reported again
@@ -229,6 +248,20 @@ test('requests in flight never exceed --concurrency, and reach it', async () => 
     assert.equal(summary.captioned, 6);
     assert.equal(server.maxInFlight, concurrency);
     await assertValid(out, 6);
+  }
+});
+
+test('with no regions, every image gets its global caption only, spread evenly over the shards (3/2/2, not 3/3/1)', async () => {
+  const dir = await makeMany('even', 7);
+  const out = path.join(tmp, 'even-out');
+  const { summary } = await run(options(dir, out, { regions: 0, perShard: 3 }));
+  assert.deepEqual([summary.captioned, summary.samples, summary.shards, summary.requests], [7, 7, 3, 7]);
+  await assertValid(out, 7);
+  const counts = readdirSync(path.join(out, 'images')).sort().map((n) => (readFileSync(path.join(out, 'images', n), 'latin1').match(/img-\d\d\.png/g) ?? []).length);
+  assert.deepEqual(counts, [3, 2, 2]);
+  for (const s of await samples(out)) {
+    assert.deepEqual([s.annotation.text, s.annotation.box], [[], []]);
+    assert.ok(s.annotation.globalText?.startsWith('caption '));
   }
 });
 

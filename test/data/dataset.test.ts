@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { extract } from 'tar-stream';
-import { ShardWriter, shardName } from '../../src/data/shardWriter.js';
+import { evenShardSizes, ShardWriter, shardName } from '../../src/data/shardWriter.js';
 import { writeSynthDataset, type SynthDatasetOptions } from '../../src/data/synth.js';
 import { dataSynthCommand, type DataSynthOptions } from '../../src/cli/dataSynth.js';
 import { UserError } from '../../src/errors.js';
@@ -99,6 +99,18 @@ test('shards: nothing written, no shard', () => withTempDir(async (dir) => {
   assert.deepEqual(await new ShardWriter(dir, 4).close(), { shards: [], bytes: 0 });
   assert.deepEqual(await readdir(dir), []);
   assert.throws(() => new ShardWriter(dir, 0), RangeError);
+}));
+
+test('shards: with the total known, samples spread evenly over as few shards as perShard allows', () => withTempDir(async (dir) => {
+  assert.deepEqual(evenShardSizes(7, 3), [3, 2, 2]);
+  assert.deepEqual(evenShardSizes(10, 4), [4, 3, 3]);
+  assert.deepEqual(evenShardSizes(8, 4), [4, 4]);
+  assert.deepEqual(evenShardSizes(1, 4), [1]);
+  const writer = new ShardWriter(dir, 3, { total: 7 });
+  for (let i = 0; i < 7; i++) await writer.write(`k${i}`, [{ ext: 'txt', data: Buffer.from(String(i)) }]);
+  const set = await writer.close();
+  assert.deepEqual(await Promise.all(set.shards.map(async (p) => (await readTar(p)).length)), [3, 2, 2]);
+  assert.throws(() => new ShardWriter(dir, 3, { total: -1 }), RangeError);
 }));
 
 const SMALL: Omit<SynthDatasetOptions, 'out'> = { count: 5, width: 320, height: 256, seed: 11, perShard: 2, format: 'png' };

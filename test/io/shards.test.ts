@@ -9,6 +9,7 @@ import { dataValidateCommand } from '../../src/cli/dataValidate.js';
 import { UserError } from '../../src/errors.js';
 import { braceExpand, expandShardSpec, parseAnnotation, ShardDataset, validateShards } from '../../src/io/shards.js';
 import type { RawSample, ShardDatasetOptions } from '../../src/io/shards.js';
+import { decodeImage } from '../../src/io/image.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-shards-test-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -126,14 +127,20 @@ test('parseAnnotation validates fields and box count', () => {
     bad({ text: ['a'], box: [[0, 0, 1]], global_text: 'g' }),
     bad({ text: ['a'], box: [[5, 0, 1, 1]], global_text: 'g' }),
     bad({ text: ['a'], box: [[0, 5, 1, 1]], global_text: 'g' }),
-    bad({ text: ['a'], box: [[0, 0, 1, 1]] }),
     bad({ text: 'a', box: [], global_text: 'g' }),
+    bad({ box: [[0, 0, 1, 1]], global_text: 'g' }),
+    bad({ text: ['a'], global_text: 'g' }),
+    bad({ type: 'caption' }),
+    bad({ text: [], box: [] }),
   ];
   for (const r of reasons) assert.equal(r.ok ? 'ok' : r.reason, 'badAnnotation', JSON.stringify(r));
   const first = reasons[0]!;
   assert.ok(!first.ok && first.problem.includes('2 captions'), JSON.stringify(first));
   const third = reasons[2]!;
   assert.ok(!third.ok && /box\.0: x1 < x0/.test(third.problem), JSON.stringify(third));
+  // as in the reference's reader: global_text is optional, and so are text and box together
+  assert.deepEqual(parseAnnotation(Buffer.from(JSON.stringify({ text: ['a'], box: [[0, 0, 1, 1]] }))), { ok: true, annotation: { text: ['a'], box: [[0, 0, 1, 1]], globalText: null } });
+  assert.deepEqual(parseAnnotation(Buffer.from(JSON.stringify({ global_text: 'g', type: 'caption' }))), { ok: true, annotation: { text: [], box: [], globalText: 'g', type: 'caption' } });
   const notJson = parseAnnotation(Buffer.from('{"text": ['));
   assert.equal(notJson.ok ? 'ok' : notJson.reason, 'badJson');
 });
@@ -289,6 +296,63 @@ test('samples({ skip: n }) continues exactly where an uninterrupted run would be
 async function png(width: number, height: number): Promise<Buffer> {
   return sharp(Buffer.alloc(width * height * 3, 90), { raw: { width, height, channels: 3 } }).png().toBuffer();
 }
+
+/** A 24-bit bottom-up BMP (BITMAPINFOHEADER) of `pixels`, [height][width] of RGB, written by hand. */
+function bmp(pixels: readonly (readonly (readonly [number, number, number])[])[]): Buffer {
+  const height = pixels.length;
+  const width = pixels[0]!.length;
+  const row = Math.ceil((width * 3) / 4) * 4;
+  const b = Buffer.alloc(54 + row * height);
+  b.write('BM', 0);
+  b.writeUInt32LE(b.length, 2);
+  b.writeUInt32LE(54, 10);
+  b.writeUInt32LE(40, 14);
+  b.writeInt32LE(width, 18);
+  b.writeInt32LE(height, 22);
+  b.writeUInt16LE(1, 26);
+  b.writeUInt16LE(24, 28);
+  b.writeUInt32LE(row * height, 34);
+  pixels.forEach((line, y) => line.forEach(([r, g, bl], x) => {
+    const at = 54 + (height - 1 - y) * row + x * 3;
+    b[at] = bl;
+    b[at + 1] = g;
+    b[at + 2] = r;
+  }));
+  return b;
+}
+
+test('validateShards accepts what the reference reader accepts (BMP, TIFF, global_text only) and flags EXIF orientation and empty caption lists', async () => {
+  const image = await png(40, 30);
+  const tiff = await sharp(Buffer.alloc(40 * 30 * 3, 120), { raw: { width: 40, height: 30, channels: 3 } }).tiff().toBuffer();
+  const tagged = await sharp(Buffer.alloc(40 * 30 * 3, 60), { raw: { width: 40, height: 30, channels: 3 } }).jpeg().withMetadata({ orientation: 6 }).toBuffer();
+  const picture = bmp([[[255, 0, 0], [0, 255, 0], [0, 0, 255]], [[10, 20, 30], [40, 50, 60], [70, 80, 90]]]);
+  const box = (b: number[]) => JSON.stringify({ text: ['t'], box: [b], global_text: 'g' });
+  const images = write('validate-ref/images.tar', await tarBytes([
+    ['picture.bmp', picture],
+    ['scan.tiff', tiff],
+    ['scan2.tif', tiff],
+    ['globalonly.png', image],
+    ['nolocal.png', image],
+    ['rotated.jpg', tagged],
+  ]));
+  const annotations = write('validate-ref/annotations.tar', await tarBytes([
+    ['picture.json', box([0, 0, 3, 2])],
+    ['scan.json', box([0, 0, 40, 30])],
+    ['scan2.json', JSON.stringify({ text: ['t'], box: [[1, 1, 2, 2]] })],
+    ['globalonly.json', JSON.stringify({ global_text: 'g' })],
+    ['nolocal.json', JSON.stringify({ text: [], box: [], global_text: 'g' })],
+    ['rotated.json', box([0, 0, 30, 40])],
+  ]));
+  const report = await validateShards(images, annotations);
+  assert.deepEqual(report.problems.map((p) => [p.key, p.reason]), [['nolocal', 'emptyCaptions'], ['rotated', 'orientation']]);
+  assert.match(report.problems[0]!.problem, /empty lists/);
+  assert.match(report.problems[1]!.problem, /EXIF orientation 6/);
+  assert.equal(report.counts.samples, 6);
+  assert.equal(report.counts.ok, 4);
+  // the BMP decodes to its pixels, top row first
+  const decoded = await decodeImage(picture);
+  assert.deepEqual([decoded.width, decoded.height, [...decoded.data]], [3, 2, [255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30, 40, 50, 60, 70, 80, 90]]);
+});
 
 test('validateShards and data validate report each problem entry by entry', async () => {
   const image = await png(40, 30);

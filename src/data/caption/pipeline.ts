@@ -8,11 +8,12 @@
  * concurrency limit; every caption is logged as it arrives (progressLog.ts), so a re-run asks
  * only for what is missing. At the end the shards are (re)written from the log (output.ts).
  *
- * Orientation: the image shards hold the original file bytes, untouched; boxes are in the frame
- * `decodeImage` gives, i.e. after EXIF orientation, which is the frame `ps3 train` and
- * `ps3 data validate` decode them in. A reader that ignores EXIF orientation (PIL's plain
- * `Image.open`) would see those boxes rotated on images with an orientation tag other than 1.
- * Each box is the region the captioner saw: the proposal grown by the margin.
+ * Orientation: boxes are in the frame `decodeImage` gives, i.e. after EXIF orientation; the
+ * image shards hold the file's bytes, except that an image with an orientation tag other than 1
+ * is stored as its displayed pixels without the tag (output.ts), so a reader that ignores EXIF
+ * orientation (PIL's plain `Image.open`, as the reference's loader) sees the same pixels under
+ * each box. Each box is the region the captioner saw: the proposal grown by the margin. An image
+ * without regions is written with its global caption only.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
