@@ -47,6 +47,7 @@ const schema = z
       }
       return { contrastive: parts[0]!, priorBox: parts[1]!, posteriorBox: parts[2]! };
     }),
+    logitBias: num('logit-bias').optional(),
     evalEvery: num('eval-every').pipe(z.number().int('--eval-every must be an integer').nonnegative('--eval-every must be >= 0 (0 = never)')),
     // retrieval's 7 distractors come from the other scenes' captions (4 to 8 each): 3 scenes at least
     evalScenes: num('eval-scenes').pipe(z.number().int('--eval-scenes must be an integer').min(3, '--eval-scenes must be at least 3 (retrieval draws its distractors from the other scenes)')),
@@ -82,6 +83,7 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
     shuffleBuffer: o.shuffleBuffer,
     globalCaptionProb: o.globalCaptionProb,
     evalEvery: o.evalEvery,
+    ...(o.logitBias !== undefined ? { logitBias: o.logitBias } : {}),
   };
   let bar: Progress | undefined;
   let started = performance.now();

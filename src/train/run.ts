@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
+import { tf } from '../tensor/engine.js';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer.js';
 import { loadModel, randomModel, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
@@ -25,6 +26,13 @@ export interface TrainRunOptions extends TrainLoopOptions {
   readonly seed: number;
   readonly shuffleBuffer: number;
   readonly globalCaptionProb: number;
+  /**
+   * Start the run with this SigLIP logit bias (not on --resume). The reference's -10 suits its
+   * batches of thousands, where nearly every pair is a negative; with a handful of samples a batch
+   * the fastest way down from -10 is to make every image and text feature alike, and training
+   * stalls there. A bias near log(1 / (B - 1)) starts at that point instead.
+   */
+  readonly logitBias?: number;
 }
 
 function dataPaths(dir: string): { images: string; annotations: string; tokenizer: string } {
@@ -67,6 +75,10 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   } else if (o.init) model = loadModel(o.init);
   else if (o.preset) model = randomModel(presetConfig(o.preset), o.seed);
   else throw new UserError('give --preset NAME or --init DIR (or --resume)');
+  if (o.logitBias !== undefined && !previous) {
+    if (!model.weights.has('logit_bias')) throw new UserError('--logit-bias: the model has no logit_bias');
+    model.weights.replace('logit_bias', tf.fill([1], o.logitBias));
+  }
   const optimizer = new AdamW(o.adamw);
   let state = { step: 0, samplesSeen: 0 };
   if (previous) {
