@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `ps3` command: one thin file per subcommand. */
 import { Command } from 'commander';
-import { runCommand } from './run.js';
+import { exitWhenIdle, runCommand } from './run.js';
 import { parityCommand } from './parity.js';
 import { demoCommand, type DemoCliOptions } from './demo.js';
 import { evalQaCommand, QA_HELP, type EvalQaCliOptions } from './evalQa.js';
@@ -43,6 +43,7 @@ program
   .option('--cost-resolutions <list>', 'resolutions of the cost report (default 756,1512,3780,7560)')
   .option('--seed <n>', 'seed of data, training and evaluation (default 0)')
   .option('--quick', 'small budgets: a check that everything runs, not a result')
+  .option('--preset <name>', 'the shape pre-trained from random weights (default tiny; micro for a fast check of the whole path)')
   .action((o: Omit<DemoCliOptions, 'backend'>) => runCommand(() => demoCommand({ ...o, ...program.opts() })));
 
 const bench = program
@@ -229,3 +230,4 @@ program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);
 });
 await program.parseAsync(process.argv);
+exitWhenIdle();

@@ -5,6 +5,7 @@
  * bottom-up and top-down -> `report.md`, `report.json` and pictures.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { tf } from '../tensor/engine.js';
 import { loadPixelValues } from '../io/image.js';
@@ -13,6 +14,7 @@ import { writeSynthDataset } from '../data/synth.js';
 import { synthVocabulary, writeWordTokenizer } from '../data/wordTokenizer.js';
 import { encodeImage } from '../model/encoder.js';
 import { loadModel, type PS3Model } from '../model/load.js';
+import { presetConfig } from '../model/presets.js';
 import { encodeText } from '../model/text.js';
 import { runTraining, type TrainRunOptions } from '../train/run.js';
 import { HELDOUT_SEED_BASE, makeBenchmark } from './qa/generate.js';
@@ -27,6 +29,12 @@ import type { EncodeMethod } from './baselines.js';
 
 export interface DemoOptions {
   readonly out: string;
+  /** the shape pre-trained from random weights: `tiny` (the demo) or `micro` (a fast check) */
+  readonly preset: string;
+  /** small budgets: a check that everything runs, not a result */
+  readonly quick: boolean;
+  /** the command line that asked for this run, as the report records it */
+  readonly command: string;
   readonly sampleImage: string;
   readonly prompt: string;
   readonly trainImages: number;
@@ -39,7 +47,9 @@ export interface DemoOptions {
   readonly seed: number;
 }
 
-export const DEFAULT_DEMO: Omit<DemoOptions, 'out' | 'sampleImage'> = {
+export const DEFAULT_DEMO: Omit<DemoOptions, 'out' | 'sampleImage' | 'command'> = {
+  preset: 'tiny',
+  quick: false,
   prompt: 'a red stop sign',
   trainImages: 48,
   trainMinutes: 3,
@@ -51,7 +61,21 @@ export const DEFAULT_DEMO: Omit<DemoOptions, 'out' | 'sampleImage'> = {
   seed: 0,
 };
 
+/** Where and how a report was made: it says what ran, not what a default run would have. */
+export interface DemoRun {
+  readonly command: string;
+  readonly options: Record<string, unknown>;
+  readonly quick: boolean;
+  readonly date: string;
+  readonly machine: { readonly cores: number; readonly cpu: string; readonly memory_gib: number; readonly platform: string; readonly node: string };
+  /** whether the output folder held files before this run (data/, train/ and 4kpro-lite/ are always rebuilt) */
+  readonly out_folder_reused: boolean;
+  /** per section: the weights its numbers come from */
+  readonly weights: Record<'qa' | 'retrieval' | 'cost' | 'sample', string>;
+}
+
 export interface DemoReport {
+  readonly run: DemoRun;
   readonly qa: Record<string, { accuracy: number | null; tokens: number | null; ms_per_question: number | null; status: string; per_category: Record<string, { accuracy: number | null; questions: number }> }>;
   readonly retrieval: Record<string, number | null>;
   readonly cost: Array<{ method: string; resolution: number; tokens: number; ms: number | null; status: string }>;
@@ -95,10 +119,15 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
     log(stage, `done in ${seconds[stage]} s`);
     return r;
   };
+  const reused = fs.existsSync(o.out) && fs.readdirSync(o.out).length > 0;
   fs.mkdirSync(o.out, { recursive: true });
+  const preset = presetConfig(o.preset);
+  const topScale = preset.vision.scales[preset.vision.scales.length - 1]!;
   const dataDir = path.join(o.out, 'data');
   const trainDir = path.join(o.out, 'train');
-  const S = 3780;
+  // scenes are drawn at 4K for the tiny preset; a smaller preset still gets scenes whose details
+  // need more than its low-res view (the model squashes them to its top scale)
+  const S = Math.max(topScale, 1512);
 
   await timed('data', async () => {
     fs.rmSync(dataDir, { recursive: true, force: true });
@@ -111,11 +140,11 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
   await timed('train', async () => {
     fs.rmSync(trainDir, { recursive: true, force: true });
     const train: TrainRunOptions = {
-      preset: 'tiny', data: dataDir, out: trainDir, resume: false, steps: 10_000, batch: o.batch, accum: 1, lr: 1e-3, warmup: 5, clip: 1,
+      preset: o.preset, data: dataDir, out: trainDir, resume: false, steps: 10_000, batch: o.batch, accum: 1, lr: 1e-3, warmup: 5, clip: 1,
       freeze: 'none', adamw: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 3e-4 }, lossWeights: { contrastive: 1, priorBox: 1, posteriorBox: 1 },
       seed: o.seed, saveEvery: 1_000_000, maxSeconds: o.trainMinutes * 60, shuffleBuffer: 32, globalCaptionProb: 0.25,
     };
-    log('train', `pre-training the tiny preset for ${o.trainMinutes} min, batch ${o.batch}`);
+    log('train', `pre-training the ${o.preset} preset for ${o.trainMinutes} min, batch ${o.batch}`);
     await runTraining(train, {
       onStep: (m) => {
         metrics.push(m);
@@ -149,11 +178,13 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
     }
   });
 
+  const trained = `${o.preset}, trained here for ${o.trainMinutes} min from random weights`;
+  const costWeights = `${o.preset} (random weights, the trained model's shapes)`;
   let cost: CostReport | undefined;
   const pictures: string[] = [];
   await timed('cost', async () => {
     log('cost', `encode time and tokens at ${o.costResolutions.join(', ')} px`);
-    cost = await costReport({ config: model.config, model: 'tiny (trained weights)', resolutions: o.costResolutions, looks: 1, seed: o.seed, isolate: true, timeoutS: 60 });
+    cost = await costReport({ config: model.config, model: costWeights, resolutions: o.costResolutions, looks: 1, seed: o.seed, isolate: true, timeoutS: 60 });
     pictures.push(...(await writeCostPlots(cost, o.out)));
   });
 
@@ -181,7 +212,17 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
   pictures.push(accuracyPlot);
   model.weights.dispose();
 
+  const cpus = os.cpus();
   const report: DemoReport = {
+    run: {
+      command: o.command,
+      options: Object.fromEntries(Object.entries(o).filter(([k]) => k !== 'command')),
+      quick: o.quick,
+      date: new Date().toISOString(),
+      machine: { cores: cpus.length, cpu: cpus[0]?.model.trim() ?? 'unknown', memory_gib: Math.round(os.totalmem() / 1024 ** 3), platform: `${os.platform()} ${os.arch()}`, node: process.version },
+      out_folder_reused: reused,
+      weights: { qa: trained, retrieval: trained, cost: `${costWeights}: time and tokens do not depend on the weights' values`, sample: trained },
+    },
     qa: Object.fromEntries(
       qaReports.map((r) => [
         r.method,
@@ -227,12 +268,19 @@ export function reportMarkdown(r: DemoReport, o: DemoOptions): string {
     const c = r.cost.find((x) => x.method === m && x.resolution === res);
     return c ? (c.ms === null ? c.status : `${c.ms.toFixed(0)} ms / ${c.tokens} tok`) : '—';
   }).join(' | ')} |`);
-  return `# PS3 demo report
+  const run = r.run;
+  const m = run.machine;
+  return `# PS3 demo report${run.quick ? ' (quick: small budgets, a check that everything runs, not a result)' : ''}
 
-Everything here was produced by \`npm run demo\` on this machine from a fresh clone: synthetic
-4K data, a \`tiny\` PS3 pre-trained from random weights for ${o.trainMinutes} minutes, and evaluations on
-held-out synthetic scenes. The numbers are what this run measured; read them with the training
-budget in mind.
+Made by \`${run.command}\` on ${run.date} on ${m.cores} cores (${m.cpu}), ${m.memory_gib} GiB, ${m.platform}, Node ${m.node}.
+${run.out_folder_reused ? `The output folder already held files; data/, train/ and 4kpro-lite/ were rebuilt by this run, and every number below is from it.\n` : ''}
+What ran: synthetic data (seed ${o.seed}), a \`${o.preset}\` PS3 pre-trained from random weights for ${o.trainMinutes} minutes
+(batch ${o.batch}, ${o.trainImages} scenes), evaluations on held-out synthetic scenes (${o.questions} questions, ${o.retrievalTriples} retrieval
+triples). The numbers are what this run measured; read them with the training budget in mind.
+
+Weights per section: 4KPro-lite and retrieval and the sample heat maps: ${run.weights.qa}; cost: ${run.weights.cost}.
+
+Options: ${Object.entries(run.options).map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(',') : String(v)}`).join('; ')}.
 
 ## Training
 
@@ -251,7 +299,7 @@ ${qaRows.join('\n')}
 | --- | --- |
 ${retrievalRows.join('\n')}
 
-## Cost versus resolution (one image; PS3 at one look)
+## Cost versus resolution (one image; PS3 at one look; random weights of the same shapes)
 
 | method | ${resolutions.map((x) => `${x} px`).join(' | ')} |
 | --- | ${resolutions.map(() => '---').join(' | ')} |

@@ -68,7 +68,7 @@ test('parity on the fixture folder passes; only the loss/gradient outputs may be
   if (skipped) assert.match(lines.find((l) => l.includes(' pretrain_step '))!, new RegExp(`${skipped} skipped`));
 });
 
-test('parity on a copy with one expected value off by 1.0 exits 1 with exactly one failure', () => {
+test('parity on a copy with one expected value off by 1.0 exits 3 (bad data found) with exactly one failure', () => {
   // To keep this quick the copy holds three cases (the perturbed one, a two-look case and the
   // text tower) and only the tensors they use; the full manifest runs in the test above.
   const dir = path.join(tmp, 'perturbed');
@@ -91,7 +91,7 @@ test('parity on a copy with one expected value off by 1.0 exits 1 with exactly o
   writeSafetensors(path.join(dir, 'cases.safetensors'), tensors);
 
   const r = parity(dir);
-  assert.equal(r.status, 1, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+  assert.equal(r.status, 3, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
   const m = SUMMARY.exec(lastLine(r.stdout));
   assert.ok(m, `last line ${JSON.stringify(lastLine(r.stdout))}`);
   assert.ok(lastLine(r.stdout).includes(' 1 failed,'), lastLine(r.stdout));
