@@ -53,7 +53,7 @@ export function checkFitsEngine(table: ParamTable, what: string): void {
   for (const shape of table.values()) bytes += shape.reduce((a, c) => a * c, 1) * 4;
   if (bytes >= WASM_HEAP_BYTES) {
     throw new UserError(
-      `${what}: the weights need ${(bytes / 1024 ** 3).toFixed(1)} GiB as float32, more than the WASM engine's ${WASM_HEAP_BYTES / 1024 ** 3} GiB heap; use --backend cpu, or load the vision tower only`,
+      `${what}: the weights need ${(bytes / 1024 ** 3).toFixed(1)} GiB as float32, more than the WASM engine's ${WASM_HEAP_BYTES / 1024 ** 3} GiB heap; use --backend cpu or a smaller model`,
     );
   }
 }
