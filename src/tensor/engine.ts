@@ -33,17 +33,20 @@ export class EngineOutOfMemoryError extends RangeError {
 /**
  * Without this, a failed allocation returns address 0: the backend then writes the tensor over
  * the start of the heap and the module dies later with an unrelated-looking "memory access out of
- * bounds" or "Aborted()". The module's \`_malloc\` is a stub that replaces itself on its first
+ * bounds" or "Aborted()"; a request of 2 GiB or more is refused the same way. The module's \`_malloc\` is a stub that replaces itself on its first
  * call, so it is called once before being wrapped.
  */
 function watchAllocations(): void {
-  const wasm = (tf.backend() as unknown as { wasm?: { _malloc(n: number): number; _free(p: number): void } }).wasm;
+  const wasm = (tf.backend() as unknown as { wasm?: { _malloc(n: number): number; _free(p: number): void; HEAPU8: Uint8Array } }).wasm;
   if (!wasm) return;
   wasm._free(wasm._malloc(8));
   const malloc = wasm._malloc.bind(wasm);
   wasm._malloc = (n: number): number => {
+    // the module's malloc takes a signed 32-bit size: 2 GiB or more comes back as a bogus address
+    if (n >= 2 ** 31) throw new EngineOutOfMemoryError(n);
     const p = malloc(n);
-    if (p === 0 && n > 0) throw new EngineOutOfMemoryError(n);
+    // when the heap cannot grow, malloc answers 0 or (observed) an address past the heap's end
+    if (n > 0 && (p === 0 || (p >>> 0) + n > wasm.HEAPU8.length)) throw new EngineOutOfMemoryError(n);
     return p;
   };
 }
