@@ -31,7 +31,7 @@ const deferred = allOutputs.filter((o) => o.case === 'pretrain_step' && (o.outpu
 function parity(dir: string): SpawnSyncReturns<string> {
   const env = { ...process.env };
   delete env['PS3_BACKEND']; // the default backend
-  return spawnSync(process.execPath, [cli, 'parity', dir], { cwd: root, encoding: 'utf8', env, timeout: 60_000 });
+  return spawnSync(process.execPath, [cli, 'parity', dir], { cwd: root, encoding: 'utf8', env, timeout: 300_000 });
 }
 
 function lastLine(text: string): string {
