@@ -3,6 +3,7 @@
  * 1512, all looks at 1512, one look at 3780 — as a table and as JSON.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { initEngine, tf } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import { randomModel } from '../model/load.js';
@@ -11,6 +12,7 @@ import type { LookCount } from '../model/selection.js';
 import { benchEncode, matmulGflops, type EncodeBench } from '../eval/bench.js';
 import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
 import { SAMPLE_IMAGE } from './demo.js';
+import { inputImage, outputFile } from './inputs.js';
 
 export interface BenchOptions {
   backend?: string;
@@ -37,10 +39,13 @@ function row(cells: Array<string | number>): string {
 }
 
 export async function benchCommand(options: BenchOptions): Promise<number> {
-  const backend = await initEngine(options);
-  const engine = resolveTrunkEngine(options.trunk);
+  // everything checked before the first benchmark: the report is written after all of them
   const runs = parseRuns(options.runs ?? DEFAULT_RUNS);
-  const image = options.image ?? SAMPLE_IMAGE;
+  for (const run of runs) presetConfig(run.preset);
+  outputFile('--out', options.out);
+  const image = await inputImage('--image', options.image ?? SAMPLE_IMAGE);
+  const engine = resolveTrunkEngine(options.trunk);
+  const backend = await initEngine(options);
   process.stdout.write(`backend ${backend}; trunk ${engine}; image ${image}; random weights\n`);
   const baseline = await matmulGflops();
   process.stdout.write(`baseline: plain ${backend} matmul 2560x768x3072 runs at ${baseline.toFixed(1)} GFLOP/s\n\n`);
@@ -61,6 +66,7 @@ export async function benchCommand(options: BenchOptions): Promise<number> {
     process.stdout.write(`${row([r.preset, r.resolution, String(r.looks), r.tokens, r.ms_decode, r.ms_lowres, r.ms_select, r.ms_highres, r.ms_total, r.gflops.total, r.gflops.total / baseline, r.rss_peak_mb])}\n`);
   }
   const report = { backend, trunk: engine, image, baseline_matmul_gflops: baseline, runs: results };
+  fs.mkdirSync(path.dirname(path.resolve(options.out)), { recursive: true });
   fs.writeFileSync(options.out, `${JSON.stringify(report, null, 2)}\n`);
   process.stdout.write(`\nper-look ms: ${results.map((r) => `${r.preset}@${r.looks}: ${r.ms_looks.map((m) => m.toFixed(0)).join(', ')}`).join('; ')}\n`);
   process.stdout.write(`wrote ${options.out}\n`);

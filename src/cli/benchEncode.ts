@@ -17,6 +17,7 @@ import { benchEncode, rssPeakMb } from '../eval/bench.js';
 import { s2Flops } from '../eval/flops.js';
 import { resolveTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
 import { SAMPLE_IMAGE } from './demo.js';
+import { inputImage } from './inputs.js';
 
 export interface BenchEncodeOptions {
   backend?: string;
@@ -86,10 +87,12 @@ function parseLooks(value: string): LookCount {
 }
 
 export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number> {
-  const backend = await initEngine(o);
   const engine = resolveTrunkEngine(o.trunk);
   const looks = parseLooks(o.looks);
-  const image = o.image ?? SAMPLE_IMAGE;
+  if (o.model && o.preset) throw new UserError('bench encode: give --model DIR or --preset NAME with --random-init, not both');
+  if (o.preset) presetConfig(o.preset);
+  const image = await inputImage('--image', o.image ?? SAMPLE_IMAGE);
+  const backend = await initEngine(o);
   // ONNX sessions are made once per model, before the clock starts; their cost is reported apart
   const t0 = performance.now();
   const { model, name, table, onnx } = await setUp(o, engine);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { UserError } from '../errors.js';
 import { HELDOUT_SEED_BASE, makeBenchmark } from '../eval/qa/generate.js';
 import { progressBar } from './progress.js';
+import { outputFolder } from './inputs.js';
 
 export interface Make4kCliOptions {
   out: string;
@@ -29,6 +30,7 @@ function integer(name: string, value: string | undefined, fallback: number, min:
 
 export async function make4kCommand(o: Make4kCliOptions): Promise<number> {
   if (!o.out) throw new UserError('--out is required');
+  outputFolder('--out', o.out);
   const count = integer('count', o.count, 100, 1, 1_000_000);
   const size = integer('size', o.size, 3780, 64, 16384);
   const seed = integer('seed', o.seed, HELDOUT_SEED_BASE, 0, 0xffffffff);

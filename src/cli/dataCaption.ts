@@ -7,6 +7,8 @@ import { captionImages, type CaptionEvent, type CaptionSummary } from '../data/c
 import type { CropFormat } from '../data/caption/crops.js';
 import { UserError } from '../errors.js';
 import { progressBar, type Progress } from './progress.js';
+import { EXIT } from './run.js';
+import { outputFolder } from './inputs.js';
 
 export interface DataCaptionOptions {
   endpoint?: string;
@@ -46,8 +48,8 @@ are rewritten from the log. The endpoint is the server root, .../v1, or .../chat
 back-off, honouring Retry-After); other 4xx fail the image. Train with a --init model that has
 tokenizer files (the folder has no tokenizer/).
 
-Exit code: 0 when every image is captioned, 1 when some failed or were skipped, 2 for bad
-options, 130 when interrupted.`;
+Exit code: 0 when every image is captioned, 3 when some failed or were skipped, 2 for bad
+options, 130 when interrupted, 1 only for a bug.`;
 
 function integer(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
@@ -91,7 +93,7 @@ function summaryLine(s: CaptionSummary, out: string): string {
 export async function dataCaptionCommand(images: string, options: DataCaptionOptions): Promise<number> {
   const endpoint = required('--endpoint', options.endpoint);
   const model = required('--model', options.model);
-  const out = required('--out', options.out);
+  const out = outputFolder('--out', required('--out', options.out));
   const apiKey = options.apiKey ?? process.env['OPENAI_API_KEY'];
   const settings = {
     regions: integer('--regions', options.regions, 6, 0, 64),
@@ -151,6 +153,6 @@ export async function dataCaptionCommand(images: string, options: DataCaptionOpt
   }
   for (const line of summary.leftOut) problem(`caption: ${line}`);
   print(summaryLine(summary, out));
-  if (summary.interrupted) return 130;
-  return summary.failed > 0 || summary.skipped > 0 || summary.leftOut.length > 0 ? 1 : 0;
+  if (summary.interrupted) return EXIT.interrupted;
+  return summary.failed > 0 || summary.skipped > 0 || summary.leftOut.length > 0 ? EXIT.badData : EXIT.ok;
 }

@@ -10,6 +10,7 @@ import cliProgress from 'cli-progress';
 import { UserError } from '../errors.js';
 import { SYNTH_VERSION, writeSynthDataset, type ImageFormat, type SynthSummary } from '../data/synth.js';
 import { SPECIAL_TOKENS, synthVocabulary, writeWordTokenizer } from '../data/wordTokenizer.js';
+import { outputFolder } from './inputs.js';
 
 export interface DataSynthOptions {
   out: string;
@@ -82,6 +83,7 @@ export async function dataSynthCommand(options: DataSynthOptions): Promise<numbe
   const height = aspect >= 1 ? Math.max(32, Math.round(size / aspect)) : size;
   const out = options.out;
   if (!out) throw new UserError('--out is required');
+  outputFolder('--out', out);
   const existing = await existingShards(out);
   if (existing.length > 0) {
     throw new UserError(`--out: ${out} already holds shards (${existing[0]}${existing.length > 1 ? `, and ${existing.length - 1} more` : ''}); choose a new folder or delete them`);

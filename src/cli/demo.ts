@@ -1,16 +1,20 @@
 /**
- * `ps3 demo` (`npm run demo`): the main job on embedded defaults — synthetic 4K data, a short
- * pre-training of the `tiny` preset, PS3 against low-res, AnyRes and S² on 4KPro-lite and local
- * retrieval, cost versus resolution, the bundled 4K sample encoded with a prompt, and a report
- * (`report.md`, `report.json`, PNGs) in the output folder.
+ * `ps3 demo` (`npm run demo`): the main job on embedded defaults — the shipped trained model
+ * (`models/ps3-tiny`): where it looks on held-out scenes, PS3 against low-res, AnyRes and S² on
+ * 4KPro-lite and local retrieval, cost versus resolution, the bundled 4K sample encoded with a
+ * prompt, a short fine-tuning run from it, and a report (`report.md`, `report.json`, PNGs) in the
+ * output folder. `--preset NAME` pre-trains that shape from random weights first instead.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initEngine } from '../tensor/engine.js';
-import { UserError } from '../errors.js';
+import { isUserError, UserError } from '../errors.js';
+import { presetConfig } from '../model/presets.js';
+import { readConfigFile } from '../model/load.js';
+import { configAtResolution } from '../eval/cost.js';
 import { DEFAULT_DEMO, runDemo } from '../eval/demo.js';
-import { positiveInt } from './inputs.js';
+import { inputImage, intOption, listOption, numberOption, outputFolder, seedOption } from './inputs.js';
 
 export const SAMPLE_IMAGE = fileURLToPath(new URL('../../../assets/sample-4k.jpg', import.meta.url));
 /** The PS3 model the project trained and ships (models/ps3-tiny/TRAINING.md) */
@@ -19,8 +23,6 @@ export const SHIPPED_MODEL = fileURLToPath(new URL('../../../models/ps3-tiny', i
 export interface DemoCliOptions {
   backend?: string;
   out: string;
-  model?: string;
-  selection?: string;
   image?: string;
   prompt?: string;
   trainMinutes?: string;
@@ -32,42 +34,57 @@ export interface DemoCliOptions {
   costResolutions?: string;
   seed?: string;
   quick?: boolean;
+  preset?: string;
+  model?: string;
+  selection?: string;
 }
 
 export async function demoCommand(o: DemoCliOptions): Promise<number> {
-  const backend = await initEngine(o);
+  // everything is checked before the first stage: a mistake must not cost a 10-minute run
   const quick = o.quick === true;
-  const minutes = o.trainMinutes !== undefined ? Number(o.trainMinutes) : quick ? 0.5 : DEFAULT_DEMO.trainMinutes;
-  if (!Number.isFinite(minutes) || minutes <= 0) throw new UserError(`--train-minutes must be a positive number, got "${o.trainMinutes}"`);
-  const resolutions = (o.costResolutions ?? (quick ? '756,1512' : DEFAULT_DEMO.costResolutions.join(','))).split(',').map((x) => positiveInt('cost-resolutions', x.trim())!);
-  const model = o.model ?? SHIPPED_MODEL;
-  if (!fs.existsSync(path.join(model, 'config.json'))) throw new UserError(`--model ${model}: not a PS3 model folder (no config.json)`);
-  const sampleImage = o.image ?? SAMPLE_IMAGE;
-  if (!fs.existsSync(sampleImage) || !fs.statSync(sampleImage).isFile()) throw new UserError(`--image ${sampleImage}: no such file`);
+  if (o.preset !== undefined && o.model !== undefined) throw new UserError('give --model DIR (a trained model) or --preset NAME (pre-trained here first), not both');
+  const preset = o.preset;
+  const model = preset === undefined ? o.model ?? SHIPPED_MODEL : undefined;
+  if (model !== undefined && !fs.existsSync(path.join(model, 'config.json'))) throw new UserError(`--model ${model}: not a PS3 model folder (no config.json)`);
+  const config = preset !== undefined ? presetConfig(preset) : readConfigFile(path.join(model!, 'config.json'));
+  const minutes = numberOption('train-minutes', o.trainMinutes, { min: 0, above: true }) ?? (quick ? 0.5 : DEFAULT_DEMO.trainMinutes);
+  const s0 = config.vision.scales[0]!;
+  const defaultResolutions = quick ? [2 * s0, 4 * s0] : s0 === 378 ? DEFAULT_DEMO.costResolutions : [2 * s0, 4 * s0, 10 * s0];
+  const costResolutions = o.costResolutions !== undefined ? listOption('cost-resolutions', o.costResolutions, (x) => intOption('cost-resolutions', x, { min: 1 })!) : [...defaultResolutions];
+  for (const r of costResolutions) {
+    try {
+      configAtResolution(config, r);
+    } catch (e) {
+      throw isUserError(e) ? new UserError(`--cost-resolutions: ${e.message}`) : e;
+    }
+  }
+  const prompt = o.prompt ?? DEFAULT_DEMO.prompt;
+  if (prompt.trim() === '') throw new UserError('--prompt must not be empty');
+  const options = {
+    out: outputFolder('--out', o.out),
+    sampleImage: await inputImage('--image', o.image ?? SAMPLE_IMAGE),
+    ...(preset !== undefined ? { preset } : { model: model! }),
+    selectionScenes: intOption('selection', o.selection, { min: 1 }) ?? (quick ? 3 : DEFAULT_DEMO.selectionScenes),
+    quick,
+    command: ['ps3', ...process.argv.slice(2)].map((a) => (/^[\w./:=,@+-]+$/.test(a) ? a : JSON.stringify(a))).join(' '),
+    prompt,
+    trainMinutes: minutes,
+    trainImages: intOption('train-images', o.trainImages, { min: 1 }) ?? (quick ? 8 : DEFAULT_DEMO.trainImages),
+    batch: intOption('batch', o.batch, { min: 1 }) ?? DEFAULT_DEMO.batch,
+    questions: intOption('questions', o.questions, { min: 1 }) ?? (quick ? 4 : DEFAULT_DEMO.questions),
+    retrievalTriples: intOption('retrieval', o.retrieval, { min: 1 }) ?? (quick ? 4 : DEFAULT_DEMO.retrievalTriples),
+    candidates: intOption('candidates', o.candidates, { min: 2 }) ?? DEFAULT_DEMO.candidates,
+    costResolutions,
+    seed: seedOption(o.seed) ?? DEFAULT_DEMO.seed,
+  };
+  const backend = await initEngine(o);
   const started = performance.now();
   const log = (stage: string, message: string): void => {
     const t = ((performance.now() - started) / 1000).toFixed(0).padStart(4);
     process.stderr.write(`[${t}s] ${stage.padEnd(9)} ${message}\n`);
   };
   log('demo', `backend ${backend}; writing to ${path.resolve(o.out)}${quick ? ' (quick: small budgets)' : ''}`);
-  const report = await runDemo(
-    {
-      out: o.out,
-      model,
-      selectionScenes: positiveInt('selection', o.selection) ?? (quick ? 3 : DEFAULT_DEMO.selectionScenes),
-      sampleImage,
-      prompt: o.prompt ?? DEFAULT_DEMO.prompt,
-      trainMinutes: minutes,
-      trainImages: positiveInt('train-images', o.trainImages) ?? (quick ? 8 : DEFAULT_DEMO.trainImages),
-      batch: positiveInt('batch', o.batch) ?? DEFAULT_DEMO.batch,
-      questions: positiveInt('questions', o.questions) ?? (quick ? 4 : DEFAULT_DEMO.questions),
-      retrievalTriples: positiveInt('retrieval', o.retrieval) ?? (quick ? 4 : DEFAULT_DEMO.retrievalTriples),
-      candidates: positiveInt('candidates', o.candidates) ?? DEFAULT_DEMO.candidates,
-      costResolutions: resolutions,
-      seed: positiveInt('seed', o.seed) ?? DEFAULT_DEMO.seed,
-    },
-    log,
-  );
+  const report = await runDemo(options, log);
   const qa = Object.entries(report.qa).map(([m, q]) => `${m} ${q.accuracy ?? q.status} (${q.tokens ?? '—'} tokens)`).join(', ');
   const retrieval = Object.entries(report.retrieval).map(([m, a]) => `${m} ${a ?? '—'}`).join(', ');
   process.stdout.write(`4KPro-lite accuracy: ${qa}; chance ${report.chance.qa}\n`);

@@ -14,7 +14,7 @@ import { encodeImage, type EncodeOutput } from '../model/encoder.js';
 import { encodeText } from '../model/text.js';
 import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode } from '../eval/region.js';
-import { listImages, lookOptions, modelFrom, positiveInt } from './inputs.js';
+import { intOption, listImages, lookOptions, modelFrom, outputFolder } from './inputs.js';
 import { imageProcessor } from '../model/load.js';
 import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
 import { progressBar } from './progress.js';
@@ -46,16 +46,17 @@ async function features(out: EncodeOutput): Promise<Map<string, NamedArray>> {
 }
 
 export async function encodeCommand(target: string, o: EncodeCliOptions): Promise<number> {
-  await initEngine(o);
   const files = listImages(target);
-  const maxPixels = positiveInt('max-pixels', o.maxPixels);
+  outputFolder('--out', o.out);
+  const maxPixels = intOption('max-pixels', o.maxPixels, { min: 1 });
+  const engine = resolveTrunkEngine(o.trunk);
+  await initEngine(o);
   const model = modelFrom(o, o.prompt !== undefined ? 'all' : 'vision');
   const warn = (message: string): boolean => process.stderr.write(`ps3: warning: ${message}\n`);
   const looks = lookOptions(model.config.vision, o, warn);
   const cfg = model.config.vision;
   const pre = imageProcessor(model);
   const S = pre.size;
-  const engine = resolveTrunkEngine(o.trunk);
   const trunk = await trunkRunner(engine, model.weights, cfg.trunk);
   let prompt: tf.Tensor | undefined;
   if (o.prompt !== undefined) {

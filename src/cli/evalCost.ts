@@ -9,8 +9,8 @@ import path from 'node:path';
 import { UserError } from '../errors.js';
 import { readConfigFile } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
-import { COST_METHODS, costReport, formatCostTable, writeCostPlots, type CostMethod } from '../eval/cost.js';
-import { positiveInt } from './inputs.js';
+import { configAtResolution, COST_METHODS, costReport, formatCostTable, writeCostPlots, type CostMethod } from '../eval/cost.js';
+import { intOption, listOption, outputFolder } from './inputs.js';
 
 export interface EvalCostCliOptions {
   backend?: string;
@@ -30,12 +30,14 @@ export async function evalCostCommand(o: EvalCostCliOptions): Promise<number> {
   if (!o.model && !o.preset) throw new UserError('--model DIR or --preset NAME is required');
   // only the shapes matter: a model folder's config.json, weights not read
   const config = o.model ? readConfigFile(path.join(o.model, 'config.json')) : presetConfig(o.preset!);
-  const resolutions = (o.resolutions ?? '756,1512,3780,7560').split(',').map((r) => positiveInt('resolutions', r.trim())!);
-  const methods = (o.methods ?? COST_METHODS.join(',')).split(',').map((m) => m.trim()) as CostMethod[];
+  const resolutions = listOption('resolutions', o.resolutions ?? '756,1512,3780,7560', (r) => intOption('resolutions', r, { min: 1 })!);
+  for (const r of resolutions) configAtResolution(config, r);
+  const methods = listOption('methods', o.methods ?? COST_METHODS.join(','), (m) => m) as CostMethod[];
   for (const m of methods) if (!(COST_METHODS as readonly string[]).includes(m)) throw new UserError(`--methods must be among ${COST_METHODS.join(', ')}, got "${m}"`);
-  const looks = positiveInt('looks', o.looks) ?? 1;
-  const repeats = Math.max(1, positiveInt('repeats', o.repeats) ?? 1);
-  const timeoutS = Math.max(1, positiveInt('timeout', o.timeout) ?? 900);
+  const looks = intOption('looks', o.looks, { min: 1 }) ?? 1;
+  const repeats = intOption('repeats', o.repeats, { min: 1 }) ?? 1;
+  const timeoutS = intOption('timeout', o.timeout, { min: 1 }) ?? 900;
+  outputFolder('--out', o.out);
   const name = o.model ? path.basename(path.resolve(o.model)) : o.preset!;
   process.stderr.write(`eval cost: ${name}, resolutions ${resolutions.join(', ')}, methods ${methods.join(', ')}; each in a fresh process\n`);
   const report = await costReport({

@@ -14,7 +14,7 @@ import { evaluateQa, formatQaTable, type QaReport } from '../eval/qa/evaluate.js
 import { evalTokenizer } from '../eval/qa/text.js';
 import { renderPlot } from '../eval/plot.js';
 import type { LookCount } from '../model/selection.js';
-import { modelFrom, positiveInt } from './inputs.js';
+import { modelFrom, outputFile, positiveInt, seedOption } from './inputs.js';
 import { progressBar } from './progress.js';
 
 /** The method, for `ps3 eval qa --help`. */
@@ -61,6 +61,9 @@ function list(value: string): string[] {
 }
 
 export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise<number> {
+  if (o.out) outputFile('--out', o.out);
+  if (o.plot) outputFile('--plot', o.plot);
+  seedOption(o.seed);
   await initEngine(o);
   let items = loadBenchmark(bench);
   const limit = positiveInt('limit', o.limit);
@@ -119,6 +122,7 @@ export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise
     process.stderr.write(`wrote ${o.out}\n`);
   }
   if (o.plot) {
+    fs.mkdirSync(path.dirname(path.resolve(o.plot)), { recursive: true });
     await renderPlot(accuracyPlot(reports, path.basename(path.dirname(path.resolve(bench)))), o.plot);
     process.stderr.write(`wrote ${o.plot}\n`);
   }

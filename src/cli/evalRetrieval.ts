@@ -14,7 +14,7 @@ import {
   evaluateRetrieval, formatRetrievalTable, retrievalTasks, RETRIEVAL_METHODS, shardRetrievalImages, synthRetrievalImages,
   type RetrievalImage, type RetrievalMethod, type RetrievalReport,
 } from '../eval/retrieval.js';
-import { modelFrom, positiveInt } from './inputs.js';
+import { modelFrom, outputFile, positiveInt, seedOption } from './inputs.js';
 import { progressBar } from './progress.js';
 
 export const RETRIEVAL_HELP = `
@@ -51,6 +51,8 @@ export interface EvalRetrievalCliOptions {
 }
 
 export async function evalRetrievalCommand(o: EvalRetrievalCliOptions): Promise<number> {
+  if (o.out) outputFile('--out', o.out);
+  const seedGiven = seedOption(o.seed);
   await initEngine(o);
   const methods = (o.method ?? 'ps3,lowres').split(',').map((m) => m.trim()).filter(Boolean);
   for (const m of methods) if (!(RETRIEVAL_METHODS as readonly string[]).includes(m)) throw new UserError(`--method must be among ${RETRIEVAL_METHODS.join(', ')}, got "${m}"`);
@@ -78,7 +80,7 @@ export async function evalRetrievalCommand(o: EvalRetrievalCliOptions): Promise<
     source = { data: path.resolve(o.data), seed: read.seed };
     if (read.seed !== null && read.seed < HELDOUT_SEED_BASE) process.stderr.write(`ps3: warning: ${o.data} was made with seed ${read.seed}, in the training range; this is not held-out data\n`);
   } else {
-    const seed = positiveInt('seed', o.seed) ?? HELDOUT_SEED_BASE;
+    const seed = seedGiven ?? HELDOUT_SEED_BASE;
     const size = positiveInt('size', o.size) ?? S;
     images = synthRetrievalImages(seed, imagesNeeded, size, S, o.force ?? false);
     source = { synth: true, seed, size };

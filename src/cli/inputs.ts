@@ -1,6 +1,7 @@
 /** What several commands share: finding images, loading a model, checking look options. */
 import fs from 'node:fs';
 import path from 'node:path';
+import sharp from 'sharp';
 import { UserError } from '../errors.js';
 import { loadModel, randomModel, type ModelParts, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
@@ -31,16 +32,136 @@ export function listImages(target: string): string[] {
 export function modelFrom(options: { model?: string; preset?: string; seed?: string }, parts: ModelParts): PS3Model {
   if (options.model && options.preset) throw new UserError('give --model DIR or --preset NAME, not both');
   if (options.model) return loadModel(options.model, parts);
-  if (options.preset) return randomModel(presetConfig(options.preset), Number(options.seed ?? 0));
+  if (options.preset) return randomModel(presetConfig(options.preset), seedOption(options.seed) ?? 0);
   throw new UserError('--model DIR is required (or --preset NAME for random weights)');
 }
 
 export function positiveInt(name: string, value: string | undefined): number | undefined {
+  return intOption(name, value, { min: 0 });
+}
+
+/**
+ * An integer option in [min, max]; `undefined` when not given. "abc", "1.5", "" and values out of
+ * range are refused, naming the option and the value.
+ */
+export function intOption(name: string, value: string | undefined, range: { min?: number; max?: number } = {}): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n)) throw new UserError(`--${name} must be a number, got "${value}"`);
-  if (!Number.isInteger(n) || n < 0) throw new UserError(`--${name} must be a non-negative integer, got ${value}`);
+  const min = range.min ?? Number.MIN_SAFE_INTEGER;
+  const max = range.max ?? Number.MAX_SAFE_INTEGER;
+  const n = /^\s*[-+]?\d+\s*$/.test(value) ? Number(value) : NaN;
+  const wanted = range.max !== undefined ? `an integer from ${min} to ${max}` : min === 1 ? 'a positive integer' : min === 0 ? 'a non-negative integer' : `an integer of at least ${min}`;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw new UserError(`--${name} must be ${wanted}, got "${value}"`);
   return n;
+}
+
+/** A number option in [min, max] (`above`: strictly greater than min); `undefined` when not given. */
+export function numberOption(name: string, value: string | undefined, range: { min?: number; max?: number; above?: boolean } = {}): number | undefined {
+  if (value === undefined) return undefined;
+  const n = value.trim() === '' ? NaN : Number(value);
+  const min = range.min ?? -Infinity;
+  const max = range.max ?? Infinity;
+  const low = range.above ? n > min : n >= min;
+  if (!Number.isFinite(n) || !low || n > max) {
+    const wanted = range.above && min === 0 && max === Infinity ? 'a positive number' : `a number ${range.above ? '>' : '>='} ${min}${max < Infinity ? ` and <= ${max}` : ''}`;
+    throw new UserError(`--${name} must be ${wanted}, got "${value}"`);
+  }
+  return n;
+}
+
+/** The seed option: an integer from 0 to 2^32 - 1. */
+export function seedOption(value: string | undefined): number | undefined {
+  return intOption('seed', value, { min: 0, max: 0xffffffff });
+}
+
+/** The nearest path at or above `target` that exists, with its stats. */
+function nearestExisting(target: string): { at: string; stat: fs.Stats } {
+  let at = path.resolve(target);
+  for (;;) {
+    try {
+      return { at, stat: fs.statSync(at) };
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw new UserError(`${at}: cannot inspect (${code ?? String(e)})`);
+    }
+    const up = path.dirname(at);
+    if (up === at) throw new UserError(`${target}: no part of this path exists`);
+    at = up;
+  }
+}
+
+function writableFolder(option: string, shown: string, at: string): void {
+  try {
+    fs.accessSync(at, fs.constants.W_OK | fs.constants.X_OK);
+  } catch {
+    throw new UserError(`${option}: ${shown}: cannot write in ${at} (permission denied)`);
+  }
+}
+
+/**
+ * An output folder that can be made or written into: not a file, nothing on its path a file,
+ * writable where it would be created. Checks only; creates nothing.
+ */
+export function outputFolder(option: string, dir: string): string {
+  if (dir.trim() === '') throw new UserError(`${option} must name a folder`);
+  const { at, stat } = nearestExisting(dir);
+  if (!stat.isDirectory()) {
+    throw new UserError(at === path.resolve(dir) ? `${option}: ${dir} is a file, not a folder` : `${option}: ${dir}: ${at} is a file, not a folder`);
+  }
+  writableFolder(option, dir, at);
+  return dir;
+}
+
+/** An output file that can be written: not a folder, its folder makeable and writable. Creates nothing. */
+export function outputFile(option: string, file: string): string {
+  if (file.trim() === '') throw new UserError(`${option} must name a file`);
+  const resolved = path.resolve(file);
+  if (fs.existsSync(resolved)) {
+    if (fs.statSync(resolved).isDirectory()) throw new UserError(`${option}: ${file} is a folder, not a file`);
+    try {
+      fs.accessSync(resolved, fs.constants.W_OK);
+    } catch {
+      throw new UserError(`${option}: ${file}: cannot write this file (permission denied)`);
+    }
+    return file;
+  }
+  outputFolder(option, path.dirname(resolved));
+  return file;
+}
+
+/** An input file that exists and can be read. */
+export function inputFile(option: string, file: string): string {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(file);
+  } catch {
+    throw new UserError(`${option}: ${file}: no such file`);
+  }
+  if (stat.isDirectory()) throw new UserError(`${option}: ${file} is a folder, not a file`);
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+  } catch {
+    throw new UserError(`${option}: ${file}: cannot read this file (permission denied)`);
+  }
+  return file;
+}
+
+/** An input image: a readable file whose header an image decoder understands (pixels not decoded). */
+export async function inputImage(option: string, file: string): Promise<string> {
+  inputFile(option, file);
+  try {
+    const meta = await sharp(file).metadata();
+    if (!meta.width || !meta.height) throw new Error('no size in its header');
+  } catch (e) {
+    throw new UserError(`${option}: ${file}: not an image this program can read (${(e as Error).message.split('\n')[0]})`);
+  }
+  return file;
+}
+
+/** A comma-separated list, each part parsed by `item`; an empty list is refused. */
+export function listOption<T>(name: string, value: string, item: (part: string) => T): T[] {
+  const parts = value.split(',').map((s) => s.trim());
+  if (parts.length === 0 || parts.some((p) => p === '')) throw new UserError(`--${name} must be a comma-separated list without empty items, got "${value}"`);
+  return parts.map(item);
 }
 
 /**

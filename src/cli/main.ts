@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `ps3` command: one thin file per subcommand. */
 import { Command } from 'commander';
-import { runCommand } from './run.js';
+import { exitWhenIdle, runCommand } from './run.js';
 import { parityCommand } from './parity.js';
 import { demoCommand, type DemoCliOptions } from './demo.js';
 import { evalQaCommand, QA_HELP, type EvalQaCliOptions } from './evalQa.js';
@@ -42,11 +42,12 @@ program
   .option('--train-images <n>', 'synthetic training scenes (default 48)')
   .option('--batch <n>', 'training batch (default 3)')
   .option('--questions <n>', '4KPro-lite questions (default 8)')
-  .option('--retrieval <n>', 'retrieval triples (default 8)')
+  .option('--retrieval <n>', 'retrieval triples (default 16)')
   .option('--candidates <n>', 'captions to rank per triple (default 8)')
   .option('--cost-resolutions <list>', 'resolutions of the cost report (default 756,1512,3780,7560)')
   .option('--seed <n>', 'seed of data, training and evaluation (default 0)')
   .option('--quick', 'small budgets: a check that everything runs, not a result')
+  .option('--preset <name>', 'instead of a trained model: pre-train this shape from random weights first (micro: a fast check of the whole path)')
   .action((o: Omit<DemoCliOptions, 'backend'>) => runCommand(() => demoCommand({ ...o, ...program.opts() })));
 
 const bench = program
@@ -260,3 +261,4 @@ program.exitOverride((err) => {
   process.exit(err.exitCode === 0 ? 0 : 2);
 });
 await program.parseAsync(process.argv);
+exitWhenIdle();

@@ -2,6 +2,7 @@
 import { initEngine } from '../tensor/engine.js';
 import { runParity, type CaseResult } from '../eval/parity.js';
 import { resolveTrunkEngine } from '../engine/trunkEngine.js';
+import { EXIT } from './run.js';
 
 function line(r: CaseResult): string {
   const tag = r.status === 'pass' ? 'ok  ' : r.status === 'fail' ? 'FAIL' : 'skip';
@@ -17,5 +18,5 @@ export async function parityCommand(dir: string, options: { backend?: string; tr
   await initEngine(options);
   const report = await runParity(dir, (r) => process.stdout.write(`${line(r)}\n`), resolveTrunkEngine(options.trunk));
   process.stdout.write(`parity: ${report.passed} passed, ${report.failed} failed, ${report.skipped} skipped\n`);
-  return report.failed === 0 ? 0 : 1;
+  return report.failed === 0 ? EXIT.ok : EXIT.badData;
 }

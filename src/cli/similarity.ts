@@ -11,7 +11,7 @@ import { loadTokenizer } from '../io/tokenizer.js';
 import { UserError } from '../errors.js';
 import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode, encodeRegion, logitParams, scoreOf, textFeatures } from '../eval/region.js';
-import { lookOptions, modelFrom } from './inputs.js';
+import { inputImage, lookOptions, modelFrom, outputFolder } from './inputs.js';
 import { imageProcessor } from '../model/load.js';
 import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
 
@@ -28,13 +28,16 @@ export interface SimilarityCliOptions {
 }
 
 export async function similarityCommand(image: string, o: SimilarityCliOptions): Promise<number> {
-  await initEngine(o);
   if (!o.model) throw new UserError('--model DIR is required (a PS3 folder with tokenizer files)');
   if (!o.text?.length) throw new UserError('give at least one --text');
+  if (o.text.some((t) => t.trim() === '')) throw new UserError('--text must not be empty');
+  await inputImage('<image>', image);
+  outputFolder('--out', o.out);
+  const engine = resolveTrunkEngine(o.trunk);
+  await initEngine(o);
   const model = modelFrom(o, 'all');
   const cfg = model.config.vision;
   const looks = lookOptions(cfg, o, (m) => process.stderr.write(`ps3: warning: ${m}\n`));
-  const engine = resolveTrunkEngine(o.trunk);
   const trunk = await trunkRunner(engine, model.weights, cfg.trunk);
   const tok = await loadTokenizer(o.model, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
   const pre = imageProcessor(model);

@@ -8,6 +8,7 @@ import { UserError } from '../errors.js';
 import { runTraining, type TrainRunOptions } from '../train/run.js';
 import { progressBar, type Progress } from './progress.js';
 import { validate } from '../eval/validation.js';
+import { outputFolder } from './inputs.js';
 
 const num = (name: string) =>
   z.string().transform((s, ctx) => {
@@ -61,6 +62,8 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
   const parsed = schema.safeParse(raw);
   if (!parsed.success) throw new UserError(parsed.error.issues[0]!.message);
   const o = parsed.data;
+  outputFolder('--out', o.out);
+  if (o.seed < 0 || o.seed > 0xffffffff) throw new UserError(`--seed must be an integer from 0 to ${0xffffffff}, got "${o.seed}"`);
   await initEngine({ backend: raw['backend'] as string | undefined });
   const options: TrainRunOptions = {
     ...(o.preset ? { preset: o.preset } : {}),

@@ -21,14 +21,14 @@
  * Token counts are tokens through the trunk; times are wall time from the normalised pixels at
  * the top scale (already decoded) to the pooled feature, every resize included.
  *
- * Memory: the WASM heap is capped at 4 GiB and a failed allocation aborts the WASM module,
- * after which no kernel runs. So each method's peak is estimated first (`estimatePeakBytes`, the
+ * Memory: the WASM heap is capped at 4 GiB and a failed allocation inside a kernel can kill the
+ * WASM module, after which no kernel runs. So each method's peak is estimated first (`estimatePeakBytes`, the
  * attention scores of every head of a block, hidden states, KV cache, MAP pooling; it tends to
  * run low, e.g. 1.5 GiB estimated vs 1.9 GiB measured for a ViT-B PS3 look of 2,560 tokens at 4K)
  * and a method that clearly cannot fit is reported as out of memory ("estimated; not run");
- * an abort that happens anyway is recognised by `isOutOfMemory`.
+ * an allocation failure that happens anyway is recognised by `isOutOfMemory`.
  */
-import { tf } from '../tensor/engine.js';
+import { EngineOutOfMemoryError, tf, WASM_HEAP_BYTES } from '../tensor/engine.js';
 import { resize } from '../tensor/resample.js';
 import type { TrunkConfig, VisionConfig } from '../io/config.js';
 import { UserError } from '../errors.js';
@@ -43,8 +43,7 @@ import { disposeEncode, encodeRegion } from './region.js';
 export const ENCODE_METHODS = ['ps3', 'lowres', 'anyres', 's2'] as const;
 export type EncodeMethod = (typeof ENCODE_METHODS)[number];
 
-/** The WASM backend's heap limit. */
-export const WASM_HEAP_BYTES = 4 * 1024 ** 3;
+export { WASM_HEAP_BYTES };
 
 export interface MethodOptions {
   /** ps3: number of looks (default 1) */
@@ -87,11 +86,21 @@ export class OutOfMemoryError extends Error {
   }
 }
 
-/** Whether an error is the engine running out of memory (a WASM abort or a failed allocation). */
+/**
+ * Whether an error is running out of memory: the refusal by the estimate, the engine's own
+ * allocation failure (src/tensor/engine.ts catches it where it happens), or Node failing to
+ * allocate an array buffer. Anything else — "memory access out of bounds", "Invalid typed array
+ * length", a bare WASM abort — is a bug and is not reported as out of memory.
+ */
 export function isOutOfMemory(e: unknown): boolean {
-  if (e instanceof OutOfMemoryError) return true;
+  if (e instanceof OutOfMemoryError || e instanceof EngineOutOfMemoryError) return true;
   const text = e instanceof Error ? `${e.name} ${e.message}` : String(e);
-  return /Aborted\(|out of memory|Cannot enlarge memory|Array buffer allocation failed|Invalid typed array length|Maximum memory size|Cannot allocate|memory access out of bounds/i.test(text);
+  return /Array buffer allocation failed|JavaScript heap out of memory|Cannot enlarge memory arrays/i.test(text);
+}
+
+/** Whether the engine still works after this out-of-memory error (refused by the estimate, or caught at the allocation). */
+export function engineSurvives(e: unknown): boolean {
+  return e instanceof OutOfMemoryError || e instanceof EngineOutOfMemoryError;
 }
 
 // ---------------------------------------------------------------------------------------------

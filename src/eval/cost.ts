@@ -15,13 +15,14 @@
  * Each (resolution, method) runs in a fresh child process (one untimed low-res pass first, then
  * `repeats` timed runs, median): the WASM heap is 4 GiB and a failed allocation kills the WASM
  * module for good, so one method running out of memory must not take the others with it. Jobs
- * are not refused on an estimate: they run, and out of memory is reported when it happens — a
- * WASM abort, or the child dying with a JavaScript heap failure (the estimate is kept in the
- * row for comparison). Observed: the so400m shapes (PS3-4K-SigLIP) abort already in the low-res
- * pass at 3780, as 2.2 GB of vision weights plus the engine's transposed copies of the matrices
+ * are not refused on an estimate: they run, and out of memory is reported when it happens — the
+ * engine's allocation failure, or the child dying with Node's own heap failure (the estimate is
+ * kept in the row for comparison); a child that dies any other way is an error, not out of memory.
+ * Observed: the so400m shapes (PS3-4K-SigLIP) run out already in the low-res pass at 3780, as 2.2 GB of vision weights plus the engine's transposed copies of the matrices
  * leave no room.
  */
 import { fork } from 'node:child_process';
+import { onTerminate } from '../signals.js';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -264,13 +265,19 @@ export function measureCostIsolated(job: CostJob, timeoutS: number): Promise<Cos
       if (m.row) row = m.row;
       else if (m.error) row = failedRow(job, 'error', m.error);
     });
+    // ending this process ends the measurement's too
+    const forget = onTerminate(() => child.kill('SIGKILL'));
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
+      forget();
       if (row) return resolve(row);
       if (timedOut) return resolve(failedRow(job, 'timeout', `ran past ${timeoutS} s`));
-      const heap = /heap out of memory|Allocation failed|Array buffer allocation failed|Invalid typed array length|ENOMEM/i.test(stderr);
+      // only Node's own report of a failed allocation names out of memory; a child killed by a
+      // signal (the system's out-of-memory killer among other causes) is an error that says so
+      const heap = /JavaScript heap out of memory|Array buffer allocation failed/i.test(stderr);
       const lastLine = stderr.trim().split('\n').filter((l) => l.trim()).pop() ?? '';
-      resolve(failedRow(job, heap || signal === 'SIGKILL' ? 'out of memory' : 'error', `process ended (${signal ?? `exit ${code}`})${lastLine ? `: ${lastLine}` : ''}`));
+      const how = signal ? `killed by ${signal}${signal === 'SIGKILL' ? ' (the system may have run out of memory)' : ''}` : `exit ${code}`;
+      resolve(failedRow(job, heap ? 'out of memory' : 'error', `process ended (${how})${lastLine ? `: ${lastLine}` : ''}`));
     });
     child.send(job);
   });
@@ -376,6 +383,8 @@ export async function writeCostPlots(report: CostReport, dir: string): Promise<s
 
 // The child-process entry: measure the one job the parent sends, send the row back, exit.
 if (process.env['PS3_COST_WORKER'] === '1' && typeof process.send === 'function' && process.argv[1] === fileURLToPath(import.meta.url)) {
+  // a parent that dies (killed, crashed) takes its measurement with it
+  process.once('disconnect', () => process.exit(1));
   process.once('message', (job: CostJob) => {
     measureCost(job)
       .then((row) => process.send!({ row }, () => process.exit(0)))

@@ -1,5 +1,6 @@
 /**
- * The main job end to end, on embedded defaults: the shipped, pre-trained `models/ps3-tiny` ->
+ * The main job end to end, on embedded defaults: the shipped, pre-trained `models/ps3-tiny` (or,
+ * with a preset instead, that shape pre-trained here from random weights first) ->
  * where it looks on held-out scenes (selection recall against random) -> 4KPro-lite question
  * answering and local retrieval for PS3 against low-res, AnyRes and S² on the same weights ->
  * cost versus resolution -> the bundled 4K sample encoded bottom-up and top-down -> a short
@@ -7,6 +8,7 @@
  * `report.md`, `report.json` and pictures.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { tf } from '../tensor/engine.js';
 import { loadPixelValues, toPng } from '../io/image.js';
@@ -15,6 +17,8 @@ import { writeSynthDataset } from '../data/synth.js';
 import { synthVocabulary, writeWordTokenizer } from '../data/wordTokenizer.js';
 import { encodeImage } from '../model/encoder.js';
 import { loadModel, type PS3Model } from '../model/load.js';
+import { presetConfig } from '../model/presets.js';
+import { UserError } from '../errors.js';
 import { encodeText } from '../model/text.js';
 import { runTraining, type TrainRunOptions } from '../train/run.js';
 import { HELDOUT_SEED_BASE, makeBenchmark } from './qa/generate.js';
@@ -31,7 +35,13 @@ import type { EncodeMethod } from './baselines.js';
 export interface DemoOptions {
   readonly out: string;
   /** the trained PS3 model folder every evaluation uses, and the fine-tuning starts from */
-  readonly model: string;
+  readonly model?: string;
+  /** instead of a model: this shape pre-trained here from random weights (`micro` is a fast check) */
+  readonly preset?: string;
+  /** small budgets: a check that everything runs, not a result */
+  readonly quick: boolean;
+  /** the command line that asked for this run, as the report records it */
+  readonly command: string;
   /** held-out scenes of the selection-recall check */
   readonly selectionScenes: number;
   readonly sampleImage: string;
@@ -46,7 +56,8 @@ export interface DemoOptions {
   readonly seed: number;
 }
 
-export const DEFAULT_DEMO: Omit<DemoOptions, 'out' | 'sampleImage' | 'model'> = {
+export const DEFAULT_DEMO: Omit<DemoOptions, 'out' | 'sampleImage' | 'model' | 'preset' | 'command'> = {
+  quick: false,
   prompt: 'a small red sign',
   trainImages: 48,
   trainMinutes: 3,
@@ -59,7 +70,21 @@ export const DEFAULT_DEMO: Omit<DemoOptions, 'out' | 'sampleImage' | 'model'> = 
   seed: 0,
 };
 
+/** Where and how a report was made: it says what ran, not what a default run would have. */
+export interface DemoRun {
+  readonly command: string;
+  readonly options: Record<string, unknown>;
+  readonly quick: boolean;
+  readonly date: string;
+  readonly machine: { readonly cores: number; readonly cpu: string; readonly memory_gib: number; readonly platform: string; readonly node: string };
+  /** whether the output folder held files before this run (data/, train/ and 4kpro-lite/ are always rebuilt) */
+  readonly out_folder_reused: boolean;
+  /** per section: the weights its numbers come from */
+  readonly weights: Record<'selection' | 'qa' | 'retrieval' | 'cost' | 'sample' | 'training', string>;
+}
+
 export interface DemoReport {
+  readonly run: DemoRun;
   readonly model: string;
   readonly selection: { topdown: number | null; bottomup: number | null; random: number | null; regions: number; objects: number; scale: number; looks: number };
   readonly qa: Record<string, { accuracy: number | null; tokens: number | null; ms_per_question: number | null; status: string; per_category: Record<string, { accuracy: number | null; questions: number }> }>;
@@ -105,17 +130,59 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
     log(stage, `done in ${seconds[stage]} s`);
     return r;
   };
+  const reused = fs.existsSync(o.out) && fs.readdirSync(o.out).length > 0;
   fs.mkdirSync(o.out, { recursive: true });
+  if ((o.model === undefined) === (o.preset === undefined)) throw new UserError('the demo takes a trained model folder or a preset to pre-train, one of them');
   const dataDir = path.join(o.out, 'data');
   const trainDir = path.join(o.out, 'train');
-  const model = loadModel(o.model);
-  const tokenizer = await loadTokenizer(o.model, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
+  const metrics: Array<{ step: number; loss: number; samples_per_s: number; gflops: number }> = [];
+  // the training scenes: drawn at 4K; a smaller model squashes them to its top scale, so their details still need more than its low-res view
+  const synthesise = async (top: number): Promise<void> => {
+    const size = Math.max(top, 1512);
+    await timed('data', async () => {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+      log('data', `synthesising ${o.trainImages} training scenes at ${size} px`);
+      await writeSynthDataset({ out: dataDir, count: o.trainImages, width: size, height: size, seed: o.seed, perShard: 16, format: 'png' }, (p) => log('data', `${p.done}/${o.trainImages} images`));
+      await writeWordTokenizer(path.join(dataDir, 'tokenizer'), synthVocabulary(), { contextLength: 64 });
+    });
+  };
+  const train = async (start: Pick<TrainRunOptions, 'preset' | 'init'>, what: string, tuning: Partial<TrainRunOptions>): Promise<void> => {
+    await timed('train', async () => {
+      fs.rmSync(trainDir, { recursive: true, force: true });
+      const options: TrainRunOptions = {
+        ...start, data: dataDir, out: trainDir, resume: false, steps: 10_000, batch: o.batch, accum: 1, lr: 1e-3, warmup: 5, clip: 1,
+        freeze: 'none', adamw: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 3e-4 }, lossWeights: { contrastive: 1, priorBox: 1, posteriorBox: 1 },
+        seed: o.seed, saveEvery: 1_000_000, maxSeconds: o.trainMinutes * 60, shuffleBuffer: 32, globalCaptionProb: 0.25, ...tuning,
+      };
+      log('train', `${what} for ${o.trainMinutes} min, batch ${o.batch}`);
+      await runTraining(options, {
+        onStep: (m) => {
+          metrics.push(m);
+          log('train', `step ${m.step} loss ${m.loss.toFixed(4)} (${m.samples_per_s.toFixed(2)} samples/s)`);
+        },
+      });
+    });
+  };
+  let modelDir: string;
+  let weightsLabel: string;
+  if (o.preset !== undefined) {
+    const top = presetConfig(o.preset).vision.scales.at(-1)!;
+    await synthesise(top);
+    await train({ preset: o.preset }, `pre-training the ${o.preset} preset`, {});
+    modelDir = path.join(trainDir, 'checkpoint');
+    weightsLabel = `${o.preset}, trained here for ${o.trainMinutes} min from random weights`;
+  } else {
+    modelDir = o.model!;
+    weightsLabel = `${o.model}, the trained model (not this run's fine-tuning)`;
+  }
+  const model = loadModel(modelDir);
+  const tokenizer = await loadTokenizer(modelDir, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
   const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
   const pictures: string[] = [];
 
   let selection: SelectionRecallReport | undefined;
   await timed('selection', async () => {
-    log('selection', `where ${o.model} looks on ${o.selectionScenes} held-out scenes at ${S} px (top-down with each region's caption, bottom-up, random)`);
+    log('selection', `where ${modelDir} looks on ${o.selectionScenes} held-out scenes at ${S} px (top-down with each region's caption, bottom-up, random)`);
     const images = synthRetrievalImages(HELDOUT_SEED_BASE + o.seed + 3, o.selectionScenes, S, S);
     const { report, examples } = await evaluateSelection(model, tokenizer, images, { looks: 1, examples: 4 });
     selection = report;
@@ -146,11 +213,12 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
     }
   });
 
+  // time and tokens do not depend on the weights' values: the cost runs use random weights of the same shapes
+  const costWeights = 'random weights, the trained model\'s shapes';
   let cost: CostReport | undefined;
   await timed('cost', async () => {
     log('cost', `encode time and tokens at ${o.costResolutions.join(', ')} px`);
-    // time and tokens do not depend on the weights' values: the cost runs use random weights of the same shape
-    cost = await costReport({ config: model.config, model: 'tiny shape (random weights; cost does not depend on weights)', resolutions: o.costResolutions, looks: 1, seed: o.seed, isolate: true, timeoutS: 60 });
+    cost = await costReport({ config: model.config, model: costWeights, resolutions: o.costResolutions, looks: 1, seed: o.seed, isolate: true, timeoutS: 60 });
     pictures.push(...(await writeCostPlots(cost, o.out)));
   });
 
@@ -159,29 +227,11 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
     pictures.push(...(await sampleHeatmaps(model, tokenizer, o.sampleImage, o.prompt, o.out)));
   });
 
-  const metrics: Array<{ step: number; loss: number; samples_per_s: number; gflops: number }> = [];
-  await timed('data', async () => {
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    log('data', `synthesising ${o.trainImages} training scenes at ${S} px`);
-    await writeSynthDataset({ out: dataDir, count: o.trainImages, width: S, height: S, seed: o.seed, perShard: 16, format: 'png' }, (p) => log('data', `${p.done}/${o.trainImages} images`));
-    await writeWordTokenizer(path.join(dataDir, 'tokenizer'), synthVocabulary(), { contextLength: 64 });
-  });
-  await timed('train', async () => {
-    fs.rmSync(trainDir, { recursive: true, force: true });
-    // the shipped model's second stage, continued: text tower frozen, every loss on, a small learning rate
-    const train: TrainRunOptions = {
-      init: o.model, data: dataDir, out: trainDir, resume: false, steps: 10_000, batch: o.batch, accum: 1, lr: 1e-4, warmup: 2, clip: 1,
-      freeze: 'text', adamw: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 3e-4 }, lossWeights: { contrastive: 1, priorBox: 1, posteriorBox: 1 },
-      seed: o.seed, saveEvery: 1_000_000, maxSeconds: o.trainMinutes * 60, shuffleBuffer: 32, globalCaptionProb: 0.1,
-    };
-    log('train', `fine-tuning ${o.model} for ${o.trainMinutes} min, batch ${o.batch}`);
-    await runTraining(train, {
-      onStep: (m) => {
-        metrics.push(m);
-        log('train', `step ${m.step} loss ${m.loss.toFixed(4)} (${m.samples_per_s.toFixed(2)} samples/s)`);
-      },
-    });
-  });
+  if (o.model !== undefined) {
+    await synthesise(S);
+    // the shipped model's last stage, continued: text tower frozen, every loss on, a small learning rate
+    await train({ init: o.model }, `fine-tuning ${o.model}`, { lr: 1e-4, warmup: 2, freeze: 'text', globalCaptionProb: 0.1 });
+  }
 
   const accuracyPlot = path.join(o.out, 'accuracy-vs-tokens.png');
   await renderPlot(
@@ -202,8 +252,22 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
   pictures.push(accuracyPlot);
   model.weights.dispose();
 
+  const cpus = os.cpus();
   const report: DemoReport = {
-    model: o.model,
+    run: {
+      command: o.command,
+      options: Object.fromEntries(Object.entries(o).filter(([k]) => k !== 'command')),
+      quick: o.quick,
+      date: new Date().toISOString(),
+      machine: { cores: cpus.length, cpu: cpus[0]?.model.trim() ?? 'unknown', memory_gib: Math.round(os.totalmem() / 1024 ** 3), platform: `${os.platform()} ${os.arch()}`, node: process.version },
+      out_folder_reused: reused,
+      weights: {
+        selection: weightsLabel, qa: weightsLabel, retrieval: weightsLabel, sample: weightsLabel,
+        cost: `${costWeights}: time and tokens do not depend on the weights' values`,
+        training: o.model !== undefined ? `fine-tuned from ${o.model} (its weights are not the ones evaluated)` : `pre-trained here from random weights (${o.preset})`,
+      },
+    },
+    model: modelDir,
     selection: {
       topdown: round(selection?.topdown.recall ?? null), bottomup: round(selection?.bottomup.recall ?? null), random: round(selection?.random.recall ?? null),
       regions: selection?.topdown.cases ?? 0, objects: selection?.bottomup.cases ?? 0, scale: S, looks: 1,
@@ -223,7 +287,7 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
     retrieval: Object.fromEntries(retrievalReports.map((r) => [r.method, round(r.accuracy)])),
     cost: (cost?.rows ?? []).filter((r) => r.method !== 'pretrain').map((r) => ({ method: r.method, resolution: r.resolution, tokens: r.tokens, ms: round(r.ms, 1), status: r.status })),
     training: {
-      from: o.model,
+      from: o.model ?? `random weights (${o.preset})`,
       steps: metrics.length,
       samples: metrics.length * o.batch,
       seconds: seconds['train'] ?? 0,
@@ -255,12 +319,17 @@ export function reportMarkdown(r: DemoReport, o: DemoOptions): string {
     return c ? (c.ms === null ? c.status : `${c.ms.toFixed(0)} ms / ${c.tokens} tok`) : '—';
   }).join(' | ')} |`);
   const sel = r.selection;
-  return `# PS3 demo report
+  const run = r.run;
+  const m = run.machine;
+  return `# PS3 demo report${run.quick ? ' (quick: small budgets, a check that everything runs, not a result)' : ''}
 
-Produced by \`ps3 demo\` on this machine. Every evaluation uses the trained model \`${r.model}\`
-${fs.existsSync(path.join(r.model, 'TRAINING.md')) ? '(its TRAINING.md says how it was made) ' : ''}on held-out synthetic scenes (seeds from ${HELDOUT_SEED_BASE});
-the cost table uses random weights of the same shape, since time and tokens do not depend on the
-weights' values. The numbers are what this run measured.
+Made by \`${run.command}\` on ${run.date} on ${m.cores} cores (${m.cpu}), ${m.memory_gib} GiB, ${m.platform}, Node ${m.node}.
+${run.out_folder_reused ? 'The output folder already held files; data/, train/ and 4kpro-lite/ were rebuilt by this run, and every number below is from it.\n' : ''}
+Every evaluation uses ${run.weights.qa}${fs.existsSync(path.join(r.model, 'TRAINING.md')) ? ` (${path.join(r.model, 'TRAINING.md')} says how it was made)` : ''}, on held-out
+synthetic scenes (seeds from ${HELDOUT_SEED_BASE}); cost: ${run.weights.cost}; training: ${run.weights.training}.
+The numbers are what this run measured.
+
+Options: ${Object.entries(run.options).map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(',') : String(v)}`).join('; ')}.
 
 ## Where PS3 looks (${sel.regions} held-out regions, ${sel.objects} small objects; first look, top scale ${sel.scale} px)
 
@@ -282,17 +351,16 @@ ${qaRows.join('\n')}
 | --- | --- |
 ${retrievalRows.join('\n')}
 
-## Cost versus resolution (one image; PS3 at one look)
+## Cost versus resolution (one image; PS3 at one look; random weights of the same shapes)
 
 | method | ${resolutions.map((x) => `${x} px`).join(' | ')} |
 | --- | ${resolutions.map(() => '---').join(' | ')} |
 ${costRows.join('\n')}
 
-## Fine-tuning from the shipped model (the trainer at work)
+## Training (${run.weights.training})
 
 ${r.training.steps} steps, ${r.training.samples} samples in ${r.training.seconds} s (${fmt(r.training.samples_per_s, 2)} samples/s,
-about ${fmt(r.training.gflops, 1)} GFLOP/s) from \`${r.training.from}\`; loss ${fmt(r.training.first_loss, 3)} at the first step, ${fmt(r.training.last_loss, 3)} over the last five.
-This run's weights are not the ones evaluated above.
+about ${fmt(r.training.gflops, 1)} GFLOP/s) from ${r.training.from}; loss ${fmt(r.training.first_loss, 3)} at the first step, ${fmt(r.training.last_loss, 3)} over the last five.
 
 ## Pictures
 

@@ -34,7 +34,7 @@ import { encodePretrain } from '../model/pretrain.js';
 import type { LookCount } from '../model/selection.js';
 import { boxToGtMap } from '../train/samples.js';
 import { textFeatures } from './region.js';
-import { encodeWith, isOutOfMemory, lowResTokenCount, OutOfMemoryError, type MethodEncoding } from './baselines.js';
+import { encodeWith, engineSurvives, isOutOfMemory, lowResTokenCount, type MethodEncoding } from './baselines.js';
 import { argmax } from './qa/answer.js';
 import { median } from './qa/evaluate.js';
 import { HELDOUT_SEED_BASE } from './qa/generate.js';
@@ -311,7 +311,7 @@ export async function evaluateRetrieval(model: PS3Model, tokenizer: TextTokenize
     if (!isOutOfMemory(e)) throw e;
     status = 'out of memory';
     error = e instanceof Error ? e.message : String(e);
-    aborted = !(e instanceof OutOfMemoryError);
+    aborted = !engineSurvives(e);
   }
   return {
     method: options.method,

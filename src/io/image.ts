@@ -17,14 +17,9 @@ import { decode as decodeBmpFile } from 'bmp-ts';
 import sharp from 'sharp';
 import type { Metadata, Sharp } from 'sharp';
 import { UserError } from '../errors.js';
-import { pilResizeBicubicRgb } from '../tensor/pilResize.js';
+import { normalise, squash, type RgbImage } from './pixels.js';
 
-/** 8-bit RGB, interleaved: `data` is [height, width, 3]. */
-export interface RgbImage {
-  readonly data: Uint8Array;
-  readonly width: number;
-  readonly height: number;
-}
+export { normalise, resizeImage, squash, type RgbImage } from './pixels.js';
 
 export interface DecodeOptions {
   /** Refuse, before decoding, any image whose header claims more than this many pixels. */
@@ -202,38 +197,6 @@ export async function decodeImage(source: string | Uint8Array, options: DecodeOp
   const { data, info } = await toRaw(pipeline.toColourspace('srgb').removeAlpha(), 'uchar', name, meta.format);
   if (info.channels !== 3) throw new Error(`${name}: decoder returned ${info.channels} channels, expected 3`);
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
-}
-
-/** Resize to width x height ignoring aspect ratio, exactly as PIL's `Image.resize((w, h), BICUBIC)`. */
-export function resizeImage(image: RgbImage, width: number, height: number): RgbImage {
-  return { data: pilResizeBicubicRgb(image.data, image.width, image.height, width, height), width, height };
-}
-
-/** The processor's squash: any image to size x size, aspect ratio ignored. */
-export function squash(image: RgbImage, size: number): RgbImage {
-  return resizeImage(image, size, size);
-}
-
-/**
- * Scale to [0, 1] and normalise per channel: [H, W, 3] uint8 -> [3, H, W] float32. Rounded the way
- * Hugging Face's processor rounds (v * (1/255) in float64 cast to float32, then (x - mean) / std in
- * float32), via a 256-entry table per channel.
- */
-export function normalise(image: RgbImage, mean: readonly number[], std: readonly number[]): Float32Array {
-  if (mean.length !== 3 || std.length !== 3) {
-    throw new RangeError(`normalise needs 3 means and 3 stds, got ${mean.length} and ${std.length}`);
-  }
-  const plane = image.width * image.height;
-  const out = new Float32Array(3 * plane);
-  for (let c = 0; c < 3; c++) {
-    const m = Math.fround(mean[c]!);
-    const s = Math.fround(std[c]!);
-    const table = new Float32Array(256);
-    for (let v = 0; v < 256; v++) table[v] = Math.fround(Math.fround(v * (1 / 255)) - m) / s;
-    const src = image.data;
-    for (let p = 0; p < plane; p++) out[c * plane + p] = table[src[p * 3 + c]!]!;
-  }
-  return out;
 }
 
 /** Decode, squash to size x size and normalise: the model's `pixel_values` for one image, [3, S, S]. */

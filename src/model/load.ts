@@ -8,6 +8,7 @@ import { parseConfig, type PS3Config } from '../io/config.js';
 import { openSafetensors } from '../io/safetensors.js';
 import { readPreprocessor, type ImageProcessorConfig } from '../io/preprocessor.js';
 import { UserError } from '../errors.js';
+import { tf, WASM_HEAP_BYTES } from '../tensor/engine.js';
 import { paramTable, textParams, visionParams, WRAPPER_KEYS, type ParamTable } from './params.js';
 import { checkAndLoad, randomWeights, type Weights } from './weights.js';
 
@@ -51,13 +52,29 @@ function tableFor(config: PS3Config, parts: ModelParts): { table: ParamTable; ex
   return { table: parts === 'vision' ? visionParams(config) : textParams(config), extra: new Map([...WRAPPER_KEYS, ...other]) };
 }
 
+/**
+ * Refuse, before any tensor is made, a model whose weights alone cannot fit the WASM engine's
+ * heap (float32 in the engine, whatever the file's dtype), naming the memory it needs.
+ */
+export function checkFitsEngine(table: ParamTable, what: string): void {
+  if (tf.getBackend() !== 'wasm') return;
+  let bytes = 0;
+  for (const shape of table.values()) bytes += shape.reduce((a, c) => a * c, 1) * 4;
+  if (bytes >= WASM_HEAP_BYTES) {
+    throw new UserError(
+      `${what}: the weights need ${(bytes / 1024 ** 3).toFixed(1)} GiB as float32, more than the WASM engine's ${WASM_HEAP_BYTES / 1024 ** 3} GiB heap; use --backend cpu or a smaller model`,
+    );
+  }
+}
+
 /** Load `dir/config.json` and `dir/model.safetensors`; every key is checked before any tensor is made. */
 export function loadModel(dir: string, parts: ModelParts = 'all'): PS3Model {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UserError(`${dir}: model folder not found`);
   const config = readConfigFile(path.join(dir, 'config.json'));
   const preprocessor = readPreprocessor(dir, config.vision.scales[config.vision.scales.length - 1]!);
-  const file = openSafetensors(path.join(dir, 'model.safetensors'));
   const { table, extra } = tableFor(config, parts);
+  checkFitsEngine(table, dir);
+  const file = openSafetensors(path.join(dir, 'model.safetensors'));
   const weights = checkAndLoad(
     { keys: () => file.entries.keys(), shapeOf: (k) => file.entries.get(k)!.shape, read: (k) => file.read(k) },
     table,
@@ -71,5 +88,6 @@ export function loadModel(dir: string, parts: ModelParts = 'all'): PS3Model {
 /** A model of `config` with reproducible random weights (and the wrapper's logit scale and bias). */
 export function randomModel(config: PS3Config, seed = 0): PS3Model {
   const table = new Map([...paramTable(config), ...WRAPPER_KEYS]);
+  checkFitsEngine(table, 'random weights');
   return { config, weights: randomWeights(table, seed, { logitScale: config.initLogitScale, logitBias: config.initLogitBias }), source: `random weights (seed ${seed})` };
 }

@@ -8,7 +8,7 @@
  * `fetchModel` adds `fetch` with progress. Unlike `load.ts`, nothing here reads files.
  */
 import { parseConfig, type PS3Config } from '../io/config.js';
-import { parseSafetensors } from '../io/safetensors.js';
+import { parseSafetensors } from '../io/safetensorsFormat.js';
 import { UserError } from '../errors.js';
 import type { ModelParts, PS3Model } from './load.js';
 import { paramTable, textParams, visionParams, WRAPPER_KEYS, type ParamTable } from './params.js';

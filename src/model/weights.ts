@@ -3,7 +3,7 @@
  * its weights and inputs, so `get` is the only way in, and a missing key names itself.
  */
 import { tf } from '../tensor/engine.js';
-import type { NamedArray } from '../io/safetensors.js';
+import type { NamedArray } from '../io/safetensorsFormat.js';
 import { UserError } from '../errors.js';
 import { Rng } from '../rng.js';
 import type { ParamTable } from './params.js';

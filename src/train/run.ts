@@ -89,7 +89,12 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   const tokenizerDir = resolveTokenizerDir(previous ?? o.init, o.data);
   const tokenizer: TextTokenizer = await loadTokenizer(tokenizerDir, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
   const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
-  // samples are prepared in a worker thread, two ahead, so data work overlaps training
+  fs.mkdirSync(o.out, { recursive: true });
+  const metricsFile = path.join(o.out, 'metrics.jsonl');
+  if (!previous) fs.writeFileSync(metricsFile, '');
+  else truncateMetrics(metricsFile, state.step);
+  // samples are prepared in a worker thread, two ahead, so data work overlaps training; it is
+  // closed on every way out of the loop, or it would keep the process alive
   const source = new WorkerSampleSource(
     {
       images: paths.images,
@@ -104,15 +109,11 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
     },
     (key, message) => events.onData?.(`skipped ${key}: ${message}`),
   );
-  fs.mkdirSync(o.out, { recursive: true });
-  const metricsFile = path.join(o.out, 'metrics.jsonl');
-  if (!previous) fs.writeFileSync(metricsFile, '');
-  else truncateMetrics(metricsFile, state.step);
-  events.onStart?.({ model, startStep: state.step, tokenizerDir, trainable: 0 });
   const runOptions: Record<string, unknown> = { ...o };
   let checkpoint = previous ?? '';
   let final: { step: number; samplesSeen: number };
   try {
+    events.onStart?.({ model, startStep: state.step, tokenizerDir, trainable: 0 });
     final = await trainLoop(model, optimizer, source, tokenizer, o, state, {
       onStep: (m) => {
         fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);

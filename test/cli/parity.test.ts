@@ -31,7 +31,7 @@ const deferred = allOutputs.filter((o) => o.case === 'pretrain_step' && (o.outpu
 function parity(dir: string): SpawnSyncReturns<string> {
   const env = { ...process.env };
   delete env['PS3_BACKEND']; // the default backend
-  return spawnSync(process.execPath, [cli, 'parity', dir], { cwd: root, encoding: 'utf8', env, timeout: 60_000 });
+  return spawnSync(process.execPath, [cli, 'parity', dir], { cwd: root, encoding: 'utf8', env, timeout: 300_000 });
 }
 
 function lastLine(text: string): string {
@@ -68,7 +68,7 @@ test('parity on the fixture folder passes; only the loss/gradient outputs may be
   if (skipped) assert.match(lines.find((l) => l.includes(' pretrain_step '))!, new RegExp(`${skipped} skipped`));
 });
 
-test('parity on a copy with one expected value off by 1.0 exits 1 with exactly one failure', () => {
+test('parity on a copy with one expected value off by 1.0 and one selection-map entry flipped exits 3 (bad data found) naming exactly those two', () => {
   // To keep this quick the copy holds three cases (the perturbed one, a two-look case and the
   // text tower) and only the tensors they use; the full manifest runs in the test above.
   const dir = path.join(tmp, 'perturbed');
@@ -88,19 +88,26 @@ test('parity on a copy with one expected value off by 1.0 exits 1 with exactly o
   const data = Float32Array.from(target.data);
   data[1234] = data[1234]! + 1.0;
   tensors.set(key, { shape: target.shape, data });
+  // a wrong selection map: one patch chosen that the reference did not choose (or the reverse)
+  const mapKey = keptFull.find((c) => c.name === 'bottomup_look2')!.outputs['selection_maps.1']!;
+  const map = tensors.get(mapKey)!;
+  const flipped = map.data.slice();
+  flipped[0] = flipped[0] === 0 ? 1 : 0;
+  tensors.set(mapKey, { shape: map.shape, data: flipped });
   writeSafetensors(path.join(dir, 'cases.safetensors'), tensors);
 
   const r = parity(dir);
-  assert.equal(r.status, 1, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+  assert.equal(r.status, 3, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
   const m = SUMMARY.exec(lastLine(r.stdout));
   assert.ok(m, `last line ${JSON.stringify(lastLine(r.stdout))}`);
-  assert.ok(lastLine(r.stdout).includes(' 1 failed,'), lastLine(r.stdout));
-  assert.equal(Number(m[2]), 1);
+  assert.ok(lastLine(r.stdout).includes(' 2 failed,'), lastLine(r.stdout));
+  assert.equal(Number(m[2]), 2);
   assert.equal(Number(m[3]), 0);
-  assert.equal(Number(m[1]), keptFull.reduce((a, c) => a + Object.keys(c.outputs).length, 0) - 1);
+  assert.equal(Number(m[1]), keptFull.reduce((a, c) => a + Object.keys(c.outputs).length, 0) - 2);
   const failing = r.stdout.split('\n').filter((l) => l.startsWith('FAIL'));
-  assert.equal(failing.length, 1);
-  assert.match(failing[0]!, /bottomup_look1 .*last_hidden_state/);
+  assert.equal(failing.length, 2);
+  assert.match(failing.find((l) => l.includes(' bottomup_look1 '))!, /last_hidden_state/);
+  assert.match(failing.find((l) => l.includes(' bottomup_look2 '))!, /selection_maps\.1/);
 });
 
 test('parity on a folder that does not exist exits 2 with one "ps3:" line on stderr and no stack trace', () => {

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { initEngine, tf } from '../../src/tensor/engine.js';
+import { EngineOutOfMemoryError, initEngine, tf } from '../../src/tensor/engine.js';
 import { randomModel, type PS3Model } from '../../src/model/load.js';
 import type { Pixels } from '../../src/model/encoder.js';
 import {
@@ -87,8 +87,30 @@ test('a method that cannot fit the WASM heap is refused before running and repor
   await assert.rejects(encodeWith(model, pixels, 'anyres', huge), (e: unknown) => e instanceof OutOfMemoryError && isOutOfMemory(e));
   const w = weightBytes(model.weights);
   assert.ok(w.matrices > 0 && w.matrices < w.all);
-  assert.ok(isOutOfMemory(new Error('RuntimeError: Aborted(). Build with -sASSERTIONS for more info.')));
+  // a bare abort, an out-of-bounds access or a bad array length is a bug, never out of memory
+  assert.ok(!isOutOfMemory(new Error('RuntimeError: Aborted(). Build with -sASSERTIONS for more info.')));
+  assert.ok(!isOutOfMemory(new WebAssembly.RuntimeError('memory access out of bounds')));
+  assert.ok(!isOutOfMemory(new RangeError('Invalid typed array length: -1')));
   assert.ok(!isOutOfMemory(new Error('something else')));
+  assert.ok(isOutOfMemory(new EngineOutOfMemoryError(2 ** 31)));
+  assert.ok(isOutOfMemory(new RangeError('Array buffer allocation failed')));
+});
+
+test('the engine\'s own allocation failure is named out of memory where it happens, and the engine keeps working', () => {
+  assert.equal(tf.getBackend(), 'wasm');
+  const wasm = (tf.backend() as unknown as { wasm: { _malloc(n: number): number; _free(p: number): void } }).wasm;
+  const isEngineOom = (e: unknown): boolean => e instanceof EngineOutOfMemoryError && isOutOfMemory(e) && /out of memory/.test(e.message);
+  // three blocks of 1.5 GiB cannot fit the 4 GiB heap: the third fails in the heap's growth
+  // (addresses only: no page of them is touched)
+  const held = [wasm._malloc(1.5 * 2 ** 30), wasm._malloc(1.5 * 2 ** 30)];
+  assert.ok(held.every((p) => p !== 0));
+  assert.throws(() => wasm._malloc(1.5 * 2 ** 30), isEngineOom);
+  for (const p of held) wasm._free(p);
+  // one request of 2 GiB or more, which the module's malloc would answer with a bogus address
+  assert.throws(() => wasm._malloc(2 ** 31), isEngineOom);
+  const three = tf.add(tf.scalar(1), tf.scalar(2));
+  assert.deepEqual(Array.from(three.dataSync()), [3]);
+  three.dispose();
 });
 
 test('QA: every method answers a generated benchmark; accuracy, chance, per-category results and token counts', async () => {

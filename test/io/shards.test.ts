@@ -389,7 +389,7 @@ test('validateShards and data validate report each problem entry by entry', asyn
   assert.equal(report.counts.samples, 4);
   assert.equal(report.counts.ok, 2);
 
-  // The command: one line per problem, a summary, exit code 1; 0 on clean data.
+  // The command: one line per problem, a summary, exit code 3 (bad data found); 0 on clean data.
   const printed: string[] = [];
   const write0 = process.stdout.write.bind(process.stdout);
   process.stdout.write = ((chunk: string) => printed.push(chunk) > 0) as typeof process.stdout.write;
@@ -401,7 +401,7 @@ test('validateShards and data validate report each problem entry by entry', asyn
   } finally {
     process.stdout.write = write0;
   }
-  assert.deepEqual(codes, [1, 0]);
+  assert.deepEqual(codes, [3, 0]);
   const lines = printed.join('').trimEnd().split('\n');
   assert.equal(lines.length, 5);
   assert.match(lines[0]!, /images\.tar: outside: boxOutside: box 0/);

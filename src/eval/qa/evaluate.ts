@@ -12,7 +12,7 @@ import type { TextTokenizer } from '../../io/tokenizer.js';
 import type { Pixels } from '../../model/encoder.js';
 import type { PS3Model } from '../../model/load.js';
 import type { LookCount } from '../../model/selection.js';
-import { isOutOfMemory, OutOfMemoryError, type EncodeMethod, type MethodEncoding } from '../baselines.js';
+import { engineSurvives, isOutOfMemory, type EncodeMethod, type MethodEncoding } from '../baselines.js';
 import { answerQuestion } from './answer.js';
 import type { BenchItem } from './format.js';
 
@@ -149,7 +149,7 @@ export async function evaluateQa(model: PS3Model, tokenizer: TextTokenizer, item
     if (!isOutOfMemory(e)) throw e;
     status = 'out of memory';
     error = e instanceof Error ? e.message : String(e);
-    aborted = !(e instanceof OutOfMemoryError);
+    aborted = !engineSurvives(e);
     try {
       forget();
     } catch {

@@ -1,0 +1,163 @@
+/**
+ * The headline commands end to end through `ps3`, on the micro shape and tiny inputs: what each
+ * writes, with the fields and files its documentation promises, and numbers that agree with
+ * themselves (an accuracy is the mean of its predictions).
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { initEngine, tf } from '../../src/tensor/engine.js';
+import { randomModel } from '../../src/model/load.js';
+import { PRESETS, presetConfig } from '../../src/model/presets.js';
+import { readSafetensors, writeSafetensors, type NamedArray } from '../../src/io/safetensors.js';
+import { synthVocabulary, writeWordTokenizer } from '../../src/data/wordTokenizer.js';
+
+const CLI = path.resolve('dist/src/cli/main.js');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-headline-'));
+const modelDir = path.join(tmp, 'model');
+const image = path.resolve('assets/sample-4k.jpg');
+const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
+
+function ps3(...args: string[]): { stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 600_000 });
+  assert.equal(r.status, 0, `ps3 ${args.join(' ')}: exit ${r.status}\n${r.stderr}`);
+  return { stdout: r.stdout, stderr: r.stderr };
+}
+
+function isPng(file: string): boolean {
+  return fs.readFileSync(file).subarray(0, 4).equals(PNG);
+}
+
+function mean(xs: readonly boolean[]): number {
+  return xs.filter(Boolean).length / xs.length;
+}
+
+before(async () => {
+  await initEngine();
+  const model = randomModel(presetConfig('micro'), 3);
+  const arrays = new Map<string, NamedArray>();
+  for (const [k, t] of model.weights.entries()) arrays.set(k, { shape: t.shape, data: t.dataSync() as Float32Array });
+  fs.mkdirSync(modelDir);
+  writeSafetensors(path.join(modelDir, 'model.safetensors'), arrays);
+  fs.writeFileSync(path.join(modelDir, 'config.json'), JSON.stringify(PRESETS['micro']!.config));
+  await writeWordTokenizer(modelDir, synthVocabulary(), { contextLength: model.config.text.contextLength });
+  model.weights.dispose();
+  tf.disposeVariables();
+});
+
+test('encode: the documented feature keys and one heat map PNG per high-res scale', () => {
+  const out = path.join(tmp, 'encode');
+  ps3('encode', image, '--model', modelDir, '--prompt', 'a red sign', '--out', out);
+  const scales = presetConfig('micro').vision.scales;
+  const high = scales.slice(1);
+  const keys = [...readSafetensors(path.join(out, 'sample-4k.safetensors')).keys()].sort();
+  const expected = ['last_hidden_state', 'pooled_output', ...high.flatMap((_, i) => [`selection_probs.${i}`, `bottomup_selection_probs.${i}`, `topdown_selection_probs.${i}`, `selection_maps.${i}`])].sort();
+  assert.deepEqual(keys, expected);
+  const pngs = fs.readdirSync(out).filter((f) => f.endsWith('.png')).sort();
+  assert.deepEqual(pngs, high.map((s) => `sample-4k-scale${s}.png`).sort());
+  for (const p of pngs) assert.ok(isPng(path.join(out, p)));
+});
+
+test('similarity: a score and a picture per text, in similarity.json and on stdout', () => {
+  const out = path.join(tmp, 'similarity');
+  const r = ps3('similarity', image, '--model', modelDir, '--text', 'a red sign', '--text', 'a blue circle', '--json', '--out', out);
+  const printed = JSON.parse(r.stdout) as Array<{ text: string; cosine: number; probability: number; picture: string[] }>;
+  const written = JSON.parse(fs.readFileSync(path.join(out, 'similarity.json'), 'utf8')) as { image: string; results: typeof printed };
+  assert.deepEqual(written.results, printed);
+  assert.deepEqual(printed.map((p) => p.text), ['a red sign', 'a blue circle']);
+  for (const p of printed) {
+    assert.ok(p.cosine >= -1 && p.cosine <= 1, String(p.cosine));
+    assert.ok(p.probability >= 0 && p.probability <= 1, String(p.probability));
+    assert.equal(p.picture.length, presetConfig('micro').vision.scales.length - 1);
+    for (const f of p.picture) assert.ok(isPng(path.join(out, f)));
+  }
+  assert.notEqual(printed[0]!.cosine, printed[1]!.cosine);
+});
+
+test('bench encode: the JSON line\'s fields, cold and warm, with the dense ONNX pass', () => {
+  const fields = ['ms_total', 'ms_decode', 'ms_lowres', 'ms_select', 'ms_highres', 'tokens', 'rss_peak_mb', 'ms_set_up', 'weights_mb'];
+  const runs = [[], ['--warmup']].map((extra) => JSON.parse(ps3('bench', 'encode', '--preset', 'micro', '--random-init', '--dense', '--json', ...extra).stdout.trim()) as Record<string, unknown>);
+  for (const [i, r] of runs.entries()) {
+    for (const f of fields) assert.ok(typeof r[f] === 'number' && Number.isFinite(r[f]) && (r[f] as number) >= 0, `${f}: ${String(r[f])}`);
+    assert.equal(r['warmup'], i === 1);
+    assert.ok((r['tokens'] as number) > 0);
+    assert.ok((r['ms_total'] as number) >= (r['ms_decode'] as number));
+    const gflops = r['gflops'] as Record<string, number>;
+    assert.ok(Number.isFinite(gflops['total']) && gflops['total']! > 0);
+    const dense = r['dense'] as Record<string, number>;
+    assert.ok(dense['ms']! > 0 && dense['tokens']! > 0);
+    assert.ok(Math.abs((r['ratio_to_dense'] as number) - (r['ms_total'] as number) / dense['ms']!) < 1e-9);
+  }
+});
+
+test('eval make-4k, qa and retrieval on tiny inputs: reports whose accuracy is the mean of their predictions', () => {
+  const bench = path.join(tmp, 'bench');
+  ps3('eval', 'make-4k', '--out', bench, '--count', '3', '--size', '1512');
+  const questions = fs.readFileSync(path.join(bench, 'questions.jsonl'), 'utf8').trim().split('\n');
+  assert.equal(questions.length, 3);
+  const qaOut = path.join(tmp, 'qa', 'qa.json');
+  const plot = path.join(tmp, 'qa', 'plots', 'accuracy.png');
+  ps3('eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', modelDir, '--method', 'ps3,lowres', '--out', qaOut, '--plot', plot);
+  const qa = JSON.parse(fs.readFileSync(qaOut, 'utf8')) as { reports: Array<{ method: string; accuracy: number; predictions: Array<{ correct: boolean }> }> };
+  assert.deepEqual(qa.reports.map((r) => r.method), ['ps3', 'lowres']);
+  for (const r of qa.reports) {
+    assert.equal(r.predictions.length, 3);
+    assert.equal(r.accuracy, mean(r.predictions.map((p) => p.correct)));
+  }
+  assert.ok(isPng(plot));
+  const retrievalOut = path.join(tmp, 'retrieval.json');
+  ps3('eval', 'retrieval', '--model', modelDir, '--method', 'ps3,lowres', '--count', '2', '--candidates', '2', '--size', '448', '--out', retrievalOut);
+  const retrieval = JSON.parse(fs.readFileSync(retrievalOut, 'utf8')) as { candidates: number; reports: Array<{ method: string; accuracy: number; predictions: Array<{ correct: boolean }> }> };
+  assert.equal(retrieval.candidates, 2);
+  for (const r of retrieval.reports) {
+    assert.equal(r.predictions.length, 2);
+    assert.equal(r.accuracy, mean(r.predictions.map((p) => p.correct)));
+  }
+});
+
+test('eval cost on the micro shape: rows for each method, labelled random weights, and three plots', () => {
+  const out = path.join(tmp, 'cost');
+  ps3('eval', 'cost', '--preset', 'micro', '--resolutions', '112', '--methods', 'ps3,lowres', '--in-process', '--out', out);
+  const report = JSON.parse(fs.readFileSync(path.join(out, 'cost.json'), 'utf8')) as { rows: Array<{ method: string; status: string; ms: number; tokens: number }> };
+  assert.deepEqual(report.rows.map((r) => [r.method, r.status]), [['ps3', 'ok'], ['lowres', 'ok']]);
+  for (const r of report.rows) assert.ok(r.ms > 0 && r.tokens > 0);
+  const pngs = fs.readdirSync(out).filter((f) => f.endsWith('.png'));
+  assert.equal(pngs.length, 3);
+});
+
+test('demo --quick end to end: the report records what ran, labels each section\'s weights, and its pictures exist', () => {
+  const out = path.join(tmp, 'demo');
+  ps3('demo', '--quick', '--preset', 'micro', '--out', out, '--train-minutes', '0.02', '--train-images', '2', '--batch', '1', '--questions', '2', '--retrieval', '2', '--candidates', '2', '--cost-resolutions', '112');
+  const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')) as {
+    run: { command: string; options: Record<string, unknown>; quick: boolean; date: string; machine: { cores: number; cpu: string }; out_folder_reused: boolean; weights: Record<string, string> };
+    qa: Record<string, { accuracy: number | null; status: string }>;
+    retrieval: Record<string, number | null>;
+    cost: Array<{ method: string; resolution: number; status: string }>;
+    training: { steps: number };
+    pictures: string[];
+  };
+  assert.match(report.run.command, /^ps3 demo --quick --preset micro /);
+  assert.equal(report.run.quick, true);
+  assert.equal(report.run.options['batch'], 1);
+  assert.equal(report.run.options['preset'], 'micro');
+  assert.equal(report.run.machine.cores, os.cpus().length);
+  assert.equal(report.run.machine.cpu, os.cpus()[0]!.model.trim());
+  assert.ok(Math.abs(Date.now() - Date.parse(report.run.date)) < 3_600_000);
+  assert.equal(report.run.out_folder_reused, false);
+  assert.match(report.run.weights['cost']!, /random weights/);
+  for (const s of ['qa', 'retrieval', 'sample']) assert.match(report.run.weights[s]!, /trained here/);
+  assert.deepEqual(Object.keys(report.qa).sort(), ['anyres', 'lowres', 'ps3', 's2']);
+  assert.deepEqual(Object.keys(report.retrieval).sort(), ['lowres', 'ps3']);
+  assert.ok(report.training.steps >= 1);
+  assert.deepEqual([...new Set(report.cost.map((c) => c.resolution))], [112]);
+  assert.ok(report.pictures.length >= 5);
+  for (const p of report.pictures) assert.ok(isPng(path.join(out, p)), p);
+  const md = fs.readFileSync(path.join(out, 'report.md'), 'utf8');
+  assert.doesNotMatch(md, /fresh clone|trained weights\)/);
+  assert.match(md, /^# PS3 demo report \(quick/);
+  assert.ok(md.includes(report.run.command));
+  assert.match(md, /Cost versus resolution .*random weights/);
+});
