@@ -10,7 +10,7 @@ import { UserError } from '../errors.js';
 import { readConfigFile } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import { COST_METHODS, costReport, formatCostTable, writeCostPlots, type CostMethod } from '../eval/cost.js';
-import { positiveInt } from './inputs.js';
+import { positiveInt, resolveModelSpec } from './inputs.js';
 
 export interface EvalCostCliOptions {
   backend?: string;
@@ -29,14 +29,14 @@ export async function evalCostCommand(o: EvalCostCliOptions): Promise<number> {
   if (o.model && o.preset) throw new UserError('give --model DIR or --preset NAME, not both');
   if (!o.model && !o.preset) throw new UserError('--model DIR or --preset NAME is required');
   // only the shapes matter: a model folder's config.json, weights not read
-  const config = o.model ? readConfigFile(path.join(o.model, 'config.json')) : presetConfig(o.preset!);
+  const config = o.model ? readConfigFile(path.join((await resolveModelSpec(o.model)).folder, 'config.json')) : presetConfig(o.preset!);
   const resolutions = (o.resolutions ?? '756,1512,3780,7560').split(',').map((r) => positiveInt('resolutions', r.trim())!);
   const methods = (o.methods ?? COST_METHODS.join(',')).split(',').map((m) => m.trim()) as CostMethod[];
   for (const m of methods) if (!(COST_METHODS as readonly string[]).includes(m)) throw new UserError(`--methods must be among ${COST_METHODS.join(', ')}, got "${m}"`);
   const looks = positiveInt('looks', o.looks) ?? 1;
   const repeats = Math.max(1, positiveInt('repeats', o.repeats) ?? 1);
   const timeoutS = Math.max(1, positiveInt('timeout', o.timeout) ?? 900);
-  const name = o.model ? path.basename(path.resolve(o.model)) : o.preset!;
+  const name = o.model ? (fs.existsSync(o.model) ? path.basename(path.resolve(o.model)) : o.model) : o.preset!;
   process.stderr.write(`eval cost: ${name}, resolutions ${resolutions.join(', ')}, methods ${methods.join(', ')}; each in a fresh process\n`);
   const report = await costReport({
     config, model: name, resolutions, looks, methods, repeats, isolate: !o.inProcess, timeoutS, ...(o.backend ? { backend: o.backend } : {}),
