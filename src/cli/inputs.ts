@@ -32,13 +32,17 @@ export function listImages(target: string): string[] {
   return files;
 }
 
+const MB = 2 ** 20;
+/** Downloads smaller than this finish too fast for a bar to say anything. */
+const BAR_FROM_BYTES = 8 * MB;
+
 /** A progress bar over the bytes of a download, in MB (made when the first bytes arrive). */
 export function downloadProgress(label: string): { onProgress: (p: DownloadProgress) => void; stop: () => void } {
   let bar: Progress | undefined;
-  const MB = 2 ** 20;
   return {
     onProgress(p) {
-      bar ??= progressBar(Math.max(1, Math.ceil(p.total / MB)), `${label} (MB)`);
+      if (p.total < BAR_FROM_BYTES) return;
+      bar ??= progressBar(Math.ceil(p.total / MB), `${label} (MB)`);
       bar.update(Math.floor(p.done / MB));
     },
     stop() {

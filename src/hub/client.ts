@@ -174,9 +174,12 @@ export class HubClient {
           yield chunk;
         }
       };
+      const out = createWriteStream(incomplete, { flags: append ? 'a' : 'w' });
       try {
-        await pipeline(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), counter, createWriteStream(incomplete, { flags: append ? 'a' : 'w' }));
+        await pipeline(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), counter, out);
       } catch (e) {
+        // a write already under way still lands: wait for it, so the next attempt starts from the true length
+        if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()));
         lastError = errorCause(e);
         continue;
       }
