@@ -10,6 +10,7 @@ import { evalCostCommand, type EvalCostCliOptions } from './evalCost.js';
 import { make4kCommand, type Make4kCliOptions } from './benchmark4k.js';
 import { benchCommand, type BenchOptions } from './bench.js';
 import { benchEncodeCommand, type BenchEncodeOptions } from './benchEncode.js';
+import { benchLoadCommand, type BenchLoadOptions } from './benchLoad.js';
 import { trainCommand, type TrainCliOptions } from './train.js';
 import { encodeCommand, type EncodeCliOptions } from './encode.js';
 import { dataSynthCommand } from './dataSynth.js';
@@ -70,6 +71,17 @@ bench
     const shared = bench.opts<Pick<BenchOptions, 'image' | 'trunk'>>();
     return runCommand(() => benchEncodeCommand({ ...o, image: shared.image, trunk: shared.trunk, ...program.opts() }));
   });
+
+bench
+  .command('load')
+  .description('write a random checkpoint of a preset\'s shapes (BF16/F16/F32, optionally sharded) and load it in a fresh process: peak RSS against the float32 size')
+  .option('--preset <name>', 'model shape', 'so400m-4k')
+  .option('--dtype <d>', 'bf16, f16 or f32', 'bf16')
+  .option('--shards <n>', 'number of files (more than 1 writes model.safetensors.index.json)', '1')
+  .option('--parts <p>', 'all, or vision (what encode loads without a prompt)', 'vision')
+  .option('--dir <dir>', 'write the checkpoint here and keep it (default: a temp folder, removed after)')
+  .option('--json', 'print one JSON line')
+  .action((o: Omit<BenchLoadOptions, 'backend'>) => runCommand(() => benchLoadCommand({ ...o, ...program.opts() })));
 
 program
   .command('train')
