@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { PS3Config } from '../io/config.js';
 import { numel } from '../io/safetensors.js';
 import { baseBudgets } from './selection.js';
-import { openStoredWeights, readConfigFile } from './load.js';
+import { INDEX_FILE, openStoredWeights, readConfigFile, readWeightIndex } from './load.js';
 import { textParams, visionParams, countParams } from './params.js';
 
 export interface ModelInfo {
@@ -48,11 +48,9 @@ export function modelInfo(folder: string): ModelInfo {
     dtypes[e.dtype] = (dtypes[e.dtype] ?? 0) + n;
     storedParams += n;
   }
-  const files = fs
-    .readdirSync(folder)
-    .filter((f) => f.endsWith('.safetensors') || f === 'model.safetensors.index.json')
-    .sort()
-    .map((name) => ({ name, bytes: fs.statSync(path.join(folder, name)).size }));
+  const indexFile = path.join(folder, INDEX_FILE);
+  const names = fs.existsSync(indexFile) ? [INDEX_FILE, ...[...new Set(readWeightIndex(indexFile).values())].sort()] : ['model.safetensors'];
+  const files = names.map((name) => ({ name, bytes: fs.statSync(path.join(folder, name)).size }));
   const v = config.vision;
   const t = config.text;
   const tokConfig = tokenizerConfig(folder);

@@ -21,7 +21,8 @@ import { loadModel as loadModelFolder, randomModel } from '../../src/model/load.
 import { PRESETS, presetConfig } from '../../src/model/presets.js';
 import { serializeSafetensors, type NamedArray } from '../../src/io/safetensors.js';
 import { snapshot, MODEL_PLAN } from '../../src/hub/snapshot.js';
-import { loadModel } from '../../src/hub/pretrained.js';
+import { loadModel, loadModelTokenizer, tokenizerSource } from '../../src/hub/pretrained.js';
+import { loadTokenizer } from '../../src/io/tokenizer.js';
 import type { HubSettings } from '../../src/hub/settings.js';
 import { hubSettings } from '../../src/hub/settings.js';
 import { isUserError } from '../../src/errors.js';
@@ -254,6 +255,26 @@ test('a sharded checkpoint downloads its index and shards and loads as the singl
   ref.weights.dispose();
   model.weights.dispose();
   tf.disposeVariables();
+});
+
+test('a model naming its tokenizer repo gets it from the Hub when loaded by id, from the cache only when loaded as a folder', async () => {
+  const settings = freshSettings();
+  const model = await loadModel('org/with-tok', { settings, parts: 'text' });
+  const folder = model.folder!;
+  // as a folder, with the tokenizer repo not cached: one clear refusal, no request
+  const before = hub.log.length;
+  await assert.rejects(tokenizerSource(folder, model, { settings, download: false }), (e: unknown) => isUserError(e) && /has no tokenizer\.json and its tokenizer org\/tok is not in the cache/.test((e as Error).message));
+  assert.equal(hub.log.length, before);
+  const source = await tokenizerSource(folder, model, { settings, download: true });
+  assert.equal(source.repo, 'org/tok');
+  assert.equal(source.folder, path.join(settings.cacheDir, 'models--org--tok', 'snapshots', C2));
+  // the same ids as the tokenizer files read directly, with the model's context length and cleaning
+  const texts = ['A photo of a CAT!', 'two cats on the mat', ''];
+  const byModel = await loadModelTokenizer(folder, model, { settings: { ...settings, offline: true }, download: false });
+  const direct = await loadTokenizer(TOKENIZER, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
+  assert.deepEqual(byModel.encode(texts), direct.encode(texts));
+  assert.equal(byModel.contextLength, 16);
+  model.weights.dispose();
 });
 
 function ps3(args: string[], env: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
