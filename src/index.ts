@@ -5,10 +5,15 @@ export { parseConfig, type PS3Config, type VisionConfig, type TextConfig, type T
 export { openSafetensors, readSafetensors, parseSafetensors, writeSafetensors, serializeSafetensors, type NamedArray } from './io/safetensors.js';
 export { decodeImage, squash, normalise, loadPixelValues, toPng, type RgbImage, type PixelValues } from './io/image.js';
 export { loadTokenizer, canonicalize, type TextTokenizer } from './io/tokenizer.js';
-export { loadModel, randomModel, readConfigFile, imageProcessor, type PS3Model, type ModelParts } from './model/load.js';
+export { loadModel as loadModelFolder, openStoredWeights, randomModel, readConfigFile, imageProcessor, type PS3Model, type ModelParts } from './model/load.js';
 export { officialConfigJson } from './io/exportConfig.js';
 export { parsePreprocessor, readPreprocessor, preprocessorJson, type ImageProcessorConfig } from './io/preprocessor.js';
 export { writeTokenizerFolder } from './io/tokenizerFolder.js';
+export { loadModel, loadModelTokenizer, resolveModelFolder, tokenizerSource, type LoadModelOptions } from './hub/pretrained.js';
+export { snapshot, MODEL_PLAN, TOKENIZER_PLAN, type Snapshot, type SnapshotOptions, type DownloadProgress } from './hub/snapshot.js';
+export { hubSettings, type HubSettings } from './hub/settings.js';
+export { parseModelId, looksLikeModelId, type ModelId } from './hub/repoId.js';
+export { modelInfo, type ModelInfo } from './model/info.js';
 export { PRESETS, presetConfig } from './model/presets.js';
 export { paramTable, visionParams, textParams, countParams } from './model/params.js';
 export { Weights } from './model/weights.js';

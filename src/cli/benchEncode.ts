@@ -17,7 +17,7 @@ import { benchEncode, rssPeakMb } from '../eval/bench.js';
 import { s2Flops } from '../eval/flops.js';
 import { resolveTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
 import { SAMPLE_IMAGE } from './demo.js';
-import { inputImage } from './inputs.js';
+import { inputImage, resolveModelSpec } from './inputs.js';
 
 export interface BenchEncodeOptions {
   backend?: string;
@@ -63,7 +63,7 @@ async function openOnnx(model: PS3Model): Promise<OnnxTrunk> {
 async function setUp(o: BenchEncodeOptions, engine: TrunkEngine): Promise<{ model: PS3Model; name: string; table: ParamTable; onnx: OnnxTrunk | null }> {
   const wantOnnx = engine === 'onnx' || Boolean(o.dense);
   if (o.model) {
-    const model = loadModel(o.model, 'vision');
+    const model = loadModel((await resolveModelSpec(o.model)).folder, 'vision');
     return { model, name: o.model, table: visionParams(model.config), onnx: wantOnnx ? await openOnnx(model) : null };
   }
   if (!o.preset || !o.randomInit) throw new UserError('bench encode: give --model DIR, or --preset NAME with --random-init');

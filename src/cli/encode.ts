@@ -1,5 +1,5 @@
 /**
- * `ps3 encode <image|dir> --model DIR [--prompt TEXT] [--looks N | --tokens N | --all]
+ * `ps3 encode <image|dir> --model DIR|ORG/NAME[@REV] [--prompt TEXT] [--looks N | --tokens N | --all]
  * [--scales N] --out DIR`: features as safetensors and selection heat maps as PNGs, per image.
  * A folder is streamed with a progress bar; a bad file is reported and skipped.
  */
@@ -7,14 +7,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { initEngine, tf } from '../tensor/engine.js';
 import { loadPixelValues } from '../io/image.js';
-import { loadTokenizer } from '../io/tokenizer.js';
 import { writeSafetensors, type NamedArray } from '../io/safetensors.js';
 import { isUserError, UserError } from '../errors.js';
 import { encodeImage, type EncodeOutput } from '../model/encoder.js';
 import { encodeText } from '../model/text.js';
 import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode } from '../eval/region.js';
-import { intOption, listImages, lookOptions, modelFrom, outputFolder } from './inputs.js';
+import { intOption, listImages, lookOptions, modelFrom, outputFolder, tokenizerFor } from './inputs.js';
 import { imageProcessor } from '../model/load.js';
 import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
 import { progressBar } from './progress.js';
@@ -51,7 +50,7 @@ export async function encodeCommand(target: string, o: EncodeCliOptions): Promis
   const maxPixels = intOption('max-pixels', o.maxPixels, { min: 1 });
   const engine = resolveTrunkEngine(o.trunk);
   await initEngine(o);
-  const model = modelFrom(o, o.prompt !== undefined ? 'all' : 'vision');
+  const model = await modelFrom(o, o.prompt !== undefined ? 'all' : 'vision');
   const warn = (message: string): boolean => process.stderr.write(`ps3: warning: ${message}\n`);
   const looks = lookOptions(model.config.vision, o, warn);
   const cfg = model.config.vision;
@@ -60,8 +59,8 @@ export async function encodeCommand(target: string, o: EncodeCliOptions): Promis
   const trunk = await trunkRunner(engine, model.weights, cfg.trunk);
   let prompt: tf.Tensor | undefined;
   if (o.prompt !== undefined) {
-    if (!o.model) throw new UserError('--prompt needs --model DIR with tokenizer files');
-    const tok = await loadTokenizer(o.model, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
+    if (!o.model) throw new UserError('--prompt needs --model DIR|ORG/NAME with tokenizer files');
+    const tok = await tokenizerFor(model, o.model);
     const t = encodeText(model.weights, model.config.text, tok.encode([o.prompt]), 1);
     prompt = t.prompt;
     t.pooledOutput.dispose();

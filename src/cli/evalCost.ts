@@ -10,7 +10,7 @@ import { UserError } from '../errors.js';
 import { readConfigFile } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import { configAtResolution, COST_METHODS, costReport, formatCostTable, writeCostPlots, type CostMethod } from '../eval/cost.js';
-import { intOption, listOption, outputFolder } from './inputs.js';
+import { intOption, listOption, outputFolder, resolveModelSpec } from './inputs.js';
 
 export interface EvalCostCliOptions {
   backend?: string;
@@ -29,7 +29,7 @@ export async function evalCostCommand(o: EvalCostCliOptions): Promise<number> {
   if (o.model && o.preset) throw new UserError('give --model DIR or --preset NAME, not both');
   if (!o.model && !o.preset) throw new UserError('--model DIR or --preset NAME is required');
   // only the shapes matter: a model folder's config.json, weights not read
-  const config = o.model ? readConfigFile(path.join(o.model, 'config.json')) : presetConfig(o.preset!);
+  const config = o.model ? readConfigFile(path.join((await resolveModelSpec(o.model)).folder, 'config.json')) : presetConfig(o.preset!);
   const resolutions = listOption('resolutions', o.resolutions ?? '756,1512,3780,7560', (r) => intOption('resolutions', r, { min: 1 })!);
   for (const r of resolutions) configAtResolution(config, r);
   const methods = listOption('methods', o.methods ?? COST_METHODS.join(','), (m) => m) as CostMethod[];
@@ -38,7 +38,7 @@ export async function evalCostCommand(o: EvalCostCliOptions): Promise<number> {
   const repeats = intOption('repeats', o.repeats, { min: 1 }) ?? 1;
   const timeoutS = intOption('timeout', o.timeout, { min: 1 }) ?? 900;
   outputFolder('--out', o.out);
-  const name = o.model ? path.basename(path.resolve(o.model)) : o.preset!;
+  const name = o.model ? (fs.existsSync(o.model) ? path.basename(path.resolve(o.model)) : o.model) : o.preset!;
   process.stderr.write(`eval cost: ${name}, resolutions ${resolutions.join(', ')}, methods ${methods.join(', ')}; each in a fresh process\n`);
   const report = await costReport({
     config, model: name, resolutions, looks, methods, repeats, isolate: !o.inProcess, timeoutS, ...(o.backend ? { backend: o.backend } : {}),

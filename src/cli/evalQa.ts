@@ -74,9 +74,9 @@ export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise
   const tokens = positiveInt('tokens', o.tokens);
   const resolution = positiveInt('resolution', o.resolution);
   const tileBatch = positiveInt('tile-batch', o.tileBatch);
-  const model = modelFrom(o, 'all');
-  const tok = await evalTokenizer(model, o.model);
-  if (tok.source !== o.model) process.stderr.write(`ps3: warning: ${o.model ?? model.source} has no tokenizer.json; using the synthetic captions' word tokenizer\n`);
+  const model = await modelFrom(o, 'all');
+  const tok = await evalTokenizer(model, model.folder);
+  if (tok.source !== model.folder) process.stderr.write(`ps3: warning: ${o.model ?? model.source} has no tokenizer.json; using the synthetic captions' word tokenizer\n`);
   process.stderr.write(`eval qa: ${items.length} questions from ${bench}; model ${model.source}; methods ${methods.join(', ')}\n`);
 
   const runs: Array<{ method: EncodeMethod; looks?: LookCount }> = methods.flatMap((m) => (m === 'ps3' && tokens === undefined ? looksList.map((l) => ({ method: m, ...(l !== undefined ? { looks: l } : {}) })) : [{ method: m }]));

@@ -66,9 +66,9 @@ export async function evalRetrievalCommand(o: EvalRetrievalCliOptions): Promise<
   const looks = positiveInt('looks', o.looks);
   const tokens = positiveInt('tokens', o.tokens);
   // the model is loaded with --seed as its random seed only for --preset; data seeds are separate
-  const model = modelFrom({ ...(o.model ? { model: o.model } : {}), ...(o.preset ? { preset: o.preset } : {}) }, 'all');
-  const tok = await evalTokenizer(model, o.model);
-  if (tok.source !== o.model) process.stderr.write(`ps3: warning: ${o.model ?? model.source} has no tokenizer.json; using the synthetic captions' word tokenizer\n`);
+  const model = await modelFrom({ ...(o.model ? { model: o.model } : {}), ...(o.preset ? { preset: o.preset } : {}) }, 'all');
+  const tok = await evalTokenizer(model, model.folder);
+  if (tok.source !== model.folder) process.stderr.write(`ps3: warning: ${o.model ?? model.source} has no tokenizer.json; using the synthetic captions' word tokenizer\n`);
   const cfg = model.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
   const imagesNeeded = Math.ceil(count / perImage) + 1;

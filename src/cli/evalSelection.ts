@@ -65,8 +65,8 @@ export async function evalSelectionCommand(o: EvalSelectionCliOptions): Promise<
   if (count < 1) throw new UserError('--count must be at least 1');
   if (looks < 1) throw new UserError('--looks must be at least 1');
   await initEngine(o);
-  const model = modelFrom({ ...(o.model ? { model: o.model } : {}), ...(o.preset ? { preset: o.preset } : {}) }, 'all');
-  const tok = await evalTokenizer(model, o.model);
+  const model = await modelFrom({ ...(o.model ? { model: o.model } : {}), ...(o.preset ? { preset: o.preset } : {}) }, 'all');
+  const tok = await evalTokenizer(model, model.folder);
   const cfg = model.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
   const size = positiveInt('size', o.size) ?? S;

@@ -4,6 +4,10 @@ import path from 'node:path';
 import sharp from 'sharp';
 import { UserError } from '../errors.js';
 import { loadModel, randomModel, type ModelParts, type PS3Model } from '../model/load.js';
+import { loadModelTokenizer, resolveModelFolder, type ResolvedModel } from '../hub/pretrained.js';
+import type { DownloadProgress } from '../hub/snapshot.js';
+import type { TextTokenizer } from '../io/tokenizer.js';
+import { progressBar, type Progress } from './progress.js';
 import { presetConfig } from '../model/presets.js';
 import { baseBudgets, gridAtScale } from '../model/selection.js';
 import type { VisionConfig } from '../io/config.js';
@@ -29,11 +33,55 @@ export function listImages(target: string): string[] {
   return files;
 }
 
-export function modelFrom(options: { model?: string; preset?: string; seed?: string }, parts: ModelParts): PS3Model {
-  if (options.model && options.preset) throw new UserError('give --model DIR or --preset NAME, not both');
-  if (options.model) return loadModel(options.model, parts);
+const MB = 2 ** 20;
+/** Downloads smaller than this finish too fast for a bar to say anything. */
+const BAR_FROM_BYTES = 8 * MB;
+
+/** A progress bar over the bytes of a download, in MB (made when the first bytes arrive). */
+export function downloadProgress(label: string): { onProgress: (p: DownloadProgress) => void; stop: () => void } {
+  let bar: Progress | undefined;
+  return {
+    onProgress(p) {
+      if (p.total < BAR_FROM_BYTES) return;
+      bar ??= progressBar(Math.ceil(p.total / MB), `${label} (MB)`);
+      bar.update(Math.floor(p.done / MB));
+    },
+    stop() {
+      bar?.stop();
+    },
+  };
+}
+
+/** A model folder, or a Hub id brought into the cache (with a progress bar). */
+export async function resolveModelSpec(spec: string): Promise<ResolvedModel> {
+  const progress = downloadProgress(`download ${spec}`);
+  try {
+    return await resolveModelFolder(spec, { onProgress: progress.onProgress });
+  } finally {
+    progress.stop();
+  }
+}
+
+/** `--model DIR|ORG/NAME[@REV]` or `--preset NAME` (random weights). */
+export async function modelFrom(options: { model?: string; preset?: string; seed?: string }, parts: ModelParts): Promise<PS3Model> {
+  if (options.model && options.preset) throw new UserError('give --model DIR|ORG/NAME or --preset NAME, not both');
+  if (options.model) return loadModel((await resolveModelSpec(options.model)).folder, parts);
   if (options.preset) return randomModel(presetConfig(options.preset), seedOption(options.seed) ?? 0);
-  throw new UserError('--model DIR is required (or --preset NAME for random weights)');
+  throw new UserError('--model DIR|ORG/NAME is required (or --preset NAME for random weights)');
+}
+
+/**
+ * The tokenizer of a loaded model: its own files, or the repo its config names (downloaded
+ * when the model itself was given as a Hub id, else looked up in the cache).
+ */
+export async function tokenizerFor(model: PS3Model, spec: string): Promise<TextTokenizer> {
+  if (model.folder === undefined) throw new UserError('a text prompt needs --model DIR|ORG/NAME with tokenizer files');
+  const progress = downloadProgress('download tokenizer');
+  try {
+    return await loadModelTokenizer(model.folder, model, { download: !fs.existsSync(spec), onProgress: progress.onProgress });
+  } finally {
+    progress.stop();
+  }
 }
 
 export function positiveInt(name: string, value: string | undefined): number | undefined {

@@ -11,6 +11,7 @@ import { evalCostCommand, type EvalCostCliOptions } from './evalCost.js';
 import { make4kCommand, type Make4kCliOptions } from './benchmark4k.js';
 import { benchCommand, type BenchOptions } from './bench.js';
 import { benchEncodeCommand, type BenchEncodeOptions } from './benchEncode.js';
+import { benchLoadCommand, type BenchLoadOptions } from './benchLoad.js';
 import { trainCommand, type TrainCliOptions } from './train.js';
 import { exportCommand, type ExportCliOptions } from './export.js';
 import { encodeCommand, type EncodeCliOptions } from './encode.js';
@@ -18,6 +19,7 @@ import { dataSynthCommand } from './dataSynth.js';
 import { dataValidateCommand } from './dataValidate.js';
 import { dataCaptionCommand, DATA_CAPTION_HELP, type DataCaptionOptions } from './dataCaption.js';
 import { similarityCommand, type SimilarityCliOptions } from './similarity.js';
+import { infoCommand } from './info.js';
 
 const program = new Command();
 program.name('ps3').description('PS3: selective high-resolution vision encoding (CVPR 2025) in TypeScript').showHelpAfterError();
@@ -64,7 +66,7 @@ bench
   .description('one timed encode of one image (decode to outputs); --json prints one JSON line; takes bench\'s --image and --trunk')
   .option('--preset <name>', 'model shape (with --random-init)')
   .option('--random-init', 'random weights of --preset (vision tower only)')
-  .option('--model <dir>', 'a PS3 model folder instead (vision tower only)')
+  .option('--model <dir|id>', 'a PS3 model folder or Hub id ORG/NAME[@REV] instead (vision tower only)')
   .option('--looks <n>', 'number of looks, or "all"', '1')
   .option('--dense', 'also time ONNX Runtime running the same trunk densely over 3,289 tokens, and the ratio')
   .option('--warmup', 'run one untimed encode first')
@@ -75,11 +77,22 @@ bench
     return runCommand(() => benchEncodeCommand({ ...o, image: shared.image, trunk: shared.trunk, ...program.opts() }));
   });
 
+bench
+  .command('load')
+  .description('write a random checkpoint of a preset\'s shapes (BF16/F16/F32, optionally sharded) and load it in a fresh process: peak RSS against the float32 size')
+  .option('--preset <name>', 'model shape', 'so400m-4k')
+  .option('--dtype <d>', 'bf16, f16 or f32', 'bf16')
+  .option('--shards <n>', 'number of files (more than 1 writes model.safetensors.index.json)', '1')
+  .option('--parts <p>', 'all, or vision (what encode loads without a prompt)', 'vision')
+  .option('--dir <dir>', 'write the checkpoint here and keep it (default: a temp folder, removed after)')
+  .option('--json', 'print one JSON line')
+  .action((o: Omit<BenchLoadOptions, 'backend'>) => runCommand(() => benchLoadCommand({ ...o, ...program.opts() })));
+
 program
   .command('train')
   .description('pre-train or fine-tune PS3 on shards of (image, box, caption) data; resumable')
   .option('--preset <name>', 'start from a named shape with random weights (e.g. tiny-4k); with --init, the shape to grow the checkpoint to (more high-res scales)')
-  .option('--init <dir>', 'start from a checkpoint folder (ours or a released one)')
+  .option('--init <dir|id>', 'start from a checkpoint folder (ours or a released one) or Hub id ORG/NAME[@REV]')
   .requiredOption('--data <dir>', 'data folder with images/ and annotations/ shard sets (and tokenizer/)')
   .requiredOption('--out <dir>', 'output folder: checkpoint/ and metrics.jsonl')
   .option('--resume', 'continue the run in --out from its last checkpoint', false)
@@ -114,9 +127,9 @@ program
   .command('encode')
   .description('encode an image or a folder of images: features (.safetensors) and selection heat maps (PNG)')
   .argument('<image|dir>', 'an image file or a folder of images')
-  .option('--model <dir>', 'a PS3 model folder')
+  .option('--model <dir|id>', 'a PS3 model folder or Hub id ORG/NAME[@REV]')
   .option('--preset <name>', 'a named shape with random weights instead of --model')
-  .option('--prompt <text>', 'top-down selection from this text (needs tokenizer files in --model)')
+  .option('--prompt <text>', 'top-down selection from this text (needs the model\'s tokenizer)')
   .option('--looks <n>', 'number of looks (default 1)')
   .option('--tokens <n>', 'a high-res token budget instead of a number of looks')
   .option('--all', 'look at every high-res patch')
@@ -130,7 +143,7 @@ program
   .command('similarity')
   .description('score texts against an image: top-down selection per text, a score and a picture of where it looked')
   .argument('<image>', 'an image file')
-  .option('--model <dir>', 'a PS3 model folder with tokenizer files')
+  .option('--model <dir|id>', 'a PS3 model folder or Hub id ORG/NAME[@REV], with tokenizer files')
   .option('--text <text>', 'a text to score (repeat for several)', (v: string, prev: string[] = []) => [...prev, v])
   .option('--looks <n>', 'number of looks (default 1)')
   .option('--tokens <n>', 'a high-res token budget instead of a number of looks')
@@ -139,6 +152,13 @@ program
   .option('--out <dir>', 'output folder for pictures and similarity.json', 'ps3-out')
   .option('--json', 'print the results as JSON')
   .action((image: string, o: SimilarityCliOptions) => runCommand(() => similarityCommand(image, { ...o, ...program.opts() })));
+
+program
+  .command('info')
+  .description('what a model is: scales, budgets, trunk, text tower, tokenizer, size, dtype, where it is cached')
+  .argument('<model>', 'a PS3 model folder or Hub id ORG/NAME[@REV] (downloaded into the Hugging Face cache if not there)')
+  .option('--json', 'print one JSON object')
+  .action((spec: string, o: { json?: boolean }) => runCommand(() => infoCommand(spec, o)));
 
 const data = program.command('data').description('build and check pre-training data (webdataset shards of images and local captions)');
 data
@@ -196,7 +216,7 @@ evaluate
   .command('qa')
   .description('answer a 4KPro-style benchmark with the encoder alone (the CLIP way)')
   .argument('<bench>', 'questions.jsonl')
-  .option('--model <dir>', 'a PS3 model folder')
+  .option('--model <dir|id>', 'a PS3 model folder or Hub id ORG/NAME[@REV]')
   .option('--preset <name>', 'random weights of a preset instead')
   .option('--seed <n>', 'seed of the random weights')
   .requiredOption('--method <name>', 'ps3 | lowres | anyres | s2')
@@ -214,7 +234,7 @@ evaluate
   .command('retrieval')
   .description('rank the true local caption among N candidates from the pooled region')
   .option('--data <dir>', 'held-out shards in the reference format (else held-out synthetic scenes)')
-  .option('--model <dir>', 'a PS3 model folder')
+  .option('--model <dir|id>', 'a PS3 model folder or Hub id ORG/NAME[@REV]')
   .option('--preset <name>', 'random weights of a preset instead')
   .option('--seed <n>', 'held-out seed of synthetic scenes')
   .option('--size <px>', 'synthetic image size')
@@ -246,7 +266,7 @@ evaluate
 evaluate
   .command('cost')
   .description('encode time and tokens versus resolution for PS3, low-res, AnyRes and S², and pre-training step time; JSON and PNG')
-  .option('--model <dir>', 'a PS3 model folder')
+  .option('--model <dir|id>', 'a PS3 model folder or Hub id ORG/NAME[@REV]')
   .option('--preset <name>', 'random weights of a preset instead')
   .option('--resolutions <list>', 'resolutions', '756,1512,3780,7560')
   .option('--looks <n>', 'PS3 looks', '1')

@@ -1,5 +1,5 @@
 /**
- * `ps3 similarity <image> --model DIR --text T [--text T ...]`: for each text, top-down selection
+ * `ps3 similarity <image> --model DIR|ORG/NAME[@REV] --text T [--text T ...]`: for each text, top-down selection
  * with its prompt, a score (cosine and SigLIP probability of the pooled chosen tokens against
  * the text), and a PNG of where it looked.
  */
@@ -7,11 +7,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { initEngine, tf } from '../tensor/engine.js';
 import { loadPixelValues } from '../io/image.js';
-import { loadTokenizer } from '../io/tokenizer.js';
 import { UserError } from '../errors.js';
 import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode, encodeRegion, logitParams, scoreOf, textFeatures } from '../eval/region.js';
-import { inputImage, lookOptions, modelFrom, outputFolder } from './inputs.js';
+import { inputImage, lookOptions, modelFrom, outputFolder, tokenizerFor } from './inputs.js';
 import { imageProcessor } from '../model/load.js';
 import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
 
@@ -28,18 +27,18 @@ export interface SimilarityCliOptions {
 }
 
 export async function similarityCommand(image: string, o: SimilarityCliOptions): Promise<number> {
-  if (!o.model) throw new UserError('--model DIR is required (a PS3 folder with tokenizer files)');
+  if (!o.model) throw new UserError('--model DIR|ORG/NAME is required (a PS3 model with tokenizer files)');
   if (!o.text?.length) throw new UserError('give at least one --text');
   if (o.text.some((t) => t.trim() === '')) throw new UserError('--text must not be empty');
   await inputImage('<image>', image);
   outputFolder('--out', o.out);
   const engine = resolveTrunkEngine(o.trunk);
   await initEngine(o);
-  const model = modelFrom(o, 'all');
+  const model = await modelFrom(o, 'all');
   const cfg = model.config.vision;
   const looks = lookOptions(cfg, o, (m) => process.stderr.write(`ps3: warning: ${m}\n`));
   const trunk = await trunkRunner(engine, model.weights, cfg.trunk);
-  const tok = await loadTokenizer(o.model, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
+  const tok = await tokenizerFor(model, o.model);
   const pre = imageProcessor(model);
   const S = pre.size;
   const pv = await loadPixelValues(image, { size: S, mean: pre.mean, std: pre.std });

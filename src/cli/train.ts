@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { initEngine } from '../tensor/engine.js';
+import { resolveModelSpec } from './inputs.js';
 import { UserError } from '../errors.js';
 import { runTraining, type TrainRunOptions } from '../train/run.js';
 import { progressBar, type Progress } from './progress.js';
@@ -67,7 +68,8 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
   await initEngine({ backend: raw['backend'] as string | undefined });
   const options: TrainRunOptions = {
     ...(o.preset ? { preset: o.preset } : {}),
-    ...(o.init ? { init: o.init } : {}),
+    // a Hub id is brought into the cache; training reads the snapshot folder
+    ...(o.init ? { init: (await resolveModelSpec(o.init)).folder } : {}),
     data: o.data,
     out: o.out,
     resume: o.resume,

@@ -84,6 +84,24 @@ function halfToFloat(h: number): number {
   return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
+let halfValues: Float32Array | undefined;
+/** Every float16 bit pattern's value: decoding is then one lookup per element. */
+function halfTable(): Float32Array {
+  if (!halfValues) {
+    halfValues = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfValues[h] = halfToFloat(h);
+  }
+  return halfValues;
+}
+
+/** The bytes as little-endian 16-bit words (a view when aligned; the hosts are little-endian). */
+function halves(bytes: Uint8Array, count: number): Uint16Array {
+  if (bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, count);
+  const copy = new Uint16Array(count);
+  new Uint8Array(copy.buffer).set(bytes.subarray(0, count * 2));
+  return copy;
+}
+
 /** Convert one tensor's raw little-endian bytes to float32 or int32. */
 export function decodeTensor(bytes: Uint8Array, dtype: StoredDtype, count: number): Float32Array | Int32Array {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -100,14 +118,17 @@ export function decodeTensor(bytes: Uint8Array, dtype: StoredDtype, count: numbe
       return out;
     }
     case 'F16': {
+      const half = halves(bytes, count);
+      const table = halfTable();
       const out = new Float32Array(count);
-      for (let i = 0; i < count; i++) out[i] = halfToFloat(view.getUint16(i * 2, true));
+      for (let i = 0; i < count; i++) out[i] = table[half[i]!]!;
       return out;
     }
     case 'BF16': {
       // bfloat16 is the top half of a float32
+      const half = halves(bytes, count);
       const bits = new Uint32Array(count);
-      for (let i = 0; i < count; i++) bits[i] = view.getUint16(i * 2, true) << 16;
+      for (let i = 0; i < count; i++) bits[i] = half[i]! << 16;
       return new Float32Array(bits.buffer);
     }
     case 'I32': {

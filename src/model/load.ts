@@ -1,11 +1,15 @@
 /**
- * A PS3 model folder (Hugging Face layout: `config.json` + `model.safetensors`), checked against
- * the parameter table the config implies; or a model of any config with random weights.
+ * A PS3 model folder (Hugging Face layout: `config.json` + `model.safetensors`, or
+ * `model.safetensors.index.json` + its shards), checked against the parameter table the config
+ * implies; or a model of any config with random weights.
+ *
+ * Tensors are read and converted to float32 one at a time, straight into the engine, so a BF16
+ * or F16 checkpoint never has its raw bytes and its float32 copy held whole at once.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseConfig, type PS3Config } from '../io/config.js';
-import { openSafetensors } from '../io/safetensors.js';
+import { openSafetensors, type HeaderEntry, type NamedArray } from '../io/safetensors.js';
 import { readPreprocessor, type ImageProcessorConfig } from '../io/preprocessor.js';
 import { UserError } from '../errors.js';
 import { tf, WASM_HEAP_BYTES } from '../tensor/engine.js';
@@ -19,6 +23,8 @@ export interface PS3Model {
   readonly source: string;
   /** the folder's `preprocessor_config.json` (either layout); absent for random weights */
   readonly preprocessor?: ImageProcessorConfig;
+  /** the folder it was loaded from (absent for random weights) */
+  readonly folder?: string;
 }
 
 /** How images are prepared for `model`: its folder's processor, else PS3's at the top scale. */
@@ -67,14 +73,75 @@ export function checkFitsEngine(table: ParamTable, what: string): void {
   }
 }
 
-/** Load `dir/config.json` and `dir/model.safetensors`; every key is checked before any tensor is made. */
+/** The stored tensors of a model folder, single-file or sharded, read one key at a time. */
+export interface StoredWeights {
+  /** what errors name: the file, or the index */
+  readonly where: string;
+  readonly entries: ReadonlyMap<string, HeaderEntry>;
+  read(key: string): NamedArray;
+}
+
+export const INDEX_FILE = 'model.safetensors.index.json';
+
+/** The `weight_map` of a sharded checkpoint's index: key -> shard file name. */
+export function readWeightIndex(file: string): Map<string, string> {
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new UserError(`${file}: not a readable JSON index (${(e as Error).message.split('\n')[0]})`);
+  }
+  const map = (json as { weight_map?: unknown } | null)?.weight_map;
+  if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new UserError(`${file}: has no "weight_map" object`);
+  const out = new Map<string, string>();
+  for (const [key, shard] of Object.entries(map)) {
+    if (typeof shard !== 'string' || shard === '' || shard.includes('..') || path.isAbsolute(shard)) {
+      throw new UserError(`${file}: key "${key}" maps to ${JSON.stringify(shard)}, not a shard file name`);
+    }
+    out.set(key, shard);
+  }
+  return out;
+}
+
+/**
+ * Opens `dir/model.safetensors.index.json` and its shards when the index is there, else
+ * `dir/model.safetensors`. Every key of the index must be in the shard it names, and every key
+ * of a shard in the index.
+ */
+export function openStoredWeights(dir: string): StoredWeights {
+  const indexFile = path.join(dir, INDEX_FILE);
+  if (!fs.existsSync(indexFile)) return openSafetensors(path.join(dir, 'model.safetensors'));
+  const index = readWeightIndex(indexFile);
+  const shards = new Map<string, ReturnType<typeof openSafetensors>>();
+  for (const shard of new Set(index.values())) shards.set(shard, openSafetensors(path.join(dir, shard)));
+  const entries = new Map<string, HeaderEntry>();
+  const owner = new Map<string, string>();
+  for (const [shard, file] of shards) {
+    for (const [key, entry] of file.entries) {
+      const named = index.get(key);
+      if (named === undefined) throw new UserError(`${file.where}: key "${key}" is not in ${INDEX_FILE}`);
+      if (named !== shard) continue; // a stray copy in another shard: the index says where it is
+      entries.set(key, entry);
+      owner.set(key, shard);
+    }
+  }
+  for (const [key, shard] of index) {
+    if (!owner.has(key)) throw new UserError(`${path.join(dir, shard)}: key "${key}" is in ${INDEX_FILE} but not in this shard`);
+  }
+  return { where: indexFile, entries, read: (key) => shards.get(owner.get(key)!)!.read(key) };
+}
+
+/**
+ * Load `dir/config.json` and the weights (`model.safetensors`, or the sharded index and its
+ * shards); every key is checked before any tensor is made.
+ */
 export function loadModel(dir: string, parts: ModelParts = 'all'): PS3Model {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UserError(`${dir}: model folder not found`);
   const config = readConfigFile(path.join(dir, 'config.json'));
   const preprocessor = readPreprocessor(dir, config.vision.scales[config.vision.scales.length - 1]!);
+  const file = openStoredWeights(dir);
   const { table, extra } = tableFor(config, parts);
   checkFitsEngine(table, dir);
-  const file = openSafetensors(path.join(dir, 'model.safetensors'));
   const weights = checkAndLoad(
     { keys: () => file.entries.keys(), shapeOf: (k) => file.entries.get(k)!.shape, read: (k) => file.read(k) },
     table,
@@ -82,7 +149,7 @@ export function loadModel(dir: string, parts: ModelParts = 'all'): PS3Model {
     extra,
     (k) => WRAPPER_KEYS.has(k),
   );
-  return { config, weights, source: dir, preprocessor };
+  return { config, weights, source: dir, preprocessor, folder: dir };
 }
 
 /** A model of `config` with reproducible random weights (and the wrapper's logit scale and bias). */
