@@ -16,6 +16,7 @@ import { dataSynthCommand } from './dataSynth.js';
 import { dataValidateCommand } from './dataValidate.js';
 import { dataCaptionCommand, DATA_CAPTION_HELP, type DataCaptionOptions } from './dataCaption.js';
 import { similarityCommand, type SimilarityCliOptions } from './similarity.js';
+import { serveCommand, type ServeCliOptions } from './serve.js';
 
 const program = new Command();
 program.name('ps3').description('PS3: selective high-resolution vision encoding (CVPR 2025) in TypeScript').showHelpAfterError();
@@ -122,6 +123,21 @@ program
   .option('--out <dir>', 'output folder for pictures and similarity.json', 'ps3-out')
   .option('--json', 'print the results as JSON')
   .action((image: string, o: SimilarityCliOptions) => runCommand(() => similarityCommand(image, { ...o, ...program.opts() })));
+
+program
+  .command('serve')
+  .description('an HTTP API over a model loaded once: POST /v1/encode, POST /v1/similarity, GET /healthz, GET /metrics')
+  .option('--model <dir>', 'a PS3 model folder (with tokenizer files for prompts and similarity)')
+  .option('--preset <name>', 'a named shape with random weights instead of --model')
+  .option('--seed <n>', 'seed of the random weights of --preset', '0')
+  .option('--port <n>', 'port to listen on (0 = any free one)', '8080')
+  .option('--host <addr>', 'address to listen on', '127.0.0.1')
+  .option('--max-queue <n>', 'requests that may wait for the encoder; more get 503 with Retry-After', '32')
+  .option('--concurrency <n>', 'encodes at once', '1')
+  .option('--max-body-mb <x>', 'largest request body in MiB; more gets 413', '64')
+  .option('--max-pixels <n>', 'largest image by its header in pixels; more gets 413', '67108864')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .action((o: Omit<ServeCliOptions, 'backend'>) => runCommand(() => serveCommand({ ...o, ...program.opts() })));
 
 const data = program.command('data').description('build and check pre-training data (webdataset shards of images and local captions)');
 data
