@@ -10,6 +10,8 @@ import { evalCostCommand, type EvalCostCliOptions } from './evalCost.js';
 import { make4kCommand, type Make4kCliOptions } from './benchmark4k.js';
 import { benchCommand, type BenchOptions } from './bench.js';
 import { benchEncodeCommand, type BenchEncodeOptions } from './benchEncode.js';
+import { benchServeCommand, type BenchServeOptions } from './benchServe.js';
+import { benchQueueCommand, type BenchQueueOptions } from './benchQueue.js';
 import { trainCommand, type TrainCliOptions } from './train.js';
 import { encodeCommand, type EncodeCliOptions } from './encode.js';
 import { dataSynthCommand } from './dataSynth.js';
@@ -17,6 +19,9 @@ import { dataValidateCommand } from './dataValidate.js';
 import { dataCaptionCommand, DATA_CAPTION_HELP, type DataCaptionOptions } from './dataCaption.js';
 import { similarityCommand, type SimilarityCliOptions } from './similarity.js';
 import { serveCommand, type ServeCliOptions } from './serve.js';
+import { queueAddCommand, queueStatusCommand, type QueueAddOptions } from './queue.js';
+import { workerCommand, type WorkerCliOptions } from './worker.js';
+import { DEFAULT_QUEUE } from '../serve/batchJobs.js';
 
 const program = new Command();
 program.name('ps3').description('PS3: selective high-resolution vision encoding (CVPR 2025) in TypeScript').showHelpAfterError();
@@ -69,6 +74,35 @@ bench
   .action((o: Omit<BenchEncodeOptions, 'backend' | 'image' | 'trunk'>) => {
     const shared = bench.opts<Pick<BenchOptions, 'image' | 'trunk'>>();
     return runCommand(() => benchEncodeCommand({ ...o, image: shared.image, trunk: shared.trunk, ...program.opts() }));
+  });
+
+bench
+  .command('serve')
+  .description('requests/s and p50/p99 latency of POST /v1/encode against a `ps3 serve` child process, per number of concurrent clients; takes bench\'s --image and --trunk')
+  .option('--preset <name>', 'serve random weights of this preset')
+  .option('--model <dir>', 'or a PS3 model folder')
+  .option('--clients <list>', 'comma-separated numbers of concurrent clients', '1,4,16')
+  .option('--requests <n>', 'requests per level (at least one per client)', '32')
+  .option('--looks <n>', 'looks per encode', '1')
+  .option('--json', 'print the report as one JSON line')
+  .option('--out <file>', 'write the report as JSON')
+  .action((o: Omit<BenchServeOptions, 'backend' | 'image' | 'trunk'>) => {
+    const shared = bench.opts<Pick<BenchOptions, 'image' | 'trunk'>>();
+    return runCommand(() => benchServeCommand({ ...o, ...(shared.image ? { image: shared.image } : {}), ...(shared.trunk ? { trunk: shared.trunk } : {}), ...program.opts() }));
+  });
+
+bench
+  .command('queue')
+  .description('images/s of a batch encode with 1, 2, 3 ... local `ps3 worker`s on a Redis queue; takes bench\'s --image and --trunk')
+  .requiredOption('--redis <url>', 'a Redis to use (throw-away queues are made and removed)')
+  .option('--preset <name>', 'random weights of this preset')
+  .option('--model <dir>', 'or a PS3 model folder')
+  .option('--workers <list>', 'comma-separated numbers of workers', '1,2,3')
+  .option('--images <n>', 'distinct images per run', '12')
+  .option('--json', 'print the report as one JSON line')
+  .action((o: Omit<BenchQueueOptions, 'backend' | 'image' | 'trunk'>) => {
+    const shared = bench.opts<Pick<BenchOptions, 'image' | 'trunk'>>();
+    return runCommand(() => benchQueueCommand({ ...o, ...(shared.image ? { image: shared.image } : {}), ...(shared.trunk ? { trunk: shared.trunk } : {}), ...program.opts() }));
   });
 
 program
@@ -138,6 +172,37 @@ program
   .option('--max-pixels <n>', 'largest image by its header in pixels; more gets 413', '67108864')
   .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
   .action((o: Omit<ServeCliOptions, 'backend'>) => runCommand(() => serveCommand({ ...o, ...program.opts() })));
+
+const queue = program.command('queue').description('a batch encode over many machines: jobs on Redis (BullMQ), taken by `ps3 worker`s');
+queue
+  .command('add')
+  .description('queue one encode job per distinct image; outputs go to OUT/<sha256>.safetensors')
+  .argument('<inputs...>', 'image files, folders of images, or .txt lists (one path a line, relative to the list)')
+  .requiredOption('--redis <url>', 'the queue\'s Redis, e.g. redis://host:6379')
+  .requiredOption('--model <dir>', 'a PS3 model folder, at the same path on every worker\'s machine')
+  .requiredOption('--out <dir>', 'output folder, shared or synced between the machines')
+  .option('--looks <n>', 'number of looks (default 1)')
+  .option('--tokens <n>', 'a high-res token budget instead of a number of looks')
+  .option('--queue <name>', 'queue name', DEFAULT_QUEUE)
+  .action((inputs: string[], o: QueueAddOptions) => runCommand(() => queueAddCommand(inputs, o)));
+queue
+  .command('status')
+  .description('done, failed (with reasons), waiting, active, workers, rate and ETA')
+  .requiredOption('--redis <url>', 'the queue\'s Redis')
+  .option('--queue <name>', 'queue name', DEFAULT_QUEUE)
+  .option('--json', 'print one JSON object')
+  .action((o: { redis: string; queue: string; json?: boolean }) => runCommand(() => queueStatusCommand(o)));
+
+program
+  .command('worker')
+  .description('take encode jobs from the queue until SIGTERM; a killed worker\'s job is taken again by another')
+  .requiredOption('--redis <url>', 'the queue\'s Redis')
+  .option('--queue <name>', 'queue name', DEFAULT_QUEUE)
+  .option('--concurrency <n>', 'jobs at once in this process', '1')
+  .option('--lock-ms <ms>', 'job lock time: a dead worker\'s job goes back to the queue after about this long', '60000')
+  .option('--max-pixels <n>', 'fail images whose header claims more pixels than this', '67108864')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .action((o: Omit<WorkerCliOptions, 'backend'>) => runCommand(() => workerCommand({ ...o, ...program.opts() })));
 
 const data = program.command('data').description('build and check pre-training data (webdataset shards of images and local captions)');
 data
