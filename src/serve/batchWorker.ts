@@ -78,7 +78,7 @@ export async function startBatchWorker(o: BatchWorkerOptions): Promise<BatchWork
     concurrency: o.concurrency,
     lockDuration: o.lockMs,
     stalledInterval: o.lockMs,
-    // a job whose worker dies twice (an image that kills the process) fails instead of killing more
+    // a job that stalls a third time (an image that kills its worker) fails instead of killing them all
     maxStalledCount: 2,
   });
   let lastError = 0;
