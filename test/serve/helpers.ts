@@ -84,7 +84,7 @@ export function startCli(args: string[], env: NodeJS.ProcessEnv = {}): Child {
 }
 
 /** Wait until `test` holds (polling), or fail after `ms`. */
-export async function waitFor<T>(what: string, test: () => T | undefined | Promise<T | undefined>, ms = 30000): Promise<T> {
+export async function waitFor<T>(what: string, test: () => T | undefined | Promise<T | undefined>, ms = 120000): Promise<T> {
   const until = Date.now() + ms;
   for (;;) {
     const v = await test();
@@ -100,7 +100,7 @@ export async function startServer(args: string[]): Promise<Child & { url: string
   const url = await waitFor(`the server to listen (${child.stderr()})`, () => {
     if (child.proc.exitCode !== null) throw new Error(`ps3 serve exited: ${child.stderr()}`);
     return /listening on (http:\/\/\S+)/.exec(child.stdout())?.[1];
-  });
+  }, 180000);
   return { ...child, url };
 }
 

@@ -2,7 +2,7 @@
  * The batch encode on a real Redis (Debian's redis-server, append-only file on): 40 images and
  * a corrupt one, 3 workers, one SIGKILLed in the middle of a job, Redis restarted mid-run. Every
  * image ends with exactly one output, byte-identical to a single-process `ps3 encode`; the
- * corrupt image ends failed with its reason.
+ * corrupt image ends failed with its reason; an image away for a while is retried with back-off.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -72,6 +72,10 @@ test('40 images and a corrupt one, 3 workers, one killed mid-job, Redis restarte
   assert.match(ps3('queue', 'add', imagesDir, '--redis', redis.url, '--model', modelDir, '--out', out).stdout, /queued 40 job/);
   assert.equal(status().waiting, 41);
 
+  // one image is away for a while (a sync not yet arrived): its job is retried with back-off
+  const away = `${files[39]!}.away`;
+  fs.renameSync(files[39]!, away);
+
   for (let i = 0; i < 3; i++) workers.push(startCli(['worker', '--redis', redis.url, '--lock-ms', '3000']));
   const [victim, ...rest] = workers as [Child, Child, Child];
 
@@ -93,6 +97,10 @@ test('40 images and a corrupt one, 3 workers, one killed mid-job, Redis restarte
   await redis.down();
   await new Promise((r) => setTimeout(r, 300));
   await redis.up();
+
+  const retried = `will retry ${files[39]!}: ${files[39]!}: cannot read (ENOENT) (attempt 1 of 5)`;
+  await waitFor('the missing image to be retried', () => (workers.some((w) => w.stdout().includes(retried)) ? true : undefined), 90000);
+  fs.renameSync(away, files[39]!);
 
   const final = await waitFor('every job to end', () => {
     const s = status();
