@@ -21,7 +21,6 @@ export interface BenchServeOptions {
   looks: string;
   trunk?: string;
   json?: boolean;
-  out?: string;
 }
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
@@ -66,7 +65,6 @@ export async function benchServeCommand(o: BenchServeOptions): Promise<number> {
       process.stdout.write(`clients ${String(clients).padStart(3)}  ${r.requestsPerSecond.toFixed(2).padStart(7)} req/s  p50 ${r.p50Ms.toFixed(0).padStart(6)} ms  p99 ${r.p99Ms.toFixed(0).padStart(6)} ms  ok ${r.ok}/${r.requests}${Object.keys(r.others).length ? `  others ${JSON.stringify(r.others)}` : ''}\n`);
     }
     const report = { preset: o.preset ?? null, model: o.model ?? null, image, looks, trunk: o.trunk ?? 'tfjs', results };
-    if (o.out) fs.writeFileSync(o.out, `${JSON.stringify(report, null, 2)}\n`);
     if (o.json) process.stdout.write(`${JSON.stringify(report)}\n`);
     return 0;
   } finally {

@@ -85,7 +85,6 @@ bench
   .option('--requests <n>', 'requests per level (at least one per client)', '32')
   .option('--looks <n>', 'looks per encode', '1')
   .option('--json', 'print the report as one JSON line')
-  .option('--out <file>', 'write the report as JSON')
   .action((o: Omit<BenchServeOptions, 'backend' | 'image' | 'trunk'>) => {
     const shared = bench.opts<Pick<BenchOptions, 'image' | 'trunk'>>();
     return runCommand(() => benchServeCommand({ ...o, ...(shared.image ? { image: shared.image } : {}), ...(shared.trunk ? { trunk: shared.trunk } : {}), ...program.opts() }));
