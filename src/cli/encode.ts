@@ -7,9 +7,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { initEngine, tf } from '../tensor/engine.js';
 import { loadPixelValues } from '../io/image.js';
-import { writeSafetensors, type NamedArray } from '../io/safetensors.js';
+import { writeSafetensors } from '../io/safetensors.js';
 import { isUserError, UserError } from '../errors.js';
-import { encodeImage, type EncodeOutput } from '../model/encoder.js';
+import { encodeImage } from '../model/encoder.js';
 import { encodeText } from '../model/text.js';
 import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode } from '../eval/region.js';
@@ -17,6 +17,7 @@ import { intOption, listImages, lookOptions, modelFrom, outputFolder, tokenizerF
 import { imageProcessor } from '../model/load.js';
 import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
 import { progressBar } from './progress.js';
+import { featureArrays } from '../serve/features.js';
 
 export interface EncodeCliOptions {
   backend?: string;
@@ -30,18 +31,6 @@ export interface EncodeCliOptions {
   out: string;
   maxPixels?: string;
   trunk?: string;
-}
-
-async function features(out: EncodeOutput): Promise<Map<string, NamedArray>> {
-  const m = new Map<string, NamedArray>();
-  const add = async (name: string, t: tf.Tensor): Promise<void> => void m.set(name, { shape: t.shape, data: (await t.data()) as Float32Array });
-  await add('last_hidden_state', out.lastHiddenState);
-  await add('pooled_output', out.pooledOutput);
-  for (const [i, p] of out.selectionProbs.entries()) await add(`selection_probs.${i}`, p);
-  for (const [i, p] of out.bottomupSelectionProbs.entries()) await add(`bottomup_selection_probs.${i}`, p);
-  if (out.topdownSelectionProbs) for (const [i, p] of out.topdownSelectionProbs.entries()) await add(`topdown_selection_probs.${i}`, p);
-  out.selectionMaps.forEach((s, i) => m.set(`selection_maps.${i}`, { shape: [1, s.height, s.width], data: Int32Array.from(s.data) }));
-  return m;
 }
 
 export async function encodeCommand(target: string, o: EncodeCliOptions): Promise<number> {
@@ -75,7 +64,7 @@ export async function encodeCommand(target: string, o: EncodeCliOptions): Promis
       const pixels = { data: pv.pixels, batch: 1, height: S, width: S };
       const out = await encodeImage(model.weights, model.config, pixels, { ...looks, ...(prompt ? { prompt } : {}), ...(trunk ? { trunk } : {}), outputHiddenStates: false });
       const base = path.join(o.out, path.basename(file, path.extname(file)));
-      writeSafetensors(`${base}.safetensors`, await features(out), { source: path.basename(file) });
+      writeSafetensors(`${base}.safetensors`, await featureArrays(out), { source: path.basename(file) });
       await writeSelectionPictures(o.out, pixels, out, cfg.scales, 'selection', { mean: pre.mean, std: pre.std, prefix: path.basename(base), aspect: pv.originalWidth / pv.originalHeight });
       disposeEncode(out);
       done++;

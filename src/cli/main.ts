@@ -12,6 +12,8 @@ import { make4kCommand, type Make4kCliOptions } from './benchmark4k.js';
 import { benchCommand, type BenchOptions } from './bench.js';
 import { benchEncodeCommand, type BenchEncodeOptions } from './benchEncode.js';
 import { benchLoadCommand, type BenchLoadOptions } from './benchLoad.js';
+import { benchServeCommand, type BenchServeOptions } from './benchServe.js';
+import { benchQueueCommand, type BenchQueueOptions } from './benchQueue.js';
 import { trainCommand, type TrainCliOptions } from './train.js';
 import { exportCommand, type ExportCliOptions } from './export.js';
 import { encodeCommand, type EncodeCliOptions } from './encode.js';
@@ -20,6 +22,10 @@ import { dataValidateCommand } from './dataValidate.js';
 import { dataCaptionCommand, DATA_CAPTION_HELP, type DataCaptionOptions } from './dataCaption.js';
 import { similarityCommand, type SimilarityCliOptions } from './similarity.js';
 import { infoCommand } from './info.js';
+import { serveCommand, type ServeCliOptions } from './serve.js';
+import { queueAddCommand, queueStatusCommand, type QueueAddOptions } from './queue.js';
+import { workerCommand, type WorkerCliOptions } from './worker.js';
+import { DEFAULT_QUEUE } from '../serve/batchJobs.js';
 
 const program = new Command();
 program.name('ps3').description('PS3: selective high-resolution vision encoding (CVPR 2025) in TypeScript').showHelpAfterError();
@@ -87,6 +93,34 @@ bench
   .option('--dir <dir>', 'write the checkpoint here and keep it (default: a temp folder, removed after)')
   .option('--json', 'print one JSON line')
   .action((o: Omit<BenchLoadOptions, 'backend'>) => runCommand(() => benchLoadCommand({ ...o, ...program.opts() })));
+
+bench
+  .command('serve')
+  .description('requests/s and p50/p99 latency of POST /v1/encode against a `ps3 serve` child process, per number of concurrent clients; takes bench\'s --image and --trunk')
+  .option('--preset <name>', 'serve random weights of this preset')
+  .option('--model <dir>', 'or a PS3 model folder')
+  .option('--clients <list>', 'comma-separated numbers of concurrent clients', '1,4,16')
+  .option('--requests <n>', 'requests per level (at least one per client)', '32')
+  .option('--looks <n>', 'looks per encode', '1')
+  .option('--json', 'print the report as one JSON line')
+  .action((o: Omit<BenchServeOptions, 'backend' | 'image' | 'trunk'>) => {
+    const shared = bench.opts<Pick<BenchOptions, 'image' | 'trunk'>>();
+    return runCommand(() => benchServeCommand({ ...o, ...(shared.image ? { image: shared.image } : {}), ...(shared.trunk ? { trunk: shared.trunk } : {}), ...program.opts() }));
+  });
+
+bench
+  .command('queue')
+  .description('images/s of a batch encode with 1, 2, 3 ... local `ps3 worker`s on a Redis queue; takes bench\'s --image and --trunk')
+  .requiredOption('--redis <url>', 'a Redis to use (throw-away queues are made and removed)')
+  .option('--preset <name>', 'random weights of this preset')
+  .option('--model <dir>', 'or a PS3 model folder')
+  .option('--workers <list>', 'comma-separated numbers of workers', '1,2,3')
+  .option('--images <n>', 'distinct images per run', '12')
+  .option('--json', 'print the report as one JSON line')
+  .action((o: Omit<BenchQueueOptions, 'backend' | 'image' | 'trunk'>) => {
+    const shared = bench.opts<Pick<BenchOptions, 'image' | 'trunk'>>();
+    return runCommand(() => benchQueueCommand({ ...o, ...(shared.image ? { image: shared.image } : {}), ...(shared.trunk ? { trunk: shared.trunk } : {}), ...program.opts() }));
+  });
 
 program
   .command('train')
@@ -159,6 +193,52 @@ program
   .argument('<model>', 'a PS3 model folder or Hub id ORG/NAME[@REV] (downloaded into the Hugging Face cache if not there)')
   .option('--json', 'print one JSON object')
   .action((spec: string, o: { json?: boolean }) => runCommand(() => infoCommand(spec, o)));
+
+program
+  .command('serve')
+  .description('an HTTP API over a model loaded once: POST /v1/encode, POST /v1/similarity, GET /healthz, GET /metrics')
+  .option('--model <dir>', 'a PS3 model folder (with tokenizer files for prompts and similarity)')
+  .option('--preset <name>', 'a named shape with random weights instead of --model')
+  .option('--seed <n>', 'seed of the random weights of --preset', '0')
+  .option('--port <n>', 'port to listen on (0 = any free one)', '8080')
+  .option('--host <addr>', 'address to listen on', '127.0.0.1')
+  .option('--max-queue <n>', 'requests that may wait for the encoder; more get 503 with Retry-After', '32')
+  .option('--concurrency <n>', 'encodes at once', '1')
+  .option('--max-body-mb <x>', 'largest request body in MiB; more gets 413', '64')
+  .option('--max-pixels <n>', 'largest image by its header in pixels; more gets 413', '67108864')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .action((o: Omit<ServeCliOptions, 'backend'>) => runCommand(() => serveCommand({ ...o, ...program.opts() })));
+
+const queue = program.command('queue').description('a batch encode over many machines: jobs on Redis (BullMQ), taken by `ps3 worker`s');
+queue
+  .command('add')
+  .description('queue one encode job per distinct image; outputs go to OUT/<sha256>.safetensors')
+  .argument('<inputs...>', 'image files, folders of images, or .txt lists (one path a line, relative to the list)')
+  .requiredOption('--redis <url>', 'the queue\'s Redis, e.g. redis://host:6379')
+  .requiredOption('--model <dir>', 'a PS3 model folder, at the same path on every worker\'s machine')
+  .requiredOption('--out <dir>', 'output folder, shared or synced between the machines')
+  .option('--looks <n>', 'number of looks (default 1)')
+  .option('--tokens <n>', 'a high-res token budget instead of a number of looks')
+  .option('--queue <name>', 'queue name', DEFAULT_QUEUE)
+  .action((inputs: string[], o: QueueAddOptions) => runCommand(() => queueAddCommand(inputs, o)));
+queue
+  .command('status')
+  .description('done, failed (with reasons), waiting, active, workers, rate and ETA')
+  .requiredOption('--redis <url>', 'the queue\'s Redis')
+  .option('--queue <name>', 'queue name', DEFAULT_QUEUE)
+  .option('--json', 'print one JSON object')
+  .action((o: { redis: string; queue: string; json?: boolean }) => runCommand(() => queueStatusCommand(o)));
+
+program
+  .command('worker')
+  .description('take encode jobs from the queue until SIGTERM; a killed worker\'s job is taken again by another')
+  .requiredOption('--redis <url>', 'the queue\'s Redis')
+  .option('--queue <name>', 'queue name', DEFAULT_QUEUE)
+  .option('--concurrency <n>', 'jobs at once in this process', '1')
+  .option('--lock-ms <ms>', 'job lock time: a dead worker\'s job goes back to the queue after about this long', '60000')
+  .option('--max-pixels <n>', 'fail images whose header claims more pixels than this', '67108864')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .action((o: Omit<WorkerCliOptions, 'backend'>) => runCommand(() => workerCommand({ ...o, ...program.opts() })));
 
 const data = program.command('data').description('build and check pre-training data (webdataset shards of images and local captions)');
 data
