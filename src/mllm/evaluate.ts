@@ -203,8 +203,8 @@ export async function scalingCurves(
 export async function plotScaling(curves: ScalingCurves, chance: number, files: { testTime: string; resolution: string }): Promise<void> {
   const hl = [{ y: 100 * chance, label: `chance ${(100 * chance).toFixed(1)}%` }];
   const pts = (ps: readonly ScalingPoint[]) => ps.map((p) => ({ x: p.x, y: p.accuracy === null ? null : 100 * p.accuracy, label: p.tokens === null ? '' : `${p.tokens} tok` }));
-  const testTime: PlotSpec = { title: 'Test-time scaling: VILA-HD accuracy vs looks (4K)', xLabel: 'looks', yLabel: 'accuracy (%)', kind: 'line', yDomain: [0, 100], hlines: hl, series: [{ name: 'ps3', points: pts(curves.test_time.filter((p) => Number.isFinite(p.x))) }] };
-  const resolution: PlotSpec = { title: `Resolution for free: accuracy vs top scale (${curves.budget} tokens)`, xLabel: 'top scale looked at (px)', yLabel: 'accuracy (%)', kind: 'line', yDomain: [0, 100], hlines: hl, series: [{ name: 'ps3', points: pts(curves.resolution) }] };
+  const testTime: PlotSpec = { title: 'Test-time scaling: VILA-HD accuracy vs looks (4K)', xLabel: 'looks', yLabel: 'accuracy (%)', kind: 'line', yDomain: [0, 100], hlines: hl, xTicks: curves.test_time.map((p) => p.x).filter(Number.isFinite), series: [{ name: 'ps3', points: pts(curves.test_time.filter((p) => Number.isFinite(p.x))) }] };
+  const resolution: PlotSpec = { title: `Resolution for free: accuracy vs top scale (${curves.budget} tokens)`, xLabel: 'top scale looked at (px)', yLabel: 'accuracy (%)', kind: 'line', yDomain: [0, 100], hlines: hl, xTicks: curves.resolution.map((p) => p.x), series: [{ name: 'ps3', points: pts(curves.resolution) }] };
   await renderPlot(testTime, files.testTime);
   await renderPlot(resolution, files.resolution);
 }
