@@ -54,3 +54,8 @@ export { evaluateRetrieval, type RetrievalReport } from './eval/retrieval.js';
 export { costReport, type CostReport } from './eval/cost.js';
 export { renderPlot, type PlotSpec } from './eval/plot.js';
 export { textFeatures, pooledRegion, encodeRegion, scoreOf, disposeEncode } from './eval/region.js';
+export { trainVilaHd, type TrainVilaOptions, type TrainVilaEvents, type VilaStepMetrics } from './mllm/train.js';
+export { answerQuestion as answerVilaQuestion, type AskOptions, type VilaAnswer } from './mllm/answer.js';
+export { loadVilaHd, disposeVilaHd, newVilaConfig, type VilaHd } from './mllm/model.js';
+export { isVilaFolder, type VilaConfig, type LmConfig } from './mllm/config.js';
+export { evaluateVilaQa, scalingCurves, plotScaling, type VilaQaReport, type ScalingCurves } from './mllm/evaluate.js';

@@ -16,6 +16,8 @@ import { renderPlot } from '../eval/plot.js';
 import type { LookCount } from '../model/selection.js';
 import { modelFrom, outputFile, positiveInt, seedOption } from './inputs.js';
 import { progressBar } from './progress.js';
+import { isVilaFolder } from '../mllm/config.js';
+import { evalQaVilaCommand } from './evalQaVila.js';
 
 /** The method, for `ps3 eval qa --help`. */
 export const QA_HELP = `
@@ -64,6 +66,8 @@ export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise
   if (o.out) outputFile('--out', o.out);
   if (o.plot) outputFile('--plot', o.plot);
   seedOption(o.seed);
+  // a VILA-HD folder answers with its language model
+  if (o.model && isVilaFolder(o.model)) return evalQaVilaCommand(bench, o);
   await initEngine(o);
   let items = loadBenchmark(bench);
   const limit = positiveInt('limit', o.limit);

@@ -26,6 +26,9 @@ import { serveCommand, type ServeCliOptions } from './serve.js';
 import { queueAddCommand, queueStatusCommand, type QueueAddOptions } from './queue.js';
 import { workerCommand, type WorkerCliOptions } from './worker.js';
 import { DEFAULT_QUEUE } from '../serve/batchJobs.js';
+import { trainMllmCommand, type TrainMllmCliOptions } from './trainMllm.js';
+import { askCommand, type AskCliOptions } from './ask.js';
+import { evalScalingCommand, type EvalScalingCliOptions } from './evalScaling.js';
 
 const program = new Command();
 program.name('ps3').description('PS3: selective high-resolution vision encoding (CVPR 2025) in TypeScript').showHelpAfterError();
@@ -156,6 +159,45 @@ program
   .option('--out <dir>', 'the model folder to write (other files in it are left alone)')
   .option('--dtype <f16|f32>', 'how the weights are stored', 'f16')
   .action((from: string, o: ExportCliOptions) => runCommand(async () => exportCommand(from, o)));
+
+program
+  .command('train-mllm')
+  .description('train VILA-HD (LM, projector, prompt head) on a frozen PS3 with 4KPro-lite-style questions over synthetic scenes; resumable')
+  .option('--ps3 <dir>', 'the PS3 model folder VILA-HD stands on (a new run)')
+  .requiredOption('--out <dir>', 'output folder: checkpoint/ (a VILA-HD folder), metrics.jsonl, cache/')
+  .option('--method <name>', 'whose tokens the LM reads: ps3 | lowres | anyres | s2 (one LM per method, all in one folder)', 'ps3')
+  .option('--preset <name>', 'LM size: micro | tiny', 'tiny')
+  .option('--resume', 'continue this method\'s run in --out from its last checkpoint', false)
+  .option('--steps <n>', 'optimizer steps in all', '200')
+  .option('--batch <n>', 'questions per step', '8')
+  .option('--lr <x>', 'peak learning rate', '1e-3')
+  .option('--warmup <n>', 'linear warm-up steps before the cosine decay', '20')
+  .option('--clip <x>', 'clip the global gradient norm to this (0 = off)', '1')
+  .option('--seed <n>', 'seed of question order and random init', '0')
+  .option('--data-seed <n>', 'seed of the training scenes (below 1000000, the held-out base)', '0')
+  .option('--images <n>', 'training scenes', '64')
+  .option('--looks <n>', 'ps3: looks per training question (evidence box first)', '1')
+  .option('--resolution <px>', 'anyres/s2: resolution tiled (default the top scale)')
+  .option('--selection-weight <x>', 'weight of the selection BCE against the evidence box', '1')
+  .option('--save-every <n>', 'steps between checkpoints', '25')
+  .option('--max-minutes <x>', 'stop (after a whole step, with a checkpoint) after this long; 0 = no limit', '0')
+  .option('--embed-ps3', 'keep a copy of the PS3 folder inside the VILA-HD folder instead of a relative path', false)
+  .option('--cache <dir>', 'where PS3\'s tokens of the training scenes are cached (default OUT/cache)')
+  .action((o: TrainMllmCliOptions) => runCommand(() => trainMllmCommand({ ...o, ...program.opts() })));
+
+program
+  .command('ask')
+  .description('VILA-HD answers a question about an image (or a folder, or a JSONL of questions): answer, tokens, where it looked')
+  .argument('<image|dir|questions.jsonl>', 'an image, a folder of images, or JSONL lines {"image", "question", "options"}')
+  .argument('[question]', 'the question (for an image or a folder)')
+  .requiredOption('--model <dir>', 'a VILA-HD folder')
+  .option('--options <list>', 'multiple choice: answers separated by "|" (else the answer is written)')
+  .option('--method <name>', 'ps3 | lowres | anyres | s2 (the folder must hold an LM for it)', 'ps3')
+  .option('--looks <n>', 'PS3 looks (default 1)')
+  .option('--tokens <n>', 'PS3 high-res token budget instead of looks')
+  .option('--out <dir>', 'answers.jsonl and the pictures of where it looked', 'ask-out')
+  .option('--json', 'one JSON line per answer on stdout')
+  .action((target: string, question: string | undefined, o: AskCliOptions) => runCommand(() => askCommand(target, question, { ...o, ...program.opts() })));
 
 program
   .command('encode')
@@ -296,10 +338,10 @@ evaluate
   .command('qa')
   .description('answer a 4KPro-style benchmark with the encoder alone (the CLIP way)')
   .argument('<bench>', 'questions.jsonl')
-  .option('--model <dir|id>', 'a PS3 model folder or Hub id ORG/NAME[@REV]')
+  .option('--model <dir|id>', 'a PS3 model folder or Hub id ORG/NAME[@REV], or a VILA-HD folder (answers with its LM)')
   .option('--preset <name>', 'random weights of a preset instead')
   .option('--seed <n>', 'seed of the random weights')
-  .requiredOption('--method <name>', 'ps3 | lowres | anyres | s2')
+  .requiredOption('--method <name>', 'ps3 | lowres | anyres | s2 (with a VILA-HD --model, answered by its LM for that method)')
   .option('--looks <n>', 'PS3 looks')
   .option('--tokens <n>', 'PS3 token budget')
   .option('--resolution <px>', 'resolution for the tiling baselines')
@@ -310,6 +352,17 @@ evaluate
   .option('--plot <file>', 'accuracy-vs-tokens PNG')
   .addHelpText('after', QA_HELP)
   .action((bench: string, o: EvalQaCliOptions) => runCommand(() => evalQaCommand(bench, { ...o, ...program.opts() })));
+evaluate
+  .command('scaling')
+  .description('VILA-HD scaling curves: accuracy vs looks at 4K, and vs top scale at a fixed token budget (JSON + PNG)')
+  .argument('<bench>', 'questions.jsonl')
+  .requiredOption('--model <dir>', 'a VILA-HD folder with a ps3 LM')
+  .option('--looks <list>', 'looks of the test-time curve', '1,2,3')
+  .option('--tokens <n>', 'token budget of the resolution curve (default one look)')
+  .option('--tops <list>', 'top scales of the resolution curve (default every high-res scale but the first)')
+  .option('--limit <n>', 'only the first n questions')
+  .requiredOption('--out <dir>', 'scaling.json, test_time.png, resolution.png')
+  .action((bench: string, o: EvalScalingCliOptions) => runCommand(() => evalScalingCommand(bench, { ...o, ...program.opts() })));
 evaluate
   .command('retrieval')
   .description('rank the true local caption among N candidates from the pooled region')

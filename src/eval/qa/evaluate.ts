@@ -83,7 +83,7 @@ export function median(values: readonly number[]): number | null {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-function categoryResults(items: readonly BenchItem[], predictions: readonly QaPrediction[]): Record<string, CategoryResult> {
+export function categoryResults(items: readonly BenchItem[], predictions: readonly QaPrediction[]): Record<string, CategoryResult> {
   const out: Record<string, CategoryResult> = {};
   for (const category of [...new Set(items.map((i) => i.category))].sort()) {
     const asked = items.filter((i) => i.category === category);

@@ -1,0 +1,85 @@
+/**
+ * `ps3 train-mllm --ps3 DIR --method ps3|lowres|anyres|s2 --out DIR [--resume]`: VILA-HD's LM,
+ * projector and (ps3) prompt head trained on 4KPro-lite-style questions over synthetic scenes
+ * (seeds below the held-out base) with PS3 frozen; see src/mllm/train.ts.
+ */
+import { z } from 'zod';
+import { initEngine } from '../tensor/engine.js';
+import { UserError } from '../errors.js';
+import { ENCODE_METHODS } from '../eval/baselines.js';
+import { trainVilaHd, type TrainVilaOptions } from '../mllm/train.js';
+import { progressBar, type Progress } from './progress.js';
+
+const num = (name: string) =>
+  z.string().transform((s, ctx) => {
+    const n = Number(s);
+    if (s.trim() === '' || !Number.isFinite(n)) {
+      ctx.addIssue({ code: 'custom', message: `--${name} must be a number, got "${s}"` });
+      return z.NEVER;
+    }
+    return n;
+  });
+const int = (name: string) => num(name).pipe(z.number().int(`--${name} must be an integer`));
+
+const schema = z.object({
+  ps3: z.string().optional(),
+  out: z.string({ message: '--out DIR is required' }),
+  method: z.enum(ENCODE_METHODS, { message: `--method must be one of ${ENCODE_METHODS.join(', ')}` }),
+  preset: z.string(),
+  steps: int('steps').pipe(z.number().positive('--steps must be positive')),
+  batch: int('batch').pipe(z.number().positive('--batch must be positive')),
+  lr: num('lr').pipe(z.number().positive('--lr must be positive')),
+  warmup: int('warmup').pipe(z.number().nonnegative('--warmup must be >= 0')),
+  clip: num('clip').pipe(z.number().nonnegative('--clip must be >= 0 (0 = off)')),
+  seed: int('seed'),
+  dataSeed: int('data-seed'),
+  images: int('images').pipe(z.number().positive('--images must be positive')),
+  looks: int('looks').pipe(z.number().positive('--looks must be positive')),
+  resolution: int('resolution').optional(),
+  selectionWeight: num('selection-weight').pipe(z.number().nonnegative('--selection-weight must be >= 0')),
+  saveEvery: int('save-every').pipe(z.number().positive('--save-every must be positive')),
+  maxMinutes: num('max-minutes').pipe(z.number().nonnegative('--max-minutes must be >= 0')),
+  resume: z.boolean().default(false),
+  embedPs3: z.boolean().default(false),
+  cache: z.string().optional(),
+});
+
+export type TrainMllmCliOptions = Record<string, string | boolean | undefined>;
+
+export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number> {
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new UserError(parsed.error.issues[0]!.message);
+  const o = parsed.data;
+  await initEngine({ backend: raw['backend'] as string | undefined });
+  const options: TrainVilaOptions = {
+    ...(o.ps3 ? { ps3: o.ps3 } : {}),
+    out: o.out, method: o.method, preset: o.preset, steps: o.steps, batch: o.batch, lr: o.lr, warmup: o.warmup, clip: o.clip, seed: o.seed,
+    dataSeed: o.dataSeed, images: o.images, looks: o.looks, ...(o.resolution !== undefined ? { resolution: o.resolution } : {}),
+    selectionWeight: o.selectionWeight, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
+    ...(o.cache ? { cacheRoot: o.cache } : {}),
+  };
+  let cacheBar: Progress | undefined;
+  let bar: Progress | undefined;
+  let started = performance.now();
+  const budget = Math.round(o.maxMinutes * 60);
+  const result = await trainVilaHd(options, {
+    onCache: (done, total) => {
+      cacheBar ??= progressBar(total, `PS3 tokens of ${total} training scenes`);
+      cacheBar.update(done);
+      if (done === total) cacheBar.stop();
+    },
+    onStart: ({ startStep, questions, trainable, checkpoint }) => {
+      process.stderr.write(`training VILA-HD (${o.method}) -> ${o.out} from step ${startStep} to ${o.steps}: ${questions} questions, ${trainable} trainable parameters${checkpoint ? `, from ${checkpoint}` : ''}\n`);
+      bar = budget > 0 ? progressBar(budget, 'train-mllm (s of budget)', 'step {step} | loss {loss} | {sps} samples/s') : progressBar(o.steps, 'train-mllm', 'loss {loss} | {sps} samples/s');
+      started = performance.now();
+      bar.update(budget > 0 ? 0 : startStep, { step: String(startStep), loss: '-', sps: '-' });
+    },
+    onStep: (m) => {
+      const fields = { step: String(m.step), loss: m.loss.toFixed(4), sps: m.samples_per_s.toFixed(2) };
+      bar?.update(budget > 0 ? Math.min(Math.round((performance.now() - started) / 1000), budget) : m.step, fields);
+    },
+  });
+  bar?.stop();
+  process.stdout.write(`trained ${o.method} to step ${result.step}; checkpoint ${result.checkpoint}\n`);
+  return 0;
+}

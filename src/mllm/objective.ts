@@ -1,0 +1,119 @@
+/**
+ * VILA-HD's training objective for one cached question (trainData.ts):
+ *
+ *  - answer loss: the LM reads [visual tokens, question, answer] and the next-token
+ *    cross-entropy is averaged over the answer's words and its [EOS];
+ *  - selection loss (ps3): the LM reads [low-res tokens, question]; the prompt head turns its
+ *    state at the end of the question into a PS3 prompt; PS3's top-down probabilities for that
+ *    prompt (recomputed from the cached selection inputs, PS3's weights constant) are scored
+ *    against the evidence box with the pre-training box BCE (src/train/loss.ts).
+ *
+ * Total = answer + selection_weight x selection; the gradient reaches the prompt head through
+ * the probabilities.
+ */
+import { tf } from '../tensor/engine.js';
+import type { NamedArray } from '../io/safetensors.js';
+import type { PS3Model } from '../model/load.js';
+import { selectionLogits, selectionProbs } from '../model/selection.js';
+import { Weights } from '../model/weights.js';
+import { boxLoss } from '../train/loss.js';
+import type { EncodeMethod } from '../eval/baselines.js';
+import type { LmConfig } from './config.js';
+import { embedTokens, lmForward, targetLogProbs } from './lm.js';
+import { project, promptHead } from './projector.js';
+import type { LmTokenizer } from './tokenizer.js';
+import { questionText } from './tokenizer.js';
+import type { TrainQuestion } from './trainData.js';
+
+export interface SampleInputs {
+  readonly question: TrainQuestion;
+  readonly arrays: ReadonlyMap<string, NamedArray>;
+}
+
+function tensorOf(arrays: ReadonlyMap<string, NamedArray>, key: string): tf.Tensor {
+  const a = arrays.get(key);
+  if (!a) throw new Error(`training cache: no "${key}"`);
+  return tf.tensor(a.data, [...a.shape]);
+}
+
+/** The two loss terms of one question, as scalars (the caller is inside a tidy). */
+export function sampleLosses(
+  w: Weights,
+  method: EncodeMethod,
+  lm: LmConfig,
+  ps3: PS3Model,
+  tokenizer: LmTokenizer,
+  s: SampleInputs,
+): { answer: tf.Tensor; selection: tf.Tensor | null } {
+  const p = `${method}.lm`;
+  const q = s.question;
+  const qIds = tokenizer.encode(questionText(q.question, q.options));
+  const aIds = Int32Array.from([...tokenizer.encode(q.options[q.answer]!), tokenizer.eosId]);
+  let visual: tf.Tensor;
+  let selection: tf.Tensor | null = null;
+  if (method === 'ps3') {
+    const low = project(w, method, tensorOf(s.arrays, 'low'));
+    // where to look: [low-res, question] -> state at the question's end -> prompt -> probabilities
+    const { hidden } = lmForward(w, p, lm, tf.concat([low, embedTokens(w, p, qIds)], 0));
+    const prompt = promptHead(w, tf.slice(hidden, [hidden.shape[0]! - 1, 0], [1, -1]));
+    const cfg = ps3.config.vision;
+    const layers: tf.Tensor[] = [];
+    for (const l of cfg.selectBasedOnLayer) layers[l] = tensorOf(s.arrays, `sel.${l}`);
+    const conv = s.arrays.has('conv') ? tensorOf(s.arrays, 'conv') : null;
+    const S = cfg.scales[cfg.scales.length - 1]!;
+    const probs = selectionProbs(cfg, selectionLogits(ps3.weights, cfg, layers, conv, prompt), S, S);
+    const targets = probs.map((_, i) => s.arrays.get(`target.${q.index}.${i}`)!.data as Float32Array);
+    selection = boxLoss(probs, targets, [0]);
+    visual = tf.concat([low, project(w, method, tensorOf(s.arrays, `high.${q.index}`))], 0);
+  } else {
+    visual = project(w, method, tensorOf(s.arrays, 'visual'));
+  }
+  // [visual, question, answer without its last id] predicts the answer from the question's last token on
+  const inputs = tf.concat([visual, embedTokens(w, p, qIds), embedTokens(w, p, aIds.subarray(0, aIds.length - 1))], 0);
+  const { hidden } = lmForward(w, p, lm, inputs);
+  const from = visual.shape[0]! + qIds.length - 1;
+  const rows = tf.slice(hidden, [from, 0], [aIds.length, -1]);
+  const answer = tf.neg(tf.mean(targetLogProbs(w, p, lm, rows, aIds)));
+  return { answer, selection };
+}
+
+export interface BatchLoss {
+  readonly loss: number;
+  readonly answer: number;
+  readonly selection: number;
+  readonly grads: Map<string, tf.Tensor>;
+}
+
+/** Mean loss over a batch and its gradient for `trainable` keys (everything else constant). */
+export function batchLossAndGrads(
+  w: Weights,
+  trainable: readonly string[],
+  method: EncodeMethod,
+  lm: LmConfig,
+  ps3: PS3Model,
+  tokenizer: LmTokenizer,
+  batch: readonly SampleInputs[],
+  selectionWeight: number,
+): BatchLoss {
+  const terms = { answer: 0, selection: 0 };
+  const { value, grads } = tf.tidy(() => {
+    const f = (...xs: tf.Tensor[]): tf.Scalar => {
+      const map = new Map<string, tf.Tensor>();
+      for (const [k, t] of w.entries()) map.set(k, t);
+      trainable.forEach((k, i) => map.set(k, xs[i]!));
+      const live = new Weights(map, true);
+      const totals: tf.Tensor[] = [];
+      for (const s of batch) {
+        const r = sampleLosses(live, method, lm, ps3, tokenizer, s);
+        terms.answer += r.answer.dataSync()[0]! / batch.length;
+        if (r.selection) terms.selection += r.selection.dataSync()[0]! / batch.length;
+        totals.push(r.selection ? tf.add(r.answer, tf.mul(r.selection, selectionWeight)) : r.answer);
+      }
+      return tf.reshape(tf.div(tf.addN(totals), batch.length), []) as tf.Scalar;
+    };
+    return tf.valueAndGrads(f)(trainable.map((k) => w.get(k)));
+  });
+  const loss = value.dataSync()[0]!;
+  value.dispose();
+  return { loss, answer: terms.answer, selection: terms.selection, grads: new Map(trainable.map((k, i) => [k, grads[i]!])) };
+}

@@ -1,0 +1,282 @@
+/**
+ * `trainVilaHd`: one method's LM + projector (+ prompt head for ps3) trained on cached PS3 tokens
+ * of synthetic 4KPro-lite-style questions, with the pre-training trainer's guarantees: AdamW,
+ * warm-up + cosine, clipping, atomic checkpoints in `OUT/checkpoint/` (a VILA-HD folder plus
+ * `optimizer.safetensors` and `trainer_state.json`), `OUT/metrics.jsonl` (one line per step,
+ * with the method), a time budget, and kill-and-resume on the same loss curve (the question order
+ * is a function of the seed and the sample's index).
+ *
+ * PS3 stays frozen: its tokens are then fixed functions of the image (and, for the looks, of the
+ * evidence box), so they are computed once per image and cached (trainData.ts), and a step costs
+ * only the LM. The prompt head still learns where to look through the selection loss, whose
+ * probabilities are recomputed from cached inputs with PS3's weights held constant.
+ *
+ * Several methods live in one folder: training another method on the same `--out` adds its
+ * weights and leaves the others' (and their optimizer state) as they were.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { tf } from '../tensor/engine.js';
+import { readSafetensors, writeSafetensors, type NamedArray } from '../io/safetensors.js';
+import { UserError } from '../errors.js';
+import { Rng } from '../rng.js';
+import { loadModel, type PS3Model } from '../model/load.js';
+import { Weights } from '../model/weights.js';
+import { AdamW, clipGradients, DEFAULT_ADAMW } from '../train/optimizer.js';
+import { learningRate } from '../train/schedule.js';
+import { CHECKPOINT, findCheckpoint } from '../train/checkpoint.js';
+import { ENCODE_METHODS, type EncodeMethod } from '../eval/baselines.js';
+import type { VilaConfig } from './config.js';
+import { copyPs3Folder, loadVilaHd, newVilaConfig, ps3PathOf, randomVilaWeights, withMethods, writeVilaFiles } from './model.js';
+import { methodParams } from './params.js';
+import { batchLossAndGrads, type SampleInputs } from './objective.js';
+import { LmTokenizer } from './tokenizer.js';
+import { buildCache, cacheDir, CacheReader, checkTrainSeed, type TrainQuestion } from './trainData.js';
+import { lmVocabulary } from './tokenizer.js';
+import { SPECIAL_TOKENS } from '../data/wordTokenizer.js';
+
+export interface TrainVilaOptions {
+  /** the PS3 model folder (required for a new run; a resumed or extended run uses its checkpoint's) */
+  readonly ps3?: string;
+  readonly out: string;
+  readonly method: EncodeMethod;
+  /** LM size: `micro` or `tiny` (config.ts LM_PRESETS) */
+  readonly preset: string;
+  readonly steps: number;
+  readonly batch: number;
+  readonly lr: number;
+  readonly warmup: number;
+  readonly clip: number;
+  readonly seed: number;
+  /** scenes' dataset seed, below the held-out base */
+  readonly dataSeed: number;
+  /** training scenes */
+  readonly images: number;
+  /** ps3: looks per training question */
+  readonly looks: number;
+  /** anyres/s2: resolution tiled (default the top scale) */
+  readonly resolution?: number;
+  readonly selectionWeight: number;
+  readonly saveEvery: number;
+  /** stop (after a whole step, with a checkpoint) once this many seconds have passed; 0 = none */
+  readonly maxSeconds: number;
+  readonly resume: boolean;
+  /** keep a copy of the PS3 folder inside the VILA-HD folder instead of a relative path */
+  readonly embedPs3: boolean;
+  /** where the PS3 token cache lives (default OUT/cache) */
+  readonly cacheRoot?: string;
+}
+
+export interface VilaStepMetrics {
+  method: EncodeMethod;
+  step: number;
+  loss: number;
+  answer_loss: number;
+  selection_loss: number | null;
+  lr: number;
+  grad_norm: number;
+  samples_per_s: number;
+  seconds: number;
+}
+
+export interface TrainVilaEvents {
+  onCache?(done: number, total: number): void;
+  onStart?(info: { startStep: number; questions: number; trainable: number; checkpoint: string | null }): void;
+  onStep?(m: VilaStepMetrics): void;
+  onSave?(dir: string): void;
+}
+
+interface MethodState {
+  step: number;
+  samplesSeen: number;
+  optimizerStep: number;
+  options: Record<string, unknown>;
+}
+
+interface VilaTrainerState extends MethodState {
+  readonly method: EncodeMethod;
+  readonly methods: Partial<Record<EncodeMethod, MethodState>>;
+}
+
+function readState(dir: string): VilaTrainerState {
+  const file = path.join(dir, 'trainer_state.json');
+  try {
+    const s = JSON.parse(fs.readFileSync(file, 'utf8')) as VilaTrainerState;
+    if (!s.methods || typeof s.methods !== 'object') throw new Error('no "methods"');
+    return s;
+  } catch (e) {
+    throw new UserError(`${file}: not a readable VILA-HD trainer state (${(e as Error).message})`);
+  }
+}
+
+/** Checks every option before anything expensive. */
+export function checkTrainOptions(o: TrainVilaOptions): void {
+  if (!(ENCODE_METHODS as readonly string[]).includes(o.method)) throw new UserError(`--method must be one of ${ENCODE_METHODS.join(', ')}, got "${o.method}"`);
+  const positive: Array<[string, number]> = [['steps', o.steps], ['batch', o.batch], ['images', o.images], ['looks', o.looks], ['save-every', o.saveEvery]];
+  for (const [name, v] of positive) if (!Number.isInteger(v) || v < 1) throw new UserError(`--${name} must be a positive integer, got ${v}`);
+  if (!Number.isInteger(o.warmup) || o.warmup < 0) throw new UserError(`--warmup must be a non-negative integer, got ${o.warmup}`);
+  if (!(o.lr > 0)) throw new UserError(`--lr must be positive, got ${o.lr}`);
+  if (!(o.clip >= 0)) throw new UserError(`--clip must be non-negative, got ${o.clip}`);
+  if (!(o.selectionWeight >= 0)) throw new UserError(`--selection-weight must be non-negative, got ${o.selectionWeight}`);
+  if (!(o.maxSeconds >= 0)) throw new UserError(`--max-minutes must be non-negative, got ${o.maxSeconds / 60}`);
+  checkTrainSeed(o.dataSeed);
+}
+
+/** The question of sample `k`: each epoch a fresh permutation of all questions, a function of the seed and the epoch. */
+export function questionAt(questions: readonly TrainQuestion[], seed: number, k: number, memo: { epoch: number; order: number[] }): TrainQuestion {
+  const epoch = Math.floor(k / questions.length);
+  if (memo.epoch !== epoch) {
+    memo.epoch = epoch;
+    memo.order = new Rng((Math.imul(seed ^ 0x2545f491, 0x9e3779b1) ^ Math.imul(epoch + 1, 0x85ebca6b)) >>> 0).shuffle(questions.map((_, i) => i));
+  }
+  return questions[memo.order[k % questions.length]!]!;
+}
+
+/** On resume, keep the metrics of other methods and this method's up to its checkpoint. */
+function truncateMetrics(file: string, method: EncodeMethod, step: number): void {
+  if (!fs.existsSync(file)) return;
+  const kept = fs.readFileSync(file, 'utf8').split('\n').filter((line) => {
+    if (!line.trim()) return false;
+    try {
+      const m = JSON.parse(line) as { method: string; step: number };
+      return m.method !== method || m.step <= step;
+    } catch {
+      return false;
+    }
+  });
+  fs.writeFileSync(file, kept.length ? `${kept.join('\n')}\n` : '');
+}
+
+export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents = {}): Promise<{ step: number; checkpoint: string }> {
+  checkTrainOptions(o);
+  const previous = findCheckpoint(o.out);
+  const checkpointDir = path.join(o.out, CHECKPOINT);
+  let config: VilaConfig;
+  let ps3: PS3Model;
+  let ps3Dir: string;
+  let weights: Weights;
+  let tokenizer: LmTokenizer;
+  const optimizer = new AdamW(DEFAULT_ADAMW);
+  /** other methods' optimizer state, written back untouched */
+  let otherOptimizer = new Map<string, NamedArray>();
+  let state: MethodState = { step: 0, samplesSeen: 0, optimizerStep: 0, options: { ...o } };
+  let methods: VilaTrainerState['methods'] = {};
+  if (previous) {
+    const s = readState(previous);
+    methods = s.methods;
+    const own = s.methods[o.method];
+    if (own && !o.resume) throw new UserError(`${o.out} already holds a ${o.method} run: pass --resume to continue it, or choose another --out`);
+    if (!own && o.resume) throw new UserError(`--resume: ${o.out} holds no ${o.method} run (it has ${Object.keys(s.methods).join(', ') || 'none'})`);
+    const loaded = loadVilaHd(previous);
+    ps3 = loaded.ps3;
+    ps3Dir = ps3PathOf(previous, loaded.config);
+    tokenizer = loaded.tokenizer;
+    config = loaded.config;
+    const all = new Map<string, tf.Tensor>([...loaded.weights.entries()]);
+    if (!config.methods.includes(o.method)) {
+      config = withMethods(config, [...config.methods, o.method]);
+      const fresh = randomVilaWeights(config, ps3.config, [o.method], o.seed);
+      for (const [k, t] of fresh.entries()) all.set(k, t);
+    }
+    weights = new Weights(all);
+    const opt = readSafetensors(path.join(previous, 'optimizer.safetensors'));
+    const mine = new Map<string, tf.Tensor>();
+    for (const [k, a] of opt) {
+      if (k.slice(2).startsWith(`${o.method}.`)) mine.set(k, tf.tensor(a.data, [...a.shape]));
+      else otherOptimizer.set(k, a);
+    }
+    if (own) {
+      state = { ...own, options: { ...o } };
+      optimizer.load(mine, own.optimizerStep);
+    } else tf.dispose([...mine.values()]);
+  } else {
+    if (o.resume) throw new UserError(`--resume: no checkpoint in ${o.out}`);
+    if (!o.ps3) throw new UserError('give --ps3 DIR (the PS3 model VILA-HD stands on) for a new run');
+    ps3Dir = path.resolve(o.ps3);
+    ps3 = loadModel(ps3Dir, 'vision');
+    const ps3Model = o.embedPs3 ? 'ps3' : path.relative(path.resolve(checkpointDir), ps3Dir) || '.';
+    config = newVilaConfig({ preset: o.preset, methods: [o.method], ps3Model, seed: o.seed, selectionWeight: o.selectionWeight });
+    weights = randomVilaWeights(config, ps3.config, [o.method], o.seed);
+    const vocab = new Map([...SPECIAL_TOKENS, ...lmVocabulary()].map((w, i) => [w, i]));
+    tokenizer = new LmTokenizer(vocab);
+  }
+  const S = ps3.config.vision.scales[ps3.config.vision.scales.length - 1]!;
+  if (o.resolution !== undefined && (!Number.isInteger(o.resolution) || o.resolution < ps3.config.vision.scales[0]! || o.resolution > S)) {
+    throw new UserError(`--resolution must be an integer from ${ps3.config.vision.scales[0]} to ${S}, got ${o.resolution}`);
+  }
+  const trainable = [...methodParams(o.method, config, ps3.config).keys()];
+  const cacheRoot = o.cacheRoot ?? path.join(o.out, 'cache');
+  const spec = { method: o.method, seed: o.dataSeed, images: o.images, looks: o.looks, ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
+  const dir = cacheDir(cacheRoot, ps3Dir, spec);
+  const questions = await buildCache(ps3, spec, dir, events.onCache);
+  const reader = new CacheReader(dir);
+
+  fs.mkdirSync(o.out, { recursive: true });
+  const metricsFile = path.join(o.out, 'metrics.jsonl');
+  if (previous) truncateMetrics(metricsFile, o.method, state.step);
+  else fs.writeFileSync(metricsFile, '');
+  events.onStart?.({ startStep: state.step, questions: questions.length, trainable: trainable.reduce((a, k) => a + weights.get(k).size, 0), checkpoint: previous });
+
+  const save = async (): Promise<string> => {
+    fs.mkdirSync(o.out, { recursive: true });
+    const incoming = path.join(o.out, '.checkpoint-incoming');
+    fs.rmSync(incoming, { recursive: true, force: true });
+    fs.mkdirSync(incoming);
+    await writeVilaFiles(incoming, config, weights.entries());
+    const opt = new Map(otherOptimizer);
+    for (const [k, t] of optimizer.state()) opt.set(k, { shape: t.shape, data: (await t.data()) as Float32Array });
+    writeSafetensors(path.join(incoming, 'optimizer.safetensors'), opt);
+    if (config.ps3Model === 'ps3') copyPs3Folder(ps3Dir, path.join(incoming, 'ps3'));
+    state.optimizerStep = optimizer.step;
+    methods = { ...methods, [o.method]: { ...state } };
+    const full: VilaTrainerState = { ...state, method: o.method, methods };
+    fs.writeFileSync(path.join(incoming, 'trainer_state.json'), `${JSON.stringify(full, null, 2)}\n`);
+    const outgoing = path.join(o.out, '.checkpoint-outgoing');
+    fs.rmSync(outgoing, { recursive: true, force: true });
+    if (fs.existsSync(checkpointDir)) fs.renameSync(checkpointDir, outgoing);
+    fs.renameSync(incoming, checkpointDir);
+    fs.rmSync(outgoing, { recursive: true, force: true });
+    if (config.ps3Model === 'ps3') ps3Dir = path.join(checkpointDir, 'ps3');
+    events.onSave?.(checkpointDir);
+    return checkpointDir;
+  };
+
+  const started = performance.now();
+  const memo = { epoch: -1, order: [] as number[] };
+  let checkpoint = previous ?? '';
+  try {
+    while (state.step < o.steps) {
+      const t0 = performance.now();
+      const lr = learningRate(state.step, { lr: o.lr, warmup: o.warmup, steps: o.steps });
+      const batch: SampleInputs[] = [];
+      for (let i = 0; i < o.batch; i++) {
+        const q = questionAt(questions, o.seed, state.samplesSeen + i, memo);
+        batch.push({ question: q, arrays: reader.image(q.image) });
+      }
+      state.samplesSeen += o.batch;
+      const r = batchLossAndGrads(weights, trainable, o.method, config.lm, ps3, tokenizer, batch, o.selectionWeight);
+      const gradNorm = clipGradients(r.grads, o.clip);
+      optimizer.apply(weights, r.grads, lr);
+      tf.dispose([...r.grads.values()]);
+      state.step += 1;
+      const seconds = (performance.now() - t0) / 1000;
+      const m: VilaStepMetrics = {
+        method: o.method, step: state.step, loss: r.loss, answer_loss: r.answer, selection_loss: o.method === 'ps3' ? r.selection : null,
+        lr, grad_norm: gradNorm, samples_per_s: o.batch / seconds, seconds,
+      };
+      fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);
+      events.onStep?.(m);
+      const outOfTime = o.maxSeconds > 0 && (performance.now() - started) / 1000 >= o.maxSeconds;
+      const last = state.step >= o.steps || outOfTime;
+      if (last || state.step % o.saveEvery === 0) checkpoint = await save();
+      if (outOfTime) break;
+    }
+    if (!checkpoint) checkpoint = await save();
+  } finally {
+    optimizer.dispose();
+    weights.dispose();
+    ps3.weights.dispose();
+  }
+  return { step: state.step, checkpoint };
+}
+

@@ -1,0 +1,175 @@
+/**
+ * VILA-HD's training data: 4KPro-lite-style questions (src/eval/qa/generate.ts) over synthetic
+ * scenes with seeds below the held-out base, and a per-image cache of what a frozen PS3 makes of
+ * each image, so that training steps run the LM and never the vision trunk.
+ *
+ * With PS3 frozen, everything the step needs from an image is fixed:
+ *  - `ps3`: the low-res tokens (merged for the projector); the selection's inputs — the low-res
+ *    hidden states of the layers selection reads, and the convnet's features — so the top-down
+ *    probabilities of any prompt the head makes are recomputed exactly, with their gradient to
+ *    the prompt, in a few matmuls; and per question the high-res tokens of the training looks
+ *    and the box targets. The training looks are chosen with the question's evidence box forced
+ *    first (PS3's `gtSelectionMaps`; the rest of the budget bottom-up): the LM learns to read
+ *    what a well-aimed look shows while the selection loss teaches the prompt head to aim there.
+ *    At test time the looks come from the prompt head (answer.ts).
+ *  - `lowres`, `anyres`, `s2`: the method's merged tokens, which do not depend on the question.
+ *
+ * One `NNNNNN.safetensors` per image (written whole, then renamed) and `NNNNNN.json` with its
+ * questions, written last, so an interrupted cache resumes where it stopped.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { tf } from '../tensor/engine.js';
+import { readSafetensors, writeSafetensors, type NamedArray } from '../io/safetensors.js';
+import { normalise } from '../io/image.js';
+import { UserError } from '../errors.js';
+import { renderScene, sceneRng } from '../data/synth.js';
+import { encodeImage, highresSelectionFeatures, type Pixels } from '../model/encoder.js';
+import type { PS3Model } from '../model/load.js';
+import { groundTruthPerScale } from '../model/selection.js';
+import { finalNorm } from '../model/vit.js';
+import { boxToGtMap } from '../train/samples.js';
+import { boxTargets } from '../train/loss.js';
+import { HELDOUT_SEED_BASE, questionRng, sceneQuestions } from '../eval/qa/generate.js';
+import type { EncodeMethod } from '../eval/baselines.js';
+import { mergeTokens } from './projector.js';
+import { baselineVisual, highResGrids, lowResGrid, lowResTokens } from './visual.js';
+
+export interface TrainQuestion {
+  readonly image: number;
+  /** its index among the image's questions */
+  readonly index: number;
+  readonly question: string;
+  readonly options: string[];
+  readonly answer: number;
+  readonly category: string;
+  readonly box: [number, number, number, number];
+}
+
+export interface CacheSpec {
+  readonly method: EncodeMethod;
+  /** scenes `renderScene(sceneRng(seed, i))`, i < images; seed below the held-out base */
+  readonly seed: number;
+  readonly images: number;
+  /** ps3: looks per training question (default 1) */
+  readonly looks?: number;
+  /** anyres/s2: resolution tiled */
+  readonly resolution?: number;
+}
+
+/** The cache folder of a spec under `root`: a function of the PS3 weights and the spec (not the image count). */
+export function cacheDir(root: string, ps3Dir: string, spec: CacheSpec): string {
+  // the weights' bytes, not the file's path or time: an embedded copy is rewritten at every checkpoint
+  const weights = createHash('sha256').update(fs.readFileSync(path.join(ps3Dir, 'model.safetensors'))).digest('hex');
+  const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks: spec.looks ?? 1, resolution: spec.resolution ?? null });
+  return path.join(root, `${spec.method}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
+}
+
+export function checkTrainSeed(seed: number): void {
+  if (!Number.isInteger(seed) || seed < 0 || seed >= HELDOUT_SEED_BASE) throw new UserError(`--data-seed must be an integer in [0, ${HELDOUT_SEED_BASE}) (seeds from ${HELDOUT_SEED_BASE} are held out for evaluation), got ${seed}`);
+}
+
+/** Normalised pixels [1, 3, S, S] of a scene rendered at S. */
+function scenePixels(rgb: Uint8Array, size: number): Pixels {
+  return { data: normalise({ data: rgb, width: size, height: size }, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]), batch: 1, height: size, width: size };
+}
+
+async function arrayOf(t: tf.Tensor): Promise<NamedArray> {
+  return { shape: t.shape, data: (await t.data()) as Float32Array };
+}
+
+function writeAtomic(file: string, write: (tmp: string) => void): void {
+  const tmp = `${file}.tmp`;
+  write(tmp);
+  fs.renameSync(tmp, file);
+}
+
+/** Cache image `i`; returns its questions. */
+async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number): Promise<TrainQuestion[]> {
+  const cfg = ps3.config.vision;
+  const S = cfg.scales[cfg.scales.length - 1]!;
+  const scene = renderScene(sceneRng(spec.seed, i), { width: S, height: S });
+  const drafts = sceneQuestions(scene, questionRng(spec.seed, i), { lowres: cfg.scales[0]! });
+  const questions: TrainQuestion[] = drafts.map((d, index) => ({ image: i, index, question: d.question, options: d.options, answer: d.answer, category: d.category, box: d.evidence.box }));
+  const pixels = scenePixels(scene.rgb, S);
+  const arrays = new Map<string, NamedArray>();
+  let trunkTokens = 0;
+  if (spec.method === 'ps3' && questions.length) {
+    const g0 = lowResGrid(ps3);
+    const { tokens, kept } = lowResTokens(ps3, pixels, cfg.selectBasedOnLayer);
+    const low = mergeTokens(tokens, [{ height: g0, width: g0, offset: 0, ids: null }]);
+    arrays.set('low', await arrayOf(low));
+    tf.dispose([tokens, low]);
+    for (const [layer, h] of kept) {
+      arrays.set(`sel.${layer}`, await arrayOf(h));
+      h.dispose();
+    }
+    const conv = highresSelectionFeatures(ps3.weights, cfg, pixels);
+    if (conv) {
+      arrays.set('conv', await arrayOf(conv));
+      conv.dispose();
+    }
+    for (const q of questions) {
+      const gt = boxToGtMap(q.box, S);
+      const out = await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: spec.looks ?? 1, gtSelectionMaps: gt, outputHiddenStates: false });
+      const n0 = g0 * g0;
+      const high = tf.tidy(() => {
+        const all = tf.reshape(finalNorm(ps3.weights, cfg.trunk, out.lastHiddenState), [-1, cfg.trunk.width]);
+        return mergeTokens(tf.slice(all, [n0, 0], [-1, -1]), highResGrids(ps3, out.selectionMaps));
+      });
+      trunkTokens = Math.max(trunkTokens, out.lastHiddenState.shape[1]!);
+      arrays.set(`high.${q.index}`, await arrayOf(high));
+      tf.dispose([high, out.lastHiddenState, out.pooledOutput, ...out.bottomupSelectionProbs, ...out.selectionProbs]);
+      boxTargets(groundTruthPerScale(cfg, gt, 1, S, S)).forEach((t, s) => {
+        const [gh, gw] = [out.selectionMaps[s]!.height, out.selectionMaps[s]!.width];
+        arrays.set(`target.${q.index}.${s}`, { shape: [1, gh, gw], data: t });
+      });
+    }
+  } else if (questions.length) {
+    const v = baselineVisual(ps3, pixels, spec.method as Exclude<EncodeMethod, 'ps3'>, spec.resolution !== undefined ? { resolution: spec.resolution } : {});
+    arrays.set('visual', await arrayOf(v.merged));
+    trunkTokens = v.trunkTokens;
+    v.merged.dispose();
+  }
+  const name = String(i).padStart(6, '0');
+  if (arrays.size) writeAtomic(path.join(dir, `${name}.safetensors`), (tmp) => writeSafetensors(tmp, arrays));
+  writeAtomic(path.join(dir, `${name}.json`), (tmp) => fs.writeFileSync(tmp, `${JSON.stringify({ questions, trunk_tokens: trunkTokens })}\n`));
+  return questions;
+}
+
+/**
+ * Make (or finish) the cache of images 0..images-1 in `dir`; returns every question, image by
+ * image. `onProgress(done, total)` after each image.
+ */
+export async function buildCache(ps3: PS3Model, spec: CacheSpec, dir: string, onProgress?: (done: number, total: number) => void): Promise<TrainQuestion[]> {
+  checkTrainSeed(spec.seed);
+  fs.mkdirSync(dir, { recursive: true });
+  const all: TrainQuestion[] = [];
+  for (let i = 0; i < spec.images; i++) {
+    const meta = path.join(dir, `${String(i).padStart(6, '0')}.json`);
+    let questions: TrainQuestion[];
+    if (fs.existsSync(meta)) questions = (JSON.parse(fs.readFileSync(meta, 'utf8')) as { questions: TrainQuestion[] }).questions;
+    else questions = await cacheImage(ps3, spec, dir, i);
+    all.push(...questions);
+    onProgress?.(i + 1, spec.images);
+  }
+  if (all.length === 0) throw new UserError(`no questions from ${spec.images} scenes at ${ps3.config.vision.scales.at(-1)} px: details are too large at the low-res scale for 4K-only questions`);
+  return all;
+}
+
+/** Reads cached images, keeping the last few in memory. */
+export class CacheReader {
+  private readonly recent = new Map<number, Map<string, NamedArray>>();
+
+  constructor(private readonly dir: string, private readonly keep = 8) {}
+
+  image(i: number): Map<string, NamedArray> {
+    const hit = this.recent.get(i);
+    if (hit) return hit;
+    const arrays = readSafetensors(path.join(this.dir, `${String(i).padStart(6, '0')}.safetensors`));
+    this.recent.set(i, arrays);
+    if (this.recent.size > this.keep) this.recent.delete(this.recent.keys().next().value!);
+    return arrays;
+  }
+}

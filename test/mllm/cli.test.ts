@@ -1,0 +1,194 @@
+/**
+ * VILA-HD through the CLI with micro models: train-mllm killed and resumed follows the
+ * uninterrupted loss curve; a second method joins the same folder; eval qa answers with the LM;
+ * ask answers and draws where it looked; bad input exits 2 with one line.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { initEngine } from '../../src/tensor/engine.js';
+import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
+import { loadPixelValues } from '../../src/io/image.js';
+import { isUserError } from '../../src/errors.js';
+import { answerQuestion } from '../../src/mllm/answer.js';
+import { disposeVilaHd, loadVilaHd } from '../../src/mllm/model.js';
+import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
+import { writeMicroPs3 } from './helpers.js';
+
+const CLI = path.resolve('dist/src/cli/main.js');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-vila-cli-'));
+const ps3 = path.join(tmp, 'ps3');
+const cache = path.join(tmp, 'cache');
+const bench = path.join(tmp, 'bench');
+const STEPS = 6;
+const trainArgs = (out: string, method = 'ps3'): string[] => [
+  CLI, 'train-mllm', '--ps3', ps3, '--out', out, '--method', method, '--preset', 'micro', '--steps', String(STEPS), '--batch', '2', '--images', '3',
+  '--save-every', '2', '--warmup', '2', '--lr', '2e-3', '--seed', '5', '--data-seed', '17', '--cache', cache,
+];
+
+function run(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function assertBadInput(args: string[], pattern: RegExp): void {
+  const r = run(args);
+  assert.equal(r.status, 2, `exit ${r.status}: ${r.stderr}`);
+  const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('ps3:'));
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0]!, pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+}
+
+function losses(out: string, method = 'ps3'): Array<{ step: number; loss: number }> {
+  return fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { method: string; step: number; loss: number }).filter((m) => m.method === method);
+}
+
+before(async () => {
+  await initEngine({});
+  await writeMicroPs3(ps3, 9);
+  const r = run(['eval', 'make-4k', '--out', bench, '--count', '6', '--size', '224', '--lowres', '56', '--seed', '1000000']);
+  assert.equal(r.status, 0, r.stderr);
+});
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+test('train-mllm killed mid-run and resumed follows the uninterrupted loss curve; a second method joins the folder', async () => {
+  const a = path.join(tmp, 'a');
+  const ra = spawnSync(process.execPath, trainArgs(a), { encoding: 'utf8' });
+  assert.equal(ra.status, 0, ra.stderr);
+  const full = losses(a);
+  assert.equal(full.length, STEPS);
+  assert.ok(full.every((m) => Number.isFinite(m.loss)));
+
+  const b = path.join(tmp, 'b');
+  const child = spawn(process.execPath, trainArgs(b), { stdio: 'ignore' });
+  const killedAt = await new Promise<number>((resolve) => {
+    const timer = setInterval(() => {
+      const file = path.join(b, 'metrics.jsonl');
+      const lines = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).length : 0;
+      if (lines >= 3) {
+        clearInterval(timer);
+        child.kill('SIGKILL');
+        resolve(lines);
+      }
+    }, 5);
+  });
+  const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_, s) => resolve(s)));
+  assert.equal(signal, 'SIGKILL');
+  assert.ok(killedAt < STEPS);
+  const rb = spawnSync(process.execPath, [...trainArgs(b), '--resume'], { encoding: 'utf8' });
+  assert.equal(rb.status, 0, rb.stderr);
+  const resumed = losses(b);
+  assert.deepEqual(resumed.map((m) => m.step), full.map((m) => m.step));
+  resumed.forEach((m, i) => assert.ok(Math.abs(m.loss - full[i]!.loss) < 1e-5, `step ${m.step}: ${m.loss} vs ${full[i]!.loss}`));
+
+  // the same run again without --resume is refused; another method joins
+  assertBadInput(trainArgs(a).slice(1), /already holds a ps3 run: pass --resume/);
+  const rl = spawnSync(process.execPath, trainArgs(a, 'lowres'), { encoding: 'utf8' });
+  assert.equal(rl.status, 0, rl.stderr);
+  const config = JSON.parse(fs.readFileSync(path.join(a, 'checkpoint', 'config.json'), 'utf8')) as { methods: string[]; ps3_model: string };
+  assert.deepEqual(config.methods, ['ps3', 'lowres']);
+  assert.equal(path.resolve(a, 'checkpoint', config.ps3_model), ps3);
+  assert.equal(losses(a, 'lowres').length, STEPS);
+  assert.equal(losses(a).length, STEPS, 'the ps3 metrics are kept');
+});
+
+test('eval qa with a VILA-HD folder answers with its LMs and reports the usual fields plus evidence recall', () => {
+  const model = path.join(tmp, 'a', 'checkpoint');
+  const out = path.join(tmp, 'qa.json');
+  const r = run(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'ps3,lowres', '--out', out]);
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(fs.readFileSync(out, 'utf8')) as { answered_by: string; reports: Array<Record<string, unknown>> };
+  assert.equal(report.answered_by, 'vila-hd');
+  const [p, l] = report.reports as [Record<string, number | null | object>, Record<string, number | null | object>];
+  for (const field of ['accuracy', 'chance', 'per_category', 'tokens_median', 'ms_per_question_median']) assert.ok(field in p && p[field] !== undefined, field);
+  assert.equal(p['answered'], 6);
+  assert.ok((p['tokens_median'] as number) > (l['tokens_median'] as number), 'ps3 reads more tokens than low-res');
+  assert.equal(l['tokens_median'], 16);
+  const recall = p['evidence_recall_mean'] as number;
+  assert.ok(recall >= 0 && recall <= 1);
+  assert.ok(typeof p['random_recall_mean'] === 'number');
+});
+
+test('ask answers, says the tokens used and draws where it looked; a JSONL of questions streams', () => {
+  const model = path.join(tmp, 'a', 'checkpoint');
+  const out = path.join(tmp, 'ask');
+  const image = path.join(bench, 'images', fs.readdirSync(path.join(bench, 'images'))[0]!);
+  const r = run(['ask', image, 'What does the red sign read?', '--model', model, '--options', 'K3|K8|X3', '--out', out, '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const row = JSON.parse(r.stdout.trim()) as { answer: string; trunk_tokens: number; visual_tokens: number; pictures: string[] };
+  assert.ok(['K3', 'K8', 'X3'].includes(row.answer));
+  assert.ok(row.trunk_tokens > 16 && row.visual_tokens > 0);
+  assert.equal(row.pictures.length, 2);
+  for (const p of row.pictures) assert.ok(fs.statSync(p).size > 100);
+  const many = run(['ask', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'lowres', '--out', path.join(tmp, 'ask2')]);
+  assert.equal(many.status, 0, many.stderr);
+  assert.equal(fs.readFileSync(path.join(tmp, 'ask2', 'answers.jsonl'), 'utf8').trim().split('\n').length, 6);
+});
+
+test('without options the LM writes its answer; a method the folder lacks is refused', async () => {
+  const model = loadVilaHd(path.join(tmp, 'a', 'checkpoint'));
+  try {
+    const image = path.join(bench, 'images', fs.readdirSync(path.join(bench, 'images'))[0]!);
+    const pv = await loadPixelValues(image, { size: 224, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+    const pixels = { data: pv.pixels, batch: 1, height: 224, width: 224 };
+    const a = await answerQuestion(model, 'ps3', pixels, 'What does the red sign read?', undefined, { maxNewTokens: 3 });
+    assert.equal(a.predicted, -1);
+    assert.ok(a.text.split(' ').length <= 3);
+    assert.ok(a.selection && a.selection.maps.length === 2);
+    await assert.rejects(answerQuestion(model, 'anyres', pixels, 'What is it?', undefined), (e: unknown) => isUserError(e) && /holds no LM for method "anyres"/.test(e.message));
+  } finally {
+    disposeVilaHd(model);
+  }
+});
+
+test('train-mllm refuses bad options before any work', async () => {
+  const base: TrainVilaOptions = {
+    ps3, out: path.join(tmp, 'none'), method: 'ps3', preset: 'micro', steps: 2, batch: 1, lr: 1e-3, warmup: 0, clip: 1, seed: 0, dataSeed: 0, images: 1,
+    looks: 1, selectionWeight: 1, saveEvery: 1, maxSeconds: 0, resume: false, embedPs3: false,
+  };
+  const { ps3: _omit, ...noPs3 } = base;
+  const cases: Array<[TrainVilaOptions, RegExp]> = [
+    [noPs3, /give --ps3 DIR/],
+    [{ ...base, dataSeed: 1_000_000 }, /--data-seed must be an integer in \[0, 1000000\)/],
+    [{ ...base, resume: true }, /--resume: no checkpoint/],
+    [{ ...base, method: 'dense' as TrainVilaOptions['method'] }, /--method must be one of/],
+    [{ ...base, steps: 0 }, /--steps must be a positive integer/],
+    [{ ...base, ps3: path.join(tmp, 'nowhere') }, /model folder not found/],
+  ];
+  for (const [o, pattern] of cases) await assert.rejects(trainVilaHd(o), (e: unknown) => isUserError(e) && pattern.test(e.message), String(pattern));
+  assert.ok(!fs.existsSync(path.join(tmp, 'none', 'checkpoint')));
+});
+
+test('bad input: empty or too long question, an image it cannot take, a VILA-HD folder with its PS3 or LM part missing or misshaped', () => {
+  const model = path.join(tmp, 'a', 'checkpoint');
+  const image = path.join(bench, 'images', fs.readdirSync(path.join(bench, 'images'))[0]!);
+  assertBadInput(['ask', image, '  ', '--model', model], /the question is empty/);
+  assertBadInput(['ask', image, 'what '.repeat(300), '--model', model], /longer than the LM's context/);
+  const garbage = path.join(tmp, 'garbage.png');
+  fs.writeFileSync(garbage, 'not an image');
+  assertBadInput(['ask', garbage, 'What is it?', '--model', model], /garbage\.png/);
+
+  const broken = path.join(tmp, 'broken');
+  fs.cpSync(model, broken, { recursive: true });
+  const config = JSON.parse(fs.readFileSync(path.join(model, 'config.json'), 'utf8')) as Record<string, unknown>;
+  fs.writeFileSync(path.join(broken, 'config.json'), JSON.stringify({ ...config, ps3_model: '../no-such-ps3' }));
+  assertBadInput(['ask', image, 'What is it?', '--model', broken], /field ps3_model: .*no-such-ps3 is not a PS3 model folder/);
+  fs.writeFileSync(path.join(broken, 'config.json'), JSON.stringify({ ...config, ps3_model: path.relative(broken, ps3) }));
+  const arrays = readSafetensors(path.join(model, 'model.safetensors'));
+  arrays.set('ps3.lm.blocks.1.mlp.fc1.weight', { shape: [2, 2], data: new Float32Array(4) });
+  writeSafetensors(path.join(broken, 'model.safetensors'), arrays);
+  assertBadInput(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', broken, '--method', 'ps3'], /"ps3\.lm\.blocks\.1\.mlp\.fc1\.weight" has shape \[2,2\]/);
+  // a PS3 part with a missing key (checked in-process: the CLI path is the same load)
+  const badPs3 = path.join(tmp, 'bad-ps3');
+  fs.cpSync(ps3, badPs3, { recursive: true });
+  const ps3Arrays = readSafetensors(path.join(ps3, 'model.safetensors'));
+  ps3Arrays.delete('vision_model.prior_prompt');
+  writeSafetensors(path.join(badPs3, 'model.safetensors'), ps3Arrays);
+  fs.cpSync(model, broken, { recursive: true });
+  fs.writeFileSync(path.join(broken, 'config.json'), JSON.stringify({ ...config, ps3_model: path.relative(broken, badPs3) }));
+  assert.throws(() => loadVilaHd(broken), (e: unknown) => isUserError(e) && /missing key "vision_model\.prior_prompt"/.test(e.message));
+});

@@ -1,0 +1,147 @@
+/** VILA-HD's pieces: token merging, the LM's causality and KV cache, the tokenizer, the selection loss's gradient. */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { initEngine, tf } from '../../src/tensor/engine.js';
+import { mergePlan, mergeTokens } from '../../src/mllm/projector.js';
+import { embedTokens, lmForward } from '../../src/mllm/lm.js';
+import { newVilaConfig, randomVilaWeights, loadVilaHd, writeVilaFiles } from '../../src/mllm/model.js';
+import { LmTokenizer, lmVocabulary, questionText } from '../../src/mllm/tokenizer.js';
+import { buildCache, cacheDir, CacheReader } from '../../src/mllm/trainData.js';
+import { batchLossAndGrads } from '../../src/mllm/objective.js';
+import { SPECIAL_TOKENS } from '../../src/data/wordTokenizer.js';
+import { renderScene, sceneRng } from '../../src/data/synth.js';
+import { questionRng, sceneQuestions } from '../../src/eval/qa/generate.js';
+import { loadModel } from '../../src/model/load.js';
+import { writeSafetensors, readSafetensors } from '../../src/io/safetensors.js';
+import { isUserError } from '../../src/errors.js';
+import { writeMicroPs3 } from './helpers.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-vila-unit-'));
+let ps3Dir = '';
+
+before(async () => {
+  await initEngine({});
+  ps3Dir = await writeMicroPs3(path.join(tmp, 'ps3'), 3);
+});
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+test('2x2 merging: a fully seen odd grid is zero-filled at its edge; a high-res grid keeps only whole chosen cells', () => {
+  // 3 x 3 full grid, rows 0..8; zero row 9
+  const full = mergePlan([{ height: 3, width: 3, offset: 0, ids: null }], 9);
+  assert.deepEqual([...full], [0, 1, 3, 4, 2, 9, 5, 9, 6, 7, 9, 9, 8, 9, 9, 9]);
+  // 4 x 4 grid with cells 0,1,4,5 (a whole 2x2 cell) and 2,3,6 (three of a cell) chosen, tokens from offset 10
+  const ids = [0, 1, 2, 3, 4, 5, 6];
+  const high = mergePlan([{ height: 4, width: 4, offset: 10, ids }], 99);
+  assert.deepEqual([...high], [10, 11, 14, 15]);
+  const tokens = tf.tensor2d([[1, 2], [3, 4], [5, 6], [7, 8]]);
+  const merged = mergeTokens(tokens, [{ height: 2, width: 2, offset: 0, ids: null }]);
+  assert.deepEqual(merged.shape, [1, 8]);
+  assert.deepEqual([...merged.dataSync()], [1, 2, 3, 4, 5, 6, 7, 8]);
+  tf.dispose([tokens, merged]);
+});
+
+test('the LM is causal, and a KV-cached continuation equals the whole sequence run at once', () => {
+  const ps3 = loadModel(ps3Dir, 'vision');
+  const config = newVilaConfig({ preset: 'micro', methods: ['lowres'], ps3Model: ps3Dir });
+  const w = randomVilaWeights(config, ps3.config, ['lowres'], 1);
+  const ids = Int32Array.from([5, 9, 12, 7, 30, 4]);
+  const whole = lmForward(w, 'lowres.lm', config.lm, embedTokens(w, 'lowres.lm', ids)).hidden;
+  const changedTail = lmForward(w, 'lowres.lm', config.lm, embedTokens(w, 'lowres.lm', Int32Array.from([5, 9, 12, 8, 31, 2]))).hidden;
+  const head = (t: tf.Tensor): number[] => [...tf.slice(t, [0, 0], [3, -1]).dataSync()];
+  assert.deepEqual(head(whole), head(changedTail), 'positions 0-2 must not see positions 3-5');
+  const prefix = lmForward(w, 'lowres.lm', config.lm, embedTokens(w, 'lowres.lm', ids.subarray(0, 4)), { keepKv: true });
+  const rest = lmForward(w, 'lowres.lm', config.lm, embedTokens(w, 'lowres.lm', ids.subarray(4)), { cache: prefix.kv });
+  const expected = tf.slice(whole, [4, 0], [2, -1]).dataSync();
+  const got = rest.hidden.dataSync();
+  for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i]! - expected[i]!) < 1e-5, `row ${i}: ${got[i]} vs ${expected[i]}`);
+  assert.throws(() => lmForward(w, 'lowres.lm', config.lm, tf.zeros([config.lm.contextLength + 1, config.lm.width])), (e: unknown) => isUserError(e) && /longer than the LM's context/.test(e.message));
+  w.dispose();
+  ps3.weights.dispose();
+});
+
+test('the LM tokenizer knows every word of generated questions and their options', () => {
+  const vocab = new Map([...SPECIAL_TOKENS, ...lmVocabulary()].map((w, i) => [w, i]));
+  const tok = new LmTokenizer(vocab);
+  let questions = 0;
+  for (let i = 0; i < 12; i++) {
+    const scene = renderScene(sceneRng(11, i), { width: 756, height: 756 });
+    for (const q of sceneQuestions(scene, questionRng(11, i), { lowres: 189 })) {
+      questions++;
+      assert.deepEqual(tok.unknownWords(questionText(q.question, q.options)), [], q.question);
+    }
+  }
+  assert.ok(questions >= 8, `only ${questions} questions`);
+  assert.equal(tok.decode([...tok.encode('a red sign reading k3'), tok.eosId, 7]), 'a red sign reading k 3');
+});
+
+test('the selection loss is what trains the prompt head: its gradient reaches the head, and only through it', async () => {
+  const ps3 = loadModel(ps3Dir, 'vision');
+  const config = newVilaConfig({ preset: 'micro', methods: ['ps3'], ps3Model: ps3Dir });
+  const w = randomVilaWeights(config, ps3.config, ['ps3'], 2);
+  const spec = { method: 'ps3' as const, seed: 21, images: 2, looks: 1 };
+  const dir = cacheDir(path.join(tmp, 'cache'), ps3Dir, spec);
+  const questions = await buildCache(ps3, spec, dir);
+  const reader = new CacheReader(dir);
+  const batch = questions.slice(0, 2).map((q) => ({ question: q, arrays: reader.image(q.image) }));
+  const tok = new LmTokenizer(new Map([...SPECIAL_TOKENS, ...lmVocabulary()].map((x, i) => [x, i])));
+  const keys = ['ps3.prompt_head.fc2.weight', 'ps3.prompt_head.fc1.weight', 'ps3.lm.blocks.0.attn.qkv.weight'];
+  const norm = (t: tf.Tensor): number => tf.tidy(() => tf.norm(t).dataSync()[0]!);
+  const withSel = batchLossAndGrads(w, keys, 'ps3', config.lm, ps3, tok, batch, 1);
+  const without = batchLossAndGrads(w, keys, 'ps3', config.lm, ps3, tok, batch, 0);
+  assert.ok(withSel.selection > 0 && Number.isFinite(withSel.selection));
+  assert.ok(norm(withSel.grads.get('ps3.prompt_head.fc2.weight')!) > 1e-6, 'selection loss must reach the prompt head');
+  assert.ok(norm(withSel.grads.get('ps3.prompt_head.fc1.weight')!) > 1e-6);
+  assert.equal(norm(without.grads.get('ps3.prompt_head.fc2.weight')!), 0, 'the answer loss alone does not touch the prompt head (training looks are box-forced)');
+  assert.ok(norm(without.grads.get('ps3.lm.blocks.0.attn.qkv.weight')!) > 1e-6);
+  // a central-difference check of the whole loss's gradient on one coordinate upstream of the
+  // prompt head (the max pool and clamp of the selection make the head's own coordinates kinked)
+  const key = 'ps3.lm.norm.bias';
+  const g = batchLossAndGrads(w, [key], 'ps3', config.lm, ps3, tok, batch, 1);
+  const analytic = g.grads.get(key)!.dataSync()[0]!;
+  const base = w.get(key).dataSync();
+  const eps = 1e-3;
+  const at = (delta: number): number => {
+    const v = Float32Array.from(base);
+    v[0]! += delta;
+    w.replace(key, tf.tensor(v, w.get(key).shape));
+    return batchLossAndGrads(w, [key], 'ps3', config.lm, ps3, tok, batch, 1).loss;
+  };
+  const numeric = (at(eps) - at(-eps)) / (2 * eps);
+  at(0);
+  assert.ok(Math.abs(numeric - analytic) < 0.03 * Math.abs(analytic) + 2e-4, `numeric ${numeric} vs analytic ${analytic}`);
+  w.dispose();
+  ps3.weights.dispose();
+});
+
+test('a VILA-HD folder is loaded with every key checked: missing, misshaped and missing PS3 are named', async () => {
+  const ps3 = loadModel(ps3Dir, 'vision');
+  const dir = path.join(tmp, 'vila');
+  fs.mkdirSync(dir, { recursive: true });
+  const config = newVilaConfig({ preset: 'micro', methods: ['lowres'], ps3Model: path.relative(dir, ps3Dir) });
+  const w = randomVilaWeights(config, ps3.config, ['lowres'], 4);
+  await writeVilaFiles(dir, config, w.entries());
+  const ok = loadVilaHd(dir);
+  assert.deepEqual(ok.config.methods, ['lowres']);
+  ok.weights.dispose();
+  ok.ps3.weights.dispose();
+  const file = path.join(dir, 'model.safetensors');
+  const arrays = readSafetensors(file);
+  const bad = new Map(arrays);
+  bad.delete('lowres.projector.fc1.weight');
+  writeSafetensors(file, bad);
+  assert.throws(() => loadVilaHd(dir), (e: unknown) => isUserError(e) && /missing key "lowres\.projector\.fc1\.weight"/.test(e.message));
+  bad.set('lowres.projector.fc1.weight', { shape: [3, 3], data: new Float32Array(9) });
+  writeSafetensors(file, bad);
+  assert.throws(() => loadVilaHd(dir), (e: unknown) => isUserError(e) && /"lowres\.projector\.fc1\.weight" has shape \[3,3\]/.test(e.message));
+  writeSafetensors(file, arrays);
+  const raw = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...raw, ps3_model: 'nowhere' }));
+  assert.throws(() => loadVilaHd(dir), (e: unknown) => isUserError(e) && /field ps3_model: .*nowhere is not a PS3 model folder/.test(e.message));
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...raw, lm: { ...(raw['lm'] as object), heads: 3 } }));
+  assert.throws(() => loadVilaHd(dir), (e: unknown) => isUserError(e) && /field lm\.width: width must be a multiple of heads/.test(e.message));
+  w.dispose();
+  ps3.weights.dispose();
+});
