@@ -1,4 +1,5 @@
 /** The library: everything a user of PS3 needs, from engine set-up to heat maps. */
+import { resolveTrunkEngine, useTrunkEngine } from './engine/trunkEngine.js';
 export { initEngine, resolveBackend, tf, type BackendName } from './tensor/engine.js';
 export { UserError, isUserError } from './errors.js';
 export { parseConfig, type PS3Config, type VisionConfig, type TextConfig, type TrunkConfig } from './io/config.js';
@@ -23,7 +24,8 @@ export {
 } from './model/encoder.js';
 export { encodeText, type TextOutput } from './model/text.js';
 export type { TrunkRunner } from './model/vit.js';
-export { resolveTrunkEngine, trunkRunner, releaseTrunk, TRUNK_ENGINES, type TrunkEngine } from './engine/trunkEngine.js';
+export { resolveTrunkEngine, trunkRunner, releaseTrunk, useTrunkEngine, TRUNK_ENGINES, DEFAULT_TRUNK_ENGINE, type TrunkEngine } from './engine/trunkEngine.js';
+export { setDefaultTrunk, type DefaultTrunk } from './model/vit.js';
 export { encodePretrain, type PretrainOutput } from './model/pretrain.js';
 export { featureMaps } from './model/featureMaps.js';
 export { baseBudgets, lookBudgets, planLooks, chooseLook, gridAtScale, imageSizeAtScale, type LookCount } from './model/selection.js';
@@ -46,3 +48,6 @@ export { evaluateRetrieval, type RetrievalReport } from './eval/retrieval.js';
 export { costReport, type CostReport } from './eval/cost.js';
 export { renderPlot, type PlotSpec } from './eval/plot.js';
 export { textFeatures, pooledRegion, encodeRegion, scoreOf, disposeEncode } from './eval/region.js';
+
+// `encodeImage` and every pass that names no engine run the trunk on $PS3_TRUNK's engine, else ONNX Runtime
+useTrunkEngine(resolveTrunkEngine());

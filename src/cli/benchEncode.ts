@@ -96,7 +96,7 @@ export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number>
   const msSetUp = performance.now() - t0;
   const rssSetUp = rssPeakMb();
   const cfg = model.config.vision;
-  const trunk = engine === 'onnx' ? onnx!.run : undefined;
+  const trunk = engine === 'onnx' ? onnx!.run : null;
   if (o.warmup) await benchEncode(model, name, image, looks, trunk);
   const r = await benchEncode(model, name, image, looks, trunk);
   const dense = onnx && o.dense ? await (await import('../eval/dense.js')).denseTrunk(onnx, cfg) : null;

@@ -71,7 +71,7 @@ export async function encodeCommand(target: string, o: EncodeCliOptions): Promis
     try {
       const pv = await loadPixelValues(file, { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], ...(maxPixels ? { maxPixels } : {}) });
       const pixels = { data: pv.pixels, batch: 1, height: S, width: S };
-      const out = await encodeImage(model.weights, model.config, pixels, { ...looks, ...(prompt ? { prompt } : {}), ...(trunk ? { trunk } : {}), outputHiddenStates: false });
+      const out = await encodeImage(model.weights, model.config, pixels, { ...looks, ...(prompt ? { prompt } : {}), trunk, outputHiddenStates: false });
       const base = path.join(o.out, path.basename(file, path.extname(file)));
       writeSafetensors(`${base}.safetensors`, await features(out), { source: path.basename(file) });
       await writeSelectionPictures(o.out, pixels, out, cfg.scales, 'selection', { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], prefix: path.basename(base), aspect: pv.originalWidth / pv.originalHeight });

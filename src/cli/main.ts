@@ -25,7 +25,7 @@ program
   .command('parity')
   .description('run every case of a reference fixture folder and compare with its tolerances')
   .argument('<fixture-dir>', 'folder with config.json, model.safetensors, manifest.json, cases.safetensors')
-  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: onnx or tfjs (default: $PS3_TRUNK or onnx)')
   .action((dir: string, o: { trunk?: string }) => runCommand(() => parityCommand(dir, { ...o, ...program.opts() })));
 
 program
@@ -51,7 +51,7 @@ const bench = program
   .option('--image <file>', 'image to encode instead of the bundled sample')
   .option('--runs <list>', 'comma-separated PRESET:LOOKS runs', 'b14-1.5k:1,b14-1.5k:all,b14-4k:1')
   .option('--out <file>', 'JSON report', 'bench-results.json')
-  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: onnx or tfjs (default: $PS3_TRUNK or onnx)')
   .action((o: Omit<BenchOptions, 'backend'>) => runCommand(() => benchCommand({ ...o, ...program.opts() })));
 
 bench
@@ -105,7 +105,7 @@ program
   .option('--all', 'look at every high-res patch')
   .option('--scales <n>', 'only select from the first n high-res scales')
   .option('--max-pixels <n>', 'refuse images whose header claims more pixels than this')
-  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: onnx or tfjs (default: $PS3_TRUNK or onnx)')
   .option('--out <dir>', 'output folder', 'ps3-out')
   .action((target: string, o: EncodeCliOptions) => runCommand(() => encodeCommand(target, { ...o, ...program.opts() })));
 
@@ -118,7 +118,7 @@ program
   .option('--looks <n>', 'number of looks (default 1)')
   .option('--tokens <n>', 'a high-res token budget instead of a number of looks')
   .option('--all', 'look at every high-res patch')
-  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: onnx or tfjs (default: $PS3_TRUNK or onnx)')
   .option('--out <dir>', 'output folder for pictures and similarity.json', 'ps3-out')
   .option('--json', 'print the results as JSON')
   .action((image: string, o: SimilarityCliOptions) => runCommand(() => similarityCommand(image, { ...o, ...program.opts() })));

@@ -3,9 +3,12 @@
  * anything else is a bug: its stack and exit code 1.
  */
 import { isUserError } from '../errors.js';
+import { resolveTrunkEngine, useTrunkEngine } from '../engine/trunkEngine.js';
 
 export async function runCommand(action: () => Promise<number | void>): Promise<void> {
   try {
+    // passes that name no engine (evaluation, the demo) run on $PS3_TRUNK's, else the fast one
+    useTrunkEngine(resolveTrunkEngine());
     const code = await action();
     process.exitCode = code ?? 0;
   } catch (e) {

@@ -45,7 +45,7 @@ export async function similarityCommand(image: string, o: SimilarityCliOptions):
   const rows: Array<{ text: string; cosine: number; probability: number; picture: string[] }> = [];
   for (const [i, text] of o.text.entries()) {
     const prompt = tf.slice(prompts, [i, 0], [1, -1]);
-    const { out, region } = await encodeRegion(model, pixels, prompt, { ...looks, ...(trunk ? { trunk } : {}) });
+    const { out, region } = await encodeRegion(model, pixels, prompt, { ...looks, trunk });
     const cosine = tf.tidy(() => tf.sum(tf.mul(region, tf.slice(features, [i, 0], [1, -1])))).dataSync()[0]!;
     const picture = await writeSelectionPictures(o.out, pixels, out, cfg.scales, 'topdown', { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], prefix: `text${i}`, aspect: pv.originalWidth / pv.originalHeight });
     rows.push({ text, ...scoreOf(cosine, params), picture: picture.map((p) => path.basename(p)) });

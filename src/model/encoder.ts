@@ -25,7 +25,7 @@ import {
   smoothProbs,
   type LookCount,
 } from './selection.js';
-import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, selectedPositionEmbedding, trunk, type KV, type TrunkRunner } from './vit.js';
+import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, selectedPositionEmbedding, trunk, trunkFor, type KV, type TrunkRunner } from './vit.js';
 import type { Weights } from './weights.js';
 
 /** Normalised pixels, NCHW float32, at the top scale (any aspect ratio). */
@@ -72,8 +72,12 @@ export interface EncodeOptions {
   outputHiddenStates?: boolean;
   /** when given, filled with each stage's wall time in ms (forces a sync at stage ends) */
   timings?: StageTimings;
-  /** runs the trunk's blocks for the low-res pass and the looks (another engine's); TensorFlow.js's `trunk` when absent */
-  trunk?: TrunkRunner;
+  /**
+   * runs the trunk's blocks for the low-res pass and the looks: another engine's runner, or null
+   * for TensorFlow.js's own blocks; when absent, the installed default (`setDefaultTrunk`: ONNX
+   * Runtime in Node once the library or the CLI is loaded, TensorFlow.js otherwise)
+   */
+  trunk?: TrunkRunner | null;
 }
 
 export interface StageTimings {
@@ -310,7 +314,8 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
   };
   // every resize of the input is made once and shared (the convnet's 1512 px is often a scale too)
   const images = new ScaledImages(cfg, pixels);
-  const low = options.trunk ? await lowResOn(options.trunk, w, cfg, pixels, !lowResOnly, images) : lowRes(w, cfg, pixels, !lowResOnly, images);
+  const run = trunkFor(w, cfg.trunk, options.trunk);
+  const low = run ? await lowResOn(run, w, cfg, pixels, !lowResOnly, images) : lowRes(w, cfg, pixels, !lowResOnly, images);
   if (timings) timings.lowRes = await lap(low.hiddenStates[low.hiddenStates.length - 1]);
   const highFeatures = highresSelectionFeatures(w, cfg, pixels, images);
   const bottomup = selection(w, cfg, pixels, low.hiddenStates, highFeatures, null);
@@ -364,7 +369,7 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
         throw new Error(`look: images chose different patch counts at scale ${i}; batch them separately`);
       }
     });
-    const hidden = options.trunk ? await lookOn(options.trunk, w, cfg, images, B, chosen, low.kvCache, !keepHidden) : look(w, cfg, images, B, chosen, low.kvCache);
+    const hidden = run ? await lookOn(run, w, cfg, images, B, chosen, low.kvCache, !keepHidden) : look(w, cfg, images, B, chosen, low.kvCache);
     if (timings) (timings.looks ??= []).push({ ms: await lap(hidden[hidden.length - 1]), tokens: chosen.reduce((a, perImage) => a + perImage[0]!.length, 0) });
     const kept = keepHidden ? hidden : [hidden[hidden.length - 1]!];
     if (!keepHidden) hidden.slice(0, -1).forEach((h) => h.dispose());

@@ -11,6 +11,8 @@ import type { ParamTable } from './params.js';
 export class Weights {
   /** transposed 2-d weights, cached for frozen weights (variables change, so they are transposed per use) */
   private readonly transposedCache = new Map<string, tf.Tensor>();
+  /** what other engines hold for these weights (ONNX Runtime's sessions), freed with them */
+  private readonly disposers: Array<() => void> = [];
 
   constructor(
     private readonly tensors: Map<string, tf.Tensor>,
@@ -72,7 +74,13 @@ export class Weights {
     return new Weights(out, true);
   }
 
+  /** Run `release` when these weights are disposed (another engine's copy of them). */
+  onDispose(release: () => void): void {
+    this.disposers.push(release);
+  }
+
   dispose(): void {
+    for (const release of this.disposers.splice(0)) release();
     for (const t of this.tensors.values()) t.dispose();
     for (const t of this.transposedCache.values()) t.dispose();
     this.tensors.clear();

@@ -21,6 +21,8 @@ export function onnxTrunkOf(w: Weights, cfg: TrunkConfig, options: OnnxTrunkOpti
       throw e;
     });
     trunks.set(w, trunk);
+    // sessions made by default (no one calls releaseOnnxTrunk) go with the weights
+    w.onDispose(() => void releaseOnnxTrunk(w).catch(() => undefined));
   }
   return trunk;
 }
