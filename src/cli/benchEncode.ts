@@ -4,10 +4,11 @@
  * `--dense`, ONNX Runtime's dense pass of the same trunk over 3,289 tokens in the same process and
  * the ratio to it; and S²'s tile count and FLOPs at this preset's scales for comparison.
  */
+import path from 'node:path';
 import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import type { PS3Config } from '../io/config.js';
-import { loadModel, type PS3Model } from '../model/load.js';
+import { loadModel, readConfigFile, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import { visionParams, type ParamTable } from '../model/params.js';
 import { randomWeights } from '../model/weights.js';
@@ -16,6 +17,7 @@ import type { OnnxTrunk } from '../engine/onnx/onnxTrunk.js';
 import { benchEncode, rssPeakMb } from '../eval/bench.js';
 import { s2Flops } from '../eval/flops.js';
 import { resolveTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
+import { checkHeapFits } from '../engine/capacity.js';
 import { SAMPLE_IMAGE } from './demo.js';
 
 export interface BenchEncodeOptions {
@@ -59,14 +61,16 @@ async function openOnnx(model: PS3Model): Promise<OnnxTrunk> {
  * the blocks are made, handed to ONNX Runtime and freed before the rest is made, so they are held
  * once (so400m's 1.6 GB would not fit twice beside a 4K look in the 4 GB WASM heap).
  */
-async function setUp(o: BenchEncodeOptions, engine: TrunkEngine): Promise<{ model: PS3Model; name: string; table: ParamTable; onnx: OnnxTrunk | null }> {
+async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string): Promise<{ model: PS3Model; name: string; table: ParamTable; onnx: OnnxTrunk | null }> {
   const wantOnnx = engine === 'onnx' || Boolean(o.dense);
   if (o.model) {
+    checkHeapFits(readConfigFile(path.join(o.model, 'config.json')), engine, backend, o.model);
     const model = loadModel(o.model, 'vision');
     return { model, name: o.model, table: visionParams(model.config), onnx: wantOnnx ? await openOnnx(model) : null };
   }
   if (!o.preset || !o.randomInit) throw new UserError('bench encode: give --model DIR, or --preset NAME with --random-init');
   const config = presetConfig(o.preset);
+  checkHeapFits(config, engine, backend, o.preset);
   const table = visionParams(config);
   if (engine !== 'onnx') {
     const model = randomOf(config, table);
@@ -92,7 +96,7 @@ export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number>
   const image = o.image ?? SAMPLE_IMAGE;
   // ONNX sessions are made once per model, before the clock starts; their cost is reported apart
   const t0 = performance.now();
-  const { model, name, table, onnx } = await setUp(o, engine);
+  const { model, name, table, onnx } = await setUp(o, engine, backend);
   const msSetUp = performance.now() - t0;
   const rssSetUp = rssPeakMb();
   const cfg = model.config.vision;

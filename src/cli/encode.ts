@@ -16,6 +16,7 @@ import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode } from '../eval/region.js';
 import { listImages, lookOptions, modelFrom, positiveInt } from './inputs.js';
 import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
+import { checkHeapFits } from '../engine/capacity.js';
 import { progressBar } from './progress.js';
 
 export interface EncodeCliOptions {
@@ -45,15 +46,15 @@ async function features(out: EncodeOutput): Promise<Map<string, NamedArray>> {
 }
 
 export async function encodeCommand(target: string, o: EncodeCliOptions): Promise<number> {
-  await initEngine(o);
+  const backend = await initEngine(o);
   const files = listImages(target);
   const maxPixels = positiveInt('max-pixels', o.maxPixels);
-  const model = modelFrom(o, o.prompt !== undefined ? 'all' : 'vision');
+  const engine = resolveTrunkEngine(o.trunk);
+  const model = modelFrom(o, o.prompt !== undefined ? 'all' : 'vision', (config, name) => checkHeapFits(config, engine, backend, name));
   const warn = (message: string): boolean => process.stderr.write(`ps3: warning: ${message}\n`);
   const looks = lookOptions(model.config.vision, o, warn);
   const cfg = model.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
-  const engine = resolveTrunkEngine(o.trunk);
   const trunk = await trunkRunner(engine, model.weights, cfg.trunk);
   let prompt: tf.Tensor | undefined;
   if (o.prompt !== undefined) {

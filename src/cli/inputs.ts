@@ -2,10 +2,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
-import { loadModel, randomModel, type ModelParts, type PS3Model } from '../model/load.js';
+import { loadModel, randomModel, readConfigFile, type ModelParts, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import { baseBudgets, gridAtScale } from '../model/selection.js';
-import type { VisionConfig } from '../io/config.js';
+import type { PS3Config, VisionConfig } from '../io/config.js';
 import type { EncodeOptions } from '../model/encoder.js';
 
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif']);
@@ -28,10 +28,18 @@ export function listImages(target: string): string[] {
   return files;
 }
 
-export function modelFrom(options: { model?: string; preset?: string; seed?: string }, parts: ModelParts): PS3Model {
+export function modelFrom(options: { model?: string; preset?: string; seed?: string }, parts: ModelParts, check?: (config: PS3Config, name: string) => void): PS3Model {
   if (options.model && options.preset) throw new UserError('give --model DIR or --preset NAME, not both');
-  if (options.model) return loadModel(options.model, parts);
-  if (options.preset) return randomModel(presetConfig(options.preset), Number(options.seed ?? 0));
+  if (options.model) {
+    // the config alone says whether the model can run, before its weights are read
+    check?.(readConfigFile(path.join(options.model, 'config.json')), options.model);
+    return loadModel(options.model, parts);
+  }
+  if (options.preset) {
+    const config = presetConfig(options.preset);
+    check?.(config, options.preset);
+    return randomModel(config, Number(options.seed ?? 0));
+  }
   throw new UserError('--model DIR is required (or --preset NAME for random weights)');
 }
 

@@ -13,6 +13,7 @@ import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode, encodeRegion, logitParams, scoreOf, textFeatures } from '../eval/region.js';
 import { lookOptions, modelFrom } from './inputs.js';
 import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
+import { checkHeapFits } from '../engine/capacity.js';
 
 export interface SimilarityCliOptions {
   backend?: string;
@@ -27,13 +28,13 @@ export interface SimilarityCliOptions {
 }
 
 export async function similarityCommand(image: string, o: SimilarityCliOptions): Promise<number> {
-  await initEngine(o);
+  const backend = await initEngine(o);
   if (!o.model) throw new UserError('--model DIR is required (a PS3 folder with tokenizer files)');
   if (!o.text?.length) throw new UserError('give at least one --text');
-  const model = modelFrom(o, 'all');
+  const engine = resolveTrunkEngine(o.trunk);
+  const model = modelFrom(o, 'all', (config, name) => checkHeapFits(config, engine, backend, name));
   const cfg = model.config.vision;
   const looks = lookOptions(cfg, o, (m) => process.stderr.write(`ps3: warning: ${m}\n`));
-  const engine = resolveTrunkEngine(o.trunk);
   const trunk = await trunkRunner(engine, model.weights, cfg.trunk);
   const tok = await loadTokenizer(o.model, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
   const S = cfg.scales[cfg.scales.length - 1]!;
