@@ -41,10 +41,6 @@ function tableMb(table: ParamTable, only?: RegExp): number {
   return (n * 4) / 2 ** 20;
 }
 
-function subTable(table: ParamTable, keep: (key: string) => boolean): ParamTable {
-  return new Map([...table].filter(([k]) => keep(k)));
-}
-
 function randomOf(config: PS3Config, table: ParamTable): PS3Model {
   const weights = randomWeights(table, 0, { logitScale: config.initLogitScale, logitBias: config.initLogitBias });
   return { config, weights, source: 'random weights (seed 0)' };
@@ -57,29 +53,28 @@ async function openOnnx(model: PS3Model): Promise<OnnxTrunk> {
 
 /**
  * The model (vision tower only: the bench never runs the text tower, so400m's alone is ~1.8 GB)
- * and, when ONNX Runtime is used, its trunk's sessions. With random weights and the ONNX trunk,
- * the blocks are made, handed to ONNX Runtime and freed before the rest is made, so they are held
- * once (so400m's 1.6 GB would not fit twice beside a 4K look in the 4 GB WASM heap).
+ * and, when ONNX Runtime is used, its trunk's sessions. The blocks go from their source (the
+ * checkpoint file, or the random generator) straight into ONNX Runtime's sessions, one group at a
+ * time; TensorFlow.js makes tensors of the rest only (all of it when it runs the trunk), so no
+ * weight is held twice. Set-up ends with every weight the encode uses in place.
  */
 async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string): Promise<{ model: PS3Model; name: string; table: ParamTable; onnx: OnnxTrunk | null }> {
-  const wantOnnx = engine === 'onnx' || Boolean(o.dense);
+  let model: PS3Model;
+  let name: string;
   if (o.model) {
     checkHeapFits(readConfigFile(path.join(o.model, 'config.json')), engine, backend, o.model);
-    const model = loadModel(o.model, 'vision');
-    return { model, name: o.model, table: visionParams(model.config), onnx: wantOnnx ? await openOnnx(model) : null };
+    model = loadModel(o.model, 'vision');
+    name = o.model;
+  } else {
+    if (!o.preset || !o.randomInit) throw new UserError('bench encode: give --model DIR, or --preset NAME with --random-init');
+    const config = presetConfig(o.preset);
+    checkHeapFits(config, engine, backend, o.preset);
+    model = randomOf(config, visionParams(config));
+    name = o.preset;
   }
-  if (!o.preset || !o.randomInit) throw new UserError('bench encode: give --model DIR, or --preset NAME with --random-init');
-  const config = presetConfig(o.preset);
-  checkHeapFits(config, engine, backend, o.preset);
-  const table = visionParams(config);
-  if (engine !== 'onnx') {
-    const model = randomOf(config, table);
-    return { model, name: o.preset, table, onnx: wantOnnx ? await openOnnx(model) : null };
-  }
-  const blocks = randomOf(config, subTable(table, (k) => BLOCK_KEY.test(k)));
-  const onnx = await openOnnx(blocks);
-  blocks.weights.dispose();
-  return { model: randomOf(config, subTable(table, (k) => !BLOCK_KEY.test(k))), name: o.preset, table, onnx };
+  const onnx = engine === 'onnx' || o.dense ? await openOnnx(model) : null;
+  for (const key of model.weights.keys()) if (engine === 'tfjs' || !BLOCK_KEY.test(key)) model.weights.get(key);
+  return { model, name, table: visionParams(model.config), onnx };
 }
 
 function parseLooks(value: string): LookCount {

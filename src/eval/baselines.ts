@@ -243,9 +243,12 @@ export function weightBytes(weights: Weights): { all: number; matrices: number }
   let known = weightBytesCache.get(weights);
   if (!known) {
     known = { all: 0, matrices: 0 };
-    for (const [, t] of weights.entries()) {
-      known.all += t.size * 4;
-      if (t.rank >= 2 && t.shape[0]! > 1) known.matrices += t.size * 4;
+    // shapes only: weights another engine runs are not made into tensors
+    for (const key of weights.keys()) {
+      const shape = weights.shapeOf(key);
+      const size = shape.reduce((a, c) => a * c, 1);
+      known.all += size * 4;
+      if (shape.length >= 2 && shape[0]! > 1) known.matrices += size * 4;
     }
     weightBytesCache.set(weights, known);
   }

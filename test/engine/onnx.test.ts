@@ -162,3 +162,20 @@ test('encodeImage without a trunk runs on the installed default engine; null for
     useTrunkEngine('tfjs');
   }
 });
+
+test('ONNX Runtime sessions are built from the weights\' source: the blocks never become TensorFlow.js tensors', async () => {
+  const fresh = loadModel(fixtures);
+  const before = tf.memory().numTensors;
+  const onnx = await OnnxTrunk.create(fresh.weights, fresh.config.vision.trunk);
+  try {
+    assert.equal(tf.memory().numTensors, before);
+    const x = tf.randomNormal([1, 5, fresh.config.vision.trunk.width]);
+    const got = await onnx.run(x, { lastOnly: true });
+    const ref = trunk(model.weights, model.config.vision.trunk, x);
+    assert.ok(maxAbsDiff(got.hiddenStates[got.hiddenStates.length - 1]!, ref.hiddenStates[ref.hiddenStates.length - 1]!) < 1e-4);
+    tf.dispose([x, ...got.hiddenStates, ...ref.hiddenStates]);
+  } finally {
+    await onnx.release();
+    fresh.weights.dispose();
+  }
+});
