@@ -9,7 +9,7 @@ import { randomModel } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import type { LookCount } from '../model/selection.js';
 import { benchEncode, matmulGflops, type EncodeBench } from '../eval/bench.js';
-import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
+import { releaseTrunk, resolveTrunkEngine, trunkRunner, useTrunkEngine } from '../engine/trunkEngine.js';
 import { SAMPLE_IMAGE } from './demo.js';
 
 export interface BenchOptions {
@@ -39,6 +39,7 @@ function row(cells: Array<string | number>): string {
 export async function benchCommand(options: BenchOptions): Promise<number> {
   const backend = await initEngine(options);
   const engine = resolveTrunkEngine(options.trunk);
+  useTrunkEngine(engine); // the selector's convnet and any pass that names no engine follow --trunk
   const runs = parseRuns(options.runs ?? DEFAULT_RUNS);
   const image = options.image ?? SAMPLE_IMAGE;
   process.stdout.write(`backend ${backend}; trunk ${engine}; image ${image}; random weights\n`);

@@ -16,7 +16,7 @@ import type { LookCount } from '../model/selection.js';
 import type { OnnxTrunk } from '../engine/onnx/onnxTrunk.js';
 import { benchEncode, rssPeakMb } from '../eval/bench.js';
 import { s2Flops } from '../eval/flops.js';
-import { resolveTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
+import { resolveTrunkEngine, useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
 import { checkHeapFits } from '../engine/capacity.js';
 import { SAMPLE_IMAGE } from './demo.js';
 
@@ -87,6 +87,7 @@ function parseLooks(value: string): LookCount {
 export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number> {
   const backend = await initEngine(o);
   const engine = resolveTrunkEngine(o.trunk);
+  useTrunkEngine(engine); // the selector's convnet and any pass that names no engine follow --trunk
   const looks = parseLooks(o.looks);
   const image = o.image ?? SAMPLE_IMAGE;
   // ONNX sessions are made once per model, before the clock starts; their cost is reported apart

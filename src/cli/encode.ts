@@ -15,7 +15,7 @@ import { encodeText } from '../model/text.js';
 import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode } from '../eval/region.js';
 import { listImages, lookOptions, modelFrom, positiveInt } from './inputs.js';
-import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
+import { releaseTrunk, resolveTrunkEngine, trunkRunner, useTrunkEngine } from '../engine/trunkEngine.js';
 import { checkHeapFits } from '../engine/capacity.js';
 import { progressBar } from './progress.js';
 
@@ -50,6 +50,7 @@ export async function encodeCommand(target: string, o: EncodeCliOptions): Promis
   const files = listImages(target);
   const maxPixels = positiveInt('max-pixels', o.maxPixels);
   const engine = resolveTrunkEngine(o.trunk);
+  useTrunkEngine(engine); // the selector's convnet and any pass that names no engine follow --trunk
   const model = modelFrom(o, o.prompt !== undefined ? 'all' : 'vision', (config, name) => checkHeapFits(config, engine, backend, name));
   const warn = (message: string): boolean => process.stderr.write(`ps3: warning: ${message}\n`);
   const looks = lookOptions(model.config.vision, o, warn);

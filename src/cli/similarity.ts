@@ -12,7 +12,7 @@ import { UserError } from '../errors.js';
 import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode, encodeRegion, logitParams, scoreOf, textFeatures } from '../eval/region.js';
 import { lookOptions, modelFrom } from './inputs.js';
-import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
+import { releaseTrunk, resolveTrunkEngine, trunkRunner, useTrunkEngine } from '../engine/trunkEngine.js';
 import { checkHeapFits } from '../engine/capacity.js';
 
 export interface SimilarityCliOptions {
@@ -32,6 +32,7 @@ export async function similarityCommand(image: string, o: SimilarityCliOptions):
   if (!o.model) throw new UserError('--model DIR is required (a PS3 folder with tokenizer files)');
   if (!o.text?.length) throw new UserError('give at least one --text');
   const engine = resolveTrunkEngine(o.trunk);
+  useTrunkEngine(engine); // the selector's convnet and any pass that names no engine follow --trunk
   const model = modelFrom(o, 'all', (config, name) => checkHeapFits(config, engine, backend, name));
   const cfg = model.config.vision;
   const looks = lookOptions(cfg, o, (m) => process.stderr.write(`ps3: warning: ${m}\n`));

@@ -4,7 +4,8 @@
  * one with autograd). Chosen by `--trunk`, else PS3_TRUNK, else onnx. ONNX Runtime is loaded on
  * first use only.
  */
-import type { TrunkConfig } from '../io/config.js';
+import type { TrunkConfig, VisionConfig } from '../io/config.js';
+import { setDefaultConvnet, type ConvnetRunner } from '../model/convnet.js';
 import { setDefaultTrunk, type TrunkRunner } from '../model/vit.js';
 import type { Weights } from '../model/weights.js';
 import { UserError } from '../errors.js';
@@ -28,6 +29,11 @@ function onnxRunner(w: Weights, cfg: TrunkConfig): TrunkRunner {
   return async (tokens, options) => (await import('./onnx/perModel.js')).onnxTrunkRunner(w, cfg)(tokens, options);
 }
 
+/** The model's selection convnet on ONNX Runtime (its session made on the first run). */
+function onnxConvnet(w: Weights, cfg: VisionConfig): ConvnetRunner {
+  return async (image, batch) => (await import('./onnx/perModel.js')).onnxConvnetRunner(w, cfg)(image, batch);
+}
+
 /** `EncodeOptions.trunk` for an engine: null for TensorFlow.js's own blocks. */
 export async function trunkRunner(engine: TrunkEngine, w: Weights, cfg: TrunkConfig): Promise<TrunkRunner | null> {
   if (engine === 'tfjs') return null;
@@ -35,13 +41,19 @@ export async function trunkRunner(engine: TrunkEngine, w: Weights, cfg: TrunkCon
   return onnxTrunkRunner(w, cfg);
 }
 
+/** `EncodeOptions.convnet` for an engine: null for TensorFlow.js's own. */
+export function convnetRunner(engine: TrunkEngine, w: Weights, cfg: VisionConfig): ConvnetRunner | null {
+  return engine === 'tfjs' ? null : onnxConvnet(w, cfg);
+}
+
 /**
  * Make `engine` the one `encodeImage` (and every pass that names no engine) uses for frozen
- * weights; trainable weights stay on TensorFlow.js. The library entry and the CLI install
+ * weights, for the trunk and the selector's convnet; trainable weights stay on TensorFlow.js. The library entry and the CLI install
  * `resolveTrunkEngine()` at load.
  */
 export function useTrunkEngine(engine: TrunkEngine): void {
   setDefaultTrunk(engine === 'onnx' ? onnxRunner : () => null);
+  setDefaultConvnet(engine === 'onnx' ? onnxConvnet : () => null);
 }
 
 /** Free what the engine holds for this model (ONNX Runtime's sessions). */

@@ -10,7 +10,7 @@ import { tf } from '../tensor/engine.js';
 import { resize } from '../tensor/resample.js';
 import type { PS3Config, VisionConfig } from '../io/config.js';
 import { UserError } from '../errors.js';
-import { CONVNET_INPUT, shallowConvNet } from './convnet.js';
+import { CONVNET_INPUT, convnetFor, shallowConvNet, type ConvnetRunner } from './convnet.js';
 import {
   baseBudgets,
   chooseLook,
@@ -75,9 +75,12 @@ export interface EncodeOptions {
   /**
    * runs the trunk's blocks for the low-res pass and the looks: another engine's runner, or null
    * for TensorFlow.js's own blocks; when absent, the installed default (`setDefaultTrunk`: ONNX
-   * Runtime in Node once the library or the CLI is loaded, TensorFlow.js otherwise)
+   * Runtime in Node once the library or the CLI is loaded, TensorFlow.js otherwise); the
+   * selector's convnet runs on the default engine too, and on TensorFlow.js when this is null
    */
   trunk?: TrunkRunner | null;
+  /** runs the selector's convnet: another engine's, or null for TensorFlow.js; when absent, TensorFlow.js if `trunk` is null, else the installed default */
+  convnet?: ConvnetRunner | null;
 }
 
 export interface StageTimings {
@@ -317,7 +320,9 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
   const run = trunkFor(w, cfg.trunk, options.trunk);
   const low = run ? await lowResOn(run, w, cfg, pixels, !lowResOnly, images) : lowRes(w, cfg, pixels, !lowResOnly, images);
   if (timings) timings.lowRes = await lap(low.hiddenStates[low.hiddenStates.length - 1]);
-  const highFeatures = highresSelectionFeatures(w, cfg, pixels, images);
+  // the convnet follows the trunk's engine: TensorFlow.js when asked for (trunk: null), else the installed default
+  const convnet = !cfg.highresSelectionFeature ? null : options.convnet !== undefined ? options.convnet : convnetFor(w, cfg, options.trunk === null);
+  const highFeatures = convnet ? await convnet(images.sized(CONVNET_INPUT, CONVNET_INPUT), B) : highresSelectionFeatures(w, cfg, pixels, images);
   const bottomup = selection(w, cfg, pixels, low.hiddenStates, highFeatures, null);
   const topdown = options.prompt ? selection(w, cfg, pixels, low.hiddenStates, highFeatures, options.prompt) : null;
   highFeatures?.dispose();
