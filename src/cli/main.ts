@@ -10,6 +10,7 @@ import { evalCostCommand, type EvalCostCliOptions } from './evalCost.js';
 import { make4kCommand, type Make4kCliOptions } from './benchmark4k.js';
 import { benchCommand, type BenchOptions } from './bench.js';
 import { benchEncodeCommand, type BenchEncodeOptions } from './benchEncode.js';
+import { benchTrainCommand, type BenchTrainOptions } from './benchTrain.js';
 import { trainCommand, type TrainCliOptions } from './train.js';
 import { encodeCommand, type EncodeCliOptions } from './encode.js';
 import { dataSynthCommand } from './dataSynth.js';
@@ -69,6 +70,17 @@ bench
     const shared = bench.opts<Pick<BenchOptions, 'image' | 'trunk'>>();
     return runCommand(() => benchEncodeCommand({ ...o, image: shared.image, trunk: shared.trunk, ...program.opts() }));
   });
+
+bench
+  .command('train')
+  .description('time N pre-training steps of a preset at its top scale, phase by phase (data, resizes, forward, backward, optimizer): samples/s and GFLOP/s')
+  .option('--preset <name>', 'model shape (random weights)', 'tiny')
+  .option('--data <dir>', 'shard sets from "ps3 data synth" (default: a few synthetic scenes drawn for the run)')
+  .option('--steps <n>', 'timed steps (after one warm-up step)', '2')
+  .option('--batch <n>', 'samples per step', '2')
+  .option('--seed <n>', 'seed of data and weights', '0')
+  .option('--json', 'print one JSON line')
+  .action((o: Omit<BenchTrainOptions, 'backend'>) => runCommand(() => benchTrainCommand({ ...o, ...program.opts() })));
 
 program
   .command('train')
