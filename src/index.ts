@@ -1,4 +1,5 @@
 /** The library: everything a user of PS3 needs, from engine set-up to heat maps. */
+import { resolveTrunkEngine, useTrunkEngine } from './engine/trunkEngine.js';
 export { initEngine, resolveBackend, tf, type BackendName } from './tensor/engine.js';
 export { UserError, isUserError } from './errors.js';
 export { parseConfig, type PS3Config, type VisionConfig, type TextConfig, type TrunkConfig } from './io/config.js';
@@ -31,7 +32,11 @@ export {
 } from './model/encoder.js';
 export { encodeText, type TextOutput } from './model/text.js';
 export type { TrunkRunner } from './model/vit.js';
-export { resolveTrunkEngine, trunkRunner, releaseTrunk, TRUNK_ENGINES, type TrunkEngine } from './engine/trunkEngine.js';
+export { resolveTrunkEngine, trunkRunner, convnetRunner, releaseTrunk, useTrunkEngine, TRUNK_ENGINES, DEFAULT_TRUNK_ENGINE, type TrunkEngine } from './engine/trunkEngine.js';
+export { checkHeapFits, heapNeed, WASM_HEAP_BYTES, type HeapNeed } from './engine/capacity.js';
+export { setDefaultConvnet, type ConvnetRunner } from './model/convnet.js';
+export { benchTrain, type TrainBench, type TrainPhases } from './eval/benchTrain.js';
+export { setDefaultTrunk, type DefaultTrunk } from './model/vit.js';
 export { encodePretrain, type PretrainOutput } from './model/pretrain.js';
 export { featureMaps } from './model/featureMaps.js';
 export { baseBudgets, lookBudgets, planLooks, chooseLook, gridAtScale, imageSizeAtScale, type LookCount } from './model/selection.js';
@@ -59,3 +64,6 @@ export { answerQuestion as answerVilaQuestion, type AskOptions, type VilaAnswer 
 export { loadVilaHd, disposeVilaHd, newVilaConfig, type VilaHd } from './mllm/model.js';
 export { isVilaFolder, type VilaConfig, type LmConfig } from './mllm/config.js';
 export { evaluateVilaQa, scalingCurves, plotScaling, type VilaQaReport, type ScalingCurves } from './mllm/evaluate.js';
+
+// `encodeImage` and every pass that names no engine run the trunk on $PS3_TRUNK's engine, else ONNX Runtime
+useTrunkEngine(resolveTrunkEngine());

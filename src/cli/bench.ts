@@ -10,7 +10,7 @@ import { randomModel } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import type { LookCount } from '../model/selection.js';
 import { benchEncode, matmulGflops, type EncodeBench } from '../eval/bench.js';
-import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
+import { releaseTrunk, resolveTrunkEngine, trunkRunner, useTrunkEngine } from '../engine/trunkEngine.js';
 import { SAMPLE_IMAGE } from './demo.js';
 import { inputImage, outputFile } from './inputs.js';
 
@@ -46,6 +46,7 @@ export async function benchCommand(options: BenchOptions): Promise<number> {
   const image = await inputImage('--image', options.image ?? SAMPLE_IMAGE);
   const engine = resolveTrunkEngine(options.trunk);
   const backend = await initEngine(options);
+  useTrunkEngine(engine); // the selector's convnet and any pass that names no engine follow --trunk
   process.stdout.write(`backend ${backend}; trunk ${engine}; image ${image}; random weights\n`);
   const baseline = await matmulGflops();
   process.stdout.write(`baseline: plain ${backend} matmul 2560x768x3072 runs at ${baseline.toFixed(1)} GFLOP/s\n\n`);

@@ -4,10 +4,11 @@
  * `--dense`, ONNX Runtime's dense pass of the same trunk over 3,289 tokens in the same process and
  * the ratio to it; and S²'s tile count and FLOPs at this preset's scales for comparison.
  */
+import path from 'node:path';
 import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import type { PS3Config } from '../io/config.js';
-import { loadModel, type PS3Model } from '../model/load.js';
+import { loadModel, readConfigFile, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import { visionParams, type ParamTable } from '../model/params.js';
 import { randomWeights } from '../model/weights.js';
@@ -15,7 +16,8 @@ import type { LookCount } from '../model/selection.js';
 import type { OnnxTrunk } from '../engine/onnx/onnxTrunk.js';
 import { benchEncode, rssPeakMb } from '../eval/bench.js';
 import { s2Flops } from '../eval/flops.js';
-import { resolveTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
+import { resolveTrunkEngine, useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
+import { checkHeapFits } from '../engine/capacity.js';
 import { SAMPLE_IMAGE } from './demo.js';
 import { inputImage, resolveModelSpec } from './inputs.js';
 
@@ -40,10 +42,6 @@ function tableMb(table: ParamTable, only?: RegExp): number {
   return (n * 4) / 2 ** 20;
 }
 
-function subTable(table: ParamTable, keep: (key: string) => boolean): ParamTable {
-  return new Map([...table].filter(([k]) => keep(k)));
-}
-
 function randomOf(config: PS3Config, table: ParamTable): PS3Model {
   const weights = randomWeights(table, 0, { logitScale: config.initLogitScale, logitBias: config.initLogitBias });
   return { config, weights, source: 'random weights (seed 0)' };
@@ -56,27 +54,29 @@ async function openOnnx(model: PS3Model): Promise<OnnxTrunk> {
 
 /**
  * The model (vision tower only: the bench never runs the text tower, so400m's alone is ~1.8 GB)
- * and, when ONNX Runtime is used, its trunk's sessions. With random weights and the ONNX trunk,
- * the blocks are made, handed to ONNX Runtime and freed before the rest is made, so they are held
- * once (so400m's 1.6 GB would not fit twice beside a 4K look in the 4 GB WASM heap).
+ * and, when ONNX Runtime is used, its trunk's sessions. The blocks go from their source (the
+ * checkpoint file, or the random generator) straight into ONNX Runtime's sessions, one group at a
+ * time; TensorFlow.js makes tensors of the rest only (all of it when it runs the trunk), so no
+ * weight is held twice. Set-up ends with every weight the encode uses in place.
  */
-async function setUp(o: BenchEncodeOptions, engine: TrunkEngine): Promise<{ model: PS3Model; name: string; table: ParamTable; onnx: OnnxTrunk | null }> {
-  const wantOnnx = engine === 'onnx' || Boolean(o.dense);
+async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string): Promise<{ model: PS3Model; name: string; table: ParamTable; onnx: OnnxTrunk | null }> {
+  let model: PS3Model;
+  let name: string;
   if (o.model) {
-    const model = loadModel((await resolveModelSpec(o.model)).folder, 'vision');
-    return { model, name: o.model, table: visionParams(model.config), onnx: wantOnnx ? await openOnnx(model) : null };
+    const folder = (await resolveModelSpec(o.model)).folder;
+    checkHeapFits(readConfigFile(path.join(folder, 'config.json')), engine, backend, o.model);
+    model = loadModel(folder, 'vision');
+    name = o.model;
+  } else {
+    if (!o.preset || !o.randomInit) throw new UserError('bench encode: give --model DIR, or --preset NAME with --random-init');
+    const config = presetConfig(o.preset);
+    checkHeapFits(config, engine, backend, o.preset);
+    model = randomOf(config, visionParams(config));
+    name = o.preset;
   }
-  if (!o.preset || !o.randomInit) throw new UserError('bench encode: give --model DIR, or --preset NAME with --random-init');
-  const config = presetConfig(o.preset);
-  const table = visionParams(config);
-  if (engine !== 'onnx') {
-    const model = randomOf(config, table);
-    return { model, name: o.preset, table, onnx: wantOnnx ? await openOnnx(model) : null };
-  }
-  const blocks = randomOf(config, subTable(table, (k) => BLOCK_KEY.test(k)));
-  const onnx = await openOnnx(blocks);
-  blocks.weights.dispose();
-  return { model: randomOf(config, subTable(table, (k) => !BLOCK_KEY.test(k))), name: o.preset, table, onnx };
+  const onnx = engine === 'onnx' || o.dense ? await openOnnx(model) : null;
+  for (const key of model.weights.keys()) if (engine === 'tfjs' || !BLOCK_KEY.test(key)) model.weights.get(key);
+  return { model, name, table: visionParams(model.config), onnx };
 }
 
 function parseLooks(value: string): LookCount {
@@ -88,6 +88,7 @@ function parseLooks(value: string): LookCount {
 
 export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number> {
   const engine = resolveTrunkEngine(o.trunk);
+  useTrunkEngine(engine); // the selector's convnet and any pass that names no engine follow --trunk
   const looks = parseLooks(o.looks);
   if (o.model && o.preset) throw new UserError('bench encode: give --model DIR or --preset NAME with --random-init, not both');
   if (o.preset) presetConfig(o.preset);
@@ -95,11 +96,11 @@ export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number>
   const backend = await initEngine(o);
   // ONNX sessions are made once per model, before the clock starts; their cost is reported apart
   const t0 = performance.now();
-  const { model, name, table, onnx } = await setUp(o, engine);
+  const { model, name, table, onnx } = await setUp(o, engine, backend);
   const msSetUp = performance.now() - t0;
   const rssSetUp = rssPeakMb();
   const cfg = model.config.vision;
-  const trunk = engine === 'onnx' ? onnx!.run : undefined;
+  const trunk = engine === 'onnx' ? onnx!.run : null;
   if (o.warmup) await benchEncode(model, name, image, looks, trunk);
   const r = await benchEncode(model, name, image, looks, trunk);
   const dense = onnx && o.dense ? await (await import('../eval/dense.js')).denseTrunk(onnx, cfg) : null;

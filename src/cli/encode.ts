@@ -15,7 +15,8 @@ import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode } from '../eval/region.js';
 import { intOption, listImages, lookOptions, modelFrom, outputFolder, tokenizerFor } from './inputs.js';
 import { imageProcessor } from '../model/load.js';
-import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
+import { releaseTrunk, resolveTrunkEngine, trunkRunner, useTrunkEngine } from '../engine/trunkEngine.js';
+import { checkHeapFits } from '../engine/capacity.js';
 import { progressBar } from './progress.js';
 import { featureArrays } from '../serve/features.js';
 
@@ -38,8 +39,9 @@ export async function encodeCommand(target: string, o: EncodeCliOptions): Promis
   outputFolder('--out', o.out);
   const maxPixels = intOption('max-pixels', o.maxPixels, { min: 1 });
   const engine = resolveTrunkEngine(o.trunk);
-  await initEngine(o);
-  const model = await modelFrom(o, o.prompt !== undefined ? 'all' : 'vision');
+  const backend = await initEngine(o);
+  useTrunkEngine(engine); // the selector's convnet and any pass that names no engine follow --trunk
+  const model = await modelFrom(o, o.prompt !== undefined ? 'all' : 'vision', (config, name) => checkHeapFits(config, engine, backend, name));
   const warn = (message: string): boolean => process.stderr.write(`ps3: warning: ${message}\n`);
   const looks = lookOptions(model.config.vision, o, warn);
   const cfg = model.config.vision;
@@ -62,7 +64,7 @@ export async function encodeCommand(target: string, o: EncodeCliOptions): Promis
     try {
       const pv = await loadPixelValues(file, { size: S, mean: pre.mean, std: pre.std, ...(maxPixels ? { maxPixels } : {}) });
       const pixels = { data: pv.pixels, batch: 1, height: S, width: S };
-      const out = await encodeImage(model.weights, model.config, pixels, { ...looks, ...(prompt ? { prompt } : {}), ...(trunk ? { trunk } : {}), outputHiddenStates: false });
+      const out = await encodeImage(model.weights, model.config, pixels, { ...looks, ...(prompt ? { prompt } : {}), trunk, outputHiddenStates: false });
       const base = path.join(o.out, path.basename(file, path.extname(file)));
       writeSafetensors(`${base}.safetensors`, await featureArrays(out), { source: path.basename(file) });
       await writeSelectionPictures(o.out, pixels, out, cfg.scales, 'selection', { mean: pre.mean, std: pre.std, prefix: path.basename(base), aspect: pv.originalWidth / pv.originalHeight });

@@ -3,14 +3,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import { UserError } from '../errors.js';
-import { loadModel, randomModel, type ModelParts, type PS3Model } from '../model/load.js';
+import { loadModel, randomModel, readConfigFile, type ModelParts, type PS3Model } from '../model/load.js';
 import { loadModelTokenizer, resolveModelFolder, type ResolvedModel } from '../hub/pretrained.js';
 import type { DownloadProgress } from '../hub/snapshot.js';
 import type { TextTokenizer } from '../io/tokenizer.js';
 import { progressBar, type Progress } from './progress.js';
 import { presetConfig } from '../model/presets.js';
 import { baseBudgets, gridAtScale } from '../model/selection.js';
-import type { VisionConfig } from '../io/config.js';
+import type { PS3Config, VisionConfig } from '../io/config.js';
 import type { EncodeOptions } from '../model/encoder.js';
 
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif']);
@@ -62,11 +62,22 @@ export async function resolveModelSpec(spec: string): Promise<ResolvedModel> {
   }
 }
 
-/** `--model DIR|ORG/NAME[@REV]` or `--preset NAME` (random weights). */
-export async function modelFrom(options: { model?: string; preset?: string; seed?: string }, parts: ModelParts): Promise<PS3Model> {
+/**
+ * `--model DIR|ORG/NAME[@REV]` or `--preset NAME` (random weights). `check` sees the config
+ * before any weight is read: whether the model can run at all is said up front.
+ */
+export async function modelFrom(options: { model?: string; preset?: string; seed?: string }, parts: ModelParts, check?: (config: PS3Config, name: string) => void): Promise<PS3Model> {
   if (options.model && options.preset) throw new UserError('give --model DIR|ORG/NAME or --preset NAME, not both');
-  if (options.model) return loadModel((await resolveModelSpec(options.model)).folder, parts);
-  if (options.preset) return randomModel(presetConfig(options.preset), seedOption(options.seed) ?? 0);
+  if (options.model) {
+    const folder = (await resolveModelSpec(options.model)).folder;
+    check?.(readConfigFile(path.join(folder, 'config.json')), options.model);
+    return loadModel(folder, parts);
+  }
+  if (options.preset) {
+    const config = presetConfig(options.preset);
+    check?.(config, options.preset);
+    return randomModel(config, seedOption(options.seed) ?? 0);
+  }
   throw new UserError('--model DIR|ORG/NAME is required (or --preset NAME for random weights)');
 }
 

@@ -14,6 +14,7 @@ import { benchEncodeCommand, type BenchEncodeOptions } from './benchEncode.js';
 import { benchLoadCommand, type BenchLoadOptions } from './benchLoad.js';
 import { benchServeCommand, type BenchServeOptions } from './benchServe.js';
 import { benchQueueCommand, type BenchQueueOptions } from './benchQueue.js';
+import { benchTrainCommand, type BenchTrainOptions } from './benchTrain.js';
 import { trainCommand, type TrainCliOptions } from './train.js';
 import { exportCommand, type ExportCliOptions } from './export.js';
 import { encodeCommand, type EncodeCliOptions } from './encode.js';
@@ -38,7 +39,7 @@ program
   .command('parity')
   .description('run every case of a reference fixture folder and compare with its tolerances')
   .argument('<fixture-dir>', 'folder with config.json, model.safetensors, manifest.json, cases.safetensors')
-  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: onnx or tfjs (default: $PS3_TRUNK or onnx)')
   .action((dir: string, o: { trunk?: string }) => runCommand(() => parityCommand(dir, { ...o, ...program.opts() })));
 
 program
@@ -67,7 +68,7 @@ const bench = program
   .option('--image <file>', 'image to encode instead of the bundled sample')
   .option('--runs <list>', 'comma-separated PRESET:LOOKS runs', 'b14-1.5k:1,b14-1.5k:all,b14-4k:1')
   .option('--out <file>', 'JSON report', 'bench-results.json')
-  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: onnx or tfjs (default: $PS3_TRUNK or onnx)')
   .action((o: Omit<BenchOptions, 'backend'>) => runCommand(() => benchCommand({ ...o, ...program.opts() })));
 
 bench
@@ -124,6 +125,17 @@ bench
     const shared = bench.opts<Pick<BenchOptions, 'image' | 'trunk'>>();
     return runCommand(() => benchQueueCommand({ ...o, ...(shared.image ? { image: shared.image } : {}), ...(shared.trunk ? { trunk: shared.trunk } : {}), ...program.opts() }));
   });
+
+bench
+  .command('train')
+  .description('time N pre-training steps of a preset at its top scale, phase by phase (data, resizes, forward, backward, optimizer): samples/s and GFLOP/s')
+  .option('--preset <name>', 'model shape (random weights)', 'tiny')
+  .option('--data <dir>', 'shard sets from "ps3 data synth" (default: a few synthetic scenes drawn for the run)')
+  .option('--steps <n>', 'timed steps (after one warm-up step)', '2')
+  .option('--batch <n>', 'samples per step', '2')
+  .option('--seed <n>', 'seed of data and weights', '0')
+  .option('--json', 'print one JSON line')
+  .action((o: Omit<BenchTrainOptions, 'backend'>) => runCommand(() => benchTrainCommand({ ...o, ...program.opts() })));
 
 program
   .command('train')
@@ -211,7 +223,7 @@ program
   .option('--all', 'look at every high-res patch')
   .option('--scales <n>', 'only select from the first n high-res scales')
   .option('--max-pixels <n>', 'refuse images whose header claims more pixels than this')
-  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: onnx or tfjs (default: $PS3_TRUNK or onnx)')
   .option('--out <dir>', 'output folder', 'ps3-out')
   .action((target: string, o: EncodeCliOptions) => runCommand(() => encodeCommand(target, { ...o, ...program.opts() })));
 
@@ -224,7 +236,7 @@ program
   .option('--looks <n>', 'number of looks (default 1)')
   .option('--tokens <n>', 'a high-res token budget instead of a number of looks')
   .option('--all', 'look at every high-res patch')
-  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: onnx or tfjs (default: $PS3_TRUNK or onnx)')
   .option('--out <dir>', 'output folder for pictures and similarity.json', 'ps3-out')
   .option('--json', 'print the results as JSON')
   .action((image: string, o: SimilarityCliOptions) => runCommand(() => similarityCommand(image, { ...o, ...program.opts() })));

@@ -9,11 +9,14 @@
  *   130  interrupted (Ctrl-C) where a command stops cleanly
  */
 import { isUserError } from '../errors.js';
+import { resolveTrunkEngine, useTrunkEngine } from '../engine/trunkEngine.js';
 
 export const EXIT = { ok: 0, bug: 1, badInput: 2, badData: 3, interrupted: 130 } as const;
 
 export async function runCommand(action: () => Promise<number | void>): Promise<void> {
   try {
+    // passes that name no engine (evaluation, the demo) run on $PS3_TRUNK's, else the fast one
+    useTrunkEngine(resolveTrunkEngine());
     const code = await action();
     process.exitCode = code ?? EXIT.ok;
   } catch (e) {

@@ -12,7 +12,8 @@ import { writeSelectionPictures } from '../eval/selectionPictures.js';
 import { disposeEncode, encodeRegion, logitParams, scoreOf, textFeatures } from '../eval/region.js';
 import { inputImage, lookOptions, modelFrom, outputFolder, tokenizerFor } from './inputs.js';
 import { imageProcessor } from '../model/load.js';
-import { releaseTrunk, resolveTrunkEngine, trunkRunner } from '../engine/trunkEngine.js';
+import { releaseTrunk, resolveTrunkEngine, trunkRunner, useTrunkEngine } from '../engine/trunkEngine.js';
+import { checkHeapFits } from '../engine/capacity.js';
 
 export interface SimilarityCliOptions {
   backend?: string;
@@ -33,8 +34,9 @@ export async function similarityCommand(image: string, o: SimilarityCliOptions):
   await inputImage('<image>', image);
   outputFolder('--out', o.out);
   const engine = resolveTrunkEngine(o.trunk);
-  await initEngine(o);
-  const model = await modelFrom(o, 'all');
+  const backend = await initEngine(o);
+  useTrunkEngine(engine); // the selector's convnet and any pass that names no engine follow --trunk
+  const model = await modelFrom(o, 'all', (config, name) => checkHeapFits(config, engine, backend, name));
   const cfg = model.config.vision;
   const looks = lookOptions(cfg, o, (m) => process.stderr.write(`ps3: warning: ${m}\n`));
   const trunk = await trunkRunner(engine, model.weights, cfg.trunk);
@@ -49,7 +51,7 @@ export async function similarityCommand(image: string, o: SimilarityCliOptions):
   const rows: Array<{ text: string; cosine: number; probability: number; picture: string[] }> = [];
   for (const [i, text] of o.text.entries()) {
     const prompt = tf.slice(prompts, [i, 0], [1, -1]);
-    const { out, region } = await encodeRegion(model, pixels, prompt, { ...looks, ...(trunk ? { trunk } : {}) });
+    const { out, region } = await encodeRegion(model, pixels, prompt, { ...looks, trunk });
     const cosine = tf.tidy(() => tf.sum(tf.mul(region, tf.slice(features, [i, 0], [1, -1])))).dataSync()[0]!;
     const picture = await writeSelectionPictures(o.out, pixels, out, cfg.scales, 'topdown', { mean: pre.mean, std: pre.std, prefix: `text${i}`, aspect: pv.originalWidth / pv.originalHeight });
     rows.push({ text, ...scoreOf(cosine, params), picture: picture.map((p) => path.basename(p)) });

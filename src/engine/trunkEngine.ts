@@ -1,10 +1,12 @@
 /**
- * Which engine runs the trunk's blocks (the low-res pass and every look): TensorFlow.js, the
- * encoder's own path, or ONNX Runtime. Chosen by `--trunk`, else PS3_TRUNK, else tfjs. ONNX
- * Runtime is loaded only when asked for.
+ * Which engine runs the trunk's blocks (the low-res pass and every look): ONNX Runtime, the fast
+ * path and the default, or TensorFlow.js, the encoder's own path (the reference, and the only
+ * one with autograd). Chosen by `--trunk`, else PS3_TRUNK, else onnx. ONNX Runtime is loaded on
+ * first use only.
  */
-import type { TrunkConfig } from '../io/config.js';
-import type { TrunkRunner } from '../model/vit.js';
+import type { TrunkConfig, VisionConfig } from '../io/config.js';
+import { setDefaultConvnet, type ConvnetRunner } from '../model/convnet.js';
+import { setDefaultTrunk, type TrunkRunner } from '../model/vit.js';
 import type { Weights } from '../model/weights.js';
 import { UserError } from '../errors.js';
 
@@ -12,19 +14,46 @@ export type TrunkEngine = 'tfjs' | 'onnx';
 
 export const TRUNK_ENGINES: readonly TrunkEngine[] = ['tfjs', 'onnx'];
 
+export const DEFAULT_TRUNK_ENGINE: TrunkEngine = 'onnx';
+
 export function resolveTrunkEngine(requested?: string): TrunkEngine {
-  const name = requested ?? process.env['PS3_TRUNK'] ?? 'tfjs';
+  const name = requested ?? process.env['PS3_TRUNK'] ?? DEFAULT_TRUNK_ENGINE;
   if (!(TRUNK_ENGINES as readonly string[]).includes(name)) {
     throw new UserError(`unknown trunk engine "${name}" (expected one of: ${TRUNK_ENGINES.join(', ')})`);
   }
   return name as TrunkEngine;
 }
 
-/** `EncodeOptions.trunk` for an engine: undefined for TensorFlow.js (the encoder's default). */
-export async function trunkRunner(engine: TrunkEngine, w: Weights, cfg: TrunkConfig): Promise<TrunkRunner | undefined> {
-  if (engine === 'tfjs') return undefined;
+/** The model's ONNX trunk as a runner; its sessions are made on the first run and kept until the weights are disposed. */
+function onnxRunner(w: Weights, cfg: TrunkConfig): TrunkRunner {
+  return async (tokens, options) => (await import('./onnx/perModel.js')).onnxTrunkRunner(w, cfg)(tokens, options);
+}
+
+/** The model's selection convnet on ONNX Runtime (its session made on the first run). */
+function onnxConvnet(w: Weights, cfg: VisionConfig): ConvnetRunner {
+  return async (image, batch) => (await import('./onnx/perModel.js')).onnxConvnetRunner(w, cfg)(image, batch);
+}
+
+/** `EncodeOptions.trunk` for an engine: null for TensorFlow.js's own blocks. */
+export async function trunkRunner(engine: TrunkEngine, w: Weights, cfg: TrunkConfig): Promise<TrunkRunner | null> {
+  if (engine === 'tfjs') return null;
   const { onnxTrunkRunner } = await import('./onnx/perModel.js');
   return onnxTrunkRunner(w, cfg);
+}
+
+/** `EncodeOptions.convnet` for an engine: null for TensorFlow.js's own. */
+export function convnetRunner(engine: TrunkEngine, w: Weights, cfg: VisionConfig): ConvnetRunner | null {
+  return engine === 'tfjs' ? null : onnxConvnet(w, cfg);
+}
+
+/**
+ * Make `engine` the one `encodeImage` (and every pass that names no engine) uses for frozen
+ * weights, for the trunk and the selector's convnet; trainable weights stay on TensorFlow.js. The library entry and the CLI install
+ * `resolveTrunkEngine()` at load.
+ */
+export function useTrunkEngine(engine: TrunkEngine): void {
+  setDefaultTrunk(engine === 'onnx' ? onnxRunner : () => null);
+  setDefaultConvnet(engine === 'onnx' ? onnxConvnet : () => null);
 }
 
 /** Free what the engine holds for this model (ONNX Runtime's sessions). */

@@ -32,12 +32,12 @@ import { EngineOutOfMemoryError, tf, WASM_HEAP_BYTES } from '../tensor/engine.js
 import { resize } from '../tensor/resample.js';
 import type { TrunkConfig, VisionConfig } from '../io/config.js';
 import { UserError } from '../errors.js';
-import { lowRes, type Pixels } from '../model/encoder.js';
+import { lowRes, lowResOn, type Pixels } from '../model/encoder.js';
 import { l2Normalize } from '../model/layers.js';
 import type { PS3Model } from '../model/load.js';
 import type { Weights } from '../model/weights.js';
 import { baseBudgets, gridAtScale, planLooks, type LookCount } from '../model/selection.js';
-import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, trunk } from '../model/vit.js';
+import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, runTrunk, trunkFor } from '../model/vit.js';
 import { disposeEncode, encodeRegion } from './region.js';
 
 export const ENCODE_METHODS = ['ps3', 'lowres', 'anyres', 's2'] as const;
@@ -252,9 +252,12 @@ export function weightBytes(weights: Weights): { all: number; matrices: number }
   let known = weightBytesCache.get(weights);
   if (!known) {
     known = { all: 0, matrices: 0 };
-    for (const [, t] of weights.entries()) {
-      known.all += t.size * 4;
-      if (t.rank >= 2 && t.shape[0]! > 1) known.matrices += t.size * 4;
+    // shapes only: weights another engine runs are not made into tensors
+    for (const key of weights.keys()) {
+      const shape = weights.shapeOf(key);
+      const size = shape.reduce((a, c) => a * c, 1);
+      known.all += size * 4;
+      if (shape.length >= 2 && shape[0]! > 1) known.matrices += size * 4;
     }
     weightBytesCache.set(weights, known);
   }
@@ -283,8 +286,8 @@ export function checkFits(model: PS3Model, method: EncodeMethod, input: { height
 // ---------------------------------------------------------------------------------------------
 // The methods
 
-/** Tiles [T, 3, s0, s0] through the trunk in batches: their final-normed tokens [1, T·N0, D]. */
-export function tileTokens(model: PS3Model, tiles: Float32Array, count: number, batch: number): tf.Tensor {
+/** Tiles [T, 3, s0, s0] through the trunk (the default engine's, as PS3's own passes) in batches: their final-normed tokens [1, T·N0, D]. */
+export async function tileTokens(model: PS3Model, tiles: Float32Array, count: number, batch: number): Promise<tf.Tensor> {
   const cfg = model.config.vision;
   const s0 = cfg.scales[0]!;
   const P = cfg.trunk.patchSize;
@@ -296,7 +299,7 @@ export function tileTokens(model: PS3Model, tiles: Float32Array, count: number, 
     const chunk = tiles.subarray(start * 3 * s0 * s0, (start + b) * 3 * s0 * s0);
     const { data } = patchify(chunk, { batch: b, channels: 3, height: s0, width: s0 }, P);
     const tokens = tf.tidy(() => tf.add(patchEmbed(model.weights, tf.tensor2d(data, [b * g * g, 3 * P * P]), b), positionEmbedding(model.weights, g, g))); // [b, N0, D]
-    const { hiddenStates } = trunk(model.weights, cfg.trunk, tokens);
+    const { hiddenStates } = await runTrunk(trunkFor(model.weights, cfg.trunk), model.weights, cfg.trunk, tokens, { lastOnly: true });
     parts.push(tf.tidy(() => tf.reshape(finalNorm(model.weights, cfg.trunk, hiddenStates[hiddenStates.length - 1]!), [1, b * g * g, D])));
     tf.dispose([tokens, ...hiddenStates]);
   }
@@ -307,9 +310,10 @@ export function tileTokens(model: PS3Model, tiles: Float32Array, count: number, 
 }
 
 /** The low-res view's final-normed tokens [1, N0, D]. */
-function globalTokens(model: PS3Model, pixels: Pixels): tf.Tensor {
+async function globalTokens(model: PS3Model, pixels: Pixels): Promise<tf.Tensor> {
   const cfg = model.config.vision;
-  const low = lowRes(model.weights, cfg, pixels, false);
+  const run = trunkFor(model.weights, cfg.trunk);
+  const low = run ? await lowResOn(run, model.weights, cfg, pixels, false) : lowRes(model.weights, cfg, pixels, false);
   const out = tf.tidy(() => finalNorm(model.weights, cfg.trunk, low.hiddenStates[low.hiddenStates.length - 1]!));
   tf.dispose(low.hiddenStates);
   return out;
@@ -346,7 +350,7 @@ export async function encodeWith(model: PS3Model, pixels: Pixels, method: Encode
       break;
     }
     case 'lowres': {
-      const g = globalTokens(model, pixels);
+      const g = await globalTokens(model, pixels);
       feature = pooled(model, g);
       g.dispose();
       tokens = n0;
@@ -356,8 +360,8 @@ export async function encodeWith(model: PS3Model, pixels: Pixels, method: Encode
       const grid = anyresGrid(cfg, pixels.height, pixels.width, R);
       tiles = grid.rows * grid.cols;
       const cut = cutTiles(pixels, s0, grid);
-      const local = tileTokens(model, cut, tiles, options.tileBatch ?? defaultTileBatch(cfg));
-      const g = globalTokens(model, pixels);
+      const local = await tileTokens(model, cut, tiles, options.tileBatch ?? defaultTileBatch(cfg));
+      const g = await globalTokens(model, pixels);
       const all = tf.concat([local, g], 1);
       tf.dispose([local, g]);
       feature = pooled(model, all);
@@ -371,7 +375,7 @@ export async function encodeWith(model: PS3Model, pixels: Pixels, method: Encode
       for (const { scale, grid } of s2Grids(cfg, pixels.height, pixels.width, R)) {
         const count = grid.rows * grid.cols;
         // the first scale is one low-res pass (square, as PS3's own low-res view)
-        const t = scale === s0 && count === 1 ? globalTokens(model, pixels) : tileTokens(model, cutTiles(pixels, s0, grid), count, options.tileBatch ?? defaultTileBatch(cfg));
+        const t = scale === s0 && count === 1 ? await globalTokens(model, pixels) : await tileTokens(model, cutTiles(pixels, s0, grid), count, options.tileBatch ?? defaultTileBatch(cfg));
         perScale.push(pooled(model, t));
         t.dispose();
         tiles += count;

@@ -52,7 +52,7 @@ export function rssPeakMb(): number {
 }
 
 /** One timed encode of `image` (squashed to the model's top scale), bottom-up, with `looks` looks; `trunk` as in `EncodeOptions`. */
-export async function benchEncode(model: PS3Model, preset: string, image: string, looks: LookCount, trunk?: TrunkRunner): Promise<EncodeBench> {
+export async function benchEncode(model: PS3Model, preset: string, image: string, looks: LookCount, trunk?: TrunkRunner | null): Promise<EncodeBench> {
   const cfg = model.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
   const cpu0 = process.cpuUsage();
@@ -61,7 +61,7 @@ export async function benchEncode(model: PS3Model, preset: string, image: string
   const msDecode = performance.now() - t0;
   const timings: StageTimings = {};
   const t1 = performance.now();
-  const out = await encodeImage(model.weights, model.config, { data: pv.pixels, batch: 1, height: S, width: S }, { numLookClose: looks, outputHiddenStates: false, timings, ...(trunk ? { trunk } : {}) });
+  const out = await encodeImage(model.weights, model.config, { data: pv.pixels, batch: 1, height: S, width: S }, { numLookClose: looks, outputHiddenStates: false, timings, trunk });
   await out.lastHiddenState.data();
   const msEncode = performance.now() - t1;
   const cpu = process.cpuUsage(cpu0);

@@ -37,6 +37,7 @@ import type { PS3Model } from '../model/load.js';
 import { visionParams, paramTable, WRAPPER_KEYS } from '../model/params.js';
 import { randomWeights } from '../model/weights.js';
 import { boxToGtMap } from '../train/samples.js';
+import { resolveTrunkEngine, useTrunkEngine } from '../engine/trunkEngine.js';
 import { lossAndGrads } from '../train/objective.js';
 import { convnetFlops, embedFlops, selectionFlops, trunkFlops } from './flops.js';
 import { anyresGrid, encodeWith, estimatePeakBytes, isOutOfMemory, lowResTokenCount, ps3Plan, s2Grids, WASM_HEAP_BYTES, type EncodeMethod } from './baselines.js';
@@ -386,6 +387,8 @@ if (process.env['PS3_COST_WORKER'] === '1' && typeof process.send === 'function'
   // a parent that dies (killed, crashed) takes its measurement with it
   process.once('disconnect', () => process.exit(1));
   process.once('message', (job: CostJob) => {
+    // the same engine as the parent's passes: $PS3_TRUNK's, else the fast one
+    useTrunkEngine(resolveTrunkEngine());
     measureCost(job)
       .then((row) => process.send!({ row }, () => process.exit(0)))
       .catch((e: unknown) => process.send!({ error: e instanceof Error ? e.message.split('\n')[0] : String(e) }, () => process.exit(1)));

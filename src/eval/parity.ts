@@ -19,7 +19,8 @@ import { loadModel, type PS3Model } from '../model/load.js';
 import { lossAndGrads, pretrainObjective } from '../train/objective.js';
 import { encodeText } from '../model/text.js';
 import type { TrunkRunner } from '../model/vit.js';
-import { releaseTrunk, trunkRunner, type TrunkEngine } from '../engine/trunkEngine.js';
+import { convnetRunner, DEFAULT_TRUNK_ENGINE, releaseTrunk, trunkRunner, type TrunkEngine } from '../engine/trunkEngine.js';
+import type { ConvnetRunner } from '../model/convnet.js';
 
 const caseSchema = z.object({
   name: z.string(),
@@ -100,10 +101,11 @@ function lookArgs(args: Record<string, unknown>): { numLookClose?: number | 'all
 
 /**
  * Run one case; `encodeCache` keeps encoder outputs for cases that reuse them (`from_case`).
- * `trunk` runs the encoder's blocks (TensorFlow.js when undefined); the pre-training case and its
- * gradients always run on TensorFlow.js, which differentiates them.
+ * `trunk` and `convnet` run the encoder's blocks and the selector's convnet (TensorFlow.js when
+ * null); the pre-training case and its gradients always run on TensorFlow.js, which
+ * differentiates them.
  */
-async function runCase(model: PS3Model, dir: string, c: FixtureCase, tensors: Map<string, NamedArray>, encodeCache: Map<string, Produced>, trunk: TrunkRunner | undefined): Promise<Produced> {
+async function runCase(model: PS3Model, dir: string, c: FixtureCase, tensors: Map<string, NamedArray>, encodeCache: Map<string, Produced>, trunk: TrunkRunner | null, convnet: ConvnetRunner | null): Promise<Produced> {
   const input = (role: string): NamedArray => {
     const key = c.inputs[role];
     const a = key === undefined ? undefined : tensors.get(key);
@@ -191,7 +193,7 @@ async function runCase(model: PS3Model, dir: string, c: FixtureCase, tensors: Ma
     const pixels = pixelsOf(input('pixel_values'), c.inputs['pixel_values']);
     const prompt = c.inputs['prompt'] ? tf.tensor(input('prompt').data as Float32Array, [...input('prompt').shape]) : undefined;
     const gt = c.inputs['gt_selection_maps'] ? (input('gt_selection_maps').data as Float32Array) : undefined;
-    const out = await encodeImage(model.weights, cfg, pixels, { ...lookArgs(args), ...(prompt ? { prompt } : {}), ...(gt ? { gtSelectionMaps: gt } : {}), ...(trunk ? { trunk } : {}) });
+    const out = await encodeImage(model.weights, cfg, pixels, { ...lookArgs(args), ...(prompt ? { prompt } : {}), ...(gt ? { gtSelectionMaps: gt } : {}), trunk, convnet });
     await put(produced, 'last_hidden_state', out.lastHiddenState);
     for (const [i, h] of out.hiddenStates.entries()) await put(produced, `hidden_states.${i}`, h);
     for (const [i, p] of out.selectionProbs.entries()) await put(produced, `selection_probs.${i}`, p);
@@ -230,12 +232,13 @@ function readManifest(dir: string): FixtureCase[] {
   return parsed.data.cases;
 }
 
-/** Run every case of a fixture folder, the trunk on `engine` (default tfjs); `onCase` sees each result as it lands. */
-export async function runParity(dir: string, onCase: (r: CaseResult) => void = () => {}, engine: TrunkEngine = 'tfjs'): Promise<ParityReport> {
+/** Run every case of a fixture folder, the trunk on `engine` (default ONNX Runtime); `onCase` sees each result as it lands. */
+export async function runParity(dir: string, onCase: (r: CaseResult) => void = () => {}, engine: TrunkEngine = DEFAULT_TRUNK_ENGINE): Promise<ParityReport> {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UserError(`${dir}: fixture folder not found`);
   const cases = readManifest(dir);
   const model = loadModel(dir);
   const trunk = await trunkRunner(engine, model.weights, model.config.vision.trunk);
+  const convnet = convnetRunner(engine, model.weights, model.config.vision);
   const tensors = readSafetensors(path.join(dir, 'cases.safetensors'));
   const encodeCache = new Map<string, Produced>();
   const results: CaseResult[] = [];
@@ -243,7 +246,7 @@ export async function runParity(dir: string, onCase: (r: CaseResult) => void = (
     for (const c of cases) {
       let produced: Produced;
       try {
-        produced = await runCase(model, dir, c, tensors, encodeCache, trunk);
+        produced = await runCase(model, dir, c, tensors, encodeCache, trunk, convnet);
       } catch (e) {
         const r: CaseResult = { name: c.name, status: 'fail', checks: [], worst: Infinity, detail: e instanceof Error ? e.message : String(e) };
         results.push(r);

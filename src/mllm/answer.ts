@@ -164,7 +164,7 @@ export async function answerQuestion(
     if (r.out.selectionProbs !== r.out.topdownSelectionProbs && r.out.selectionProbs !== r.out.bottomupSelectionProbs) tf.dispose(r.out.selectionProbs);
     visual = { merged: r.merged, trunkTokens: r.trunkTokens };
   } else {
-    visual = cached ?? baselineVisual(model.ps3, pixels, method, ask);
+    visual = cached ?? (await baselineVisual(model.ps3, pixels, method, ask));
   }
   await visual.merged.data();
   const msEncode = performance.now() - t0 - msLmPrompt;

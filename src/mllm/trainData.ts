@@ -127,7 +127,7 @@ async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number
       });
     }
   } else if (questions.length) {
-    const v = baselineVisual(ps3, pixels, spec.method as Exclude<EncodeMethod, 'ps3'>, spec.resolution !== undefined ? { resolution: spec.resolution } : {});
+    const v = await baselineVisual(ps3, pixels, spec.method as Exclude<EncodeMethod, 'ps3'>, spec.resolution !== undefined ? { resolution: spec.resolution } : {});
     arrays.set('visual', await arrayOf(v.merged));
     trunkTokens = v.trunkTokens;
     v.merged.dispose();

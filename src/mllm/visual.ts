@@ -74,7 +74,7 @@ export async function ps3Visual(model: PS3Model, pixels: Pixels, options: Encode
 }
 
 /** Merged tokens of a method that does not depend on the question (lowres, anyres, s2). */
-export function baselineVisual(model: PS3Model, pixels: Pixels, method: Exclude<EncodeMethod, 'ps3'>, options: { resolution?: number; tileBatch?: number } = {}): VisualTokens {
+export async function baselineVisual(model: PS3Model, pixels: Pixels, method: Exclude<EncodeMethod, 'ps3'>, options: { resolution?: number; tileBatch?: number } = {}): Promise<VisualTokens> {
   const cfg = model.config.vision;
   const s0 = cfg.scales[0]!;
   const g0 = lowResGrid(model);
@@ -92,7 +92,7 @@ export function baselineVisual(model: PS3Model, pixels: Pixels, method: Exclude<
   if (method === 'anyres') {
     const grid = anyresGrid(cfg, pixels.height, pixels.width, R);
     const tiles = grid.rows * grid.cols;
-    const local = tileTokens(model, cutTiles(pixels, s0, grid), tiles, batch);
+    const local = await tileTokens(model, cutTiles(pixels, s0, grid), tiles, batch);
     const merged = tf.tidy(() => mergeTokens(tf.concat([tf.reshape(local, [-1, D]), low], 0), full(tiles + 1)));
     tf.dispose([local, low]);
     return { merged, trunkTokens: (tiles + 1) * g0 * g0 };
@@ -113,7 +113,7 @@ export function baselineVisual(model: PS3Model, pixels: Pixels, method: Exclude<
       perScale.push(low.clone());
       continue;
     }
-    const t = tileTokens(model, cutTiles(pixels, s0, grid), count, batch); // [1, count * N0, D]
+    const t = await tileTokens(model, cutTiles(pixels, s0, grid), count, batch); // [1, count * N0, D]
     perScale.push(
       tf.tidy(() => {
         // tiles row-major, each g0 x g0 -> one map [rows * g0, cols * g0, D] -> area-pooled to g0 x g0

@@ -14,6 +14,24 @@ const M = 'vision_model.highres_selection_feature_module';
 /** The convnet's fixed input size, whatever the model's scales (the reference hard-codes it). */
 export const CONVNET_INPUT = 1512;
 
+/** The convnet on another engine: image [B, 3, 1512, 1512] (normalised) -> features [B, h, w, out]. */
+export type ConvnetRunner = (image: Float32Array, batch: number) => Promise<tf.Tensor>;
+
+/** Picks the runner of a model's convnet; null means TensorFlow.js's `shallowConvNet`. */
+export type DefaultConvnet = (w: Weights, cfg: VisionConfig) => ConvnetRunner | null;
+
+// TensorFlow.js until the engine layer installs another (as for the trunk: see vit.ts)
+let defaultConvnet: DefaultConvnet = () => null;
+
+export function setDefaultConvnet(pick: DefaultConvnet): void {
+  defaultConvnet = pick;
+}
+
+/** The convnet's runner for frozen weights, unless TensorFlow.js is asked for; trainable weights stay on TensorFlow.js. */
+export function convnetFor(w: Weights, cfg: VisionConfig, tfjsOnly: boolean): ConvnetRunner | null {
+  return tfjsOnly || w.trainable ? null : defaultConvnet(w, cfg);
+}
+
 /** Row indices into the zero-padded map [B * (h + 6) * (w + 6)] of every 7 x 7 window: [B * h * w * 49]. */
 function windowIndex(B: number, h: number, w: number): Int32Array {
   const ph = h + 6;

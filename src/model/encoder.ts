@@ -10,7 +10,7 @@ import { tf } from '../tensor/engine.js';
 import { resize } from '../tensor/resample.js';
 import type { PS3Config, VisionConfig } from '../io/config.js';
 import { UserError } from '../errors.js';
-import { CONVNET_INPUT, shallowConvNet } from './convnet.js';
+import { CONVNET_INPUT, convnetFor, shallowConvNet, type ConvnetRunner } from './convnet.js';
 import {
   baseBudgets,
   chooseLook,
@@ -25,7 +25,7 @@ import {
   smoothProbs,
   type LookCount,
 } from './selection.js';
-import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, selectedPositionEmbedding, trunk, type KV, type TrunkRunner } from './vit.js';
+import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, selectedPositionEmbedding, trunk, trunkFor, type KV, type TrunkRunner } from './vit.js';
 import type { Weights } from './weights.js';
 
 /** Normalised pixels, NCHW float32, at the top scale (any aspect ratio). */
@@ -86,8 +86,15 @@ export interface EncodeOptions {
   outputHiddenStates?: boolean;
   /** when given, filled with each stage's wall time in ms (forces a sync at stage ends) */
   timings?: StageTimings;
-  /** runs the trunk's blocks for the low-res pass and the looks (another engine's); TensorFlow.js's `trunk` when absent */
-  trunk?: TrunkRunner;
+  /**
+   * runs the trunk's blocks for the low-res pass and the looks: another engine's runner, or null
+   * for TensorFlow.js's own blocks; when absent, the installed default (`setDefaultTrunk`: ONNX
+   * Runtime in Node once the library or the CLI is loaded, TensorFlow.js otherwise); the
+   * selector's convnet runs on the default engine too, and on TensorFlow.js when this is null
+   */
+  trunk?: TrunkRunner | null;
+  /** runs the selector's convnet: another engine's, or null for TensorFlow.js; when absent, TensorFlow.js if `trunk` is null, else the installed default */
+  convnet?: ConvnetRunner | null;
 }
 
 export interface StageTimings {
@@ -324,9 +331,12 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
   };
   // every resize of the input is made once and shared (the convnet's 1512 px is often a scale too)
   const images = new ScaledImages(cfg, pixels);
-  const low = options.trunk ? await lowResOn(options.trunk, w, cfg, pixels, !lowResOnly, images) : lowRes(w, cfg, pixels, !lowResOnly, images);
+  const run = trunkFor(w, cfg.trunk, options.trunk);
+  const low = run ? await lowResOn(run, w, cfg, pixels, !lowResOnly, images) : lowRes(w, cfg, pixels, !lowResOnly, images);
   if (timings) timings.lowRes = await lap(low.hiddenStates[low.hiddenStates.length - 1]);
-  const highFeatures = highresSelectionFeatures(w, cfg, pixels, images);
+  // the convnet follows the trunk's engine: TensorFlow.js when asked for (trunk: null), else the installed default
+  const convnet = !cfg.highresSelectionFeature ? null : options.convnet !== undefined ? options.convnet : convnetFor(w, cfg, options.trunk === null);
+  const highFeatures = convnet ? await convnet(images.sized(CONVNET_INPUT, CONVNET_INPUT), B) : highresSelectionFeatures(w, cfg, pixels, images);
   const bottomup = selection(w, cfg, pixels, low.hiddenStates, highFeatures, null);
   const topdown = options.prompt ? selection(w, cfg, pixels, low.hiddenStates, highFeatures, options.prompt) : null;
   highFeatures?.dispose();
@@ -378,7 +388,7 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
         throw new Error(`look: images chose different patch counts at scale ${i}; batch them separately`);
       }
     });
-    const hidden = options.trunk ? await lookOn(options.trunk, w, cfg, images, B, chosen, low.kvCache, !keepHidden) : look(w, cfg, images, B, chosen, low.kvCache);
+    const hidden = run ? await lookOn(run, w, cfg, images, B, chosen, low.kvCache, !keepHidden) : look(w, cfg, images, B, chosen, low.kvCache);
     if (timings) (timings.looks ??= []).push({ ms: await lap(hidden[hidden.length - 1]), tokens: chosen.reduce((a, perImage) => a + perImage[0]!.length, 0) });
     const kept = keepHidden ? hidden : [hidden[hidden.length - 1]!];
     if (!keepHidden) hidden.slice(0, -1).forEach((h) => h.dispose());

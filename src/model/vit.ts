@@ -152,6 +152,33 @@ export interface TrunkOutput {
  */
 export type TrunkRunner = (tokens: tf.Tensor, options: { cache?: KV[]; keepKv?: boolean; lastOnly?: boolean }) => Promise<TrunkOutput>;
 
+/** Picks the runner of a model's trunk when the caller names none; null means TensorFlow.js's own blocks. */
+export type DefaultTrunk = (w: Weights, cfg: TrunkConfig) => TrunkRunner | null;
+
+// TensorFlow.js until the engine layer (src/engine/trunkEngine.ts) installs the fast one: this
+// module cannot import it (the arrows point from engine to model), and a browser bundle never does
+let defaultTrunk: DefaultTrunk = () => null;
+
+/** Install the runner used when `EncodeOptions.trunk` is absent (see `useTrunkEngine`). */
+export function setDefaultTrunk(pick: DefaultTrunk): void {
+  defaultTrunk = pick;
+}
+
+/**
+ * The runner for a pass: `explicit` when given (null = TensorFlow.js), else the installed
+ * default's; trainable weights always run on TensorFlow.js, the only engine with autograd.
+ */
+export function trunkFor(w: Weights, cfg: TrunkConfig, explicit?: TrunkRunner | null): TrunkRunner | null {
+  if (explicit !== undefined) return explicit;
+  return w.trainable ? null : defaultTrunk(w, cfg);
+}
+
+/** `trunk` on the chosen runner (TensorFlow.js when null). */
+export async function runTrunk(run: TrunkRunner | null, w: Weights, cfg: TrunkConfig, tokens: tf.Tensor, options: { cache?: KV[]; keepKv?: boolean; lastOnly?: boolean } = {}): Promise<TrunkOutput> {
+  if (run) return run(tokens, options);
+  return trunk(w, cfg, tokens, options);
+}
+
 /**
  * Run all blocks. With `cache` (the low-res pass's), the tokens are high-res ones that see the
  * low-res tokens; they are not added to the cache, so looks never see each other.

@@ -8,13 +8,27 @@ import { UserError } from '../errors.js';
 import { Rng } from '../rng.js';
 import type { ParamTable } from './params.js';
 
+/** A weight not made into a tensor yet: its shape, and how to read its values (from a file, say). */
+export interface WeightSource {
+  readonly shape: readonly number[];
+  read(): NamedArray;
+}
+
 export class Weights {
   /** transposed 2-d weights, cached for frozen weights (variables change, so they are transposed per use) */
   private readonly transposedCache = new Map<string, tf.Tensor>();
+  /** what other engines hold for these weights (ONNX Runtime's sessions), freed with them */
+  private readonly disposers: Array<() => void> = [];
 
+  /**
+   * `sources` are weights made into tensors on first `get`: a checkpoint's trunk blocks that run
+   * on ONNX Runtime are read from the file straight into its sessions and never take space in
+   * TensorFlow.js's heap.
+   */
   constructor(
     private readonly tensors: Map<string, tf.Tensor>,
     readonly trainable = false,
+    private readonly sources: Map<string, WeightSource> = new Map(),
   ) {}
 
   /**
@@ -35,14 +49,39 @@ export class Weights {
 
   get(key: string): tf.Tensor {
     const t = this.tensors.get(key);
-    if (!t) throw new UserError(`weights: missing key "${key}"`);
-    return t;
+    if (t) return t;
+    const source = this.sources.get(key);
+    if (!source) throw new UserError(`weights: missing key "${key}"`);
+    const a = source.read();
+    // kept: the first use may be inside a tidy scope, which must not take the weight with it
+    const made = tf.keep(tf.tensor(a.data, [...a.shape], a.data instanceof Float32Array ? 'float32' : 'int32'));
+    this.tensors.set(key, made);
+    this.sources.delete(key);
+    return made;
+  }
+
+  shapeOf(key: string): readonly number[] {
+    const t = this.tensors.get(key);
+    if (t) return t.shape;
+    const source = this.sources.get(key);
+    if (!source) throw new UserError(`weights: missing key "${key}"`);
+    return source.shape;
+  }
+
+  /**
+   * A weight's float32 values for another engine: read from its source when it is not a tensor
+   * yet (and it stays one not made), else copied out of TensorFlow.js.
+   */
+  values(key: string): Float32Array {
+    const source = this.sources.get(key);
+    const data = source ? source.read().data : this.get(key).dataSync();
+    if (!(data instanceof Float32Array)) throw new UserError(`weights: "${key}" is not float32`);
+    return data;
   }
 
   /** Swap in a new value for `key` (disposing the old one): how an optimizer step lands. */
   replace(key: string, value: tf.Tensor): void {
-    const old = this.tensors.get(key);
-    if (!old) throw new UserError(`weights: missing key "${key}"`);
+    const old = this.get(key);
     this.tensors.set(key, value);
     for (const [cacheKey, t] of this.transposedCache) {
       if (cacheKey === key || cacheKey.startsWith(`${key}@`)) {
@@ -54,28 +93,37 @@ export class Weights {
   }
 
   has(key: string): boolean {
-    return this.tensors.has(key);
+    return this.tensors.has(key) || this.sources.has(key);
   }
 
   keys(): IterableIterator<string> {
-    return this.tensors.keys();
+    return new Set([...this.tensors.keys(), ...this.sources.keys()]).values();
   }
 
+  /** Every weight as a tensor (those not made yet are made now). */
   entries(): IterableIterator<[string, tf.Tensor]> {
+    for (const key of [...this.sources.keys()]) this.get(key);
     return this.tensors.entries();
   }
 
   /** Variables for training: the same names, as trainable `tf.Variable`s. */
   toVariables(): Weights {
     const out = new Map<string, tf.Tensor>();
-    for (const [k, t] of this.tensors) out.set(k, tf.variable(t, true, k.replace(/[^A-Za-z0-9_./-]/g, '_')));
+    for (const [k, t] of this.entries()) out.set(k, tf.variable(t, true, k.replace(/[^A-Za-z0-9_./-]/g, '_')));
     return new Weights(out, true);
   }
 
+  /** Run `release` when these weights are disposed (another engine's copy of them). */
+  onDispose(release: () => void): void {
+    this.disposers.push(release);
+  }
+
   dispose(): void {
+    for (const release of this.disposers.splice(0)) release();
     for (const t of this.tensors.values()) t.dispose();
     for (const t of this.transposedCache.values()) t.dispose();
     this.tensors.clear();
+    this.sources.clear();
     this.transposedCache.clear();
   }
 }
@@ -85,9 +133,9 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /**
- * Check stored arrays against the parameter table and turn them into tensors: every table key
- * must be present with its shape; a stored key outside the table (and outside `allowedExtra`)
- * is refused by name. Allowed extra keys are checked, and turned into tensors where `loadExtra` says.
+ * Check stored arrays against the parameter table and make them weights (tensors on first use):
+ * every table key must be present with its shape; a stored key outside the table (and outside
+ * `allowedExtra`) is refused by name. Allowed extra keys are checked, and kept where `loadExtra` says.
  */
 export function checkAndLoad(
   arrays: { keys(): Iterable<string>; shapeOf(key: string): readonly number[]; read(key: string): NamedArray },
@@ -112,41 +160,52 @@ export function checkAndLoad(
       throw new UserError(`${where}: key "${key}" has shape ${JSON.stringify(arrays.shapeOf(key))}, expected ${JSON.stringify(extra)}`);
     }
   }
-  const tensors = new Map<string, tf.Tensor>();
+  // read on first use: weights another engine runs are never made into tensors
+  const sources = new Map<string, WeightSource>();
   for (const key of stored) {
     if (!table.has(key) && !loadExtra(key)) continue;
-    const a = arrays.read(key);
-    tensors.set(key, tf.tensor(a.data, [...a.shape], a.data instanceof Float32Array ? 'float32' : 'int32'));
+    sources.set(key, { shape: arrays.shapeOf(key), read: () => arrays.read(key) });
   }
-  return new Weights(tensors);
+  return new Weights(new Map(), false, sources);
+}
+
+/** A seed of its own for each key (FNV-1a of the name, mixed with the model's seed). */
+function keySeed(seed: number, key: string): number {
+  let h = 0x811c9dc5 ^ Math.imul(seed >>> 0, 0x9e3779b1);
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+/** One weight's random initial values (see `randomWeights`). */
+function randomValues(key: string, shape: readonly number[], seed: number, init: { logitScale: number; logitBias: number }): Float32Array {
+  const n = shape.reduce((a, c) => a * c, 1);
+  const data = new Float32Array(n);
+  const last = key.split('.').pop() ?? '';
+  const isNorm = /(norm\d?|ln_\d|ln_final|stem\.1)\.(weight|bias)$/.test(key);
+  if (key === 'logit_scale') data.fill(init.logitScale);
+  else if (key === 'logit_bias') data.fill(init.logitBias);
+  else if (isNorm) data.fill(last === 'weight' ? 1 : 0);
+  else if (last === 'bias' || key.endsWith('in_proj_bias')) data.fill(0);
+  // ConvNeXt's per-channel scale (timm's gamma); timm starts it at 1e-6, which would make a
+  // random model's blocks vanish, so random models start it at 0.1
+  else if (/highres_selection_feature_module\.blocks\.\d+\.weight$/.test(key)) data.fill(0.1);
+  else {
+    const rng = new Rng(keySeed(seed, key));
+    const fanIn = shape.length >= 2 ? n / shape[0]! : 1;
+    const std = /embed|embedding|latent|prompt|residual/.test(key) ? 0.02 : 1 / Math.sqrt(fanIn);
+    for (let i = 0; i < n; i++) data[i] = rng.normal() * std;
+  }
+  return data;
 }
 
 /**
  * Random initialisation in the spirit of timm/open_clip: norms at (1, 0), biases 0, matrices
  * N(0, 1/fan_in), embeddings N(0, 0.02), the logit scale and bias at their configured init.
+ * Each key draws from its own seed, so a weight is made only when used (and the same whichever
+ * is made first): a trunk run by ONNX Runtime is generated straight into its sessions.
  */
 export function randomWeights(table: ParamTable, seed: number, init: { logitScale: number; logitBias: number }): Weights {
-  const rng = new Rng(seed);
-  const normal = (): number => rng.normal();
-  const tensors = new Map<string, tf.Tensor>();
-  for (const [key, shape] of table) {
-    const n = shape.reduce((a, c) => a * c, 1);
-    const data = new Float32Array(n);
-    const last = key.split('.').pop() ?? '';
-    const isNorm = /(norm\d?|ln_\d|ln_final|stem\.1)\.(weight|bias)$/.test(key);
-    if (key === 'logit_scale') data.fill(init.logitScale);
-    else if (key === 'logit_bias') data.fill(init.logitBias);
-    else if (isNorm) data.fill(last === 'weight' ? 1 : 0);
-    else if (last === 'bias' || key.endsWith('in_proj_bias')) data.fill(0);
-    // ConvNeXt's per-channel scale (timm's gamma); timm starts it at 1e-6, which would make a
-    // random model's blocks vanish, so random models start it at 0.1
-    else if (/highres_selection_feature_module\.blocks\.\d+\.weight$/.test(key)) data.fill(0.1);
-    else {
-      const fanIn = shape.length >= 2 ? n / shape[0]! : 1;
-      const std = /embed|embedding|latent|prompt|residual/.test(key) ? 0.02 : 1 / Math.sqrt(fanIn);
-      for (let i = 0; i < n; i++) data[i] = normal() * std;
-    }
-    tensors.set(key, tf.tensor(data, [...shape]));
-  }
-  return new Weights(tensors);
+  const sources = new Map<string, WeightSource>();
+  for (const [key, shape] of table) sources.set(key, { shape, read: () => ({ shape, data: randomValues(key, shape, seed, init) }) });
+  return new Weights(new Map(), false, sources);
 }

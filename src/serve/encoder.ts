@@ -73,7 +73,7 @@ export class Encoder {
     readonly model: PS3Model,
     private readonly tokenizer: TextTokenizer | undefined,
     private readonly engine: TrunkEngine,
-    private readonly trunk: TrunkRunner | undefined,
+    private readonly trunk: TrunkRunner | null,
     private readonly options: EncoderOptions,
   ) {}
 
@@ -136,7 +136,7 @@ export class Encoder {
     }
     let out: EncodeOutput | undefined;
     try {
-      out = await encodeImage(this.model.weights, this.model.config, pixels, { ...looks, ...(prompt ? { prompt } : {}), ...(this.trunk ? { trunk: this.trunk } : {}), outputHiddenStates: false });
+      out = await encodeImage(this.model.weights, this.model.config, pixels, { ...looks, ...(prompt ? { prompt } : {}), trunk: this.trunk, outputHiddenStates: false });
       const pooled = Array.from(await out.pooledOutput.data());
       const tokens = out.lastHiddenState.shape[1]!;
       const lowRes = (cfg.scales[0]! / cfg.trunk.patchSize) ** 2;
@@ -167,7 +167,7 @@ export class Encoder {
       const rows: SimilarityRow[] = [];
       for (const [i, text] of texts.entries()) {
         const prompt = tf.slice(prompts, [i, 0], [1, -1]);
-        const { out, region } = await encodeRegion(this.model, pixels, prompt, { ...looks, ...(this.trunk ? { trunk: this.trunk } : {}) });
+        const { out, region } = await encodeRegion(this.model, pixels, prompt, { ...looks, trunk: this.trunk });
         const cosine = tf.tidy(() => tf.sum(tf.mul(region, tf.slice(features, [i, 0], [1, -1])))).dataSync()[0]!;
         rows.push({ text, ...scoreOf(cosine, params), tokens: out.lastHiddenState.shape[1]! });
         disposeEncode(out);

@@ -1,7 +1,8 @@
 /**
  * `ps3 parity <fixture-dir>` end to end (the built CLI in a child process, run from the
- * repository root): the fixture passes; the only outputs it may skip are the pre-training loss
- * terms and gradients (all of them, or none now that pre-training is implemented);
+ * repository root): the fixture passes on the default engine and with `--trunk tfjs`; the only
+ * outputs it may skip are the pre-training loss terms and gradients (all of them, or none now
+ * that pre-training is implemented);
  * a perturbed copy fails exactly one output; a missing folder is a one-line user error.
  */
 import { test, after } from 'node:test';
@@ -28,10 +29,12 @@ const allOutputs = manifest.cases.flatMap((c) => Object.keys(c.outputs).map((o) 
 /** Loss terms and gradients of the pre-training step: the only outputs parity may skip. */
 const deferred = allOutputs.filter((o) => o.case === 'pretrain_step' && (o.output.endsWith('_loss') || o.output.startsWith('grad/')));
 
-function parity(dir: string): SpawnSyncReturns<string> {
+/** `ps3 parity DIR` with the default backend and the default trunk engine, or `--trunk engine`. */
+function parity(dir: string, engine?: string): SpawnSyncReturns<string> {
   const env = { ...process.env };
-  delete env['PS3_BACKEND']; // the default backend
-  return spawnSync(process.execPath, [cli, 'parity', dir], { cwd: root, encoding: 'utf8', env, timeout: 300_000 });
+  delete env['PS3_BACKEND'];
+  delete env['PS3_TRUNK'];
+  return spawnSync(process.execPath, [cli, 'parity', dir, ...(engine ? ['--trunk', engine] : [])], { cwd: root, encoding: 'utf8', env, timeout: 300_000 });
 }
 
 function lastLine(text: string): string {
@@ -41,12 +44,12 @@ function lastLine(text: string): string {
 
 const SUMMARY = /^parity: (\d+) passed, (\d+) failed, (\d+) skipped$/;
 
-test('parity on the fixture folder passes; only the loss/gradient outputs may be skipped', () => {
+for (const engine of [undefined, 'tfjs']) test(`parity on the fixture folder passes (${engine ? `--trunk ${engine}` : 'default engine'}); only the loss/gradient outputs may be skipped`, () => {
   // the manifest's own count of deferred outputs: 4 loss terms + one gradient per parameter
   assert.ok(deferred.length > 100, `only ${deferred.length} deferred outputs in the manifest`);
   assert.equal(deferred.filter((o) => o.output.endsWith('_loss')).length, 4);
 
-  const r = parity(path.relative(root, fixtures));
+  const r = parity(path.relative(root, fixtures), engine);
   assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
   const m = SUMMARY.exec(lastLine(r.stdout));
   assert.ok(m, `last line ${JSON.stringify(lastLine(r.stdout))}`);

@@ -11,13 +11,13 @@ import { fileURLToPath } from 'node:url';
 import { Message } from '../../src/engine/onnx/protobuf.js';
 import { OnnxTrunk, groupBlocks } from '../../src/engine/onnx/onnxTrunk.js';
 import { onnxTrunkRunner, releaseOnnxTrunk } from '../../src/engine/onnx/perModel.js';
-import { resolveTrunkEngine } from '../../src/engine/trunkEngine.js';
+import { resolveTrunkEngine, useTrunkEngine } from '../../src/engine/trunkEngine.js';
 import { isUserError } from '../../src/errors.js';
 import { openSafetensors } from '../../src/io/safetensors.js';
 import { runParity } from '../../src/eval/parity.js';
 import { encodeImage, type EncodeOutput } from '../../src/model/encoder.js';
 import { loadModel, type PS3Model } from '../../src/model/load.js';
-import { trunk, type TrunkOutput } from '../../src/model/vit.js';
+import { setDefaultTrunk, trunk, type TrunkOutput } from '../../src/model/vit.js';
 import { initEngine, tf } from '../../src/tensor/engine.js';
 
 // Compiled to dist/test/engine/, so the repository root is three levels up.
@@ -106,7 +106,7 @@ test('encodeImage with the ONNX trunk: same outputs as TensorFlow.js, no tensors
   const pixels = { data: sq.data as Float32Array, batch: 1, height: 560, width: 560 };
   const onnx = onnxTrunkRunner(model.weights, model.config.vision.trunk);
   const all = (o: EncodeOutput): tf.Tensor[] => [...new Set([o.lastHiddenState, ...o.hiddenStates, ...o.selectionProbs, ...o.bottomupSelectionProbs, o.pooledOutput])];
-  const ref = await encodeImage(model.weights, model.config, pixels, { numLookClose: 2 });
+  const ref = await encodeImage(model.weights, model.config, pixels, { numLookClose: 2, trunk: null });
   tf.dispose(all(await encodeImage(model.weights, model.config, pixels, { numLookClose: 2, trunk: onnx }))); // sessions made
   const before = tf.memory().numTensors;
   for (const outputHiddenStates of [true, false]) {
@@ -119,17 +119,63 @@ test('encodeImage with the ONNX trunk: same outputs as TensorFlow.js, no tensors
   tf.dispose(all(ref));
 });
 
-test('the trunk engine comes from --trunk, else PS3_TRUNK, else tfjs; an unknown one is a UserError', () => {
+test('the trunk engine comes from --trunk, else PS3_TRUNK, else onnx; an unknown one is a UserError', () => {
   const saved = process.env['PS3_TRUNK'];
   try {
     delete process.env['PS3_TRUNK'];
-    assert.equal(resolveTrunkEngine(), 'tfjs');
-    process.env['PS3_TRUNK'] = 'onnx';
     assert.equal(resolveTrunkEngine(), 'onnx');
-    assert.equal(resolveTrunkEngine('tfjs'), 'tfjs');
+    process.env['PS3_TRUNK'] = 'tfjs';
+    assert.equal(resolveTrunkEngine(), 'tfjs');
+    assert.equal(resolveTrunkEngine('onnx'), 'onnx');
     assert.throws(() => resolveTrunkEngine('torch'), (e) => isUserError(e) && /unknown trunk engine "torch"/.test((e as Error).message));
   } finally {
     if (saved === undefined) delete process.env['PS3_TRUNK'];
     else process.env['PS3_TRUNK'] = saved;
+  }
+});
+
+test('encodeImage without a trunk runs on the installed default engine; null forces TensorFlow.js; trainable weights stay on TensorFlow.js', async () => {
+  const cases = openSafetensors(path.join(fixtures, 'cases.safetensors'));
+  const sq = cases.read('image/square');
+  const pixels = { data: sq.data as Float32Array, batch: 1, height: 560, width: 560 };
+  const calls: string[] = [];
+  setDefaultTrunk((w, cfg) => {
+    const run = onnxTrunkRunner(w, cfg);
+    return async (tokens, o) => {
+      calls.push(o.cache ? 'look' : 'low-res');
+      return run(tokens, o);
+    };
+  });
+  try {
+    const ref = await encodeImage(model.weights, model.config, pixels, { numLookClose: 1, trunk: null, outputHiddenStates: false });
+    assert.deepEqual(calls, []);
+    const got = await encodeImage(model.weights, model.config, pixels, { numLookClose: 1, outputHiddenStates: false });
+    assert.deepEqual(calls, ['low-res', 'look']);
+    assert.ok(maxAbsDiff(ref.lastHiddenState, got.lastHiddenState) < 1e-4);
+    tf.dispose([ref.lastHiddenState, got.lastHiddenState, ref.pooledOutput, got.pooledOutput, ...ref.selectionProbs, ...got.selectionProbs]);
+    const variables = model.weights.toVariables();
+    const trained = await encodeImage(variables, model.config, pixels, { numLookClose: 1, outputHiddenStates: false });
+    assert.deepEqual(calls, ['low-res', 'look']);
+    tf.dispose([trained.lastHiddenState, trained.pooledOutput, ...trained.selectionProbs]);
+    variables.dispose();
+  } finally {
+    useTrunkEngine('tfjs');
+  }
+});
+
+test('ONNX Runtime sessions are built from the weights\' source: the blocks never become TensorFlow.js tensors', async () => {
+  const fresh = loadModel(fixtures);
+  const before = tf.memory().numTensors;
+  const onnx = await OnnxTrunk.create(fresh.weights, fresh.config.vision.trunk);
+  try {
+    assert.equal(tf.memory().numTensors, before);
+    const x = tf.randomNormal([1, 5, fresh.config.vision.trunk.width]);
+    const got = await onnx.run(x, { lastOnly: true });
+    const ref = trunk(model.weights, model.config.vision.trunk, x);
+    assert.ok(maxAbsDiff(got.hiddenStates[got.hiddenStates.length - 1]!, ref.hiddenStates[ref.hiddenStates.length - 1]!) < 1e-4);
+    tf.dispose([x, ...got.hiddenStates, ...ref.hiddenStates]);
+  } finally {
+    await onnx.release();
+    fresh.weights.dispose();
   }
 });

@@ -86,7 +86,13 @@ test('the fixture folder loads: every table key with its shape and values, plus 
     const table = paramTable(model.config);
     const keys = [...model.weights.keys()].sort();
     assert.deepEqual(keys, [...table.keys(), ...WRAPPER_KEYS.keys()].sort());
+    // weights become tensors on first use only (a trunk on another engine never does)
+    assert.equal(tf.memory().numTensors, before);
+    for (const [key, shape] of table) assert.deepEqual(model.weights.shapeOf(key), shape, key);
+    assert.equal(tf.memory().numTensors, before);
     for (const [key, shape] of table) assert.deepEqual(model.weights.get(key).shape, shape, key);
+    assert.equal(tf.memory().numTensors, before + table.size);
+    for (const key of WRAPPER_KEYS.keys()) model.weights.get(key);
     assert.equal(tf.memory().numTensors, before + keys.length);
     // values are the stored ones
     const pos = model.weights.get('vision_model.trunk.pos_embed').dataSync();

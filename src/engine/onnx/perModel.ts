@@ -2,11 +2,13 @@
  * One ONNX trunk per model: made on first use (building its sessions takes seconds for a big
  * trunk) and shared by every later call with the same weights until released.
  */
-import type { TrunkConfig } from '../../io/config.js';
+import type { TrunkConfig, VisionConfig } from '../../io/config.js';
+import type { ConvnetRunner } from '../../model/convnet.js';
 import type { TrunkRunner } from '../../model/vit.js';
 import type { Weights } from '../../model/weights.js';
 import { UserError } from '../../errors.js';
 import { OnnxTrunk, type OnnxTrunkOptions } from './onnxTrunk.js';
+import { OnnxConvnet } from './onnxConvnet.js';
 
 const trunks = new WeakMap<Weights, Promise<OnnxTrunk>>();
 
@@ -21,6 +23,8 @@ export function onnxTrunkOf(w: Weights, cfg: TrunkConfig, options: OnnxTrunkOpti
       throw e;
     });
     trunks.set(w, trunk);
+    // sessions made by default (no one calls releaseOnnxTrunk) go with the weights
+    w.onDispose(() => void releaseOnnxTrunk(w).catch(() => undefined));
   }
   return trunk;
 }
@@ -32,8 +36,35 @@ export function onnxTrunkRunner(w: Weights, cfg: TrunkConfig, options: OnnxTrunk
 
 /** Release the model's sessions (native memory), if it has any. */
 export async function releaseOnnxTrunk(w: Weights): Promise<void> {
+  await releaseOnnxConvnet(w);
   const trunk = trunks.get(w);
   if (!trunk) return;
   trunks.delete(w);
   await (await trunk).release();
+}
+
+const convnets = new WeakMap<Weights, Promise<OnnxConvnet>>();
+
+/** The model's ONNX convnet, made on first use and released with the weights. */
+export function onnxConvnetRunner(w: Weights, cfg: VisionConfig): ConvnetRunner {
+  return async (image, batch) => {
+    if (w.trainable) throw new UserError('the ONNX convnet needs frozen weights (these are trainable variables); use TensorFlow.js');
+    let convnet = convnets.get(w);
+    if (!convnet) {
+      convnet = OnnxConvnet.create(w, cfg).catch((e: unknown) => {
+        convnets.delete(w);
+        throw e;
+      });
+      convnets.set(w, convnet);
+      w.onDispose(() => void releaseOnnxConvnet(w).catch(() => undefined));
+    }
+    return (await convnet).run(image, batch);
+  };
+}
+
+async function releaseOnnxConvnet(w: Weights): Promise<void> {
+  const convnet = convnets.get(w);
+  if (!convnet) return;
+  convnets.delete(w);
+  await (await convnet).release();
 }

@@ -33,10 +33,9 @@ export const io = {
   value: (i: number): string => `value.${i}`,
 };
 
-/** A weight's values (copied out of TensorFlow.js) and shape. */
-function read(w: Weights, key: string): { data: Float32Array; shape: number[] } {
-  const t = w.get(key);
-  return { data: t.dataSync() as Float32Array, shape: t.shape };
+/** A weight's values and shape, read from its source when TensorFlow.js does not hold it (it then never does). */
+function read(w: Weights, key: string): { data: Float32Array; shape: readonly number[] } {
+  return { data: w.values(key), shape: w.shapeOf(key) };
 }
 
 /** An [out, in] Linear weight as the [in, out] matrix MatMul multiplies by, column j scaled by `columnScale(j)` when given. */

@@ -1,0 +1,76 @@
+/**
+ * `ps3 bench train`: time N pre-training steps of a preset at its top scale, phase by phase
+ * (see src/eval/benchTrain.ts), on `--data DIR` (shard sets from `ps3 data synth`) or on a few
+ * synthetic scenes drawn for the run into a temporary folder. One JSON line with `--json`.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { initEngine } from '../tensor/engine.js';
+import { UserError } from '../errors.js';
+import { loadTokenizer } from '../io/tokenizer.js';
+import { randomModel } from '../model/load.js';
+import { presetConfig } from '../model/presets.js';
+import { writeSynthDataset } from '../data/synth.js';
+import { synthVocabulary, writeWordTokenizer } from '../data/wordTokenizer.js';
+import { benchTrain } from '../eval/benchTrain.js';
+import { positiveInt } from './inputs.js';
+
+export interface BenchTrainOptions {
+  backend?: string;
+  preset: string;
+  data?: string;
+  steps: string;
+  batch: string;
+  seed: string;
+  json?: boolean;
+}
+
+export async function benchTrainCommand(o: BenchTrainOptions): Promise<number> {
+  const backend = await initEngine(o);
+  const config = presetConfig(o.preset);
+  const steps = positiveInt('steps', o.steps) ?? 0;
+  const batch = positiveInt('batch', o.batch) ?? 0;
+  const seed = positiveInt('seed', o.seed) ?? 0;
+  if (steps < 1) throw new UserError('--steps must be at least 1');
+  if (batch < 1) throw new UserError('--batch must be at least 1');
+  if (o.data && !fs.existsSync(path.join(o.data, 'images'))) throw new UserError(`${o.data}: expected a data folder with images/ and annotations/ shard sets (e.g. from "ps3 data synth")`);
+  const S = config.vision.scales[config.vision.scales.length - 1]!;
+  const tmp = o.data ? null : fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-bench-train-'));
+  try {
+    let dir = o.data ?? tmp!;
+    if (tmp) {
+      // as many scenes as one batch: the stream loops over them, each sample re-cropped
+      await writeSynthDataset({ out: tmp, count: batch, width: S, height: S, seed, perShard: batch, format: 'png' });
+      await writeWordTokenizer(path.join(tmp, 'tokenizer'), synthVocabulary(), { contextLength: config.text.contextLength });
+      dir = tmp;
+    }
+    const tokenizerDir = fs.existsSync(path.join(dir, 'tokenizer', 'tokenizer.json')) ? path.join(dir, 'tokenizer') : null;
+    if (!tokenizerDir) throw new UserError(`${dir}: no tokenizer/tokenizer.json`);
+    const tokenizer = await loadTokenizer(tokenizerDir, { contextLength: config.text.contextLength, clean: config.text.tokenizerClean, padId: config.text.padId });
+    const model = randomModel(config, seed);
+    const r = await benchTrain(model, { images: path.join(dir, 'images'), annotations: path.join(dir, 'annotations') }, tokenizer, {
+      steps,
+      batch,
+      seed,
+      onStep: (done) => {
+        if (!o.json) process.stderr.write(`step ${done}${done === 0 ? ' (warm-up)' : ''} done\n`);
+      },
+    });
+    model.weights.dispose();
+    const report = { preset: o.preset, backend, data: o.data ?? 'synthetic (made for this run)', ...r };
+    if (o.json) {
+      process.stdout.write(`${JSON.stringify(report)}\n`);
+      return 0;
+    }
+    const p = r.ms_per_step;
+    const f = (x: number): string => x.toFixed(0);
+    process.stdout.write(
+      `${o.preset} at ${r.resolution}px, batch ${batch}, ${steps} timed step(s): ${r.samples_per_s.toFixed(3)} samples/s (${r.samples_per_s_model_only.toFixed(3)} with data overlapped), ${r.gflops.toFixed(1)} GFLOP/s\n` +
+        `per step, ms: data ${f(p.data)}, resizes ${f(p.resizes)}, forward ${f(p.forward)}, backward ${f(p.backward)}, optimizer ${f(p.optimizer)}; peak RSS ${f(r.rss_peak_mb)} MB\n`,
+    );
+    return 0;
+  } finally {
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}

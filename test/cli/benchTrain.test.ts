@@ -1,0 +1,54 @@
+/**
+ * `ps3 bench train` end to end on the micro preset: one JSON line with every phase of a step
+ * timed, shares that add up to the whole step, throughput and a finite loss per step; bad
+ * options are one-line user errors (exit 2).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const cli = path.join('dist', 'src', 'cli', 'main.js');
+
+function ps3(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(process.execPath, [cli, 'bench', 'train', ...args], { cwd: root, encoding: 'utf8', timeout: 240_000 });
+}
+
+test('bench train times every phase of a step on synthetic data made for the run', () => {
+  const r = ps3(['--preset', 'micro', '--steps', '1', '--batch', '2', '--json']);
+  assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+  const report = JSON.parse(r.stdout.trim()) as {
+    preset: string; batch: number; steps: number; resolution: number; samples_per_s: number; samples_per_s_model_only: number; gflops: number; losses: number[];
+    ms_per_step: Record<string, number>; share: Record<string, number>;
+  };
+  assert.equal(report.preset, 'micro');
+  assert.equal(report.batch, 2);
+  assert.equal(report.steps, 1);
+  assert.deepEqual(Object.keys(report.ms_per_step).sort(), ['backward', 'data', 'forward', 'optimizer', 'resizes']);
+  for (const [phase, ms] of Object.entries(report.ms_per_step)) assert.ok(Number.isFinite(ms) && ms >= 0, `${phase}: ${ms}`);
+  assert.ok(report.ms_per_step['forward']! > 0 && report.ms_per_step['data']! > 0);
+  const shares = Object.values(report.share).reduce((a, c) => a + c, 0);
+  assert.ok(Math.abs(shares - 1) < 1e-9, `shares add up to ${shares}`);
+  const stepMs = Object.values(report.ms_per_step).reduce((a, c) => a + c, 0);
+  assert.ok(Math.abs(report.samples_per_s - 2 / (stepMs / 1000)) < 1e-6 * report.samples_per_s);
+  assert.ok(report.samples_per_s_model_only >= report.samples_per_s);
+  assert.ok(report.gflops > 0);
+  assert.equal(report.losses.length, 2); // the warm-up step and the timed one
+  assert.ok(report.losses.every(Number.isFinite));
+});
+
+for (const [args, message] of [
+  [['--preset', 'micro', '--steps', '0'], /--steps must be at least 1/],
+  [['--preset', 'nope'], /nope/],
+  [['--preset', 'micro', '--data', '/no/such/folder'], /\/no\/such\/folder: expected a data folder/],
+] as const) {
+  test(`bench train ${args.join(' ')}: exit 2, one line`, () => {
+    const r = ps3([...args]);
+    assert.equal(r.status, 2, `exit ${r.status}\n${r.stderr}`);
+    const lines = r.stderr.split('\n').filter((l) => l.length > 0);
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, message);
+  });
+}
