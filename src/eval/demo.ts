@@ -59,11 +59,11 @@ export interface DemoOptions {
 export const DEFAULT_DEMO: Omit<DemoOptions, 'out' | 'sampleImage' | 'model' | 'preset' | 'command'> = {
   quick: false,
   prompt: 'a small red sign',
-  trainImages: 48,
-  trainMinutes: 3,
+  trainImages: 24,
+  trainMinutes: 2,
   batch: 3,
   questions: 8,
-  retrievalTriples: 16,
+  retrievalTriples: 8,
   selectionScenes: 8,
   candidates: 8,
   costResolutions: [756, 1512, 3780, 7560],
@@ -178,12 +178,14 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
   const model = loadModel(modelDir);
   const tokenizer = await loadTokenizer(modelDir, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
   const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
+  // held-out scenes are drawn at 4K, or 1512 at least: a smaller model squashes them to its top scale
+  const sceneSize = Math.max(S, 1512);
   const pictures: string[] = [];
 
   let selection: SelectionRecallReport | undefined;
   await timed('selection', async () => {
     log('selection', `where ${modelDir} looks on ${o.selectionScenes} held-out scenes at ${S} px (top-down with each region's caption, bottom-up, random)`);
-    const images = synthRetrievalImages(HELDOUT_SEED_BASE + o.seed + 3, o.selectionScenes, S, S);
+    const images = synthRetrievalImages(HELDOUT_SEED_BASE + o.seed + 3, o.selectionScenes, sceneSize, S);
     const { report, examples } = await evaluateSelection(model, tokenizer, images, { looks: 1, examples: 4 });
     selection = report;
     const file = path.join(o.out, 'selection-examples.png');
@@ -195,7 +197,7 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
   const qaReports: QaReport[] = [];
   await timed('qa', async () => {
     fs.rmSync(benchDir, { recursive: true, force: true });
-    const summary = await makeBenchmark({ out: benchDir, count: o.questions, size: S, seed: HELDOUT_SEED_BASE + o.seed + 1 });
+    const summary = await makeBenchmark({ out: benchDir, count: o.questions, size: sceneSize, seed: HELDOUT_SEED_BASE + o.seed + 1 });
     const items = loadBenchmark(summary.file);
     for (const method of METHODS) {
       log('qa', `${method} on ${items.length} 4KPro-lite questions`);
@@ -205,7 +207,7 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
 
   const retrievalReports: RetrievalReport[] = [];
   await timed('retrieval', async () => {
-    const images = synthRetrievalImages(HELDOUT_SEED_BASE + o.seed + 2, Math.max(2, Math.ceil(o.retrievalTriples / 2)), S, S);
+    const images = synthRetrievalImages(HELDOUT_SEED_BASE + o.seed + 2, Math.max(3, Math.ceil(o.retrievalTriples / 2)), sceneSize, S);
     const tasks = retrievalTasks(images, { count: o.retrievalTriples, candidates: o.candidates, seed: o.seed });
     for (const method of ['ps3', 'lowres'] as const) {
       log('retrieval', `${method} on ${tasks.length} held-out (image, box, caption) triples, ${o.candidates} candidates`);

@@ -97,5 +97,5 @@ test('a model too big for the WASM engine is refused before loading, with the me
   config['text_config']!['prompt_proj_dim'] = 4096;
   config['text_config']!['output_dim'] = 4096;
   fs.writeFileSync(path.join(big, 'config.json'), JSON.stringify(config));
-  refused(['encode', image, '--model', big, '--out', path.join(tmp, 'big-out')], /weights need \d+\.\d GiB .* than the WASM engine's 4 GiB heap/, [path.join(tmp, 'big-out')]);
+  refused(['encode', image, '--model', big, '--out', path.join(tmp, 'big-out')], /does not fit TensorFlow.js's 4\.0 GiB WASM heap .*: it needs about \d+\.\d GiB/, [path.join(tmp, 'big-out')]);
 });

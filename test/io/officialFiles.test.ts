@@ -77,8 +77,8 @@ test('config.json sets every field of the official vision and text configs, to t
   assert.equal(t.layers, 2);
   assert.equal(t.heads, 4);
   assert.equal(t.vocab_size, 4096);
-  assert.equal(t.pool_type, 'last');
-  assert.equal(t.no_causal_mask, true);
+  assert.equal(t.pool_type, 'argmax');
+  assert.equal(t.no_causal_mask, false);
   assert.equal(t.proj_bias, true);
   assert.deepEqual(t.norm_kwargs, { eps: 1e-6 });
   assert.deepEqual(t.act_kwargs, {});
