@@ -44,9 +44,10 @@ export async function serveCommand(o: ServeCliOptions): Promise<number> {
     throw new UserError(`cannot listen on ${o.host}:${port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
   process.stdout.write(`ps3 serve: listening on ${address} (model: ${encoder.model.source})\n`);
+  // the handlers stay while the server drains: a repeated SIGTERM must not end it with requests in flight
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
+    process.on('SIGTERM', () => resolve('SIGTERM'));
+    process.on('SIGINT', () => resolve('SIGINT'));
   });
   process.stdout.write(`ps3 serve: ${signal}: finishing ${stats.accepted - stats.answered - stats.abandoned} accepted request(s), refusing new ones\n`);
   await app.close();

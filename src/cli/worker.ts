@@ -27,8 +27,9 @@ export async function workerCommand(o: WorkerCliOptions): Promise<number> {
   const worker = await startBatchWorker({ redis: o.redis, queue: o.queue ?? DEFAULT_QUEUE, concurrency, lockMs, maxPixels, ...(o.backend ? { backend: o.backend } : {}), ...(o.trunk ? { trunk: o.trunk } : {}), log });
   log(`taking jobs from "${o.queue}" at ${o.redis}`);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
+    // kept while the worker finishes its job: a repeated SIGTERM must not cut the job short
+    process.on('SIGTERM', () => resolve('SIGTERM'));
+    process.on('SIGINT', () => resolve('SIGINT'));
   });
   log(`${signal}: finishing the job in hand`);
   await worker.close();
