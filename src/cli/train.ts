@@ -3,6 +3,7 @@
  * options validated once here, then the run with a progress bar (step, loss, samples/s, ETA).
  */
 import { z } from 'zod';
+import { num } from './zodArgs.js';
 import { initEngine } from '../tensor/engine.js';
 import { resolveModelSpec } from './inputs.js';
 import { UserError } from '../errors.js';
@@ -11,15 +12,6 @@ import { progressBar, type Progress } from './progress.js';
 import { validate } from '../eval/validation.js';
 import { outputFolder } from './inputs.js';
 
-const num = (name: string) =>
-  z.string().transform((s, ctx) => {
-    const n = Number(s);
-    if (s.trim() === '' || !Number.isFinite(n)) {
-      ctx.addIssue({ code: 'custom', message: `--${name} must be a number, got "${s}"` });
-      return z.NEVER;
-    }
-    return n;
-  });
 
 const schema = z
   .object({

@@ -4,21 +4,13 @@
  * (seeds below the held-out base) with PS3 frozen; see src/mllm/train.ts.
  */
 import { z } from 'zod';
+import { num } from './zodArgs.js';
 import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import { ENCODE_METHODS } from '../eval/baselines.js';
 import { trainVilaHd, type TrainVilaOptions } from '../mllm/train.js';
 import { progressBar, type Progress } from './progress.js';
 
-const num = (name: string) =>
-  z.string().transform((s, ctx) => {
-    const n = Number(s);
-    if (s.trim() === '' || !Number.isFinite(n)) {
-      ctx.addIssue({ code: 'custom', message: `--${name} must be a number, got "${s}"` });
-      return z.NEVER;
-    }
-    return n;
-  });
 const int = (name: string) => num(name).pipe(z.number().int(`--${name} must be an integer`));
 
 const schema = z.object({

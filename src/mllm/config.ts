@@ -17,6 +17,7 @@
 import fs from 'node:fs';
 import { z } from 'zod';
 import { UserError } from '../errors.js';
+import { readJsonFile } from '../io/jsonFile.js';
 import { ENCODE_METHODS, type EncodeMethod } from '../eval/baselines.js';
 
 const lmSchema = z.object({
@@ -90,19 +91,7 @@ export function parseVilaConfig(json: unknown, where: string): VilaConfig {
 }
 
 export function readVilaConfig(file: string): VilaConfig {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  return parseVilaConfig(json, file);
+  return parseVilaConfig(readJsonFile(file), file);
 }
 
 /** Whether a folder's config.json says it is a VILA-HD model (not a PS3 one). */

@@ -12,6 +12,7 @@ import { parseConfig, type PS3Config } from '../io/config.js';
 import { openSafetensors, type HeaderEntry, type NamedArray } from '../io/safetensors.js';
 import { readPreprocessor, type ImageProcessorConfig } from '../io/preprocessor.js';
 import { UserError } from '../errors.js';
+import { readJsonFile } from '../io/jsonFile.js';
 import { tf, WASM_HEAP_BYTES } from '../tensor/engine.js';
 import { paramTable, textParams, visionParams, WRAPPER_KEYS, type ParamTable } from './params.js';
 import { checkAndLoad, randomWeights, type Weights } from './weights.js';
@@ -36,19 +37,7 @@ export function imageProcessor(model: PS3Model): ImageProcessorConfig {
 export type ModelParts = 'all' | 'vision' | 'text';
 
 export function readConfigFile(file: string): PS3Config {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`${file}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  return parseConfig(json, file);
+  return parseConfig(readJsonFile(file), file);
 }
 
 function tableFor(config: PS3Config, parts: ModelParts): { table: ParamTable; extra: ParamTable } {
