@@ -41,6 +41,7 @@ const schema = z
       }
       return { contrastive: parts[0]!, priorBox: parts[1]!, posteriorBox: parts[2]! };
     }),
+    boxLoss: z.enum(['bce', 'balanced'], { message: '--box-loss must be bce or balanced' }),
     logitBias: num('logit-bias').optional(),
     evalEvery: num('eval-every').pipe(z.number().int('--eval-every must be an integer').nonnegative('--eval-every must be >= 0 (0 = never)')),
     // retrieval's 7 distractors come from the other scenes' captions (4 to 8 each): 3 scenes at least
@@ -73,7 +74,7 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
     clip: o.clip,
     freeze: o.freeze,
     adamw: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: o.weightDecay },
-    lossWeights: o.lossWeights,
+    lossWeights: { ...o.lossWeights, box: o.boxLoss },
     seed: o.seed,
     saveEvery: o.saveEvery,
     maxSeconds: o.maxMinutes * 60,

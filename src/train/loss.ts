@@ -36,11 +36,19 @@ export function boxTargets(gtAtScale: readonly Float32Array[]): Float32Array[] {
 }
 
 /**
+ * `bce`: the reference's mean over every patch. `balanced`: the mean over the box's patches and
+ * the mean over the rest, averaged — a box of one or two patches among hundreds otherwise leaves
+ * "select nothing" within a hair of the optimum, and the selector (and the prompts that drive it)
+ * learn nothing about which object a caption names.
+ */
+export type BoxLossKind = 'bce' | 'balanced';
+
+/**
  * Box supervision: per scale, the mean binary cross-entropy (log clamped at -100, as PyTorch's)
  * over the local-caption rows' patches, averaged over scales. Rows with a global caption carry
  * no box and are left out; with none left the term is 0.
  */
-export function boxLoss(probs: readonly tf.Tensor[], targets: readonly Float32Array[], isGlobalText: ArrayLike<number>): tf.Tensor {
+export function boxLoss(probs: readonly tf.Tensor[], targets: readonly Float32Array[], isGlobalText: ArrayLike<number>, kind: BoxLossKind = 'bce'): tf.Tensor {
   return tf.tidy(() => {
     const B = isGlobalText.length;
     const local = Array.from({ length: B }, (_, b): number => (isGlobalText[b]! > 0 ? 0 : 1));
@@ -54,6 +62,13 @@ export function boxLoss(probs: readonly tf.Tensor[], targets: readonly Float32Ar
       const t = tf.tensor(targets[i]!, p.shape);
       const logP = tf.maximum(tf.log(p), -100);
       const log1mP = tf.maximum(tf.log(tf.sub(1, p)), -100);
+      if (kind === 'balanced') {
+        const inBox = tf.sum(t, [1, 2]); // [B]
+        const outBox = tf.sub(gh * gw, inBox);
+        const pos = tf.div(tf.neg(tf.sum(tf.mul(t, logP), [1, 2])), tf.maximum(inBox, 1));
+        const neg = tf.div(tf.neg(tf.sum(tf.mul(tf.sub(1, t), log1mP), [1, 2])), tf.maximum(outBox, 1));
+        return tf.div(tf.sum(tf.mul(tf.mul(tf.add(pos, neg), 0.5), rowWeight)), nLocal);
+      }
       const bce = tf.neg(tf.add(tf.mul(t, logP), tf.mul(tf.sub(1, t), log1mP))); // [B, gh, gw]
       return tf.div(tf.sum(tf.mul(tf.sum(bce, [1, 2]), rowWeight)), nLocal * gh * gw);
     });

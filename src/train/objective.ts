@@ -11,7 +11,7 @@ import { l2Normalize } from '../model/layers.js';
 import { encodePretrain, pretrainSelection } from '../model/pretrain.js';
 import { encodeText } from '../model/text.js';
 import { Weights } from '../model/weights.js';
-import { boxLoss, boxTargets, siglipLoss } from './loss.js';
+import { boxLoss, boxTargets, siglipLoss, type BoxLossKind } from './loss.js';
 
 /** A pre-training batch: images, caption token ids [B, N], box maps [B, H, W], global-caption flags [B]. */
 export interface PretrainBatch {
@@ -25,6 +25,8 @@ export interface LossWeights {
   readonly contrastive: number;
   readonly priorBox: number;
   readonly posteriorBox: number;
+  /** how the box terms weigh the box's patches against the rest (default `bce`, the reference's) */
+  readonly box?: BoxLossKind;
 }
 
 export const DEFAULT_LOSS_WEIGHTS: LossWeights = { contrastive: 1, priorBox: 1, posteriorBox: 1 };
@@ -56,8 +58,8 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
   const bias = w.has('logit_bias') ? w.get('logit_bias') : tf.scalar(config.initLogitBias);
   const { loss: contrastive, logits } = siglipLoss(imageFeatures, textFeatures, scale, bias);
   const targets = boxTargets(vision.gtAtScale);
-  const priorBox = boxLoss(vision.bottomupSelectionProbs, targets, batch.isGlobalText);
-  const posteriorBox = boxLoss(vision.topdownSelectionProbs, targets, batch.isGlobalText);
+  const priorBox = boxLoss(vision.bottomupSelectionProbs, targets, batch.isGlobalText, weights.box);
+  const posteriorBox = boxLoss(vision.topdownSelectionProbs, targets, batch.isGlobalText, weights.box);
   const total = tf.addN([tf.mul(contrastive, weights.contrastive), tf.mul(priorBox, weights.priorBox), tf.mul(posteriorBox, weights.posteriorBox)]);
   return {
     total,
@@ -85,8 +87,8 @@ function selectionObjective(w: Weights, config: PS3Config, batch: PretrainBatch,
   const B = batch.pixels.batch;
   const vision = pretrainSelection(w, config.vision, batch.pixels, prompt, batch.gtSelectionMaps);
   const targets = boxTargets(vision.gtAtScale);
-  const priorBox = boxLoss(vision.bottomupSelectionProbs, targets, batch.isGlobalText);
-  const posteriorBox = boxLoss(vision.topdownSelectionProbs, targets, batch.isGlobalText);
+  const priorBox = boxLoss(vision.bottomupSelectionProbs, targets, batch.isGlobalText, weights.box);
+  const posteriorBox = boxLoss(vision.topdownSelectionProbs, targets, batch.isGlobalText, weights.box);
   const zero = tf.zeros([B, config.vision.trunk.width]);
   return {
     total: tf.addN([tf.mul(priorBox, weights.priorBox), tf.mul(posteriorBox, weights.posteriorBox)]),
