@@ -39,7 +39,7 @@ import { randomWeights } from '../model/weights.js';
 import { boxToGtMap } from '../train/samples.js';
 import { resolveTrunkEngine, useTrunkEngine } from '../engine/trunkEngine.js';
 import { lossAndGrads } from '../train/objective.js';
-import { convnetFlops, embedFlops, selectionFlops, trunkFlops } from './flops.js';
+import { convnetFlops, embedFlops, selectionFlops, trunkFlops } from '../model/flops.js';
 import { anyresGrid, encodeWith, estimatePeakBytes, isOutOfMemory, lowResTokenCount, ps3Plan, s2Grids, WASM_HEAP_BYTES, type EncodeMethod } from './baselines.js';
 import { median } from './qa/evaluate.js';
 import { HELDOUT_SEED_BASE } from './qa/generate.js';
