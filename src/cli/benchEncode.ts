@@ -15,7 +15,7 @@ import { randomWeights } from '../model/weights.js';
 import type { LookCount } from '../model/selection.js';
 import type { OnnxTrunk } from '../engine/onnx/onnxTrunk.js';
 import { benchEncode, rssPeakMb } from '../eval/bench.js';
-import { s2Flops } from '../eval/flops.js';
+import { s2Flops } from '../model/flops.js';
 import { resolveTrunkEngine, useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
 import { checkHeapFits } from '../engine/capacity.js';
 import { SAMPLE_IMAGE } from './demo.js';

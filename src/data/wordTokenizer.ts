@@ -15,7 +15,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { canonicalize } from '../io/tokenizer.js';
 import { GLYPH_CHARS } from './glyphs.js';
-import { CAPTION_GRAMMAR } from './synth.js';
+import { CAPTION_GRAMMAR } from './scene/grammar.js';
 
 export const PAD_TOKEN = '[PAD]';
 export const UNK_TOKEN = '[UNK]';

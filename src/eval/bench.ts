@@ -9,7 +9,7 @@ import { encodeImage, type StageTimings } from '../model/encoder.js';
 import type { PS3Model } from '../model/load.js';
 import type { LookCount } from '../model/selection.js';
 import type { TrunkRunner } from '../model/vit.js';
-import { convnetFlops, embedFlops, selectionFlops, trunkFlops } from './flops.js';
+import { convnetFlops, embedFlops, selectionFlops, trunkFlops } from '../model/flops.js';
 
 export interface EncodeBench {
   readonly preset: string;

@@ -7,7 +7,7 @@ import { Tensor } from 'onnxruntime-node';
 import type { OnnxTrunk } from '../engine/onnx/onnxTrunk.js';
 import type { VisionConfig } from '../io/config.js';
 import { Rng } from '../rng.js';
-import { trunkFlops } from './flops.js';
+import { trunkFlops } from '../model/flops.js';
 
 export interface DenseBench {
   readonly tokens: number;

@@ -11,7 +11,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
-import { COLOURS, SHAPES } from '../data/synth.js';
+import { COLOURS } from '../data/scene/colours.js';
+import { SHAPES } from '../data/scene/shapes.js';
 import { EOS_TOKEN, PAD_TOKEN, SPECIAL_TOKENS, UNK_TOKEN, synthVocabulary, wordPieces, writeWordTokenizer } from '../data/wordTokenizer.js';
 
 /** Words of the question templates (src/eval/qa/generate.ts) and of the prompt template. */

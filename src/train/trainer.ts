@@ -7,7 +7,7 @@
 import { tf } from '../tensor/engine.js';
 import type { TextTokenizer } from '../io/tokenizer.js';
 import type { PS3Model } from '../model/load.js';
-import { trunkFlops, convnetFlops, embedFlops, selectionFlops } from '../eval/flops.js';
+import { trunkFlops, convnetFlops, embedFlops, selectionFlops } from '../model/flops.js';
 import { AdamW, clipGradients, type AdamWOptions } from './optimizer.js';
 import { learningRate } from './schedule.js';
 import { lossAndGrads, type LossWeights, type PretrainBatch } from './objective.js';

@@ -1,12 +1,16 @@
 /**
- * Tests for src/data/synth.ts scenes: deterministic, boxes inside the image and tight around the
- * pixels of the objects they name, and captions that are true of those objects.
+ * Tests for the synthetic scenes (src/data/scene/): deterministic, boxes inside the image and tight
+ * around the pixels of the objects they name, and captions that are true of those objects.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { Rng } from '../../src/rng.js';
-import { COLOURS, renderScene, sceneAnnotation, sceneRng, SHAPES, type Scene, type SceneObject } from '../../src/data/synth.js';
+import { COLOURS } from '../../src/data/scene/colours.js';
+import { renderScene } from '../../src/data/scene/render.js';
+import { SHAPES } from '../../src/data/scene/shapes.js';
+import type { Scene, SceneObject } from '../../src/data/scene/types.js';
+import { sceneAnnotation, sceneRng } from '../../src/data/synth.js';
 import type { Box } from '../../src/data/draw.js';
 
 const SIZE = { width: 512, height: 384 };

@@ -8,7 +8,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTokenizer } from '../../src/io/tokenizer.js';
-import { renderScene, sceneRng } from '../../src/data/synth.js';
+import { renderScene } from '../../src/data/scene/render.js';
+import { sceneRng } from '../../src/data/synth.js';
 import { synthVocabulary, wordPieces, writeWordTokenizer } from '../../src/data/wordTokenizer.js';
 
 const CONTEXT = 24;

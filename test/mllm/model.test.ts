@@ -12,7 +12,8 @@ import { LmTokenizer, lmVocabulary, questionText } from '../../src/mllm/tokenize
 import { buildCache, cacheDir, CacheReader } from '../../src/mllm/trainData.js';
 import { batchLossAndGrads } from '../../src/mllm/objective.js';
 import { SPECIAL_TOKENS } from '../../src/data/wordTokenizer.js';
-import { renderScene, sceneRng } from '../../src/data/synth.js';
+import { renderScene } from '../../src/data/scene/render.js';
+import { sceneRng } from '../../src/data/synth.js';
 import { questionRng, sceneQuestions } from '../../src/eval/qa/generate.js';
 import { loadModel } from '../../src/model/load.js';
 import { writeSafetensors, readSafetensors } from '../../src/io/safetensors.js';

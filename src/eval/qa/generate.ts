@@ -1,5 +1,5 @@
 /**
- * 4KPro-lite: multiple-choice questions over synthetic 4K scenes (src/data/synth.ts) whose answers
+ * 4KPro-lite: multiple-choice questions over synthetic 4K scenes (src/data/scene/) whose answers
  * need 4K perception — the deciding detail (a sign's characters, a shape's label, the shapes of
  * tiny objects) is a few pixels or less once the image is squashed to the low-res scale (378 px).
  *
@@ -29,10 +29,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../../errors.js';
 import { Rng } from '../../rng.js';
-import {
-  COLOURS, SHAPES, SYNTH_VERSION, encodeImage as encodeSceneImage, renderScene, sceneRng,
-  type Scene, type SceneObject, type ShapeObject, type SignObject,
-} from '../../data/synth.js';
+import { union } from '../../data/scene/boxes.js';
+import { DIGITS, kindOf, LETTERS, SIMILAR_CHARS } from '../../data/scene/characters.js';
+import { COLOURS } from '../../data/scene/colours.js';
+import { NUMBER_WORDS } from '../../data/scene/grammar.js';
+import { renderScene } from '../../data/scene/render.js';
+import { LABELLED_SHAPES, PLURAL, SHAPES } from '../../data/scene/shapes.js';
+import type { Scene, SceneObject, ShapeObject, SignObject } from '../../data/scene/types.js';
+import { SYNTH_VERSION, encodeImage as encodeSceneImage, sceneRng } from '../../data/synth.js';
 import { formatBenchItem, type BenchItemJson } from './format.js';
 
 /** Scenes with seeds from here up are held out from training. */
@@ -48,8 +52,6 @@ export const MAX_DETAIL_PX = {
   shape: 5,
 } as const;
 
-type Box = readonly [number, number, number, number];
-
 export interface QuestionDraft {
   readonly category: QaCategory;
   readonly question: string;
@@ -60,34 +62,9 @@ export interface QuestionDraft {
   readonly evidence: { object_ids: number[]; box: [number, number, number, number]; detail_px_at_lowres: number; lowres: number };
 }
 
-const NUMBER_WORDS = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine'];
-const DIGITS = '0123456789';
-const LETTERS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
-/** Shapes with room for a label (synth.ts draws none on a ring). */
-const LABELLED_SHAPES = SHAPES.filter((s) => s !== 'ring');
-/** Characters that differ in a few font cells (the same pairs synth.ts uses for look-alikes). */
-const CONFUSABLE: Readonly<Record<string, string>> = {
-  '0': 'OQD', O: '0QC', Q: 'O0', D: '0O', '1': 'I7', I: '1T', '7': '1T', T: '7I', '5': 'S6', S: '58',
-  '8': 'B3', B: '8R', '2': 'Z', Z: '2', '6': 'G5', G: 'C6', C: 'G', E: 'F', F: 'EP', P: 'RF', R: 'PB',
-  M: 'NW', N: 'MH', H: 'N', U: 'V', V: 'UY', W: 'M', K: 'X', X: 'KY', Y: 'V', '3': '8', '4': 'A', A: '4',
-  '9': 'G', J: 'U', L: 'E',
-};
-
-function plural(shape: string): string {
-  return shape === 'cross' ? 'crosses' : `${shape}s`;
-}
-
-function kindOf(ch: string): 'digit' | 'letter' {
-  return DIGITS.includes(ch) ? 'digit' : 'letter';
-}
-
 /** "a" before a vowel becomes "an", as the caption grammar writes it. */
 function withArticles(text: string): string {
   return text.replace(/\ba (?=[aeiou])/g, 'an ');
-}
-
-function unionBox(boxes: readonly Box[]): [number, number, number, number] {
-  return boxes.reduce<[number, number, number, number]>((u, b) => [Math.min(u[0], b[0]), Math.min(u[1], b[1]), Math.max(u[2], b[2]), Math.max(u[3], b[3])], [Infinity, Infinity, -Infinity, -Infinity]);
 }
 
 /** The named colours nearest to `name` in RGB, nearest first. */
@@ -105,7 +82,7 @@ export function confusableCodes(code: string, rng: Rng): string[] {
   for (let i = 0; i < code.length; i++) {
     const ch = code[i]!;
     const pool = DIGITS.includes(ch) ? DIGITS : LETTERS;
-    const similar = [...(CONFUSABLE[ch] ?? '')].filter((c) => pool.includes(c));
+    const similar = [...(SIMILAR_CHARS[ch] ?? '')].filter((c) => pool.includes(c));
     for (const c of similar) near.push(code.slice(0, i) + c + code.slice(i + 1));
     for (const c of pool) if (c !== ch && !similar.includes(c)) far.push(code.slice(0, i) + c + code.slice(i + 1));
   }
@@ -117,7 +94,7 @@ function signGlyphPx(s: SignObject): number {
   return (s.box[3] - s.box[1]) / 1.7;
 }
 
-/** A shape's label height in pixels: at most half the shape (synth.ts LABEL_FIT). */
+/** A shape's label height in pixels: at most half the shape (scene/shapes.ts LABEL_FIT). */
 function labelGlyphPx(s: ShapeObject): number {
   return 0.5 * s.size;
 }
@@ -129,7 +106,7 @@ function shuffled(rng: Rng, truth: string, distractors: readonly string[], state
 }
 
 function evidence(objects: readonly SceneObject[], detailPx: number, lowres: number): QuestionDraft['evidence'] {
-  return { object_ids: objects.map((o) => o.id), box: unionBox(objects.map((o) => o.box)), detail_px_at_lowres: Math.round(detailPx * 100) / 100, lowres };
+  return { object_ids: objects.map((o) => o.id), box: union(objects.map((o) => o.box)), detail_px_at_lowres: Math.round(detailPx * 100) / 100, lowres };
 }
 
 function signReading(scene: Scene, rng: Rng, k: number, lowres: number): QuestionDraft | null {
@@ -184,12 +161,12 @@ function counting(scene: Scene, rng: Rng, k: number, lowres: number): QuestionDr
   const distractors = window.slice(0, 3).map(String);
   const statementOf = (c: string): string => {
     const count = Number(c);
-    return count === 1 ? `there is one ${colour} ${shape}` : `there are ${NUMBER_WORDS[count]} ${colour} ${plural(shape)}`;
+    return count === 1 ? `there is one ${colour} ${shape}` : `there are ${NUMBER_WORDS[count]} ${colour} ${PLURAL[shape]}`;
   };
   const { options, answer, statements } = shuffled(rng, String(n), distractors, statementOf);
   return {
-    category: 'counting', question: `How many ${colour} ${plural(shape)} are there in the image?`, options, answer, statements,
-    prompt: `${colour} ${plural(shape)}`, evidence: evidence(members, Math.max(...members.map((s) => s.size)) * k, lowres),
+    category: 'counting', question: `How many ${colour} ${PLURAL[shape]} are there in the image?`, options, answer, statements,
+    prompt: `${colour} ${PLURAL[shape]}`, evidence: evidence(members, Math.max(...members.map((s) => s.size)) * k, lowres),
   };
 }
 

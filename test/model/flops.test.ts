@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { presetConfig } from '../../src/model/presets.js';
-import { embedFlops, s2Flops, trunkFlops } from '../../src/eval/flops.js';
+import { embedFlops, s2Flops, trunkFlops } from '../../src/model/flops.js';
 import type { VisionConfig } from '../../src/io/config.js';
 
 // width 4, 2 blocks, MLP 8 wide, patches of 2, low-res 4 px (4 patches), scales 4 and 8
