@@ -27,7 +27,13 @@ export interface SampleSource {
   next(): Promise<TrainSample>;
 }
 
-export type FreezeGroup = 'none' | 'text' | 'all-but-selection';
+/**
+ * `prompts`: the text tower and the prompt projection stay as they are, so every caption keeps
+ * the prompt it has (at random init, distinct ones); only the image side learns to meet them.
+ * Trained jointly from scratch, prompts and selection features tend to settle on one shared
+ * "any object" direction, after which neither side's gradient tells captions apart.
+ */
+export type FreezeGroup = 'none' | 'text' | 'prompts' | 'all-but-selection';
 
 export interface TrainLoopOptions {
   readonly steps: number;
@@ -68,6 +74,7 @@ const SELECTION_MODULES = ['vision_model.selection_feature_proj.', 'vision_model
 export function trainableKeys(keys: Iterable<string>, freeze: FreezeGroup): string[] {
   const all = [...keys];
   if (freeze === 'text') return all.filter((k) => !k.startsWith('text_model.'));
+  if (freeze === 'prompts') return all.filter((k) => !k.startsWith('text_model.') && !k.startsWith('prompt_proj.'));
   if (freeze === 'all-but-selection') return all.filter((k) => SELECTION_MODULES.some((m) => k.startsWith(m)));
   return all;
 }

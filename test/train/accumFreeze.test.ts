@@ -71,7 +71,7 @@ test('accumulating 2 micro-batches of 1 equals one batch of 2 (loss and gradient
   assert.ok(!close(single.grad_norm, big.grad_norm), `gradient norm of one sample ${single.grad_norm} equals the batch's`);
 });
 
-test('--freeze text and all-but-selection: frozen weights stay, the others move', async () => {
+test('--freeze text, prompts and all-but-selection: frozen weights stay, the others move', async () => {
   const changed = async (freeze: FreezeGroup): Promise<{ moved: string[]; still: string[] }> => {
     const model = randomModel(config, 6);
     const before = new Map([...model.weights.entries()].map(([k, t]) => [k, t.dataSync().slice()]));
@@ -91,6 +91,9 @@ test('--freeze text and all-but-selection: frozen weights stay, the others move'
   assert.ok(text.moved.length > 0);
   assert.deepEqual(text.moved.filter((k) => k.startsWith('text_model.')), []);
   assert.ok(text.moved.some((k) => k.startsWith('vision_model.')));
+  const prompts = await changed('prompts');
+  assert.deepEqual(prompts.moved.filter((k) => k.startsWith('text_model.') || k.startsWith('prompt_proj.')), []);
+  assert.ok(prompts.moved.some((k) => k.startsWith('vision_model.selection_feature_proj.')));
   const selection = await changed('all-but-selection');
   assert.ok(selection.moved.length > 0);
   const selectionModules = ['vision_model.selection_feature_proj.', 'vision_model.highres_selection_feature_module.', 'vision_model.prompt_proj_for_highres.'];
