@@ -81,7 +81,8 @@ export async function benchTrainCommand(o: BenchTrainOptions): Promise<number> {
         : `waiting for data ${f(p.data)}, gradient step ${f(p.backward)}, optimizer ${f(p.optimizer)}`;
     process.stdout.write(
       `${o.preset} at ${r.resolution}px, batch ${batch}, ${steps} timed step(s), loss weights ${w.contrastive},${w.priorBox},${w.posteriorBox}, ${how}: ${r.samples_per_s.toFixed(3)} samples/s (${r.samples_per_s_model_only.toFixed(3)} for the model's work alone), ${r.gflops.toFixed(1)} GFLOP/s, CPU ${f(r.cpu_ms_per_sample)} ms a sample\n` +
-        `per step, ms: ${split}; peak RSS ${f(r.rss_peak_mb)} MB\n`,
+        `per step, ms: ${split}; peak RSS ${f(r.rss_peak_mb)} MB\n` +
+        `CPU per step, ms: ${Object.entries(r.cpu_ms_per_step).map(([k, ms]) => `${k} ${f(ms)}`).join(', ')}\n`,
     );
     return 0;
   } finally {

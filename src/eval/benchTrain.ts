@@ -5,11 +5,11 @@
  * resize, normalise, box map, the encoder's resizes) come from the trainer's worker thread, two
  * ahead, while this thread runs the gradient step and the optimizer. Samples per second are then
  * the trainer's, and each step is split into
- *   data      waiting for the worker's samples (what the overlap does not hide)
+ *   data      waiting for the worker's samples (what the overlap does not hide), stacking the batch
  *   backward  the gradient step (forward with tape, checkpoint recomputes, backward)
  *   optimizer clipping and AdamW
  * With `phases`, everything runs in this thread, one phase after the other, so each is measured
- * alone: data (read .. box map), resizes (the encoder's other input sizes), forward (the objective
+ * alone: data (read .. box map, stacking the batch), resizes (the encoder's other input sizes), forward (the objective
  * without gradients: a separate, extra pass and the profile's only cost), backward (the gradient
  * step minus forward), optimizer. Samples per second then count data + resizes + gradient step +
  * optimizer, run one after the other.
@@ -46,6 +46,8 @@ export interface TrainBench {
   readonly loss_weights: LossWeights;
   /** per step, mean over the timed steps (the first step warms up and is not counted) */
   readonly ms_per_step: TrainPhases;
+  /** CPU ms of this process (every thread) per step and phase; pipelined, the worker's work lands in whichever phase it overlaps */
+  readonly cpu_ms_per_step: TrainPhases;
   readonly share: TrainPhases;
   readonly samples_per_s: number;
   /** samples/s of the model's work alone (gradient step and optimizer), as if data cost nothing */
@@ -88,6 +90,7 @@ export async function benchTrain(model: PS3Model, data: { images: string; annota
   }
   const optimizer = new AdamW();
   const total: TrainPhases = { data: 0, resizes: 0, forward: 0, backward: 0, optimizer: 0 };
+  const cpuTotal: TrainPhases = { data: 0, resizes: 0, forward: 0, backward: 0, optimizer: 0 };
   const losses: number[] = [];
   let cpuStart = process.cpuUsage();
   let wallStart = performance.now();
@@ -98,34 +101,49 @@ export async function benchTrain(model: PS3Model, data: { images: string; annota
         wallStart = performance.now();
       }
       const t: TrainPhases = { data: 0, resizes: 0, forward: 0, backward: 0, optimizer: 0 };
+      const c: TrainPhases = { data: 0, resizes: 0, forward: 0, backward: 0, optimizer: 0 };
       let t0 = performance.now();
+      let c0 = process.cpuUsage();
+      // wall and CPU ms since the last lap, into `phase`
+      const lap = (phase: keyof TrainPhases): void => {
+        const used = process.cpuUsage(c0);
+        t[phase] += performance.now() - t0;
+        c[phase] += (used.user + used.system) / 1000;
+        t0 = performance.now();
+        c0 = process.cpuUsage();
+      };
       const samples: TrainSample[] = [];
       for (let i = 0; i < options.batch; i++) samples.push(await source.next());
-      t.data = performance.now() - t0;
-      t0 = performance.now();
+      lap('data');
       const withResizes = phases ? samples.map((s) => ({ ...s, resized: new Map(sizes.map(([h, w]) => [`${h}x${w}`, resize(s.pixels, 3, S, S, h, w, 'bicubic', pool.float32(3 * h * w))])) })) : samples;
-      t.resizes = performance.now() - t0;
+      lap('resizes');
       const batch = collate(withResizes, S, tokenizer, pool);
       if (phases) withResizes.forEach((s) => pool.give(s.pixels, s.gt, ...s.resized!.values()));
       else source.recycle?.(samples);
+      // stacking the batch counts as data
+      lap('data');
       if (phases) {
-        t0 = performance.now();
         tf.tidy(() => {
           pretrainObjective(model.weights, model.config, batch, lossWeights).total.dataSync();
         });
-        t.forward = performance.now() - t0;
       }
-      t0 = performance.now();
+      lap('forward');
       const r = lossAndGrads(model.weights, model.config, batch, { lossWeights });
-      t.backward = performance.now() - t0 - t.forward;
-      t0 = performance.now();
+      lap('backward');
+      t.backward -= t.forward;
+      c.backward -= c.forward;
       clipGradients(r.grads, 1);
       optimizer.apply(model.weights, r.grads, 1e-4);
       tf.dispose([...r.grads.values()]);
-      t.optimizer = performance.now() - t0;
       releaseBatch(batch, pool);
+      lap('optimizer');
       losses.push(r.loss.total);
-      if (step > 0) for (const k of Object.keys(total) as Array<keyof TrainPhases>) total[k] += t[k] / options.steps;
+      if (step > 0) {
+        for (const k of Object.keys(total) as Array<keyof TrainPhases>) {
+          total[k] += t[k] / options.steps;
+          cpuTotal[k] += c[k] / options.steps;
+        }
+      }
       options.onStep?.(step);
     }
   } finally {
@@ -145,6 +163,7 @@ export async function benchTrain(model: PS3Model, data: { images: string; annota
     mode: phases ? 'phases' : 'pipelined',
     loss_weights: lossWeights,
     ms_per_step: total,
+    cpu_ms_per_step: cpuTotal,
     share,
     samples_per_s: options.batch / (stepMs / 1000),
     samples_per_s_model_only: options.batch / (modelMs / 1000),
