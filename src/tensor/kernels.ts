@@ -4,11 +4,15 @@
  * heap, which is exact and cheap at the sizes involved. `Slice` is replaced: the backend's own
  * copies the whole input out of the heap into a fresh array on every call (a head's slice of the
  * attention's queries copied all of them, per head and image), this one reads the heap in place.
+ * `Identity` is replaced too: the engine clones every tensor a recorded op saves for its gradient,
+ * and the backend's clone copied the data, where sharing it (as the cpu backend and the backend's
+ * own reshape do; tensors are immutable) costs nothing.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendName } from './engine.js';
 
 interface HeapBackend {
+  incRef(dataId: object): void;
   readSync(dataId: object): ArrayLike<number>;
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
@@ -64,6 +68,25 @@ export function sliceInto(
   }
 }
 
+let sharedIdentity = false;
+
+function registerSharedIdentity(): void {
+  const original = tf.getKernel('Identity', 'wasm');
+  if (!original || sharedIdentity) return;
+  sharedIdentity = true;
+  tf.unregisterKernel('Identity', 'wasm');
+  tf.registerKernel({
+    kernelName: 'Identity',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const x = args.inputs['x'] as tf.TensorInfo;
+      if (x.dtype === 'string') return original.kernelFunc(args);
+      (args.backend as unknown as HeapBackend).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    },
+  });
+}
+
 let heapSlice = false;
 
 function registerHeapSlice(): void {
@@ -92,6 +115,7 @@ export function registerMissingKernels(backend: BackendName): void {
   registerMatMulGradient();
   if (backend !== 'wasm') return;
   registerHeapSlice();
+  registerSharedIdentity();
   const have = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));
   if (!have.has('UnsortedSegmentSum')) {
     tf.registerKernel({
