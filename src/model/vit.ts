@@ -188,12 +188,9 @@ export function trunk(w: Weights, cfg: TrunkConfig, tokens: tf.Tensor, options: 
   const hiddenStates: tf.Tensor[] = [];
   const kvCache: KV[] = [];
   let x = tokens;
-  const [B, N] = tokens.shape as [number, number];
-  const M = N + (options.cache?.[0]?.k.shape[1] ?? 0);
-  const checkpoint = w.trainable && cfg.depth * tapeBytesPerBlock(cfg, B, N, M) > PLAIN_TAPE_MAX_BYTES;
   for (let i = 0; i < cfg.depth; i++) {
     const out = tf.tidy(() => {
-      if (checkpoint) return checkpointedBlock(w, cfg, i, x, options.cache?.[i], options.keepKv ?? false);
+      if (w.trainable) return checkpointedBlock(w, cfg, i, x, options.cache?.[i], options.keepKv ?? false);
       const r = block(w, cfg, i, x, options.cache?.[i]);
       return options.keepKv ? [r.x, r.kv.k, r.kv.v] : [r.x];
     });
@@ -204,30 +201,13 @@ export function trunk(w: Weights, cfg: TrunkConfig, tokens: tf.Tensor, options: 
   return { hiddenStates, kvCache };
 }
 
-/**
- * What one block's recorded ops keep for the backward pass, roughly, in bytes: per image and
- * head the attention's scores and probabilities (a few [N, M] tensors), and a few dozen [N, D]
- * tensors (norms, projections, the MLP's 4D hidden and its GELU).
- */
-function tapeBytesPerBlock(cfg: TrunkConfig, B: number, N: number, M: number): number {
-  return 4 * B * (4 * cfg.heads * N * M + 40 * N * cfg.width);
-}
-
-/**
- * Up to this much kept by a trunk's recorded blocks, they are differentiated as recorded; past it
- * each block is checkpointed (its forward pass run again in the backward pass), so the tape stays
- * well inside the 4 GB WASM heap next to the inputs at 3780 px.
- */
-const PLAIN_TAPE_MAX_BYTES = 1024 ** 3;
-
 const BLOCK_PARAMS = ['norm1.weight', 'norm1.bias', 'attn.qkv.weight', 'attn.qkv.bias', 'attn.proj.weight', 'attn.proj.bias', 'norm2.weight', 'norm2.bias', 'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias'];
 
 /**
  * One block under autograd with gradient checkpointing: only the block's inputs are kept for the
  * backward pass, which recomputes the block. Without it every block's attention scores
- * ([N, N + M] per head) stay alive until the backward pass, and a 3780-px batch of two of a wide
- * model outgrows the 4 GB WASM heap (see `PLAIN_TAPE_MAX_BYTES`). Returns [x] or [x, k, v] like
- * the plain path.
+ * ([N, N + M] per head) stay alive until the backward pass, and a 3780-px batch of two outgrows
+ * the 4 GB WASM heap. Returns [x] or [x, k, v] like the plain path.
  */
 function checkpointedBlock(w: Weights, cfg: TrunkConfig, i: number, x: tf.Tensor, cache: KV | undefined, keepKv: boolean): tf.Tensor[] {
   const keys = BLOCK_PARAMS.map((k) => `${T}.blocks.${i}.${k}`).filter((k) => w.has(k));
