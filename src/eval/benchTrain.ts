@@ -116,7 +116,7 @@ export async function benchTrain(model: PS3Model, data: { images: string; annota
       for (let i = 0; i < options.batch; i++) samples.push(await source.next());
       lap('data');
       const withResizes = phases ? samples.map((s) => ({ ...s, resized: new Map(sizes.map(([h, w]) => [`${h}x${w}`, resize(s.pixels, 3, S, S, h, w, 'bicubic', pool.float32(3 * h * w))])) })) : samples;
-      lap('resizes');
+      if (phases) lap('resizes');
       const batch = collate(withResizes, S, tokenizer, pool);
       if (phases) withResizes.forEach((s) => pool.give(s.pixels, s.gt, ...s.resized!.values()));
       else source.recycle?.(samples);
@@ -126,8 +126,8 @@ export async function benchTrain(model: PS3Model, data: { images: string; annota
         tf.tidy(() => {
           pretrainObjective(model.weights, model.config, batch, lossWeights).total.dataSync();
         });
+        lap('forward');
       }
-      lap('forward');
       const r = lossAndGrads(model.weights, model.config, batch, { lossWeights });
       lap('backward');
       t.backward -= t.forward;
