@@ -1,7 +1,8 @@
 /**
  * `ps3 bench train`: time N pre-training steps of a preset at its top scale, phase by phase
  * (see src/eval/benchTrain.ts), on `--data DIR` (shard sets from `ps3 data synth`) or on a few
- * synthetic scenes drawn for the run into a temporary folder. One JSON line with `--json`.
+ * synthetic scenes drawn for the run into a temporary folder; `--phases` for the step's profile,
+ * `--loss-weights` as the train command takes them. One JSON line with `--json`.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,6 +16,7 @@ import { writeSynthDataset } from '../data/synth.js';
 import { synthVocabulary, writeWordTokenizer } from '../data/wordTokenizer.js';
 import { benchTrain } from '../eval/benchTrain.js';
 import { positiveInt } from './inputs.js';
+import { lossWeights } from './zodArgs.js';
 
 export interface BenchTrainOptions {
   backend?: string;
@@ -23,6 +25,8 @@ export interface BenchTrainOptions {
   steps: string;
   batch: string;
   seed: string;
+  lossWeights: string;
+  phases?: boolean;
   json?: boolean;
 }
 
@@ -34,6 +38,8 @@ export async function benchTrainCommand(o: BenchTrainOptions): Promise<number> {
   const seed = positiveInt('seed', o.seed) ?? 0;
   if (steps < 1) throw new UserError('--steps must be at least 1');
   if (batch < 1) throw new UserError('--batch must be at least 1');
+  const weights = lossWeights().safeParse(o.lossWeights);
+  if (!weights.success) throw new UserError(weights.error.issues[0]!.message);
   if (o.data && !fs.existsSync(path.join(o.data, 'images'))) throw new UserError(`${o.data}: expected a data folder with images/ and annotations/ shard sets (e.g. from "ps3 data synth")`);
   const S = config.vision.scales[config.vision.scales.length - 1]!;
   const tmp = o.data ? null : fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-bench-train-'));
@@ -53,6 +59,8 @@ export async function benchTrainCommand(o: BenchTrainOptions): Promise<number> {
       steps,
       batch,
       seed,
+      phases: o.phases ?? false,
+      lossWeights: weights.data,
       onStep: (done) => {
         if (!o.json) process.stderr.write(`step ${done}${done === 0 ? ' (warm-up)' : ''} done\n`);
       },
@@ -65,9 +73,16 @@ export async function benchTrainCommand(o: BenchTrainOptions): Promise<number> {
     }
     const p = r.ms_per_step;
     const f = (x: number): string => x.toFixed(0);
+    const w = r.loss_weights;
+    const how = r.mode === 'phases' ? 'phase by phase in one thread' : "data in the trainer's worker thread";
+    const split =
+      r.mode === 'phases'
+        ? `data ${f(p.data)}, resizes ${f(p.resizes)}, forward ${f(p.forward)}, backward ${f(p.backward)}, optimizer ${f(p.optimizer)}`
+        : `waiting for data ${f(p.data)}, gradient step ${f(p.backward)}, optimizer ${f(p.optimizer)}`;
     process.stdout.write(
-      `${o.preset} at ${r.resolution}px, batch ${batch}, ${steps} timed step(s): ${r.samples_per_s.toFixed(3)} samples/s (${r.samples_per_s_model_only.toFixed(3)} with data overlapped), ${r.gflops.toFixed(1)} GFLOP/s\n` +
-        `per step, ms: data ${f(p.data)}, resizes ${f(p.resizes)}, forward ${f(p.forward)}, backward ${f(p.backward)}, optimizer ${f(p.optimizer)}; peak RSS ${f(r.rss_peak_mb)} MB\n`,
+      `${o.preset} at ${r.resolution}px, batch ${batch}, ${steps} timed step(s), loss weights ${w.contrastive},${w.priorBox},${w.posteriorBox}, ${how}: ${r.samples_per_s.toFixed(3)} samples/s (${r.samples_per_s_model_only.toFixed(3)} for the model's work alone), ${r.gflops.toFixed(1)} GFLOP/s, CPU ${f(r.cpu_ms_per_sample)} ms a sample\n` +
+        `per step, ms: ${split}; peak RSS ${f(r.rss_peak_mb)} MB\n` +
+        `CPU per step, ms: ${Object.entries(r.cpu_ms_per_step).map(([k, ms]) => `${k} ${f(ms)}`).join(', ')}\n`,
     );
     return 0;
   } finally {

@@ -128,12 +128,14 @@ bench
 
 bench
   .command('train')
-  .description('time N pre-training steps of a preset at its top scale, phase by phase (data, resizes, forward, backward, optimizer): samples/s and GFLOP/s')
+  .description('time N pre-training steps of a preset at its top scale as the trainer runs them (or phase by phase with --phases): samples/s, GFLOP/s and CPU time')
   .option('--preset <name>', 'model shape (random weights)', 'tiny')
   .option('--data <dir>', 'shard sets from "ps3 data synth" (default: a few synthetic scenes drawn for the run)')
   .option('--steps <n>', 'timed steps (after one warm-up step)', '2')
   .option('--batch <n>', 'samples per step', '2')
   .option('--seed <n>', 'seed of data and weights', '0')
+  .option('--loss-weights <c,p,q>', 'weights of the contrastive loss and the bottom-up and top-down box losses (as train takes them)', '1,1,1')
+  .option('--phases', "run the phases one after the other in one thread and time each (data, resizes, forward, backward, optimizer) instead of as the trainer runs (data in its worker thread)")
   .option('--json', 'print one JSON line')
   .action((o: Omit<BenchTrainOptions, 'backend'>) => runCommand(() => benchTrainCommand({ ...o, ...program.opts() })));
 

@@ -3,7 +3,7 @@
  * options validated once here, then the run with a progress bar (step, loss, samples/s, ETA).
  */
 import { z } from 'zod';
-import { num } from './zodArgs.js';
+import { lossWeights, num } from './zodArgs.js';
 import { initEngine } from '../tensor/engine.js';
 import { resolveModelSpec } from './inputs.js';
 import { UserError } from '../errors.js';
@@ -33,14 +33,7 @@ const schema = z
     maxMinutes: num('max-minutes').pipe(z.number().nonnegative('--max-minutes must be >= 0')),
     shuffleBuffer: num('shuffle-buffer').pipe(z.number().int().positive('--shuffle-buffer must be a positive integer')),
     globalCaptionProb: num('global-caption-prob').pipe(z.number().min(0).max(1, '--global-caption-prob must be in [0, 1]')),
-    lossWeights: z.string().transform((s, ctx) => {
-      const parts = s.split(',').map((x) => Number(x.trim()));
-      if (parts.length !== 3 || parts.some((x) => !Number.isFinite(x) || x < 0) || s.split(',').some((x) => x.trim() === '')) {
-        ctx.addIssue({ code: 'custom', message: `--loss-weights must be three non-negative numbers "contrastive,prior,posterior", got "${s}"` });
-        return z.NEVER;
-      }
-      return { contrastive: parts[0]!, priorBox: parts[1]!, posteriorBox: parts[2]! };
-    }),
+    lossWeights: lossWeights(),
     boxLoss: z.enum(['bce', 'balanced'], { message: '--box-loss must be bce or balanced' }),
     logitBias: num('logit-bias').optional(),
     evalEvery: num('eval-every').pipe(z.number().int('--eval-every must be an integer').nonnegative('--eval-every must be >= 0 (0 = never)')),

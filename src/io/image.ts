@@ -19,7 +19,7 @@ import type { Metadata, Sharp } from 'sharp';
 import { UserError } from '../errors.js';
 import { normalise, squash, type RgbImage } from './pixels.js';
 
-export { normalise, resizeImage, squash, type RgbImage } from './pixels.js';
+export { cropResizeImage, normalise, resizeImage, squash, type RgbImage } from './pixels.js';
 
 export interface DecodeOptions {
   /** Refuse, before decoding, any image whose header claims more than this many pixels. */

@@ -1,12 +1,18 @@
 /**
  * Kernels the WASM backend lacks and PS3 needs. `UnsortedSegmentSum` is the gradient of `gather`
  * (token and position embeddings, selected patches); it is computed in plain JS on the backend's
- * heap, which is exact and cheap at the sizes involved.
+ * heap, which is exact and cheap at the sizes involved. `Slice` is replaced: the backend's own
+ * copies the whole input out of the heap into a fresh array on every call (a head's slice of the
+ * attention's queries copied all of them, per head and image), this one reads the heap in place.
+ * `Identity` is replaced too: the engine clones every tensor a recorded op saves for its gradient,
+ * and the backend's clone copied the data, where sharing it (as the cpu backend and the backend's
+ * own reshape do; tensors are immutable) costs nothing.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BackendName } from './engine.js';
 
 interface HeapBackend {
+  incRef(dataId: object): void;
   readSync(dataId: object): ArrayLike<number>;
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   typedArrayFromHeap(info: tf.TensorInfo): Float32Array | Int32Array | Uint8Array;
@@ -29,9 +35,87 @@ export function unsortedSegmentSumValues(
   return out;
 }
 
+/**
+ * x[begin : begin + size] of a row-major array of `shape` into `out` (row-major, `size`): the
+ * innermost run of each index is one contiguous copy.
+ */
+export function sliceInto(
+  x: Float32Array | Int32Array | Uint8Array,
+  shape: readonly number[],
+  begin: readonly number[],
+  size: readonly number[],
+  out: Float32Array | Int32Array | Uint8Array,
+): void {
+  const rank = shape.length;
+  if (rank === 0) {
+    out[0] = x[0]!;
+    return;
+  }
+  const strides = new Array<number>(rank).fill(1);
+  for (let i = rank - 2; i >= 0; i--) strides[i] = strides[i + 1]! * shape[i + 1]!;
+  const inner = size[rank - 1]!;
+  const runs = size.slice(0, -1).reduce((a, c) => a * c, 1);
+  if (inner === 0 || runs === 0) return;
+  const index = new Array<number>(Math.max(rank - 1, 0)).fill(0);
+  for (let r = 0; r < runs; r++) {
+    let from = begin[rank - 1]!;
+    for (let a = 0; a < rank - 1; a++) from += (begin[a]! + index[a]!) * strides[a]!;
+    out.set(x.subarray(from, from + inner), r * inner);
+    for (let a = rank - 2; a >= 0; a--) {
+      if (++index[a]! < size[a]!) break;
+      index[a] = 0;
+    }
+  }
+}
+
+let sharedIdentity = false;
+
+function registerSharedIdentity(): void {
+  const original = tf.getKernel('Identity', 'wasm');
+  if (!original || sharedIdentity) return;
+  sharedIdentity = true;
+  tf.unregisterKernel('Identity', 'wasm');
+  tf.registerKernel({
+    kernelName: 'Identity',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const x = args.inputs['x'] as tf.TensorInfo;
+      if (x.dtype === 'string') return original.kernelFunc(args);
+      (args.backend as unknown as HeapBackend).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    },
+  });
+}
+
+let heapSlice = false;
+
+function registerHeapSlice(): void {
+  const original = tf.getKernel('Slice', 'wasm');
+  if (!original || heapSlice) return;
+  heapSlice = true;
+  tf.unregisterKernel('Slice', 'wasm');
+  tf.registerKernel({
+    kernelName: 'Slice',
+    backendName: 'wasm',
+    kernelFunc: (args) => {
+      const x = args.inputs['x'] as tf.TensorInfo;
+      if (x.dtype === 'string') return original.kernelFunc(args);
+      const heap = args.backend as unknown as HeapBackend;
+      const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] };
+      const [begin_, size_] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size);
+      // the output first: allocating may grow the heap, which would leave older views stale
+      const out = heap.makeOutput(size_, x.dtype);
+      sliceInto(heap.typedArrayFromHeap(x), x.shape, begin_, size_, heap.typedArrayFromHeap(out));
+      return out;
+    },
+  });
+}
+
 export function registerMissingKernels(backend: BackendName): void {
   registerMatMulGradient();
   if (backend !== 'wasm') return;
+  registerHeapSlice();
+  registerSharedIdentity();
   const have = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));
   if (!have.has('UnsortedSegmentSum')) {
     tf.registerKernel({

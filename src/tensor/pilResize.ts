@@ -11,6 +11,7 @@
  * own float steps: those taps answer to PyTorch, these to Pillow, and each must follow its source.
  */
 
+import type { BufferPool } from './bufferPool.js';
 import { cubicKernel } from './resample.js';
 
 /** Pillow's `PRECISION_BITS` for 8-bit images: 32 - 8 - 2, so a sum of 8-bit x coefficient products fits in an int32. */
@@ -77,12 +78,15 @@ function clip8(sum: number): number {
   return sum >> PRECISION_BITS;
 }
 
-/** Horizontal pass: [height, inW, 3] -> [height, outW, 3]. */
-function resampleRows(src: Uint8Array, height: number, taps: PilCoefficients): Uint8Array {
-  const { inSize: inW, outSize: outW, ksize, first, count, coeff } = taps;
-  const out = new Uint8Array(height * outW * 3);
+/**
+ * Horizontal pass over rows `top`..`top + height` of an image `stride` pixels wide, reading the
+ * columns from `left` on (a crop window, read in place): [height, outW, 3].
+ */
+function resampleRows(src: Uint8Array, stride: number, top: number, left: number, height: number, taps: PilCoefficients, pool?: BufferPool): Uint8Array {
+  const { outSize: outW, ksize, first, count, coeff } = taps;
+  const out = pool ? pool.uint8(height * outW * 3) : new Uint8Array(height * outW * 3);
   for (let y = 0; y < height; y++) {
-    const rowIn = y * inW * 3;
+    const rowIn = ((top + y) * stride + left) * 3;
     let p = y * outW * 3;
     for (let o = 0; o < outW; o++) {
       let s0 = HALF;
@@ -111,10 +115,10 @@ function resampleRows(src: Uint8Array, height: number, taps: PilCoefficients): U
  * row accumulator. The partial sums are Pillow's, in Pillow's order, so they fit an int32 as
  * Pillow's own accumulator does.
  */
-function resampleColumns(src: Uint8Array, width: number, taps: PilCoefficients): Uint8Array {
+function resampleColumns(src: Uint8Array, width: number, taps: PilCoefficients, pool?: BufferPool): Uint8Array {
   const { outSize: outH, ksize, first, count, coeff } = taps;
   const rowLen = width * 3;
-  const out = new Uint8Array(outH * rowLen);
+  const out = pool ? pool.uint8(outH * rowLen) : new Uint8Array(outH * rowLen);
   const acc = new Int32Array(rowLen);
   for (let o = 0; o < outH; o++) {
     acc.fill(HALF);
@@ -147,8 +151,43 @@ export function pilResizeBicubicRgb(
   if (src.length !== width * height * 3) {
     throw new RangeError(`PIL resize: ${src.length} bytes do not hold a ${width}x${height} RGB image`);
   }
-  let data = src;
-  if (outWidth !== width) data = resampleRows(data, height, pilBicubicCoefficients(width, outWidth));
-  if (outHeight !== height) data = resampleColumns(data, outWidth, pilBicubicCoefficients(height, outHeight));
-  return data === src ? src.slice() : data;
+  return pilCropResizeBicubicRgb(src, width, height, { left: 0, top: 0, width, height }, outWidth, outHeight);
+}
+
+/**
+ * A window of interleaved 8-bit RGB [height, width, 3] resized to [outHeight, outWidth, 3]: the
+ * same bytes as cutting the window out and then `pilResizeBicubicRgb`, without the cut-out copy
+ * (the horizontal pass reads the window in place). With `pool`, the arrays come from it (and the
+ * intermediate goes back to it).
+ */
+export function pilCropResizeBicubicRgb(
+  src: Uint8Array,
+  width: number,
+  height: number,
+  window: { readonly left: number; readonly top: number; readonly width: number; readonly height: number },
+  outWidth: number,
+  outHeight: number,
+  pool?: BufferPool,
+): Uint8Array {
+  const { left, top, width: w, height: h } = window;
+  if (![w, h, outWidth, outHeight].every((n) => Number.isInteger(n) && n >= 1) || !(Number.isInteger(left) && Number.isInteger(top) && left >= 0 && top >= 0 && left + w <= width && top + h <= height)) {
+    throw new RangeError(`PIL resize: window ${w}x${h} at (${left}, ${top}) of a ${width}x${height} image -> ${outWidth}x${outHeight}`);
+  }
+  if (src.length !== width * height * 3) {
+    throw new RangeError(`PIL resize: ${src.length} bytes do not hold a ${width}x${height} RGB image`);
+  }
+  const full = left === 0 && top === 0 && w === width && h === height;
+  // the window as its own image, for when no horizontal pass reads it in place
+  const cut = (): Uint8Array => {
+    const out = pool ? pool.uint8(w * h * 3) : new Uint8Array(w * h * 3);
+    for (let y = 0; y < h; y++) out.set(src.subarray(((top + y) * width + left) * 3, ((top + y) * width + left + w) * 3), y * w * 3);
+    return out;
+  };
+  const rows = outWidth !== w ? resampleRows(src, width, top, left, h, pilBicubicCoefficients(w, outWidth), pool) : full ? src : cut();
+  if (outHeight !== h) {
+    const out = resampleColumns(rows, outWidth, pilBicubicCoefficients(h, outHeight), pool);
+    if (rows !== src) pool?.give(rows);
+    return out;
+  }
+  return rows === src ? src.slice() : rows;
 }

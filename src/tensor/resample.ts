@@ -156,7 +156,7 @@ export function resampleMatrix(taps: Taps, rows = taps.outSize): Float32Array {
 /**
  * Resize `planes` stacked [P, H, W] (row-major float32) to [P, outH, outW], rows first then
  * columns. The intermediate is kept in float64 so the result is the exact separable sum rounded
- * once to float32.
+ * once to float32. Written into `out` when given.
  */
 export function resizePlanes(
   planes: Float32Array,
@@ -165,13 +165,15 @@ export function resizePlanes(
   width: number,
   rowTaps: Taps,
   colTaps: Taps,
+  out?: Float32Array,
 ): Float32Array {
   if (rowTaps.inSize !== height || colTaps.inSize !== width || planes.length !== count * height * width) {
     throw new RangeError(`resizePlanes: taps ${rowTaps.inSize}x${colTaps.inSize} do not fit planes ${count}x${height}x${width}`);
   }
   const outH = rowTaps.outSize;
   const outW = colTaps.outSize;
-  const out = new Float32Array(count * outH * outW);
+  if (out && out.length !== count * outH * outW) throw new RangeError(`resizePlanes: out holds ${out.length} values, expected ${count * outH * outW}`);
+  out ??= new Float32Array(count * outH * outW);
   const rowBuf = new Float64Array(width);
   for (let p = 0; p < count; p++) {
     const src = p * height * width;
@@ -196,7 +198,7 @@ export function resizePlanes(
   return out;
 }
 
-/** Resize [P, H, W] planes with one of PyTorch's modes. */
+/** Resize [P, H, W] planes with one of PyTorch's modes (into `out` when given). */
 export function resize(
   planes: Float32Array,
   count: number,
@@ -205,8 +207,9 @@ export function resize(
   outH: number,
   outW: number,
   mode: ResampleMode,
+  out?: Float32Array,
 ): Float32Array {
-  return resizePlanes(planes, count, height, width, tapsFor(mode, height, outH), tapsFor(mode, width, outW));
+  return resizePlanes(planes, count, height, width, tapsFor(mode, height, outH), tapsFor(mode, width, outW), out);
 }
 
 /**

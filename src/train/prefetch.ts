@@ -41,6 +41,12 @@ export class WorkerSampleSource implements SampleSource {
     return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
   }
 
+  /** Send used samples' arrays back to the worker, which fills them again (fresh big arrays are slow to fault in). */
+  recycle(samples: readonly TrainSample[]): void {
+    const arrays = samples.flatMap((s) => [s.pixels, s.gt, ...(s.resized?.values() ?? [])]);
+    this.worker.postMessage({ type: 'recycle', arrays }, arrays.map((a) => a.buffer as ArrayBuffer));
+  }
+
   summary(): Promise<{ summary: string; badImages: number }> {
     return new Promise((resolve) => {
       this.summaryWaiter = resolve;

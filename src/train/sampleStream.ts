@@ -8,6 +8,7 @@ import { Rng } from '../rng.js';
 import type { ShardDataset } from '../io/shards.js';
 import { makeSample } from './samples.js';
 import { resize } from '../tensor/resample.js';
+import type { BufferPool } from '../tensor/bufferPool.js';
 import type { SampleSource, TrainSample } from './trainer.js';
 
 /** A 32-bit mix of (seed, index): each sample's augmentation depends only on these two. */
@@ -26,7 +27,14 @@ export function sampleSource(
   dataset: ShardDataset,
   seed: number,
   skip: number,
-  options: { size: number; globalCaptionProb: number; onBadImage?: (key: string, message: string) => void; resizes?: ReadonlyArray<readonly [number, number]> },
+  options: {
+    size: number;
+    globalCaptionProb: number;
+    onBadImage?: (key: string, message: string) => void;
+    resizes?: ReadonlyArray<readonly [number, number]>;
+    /** where the samples' big arrays come from (and should go back to once used) */
+    pool?: BufferPool;
+  },
 ): SampleSource & { readonly seen: number; readonly badImages: number } {
   const stream = dataset.samples({ skip });
   let index = skip;
@@ -44,10 +52,11 @@ export function sampleSource(
         if (r.done) throw new UserError('the data stream ended (no valid samples?)');
         const rng = new Rng(sampleSeed(seed, index++));
         try {
-          const sample = await makeSample(r.value, rng, { size: options.size, globalCaptionProb: options.globalCaptionProb, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+          const { pool } = options;
+          const sample = await makeSample(r.value, rng, { size: options.size, globalCaptionProb: options.globalCaptionProb, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] }, pool);
           if (!options.resizes?.length) return sample;
           const S = options.size;
-          const resized = new Map(options.resizes.map(([h, w]) => [`${h}x${w}`, resize(sample.pixels, 3, S, S, h, w, 'bicubic')]));
+          const resized = new Map(options.resizes.map(([h, w]) => [`${h}x${w}`, resize(sample.pixels, 3, S, S, h, w, 'bicubic', pool?.float32(3 * h * w))]));
           return { ...sample, resized };
         } catch (e) {
           if (!isUserError(e)) throw e;

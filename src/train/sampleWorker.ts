@@ -1,11 +1,12 @@
 /**
  * Worker thread that prepares training samples (decode, random resized crop, PIL resize,
- * normalise, box map) while the main thread trains: on 2 cores the data work then overlaps the
+ * normalise, box map, the encoder's resizes) while the main thread trains: on 2 cores the data work then overlaps the
  * model's. It runs exactly the stream `sampleSource` would run in the main thread, so the
  * samples and their order are unchanged.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { ShardDataset } from '../io/shards.js';
+import { BufferPool } from '../tensor/bufferPool.js';
 import { sampleSource } from './sampleStream.js';
 import type { TrainSample } from './trainer.js';
 
@@ -31,12 +32,15 @@ export type WorkerMessage =
 
 const port = parentPort!;
 const d = workerData as SampleWorkerData;
+// the samples' arrays come back from the trainer once used ("recycle") and are filled again
+const pool = new BufferPool();
 const dataset = new ShardDataset({ images: d.images, annotations: d.annotations, seed: d.seed, shuffleBuffer: d.shuffleBuffer, resample: true });
 const source = sampleSource(dataset, d.seed, d.skip, {
   size: d.size,
   globalCaptionProb: d.globalCaptionProb,
   onBadImage: (key, message) => port.postMessage({ type: 'skipped', key, message } satisfies WorkerMessage),
   resizes: d.resizes,
+  pool,
 });
 let credit = d.ahead;
 let producing = false;
@@ -59,8 +63,9 @@ async function produce(): Promise<void> {
   }
 }
 
-port.on('message', (m: { type: 'more' } | { type: 'summary' }) => {
-  if (m.type === 'more') {
+port.on('message', (m: { type: 'more' } | { type: 'summary' } | { type: 'recycle'; arrays: Float32Array[] }) => {
+  if (m.type === 'recycle') pool.give(...m.arrays);
+  else if (m.type === 'more') {
     credit++;
     void produce();
   } else {

@@ -12,9 +12,10 @@
  * uninterrupted one.
  */
 
-import { decodeImage, normalise, resizeImage, type RgbImage } from '../io/image.js';
+import { cropResizeImage, decodeImage, normalise, type RgbImage } from '../io/image.js';
 import type { Box, RawSample } from '../io/shards.js';
 import type { Rng } from '../rng.js';
+import type { BufferPool } from '../tensor/bufferPool.js';
 import { cleanCaption, maskSentences } from './captions.js';
 
 export interface SampleOptions {
@@ -113,10 +114,12 @@ export function transformBox(box: Box, window: CropWindow, size: number): Box {
 
 /**
  * The box as a 0/1 map, [size, size]: rows floor(y0)..ceil(y1) and columns floor(x0)..ceil(x1),
- * both inclusive, clipped to the map; all ones for null (a global caption).
+ * both inclusive, clipped to the map; all ones for null (a global caption). Written into `out`
+ * when given.
  */
-export function boxToGtMap(box: Box | null, size: number): Float32Array {
-  const gt = new Float32Array(size * size);
+export function boxToGtMap(box: Box | null, size: number, out?: Float32Array): Float32Array {
+  if (out && out.length !== size * size) throw new RangeError(`boxToGtMap: out holds ${out.length} values, expected ${size * size}`);
+  const gt = out ? out.fill(0) : new Float32Array(size * size);
   if (box === null) return gt.fill(1);
   const [x0, y0, x1, y1] = box;
   const c0 = Math.max(0, Math.floor(x0));
@@ -141,16 +144,19 @@ function pickCaption(raw: RawSample, rng: Rng, globalCaptionProb: number): { tex
 
 /**
  * One pre-training sample from a shard sample. An image that does not decode throws a
- * UserError naming shard and key: the caller skips and counts it.
+ * UserError naming shard and key: the caller skips and counts it. With `pool`, the big arrays
+ * (the sample's and the intermediate ones) come from it.
  */
-export async function makeSample(raw: RawSample, rng: Rng, options: SampleOptions): Promise<TrainSample> {
+export async function makeSample(raw: RawSample, rng: Rng, options: SampleOptions, pool?: BufferPool): Promise<TrainSample> {
   const { size } = options;
   const picked = pickCaption(raw, rng, options.globalCaptionProb);
   const caption = maskSentences(cleanCaption(picked.text), rng);
   const name = `${raw.shard}: ${raw.key}.${raw.imageExt}`;
   const image = await decodeImage(raw.image, options.maxPixels === undefined ? { name } : { name, maxPixels: options.maxPixels });
   const window = randomResizedCropWindow(image.width, image.height, rng);
-  const pixels = normalise(resizeImage(cropImage(image, window), size, size), options.mean, options.std);
+  const resized = cropResizeImage(image, window, size, size, pool);
+  const pixels = normalise(resized, options.mean, options.std, pool?.float32(3 * size * size));
+  pool?.give(resized.data);
   const box = picked.box === null ? null : transformBox(picked.box, window, size);
-  return { key: raw.key, pixels, gt: boxToGtMap(box, size), isGlobal: box === null ? 1 : 0, caption, box };
+  return { key: raw.key, pixels, gt: boxToGtMap(box, size, pool?.float32(size * size)), isGlobal: box === null ? 1 : 0, caption, box };
 }

@@ -10,6 +10,7 @@ import type { PS3Model } from '../model/load.js';
 import { trunkFlops, convnetFlops, embedFlops, selectionFlops } from '../model/flops.js';
 import { AdamW, clipGradients, type AdamWOptions } from './optimizer.js';
 import { learningRate } from './schedule.js';
+import { BufferPool } from '../tensor/bufferPool.js';
 import { lossAndGrads, type LossWeights, type PretrainBatch } from './objective.js';
 
 /** One prepared sample: normalised pixels [3, S, S], box map [S, S], caption. */
@@ -25,6 +26,8 @@ export interface TrainSample {
 /** Where samples come from: the `index`-th sample of the run's stream, in order. */
 export interface SampleSource {
   next(): Promise<TrainSample>;
+  /** the samples are used up: their arrays may be filled again */
+  recycle?(samples: readonly TrainSample[]): void;
 }
 
 /**
@@ -79,11 +82,12 @@ export function trainableKeys(keys: Iterable<string>, freeze: FreezeGroup): stri
   return all;
 }
 
-export function collate(samples: readonly TrainSample[], size: number, tokenizer: TextTokenizer): PretrainBatch {
+/** A batch from samples; with `pool`, its arrays come from there (hand them back with `releaseBatch`). */
+export function collate(samples: readonly TrainSample[], size: number, tokenizer: TextTokenizer, pool?: BufferPool): PretrainBatch {
   const B = samples.length;
   const plane = 3 * size * size;
-  const pixels = new Float32Array(B * plane);
-  const gt = new Float32Array(B * size * size);
+  const pixels = pool ? pool.float32(B * plane) : new Float32Array(B * plane);
+  const gt = pool ? pool.float32(B * size * size) : new Float32Array(B * size * size);
   samples.forEach((s, b) => {
     pixels.set(s.pixels, b * plane);
     gt.set(s.gt, b * size * size);
@@ -93,7 +97,7 @@ export function collate(samples: readonly TrainSample[], size: number, tokenizer
   for (const key of samples[0]?.resized?.keys() ?? []) {
     if (!samples.every((s) => s.resized?.has(key))) continue;
     const one = samples[0]!.resized!.get(key)!.length;
-    const stacked = new Float32Array(B * one);
+    const stacked = pool ? pool.float32(B * one) : new Float32Array(B * one);
     samples.forEach((s, b) => stacked.set(s.resized!.get(key)!, b * one));
     resized.set(key, stacked);
   }
@@ -103,6 +107,11 @@ export function collate(samples: readonly TrainSample[], size: number, tokenizer
     gtSelectionMaps: gt,
     isGlobalText: Float32Array.from(samples, (s) => s.isGlobal),
   };
+}
+
+/** A batch's arrays back to the pool they came from, once the step is done with them. */
+export function releaseBatch(batch: PretrainBatch, pool: BufferPool): void {
+  pool.give(batch.pixels.data, batch.gtSelectionMaps, ...(batch.pixels.resized?.values() ?? []));
 }
 
 /** Forward FLOPs of one training sample (text tower, low-res, selection, one full look). */
@@ -138,6 +147,8 @@ export async function trainLoop(
   const flopsPerSample = 3 * sampleFlops(model); // forward + backward ~ 3 forwards
   const started = performance.now();
   const maxLogitScale = Math.log(100);
+  // the batches' arrays, reused step after step (fresh ones of this size are slow to fault in)
+  const pool = new BufferPool();
   while (state.step < options.steps) {
     const t0 = performance.now();
     const lr = learningRate(state.step, { lr: options.lr, warmup: options.warmup, steps: options.steps });
@@ -147,7 +158,10 @@ export async function trainLoop(
       const samples: TrainSample[] = [];
       for (let i = 0; i < options.batch; i++) samples.push(await source.next());
       state.samplesSeen += options.batch;
-      const r = lossAndGrads(model.weights, model.config, collate(samples, size, tokenizer), { trainable, lossWeights: options.lossWeights });
+      const batch = collate(samples, size, tokenizer, pool);
+      source.recycle?.(samples);
+      const r = lossAndGrads(model.weights, model.config, batch, { trainable, lossWeights: options.lossWeights });
+      releaseBatch(batch, pool);
       for (const [k, g] of r.grads) {
         const scaled = options.accum === 1 ? g : tf.mul(g, 1 / options.accum);
         if (scaled !== g) g.dispose();

@@ -1,6 +1,7 @@
 /**
- * `ps3 bench train` end to end on the micro preset: one JSON line with every phase of a step
- * timed, shares that add up to the whole step, throughput and a finite loss per step; bad
+ * `ps3 bench train` end to end on the micro preset: as the trainer runs (data in its worker) and
+ * phase by phase (`--phases`: every phase of a step timed, shares that add up to the whole step),
+ * throughput, CPU time and a finite loss per step; `--loss-weights` as train takes them; bad
  * options are one-line user errors (exit 2).
  */
 import { test } from 'node:test';
@@ -16,14 +17,17 @@ function ps3(args: string[]): { status: number | null; stdout: string; stderr: s
   return spawnSync(process.execPath, [cli, 'bench', 'train', ...args], { cwd: root, encoding: 'utf8', timeout: 240_000 });
 }
 
-test('bench train times every phase of a step on synthetic data made for the run', () => {
-  const r = ps3(['--preset', 'micro', '--steps', '1', '--batch', '2', '--json']);
+test('bench train --phases times every phase of a step on synthetic data made for the run', () => {
+  const r = ps3(['--preset', 'micro', '--steps', '1', '--batch', '2', '--phases', '--json']);
   assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
   const report = JSON.parse(r.stdout.trim()) as {
     preset: string; batch: number; steps: number; resolution: number; samples_per_s: number; samples_per_s_model_only: number; gflops: number; losses: number[];
-    ms_per_step: Record<string, number>; share: Record<string, number>;
+    ms_per_step: Record<string, number>; share: Record<string, number>; mode: string; cpu_ms_per_step: Record<string, number>; cpu_ms_per_sample: number;
   };
   assert.equal(report.preset, 'micro');
+  assert.equal(report.mode, 'phases');
+  assert.deepEqual(Object.keys(report.cpu_ms_per_step).sort(), ['backward', 'data', 'forward', 'optimizer', 'resizes']);
+  assert.ok(report.cpu_ms_per_sample > 0);
   assert.equal(report.batch, 2);
   assert.equal(report.steps, 1);
   assert.deepEqual(Object.keys(report.ms_per_step).sort(), ['backward', 'data', 'forward', 'optimizer', 'resizes']);
@@ -39,7 +43,26 @@ test('bench train times every phase of a step on synthetic data made for the run
   assert.ok(report.losses.every(Number.isFinite));
 });
 
+test('bench train runs as the trainer does by default (data in its worker), with the loss weights asked for', () => {
+  const r = ps3(['--preset', 'micro', '--steps', '2', '--batch', '2', '--loss-weights', '0,1,2', '--json']);
+  assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+  const report = JSON.parse(r.stdout.trim()) as {
+    mode: string; loss_weights: Record<string, number>; samples_per_s: number; samples_per_s_model_only: number; cpu_ms_per_sample: number; losses: number[]; ms_per_step: Record<string, number>;
+  };
+  assert.equal(report.mode, 'pipelined');
+  assert.deepEqual(report.loss_weights, { contrastive: 0, priorBox: 1, posteriorBox: 2 });
+  // no separate forward pass and no resizes here: the worker makes them
+  assert.equal(report.ms_per_step['forward'], 0);
+  assert.equal(report.ms_per_step['resizes'], 0);
+  assert.ok(report.ms_per_step['backward']! > 0);
+  assert.ok(report.samples_per_s > 0 && report.samples_per_s <= report.samples_per_s_model_only);
+  assert.ok(report.cpu_ms_per_sample > 0);
+  assert.equal(report.losses.length, 3);
+  assert.ok(report.losses.every(Number.isFinite));
+});
+
 for (const [args, message] of [
+  [['--preset', 'micro', '--loss-weights', '1,1'], /--loss-weights must be three non-negative numbers/],
   [['--preset', 'micro', '--steps', '0'], /--steps must be at least 1/],
   [['--preset', 'nope'], /nope/],
   [['--preset', 'micro', '--data', '/no/such/folder'], /\/no\/such\/folder: expected a data folder/],

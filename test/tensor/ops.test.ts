@@ -5,6 +5,7 @@
  * itself, so results do not depend on test order.
  */
 import { test } from 'node:test';
+import assert from 'node:assert/strict';
 import { initEngine, tf, BACKENDS } from '../../src/tensor/engine.js';
 import { registerMissingKernels } from '../../src/tensor/kernels.js';
 import { adaptiveMaxPool2d, resize2d } from '../../src/tensor/ops.js';
@@ -75,3 +76,30 @@ for (const backend of BACKENDS) {
     });
   }
 }
+
+test('wasm Slice (read in place on the heap) cuts what the cpu backend cuts, any rank, float and int', async () => {
+  const cases: Array<{ shape: number[]; begin: number[]; size: number[] }> = [
+    { shape: [7], begin: [2], size: [4] },
+    { shape: [5, 6], begin: [1, 2], size: [3, 3] },
+    { shape: [5, 6], begin: [2, 0], size: [2, -1] },
+    { shape: [2, 5, 8], begin: [1, 0, 4], size: [1, 5, 4] },
+    { shape: [3, 4, 5, 6], begin: [1, 1, 0, 2], size: [2, 2, 5, 3] },
+    { shape: [2, 3, 2, 2, 3], begin: [0, 1, 1, 0, 1], size: [2, 2, 1, 2, 2] },
+    { shape: [4, 3], begin: [1, 1], size: [0, 2] },
+  ];
+  for (const dtype of ['float32', 'int32'] as const) {
+    for (const c of cases) {
+      const n = c.shape.reduce((a, d) => a * d, 1);
+      const values = Array.from({ length: n }, (_, i) => i * 3 + 1);
+      const results: number[][] = [];
+      for (const backend of ['cpu', 'wasm'] as const) {
+        await tf.setBackend(backend);
+        const x = tf.tensor(values, c.shape, dtype);
+        const y = tf.slice(x, c.begin, c.size);
+        results.push([...y.shape, -1, ...(await y.data())]);
+        tf.dispose([x, y]);
+      }
+      assert.deepEqual(results[1], results[0], `${dtype} ${JSON.stringify(c)}`);
+    }
+  }
+});
