@@ -57,7 +57,8 @@ async function openOnnx(model: PS3Model): Promise<OnnxTrunk> {
  * and, when ONNX Runtime is used, its trunk's sessions. The blocks go from their source (the
  * checkpoint file, or the random generator) straight into ONNX Runtime's sessions, one group at a
  * time; TensorFlow.js makes tensors of the rest only (all of it when it runs the trunk), so no
- * weight is held twice. Set-up ends with every weight the encode uses in place.
+ * weight is held twice. Set-up ends with every weight the encode uses in place, and with ONNX
+ * Runtime the selector's sessions (convnet, feature projection) made.
  */
 async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string): Promise<{ model: PS3Model; name: string; table: ParamTable; onnx: OnnxTrunk | null }> {
   let model: PS3Model;
@@ -75,6 +76,7 @@ async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string
     name = o.preset;
   }
   const onnx = engine === 'onnx' || o.dense ? await openOnnx(model) : null;
+  if (engine === 'onnx') await (await import('../engine/onnx/perModel.js')).prepareOnnxSelector(model.weights, model.config.vision);
   for (const key of model.weights.keys()) if (engine === 'tfjs' || !BLOCK_KEY.test(key)) model.weights.get(key);
   return { model, name, table: visionParams(model.config), onnx };
 }
@@ -118,7 +120,7 @@ export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number>
     rss_peak_after_set_up_mb: rssSetUp,
     weights_mb: tableMb(table),
     trunk_weights_mb: tableMb(table, BLOCK_KEY),
-    ...(dense ? { dense, ratio_to_dense: r.ms_total / dense.ms } : {}),
+    ...(dense ? { dense, ratio_to_dense: r.ms_total / dense.ms, cpu_ratio_to_dense: (r.cpu_s * 1000) / dense.cpu_ms } : {}),
     s2: { tiles: s2.tiles, gflop: s2.flops / 1e9, ms_est: s2.tiles * msTile },
   };
   if (o.json) {

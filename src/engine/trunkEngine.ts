@@ -6,6 +6,7 @@
  */
 import type { TrunkConfig, VisionConfig } from '../io/config.js';
 import { setDefaultConvnet, type ConvnetRunner } from '../model/convnet.js';
+import { setDefaultProjection, type ProjectionRunner } from '../model/selection.js';
 import { setDefaultTrunk, type TrunkRunner } from '../model/vit.js';
 import type { Weights } from '../model/weights.js';
 import { UserError } from '../errors.js';
@@ -34,6 +35,11 @@ function onnxConvnet(w: Weights, cfg: VisionConfig): ConvnetRunner {
   return async (image, batch) => (await import('./onnx/perModel.js')).onnxConvnetRunner(w, cfg)(image, batch);
 }
 
+/** The model's selection feature projection on ONNX Runtime (its session made on the first run). */
+function onnxProjection(w: Weights, cfg: VisionConfig): ProjectionRunner {
+  return async (features) => (await import('./onnx/perModel.js')).onnxProjectionRunner(w, cfg)(features);
+}
+
 /** `EncodeOptions.trunk` for an engine: null for TensorFlow.js's own blocks. */
 export async function trunkRunner(engine: TrunkEngine, w: Weights, cfg: TrunkConfig): Promise<TrunkRunner | null> {
   if (engine === 'tfjs') return null;
@@ -48,12 +54,13 @@ export function convnetRunner(engine: TrunkEngine, w: Weights, cfg: VisionConfig
 
 /**
  * Make `engine` the one `encodeImage` (and every pass that names no engine) uses for frozen
- * weights, for the trunk and the selector's convnet; trainable weights stay on TensorFlow.js. The library entry and the CLI install
+ * weights, for the trunk and the selector's convnet and feature projection; trainable weights stay on TensorFlow.js. The library entry and the CLI install
  * `resolveTrunkEngine()` at load.
  */
 export function useTrunkEngine(engine: TrunkEngine): void {
   setDefaultTrunk(engine === 'onnx' ? onnxRunner : () => null);
   setDefaultConvnet(engine === 'onnx' ? onnxConvnet : () => null);
+  setDefaultProjection(engine === 'onnx' ? onnxProjection : () => null);
 }
 
 /** Free what the engine holds for this model (ONNX Runtime's sessions). */

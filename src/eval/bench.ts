@@ -5,7 +5,7 @@
  */
 import { tf } from '../tensor/engine.js';
 import { loadPixelValues } from '../io/image.js';
-import { encodeImage, type StageTimings } from '../model/encoder.js';
+import { encodeImage, STAGE_PARTS, type StageTimings } from '../model/encoder.js';
 import type { PS3Model } from '../model/load.js';
 import type { LookCount } from '../model/selection.js';
 import type { TrunkRunner } from '../model/vit.js';
@@ -27,7 +27,18 @@ export interface EncodeBench {
   readonly rss_peak_mb: number;
   /** CPU seconds (all threads) the process spent from decode to outputs: less sensitive than wall time to other processes on the cores */
   readonly cpu_s: number;
+  /** every part of the encode: wall and CPU ms, and its share of the total (wall and CPU) */
+  readonly stages: Record<string, StageShare>;
 }
+
+export interface StageShare {
+  readonly ms: number;
+  readonly cpu_ms: number;
+  readonly share: number;
+  readonly cpu_share: number;
+}
+
+const cpuMs = (u: NodeJS.CpuUsage): number => (u.user + u.system) / 1000;
 
 /** Plain matmul throughput of the engine at a ViT-B MLP shape (the baseline of the ratios). */
 export async function matmulGflops(m = 2560, k = 768, n = 3072, reps = 3): Promise<number> {
@@ -59,6 +70,7 @@ export async function benchEncode(model: PS3Model, preset: string, image: string
   const t0 = performance.now();
   const pv = await loadPixelValues(image, { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
   const msDecode = performance.now() - t0;
+  const cpuDecode = cpuMs(process.cpuUsage(cpu0));
   const timings: StageTimings = {};
   const t1 = performance.now();
   const out = await encodeImage(model.weights, model.config, { data: pv.pixels, batch: 1, height: S, width: S }, { numLookClose: looks, outputHiddenStates: false, timings, trunk });
@@ -77,12 +89,23 @@ export async function benchEncode(model: PS3Model, preset: string, image: string
   const msHigh = lookList.reduce((a, l) => a + l.ms, 0);
   const msLow = timings.lowRes ?? 0;
   const msSelect = timings.selection ?? 0;
+  const msTotal = msDecode + msEncode;
+  const cpuTotal = cpuMs(cpu);
+  const stages: Record<string, StageShare> = {};
+  const share = (ms: number, cpuMsPart: number): StageShare => ({ ms, cpu_ms: cpuMsPart, share: ms / msTotal, cpu_share: cpuMsPart / cpuTotal });
+  stages['decode'] = share(msDecode, cpuDecode);
+  for (const part of STAGE_PARTS) {
+    const t = timings.parts?.[part];
+    if (t) stages[part] = share(t.ms, t.cpuMs);
+  }
+  const counted = Object.values(stages).reduce((a, t) => [a[0]! + t.ms, a[1]! + t.cpu_ms], [0, 0]);
+  stages['other'] = share(Math.max(0, msTotal - counted[0]!), Math.max(0, cpuTotal - counted[1]!));
   return {
     preset,
     resolution: S,
     looks,
     tokens,
-    ms_total: msDecode + msEncode,
+    ms_total: msTotal,
     ms_decode: msDecode,
     ms_lowres: msLow,
     ms_select: msSelect,
@@ -96,6 +119,7 @@ export async function benchEncode(model: PS3Model, preset: string, image: string
       total: (gflop.lowres + gflop.select + gflop.highres) / (msEncode / 1000),
     },
     rss_peak_mb: rssPeakMb(),
-    cpu_s: (cpu.user + cpu.system) / 1e6,
+    cpu_s: cpuTotal / 1000,
+    stages,
   };
 }

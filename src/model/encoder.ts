@@ -20,6 +20,9 @@ import {
   imageSizeAtScale,
   lookBudgets,
   planLooks,
+  projectionFor,
+  selectionFeatures,
+  selectionInput,
   selectionLogits,
   selectionProbs,
   smoothProbs,
@@ -103,6 +106,54 @@ export interface StageTimings {
   /** one entry per look, with its number of high-res tokens */
   looks?: Array<{ ms: number; tokens: number }>;
   assemble?: number;
+  /** wall and CPU time of each part of the stages above, summed over the encode (filled when `timings` is given) */
+  parts?: Partial<Record<StagePart, PartTime>>;
+}
+
+/** The parts a profile splits an encode into (decoding is the caller's). */
+export const STAGE_PARTS = ['resize', 'patchEmbed', 'posEmbed', 'lowResTrunk', 'convnet', 'selectionHead', 'highResTrunk', 'gather'] as const;
+export type StagePart = (typeof STAGE_PARTS)[number];
+
+export interface PartTime {
+  ms: number;
+  /** CPU time of the whole process (every thread), 0 where the platform does not say */
+  cpuMs: number;
+}
+
+function cpuMsNow(): number {
+  const usage = globalThis.process?.cpuUsage?.();
+  return usage ? (usage.user + usage.system) / 1000 : 0;
+}
+
+function addPart(timings: StageTimings, part: StagePart, ms: number, cpuMs: number): void {
+  const parts = (timings.parts ??= {});
+  const t = (parts[part] ??= { ms: 0, cpuMs: 0 });
+  t.ms += ms;
+  t.cpuMs += cpuMs;
+}
+
+/** `fn()`, its time added to `part` when profiling; the tensor `done` picks (the result, if a tensor) is waited for first. */
+function timedSync<T>(timings: StageTimings | undefined, part: StagePart, fn: () => T, done?: (r: T) => tf.Tensor | undefined): T {
+  if (!timings) return fn();
+  const t0 = performance.now();
+  const c0 = cpuMsNow();
+  const r = fn();
+  const t = done ? done(r) : r instanceof tf.Tensor ? r : undefined;
+  t?.dataSync();
+  addPart(timings, part, performance.now() - t0, cpuMsNow() - c0);
+  return r;
+}
+
+/** `timedSync` for an async step; `done` picks the tensor to wait for. */
+async function timed<T>(timings: StageTimings | undefined, part: StagePart, fn: () => Promise<T>, done?: (r: T) => tf.Tensor | undefined): Promise<T> {
+  if (!timings) return fn();
+  const t0 = performance.now();
+  const c0 = cpuMsNow();
+  const r = await fn();
+  const t = done?.(r);
+  if (t) await t.data();
+  addPart(timings, part, performance.now() - t0, cpuMsNow() - c0);
+  return r;
 }
 
 /** A per-scale 0/1 map, [B, gh, gw] flat. */
@@ -148,18 +199,20 @@ export function lowResTokens(w: Weights, cfg: VisionConfig, pixels: Pixels, imag
   const s0 = cfg.scales[0]!;
   const P = cfg.trunk.patchSize;
   const image = images.sized(s0, s0);
-  const { data } = patchify(image, { batch: pixels.batch, channels: 3, height: s0, width: s0 }, P);
-  return tf.tidy(() => {
-    const g = s0 / P;
-    const embedded = patchEmbed(w, tf.tensor2d(data, [pixels.batch * g * g, 3 * P * P]), pixels.batch);
-    return tf.add(embedded, positionEmbedding(w, g, g));
+  const g = s0 / P;
+  const embedded = timedSync(images.timings, 'patchEmbed', () => {
+    const { data } = patchify(image, { batch: pixels.batch, channels: 3, height: s0, width: s0 }, P);
+    return tf.tidy(() => patchEmbed(w, tf.tensor2d(data, [pixels.batch * g * g, 3 * P * P]), pixels.batch));
   });
+  const tokens = timedSync(images.timings, 'posEmbed', () => tf.tidy(() => tf.add(embedded, positionEmbedding(w, g, g))));
+  embedded.dispose();
+  return tokens;
 }
 
 /** Low-res pass: the low-res tokens through all blocks, KV cache kept. */
 export function lowRes(w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = true, images?: ScaledImages): LowResOutput {
   const tokens = lowResTokens(w, cfg, pixels, images);
-  const out = trunk(w, cfg.trunk, tokens, { keepKv });
+  const out = timedSync(images?.timings, 'lowResTrunk', () => trunk(w, cfg.trunk, tokens, { keepKv }), (r) => r.hiddenStates[r.hiddenStates.length - 1]);
   tokens.dispose();
   return out;
 }
@@ -168,7 +221,7 @@ export function lowRes(w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = t
 export async function lowResOn(run: TrunkRunner, w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = true, images?: ScaledImages): Promise<LowResOutput> {
   const tokens = lowResTokens(w, cfg, pixels, images);
   try {
-    return await run(tokens, { keepKv });
+    return await timed(images?.timings, 'lowResTrunk', () => run(tokens, { keepKv }), (r) => r.hiddenStates[r.hiddenStates.length - 1]);
   } finally {
     tokens.dispose();
   }
@@ -180,6 +233,8 @@ export class ScaledImages {
   constructor(
     private readonly cfg: VisionConfig,
     readonly pixels: Pixels,
+    /** when given, each pass over these images adds its parts' times here */
+    readonly timings?: StageTimings,
   ) {}
 
   /** The images resized (plain bicubic, from the input) to h x w, computed once. */
@@ -189,7 +244,7 @@ export class ScaledImages {
     const key = `${h}x${w}`;
     let out = this.cache.get(key) ?? this.pixels.resized?.get(key);
     if (!out) {
-      out = resize(data, batch * 3, height, width, h, w, 'bicubic');
+      out = timedSync(this.timings, 'resize', () => resize(data, batch * 3, height, width, h, w, 'bicubic'));
       this.cache.set(key, out);
     }
     return out;
@@ -215,15 +270,20 @@ export function highResTokens(w: Weights, cfg: VisionConfig, images: ScaledImage
     if (count === 0) return;
     const scaled = images.at(i + 1);
     const [gh, gw] = [Math.floor(scaled.height / P), Math.floor(scaled.width / P)];
-    const { data } = patchify(scaled.data, { batch, channels: 3, height: scaled.height, width: scaled.width }, P, perImage);
+    const embedded = timedSync(images.timings, 'patchEmbed', () => {
+      const { data } = patchify(scaled.data, { batch, channels: 3, height: scaled.height, width: scaled.width }, P, perImage);
+      return tf.tidy(() => patchEmbed(w, tf.tensor2d(data, [batch * count, 3 * P * P]), batch)); // [B, n, D]
+    });
     parts.push(
-      tf.tidy(() => {
-        const embedded = patchEmbed(w, tf.tensor2d(data, [batch * count, 3 * P * P]), batch); // [B, n, D]
-        const ids = Int32Array.from(perImage.flatMap((ids) => Array.from(ids)));
-        const pos = selectedPositionEmbedding(w, gh, gw, ids, cfg.separatePosEmb ? i : undefined); // [B * n, D]
-        return tf.add(embedded, tf.reshape(pos, embedded.shape));
-      }),
+      timedSync(images.timings, 'posEmbed', () =>
+        tf.tidy(() => {
+          const ids = Int32Array.from(perImage.flatMap((ids) => Array.from(ids)));
+          const pos = selectedPositionEmbedding(w, gh, gw, ids, cfg.separatePosEmb ? i : undefined); // [B * n, D]
+          return tf.add(embedded, tf.reshape(pos, embedded.shape));
+        }),
+      ),
     );
+    embedded.dispose();
   });
   const tokens = parts.length === 1 ? parts[0]! : tf.concat(parts, 1);
   if (parts.length > 1) parts.forEach((p) => p.dispose());
@@ -233,7 +293,7 @@ export function highResTokens(w: Weights, cfg: VisionConfig, images: ScaledImage
 /** One look: the chosen high-res tokens through every block, attending to the low-res KV cache. */
 export function look(w: Weights, cfg: VisionConfig, images: ScaledImages, batch: number, chosen: readonly Int32Array[][], cache: KV[]): tf.Tensor[] {
   const tokens = highResTokens(w, cfg, images, batch, chosen);
-  const { hiddenStates } = trunk(w, cfg.trunk, tokens, { cache });
+  const { hiddenStates } = timedSync(images.timings, 'highResTrunk', () => trunk(w, cfg.trunk, tokens, { cache }), (r) => r.hiddenStates[r.hiddenStates.length - 1]);
   tokens.dispose();
   return hiddenStates;
 }
@@ -242,13 +302,13 @@ export function look(w: Weights, cfg: VisionConfig, images: ScaledImages, batch:
 export async function lookOn(run: TrunkRunner, w: Weights, cfg: VisionConfig, images: ScaledImages, batch: number, chosen: readonly Int32Array[][], cache: KV[], lastOnly: boolean): Promise<tf.Tensor[]> {
   const tokens = highResTokens(w, cfg, images, batch, chosen);
   try {
-    return (await run(tokens, { cache, lastOnly })).hiddenStates;
+    return (await timed(images.timings, 'highResTrunk', () => run(tokens, { cache, lastOnly }), (r) => r.hiddenStates[r.hiddenStates.length - 1])).hiddenStates;
   } finally {
     tokens.dispose();
   }
 }
 
-/** Selection probabilities for a prompt [B, D] (prior prompt when null), per high-res scale. */
+/** Selection probabilities for a prompt [B, D] (prior prompt when null), per high-res scale; `features` as in `selectionLogits`. */
 export function selection(
   w: Weights,
   cfg: VisionConfig,
@@ -256,11 +316,12 @@ export function selection(
   lowResHidden: readonly tf.Tensor[],
   highresFeatures: tf.Tensor | null,
   prompt: tf.Tensor | null,
+  features?: tf.Tensor,
 ): tf.Tensor[] {
   return tf.tidy(() => {
     const D = cfg.trunk.width;
     const p = prompt ?? tf.broadcastTo(tf.reshape(w.get('vision_model.prior_prompt'), [1, D]), [pixels.batch, D]);
-    const logits = selectionLogits(w, cfg, lowResHidden, highresFeatures, p);
+    const logits = selectionLogits(w, cfg, lowResHidden, highresFeatures, p, features);
     return selectionProbs(cfg, logits, pixels.height, pixels.width);
   });
 }
@@ -330,16 +391,38 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
     return ms;
   };
   // every resize of the input is made once and shared (the convnet's 1512 px is often a scale too)
-  const images = new ScaledImages(cfg, pixels);
+  const images = new ScaledImages(cfg, pixels, timings);
   const run = trunkFor(w, cfg.trunk, options.trunk);
   const low = run ? await lowResOn(run, w, cfg, pixels, !lowResOnly, images) : lowRes(w, cfg, pixels, !lowResOnly, images);
   if (timings) timings.lowRes = await lap(low.hiddenStates[low.hiddenStates.length - 1]);
   // the convnet follows the trunk's engine: TensorFlow.js when asked for (trunk: null), else the installed default
   const convnet = !cfg.highresSelectionFeature ? null : options.convnet !== undefined ? options.convnet : convnetFor(w, cfg, options.trunk === null);
-  const highFeatures = convnet ? await convnet(images.sized(CONVNET_INPUT, CONVNET_INPUT), B) : highresSelectionFeatures(w, cfg, pixels, images);
-  const bottomup = selection(w, cfg, pixels, low.hiddenStates, highFeatures, null);
-  const topdown = options.prompt ? selection(w, cfg, pixels, low.hiddenStates, highFeatures, options.prompt) : null;
+  const convnetInput = cfg.highresSelectionFeature ? images.sized(CONVNET_INPUT, CONVNET_INPUT) : null;
+  const highFeatures = await timed(timings, 'convnet', async () => (convnet ? convnet(convnetInput!, B) : highresSelectionFeatures(w, cfg, pixels, images)), (f) => f ?? undefined);
+  // the selection features do not depend on the prompt: computed once for both selections, on the convnet's engine
+  const projection = projectionFor(w, cfg, options.trunk === null || options.convnet === null);
+  const features = await timed(
+    timings,
+    'selectionHead',
+    async () => {
+      if (!projection) return selectionFeatures(w, cfg, low.hiddenStates);
+      const input = tf.tidy(() => selectionInput(cfg, low.hiddenStates));
+      try {
+        return await projection(input);
+      } finally {
+        input.dispose();
+      }
+    },
+    (f) => f,
+  );
+  const [bottomup, topdown] = timedSync(
+    timings,
+    'selectionHead',
+    () => [selection(w, cfg, pixels, low.hiddenStates, highFeatures, null, features), options.prompt ? selection(w, cfg, pixels, low.hiddenStates, highFeatures, options.prompt, features) : null] as const,
+    ([b, t]) => (t ?? b)[0],
+  );
   highFeatures?.dispose();
+  features.dispose();
   if (timings) timings.selection = await lap((topdown ?? bottomup)[0]);
   let probs = topdown ?? bottomup;
   if (options.gtSelectionMaps) {
@@ -396,6 +479,7 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
     chosen.forEach((perImage, i) => perImage.forEach((ids, b) => ids.forEach((g) => (union[i]!.data[b * gridSizes[i]! + g] = 1))));
   }
   low.kvCache.forEach((kv) => (kv.k.dispose(), kv.v.dispose()));
+  const gatherCpu0 = cpuMsNow();
 
   // Each look's tokens, per image, run scale by scale in row-major order. Gather them from all
   // looks (flattened look-major: [look][b][row]) in (scale, position) order, as the reference does.
@@ -427,7 +511,10 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
   }
   looks.forEach(({ hidden }) => hidden.forEach((h) => h.dispose()));
   low.hiddenStates.forEach((h) => h.dispose());
-  if (timings) timings.assemble = await lap(assembled[assembled.length - 1]);
+  if (timings) {
+    timings.assemble = await lap(assembled[assembled.length - 1]);
+    addPart(timings, 'gather', timings.assemble, cpuMsNow() - gatherCpu0);
+  }
   return {
     lastHiddenState: assembled[assembled.length - 1]!,
     hiddenStates: keepHidden ? assembled : [],

@@ -30,7 +30,8 @@ export function embedFlops(cfg: VisionConfig, n: number): number {
 export function selectionFlops(cfg: VisionConfig): number {
   const n0 = (cfg.scales[0]! / cfg.trunk.patchSize) ** 2;
   const L = cfg.trunk.width * cfg.selectBasedOnLayer.length;
-  return 2 * n0 * L * L + 2 * n0 * L * cfg.trunk.width * (cfg.scales.length - 1);
+  // the projection's fc2 is computed for the first scale's D outputs only (the reference uses them for every scale)
+  return 2 * n0 * L * L + 2 * n0 * L * cfg.trunk.width;
 }
 
 /**

@@ -5,14 +5,15 @@
 import { tf } from '../tensor/engine.js';
 import type { Weights } from './weights.js';
 
-/** x [..., in] -> [..., out] */
-export function linear(w: Weights, prefix: string, x: tf.Tensor): tf.Tensor {
+/** x [..., in] -> [..., out], or only the first `outputs` of the out features (the rest never computed). */
+export function linear(w: Weights, prefix: string, x: tf.Tensor, outputs?: number): tf.Tensor {
   return tf.tidy(() => {
-    const weight = w.transposed(`${prefix}.weight`); // [in, out]
+    const full = w.transposed(`${prefix}.weight`); // [in, out]
     const inDim = x.shape[x.rank - 1]!;
-    const outDim = weight.shape[1]!;
+    const outDim = outputs ?? full.shape[1]!;
+    const weight = outputs === undefined ? full : tf.slice(full, [0, 0], [inDim, outDim]);
     let y = tf.matMul(tf.reshape(x, [-1, inDim]), weight);
-    if (w.has(`${prefix}.bias`)) y = tf.add(y, w.get(`${prefix}.bias`));
+    if (w.has(`${prefix}.bias`)) y = tf.add(y, outputs === undefined ? w.get(`${prefix}.bias`) : tf.slice(w.get(`${prefix}.bias`), [0], [outDim]));
     return tf.reshape(y, [...x.shape.slice(0, -1), outDim]);
   });
 }
@@ -40,14 +41,15 @@ export function gelu(x: tf.Tensor, tanh = false): tf.Tensor {
 }
 
 /**
- * timm's Mlp: fc1 -> GELU -> (LayerNorm, eps 1e-5, when the module has one) -> fc2.
- * `selection_feature_proj` and `prompt_proj` carry the norm; block MLPs do not.
+ * timm's Mlp: fc1 -> GELU -> (LayerNorm, eps 1e-5, when the module has one) -> fc2 (its first
+ * `outputs` features only, when given). `selection_feature_proj` and `prompt_proj` carry the
+ * norm; block MLPs do not.
  */
-export function mlp(w: Weights, prefix: string, x: tf.Tensor, options: { tanh?: boolean } = {}): tf.Tensor {
+export function mlp(w: Weights, prefix: string, x: tf.Tensor, options: { tanh?: boolean; outputs?: number } = {}): tf.Tensor {
   return tf.tidy(() => {
     let h = gelu(linear(w, `${prefix}.fc1`, x), options.tanh);
     if (w.has(`${prefix}.norm.weight`)) h = layerNorm(w, `${prefix}.norm`, h, 1e-5);
-    return linear(w, `${prefix}.fc2`, h);
+    return linear(w, `${prefix}.fc2`, h, options.outputs);
   });
 }
 

@@ -29,10 +29,42 @@ export function gridAtScale(cfg: VisionConfig, height: number, width: number, i:
   return [Math.max(Math.floor(h / P), 1), Math.max(Math.floor(w / P), 1)];
 }
 
+/** The selector's feature projection on another engine: the chosen low-res layers [B, N0, L] -> [B, N0, D]. */
+export type ProjectionRunner = (features: tf.Tensor) => Promise<tf.Tensor>;
+
+/** Picks the runner of a model's feature projection; null means TensorFlow.js's `mlp`. */
+export type DefaultProjection = (w: Weights, cfg: VisionConfig) => ProjectionRunner | null;
+
+// TensorFlow.js until the engine layer installs another (as for the trunk: see vit.ts)
+let defaultProjection: DefaultProjection = () => null;
+
+export function setDefaultProjection(pick: DefaultProjection): void {
+  defaultProjection = pick;
+}
+
+/** The projection's runner for frozen weights, unless TensorFlow.js is asked for; trainable weights stay on TensorFlow.js. */
+export function projectionFor(w: Weights, cfg: VisionConfig, tfjsOnly: boolean): ProjectionRunner | null {
+  return tfjsOnly || w.trainable ? null : defaultProjection(w, cfg);
+}
+
+/** The low-res layers the selector reads, side by side: [B, N0, D * L]. */
+export function selectionInput(cfg: VisionConfig, lowResHidden: readonly tf.Tensor[]): tf.Tensor {
+  return tf.concat(cfg.selectBasedOnLayer.map((i) => lowResHidden[i]!), -1);
+}
+
+/**
+ * The selection features [B, N0, D]: the projection of `selectionInput`. Only the first scale's
+ * chunk of its output is computed: the reference uses it for every scale. They do not depend on
+ * the prompt, so one computation serves the bottom-up and the top-down selection.
+ */
+export function selectionFeatures(w: Weights, cfg: VisionConfig, lowResHidden: readonly tf.Tensor[]): tf.Tensor {
+  return tf.tidy(() => mlp(w, 'vision_model.selection_feature_proj', selectionInput(cfg, lowResHidden), { outputs: cfg.trunk.width }));
+}
+
 /**
  * Selection logits on the low-res grid, [B, g0, g0]: cosine of the selection features with the
- * prompt, averaged with the convnet's cosine (adaptive-max-pooled) when the model has it. Only
- * the first scale's chunk is computed: the reference uses it for every scale.
+ * prompt, averaged with the convnet's cosine (adaptive-max-pooled) when the model has it.
+ * `features` are `selectionFeatures` when already computed (computed here otherwise).
  */
 export function selectionLogits(
   w: Weights,
@@ -40,14 +72,13 @@ export function selectionLogits(
   lowResHidden: readonly tf.Tensor[],
   highresFeatures: tf.Tensor | null,
   prompt: tf.Tensor,
+  features?: tf.Tensor,
 ): tf.Tensor {
   return tf.tidy(() => {
     const D = cfg.trunk.width;
     const g0 = cfg.scales[0]! / cfg.trunk.patchSize;
-    const features = tf.concat(cfg.selectBasedOnLayer.map((i) => lowResHidden[i]!), -1); // [B, N0, D * L]
-    const B = features.shape[0]!;
-    const projected = mlp(w, 'vision_model.selection_feature_proj', features); // [B, N0, D * ns]
-    const first = tf.slice(projected, [0, 0, 0], [B, -1, D]); // [B, N0, D]
+    const first = features ?? selectionFeatures(w, cfg, lowResHidden); // [B, N0, D]
+    const B = first.shape[0]!;
     let logits = tf.reshape(tf.sum(tf.mul(l2Normalize(first), tf.reshape(l2Normalize(prompt), [B, 1, D])), -1), [B, g0, g0]);
     if (highresFeatures) {
       const out = highresFeatures.shape[3]!;

@@ -98,12 +98,21 @@ export function selectedPositionEmbedding(w: Weights, gh: number, gw: number, id
     } else {
       // pos[r, c] = sum_ij A[r, i] P[i, j] A[c, j], A the antialiased-bicubic matrix to m x m
       const m = Math.max(gh, gw);
-      const A = tf.tensor2d(resampleMatrix(tapsFor('bicubic-antialias', n, m), m), [m, n]);
-      const aRows = tf.gather(A, tf.tensor1d(rows, 'int32')); // [k, n] over i
-      const aCols = tf.gather(A, tf.tensor1d(cols, 'int32')); // [k, n] over j
-      const pj = tf.reshape(tf.transpose(tf.reshape(pe, [n, n, D]), [1, 0, 2]), [n, n * D]); // [j, i * D]
-      const z = tf.reshape(tf.matMul(aCols, pj), [ids.length, n, D]); // [k, i, D]
-      pos = tf.sum(tf.mul(z, tf.reshape(aRows, [ids.length, n, 1])), 1); // [k, D]
+      const aValues = resampleMatrix(tapsFor('bicubic-antialias', n, m), m);
+      const A = tf.tensor2d(aValues, [m, n]);
+      const pj = tf.reshape(tf.transpose(tf.reshape(pe, [n, n, D]), [1, 2, 0]), [n, D * n]); // [j, D * i]
+      // each grid column resampled once (m rows): a look chooses thousands of cells on a grid a
+      // few hundred wide, so this is the smaller product
+      const columns = tf.matMul(A, pj); // [c, D * i]
+      if (w.trainable) {
+        const aRows = tf.gather(A, tf.tensor1d(rows, 'int32')); // [k, n] over i
+        const z = tf.reshape(tf.gather(columns, tf.tensor1d(cols, 'int32')), [ids.length, D, n]); // [k, D, i]
+        pos = tf.sum(tf.mul(z, tf.reshape(aRows, [ids.length, 1, n])), -1); // [k, D]
+      } else {
+        // frozen: the per-cell sum over i on plain arrays (TensorFlow.js's WASM gather of the
+        // [k, D * n] rows alone costs seconds at 3780 px)
+        pos = tf.tensor2d(rowSums(columns.dataSync() as Float32Array, aValues, rows, cols, n, D), [ids.length, D]);
+      }
     }
     if (residualScale === undefined) return pos;
     const r = w.get(`vision_model.pos_emb_residual.${residualScale}`);
@@ -113,6 +122,22 @@ export function selectedPositionEmbedding(w: Weights, gh: number, gw: number, id
     const residualRows = tf.tensor1d(Int32Array.from(ids, (_, k) => rows[k]! * side + cols[k]!), 'int32');
     return tf.add(pos, tf.gather(tf.reshape(r, [stored, Dr]), residualRows));
   });
+}
+
+/** out[k, d] = sum_i a[rows[k], i] columns[cols[k], d, i]: columns [m, D, n], a [m, n] -> [k, D]. */
+function rowSums(columns: Float32Array, a: Float32Array, rows: Int32Array, cols: Int32Array, n: number, D: number): Float32Array {
+  const out = new Float32Array(rows.length * D);
+  for (let k = 0; k < rows.length; k++) {
+    const ar = rows[k]! * n;
+    const base = cols[k]! * D * n;
+    for (let d = 0; d < D; d++) {
+      const o = base + d * n;
+      let acc = 0;
+      for (let i = 0; i < n; i++) acc += a[ar + i]! * columns[o + i]!;
+      out[k * D + d] = acc;
+    }
+  }
+  return out;
 }
 
 /** A scale's learned residual `pos_emb_residual[i]`, stored for the full square grid, cropped top-left: [gh * gw, D]. */

@@ -90,6 +90,12 @@ test('bench encode: the JSON line\'s fields, cold and warm, with the dense ONNX 
     const dense = r['dense'] as Record<string, number>;
     assert.ok(dense['ms']! > 0 && dense['tokens']! > 0);
     assert.ok(Math.abs((r['ratio_to_dense'] as number) - (r['ms_total'] as number) / dense['ms']!) < 1e-9);
+    assert.ok(Math.abs((r['cpu_ratio_to_dense'] as number) - ((r['cpu_s'] as number) * 1000) / dense['cpu_ms']!) < 1e-9);
+    // the stage profile: every part the micro preset runs, and the parts (with "other") make up the whole, in wall and CPU time
+    const stages = r['stages'] as Record<string, { ms: number; cpu_ms: number; share: number; cpu_share: number }>;
+    assert.deepEqual(Object.keys(stages).sort(), ['convnet', 'decode', 'gather', 'highResTrunk', 'lowResTrunk', 'other', 'patchEmbed', 'posEmbed', 'resize', 'selectionHead']);
+    const sum = (k: 'share' | 'cpu_share'): number => Object.values(stages).reduce((a, t) => a + t[k], 0);
+    assert.ok(Math.abs(sum('share') - 1) < 1e-6 && Math.abs(sum('cpu_share') - 1) < 1e-6, `shares sum to ${sum('share')} and ${sum('cpu_share')}`);
   }
 });
 

@@ -10,12 +10,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Message } from '../../src/engine/onnx/protobuf.js';
 import { OnnxTrunk, groupBlocks } from '../../src/engine/onnx/onnxTrunk.js';
-import { onnxTrunkRunner, releaseOnnxTrunk } from '../../src/engine/onnx/perModel.js';
+import { onnxProjectionRunner, onnxTrunkRunner, releaseOnnxTrunk } from '../../src/engine/onnx/perModel.js';
 import { resolveTrunkEngine, useTrunkEngine } from '../../src/engine/trunkEngine.js';
 import { isUserError } from '../../src/errors.js';
 import { openSafetensors } from '../../src/io/safetensors.js';
 import { runParity } from '../../src/eval/parity.js';
-import { encodeImage, type EncodeOutput } from '../../src/model/encoder.js';
+import { encodeImage, lowRes, type EncodeOutput } from '../../src/model/encoder.js';
+import { mlp } from '../../src/model/layers.js';
+import { selectionFeatures, selectionInput } from '../../src/model/selection.js';
 import { loadModel, type PS3Model } from '../../src/model/load.js';
 import { setDefaultTrunk, trunk, type TrunkOutput } from '../../src/model/vit.js';
 import { initEngine, tf } from '../../src/tensor/engine.js';
@@ -117,6 +119,22 @@ test('encodeImage with the ONNX trunk: same outputs as TensorFlow.js, no tensors
     assert.equal(tf.memory().numTensors, before, `outputHiddenStates ${outputHiddenStates}`);
   }
   tf.dispose(all(ref));
+});
+
+test('the selector\'s feature projection on ONNX Runtime equals TensorFlow.js\'s, which equals the first D outputs of the whole projection', async () => {
+  const cfg = model.config.vision;
+  const sq = openSafetensors(path.join(fixtures, 'cases.safetensors')).read('image/square');
+  const low = lowRes(model.weights, cfg, { data: sq.data as Float32Array, batch: 1, height: 560, width: 560 }, false);
+  const input = selectionInput(cfg, low.hiddenStates);
+  const full = mlp(model.weights, 'vision_model.selection_feature_proj', input); // [1, N0, D * scales]
+  const D = cfg.trunk.width;
+  assert.equal(full.shape[2], D * (cfg.scales.length - 1));
+  const first = tf.slice(full, [0, 0, 0], [1, -1, D]);
+  const tfjs = selectionFeatures(model.weights, cfg, low.hiddenStates);
+  const ort = await onnxProjectionRunner(model.weights, cfg)(input);
+  assert.ok(maxAbsDiff(first, tfjs) < 1e-5, `sliced projection differs by ${maxAbsDiff(first, tfjs)}`);
+  assert.ok(maxAbsDiff(tfjs, ort) < 1e-4, `ONNX projection differs by ${maxAbsDiff(tfjs, ort)}`);
+  tf.dispose([input, full, first, tfjs, ort, ...low.hiddenStates]);
 });
 
 test('the trunk engine comes from --trunk, else PS3_TRUNK, else onnx; an unknown one is a UserError', () => {

@@ -1,7 +1,7 @@
 /**
  * src/model/encoder.ts (`encodeImage`) and src/model/text.ts (`encodeText`) on the fixture
- * model: output layout, no tensor leaks across calls, and bad options refused as UserErrors
- * before anything is allocated.
+ * model: output layout, no tensor leaks across calls, bad options refused as UserErrors
+ * before anything is allocated, the chosen cells' position embeddings, the stage profile.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +9,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isUserError } from '../../src/errors.js';
 import { openSafetensors } from '../../src/io/safetensors.js';
-import { encodeImage, type EncodeOptions, type EncodeOutput, type Pixels } from '../../src/model/encoder.js';
+import { encodeImage, STAGE_PARTS, type EncodeOptions, type EncodeOutput, type Pixels, type StageTimings } from '../../src/model/encoder.js';
+import { positionEmbedding, positionResidual, selectedPositionEmbedding } from '../../src/model/vit.js';
+import { Weights } from '../../src/model/weights.js';
 import { loadModel, type PS3Model } from '../../src/model/load.js';
 import { encodeText, type TextOutput } from '../../src/model/text.js';
 import { initEngine, tf } from '../../src/tensor/engine.js';
@@ -230,4 +232,45 @@ test('encodeText refuses ids that do not make [B, N <= context] or fall outside 
   refuses(Int32Array.from([1, 2, 64]), 1); // vocabulary is 64
   refuses(Int32Array.from([1, -1]), 1);
   assert.equal(tf.memory().numTensors, before);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Pieces a look is made of, and the stage profile
+
+test('selectedPositionEmbedding equals the chosen rows of the whole resampled grid (plus the scale\'s residual)', () => {
+  const w = model.weights;
+  // scale 1's grid is 16 x 16 (its residual's size); a 12 x 16 crop of it, larger than the stored 8 x 8
+  const [gh, gw] = [12, 16];
+  const ids = Int32Array.from([0, 1, 15, 16, 77, 100, 191]);
+  const residual = model.config.vision.separatePosEmb ? 1 : undefined;
+  const want = tf.tidy(() => {
+    const whole = residual === undefined ? positionEmbedding(w, gh, gw) : tf.add(positionEmbedding(w, gh, gw), positionResidual(w, residual, gh, gw));
+    return tf.gather(whole, tf.tensor1d(ids, 'int32'));
+  });
+  // frozen weights sum on plain arrays, trainable ones through TensorFlow.js (for the gradient)
+  const trainable = new Weights(new Map([...w.keys()].filter((k) => k.includes('pos_emb')).map((k) => [k, tf.variable(w.get(k))])), true);
+  for (const weights of [w, trainable]) {
+    const got = selectedPositionEmbedding(weights, gh, gw, ids, residual);
+    const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(got, want))).dataSync()[0]!);
+    assert.ok(diff < 1e-5, `${weights.trainable ? 'trainable' : 'frozen'}: differs by ${diff}`);
+    got.dispose();
+  }
+  trainable.dispose();
+  want.dispose();
+});
+
+test('a profiled encode times every part it runs, and the parts fit in the encode\'s time', async () => {
+  const timings: StageTimings = {};
+  const t0 = performance.now();
+  disposeOutput(await encodeImage(model.weights, model.config, square, { numLookClose: 2, timings }));
+  const wall = performance.now() - t0;
+  const parts = timings.parts ?? {};
+  const expected = STAGE_PARTS.filter((p) => p !== 'convnet' || model.config.vision.highresSelectionFeature);
+  assert.deepEqual(Object.keys(parts).sort(), [...expected].sort());
+  let sum = 0;
+  for (const p of expected) {
+    assert.ok(parts[p]!.ms >= 0 && parts[p]!.cpuMs >= 0, `${p}: ${JSON.stringify(parts[p])}`);
+    sum += parts[p]!.ms;
+  }
+  assert.ok(sum <= wall + 1, `parts sum to ${sum} ms, the encode took ${wall} ms`);
 });

@@ -9,6 +9,8 @@ import type { Weights } from '../../model/weights.js';
 import { UserError } from '../../errors.js';
 import { OnnxTrunk, type OnnxTrunkOptions } from './onnxTrunk.js';
 import { OnnxConvnet } from './onnxConvnet.js';
+import { OnnxSelection } from './onnxSelection.js';
+import type { ProjectionRunner } from '../../model/selection.js';
 
 const trunks = new WeakMap<Weights, Promise<OnnxTrunk>>();
 
@@ -37,6 +39,7 @@ export function onnxTrunkRunner(w: Weights, cfg: TrunkConfig, options: OnnxTrunk
 /** Release the model's sessions (native memory), if it has any. */
 export async function releaseOnnxTrunk(w: Weights): Promise<void> {
   await releaseOnnxConvnet(w);
+  await releaseOnnxSelection(w);
   const trunk = trunks.get(w);
   if (!trunk) return;
   trunks.delete(w);
@@ -45,21 +48,23 @@ export async function releaseOnnxTrunk(w: Weights): Promise<void> {
 
 const convnets = new WeakMap<Weights, Promise<OnnxConvnet>>();
 
+function onnxConvnetOf(w: Weights, cfg: VisionConfig): Promise<OnnxConvnet> {
+  if (w.trainable) throw new UserError('the ONNX convnet needs frozen weights (these are trainable variables); use TensorFlow.js');
+  let convnet = convnets.get(w);
+  if (!convnet) {
+    convnet = OnnxConvnet.create(w, cfg).catch((e: unknown) => {
+      convnets.delete(w);
+      throw e;
+    });
+    convnets.set(w, convnet);
+    w.onDispose(() => void releaseOnnxConvnet(w).catch(() => undefined));
+  }
+  return convnet;
+}
+
 /** The model's ONNX convnet, made on first use and released with the weights. */
 export function onnxConvnetRunner(w: Weights, cfg: VisionConfig): ConvnetRunner {
-  return async (image, batch) => {
-    if (w.trainable) throw new UserError('the ONNX convnet needs frozen weights (these are trainable variables); use TensorFlow.js');
-    let convnet = convnets.get(w);
-    if (!convnet) {
-      convnet = OnnxConvnet.create(w, cfg).catch((e: unknown) => {
-        convnets.delete(w);
-        throw e;
-      });
-      convnets.set(w, convnet);
-      w.onDispose(() => void releaseOnnxConvnet(w).catch(() => undefined));
-    }
-    return (await convnet).run(image, batch);
-  };
+  return async (image, batch) => (await onnxConvnetOf(w, cfg)).run(image, batch);
 }
 
 async function releaseOnnxConvnet(w: Weights): Promise<void> {
@@ -67,4 +72,38 @@ async function releaseOnnxConvnet(w: Weights): Promise<void> {
   if (!convnet) return;
   convnets.delete(w);
   await (await convnet).release();
+}
+
+const projections = new WeakMap<Weights, Promise<OnnxSelection>>();
+
+function onnxProjectionOf(w: Weights, cfg: VisionConfig): Promise<OnnxSelection> {
+  if (w.trainable) throw new UserError('the ONNX selection projection needs frozen weights (these are trainable variables); use TensorFlow.js');
+  let projection = projections.get(w);
+  if (!projection) {
+    projection = OnnxSelection.create(w, cfg).catch((e: unknown) => {
+      projections.delete(w);
+      throw e;
+    });
+    projections.set(w, projection);
+    w.onDispose(() => void releaseOnnxSelection(w).catch(() => undefined));
+  }
+  return projection;
+}
+
+/** The model's selection feature projection on ONNX Runtime, made on first use and released with the weights. */
+export function onnxProjectionRunner(w: Weights, cfg: VisionConfig): ProjectionRunner {
+  return async (features) => (await onnxProjectionOf(w, cfg)).run(features);
+}
+
+/** Make the selector's sessions (convnet, feature projection) now rather than in the first encode. */
+export async function prepareOnnxSelector(w: Weights, cfg: VisionConfig): Promise<void> {
+  await onnxProjectionOf(w, cfg);
+  if (cfg.highresSelectionFeature) await onnxConvnetOf(w, cfg);
+}
+
+async function releaseOnnxSelection(w: Weights): Promise<void> {
+  const projection = projections.get(w);
+  if (!projection) return;
+  projections.delete(w);
+  await (await projection).release();
 }
