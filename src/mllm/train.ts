@@ -30,10 +30,8 @@ import type { VilaConfig } from './config.js';
 import { copyPs3Folder, loadVilaHd, newVilaConfig, ps3PathOf, randomVilaWeights, withMethods, writeVilaFiles } from './model.js';
 import { methodParams } from './params.js';
 import { batchLossAndGrads, type SampleInputs } from './objective.js';
-import { LmTokenizer } from './tokenizer.js';
+import { newLmTokenizer, type LmTokenizer } from './tokenizer.js';
 import { buildCache, cacheDir, CacheReader, checkTrainSeed, type TrainQuestion } from './trainData.js';
-import { lmVocabulary } from './tokenizer.js';
-import { SPECIAL_TOKENS } from '../data/wordTokenizer.js';
 
 export interface TrainVilaOptions {
   /** the PS3 model folder (required for a new run; a resumed or extended run uses its checkpoint's) */
@@ -197,8 +195,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     const ps3Model = o.embedPs3 ? 'ps3' : path.relative(path.resolve(checkpointDir), ps3Dir) || '.';
     config = newVilaConfig({ preset: o.preset, methods: [o.method], ps3Model, seed: o.seed, selectionWeight: o.selectionWeight });
     weights = randomVilaWeights(config, ps3.config, [o.method], o.seed);
-    const vocab = new Map([...SPECIAL_TOKENS, ...lmVocabulary()].map((w, i) => [w, i]));
-    tokenizer = new LmTokenizer(vocab);
+    tokenizer = newLmTokenizer();
   }
   const S = ps3.config.vision.scales[ps3.config.vision.scales.length - 1]!;
   if (o.resolution !== undefined && (!Number.isInteger(o.resolution) || o.resolution < ps3.config.vision.scales[0]! || o.resolution > S)) {
