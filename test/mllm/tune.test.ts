@@ -1,7 +1,7 @@
 /**
  * train-mllm --tune-selection: PS3's selection modules train with the selection loss (the trunk
  * stays as it was), the tuned PS3 is kept inside the VILA-HD folder, and a run stopped after a
- * checkpoint and resumed follows the uninterrupted run's losses.
+ * checkpoint and resumed follows the uninterrupted run's losses; `ps3 export` ships the folder in F16.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +13,7 @@ import { readSafetensors } from '../../src/io/safetensors.js';
 import { isUserError } from '../../src/errors.js';
 import { disposeVilaHd, loadVilaHd } from '../../src/mllm/model.js';
 import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
+import { exportVilaHd } from '../../src/mllm/export.js';
 import { writeMicroPs3 } from './helpers.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-vila-tune-'));
@@ -57,6 +58,20 @@ test('--tune-selection trains the selection modules only, keeps the tuned PS3 in
     assert.deepEqual([...model.ps3.weights.get(key).dataSync()], [...after.get(key)!.data]);
   } finally {
     disposeVilaHd(model);
+  }
+
+  // exported to ship: F16 weights, the tuned PS3 beside as ps3/, and it loads
+  const shipped = path.join(tmp, 'shipped');
+  const { files } = exportVilaHd(path.join(a, 'checkpoint'), shipped, 'F16');
+  assert.ok(files.includes('model.safetensors') && files.includes(path.join('ps3', 'model.safetensors')), files.join(', '));
+  assert.ok(!fs.existsSync(path.join(shipped, 'optimizer.safetensors')));
+  const half = loadVilaHd(shipped);
+  try {
+    const key = 'vision_model.selection_feature_proj.fc1.weight';
+    const got = half.ps3.weights.get(key).dataSync();
+    after.get(key)!.data.forEach((v, i) => assert.ok(Math.abs(v - got[i]!) <= 1e-3 * Math.max(1, Math.abs(v)), key));
+  } finally {
+    disposeVilaHd(half);
   }
 
   // stopped right after its step-2 checkpoint, then resumed without the flag: it goes on tuning, on the same curve
