@@ -1,10 +1,13 @@
 /**
  * `ps3 export <checkpoint> --out DIR [--dtype f16|f32]`: a training checkpoint as a model folder
- * to ship or share — model files only, weights in half precision by default.
+ * to ship or share — model files only, weights in half precision by default. A VILA-HD
+ * checkpoint is exported with its PS3 (`ps3/`) when it holds its own copy.
  */
 import path from 'node:path';
 import { UserError } from '../errors.js';
 import { exportModel } from '../train/checkpoint.js';
+import { isVilaFolder } from '../mllm/config.js';
+import { exportVilaHd } from '../mllm/export.js';
 
 export interface ExportCliOptions {
   out?: string;
@@ -16,7 +19,8 @@ export function exportCommand(from: string, o: ExportCliOptions): number {
   const dtype = (o.dtype ?? 'f16').toLowerCase();
   if (dtype !== 'f16' && dtype !== 'f32') throw new UserError(`--dtype must be f16 or f32, got "${o.dtype}"`);
   if (path.resolve(from) === path.resolve(o.out)) throw new UserError('--out must be another folder than the checkpoint');
-  const { files, bytes } = exportModel(from, o.out, dtype === 'f16' ? 'F16' : 'F32');
+  const floats = dtype === 'f16' ? 'F16' : 'F32';
+  const { files, bytes } = isVilaFolder(from) ? exportVilaHd(from, o.out, floats) : exportModel(from, o.out, floats);
   process.stdout.write(`wrote ${files.join(', ')} to ${o.out} (${(bytes / 1048576).toFixed(1)} MB, weights ${dtype})\n`);
   return 0;
 }

@@ -198,6 +198,8 @@ program
   .option('--max-minutes <x>', 'stop (after a whole step, with a checkpoint) after this long; 0 = no limit', '0')
   .option('--embed-ps3', 'keep a copy of the PS3 folder inside the VILA-HD folder instead of a relative path', false)
   .option('--cache <dir>', 'where PS3\'s tokens of the training scenes are cached (default OUT/cache)')
+  .option('--tune-selection', 'ps3: also train PS3\'s selection modules (not its trunk) with the selection loss; the tuned PS3 is kept in the folder', false)
+  .option('--selection-lr <x>', 'peak learning rate of PS3\'s selection modules with --tune-selection (default --lr)')
   .action((o: TrainMllmCliOptions) => runCommand(() => trainMllmCommand({ ...o, ...program.opts() })));
 
 program

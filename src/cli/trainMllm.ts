@@ -1,7 +1,8 @@
 /**
  * `ps3 train-mllm --ps3 DIR --method ps3|lowres|anyres|s2 --out DIR [--resume]`: VILA-HD's LM,
  * projector and (ps3) prompt head trained on 4KPro-lite-style questions over synthetic scenes
- * (seeds below the held-out base) with PS3 frozen; see src/mllm/train.ts.
+ * (seeds below the held-out base) with PS3 frozen, or with its selection modules tuned too
+ * (`--tune-selection`); see src/mllm/train.ts.
  */
 import { z } from 'zod';
 import { num } from './zodArgs.js';
@@ -34,6 +35,8 @@ const schema = z.object({
   resume: z.boolean().default(false),
   embedPs3: z.boolean().default(false),
   cache: z.string().optional(),
+  tuneSelection: z.boolean().default(false),
+  selectionLr: num('selection-lr').pipe(z.number().positive('--selection-lr must be positive')).optional(),
 });
 
 export type TrainMllmCliOptions = Record<string, string | boolean | undefined>;
@@ -49,6 +52,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
     dataSeed: o.dataSeed, images: o.images, looks: o.looks, ...(o.resolution !== undefined ? { resolution: o.resolution } : {}),
     selectionWeight: o.selectionWeight, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
     ...(o.cache ? { cacheRoot: o.cache } : {}),
+    tuneSelection: o.tuneSelection, ...(o.selectionLr !== undefined ? { selectionLr: o.selectionLr } : {}),
   };
   let cacheBar: Progress | undefined;
   let bar: Progress | undefined;

@@ -43,6 +43,23 @@ export function synthVocabulary(): string[] {
   return [...words].sort();
 }
 
+/**
+ * The ids a written word tokenizer gives: [PAD] 0, [UNK] 1, `vocabulary` in order from 2, then
+ * [EOS] with the highest id. Anything that tokenizes in memory must use these ids, or what it
+ * trains would not match the tokenizer.json written beside it.
+ */
+export function wordTokenizerIds(vocabulary: readonly string[]): Map<string, number> {
+  const ids = new Map<string, number>();
+  [PAD_TOKEN, UNK_TOKEN, ...vocabulary, EOS_TOKEN].forEach((token, id) => {
+    if (ids.has(token)) throw new RangeError(`writeWordTokenizer: "${token}" appears twice in the vocabulary`);
+    if (token !== EOS_TOKEN && id >= 2 && token !== token.toLowerCase()) {
+      throw new RangeError(`writeWordTokenizer: "${token}" is not lower case, so the normalizer would never produce it`);
+    }
+    ids.set(token, id);
+  });
+  return ids;
+}
+
 export interface WordTokenizerOptions {
   /** ids per text: written as model_max_length */
   readonly contextLength: number;
@@ -56,14 +73,7 @@ export interface WordTokenizerOptions {
 export async function writeWordTokenizer(dir: string, vocabulary: readonly string[], options: WordTokenizerOptions): Promise<void> {
   const { contextLength } = options;
   if (!Number.isInteger(contextLength) || contextLength < 2) throw new RangeError(`writeWordTokenizer: contextLength must be an integer >= 2, got ${contextLength}`);
-  const vocab: Record<string, number> = {};
-  [PAD_TOKEN, UNK_TOKEN, ...vocabulary, EOS_TOKEN].forEach((token, id) => {
-    if (token in vocab) throw new RangeError(`writeWordTokenizer: "${token}" appears twice in the vocabulary`);
-    if (token !== EOS_TOKEN && id >= 2 && token !== token.toLowerCase()) {
-      throw new RangeError(`writeWordTokenizer: "${token}" is not lower case, so the normalizer would never produce it`);
-    }
-    vocab[token] = id;
-  });
+  const vocab: Record<string, number> = Object.fromEntries(wordTokenizerIds(vocabulary));
   const addedToken = (content: string): Record<string, unknown> => ({
     id: vocab[content], content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
   });

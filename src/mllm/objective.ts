@@ -9,12 +9,15 @@
  *    against the evidence box with the pre-training box BCE (src/train/loss.ts).
  *
  * Total = answer + selection_weight x selection; the gradient reaches the prompt head through
- * the probabilities.
+ * the probabilities, and, in a run that tunes the selection, PS3's selection modules (the
+ * selection features' projection, the high-res prompt projection and the ConvNeXt, whose features
+ * are then recomputed from the cached input image).
  */
 import { tf } from '../tensor/engine.js';
 import type { NamedArray } from '../io/safetensors.js';
 import type { PS3Model } from '../model/load.js';
 import { selectionLogits, selectionProbs } from '../model/selection.js';
+import { shallowConvNet } from '../model/convnet.js';
 import { Weights } from '../model/weights.js';
 import { boxLoss } from '../train/loss.js';
 import type { EncodeMethod } from '../eval/baselines.js';
@@ -44,6 +47,7 @@ export function sampleLosses(
   ps3: PS3Model,
   tokenizer: LmTokenizer,
   s: SampleInputs,
+  selectionWeights: Weights = ps3.weights,
 ): { answer: tf.Tensor; selection: tf.Tensor | null } {
   const p = `${method}.lm`;
   const q = s.question;
@@ -59,9 +63,11 @@ export function sampleLosses(
     const cfg = ps3.config.vision;
     const layers: tf.Tensor[] = [];
     for (const l of cfg.selectBasedOnLayer) layers[l] = tensorOf(s.arrays, `sel.${l}`);
-    const conv = s.arrays.has('conv') ? tensorOf(s.arrays, 'conv') : null;
+    // a run that tunes the selection recomputes the ConvNeXt's features from its cached input
+    const convIn = selectionWeights !== ps3.weights ? s.arrays.get('convin') : undefined;
+    const conv = convIn ? shallowConvNet(selectionWeights, cfg, convIn.data as Float32Array, 1) : s.arrays.has('conv') ? tensorOf(s.arrays, 'conv') : null;
     const S = cfg.scales[cfg.scales.length - 1]!;
-    const probs = selectionProbs(cfg, selectionLogits(ps3.weights, cfg, layers, conv, prompt), S, S);
+    const probs = selectionProbs(cfg, selectionLogits(selectionWeights, cfg, layers, conv, prompt), S, S);
     const targets = probs.map((_, i) => s.arrays.get(`target.${q.index}.${i}`)!.data as Float32Array);
     selection = boxLoss(probs, targets, [0]);
     visual = tf.concat([low, project(w, method, tensorOf(s.arrays, `high.${q.index}`))], 0);
@@ -82,9 +88,15 @@ export interface BatchLoss {
   readonly answer: number;
   readonly selection: number;
   readonly grads: Map<string, tf.Tensor>;
+  /** gradients of the PS3 weights asked for (empty when PS3 is frozen) */
+  readonly ps3Grads: Map<string, tf.Tensor>;
 }
 
-/** Mean loss over a batch and its gradient for `trainable` keys (everything else constant). */
+/**
+ * Mean loss over a batch and its gradient for `trainable` keys (everything else constant), and
+ * for `ps3Trainable` keys of PS3's weights (the selection modules, when a run tunes them; their
+ * gradients come back under `ps3Grads`).
+ */
 export function batchLossAndGrads(
   w: Weights,
   trainable: readonly string[],
@@ -94,6 +106,7 @@ export function batchLossAndGrads(
   tokenizer: LmTokenizer,
   batch: readonly SampleInputs[],
   selectionWeight: number,
+  ps3Trainable: readonly string[] = [],
 ): BatchLoss {
   const terms = { answer: 0, selection: 0 };
   const { value, grads } = tf.tidy(() => {
@@ -102,18 +115,24 @@ export function batchLossAndGrads(
       for (const [k, t] of w.entries()) map.set(k, t);
       trainable.forEach((k, i) => map.set(k, xs[i]!));
       const live = new Weights(map, true);
+      // only the selection modules are read from PS3 here, so they alone make its live weights
+      const selection = ps3Trainable.length ? new Weights(new Map(ps3Trainable.map((k, i) => [k, xs[trainable.length + i]!])), true) : ps3.weights;
       const totals: tf.Tensor[] = [];
       for (const s of batch) {
-        const r = sampleLosses(live, method, lm, ps3, tokenizer, s);
+        const r = sampleLosses(live, method, lm, ps3, tokenizer, s, selection);
         terms.answer += r.answer.dataSync()[0]! / batch.length;
         if (r.selection) terms.selection += r.selection.dataSync()[0]! / batch.length;
         totals.push(r.selection ? tf.add(r.answer, tf.mul(r.selection, selectionWeight)) : r.answer);
       }
       return tf.reshape(tf.div(tf.addN(totals), batch.length), []) as tf.Scalar;
     };
-    return tf.valueAndGrads(f)(trainable.map((k) => w.get(k)));
+    return tf.valueAndGrads(f)([...trainable.map((k) => w.get(k)), ...ps3Trainable.map((k) => ps3.weights.get(k))]);
   });
   const loss = value.dataSync()[0]!;
   value.dispose();
-  return { loss, answer: terms.answer, selection: terms.selection, grads: new Map(trainable.map((k, i) => [k, grads[i]!])) };
+  return {
+    loss, answer: terms.answer, selection: terms.selection,
+    grads: new Map(trainable.map((k, i) => [k, grads[i]!])),
+    ps3Grads: new Map(ps3Trainable.map((k, i) => [k, grads[trainable.length + i]!])),
+  };
 }

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { UserError } from '../errors.js';
 import { COLOURS } from '../data/scene/colours.js';
 import { SHAPES } from '../data/scene/shapes.js';
-import { EOS_TOKEN, PAD_TOKEN, SPECIAL_TOKENS, UNK_TOKEN, synthVocabulary, wordPieces, writeWordTokenizer } from '../data/wordTokenizer.js';
+import { EOS_TOKEN, PAD_TOKEN, SPECIAL_TOKENS, UNK_TOKEN, synthVocabulary, wordPieces, wordTokenizerIds, writeWordTokenizer } from '../data/wordTokenizer.js';
 
 /** Words of the question templates (src/eval/qa/generate.ts) and of the prompt template. */
 const QUESTION_WORDS = [
@@ -81,6 +81,11 @@ export class LmTokenizer {
 /** The prompt the LM reads after the visual tokens. */
 export function questionText(question: string, options?: readonly string[]): string {
   return options && options.length ? `question: ${question} options: ${options.join(' or ')} answer:` : `question: ${question} answer:`;
+}
+
+/** The LM tokenizer in memory, with the ids `writeLmTokenizer` writes. */
+export function newLmTokenizer(): LmTokenizer {
+  return new LmTokenizer(wordTokenizerIds(lmVocabulary()));
 }
 
 export async function writeLmTokenizer(dir: string, contextLength: number): Promise<void> {

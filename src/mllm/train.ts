@@ -26,14 +26,13 @@ import { AdamW, clipGradients, DEFAULT_ADAMW } from '../train/optimizer.js';
 import { learningRate } from '../train/schedule.js';
 import { CHECKPOINT, findCheckpoint } from '../train/checkpoint.js';
 import { ENCODE_METHODS, type EncodeMethod } from '../eval/baselines.js';
-import type { VilaConfig } from './config.js';
 import { copyPs3Folder, loadVilaHd, newVilaConfig, ps3PathOf, randomVilaWeights, withMethods, writeVilaFiles } from './model.js';
 import { methodParams } from './params.js';
 import { batchLossAndGrads, type SampleInputs } from './objective.js';
-import { LmTokenizer } from './tokenizer.js';
-import { buildCache, cacheDir, CacheReader, checkTrainSeed, type TrainQuestion } from './trainData.js';
-import { lmVocabulary } from './tokenizer.js';
-import { SPECIAL_TOKENS } from '../data/wordTokenizer.js';
+import { newLmTokenizer, type LmTokenizer } from './tokenizer.js';
+import { buildCache, cacheDir, CacheReader, checkTrainSeed, ps3WeightsHash, type TrainQuestion } from './trainData.js';
+import { trainableKeys } from '../train/trainer.js';
+import { parseVilaConfig, type VilaConfig } from './config.js';
 
 export interface TrainVilaOptions {
   /** the PS3 model folder (required for a new run; a resumed or extended run uses its checkpoint's) */
@@ -65,6 +64,13 @@ export interface TrainVilaOptions {
   readonly embedPs3: boolean;
   /** where the PS3 token cache lives (default OUT/cache) */
   readonly cacheRoot?: string;
+  /**
+   * ps3: also train PS3's selection modules (selection features' projection, high-res prompt
+   * projection, ConvNeXt) with the selection loss; the tuned PS3 is kept inside the folder
+   */
+  readonly tuneSelection?: boolean;
+  /** learning rate of PS3's selection modules (default --lr) */
+  readonly selectionLr?: number;
 }
 
 export interface VilaStepMetrics {
@@ -91,6 +97,8 @@ interface MethodState {
   samplesSeen: number;
   optimizerStep: number;
   options: Record<string, unknown>;
+  /** the hash of the PS3 weights the run's token cache was made with (a tuned PS3 changes the folder's) */
+  ps3Weights?: string;
 }
 
 interface VilaTrainerState extends MethodState {
@@ -119,7 +127,26 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (!(o.clip >= 0)) throw new UserError(`--clip must be non-negative, got ${o.clip}`);
   if (!(o.selectionWeight >= 0)) throw new UserError(`--selection-weight must be non-negative, got ${o.selectionWeight}`);
   if (!(o.maxSeconds >= 0)) throw new UserError(`--max-minutes must be non-negative, got ${o.maxSeconds / 60}`);
+  if (o.tuneSelection && o.method !== 'ps3') throw new UserError(`--tune-selection trains PS3's selection, which only --method ps3 uses (got --method ${o.method})`);
+  if (o.selectionLr !== undefined && !(o.selectionLr > 0)) throw new UserError(`--selection-lr must be positive, got ${o.selectionLr}`);
   checkTrainSeed(o.dataSeed);
+}
+
+/** How PS3's weights are named beside VILA-HD's in the optimizer state. */
+const PS3_PREFIX = 'ps3.';
+
+/**
+ * A PS3 folder whose `keys` take their values from `weights` (the tuned selection), the rest
+ * copied from `from`; float32, so a resumed run continues from exactly these values.
+ */
+async function writeTunedPs3(from: string, to: string, weights: Weights, keys: readonly string[]): Promise<void> {
+  copyPs3Folder(from, to);
+  const arrays = readSafetensors(path.join(from, 'model.safetensors'));
+  for (const k of keys) {
+    const t = weights.get(k);
+    arrays.set(k, { shape: t.shape, data: (await t.data()) as Float32Array });
+  }
+  writeSafetensors(path.join(to, 'model.safetensors'), arrays, { format: 'pt' });
 }
 
 /** The question of sample `k`: each epoch a fresh permutation of all questions, a function of the seed and the epoch. */
@@ -157,6 +184,9 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   let weights: Weights;
   let tokenizer: LmTokenizer;
   const optimizer = new AdamW(DEFAULT_ADAMW);
+  /** PS3's selection modules' optimizer (a run that tunes them); its state is saved as `m/ps3.vision_model...` */
+  const selectionOptimizer = new AdamW(DEFAULT_ADAMW);
+  let tune = o.tuneSelection === true;
   /** other methods' optimizer state, written back untouched */
   let otherOptimizer = new Map<string, NamedArray>();
   let state: MethodState = { step: 0, samplesSeen: 0, optimizerStep: 0, options: { ...o } };
@@ -185,37 +215,52 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
       if (k.slice(2).startsWith(`${o.method}.`)) mine.set(k, tf.tensor(a.data, [...a.shape]));
       else otherOptimizer.set(k, a);
     }
+    const selectionState = new Map<string, tf.Tensor>();
+    for (const [k, t] of [...mine]) {
+      if (!k.slice(2).startsWith(`${PS3_PREFIX}vision_model.`)) continue;
+      selectionState.set(`${k.slice(0, 2)}${k.slice(2 + PS3_PREFIX.length)}`, t);
+      mine.delete(k);
+    }
     if (own) {
-      state = { ...own, options: { ...o } };
+      // a run that tuned the selection goes on tuning it
+      tune ||= own.options['tuneSelection'] === true;
+      state = { ...own, options: { ...o, tuneSelection: tune } };
       optimizer.load(mine, own.optimizerStep);
-    } else tf.dispose([...mine.values()]);
+      selectionOptimizer.load(selectionState, own.optimizerStep);
+    } else tf.dispose([...mine.values(), ...selectionState.values()]);
   } else {
     if (o.resume) throw new UserError(`--resume: no checkpoint in ${o.out}`);
     if (!o.ps3) throw new UserError('give --ps3 DIR (the PS3 model VILA-HD stands on) for a new run');
     ps3Dir = path.resolve(o.ps3);
     ps3 = loadModel(ps3Dir, 'vision');
-    const ps3Model = o.embedPs3 ? 'ps3' : path.relative(path.resolve(checkpointDir), ps3Dir) || '.';
+    const ps3Model = o.embedPs3 || tune ? 'ps3' : path.relative(path.resolve(checkpointDir), ps3Dir) || '.';
     config = newVilaConfig({ preset: o.preset, methods: [o.method], ps3Model, seed: o.seed, selectionWeight: o.selectionWeight });
     weights = randomVilaWeights(config, ps3.config, [o.method], o.seed);
-    const vocab = new Map([...SPECIAL_TOKENS, ...lmVocabulary()].map((w, i) => [w, i]));
-    tokenizer = new LmTokenizer(vocab);
+    tokenizer = newLmTokenizer();
   }
   const S = ps3.config.vision.scales[ps3.config.vision.scales.length - 1]!;
   if (o.resolution !== undefined && (!Number.isInteger(o.resolution) || o.resolution < ps3.config.vision.scales[0]! || o.resolution > S)) {
     throw new UserError(`--resolution must be an integer from ${ps3.config.vision.scales[0]} to ${S}, got ${o.resolution}`);
   }
+  // a tuned PS3 lives in the folder, rewritten at every checkpoint
+  if (tune && config.ps3Model !== 'ps3') config = parseVilaConfig({ ...config.raw, ps3_model: 'ps3' }, 'VILA-HD config');
   const trainable = [...methodParams(o.method, config, ps3.config).keys()];
+  const ps3Trainable = tune ? trainableKeys(ps3.weights.keys(), 'all-but-selection') : [];
   const cacheRoot = o.cacheRoot ?? path.join(o.out, 'cache');
-  const spec = { method: o.method, seed: o.dataSeed, images: o.images, looks: o.looks, ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
-  const dir = cacheDir(cacheRoot, ps3Dir, spec);
+  const spec = { method: o.method, seed: o.dataSeed, images: o.images, looks: o.looks, convInput: tune, ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
+  // the tokens stay those of the PS3 the run started with: its trunk is frozen, and what a tuned
+  // selection would change (the bottom-up rest of a training look) must not move under a resume
+  state.ps3Weights ??= ps3WeightsHash(ps3Dir);
+  const dir = cacheDir(cacheRoot, ps3Dir, spec, state.ps3Weights);
   const questions = await buildCache(ps3, spec, dir, events.onCache);
-  const reader = new CacheReader(dir);
+  const reader = new CacheReader(dir, 8, tune);
 
   fs.mkdirSync(o.out, { recursive: true });
   const metricsFile = path.join(o.out, 'metrics.jsonl');
   if (previous) truncateMetrics(metricsFile, o.method, state.step);
   else fs.writeFileSync(metricsFile, '');
-  events.onStart?.({ startStep: state.step, questions: questions.length, trainable: trainable.reduce((a, k) => a + weights.get(k).size, 0), checkpoint: previous });
+  const trainableCount = trainable.reduce((a, k) => a + weights.get(k).size, 0) + ps3Trainable.reduce((a, k) => a + ps3.weights.get(k).size, 0);
+  events.onStart?.({ startStep: state.step, questions: questions.length, trainable: trainableCount, checkpoint: previous });
 
   const save = async (): Promise<string> => {
     fs.mkdirSync(o.out, { recursive: true });
@@ -225,8 +270,10 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     await writeVilaFiles(incoming, config, weights.entries());
     const opt = new Map(otherOptimizer);
     for (const [k, t] of optimizer.state()) opt.set(k, { shape: t.shape, data: (await t.data()) as Float32Array });
+    for (const [k, t] of selectionOptimizer.state()) opt.set(`${k.slice(0, 2)}${PS3_PREFIX}${k.slice(2)}`, { shape: t.shape, data: (await t.data()) as Float32Array });
     writeSafetensors(path.join(incoming, 'optimizer.safetensors'), opt);
-    if (config.ps3Model === 'ps3') copyPs3Folder(ps3Dir, path.join(incoming, 'ps3'));
+    if (tune) await writeTunedPs3(ps3Dir, path.join(incoming, 'ps3'), ps3.weights, ps3Trainable);
+    else if (config.ps3Model === 'ps3') copyPs3Folder(ps3Dir, path.join(incoming, 'ps3'));
     state.optimizerStep = optimizer.step;
     methods = { ...methods, [o.method]: { ...state } };
     const full: VilaTrainerState = { ...state, method: o.method, methods };
@@ -254,10 +301,16 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
         batch.push({ question: q, arrays: reader.image(q.image) });
       }
       state.samplesSeen += o.batch;
-      const r = batchLossAndGrads(weights, trainable, o.method, config.lm, ps3, tokenizer, batch, o.selectionWeight);
-      const gradNorm = clipGradients(r.grads, o.clip);
-      optimizer.apply(weights, r.grads, lr);
-      tf.dispose([...r.grads.values()]);
+      const r = batchLossAndGrads(weights, trainable, o.method, config.lm, ps3, tokenizer, batch, o.selectionWeight, ps3Trainable);
+      // one clipping over both parts; then each part's own step
+      const all = new Map([...r.grads, ...[...r.ps3Grads].map(([k, g]): [string, tf.Tensor] => [`${PS3_PREFIX}${k}`, g])]);
+      const gradNorm = clipGradients(all, o.clip);
+      optimizer.apply(weights, new Map(trainable.map((k) => [k, all.get(k)!])), lr);
+      if (tune) {
+        const selectionLr = lr * ((o.selectionLr ?? o.lr) / o.lr);
+        selectionOptimizer.apply(ps3.weights, new Map(ps3Trainable.map((k) => [k, all.get(`${PS3_PREFIX}${k}`)!])), selectionLr);
+      }
+      tf.dispose([...all.values()]);
       state.step += 1;
       const seconds = (performance.now() - t0) / 1000;
       const m: VilaStepMetrics = {
@@ -274,6 +327,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     if (!checkpoint) checkpoint = await save();
   } finally {
     optimizer.dispose();
+    selectionOptimizer.dispose();
     weights.dispose();
     ps3.weights.dispose();
   }

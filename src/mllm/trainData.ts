@@ -26,7 +26,8 @@ import { normalise } from '../io/image.js';
 import { UserError } from '../errors.js';
 import { renderScene } from '../data/scene/render.js';
 import { sceneRng } from '../data/synth.js';
-import { encodeImage, highresSelectionFeatures, type Pixels } from '../model/encoder.js';
+import { encodeImage, highresSelectionFeatures, ScaledImages, type Pixels } from '../model/encoder.js';
+import { CONVNET_INPUT } from '../model/convnet.js';
 import type { PS3Model } from '../model/load.js';
 import { groundTruthPerScale } from '../model/selection.js';
 import { finalNorm } from '../model/vit.js';
@@ -57,12 +58,21 @@ export interface CacheSpec {
   readonly looks?: number;
   /** anyres/s2: resolution tiled */
   readonly resolution?: number;
+  /** ps3: also keep the selection ConvNeXt's input (the image at its size, F16), so a run can train the ConvNeXt */
+  readonly convInput?: boolean;
 }
 
-/** The cache folder of a spec under `root`: a function of the PS3 weights and the spec (not the image count). */
-export function cacheDir(root: string, ps3Dir: string, spec: CacheSpec): string {
-  // the weights' bytes, not the file's path or time: an embedded copy is rewritten at every checkpoint
-  const weights = createHash('sha256').update(fs.readFileSync(path.join(ps3Dir, 'model.safetensors'))).digest('hex');
+/** The hash a cache is keyed by: PS3's weights' bytes, not the file's path or time (an embedded copy is rewritten at every checkpoint). */
+export function ps3WeightsHash(ps3Dir: string): string {
+  return createHash('sha256').update(fs.readFileSync(path.join(ps3Dir, 'model.safetensors'))).digest('hex');
+}
+
+/**
+ * The cache folder of a spec under `root`: a function of the PS3 weights and the spec (not the
+ * image count). `weights` (a `ps3WeightsHash`) names the PS3 the cache was made with when that is
+ * not the folder's current one: a run that tunes PS3's selection keeps the tokens it started with.
+ */
+export function cacheDir(root: string, ps3Dir: string, spec: CacheSpec, weights = ps3WeightsHash(ps3Dir)): string {
   const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks: spec.looks ?? 1, resolution: spec.resolution ?? null });
   return path.join(root, `${spec.method}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
 }
@@ -86,6 +96,14 @@ function writeAtomic(file: string, write: (tmp: string) => void): void {
   fs.renameSync(tmp, file);
 }
 
+const convInputFile = (dir: string, i: number): string => path.join(dir, `${String(i).padStart(6, '0')}.convin.safetensors`);
+
+/** The selection ConvNeXt's input of a scene ([1, 3, C, C] at CONVNET_INPUT), stored as F16. */
+function writeConvInput(ps3: PS3Model, pixels: Pixels, dir: string, i: number): void {
+  const data = new ScaledImages(ps3.config.vision, pixels).sized(CONVNET_INPUT, CONVNET_INPUT);
+  writeAtomic(convInputFile(dir, i), (tmp) => writeSafetensors(tmp, new Map([['convin', { shape: [1, 3, CONVNET_INPUT, CONVNET_INPUT], data }]]), undefined, 'F16'));
+}
+
 /** Cache image `i`; returns its questions. */
 async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number): Promise<TrainQuestion[]> {
   const cfg = ps3.config.vision;
@@ -106,6 +124,7 @@ async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number
       arrays.set(`sel.${layer}`, await arrayOf(h));
       h.dispose();
     }
+    if (spec.convInput && cfg.highresSelectionFeature) writeConvInput(ps3, pixels, dir, i);
     const conv = highresSelectionFeatures(ps3.weights, cfg, pixels);
     if (conv) {
       arrays.set('conv', await arrayOf(conv));
@@ -150,8 +169,14 @@ export async function buildCache(ps3: PS3Model, spec: CacheSpec, dir: string, on
   for (let i = 0; i < spec.images; i++) {
     const meta = path.join(dir, `${String(i).padStart(6, '0')}.json`);
     let questions: TrainQuestion[];
-    if (fs.existsSync(meta)) questions = (JSON.parse(fs.readFileSync(meta, 'utf8')) as { questions: TrainQuestion[] }).questions;
-    else questions = await cacheImage(ps3, spec, dir, i);
+    if (fs.existsSync(meta)) {
+      questions = (JSON.parse(fs.readFileSync(meta, 'utf8')) as { questions: TrainQuestion[] }).questions;
+      // a cache made without the ConvNeXt's input gets it now (the rest stays)
+      if (spec.convInput && ps3.config.vision.highresSelectionFeature && questions.length && !fs.existsSync(convInputFile(dir, i))) {
+        const S = ps3.config.vision.scales.at(-1)!;
+        writeConvInput(ps3, scenePixels(renderScene(sceneRng(spec.seed, i), { width: S, height: S }).rgb, S), dir, i);
+      }
+    } else questions = await cacheImage(ps3, spec, dir, i);
     all.push(...questions);
     onProgress?.(i + 1, spec.images);
   }
@@ -163,12 +188,14 @@ export async function buildCache(ps3: PS3Model, spec: CacheSpec, dir: string, on
 export class CacheReader {
   private readonly recent = new Map<number, Map<string, NamedArray>>();
 
-  constructor(private readonly dir: string, private readonly keep = 8) {}
+  /** `convInput`: also read the ConvNeXt's input (`convin`) of each image */
+  constructor(private readonly dir: string, private readonly keep = 8, private readonly convInput = false) {}
 
   image(i: number): Map<string, NamedArray> {
     const hit = this.recent.get(i);
     if (hit) return hit;
     const arrays = readSafetensors(path.join(this.dir, `${String(i).padStart(6, '0')}.safetensors`));
+    if (this.convInput) for (const [k, a] of readSafetensors(convInputFile(this.dir, i))) arrays.set(k, a);
     this.recent.set(i, arrays);
     if (this.recent.size > this.keep) this.recent.delete(this.recent.keys().next().value!);
     return arrays;

@@ -74,10 +74,7 @@ test('train-mllm runs to the end; the same run again is refused; a second method
   assert.equal(losses(a).length, STEPS, 'the ps3 metrics are kept');
 });
 
-// Known bug, open: since the branches were merged, the first resumed step's loss differs from the
-// uninterrupted run's (6.099 against 6.174 at step 3, the same on both trunk engines), so
-// resuming train-mllm does not yet follow the same curve. Kept running, reported as to-do.
-test('train-mllm killed mid-run and resumed follows the uninterrupted loss curve', { todo: 'resume diverges at the first resumed step (open bug)' }, async () => {
+test('train-mllm killed mid-run and resumed follows the uninterrupted loss curve', async () => {
   const a = path.join(tmp, 'a');
   const full = losses(a);
   const b = path.join(tmp, 'b');

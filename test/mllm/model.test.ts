@@ -8,10 +8,9 @@ import { initEngine, tf } from '../../src/tensor/engine.js';
 import { mergePlan, mergeTokens } from '../../src/mllm/projector.js';
 import { embedTokens, lmForward } from '../../src/mllm/lm.js';
 import { newVilaConfig, randomVilaWeights, loadVilaHd, writeVilaFiles } from '../../src/mllm/model.js';
-import { LmTokenizer, lmVocabulary, questionText } from '../../src/mllm/tokenizer.js';
+import { loadLmTokenizer, newLmTokenizer, questionText, writeLmTokenizer } from '../../src/mllm/tokenizer.js';
 import { buildCache, cacheDir, CacheReader } from '../../src/mllm/trainData.js';
 import { batchLossAndGrads } from '../../src/mllm/objective.js';
-import { SPECIAL_TOKENS } from '../../src/data/wordTokenizer.js';
 import { renderScene } from '../../src/data/scene/render.js';
 import { sceneRng } from '../../src/data/synth.js';
 import { questionRng, sceneQuestions } from '../../src/eval/qa/generate.js';
@@ -64,8 +63,7 @@ test('the LM is causal, and a KV-cached continuation equals the whole sequence r
 });
 
 test('the LM tokenizer knows every word of generated questions and their options', () => {
-  const vocab = new Map([...SPECIAL_TOKENS, ...lmVocabulary()].map((w, i) => [w, i]));
-  const tok = new LmTokenizer(vocab);
+  const tok = newLmTokenizer();
   let questions = 0;
   for (let i = 0; i < 12; i++) {
     const scene = renderScene(sceneRng(11, i), { width: 756, height: 756 });
@@ -78,6 +76,18 @@ test('the LM tokenizer knows every word of generated questions and their options
   assert.equal(tok.decode([...tok.encode('a red sign reading k3'), tok.eosId, 7]), 'a red sign reading k 3');
 });
 
+test('the LM tokenizer a run trains with gives the ids of the tokenizer.json it writes', async () => {
+  const dir = path.join(tmp, 'lm-tokenizer');
+  await writeLmTokenizer(dir, 64);
+  const written = loadLmTokenizer(dir);
+  const memory = newLmTokenizer();
+  assert.equal(memory.size, written.size);
+  assert.deepEqual([memory.padId, memory.unkId, memory.eosId], [written.padId, written.unkId, written.eosId]);
+  assert.equal(memory.eosId, memory.size - 1, '[EOS] takes the highest id');
+  const text = questionText('what does the red sign read', ['k 3', 'b 7']);
+  assert.deepEqual([...memory.encode(text)], [...written.encode(text)]);
+});
+
 test('the selection loss is what trains the prompt head: its gradient reaches the head, and only through it', async () => {
   const ps3 = loadModel(ps3Dir, 'vision');
   const config = newVilaConfig({ preset: 'micro', methods: ['ps3'], ps3Model: ps3Dir });
@@ -87,7 +97,7 @@ test('the selection loss is what trains the prompt head: its gradient reaches th
   const questions = await buildCache(ps3, spec, dir);
   const reader = new CacheReader(dir);
   const batch = questions.slice(0, 2).map((q) => ({ question: q, arrays: reader.image(q.image) }));
-  const tok = new LmTokenizer(new Map([...SPECIAL_TOKENS, ...lmVocabulary()].map((x, i) => [x, i])));
+  const tok = newLmTokenizer();
   const keys = ['ps3.prompt_head.fc2.weight', 'ps3.prompt_head.fc1.weight', 'ps3.lm.blocks.0.attn.qkv.weight'];
   const norm = (t: tf.Tensor): number => tf.tidy(() => tf.norm(t).dataSync()[0]!);
   const withSel = batchLossAndGrads(w, keys, 'ps3', config.lm, ps3, tok, batch, 1);
