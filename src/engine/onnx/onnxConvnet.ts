@@ -3,26 +3,19 @@
  * the 1512 x 1512 image in, the feature map out as a TensorFlow.js tensor for the selection
  * head. Session options as the trunk's (see onnxTrunk.ts).
  */
-import os from 'node:os';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { VisionConfig } from '../../io/config.js';
 import { CONVNET_INPUT, type ConvnetRunner } from '../../model/convnet.js';
 import type { Weights } from '../../model/weights.js';
 import { tf } from '../../tensor/engine.js';
 import { convnetIo, convnetModel } from './convnetGraph.js';
+import { cpuSessionOptions } from './sessionOptions.js';
 
 export class OnnxConvnet {
   private constructor(private readonly session: InferenceSession) {}
 
   static async create(w: Weights, cfg: VisionConfig): Promise<OnnxConvnet> {
-    const session = await InferenceSession.create(convnetModel(w, cfg, CONVNET_INPUT), {
-      intraOpNumThreads: os.availableParallelism(),
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-      enableCpuMemArena: false,
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
-    });
+    const session = await InferenceSession.create(convnetModel(w, cfg, CONVNET_INPUT), cpuSessionOptions());
     return new OnnxConvnet(session);
   }
 

@@ -3,26 +3,19 @@
  * layers in, the projected features out as a TensorFlow.js tensor for the cosine with the prompt.
  * Session options as the trunk's (see onnxTrunk.ts).
  */
-import os from 'node:os';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { VisionConfig } from '../../io/config.js';
 import type { ProjectionRunner } from '../../model/selection.js';
 import type { Weights } from '../../model/weights.js';
 import { tf } from '../../tensor/engine.js';
 import { selectionIo, selectionModel } from './selectionGraph.js';
+import { cpuSessionOptions } from './sessionOptions.js';
 
 export class OnnxSelection {
   private constructor(private readonly session: InferenceSession) {}
 
   static async create(w: Weights, cfg: VisionConfig): Promise<OnnxSelection> {
-    const session = await InferenceSession.create(selectionModel(w, cfg), {
-      intraOpNumThreads: os.availableParallelism(),
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-      enableCpuMemArena: false,
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
-    });
+    const session = await InferenceSession.create(selectionModel(w, cfg), cpuSessionOptions());
     return new OnnxSelection(session);
   }
 

@@ -12,13 +12,13 @@
  * of staying reserved beside TensorFlow.js's heap (no measurable cost in speed here). Sessions
  * run with intra-op threads = the cores (2 here), graph optimisation 'all'.
  */
-import os from 'node:os';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { TrunkConfig } from '../../io/config.js';
 import { tf } from '../../tensor/engine.js';
 import type { KV, TrunkOutput, TrunkRunner } from '../../model/vit.js';
 import type { Weights } from '../../model/weights.js';
 import { blockBytes, io, trunkGroupModel, type AttentionOps } from './trunkGraph.js';
+import { cpuSessionOptions } from './sessionOptions.js';
 
 export interface OnnxTrunkOptions {
   /** most bytes of float32 weights per ONNX model (one session each); default 128 MiB */
@@ -60,16 +60,7 @@ export class OnnxTrunk {
 
   /** Build every group's model from the weights and open its session (one group at a time, to bound memory). */
   static async create(w: Weights, cfg: TrunkConfig, options: OnnxTrunkOptions = {}): Promise<OnnxTrunk> {
-    const sessionOptions: InferenceSession.SessionOptions = {
-      intraOpNumThreads: os.availableParallelism(),
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-      enableCpuMemArena: false,
-      // idle workers sleep instead of spinning: the groups' pools take turns, and the cores are
-      // shared with TensorFlow.js and other processes (spinning cost ~10% more CPU time here)
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
-    };
+    const sessionOptions = cpuSessionOptions();
     const groups: Group[] = [];
     try {
       for (const [from, to] of groupBlocks(cfg, options.maxModelBytes ?? 128 * 2 ** 20)) {
