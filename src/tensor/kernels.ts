@@ -68,46 +68,45 @@ export function sliceInto(
   }
 }
 
-let sharedIdentity = false;
+const overridden = new Set<string>();
 
-function registerSharedIdentity(): void {
-  const original = tf.getKernel('Identity', 'wasm');
-  if (!original || sharedIdentity) return;
-  sharedIdentity = true;
-  tf.unregisterKernel('Identity', 'wasm');
+/**
+ * Replace a WASM kernel for numeric inputs with `numeric`, keeping the original for strings;
+ * once per process (re-registering would wrap the replacement in itself).
+ */
+function overrideWasmKernel(kernelName: string, numeric: (x: tf.TensorInfo, args: Parameters<tf.KernelFunc>[0]) => tf.TensorInfo): void {
+  const original = tf.getKernel(kernelName, 'wasm');
+  if (!original || overridden.has(kernelName)) return;
+  overridden.add(kernelName);
+  tf.unregisterKernel(kernelName, 'wasm');
   tf.registerKernel({
-    kernelName: 'Identity',
+    kernelName,
     backendName: 'wasm',
     kernelFunc: (args) => {
       const x = args.inputs['x'] as tf.TensorInfo;
-      if (x.dtype === 'string') return original.kernelFunc(args);
-      (args.backend as unknown as HeapBackend).incRef(x.dataId);
-      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+      return x.dtype === 'string' ? original.kernelFunc(args) : numeric(x, args);
     },
   });
 }
 
-let heapSlice = false;
+/** Identity shares the input's data instead of copying it (the tape keeps such copies of every saved tensor). */
+function registerSharedIdentity(): void {
+  overrideWasmKernel('Identity', (x, args) => {
+    (args.backend as unknown as HeapBackend).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  });
+}
 
+/** Slice reads the input where it lies on the heap instead of copying all of it out per call. */
 function registerHeapSlice(): void {
-  const original = tf.getKernel('Slice', 'wasm');
-  if (!original || heapSlice) return;
-  heapSlice = true;
-  tf.unregisterKernel('Slice', 'wasm');
-  tf.registerKernel({
-    kernelName: 'Slice',
-    backendName: 'wasm',
-    kernelFunc: (args) => {
-      const x = args.inputs['x'] as tf.TensorInfo;
-      if (x.dtype === 'string') return original.kernelFunc(args);
-      const heap = args.backend as unknown as HeapBackend;
-      const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] };
-      const [begin_, size_] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size);
-      // the output first: allocating may grow the heap, which would leave older views stale
-      const out = heap.makeOutput(size_, x.dtype);
-      sliceInto(heap.typedArrayFromHeap(x), x.shape, begin_, size_, heap.typedArrayFromHeap(out));
-      return out;
-    },
+  overrideWasmKernel('Slice', (x, args) => {
+    const heap = args.backend as unknown as HeapBackend;
+    const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] };
+    const [begin_, size_] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size);
+    // the output first: allocating may grow the heap, which would leave older views stale
+    const out = heap.makeOutput(size_, x.dtype);
+    sliceInto(heap.typedArrayFromHeap(x), x.shape, begin_, size_, heap.typedArrayFromHeap(out));
+    return out;
   });
 }
 

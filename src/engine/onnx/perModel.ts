@@ -1,6 +1,7 @@
 /**
- * One ONNX trunk per model: made on first use (building its sessions takes seconds for a big
- * trunk) and shared by every later call with the same weights until released.
+ * One set of ONNX Runtime sessions per model (trunk, selector convnet, selector projection): each
+ * made on first use (building a big trunk's sessions takes seconds) and shared by every later
+ * call with the same weights until released.
  */
 import type { TrunkConfig, VisionConfig } from '../../io/config.js';
 import type { ConvnetRunner } from '../../model/convnet.js';
@@ -12,23 +13,45 @@ import { OnnxConvnet } from './onnxConvnet.js';
 import { OnnxSelection } from './onnxSelection.js';
 import type { ProjectionRunner } from '../../model/selection.js';
 
-const trunks = new WeakMap<Weights, Promise<OnnxTrunk>>();
+/**
+ * One engine object per model's weights: made on first use and shared by every later call with
+ * the same weights; a failed build is not kept (the next call tries again); released with the
+ * weights. Trainable weights change under a built session, so they are refused.
+ */
+class PerWeights<T extends { release(): Promise<void> }> {
+  private readonly built = new WeakMap<Weights, Promise<T>>();
 
-/** The model's ONNX trunk, made once; trainable weights change under it, so they are refused. */
-export function onnxTrunkOf(w: Weights, cfg: TrunkConfig, options: OnnxTrunkOptions = {}): Promise<OnnxTrunk> {
-  if (w.trainable) throw new UserError('the ONNX trunk needs frozen weights (these are trainable variables); use the TensorFlow.js trunk');
-  let trunk = trunks.get(w);
-  if (!trunk) {
-    // a failed build is not kept: the next call tries again
-    trunk = OnnxTrunk.create(w, cfg, options).catch((e: unknown) => {
-      trunks.delete(w);
-      throw e;
-    });
-    trunks.set(w, trunk);
-    // sessions made by default (no one calls releaseOnnxTrunk) go with the weights
-    w.onDispose(() => void releaseOnnxTrunk(w).catch(() => undefined));
+  constructor(private readonly what: string) {}
+
+  of(w: Weights, make: () => Promise<T>): Promise<T> {
+    if (w.trainable) throw new UserError(`the ONNX ${this.what} needs frozen weights (these are trainable variables); use TensorFlow.js`);
+    let made = this.built.get(w);
+    if (!made) {
+      made = make().catch((e: unknown) => {
+        this.built.delete(w);
+        throw e;
+      });
+      this.built.set(w, made);
+      w.onDispose(() => void this.release(w).catch(() => undefined));
+    }
+    return made;
   }
-  return trunk;
+
+  async release(w: Weights): Promise<void> {
+    const made = this.built.get(w);
+    if (!made) return;
+    this.built.delete(w);
+    await (await made).release();
+  }
+}
+
+const trunks = new PerWeights<OnnxTrunk>('trunk');
+const convnets = new PerWeights<OnnxConvnet>('convnet');
+const projections = new PerWeights<OnnxSelection>('selection projection');
+
+/** The model's ONNX trunk, made once. */
+export function onnxTrunkOf(w: Weights, cfg: TrunkConfig, options: OnnxTrunkOptions = {}): Promise<OnnxTrunk> {
+  return trunks.of(w, () => OnnxTrunk.create(w, cfg, options));
 }
 
 /** A `TrunkRunner` for `EncodeOptions.trunk`: the model's ONNX trunk, made on its first run. */
@@ -36,74 +59,25 @@ export function onnxTrunkRunner(w: Weights, cfg: TrunkConfig, options: OnnxTrunk
   return async (tokens, o) => (await onnxTrunkOf(w, cfg, options)).run(tokens, o);
 }
 
-/** Release the model's sessions (native memory), if it has any. */
+/** Release the model's sessions (native memory): trunk, convnet and selection projection. */
 export async function releaseOnnxTrunk(w: Weights): Promise<void> {
-  await releaseOnnxConvnet(w);
-  await releaseOnnxSelection(w);
-  const trunk = trunks.get(w);
-  if (!trunk) return;
-  trunks.delete(w);
-  await (await trunk).release();
-}
-
-const convnets = new WeakMap<Weights, Promise<OnnxConvnet>>();
-
-function onnxConvnetOf(w: Weights, cfg: VisionConfig): Promise<OnnxConvnet> {
-  if (w.trainable) throw new UserError('the ONNX convnet needs frozen weights (these are trainable variables); use TensorFlow.js');
-  let convnet = convnets.get(w);
-  if (!convnet) {
-    convnet = OnnxConvnet.create(w, cfg).catch((e: unknown) => {
-      convnets.delete(w);
-      throw e;
-    });
-    convnets.set(w, convnet);
-    w.onDispose(() => void releaseOnnxConvnet(w).catch(() => undefined));
-  }
-  return convnet;
+  await convnets.release(w);
+  await projections.release(w);
+  await trunks.release(w);
 }
 
 /** The model's ONNX convnet, made on first use and released with the weights. */
 export function onnxConvnetRunner(w: Weights, cfg: VisionConfig): ConvnetRunner {
-  return async (image, batch) => (await onnxConvnetOf(w, cfg)).run(image, batch);
-}
-
-async function releaseOnnxConvnet(w: Weights): Promise<void> {
-  const convnet = convnets.get(w);
-  if (!convnet) return;
-  convnets.delete(w);
-  await (await convnet).release();
-}
-
-const projections = new WeakMap<Weights, Promise<OnnxSelection>>();
-
-function onnxProjectionOf(w: Weights, cfg: VisionConfig): Promise<OnnxSelection> {
-  if (w.trainable) throw new UserError('the ONNX selection projection needs frozen weights (these are trainable variables); use TensorFlow.js');
-  let projection = projections.get(w);
-  if (!projection) {
-    projection = OnnxSelection.create(w, cfg).catch((e: unknown) => {
-      projections.delete(w);
-      throw e;
-    });
-    projections.set(w, projection);
-    w.onDispose(() => void releaseOnnxSelection(w).catch(() => undefined));
-  }
-  return projection;
+  return async (image, batch) => (await convnets.of(w, () => OnnxConvnet.create(w, cfg))).run(image, batch);
 }
 
 /** The model's selection feature projection on ONNX Runtime, made on first use and released with the weights. */
 export function onnxProjectionRunner(w: Weights, cfg: VisionConfig): ProjectionRunner {
-  return async (features) => (await onnxProjectionOf(w, cfg)).run(features);
+  return async (features) => (await projections.of(w, () => OnnxSelection.create(w, cfg))).run(features);
 }
 
 /** Make the selector's sessions (convnet, feature projection) now rather than in the first encode. */
 export async function prepareOnnxSelector(w: Weights, cfg: VisionConfig): Promise<void> {
-  await onnxProjectionOf(w, cfg);
-  if (cfg.highresSelectionFeature) await onnxConvnetOf(w, cfg);
-}
-
-async function releaseOnnxSelection(w: Weights): Promise<void> {
-  const projection = projections.get(w);
-  if (!projection) return;
-  projections.delete(w);
-  await (await projection).release();
+  await projections.of(w, () => OnnxSelection.create(w, cfg));
+  if (cfg.highresSelectionFeature) await convnets.of(w, () => OnnxConvnet.create(w, cfg));
 }
