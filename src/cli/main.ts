@@ -194,11 +194,12 @@ program
   .option('--looks <n>', 'ps3: looks per training question (evidence box first)', '1')
   .option('--resolution <px>', 'anyres/s2: resolution tiled (default the top scale)')
   .option('--selection-weight <x>', 'weight of the selection BCE against the evidence box', '1')
+  .option('--box-loss <kind>', 'ps3: the selection loss: bce (the pre-training BCE, a mean over all patches) | balanced (box and rest weighed equally)', 'bce')
   .option('--save-every <n>', 'steps between checkpoints', '25')
   .option('--max-minutes <x>', 'stop (after a whole step, with a checkpoint) after this long; 0 = no limit', '0')
   .option('--embed-ps3', 'keep a copy of the PS3 folder inside the VILA-HD folder instead of a relative path', false)
   .option('--cache <dir>', 'where PS3\'s tokens of the training scenes are cached (default OUT/cache)')
-  .option('--tune-selection', 'ps3: also train PS3\'s selection modules (not its trunk) with the selection loss; the tuned PS3 is kept in the folder', false)
+  .option('--tune-selection [which]', 'ps3: also train PS3\'s selection modules (not its trunk) with the selection loss: all (the default) | projections (the ConvNeXt stays frozen: much cheaper); the tuned PS3 is kept in the folder', false)
   .option('--selection-lr <x>', 'peak learning rate of PS3\'s selection modules with --tune-selection (default --lr)')
   .action((o: TrainMllmCliOptions) => runCommand(() => trainMllmCommand({ ...o, ...program.opts() })));
 

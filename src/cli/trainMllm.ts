@@ -30,12 +30,13 @@ const schema = z.object({
   looks: int('looks').pipe(z.number().positive('--looks must be positive')),
   resolution: int('resolution').optional(),
   selectionWeight: num('selection-weight').pipe(z.number().nonnegative('--selection-weight must be >= 0')),
+  boxLoss: z.enum(['bce', 'balanced'], { message: '--box-loss must be bce or balanced' }),
   saveEvery: int('save-every').pipe(z.number().positive('--save-every must be positive')),
   maxMinutes: num('max-minutes').pipe(z.number().nonnegative('--max-minutes must be >= 0')),
   resume: z.boolean().default(false),
   embedPs3: z.boolean().default(false),
   cache: z.string().optional(),
-  tuneSelection: z.boolean().default(false),
+  tuneSelection: z.union([z.boolean(), z.enum(['all', 'projections'], { message: '--tune-selection takes all (the default) or projections' })]).default(false),
   selectionLr: num('selection-lr').pipe(z.number().positive('--selection-lr must be positive')).optional(),
 });
 
@@ -50,7 +51,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
     ...(o.ps3 ? { ps3: o.ps3 } : {}),
     out: o.out, method: o.method, preset: o.preset, steps: o.steps, batch: o.batch, lr: o.lr, warmup: o.warmup, clip: o.clip, seed: o.seed,
     dataSeed: o.dataSeed, images: o.images, looks: o.looks, ...(o.resolution !== undefined ? { resolution: o.resolution } : {}),
-    selectionWeight: o.selectionWeight, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
+    selectionWeight: o.selectionWeight, boxLoss: o.boxLoss, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
     ...(o.cache ? { cacheRoot: o.cache } : {}),
     tuneSelection: o.tuneSelection, ...(o.selectionLr !== undefined ? { selectionLr: o.selectionLr } : {}),
   };

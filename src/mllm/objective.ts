@@ -6,7 +6,9 @@
  *  - selection loss (ps3): the LM reads [low-res tokens, question]; the prompt head turns its
  *    state at the end of the question into a PS3 prompt; PS3's top-down probabilities for that
  *    prompt (recomputed from the cached selection inputs, PS3's weights constant) are scored
- *    against the evidence box with the pre-training box BCE (src/train/loss.ts).
+ *    against the evidence box with the pre-training box BCE (src/train/loss.ts), or its balanced
+ *    form (the box's patches and the rest weighed equally: an evidence box is a few patches of
+ *    thousands, so the plain mean leaves "select nothing" close to optimal).
  *
  * Total = answer + selection_weight x selection; the gradient reaches the prompt head through
  * the probabilities, and, in a run that tunes the selection, PS3's selection modules (the
@@ -19,7 +21,7 @@ import type { PS3Model } from '../model/load.js';
 import { selectionLogits, selectionProbs } from '../model/selection.js';
 import { shallowConvNet } from '../model/convnet.js';
 import { Weights } from '../model/weights.js';
-import { boxLoss } from '../train/loss.js';
+import { boxLoss, type BoxLossKind } from '../train/loss.js';
 import type { EncodeMethod } from '../eval/baselines.js';
 import type { LmConfig } from './config.js';
 import { embedTokens, lmForward, targetLogProbs } from './lm.js';
@@ -27,6 +29,9 @@ import { project, promptHead } from './projector.js';
 import type { LmTokenizer } from './tokenizer.js';
 import { questionText } from './tokenizer.js';
 import type { TrainQuestion } from './trainData.js';
+
+/** One of the selection ConvNeXt's weights: tuned weights that hold it tune the ConvNeXt. */
+const CONVNET_WEIGHT = 'vision_model.highres_selection_feature_module.out_proj.weight';
 
 export interface SampleInputs {
   readonly question: TrainQuestion;
@@ -48,6 +53,7 @@ export function sampleLosses(
   tokenizer: LmTokenizer,
   s: SampleInputs,
   selectionWeights: Weights = ps3.weights,
+  boxLossKind: BoxLossKind = 'bce',
 ): { answer: tf.Tensor; selection: tf.Tensor | null } {
   const p = `${method}.lm`;
   const q = s.question;
@@ -63,13 +69,13 @@ export function sampleLosses(
     const cfg = ps3.config.vision;
     const layers: tf.Tensor[] = [];
     for (const l of cfg.selectBasedOnLayer) layers[l] = tensorOf(s.arrays, `sel.${l}`);
-    // a run that tunes the selection recomputes the ConvNeXt's features from its cached input
-    const convIn = selectionWeights !== ps3.weights ? s.arrays.get('convin') : undefined;
+    // a run that tunes the ConvNeXt recomputes its features from its cached input
+    const convIn = selectionWeights !== ps3.weights && selectionWeights.has(CONVNET_WEIGHT) ? s.arrays.get('convin') : undefined;
     const conv = convIn ? shallowConvNet(selectionWeights, cfg, convIn.data as Float32Array, 1) : s.arrays.has('conv') ? tensorOf(s.arrays, 'conv') : null;
     const S = cfg.scales[cfg.scales.length - 1]!;
     const probs = selectionProbs(cfg, selectionLogits(selectionWeights, cfg, layers, conv, prompt), S, S);
     const targets = probs.map((_, i) => s.arrays.get(`target.${q.index}.${i}`)!.data as Float32Array);
-    selection = boxLoss(probs, targets, [0]);
+    selection = boxLoss(probs, targets, [0], boxLossKind);
     visual = tf.concat([low, project(w, method, tensorOf(s.arrays, `high.${q.index}`))], 0);
   } else {
     visual = project(w, method, tensorOf(s.arrays, 'visual'));
@@ -107,6 +113,7 @@ export function batchLossAndGrads(
   batch: readonly SampleInputs[],
   selectionWeight: number,
   ps3Trainable: readonly string[] = [],
+  boxLossKind: BoxLossKind = 'bce',
 ): BatchLoss {
   const terms = { answer: 0, selection: 0 };
   const { value, grads } = tf.tidy(() => {
@@ -119,7 +126,7 @@ export function batchLossAndGrads(
       const selection = ps3Trainable.length ? new Weights(new Map(ps3Trainable.map((k, i) => [k, xs[trainable.length + i]!])), true) : ps3.weights;
       const totals: tf.Tensor[] = [];
       for (const s of batch) {
-        const r = sampleLosses(live, method, lm, ps3, tokenizer, s, selection);
+        const r = sampleLosses(live, method, lm, ps3, tokenizer, s, selection, boxLossKind);
         terms.answer += r.answer.dataSync()[0]! / batch.length;
         if (r.selection) terms.selection += r.selection.dataSync()[0]! / batch.length;
         totals.push(r.selection ? tf.add(r.answer, tf.mul(r.selection, selectionWeight)) : r.answer);

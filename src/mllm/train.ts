@@ -29,6 +29,7 @@ import { ENCODE_METHODS, type EncodeMethod } from '../eval/baselines.js';
 import { copyPs3Folder, loadVilaHd, newVilaConfig, ps3PathOf, randomVilaWeights, withMethods, writeVilaFiles } from './model.js';
 import { methodParams } from './params.js';
 import { batchLossAndGrads, type SampleInputs } from './objective.js';
+import type { BoxLossKind } from '../train/loss.js';
 import { newLmTokenizer, type LmTokenizer } from './tokenizer.js';
 import { buildCache, cacheDir, CacheReader, checkTrainSeed, ps3WeightsHash, type TrainQuestion } from './trainData.js';
 import { trainableKeys } from '../train/trainer.js';
@@ -56,6 +57,8 @@ export interface TrainVilaOptions {
   /** anyres/s2: resolution tiled (default the top scale) */
   readonly resolution?: number;
   readonly selectionWeight: number;
+  /** ps3: the selection loss's form: the pre-training BCE (default) or its balanced form (src/train/loss.ts) */
+  readonly boxLoss?: BoxLossKind;
   readonly saveEvery: number;
   /** stop (after a whole step, with a checkpoint) once this many seconds have passed; 0 = none */
   readonly maxSeconds: number;
@@ -66,9 +69,11 @@ export interface TrainVilaOptions {
   readonly cacheRoot?: string;
   /**
    * ps3: also train PS3's selection modules (selection features' projection, high-res prompt
-   * projection, ConvNeXt) with the selection loss; the tuned PS3 is kept inside the folder
+   * projection, ConvNeXt) with the selection loss; the tuned PS3 is kept inside the folder.
+   * `true` or 'all': every selection module; 'projections': the two projections only, the
+   * ConvNeXt's features then come from the cache (a step costs matmuls, not the ConvNeXt's gradient)
    */
-  readonly tuneSelection?: boolean;
+  readonly tuneSelection?: boolean | TuneSelection;
   /** learning rate of PS3's selection modules (default --lr) */
   readonly selectionLr?: number;
 }
@@ -132,6 +137,12 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   checkTrainSeed(o.dataSeed);
 }
 
+/** Which of PS3's selection modules a run tunes. */
+export type TuneSelection = 'all' | 'projections';
+
+/** The selection ConvNeXt's weights. */
+const CONVNET_PREFIX = 'vision_model.highres_selection_feature_module.';
+
 /** How PS3's weights are named beside VILA-HD's in the optimizer state. */
 const PS3_PREFIX = 'ps3.';
 
@@ -186,7 +197,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   const optimizer = new AdamW(DEFAULT_ADAMW);
   /** PS3's selection modules' optimizer (a run that tunes them); its state is saved as `m/ps3.vision_model...` */
   const selectionOptimizer = new AdamW(DEFAULT_ADAMW);
-  let tune = o.tuneSelection === true;
+  let tune: TuneSelection | null = o.tuneSelection === true ? 'all' : o.tuneSelection || null;
   /** other methods' optimizer state, written back untouched */
   let otherOptimizer = new Map<string, NamedArray>();
   let state: MethodState = { step: 0, samplesSeen: 0, optimizerStep: 0, options: { ...o } };
@@ -223,7 +234,9 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     }
     if (own) {
       // a run that tuned the selection goes on tuning it
-      tune ||= own.options['tuneSelection'] === true;
+      // (as it did: the modules it tunes are the run's, like its schedule)
+      const before = own.options['tuneSelection'];
+      tune = before === true ? 'all' : before === 'all' || before === 'projections' ? before : tune;
       state = { ...own, options: { ...o, tuneSelection: tune } };
       optimizer.load(mine, own.optimizerStep);
       selectionOptimizer.load(selectionState, own.optimizerStep);
@@ -245,15 +258,15 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   // a tuned PS3 lives in the folder, rewritten at every checkpoint
   if (tune && config.ps3Model !== 'ps3') config = parseVilaConfig({ ...config.raw, ps3_model: 'ps3' }, 'VILA-HD config');
   const trainable = [...methodParams(o.method, config, ps3.config).keys()];
-  const ps3Trainable = tune ? trainableKeys(ps3.weights.keys(), 'all-but-selection') : [];
+  const ps3Trainable = tune ? trainableKeys(ps3.weights.keys(), 'all-but-selection').filter((k) => tune === 'all' || !k.startsWith(CONVNET_PREFIX)) : [];
   const cacheRoot = o.cacheRoot ?? path.join(o.out, 'cache');
-  const spec = { method: o.method, seed: o.dataSeed, images: o.images, looks: o.looks, convInput: tune, ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
+  const spec = { method: o.method, seed: o.dataSeed, images: o.images, looks: o.looks, convInput: tune === 'all', ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
   // the tokens stay those of the PS3 the run started with: its trunk is frozen, and what a tuned
   // selection would change (the bottom-up rest of a training look) must not move under a resume
   state.ps3Weights ??= ps3WeightsHash(ps3Dir);
   const dir = cacheDir(cacheRoot, ps3Dir, spec, state.ps3Weights);
   const questions = await buildCache(ps3, spec, dir, events.onCache);
-  const reader = new CacheReader(dir, 8, tune);
+  const reader = new CacheReader(dir, 8, tune === 'all');
 
   fs.mkdirSync(o.out, { recursive: true });
   const metricsFile = path.join(o.out, 'metrics.jsonl');
@@ -301,7 +314,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
         batch.push({ question: q, arrays: reader.image(q.image) });
       }
       state.samplesSeen += o.batch;
-      const r = batchLossAndGrads(weights, trainable, o.method, config.lm, ps3, tokenizer, batch, o.selectionWeight, ps3Trainable);
+      const r = batchLossAndGrads(weights, trainable, o.method, config.lm, ps3, tokenizer, batch, o.selectionWeight, ps3Trainable, o.boxLoss ?? 'bce');
       // one clipping over both parts; then each part's own step
       const all = new Map([...r.grads, ...[...r.ps3Grads].map(([k, g]): [string, tf.Tensor] => [`${PS3_PREFIX}${k}`, g])]);
       const gradNorm = clipGradients(all, o.clip);

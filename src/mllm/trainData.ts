@@ -26,8 +26,8 @@ import { normalise } from '../io/image.js';
 import { UserError } from '../errors.js';
 import { renderScene } from '../data/scene/render.js';
 import { sceneRng } from '../data/synth.js';
-import { encodeImage, highresSelectionFeatures, ScaledImages, type Pixels } from '../model/encoder.js';
-import { CONVNET_INPUT } from '../model/convnet.js';
+import { encodeImage, highresSelectionFeatures, ScaledImages, withResizes, type Pixels } from '../model/encoder.js';
+import { CONVNET_INPUT, convnetFor } from '../model/convnet.js';
 import type { PS3Model } from '../model/load.js';
 import { groundTruthPerScale } from '../model/selection.js';
 import { finalNorm } from '../model/vit.js';
@@ -81,9 +81,18 @@ export function checkTrainSeed(seed: number): void {
   if (!Number.isInteger(seed) || seed < 0 || seed >= HELDOUT_SEED_BASE) throw new UserError(`--data-seed must be an integer in [0, ${HELDOUT_SEED_BASE}) (seeds from ${HELDOUT_SEED_BASE} are held out for evaluation), got ${seed}`);
 }
 
-/** Normalised pixels [1, 3, S, S] of a scene rendered at S. */
-function scenePixels(rgb: Uint8Array, size: number): Pixels {
-  return { data: normalise({ data: rgb, width: size, height: size }, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]), batch: 1, height: size, width: size };
+/** Normalised pixels [1, 3, S, S] of a scene rendered at S (into `out` when given). */
+function scenePixels(rgb: Uint8Array, size: number, out?: Float32Array): Pixels {
+  return { data: normalise({ data: rgb, width: size, height: size }, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], out), batch: 1, height: size, width: size };
+}
+
+/**
+ * Arrays a cache run refills image after image: at 3780 px the pixels are 171 MB and a box map
+ * 57 MB, and a fresh array that size costs more in page faults than filling it.
+ */
+interface Scratch {
+  pixels?: Float32Array;
+  gt?: Float32Array;
 }
 
 async function arrayOf(t: tf.Tensor): Promise<NamedArray> {
@@ -105,13 +114,15 @@ function writeConvInput(ps3: PS3Model, pixels: Pixels, dir: string, i: number): 
 }
 
 /** Cache image `i`; returns its questions. */
-async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number): Promise<TrainQuestion[]> {
+async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number, scratch: Scratch): Promise<TrainQuestion[]> {
   const cfg = ps3.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
   const scene = renderScene(sceneRng(spec.seed, i), { width: S, height: S });
   const drafts = sceneQuestions(scene, questionRng(spec.seed, i), { lowres: cfg.scales[0]! });
   const questions: TrainQuestion[] = drafts.map((d, index) => ({ image: i, index, question: d.question, options: d.options, answer: d.answer, category: d.category, box: d.evidence.box }));
-  const pixels = scenePixels(scene.rgb, S);
+  scratch.pixels ??= new Float32Array(3 * S * S);
+  // every resize the encoder needs, made once for the image's several encodes
+  const pixels = withResizes(cfg, scenePixels(scene.rgb, S, scratch.pixels));
   const arrays = new Map<string, NamedArray>();
   let trunkTokens = 0;
   if (spec.method === 'ps3' && questions.length) {
@@ -125,13 +136,15 @@ async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number
       h.dispose();
     }
     if (spec.convInput && cfg.highresSelectionFeature) writeConvInput(ps3, pixels, dir, i);
-    const conv = highresSelectionFeatures(ps3.weights, cfg, pixels);
+    // the engine's convnet, as encodeImage (and so evaluation) uses
+    const convnet = convnetFor(ps3.weights, cfg, false);
+    const conv = convnet ? await convnet(new ScaledImages(cfg, pixels).sized(CONVNET_INPUT, CONVNET_INPUT), 1) : highresSelectionFeatures(ps3.weights, cfg, pixels);
     if (conv) {
       arrays.set('conv', await arrayOf(conv));
       conv.dispose();
     }
     for (const q of questions) {
-      const gt = boxToGtMap(q.box, S);
+      const gt = boxToGtMap(q.box, S, (scratch.gt ??= new Float32Array(S * S)));
       const out = await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: spec.looks ?? 1, gtSelectionMaps: gt, outputHiddenStates: false });
       const n0 = g0 * g0;
       const high = tf.tidy(() => {
@@ -166,6 +179,7 @@ export async function buildCache(ps3: PS3Model, spec: CacheSpec, dir: string, on
   checkTrainSeed(spec.seed);
   fs.mkdirSync(dir, { recursive: true });
   const all: TrainQuestion[] = [];
+  const scratch: Scratch = {};
   for (let i = 0; i < spec.images; i++) {
     const meta = path.join(dir, `${String(i).padStart(6, '0')}.json`);
     let questions: TrainQuestion[];
@@ -176,7 +190,7 @@ export async function buildCache(ps3: PS3Model, spec: CacheSpec, dir: string, on
         const S = ps3.config.vision.scales.at(-1)!;
         writeConvInput(ps3, scenePixels(renderScene(sceneRng(spec.seed, i), { width: S, height: S }).rgb, S), dir, i);
       }
-    } else questions = await cacheImage(ps3, spec, dir, i);
+    } else questions = await cacheImage(ps3, spec, dir, i, scratch);
     all.push(...questions);
     onProgress?.(i + 1, spec.images);
   }

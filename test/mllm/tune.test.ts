@@ -86,6 +86,21 @@ test('--tune-selection trains the selection modules only, keeps the tuned PS3 in
   for (const k of changed) tunedB.get(k)!.data.forEach((v, i) => assert.ok(Math.abs(v - after.get(k)!.data[i]!) < 1e-6, k));
 });
 
+test('--tune-selection projections tunes the two projections on the cached ConvNeXt features, and leaves the ConvNeXt as it was', async () => {
+  const d = path.join(tmp, 'd');
+  await trainVilaHd({ ...options(d), tuneSelection: 'projections', steps: 2, cacheRoot: path.join(tmp, 'cache-d') });
+  const before = readSafetensors(path.join(ps3, 'model.safetensors'));
+  const after = readSafetensors(path.join(d, 'checkpoint', 'ps3', 'model.safetensors'));
+  const changed = [...after.keys()].filter((k) => after.get(k)!.data.some((v, i) => v !== before.get(k)!.data[i]));
+  assert.ok(changed.some((k) => k.startsWith('vision_model.selection_feature_proj.')), changed.join(', '));
+  assert.ok(changed.some((k) => k.startsWith('vision_model.prompt_proj_for_highres.')), changed.join(', '));
+  assert.deepEqual(changed.filter((k) => !/^vision_model\.(selection_feature_proj|prompt_proj_for_highres)\./.test(k)), [], 'only the projections change');
+  const cached = fs.readdirSync(path.join(tmp, 'cache-d'), { recursive: true }).map(String);
+  assert.ok(cached.some((f) => f.endsWith('.safetensors')) && !cached.some((f) => f.includes('convin')), 'no ConvNeXt input is cached');
+  const state = JSON.parse(fs.readFileSync(path.join(d, 'checkpoint', 'trainer_state.json'), 'utf8')) as { options: { tuneSelection: unknown } };
+  assert.equal(state.options.tuneSelection, 'projections');
+});
+
 test('--tune-selection is refused for a method that does not select', async () => {
   await assert.rejects(trainVilaHd({ ...options(path.join(tmp, 'c')), method: 'lowres' }), (e: unknown) => isUserError(e) && /--tune-selection trains PS3's selection, which only --method ps3 uses/.test(e.message));
   assert.ok(!fs.existsSync(path.join(tmp, 'c', 'checkpoint')));
