@@ -1,7 +1,8 @@
 /**
  * `ps3 export <checkpoint> --out DIR [--dtype f16|f32]`: a training checkpoint as a model folder
  * to ship or share — model files only, weights in half precision by default. A VILA-HD
- * checkpoint is exported with its PS3 (`ps3/`) when it holds its own copy.
+ * checkpoint is exported with its PS3 (`ps3/`) when it holds its own copy; `--add CHECKPOINT`
+ * (repeatable) joins the methods of VILA-HD checkpoints trained in other runs.
  */
 import path from 'node:path';
 import { UserError } from '../errors.js';
@@ -12,6 +13,7 @@ import { exportVilaHd } from '../mllm/export.js';
 export interface ExportCliOptions {
   out?: string;
   dtype?: string;
+  add?: string[];
 }
 
 export function exportCommand(from: string, o: ExportCliOptions): number {
@@ -20,7 +22,10 @@ export function exportCommand(from: string, o: ExportCliOptions): number {
   if (dtype !== 'f16' && dtype !== 'f32') throw new UserError(`--dtype must be f16 or f32, got "${o.dtype}"`);
   if (path.resolve(from) === path.resolve(o.out)) throw new UserError('--out must be another folder than the checkpoint');
   const floats = dtype === 'f16' ? 'F16' : 'F32';
-  const { files, bytes } = isVilaFolder(from) ? exportVilaHd(from, o.out, floats) : exportModel(from, o.out, floats);
+  const add = o.add ?? [];
+  if (add.length && !isVilaFolder(from)) throw new UserError(`--add joins VILA-HD methods, and ${from} is not a VILA-HD folder`);
+  for (const other of add) if (!isVilaFolder(other)) throw new UserError(`--add ${other}: not a VILA-HD folder`);
+  const { files, bytes } = isVilaFolder(from) ? exportVilaHd(from, o.out, floats, add) : exportModel(from, o.out, floats);
   process.stdout.write(`wrote ${files.join(', ')} to ${o.out} (${(bytes / 1048576).toFixed(1)} MB, weights ${dtype})\n`);
   return 0;
 }

@@ -173,6 +173,7 @@ program
   .argument('<checkpoint>', 'a checkpoint (e.g. OUT/checkpoint of ps3 train) or any model folder')
   .option('--out <dir>', 'the model folder to write (other files in it are left alone)')
   .option('--dtype <f16|f32>', 'how the weights are stored', 'f16')
+  .option('--add <checkpoint>', 'VILA-HD: join the methods of another checkpoint (same LM shape, tokenizer and PS3 trunk; repeatable)', (v: string, prev: string[] = []) => [...prev, v])
   .action((from: string, o: ExportCliOptions) => runCommand(async () => exportCommand(from, o)));
 
 program

@@ -2,23 +2,62 @@
  * A VILA-HD checkpoint as a folder to ship: config, tokenizer and weights (in `floats`, F16 halves
  * them), the PS3 it stands on exported beside as `ps3/` when the checkpoint holds its own copy (a
  * tuned one), else named by a path relative to the new folder; no optimizer or trainer state.
+ *
+ * `add`: other VILA-HD checkpoints whose methods join the folder (methods trained in parallel runs,
+ * one per process or machine). They must share the LM's shape and tokenizer, hold none of the
+ * same methods, and stand on the same PS3 trunk (the selection modules may differ: only `ps3`
+ * selects, and its LM comes from `from`).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { readSafetensors, writeSafetensors, type FloatStorage } from '../io/safetensors.js';
 import { UserError } from '../errors.js';
 import { exportModel } from '../train/checkpoint.js';
-import { parseVilaConfig, readVilaConfig } from './config.js';
-import { ps3PathOf } from './model.js';
+import { SELECTION_MODULES } from '../train/trainer.js';
+import { parseVilaConfig, readVilaConfig, type VilaConfig } from './config.js';
+import { ps3PathOf, withMethods } from './model.js';
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'];
 
-export function exportVilaHd(from: string, out: string, floats: FloatStorage): { files: string[]; bytes: number } {
-  const weightsFile = path.join(from, 'model.safetensors');
-  if (!fs.existsSync(weightsFile)) throw new UserError(`${from}: no model.safetensors`);
-  const config = readVilaConfig(path.join(from, 'config.json'));
-  const ps3Dir = ps3PathOf(from, config);
-  if (!fs.existsSync(path.join(ps3Dir, 'config.json'))) throw new UserError(`${path.join(from, 'config.json')}: field ps3_model: ${ps3Dir} is not a PS3 model folder (no config.json)`);
+function checkpointParts(dir: string): { config: VilaConfig; weightsFile: string; ps3Dir: string } {
+  const weightsFile = path.join(dir, 'model.safetensors');
+  if (!fs.existsSync(weightsFile)) throw new UserError(`${dir}: no model.safetensors`);
+  const config = readVilaConfig(path.join(dir, 'config.json'));
+  const ps3Dir = ps3PathOf(dir, config);
+  if (!fs.existsSync(path.join(ps3Dir, 'config.json'))) throw new UserError(`${path.join(dir, 'config.json')}: field ps3_model: ${ps3Dir} is not a PS3 model folder (no config.json)`);
+  return { config, weightsFile, ps3Dir };
+}
+
+/** The first vision weight outside the selection modules that differs between two PS3 folders, or null (the text tower does not make tokens). */
+function trunkDifference(a: string, b: string): string | null {
+  if (path.resolve(a) === path.resolve(b)) return null;
+  const wa = readSafetensors(path.join(a, 'model.safetensors'));
+  const wb = readSafetensors(path.join(b, 'model.safetensors'));
+  for (const [k, x] of wa) {
+    if (!k.startsWith('vision_model.') || SELECTION_MODULES.some((m) => k.startsWith(m))) continue;
+    const y = wb.get(k);
+    if (!y || y.data.length !== x.data.length || y.data.some((v, i) => v !== x.data[i])) return k;
+  }
+  return null;
+}
+
+export function exportVilaHd(from: string, out: string, floats: FloatStorage, add: readonly string[] = []): { files: string[]; bytes: number } {
+  const { config: own, weightsFile, ps3Dir } = checkpointParts(from);
+  let config = own;
+  const weights = readSafetensors(weightsFile);
+  const tokenizer = fs.existsSync(path.join(from, 'tokenizer.json')) ? fs.readFileSync(path.join(from, 'tokenizer.json'), 'utf8') : null;
+  for (const other of add) {
+    const part = checkpointParts(other);
+    const shared = part.config.methods.filter((m) => config.methods.includes(m));
+    if (shared.length) throw new UserError(`--add ${other}: method ${shared.join(', ')} is already in the folder`);
+    if (JSON.stringify(part.config.raw['lm']) !== JSON.stringify(config.raw['lm'])) throw new UserError(`--add ${other}: its LM (field lm) differs from ${from}'s`);
+    const theirs = fs.existsSync(path.join(other, 'tokenizer.json')) ? fs.readFileSync(path.join(other, 'tokenizer.json'), 'utf8') : null;
+    if (theirs !== tokenizer) throw new UserError(`--add ${other}: its tokenizer.json differs from ${from}'s`);
+    const differs = trunkDifference(ps3Dir, part.ps3Dir);
+    if (differs) throw new UserError(`--add ${other}: it stands on another PS3 (weight "${differs}" differs from ${ps3Dir}'s)`);
+    for (const [k, a] of readSafetensors(part.weightsFile)) if (part.config.methods.some((m) => k.startsWith(`${m}.`))) weights.set(k, a);
+    config = withMethods(config, [...config.methods, ...part.config.methods]);
+  }
   if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new UserError(`--out ${out}: exists and is not a folder`);
   fs.mkdirSync(out, { recursive: true });
   const embedded = config.ps3Model === 'ps3';
@@ -32,7 +71,7 @@ export function exportVilaHd(from: string, out: string, floats: FloatStorage): {
     fs.renameSync(tmp, path.join(out, name));
     files.push(name);
   };
-  land('model.safetensors', (tmp) => writeSafetensors(tmp, readSafetensors(weightsFile), { format: 'pt' }, floats));
+  land('model.safetensors', (tmp) => writeSafetensors(tmp, weights, { format: 'pt' }, floats));
   land('config.json', (tmp) => fs.writeFileSync(tmp, `${JSON.stringify(written.raw, null, 2)}\n`));
   for (const name of TOKENIZER_FILES) if (fs.existsSync(path.join(from, name))) land(name, (tmp) => fs.copyFileSync(path.join(from, name), tmp));
   return { files, bytes: files.reduce((a, f) => a + fs.statSync(path.join(out, f)).size, 0) };

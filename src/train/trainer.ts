@@ -72,7 +72,7 @@ export interface StepMetrics {
 }
 
 /** The token-selection modules (the reference's `token_selection_param_names`). */
-const SELECTION_MODULES = ['vision_model.selection_feature_proj.', 'vision_model.highres_selection_feature_module.', 'vision_model.prompt_proj_for_highres.'];
+export const SELECTION_MODULES = ['vision_model.selection_feature_proj.', 'vision_model.highres_selection_feature_module.', 'vision_model.prompt_proj_for_highres.'];
 
 export function trainableKeys(keys: Iterable<string>, freeze: FreezeGroup): string[] {
   const all = [...keys];

@@ -101,6 +101,33 @@ test('--tune-selection projections tunes the two projections on the cached ConvN
   assert.equal(state.options.tuneSelection, 'projections');
 });
 
+test('export --add joins methods trained in other runs on the same PS3 trunk; another LM shape, a method twice or another trunk is refused', async () => {
+  const a = path.join(tmp, 'a', 'checkpoint');
+  const e = path.join(tmp, 'e');
+  await trainVilaHd({ ...options(e), method: 'lowres', tuneSelection: false, steps: 1 });
+  const merged = path.join(tmp, 'merged');
+  exportVilaHd(a, merged, 'F32', [path.join(e, 'checkpoint')]);
+  const model = loadVilaHd(merged);
+  try {
+    assert.deepEqual(model.config.methods, ['ps3', 'lowres']);
+    const theirs = readSafetensors(path.join(e, 'checkpoint', 'model.safetensors'));
+    const key = 'lowres.lm.blocks.0.attn.qkv.weight';
+    assert.deepEqual([...model.weights.get(key).dataSync()], [...theirs.get(key)!.data]);
+    assert.equal(model.config.ps3Model, 'ps3', 'the tuned PS3 of the first checkpoint stays');
+  } finally {
+    disposeVilaHd(model);
+  }
+  assert.throws(() => exportVilaHd(a, path.join(tmp, 'twice'), 'F32', [a]), (err: unknown) => isUserError(err) && /method ps3 is already in the folder/.test(err.message));
+  const otherPs3 = path.join(tmp, 'other-ps3');
+  await writeMicroPs3(otherPs3, 8);
+  const f = path.join(tmp, 'f');
+  await trainVilaHd({ ...options(f), ps3: otherPs3, method: 'lowres', tuneSelection: false, steps: 1, cacheRoot: path.join(tmp, 'cache-f') });
+  assert.throws(() => exportVilaHd(a, path.join(tmp, 'other'), 'F32', [path.join(f, 'checkpoint')]), (err: unknown) => isUserError(err) && /stands on another PS3 \(weight "vision_model\./.test(err.message));
+  const g = path.join(tmp, 'g');
+  await trainVilaHd({ ...options(g), method: 'lowres', preset: 'tiny', tuneSelection: false, steps: 1 });
+  assert.throws(() => exportVilaHd(a, path.join(tmp, 'wide'), 'F32', [path.join(g, 'checkpoint')]), (err: unknown) => isUserError(err) && /its LM \(field lm\) differs/.test(err.message));
+});
+
 test('--tune-selection is refused for a method that does not select', async () => {
   await assert.rejects(trainVilaHd({ ...options(path.join(tmp, 'c')), method: 'lowres' }), (e: unknown) => isUserError(e) && /--tune-selection trains PS3's selection, which only --method ps3 uses/.test(e.message));
   assert.ok(!fs.existsSync(path.join(tmp, 'c', 'checkpoint')));
