@@ -13,7 +13,7 @@ import { HELDOUT_SEED_BASE } from '../eval/qa/generate.js';
 import { evalTokenizer } from '../eval/qa/text.js';
 import { synthRetrievalImages } from '../eval/retrieval.js';
 import { evaluateSelection, examplesPicture, type SelectionRecallReport } from '../eval/selectionRecall.js';
-import { modelFrom, positiveInt } from './inputs.js';
+import { intOption, modelFrom, positiveInt } from './inputs.js';
 import { progressBar } from './progress.js';
 
 export const SELECTION_HELP = `
@@ -22,6 +22,8 @@ pre-training's ground truth) that the first --looks looks choose.
   topdown   each held-out region, its caption as the prompt
   bottomup  every small object of the scene, the learned prior prompt
   random    a uniformly random choice of as many top-scale patches, in expectation
+  oracle    (--oracle-steps N) per region a free prompt fitted to its own box: the most any
+            prompt can do with this model's selection features (an upper bound, not a method)
 Held-out synthetic scenes: seeds from ${HELDOUT_SEED_BASE} (--seed), rendered at --size (default
 the model's top scale). The picture (FILE with .png) shows examples: the box in red, the chosen
 top-scale patches shaded, and a zoom on the box.`;
@@ -35,6 +37,7 @@ export interface EvalSelectionCliOptions {
   count?: string;
   looks?: string;
   examples?: string;
+  oracleSteps?: string;
   force?: boolean;
   out?: string;
 }
@@ -48,6 +51,7 @@ export function formatSelectionReport(r: SelectionRecallReport): string {
     ...Object.entries(r.topdown.per_kind).map(([k, s]) => `    ${k.padEnd(14)} ${pct(s.recall)} (${s.cases})`),
     `  bottom-up ${pct(r.bottomup.recall)} of object patches (${r.bottomup.cases} objects; whole object ${pct(r.bottomup.full)})`,
     `  random    ${pct(r.random.recall)}`,
+    ...(r.oracle ? [`  oracle    ${pct(r.oracle.recall)} (a prompt fitted to each box, ${r.oracle.steps} steps: an upper bound)`] : []),
   ];
   return lines.join('\n');
 }
@@ -61,6 +65,7 @@ export async function evalSelectionCommand(o: EvalSelectionCliOptions): Promise<
   const count = positiveInt('count', o.count) ?? 16;
   const looks = positiveInt('looks', o.looks) ?? 1;
   const examples = positiveInt('examples', o.examples) ?? 4;
+  const oracleSteps = o.oracleSteps === undefined ? 0 : intOption('oracle-steps', o.oracleSteps, { min: 0 })!;
   const seed = positiveInt('seed', o.seed) ?? HELDOUT_SEED_BASE;
   if (count < 1) throw new UserError('--count must be at least 1');
   if (looks < 1) throw new UserError('--looks must be at least 1');
@@ -78,6 +83,7 @@ export async function evalSelectionCommand(o: EvalSelectionCliOptions): Promise<
   const { report, examples: shown } = await evaluateSelection(model, tok.tokenizer, images, {
     looks,
     examples,
+    oracleSteps,
     onProgress: (done, _total, recall) => bar.update(done, { recall: `${(100 * recall).toFixed(1)}%` }),
   });
   bar.stop();

@@ -411,6 +411,7 @@ evaluate
   .option('--count <n>', 'scenes', '16')
   .option('--looks <n>', 'looks whose union is scored', '1')
   .option('--examples <n>', 'examples in the picture', '4')
+  .option('--oracle-steps <n>', 'also fit a free prompt to each box for N Adam steps: an upper bound of top-down selection with this model\'s features', '0')
   .option('--force', 'allow a seed in the training range')
   .option('--out <file>', 'JSON report (the picture goes beside it as .png)')
   .addHelpText('after', SELECTION_HELP)

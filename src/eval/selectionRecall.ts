@@ -5,7 +5,11 @@
  *  - top-down: the region's caption is the prompt (its text tower's `prompt`);
  *  - bottom-up: the learned prior prompt, over every small object of the scene;
  *  - random: what a uniformly random choice of as many top-scale patches covers, in expectation
- *    (chosen / grid size), for the same cases.
+ *    (chosen / grid size), for the same cases;
+ *  - oracle (when asked for): per region, a free prompt fitted by gradient descent to the region's
+ *    own box, starting from its caption's prompt. Not a method (it sees the answer): the most any
+ *    prompt can make this model's selection features do, so a low top-down recall can be put on
+ *    the prompts (text side) or on the features (image side).
  * Selection needs only the low-res pass, the convnet and the prompts, so no high-res pass runs.
  */
 import { tf } from '../tensor/engine.js';
@@ -51,6 +55,8 @@ export interface SelectionRecallReport {
   readonly topdown: RecallSummary & { readonly per_kind: Record<string, RecallSummary> };
   readonly bottomup: RecallSummary;
   readonly random: RecallSummary & { readonly how: string };
+  /** present when `oracleSteps` > 0 */
+  readonly oracle?: RecallSummary & { readonly steps: number; readonly how: string };
   readonly cases: { readonly topdown: SelectionCase[]; readonly bottomup: SelectionCase[] };
 }
 
@@ -61,6 +67,8 @@ export interface SelectionRecallOptions {
   readonly looks: number;
   /** how many top-down cases get a picture */
   readonly examples?: number;
+  /** Adam steps of the oracle prompt per region (0 or absent: no oracle) */
+  readonly oracleSteps?: number;
   readonly onProgress?: (done: number, total: number, recall: number) => void;
 }
 
@@ -108,6 +116,39 @@ function summarise(cases: readonly SelectionCase[]): RecallSummary {
   };
 }
 
+/** Learning rate of the oracle prompt's Adam: the logits are cosines, so the prompt's direction is what moves. */
+const ORACLE_LR = 0.05;
+
+/**
+ * A prompt [1, D] fitted to one box: Adam on the balanced BCE of the top-scale probabilities (the
+ * box's patches and the rest averaged apart, weighed equally), from `start`.
+ */
+function fitOraclePrompt(model: PS3Model, pixels: Pixels, hidden: readonly tf.Tensor[], features: tf.Tensor | null, start: tf.Tensor, patches: readonly number[], steps: number): tf.Tensor {
+  const cfg = model.config.vision;
+  const ns = cfg.scales.length - 1;
+  const [gh, gw] = gridAtScale(cfg, pixels.height, pixels.width, ns);
+  const inBox = new Float32Array(gh * gw);
+  for (const p of patches) inBox[p] = 1;
+  const target = tf.tensor(inBox, [1, gh, gw]);
+  // the variable takes its own copy on the first step's assign; `start` is left as it was
+  const prompt = tf.variable(start);
+  const adam = tf.train.adam(ORACLE_LR);
+  const n = patches.length;
+  for (let s = 0; s < steps; s++) {
+    adam.minimize(() => {
+      const probs = selection(model.weights, cfg, pixels, hidden, features, prompt);
+      const top = probs[ns - 1]!;
+      const pos = tf.div(tf.sum(tf.mul(target, tf.log(tf.maximum(top, 1e-7)))), n);
+      const neg = tf.div(tf.sum(tf.mul(tf.sub(1, target), tf.log(tf.maximum(tf.sub(1, top), 1e-7)))), gh * gw - n);
+      return tf.neg(tf.mul(tf.add(pos, neg), 0.5)) as tf.Scalar;
+    }, false, [prompt]);
+  }
+  const fitted = prompt.clone();
+  tf.dispose([prompt, target]);
+  adam.dispose();
+  return fitted;
+}
+
 function scoreCase(image: string, caption: string, box: PixelBox, topMap: Uint8Array, height: number, width: number, gh: number, gw: number): SelectionCase | null {
   const patches = boxPatchIndices(box, height, width, gh, gw);
   if (patches.length === 0) return null;
@@ -132,6 +173,8 @@ export async function evaluateSelection(model: PS3Model, tokenizer: TextTokenize
   const S = cfg.scales[ns]!;
   const topdown: SelectionCase[] = [];
   const bottomup: SelectionCase[] = [];
+  const oracle: SelectionCase[] = [];
+  const oracleSteps = options.oracleSteps ?? 0;
   const kinds = new Map<string, SelectionCase[]>();
   const examples: Example[] = [];
   const wanted = options.examples ?? 0;
@@ -158,6 +201,19 @@ export async function evaluateSelection(model: PS3Model, tokenizer: TextTokenize
         const captions = image.regions.map((r) => r.caption);
         const { features: text, prompts } = textFeatures(model, tokenizer.encode(captions), R);
         text.dispose();
+        if (oracleSteps > 0) {
+          for (const [r, region] of image.regions.entries()) {
+            const patches = boxPatchIndices(region.box, height, width, gh, gw);
+            if (patches.length === 0) continue;
+            const start = tf.slice(prompts, [r, 0], [1, -1]);
+            const fitted = fitOraclePrompt(model, pixels, low.hiddenStates, features, start, patches, oracleSteps);
+            const probs = selection(w, cfg, pixels, low.hiddenStates, features, fitted);
+            const arrays = await Promise.all(probs.map(async (p) => (await p.data()) as Float32Array));
+            tf.dispose([start, fitted, ...probs]);
+            const c = scoreCase(image.key, region.caption, region.box, chooseLooks(model, arrays, height, width, options.looks)[ns - 1]!, height, width, gh, gw);
+            if (c) oracle.push(c);
+          }
+        }
         // one image, R prompts: the selection inputs repeated R times
         const probs = tf.tidy(() => {
           const tiled = low.hiddenStates.map((h, i) => (cfg.selectBasedOnLayer.includes(i) ? tf.tile(h, [R, 1, 1]) : h));
@@ -203,6 +259,9 @@ export async function evaluateSelection(model: PS3Model, tokenizer: TextTokenize
       cases: random.length,
       how: 'expected recall of a uniformly random choice of as many top-scale patches as the looks chose (chosen / grid size), over the top-down cases',
     },
+    ...(oracleSteps > 0
+      ? { oracle: { ...summarise(oracle), steps: oracleSteps, how: 'per region, a free prompt fitted to its own box (Adam on the balanced BCE of the top-scale probabilities, from the caption\'s prompt): an upper bound of top-down selection with these features, not a method' } }
+      : {}),
     cases: { topdown, bottomup },
   };
   return { report, examples };

@@ -85,3 +85,17 @@ test('recall in [0, 1], random = chosen / grid, every patch chosen gives recall 
   assert.equal(all.report.bottomup.recall, 1);
   assert.equal(all.report.random.recall, 1);
 });
+
+test('the oracle prompt, fitted to each box, covers boxes at least as well as the captions on a random model; absent unless asked; no tensors leak', async () => {
+  const plain = await evaluateSelection(model, tok.tokenizer, images, { looks: 1 });
+  assert.equal(plain.report.oracle, undefined);
+  const before = tf.memory().numTensors;
+  const { report } = await evaluateSelection(model, tok.tokenizer, images, { looks: 1, oracleSteps: 40 });
+  assert.equal(tf.memory().numTensors, before);
+  const oracle = report.oracle!;
+  assert.equal(oracle.steps, 40);
+  assert.equal(oracle.cases, report.topdown.cases);
+  assert.ok(oracle.recall! >= 0 && oracle.recall! <= 1);
+  // a random model's captions say nothing about where boxes are; a prompt fitted to the box does
+  assert.ok(oracle.recall! > report.topdown.recall! + 0.1, `oracle ${oracle.recall} vs top-down ${report.topdown.recall}`);
+});
