@@ -3,7 +3,7 @@
  * page under web/, next to the same encode in this Node process, with the same random weights
  * (preset, seed 0) and the same engine split: ONNX Runtime for the trunk, the selector's convnet
  * and projection (onnxruntime-node here, onnxruntime-web there), TensorFlow.js for the rest; or
- * TensorFlow.js alone with `--engine tfjs`. Prints the stages side by side and the ratios
+ * TensorFlow.js alone with `--engine tfjs` (TensorFlow.js on WASM on both sides). Prints the stages side by side and the ratios
  * (Chromium / Node), or one JSON line.
  *
  * Chromium is Debian's, driven by playwright-core; the page is built into a temporary folder and
@@ -175,7 +175,8 @@ export async function benchBrowserCommand(o: BenchBrowserOptions): Promise<numbe
     page.on('pageerror', (e) => errors.push(e.message));
     const bytes = fs.readFileSync(image);
     await page.route(`**${IMAGE_ROUTE}`, (route) => route.fulfill({ body: bytes, contentType: 'application/octet-stream' }));
-    const query = new URLSearchParams({ preset: o.preset, seed: '0', engine, ep });
+    // TensorFlow.js on WASM on both sides: the comparison is of the same engine split
+    const query = new URLSearchParams({ preset: o.preset, seed: '0', engine, ep, backend: 'wasm' });
     await page.goto(`${served.url.replace(/\/?$/, '/')}?${query}`);
     say(`Chromium ${browser.version()}: setting up`);
     await page.waitForFunction(() => (window as unknown as Partial<PageWindow>).ps3Page !== undefined);

@@ -32,7 +32,9 @@ const SKIP = HAVE_CHROMIUM ? false : `no Chromium at ${CHROMIUM} (apt-get instal
 const PRESET = 'tiny-4k';
 const MEAN = [0.5, 0.5, 0.5];
 const STD = [0.5, 0.5, 0.5];
-const PAGE_TIMEOUT_MS = 180_000;
+// generous: Chromium compiles two WASM runtimes (TensorFlow.js's, ONNX Runtime's) at start-up,
+// which takes minutes on a machine whose two cores are busy with other work
+const PAGE_TIMEOUT_MS = 480_000;
 
 interface PageResult {
   selectionProbs: number[][];
@@ -174,6 +176,7 @@ async function openPage(query: string): Promise<{ page: Page; errors: string[] }
   page.on('console', (m) => {
     if (m.type() === 'error') errors.push(m.text());
   });
+  page.setDefaultTimeout(PAGE_TIMEOUT_MS);
   await page.goto(`${origin}/${query}`);
   await page.waitForFunction(() => (window as unknown as Partial<PageWindow>).ps3Page !== undefined);
   await page.evaluate(() => (window as unknown as PageWindow).ps3Page.ready);
@@ -253,7 +256,7 @@ after(async () => {
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-test('page: bottom-up on the random tiny-4k preset, on onnxruntime-web, equals the Node encoder on onnxruntime-node', { skip: SKIP, timeout: 300_000 }, async (t) => {
+test('page: bottom-up on the random tiny-4k preset, on onnxruntime-web, equals the Node encoder on onnxruntime-node', { skip: SKIP, timeout: 600_000 }, async (t) => {
   const { page, errors } = await openPage(`?preset=${PRESET}&seed=0`);
   // the random-weights notice is shown, and the prompt box is off for want of a tokenizer
   assert.equal(await page.isVisible('#random-notice'), true);
@@ -282,7 +285,7 @@ test('page: bottom-up on the random tiny-4k preset, on onnxruntime-web, equals t
   await page.close();
 });
 
-test('page: engine=tfjs runs all on TensorFlow.js, equal to the Node encoder on TensorFlow.js', { skip: SKIP, timeout: 300_000 }, async (t) => {
+test('page: engine=tfjs runs all on TensorFlow.js, equal to the Node encoder on TensorFlow.js', { skip: SKIP, timeout: 600_000 }, async (t) => {
   const { page, errors } = await openPage(`?preset=${PRESET}&seed=0&engine=tfjs`);
   const { result } = await encodeInPage(page, '1');
   assert.equal(result.engine, 'tfjs');
@@ -295,20 +298,21 @@ test('page: engine=tfjs runs all on TensorFlow.js, equal to the Node encoder on 
   await page.close();
 });
 
-test('page: an unknown engine or provider is a clear error on the page', { skip: SKIP, timeout: 120_000 }, async () => {
+test('page: an unknown engine or provider is a clear error on the page', { skip: SKIP, timeout: 600_000 }, async () => {
   for (const [query, want] of [
     ['engine=torch', /unknown engine "torch" \(expected one of: ort, tfjs\)/],
     ['ep=cuda', /unknown ONNX Runtime provider "cuda" \(expected auto or one of: webgpu, wasm\)/],
   ] as const) {
     const page = await browser!.newPage();
+    page.setDefaultTimeout(PAGE_TIMEOUT_MS);
     await page.goto(`${origin}/?preset=${PRESET}&${query}`);
-    await page.waitForFunction(() => (window as unknown as Partial<PageWindow>).ps3Page?.error != null, undefined, { timeout: 60_000 });
+    await page.waitForFunction(() => (window as unknown as Partial<PageWindow>).ps3Page?.error != null);
     assert.match((await page.textContent('#status')) ?? '', want);
     await page.close();
   }
 });
 
-test('page: a model folder with a tokenizer encodes top-down, equal to the Node encoder', { skip: SKIP, timeout: 300_000 }, async (t) => {
+test('page: a model folder with a tokenizer encodes top-down, equal to the Node encoder', { skip: SKIP, timeout: 600_000 }, async (t) => {
   const { page, errors } = await openPage('?model=/model/');
   assert.equal(await page.isVisible('#random-notice'), false);
   assert.equal(await page.isDisabled('#prompt'), false);
@@ -328,7 +332,7 @@ test('page: a model folder with a tokenizer encodes top-down, equal to the Node 
   await page.close();
 });
 
-test('page: a JPEG with EXIF orientation decodes upright, the same as in Node', { skip: SKIP, timeout: 300_000 }, async (t) => {
+test('page: a JPEG with EXIF orientation decodes upright, the same as in Node', { skip: SKIP, timeout: 600_000 }, async (t) => {
   // 300x400 stored sideways: displayed (orientation 6) it is 400x300, the synthetic picture scaled
   const upright = await sharp(png).resize(400, 300, { fit: 'fill' }).toBuffer();
   const jpeg = await sharp(upright).rotate(-90).jpeg({ quality: 90 }).withMetadata({ orientation: 6 }).toBuffer();
