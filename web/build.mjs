@@ -1,8 +1,13 @@
 // Build the browser page into web/dist/: bundle web/src/main.ts (and the library parts it uses)
-// with esbuild, copy the HTML and CSS, and the TensorFlow.js WASM binaries under wasm/.
+// with esbuild, copy the HTML and CSS, the TensorFlow.js WASM binaries under wasm/, and
+// onnxruntime-web's WASM runtime under ort/.
 //
 // The library is written for Node; the bundle swaps its Node-only pieces for browser ones:
 //   src/tensor/engine.ts  -> src/tensor/engine.browser.ts  (backends without node:module/node:path)
+//   src/engine/onnx/sessionOptions.ts -> sessionOptions.browser.ts  (the provider initOrt chose)
+//   onnxruntime-node, onnxruntime-web -> onnxruntime-web's WebGPU build, its WASM loaded from ort/
+//     (that build runs both the WebGPU and the WASM CPU providers from one .wasm: one runtime,
+//     one download, whichever provider the page ends up on)
 //   node:fs, node:fs/promises, node:path, sharp -> web/src/shims/ (fs/promises reads the page's
 //     virtual folder, where the tokenizer files go; the rest throw if ever called)
 // Any other Node built-in reached from this repository's code fails the build, naming the importer.
@@ -32,6 +37,19 @@ const SHIMS = {
 
 const NODE_BUILTIN = /^node:|^(assert|buffer|child_process|crypto|events|module|net|os|process|stream|url|util|worker_threads|zlib)(\/.*)?$/;
 
+/** Same-named browser variants of library files: file -> its variant (both under src/). */
+const VARIANTS = {
+  'tensor/engine.js': 'tensor/engine.browser.ts',
+  'engine/onnx/sessionOptions.js': 'engine/onnx/sessionOptions.browser.ts',
+};
+
+const require = createRequire(import.meta.url);
+const ortDist = path.dirname(require.resolve('onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm'));
+/** onnxruntime-web's WebGPU build without the WASM glue inlined: it loads that from `env.wasm.wasmPaths` */
+const ORT_BUILD = path.join(ortDist, 'ort.webgpu.min.mjs');
+/** what ORT_BUILD fetches at run time (the threaded SIMD build with asyncify, which the WebGPU provider needs) */
+const ORT_FILES = ['ort-wasm-simd-threaded.asyncify.mjs', 'ort-wasm-simd-threaded.asyncify.wasm'];
+
 const rel = (p) => path.relative(root, p);
 const ours = (importer) => importer.startsWith(root + path.sep) && !importer.includes(`${path.sep}node_modules${path.sep}`);
 
@@ -40,12 +58,18 @@ function browserPlugin(swaps) {
   return {
     name: 'ps3-browser',
     setup(b) {
-      b.onResolve({ filter: /(^|\/)engine\.js$/ }, (args) => {
+      b.onResolve({ filter: /(^|\/)(engine|sessionOptions)\.js$/ }, (args) => {
         if (!ours(args.importer)) return undefined;
-        const target = path.resolve(args.resolveDir, args.path);
-        if (target !== path.join(srcDir, 'tensor', 'engine.js')) return undefined;
-        swaps.push(`${rel(args.importer)}: ${args.path} -> src/tensor/engine.browser.ts`);
-        return { path: path.join(srcDir, 'tensor', 'engine.browser.ts') };
+        const target = path.relative(srcDir, path.resolve(args.resolveDir, args.path)).split(path.sep).join('/');
+        const variant = VARIANTS[target];
+        if (!variant) return undefined;
+        swaps.push(`${rel(args.importer)}: ${args.path} -> src/${variant}`);
+        return { path: path.join(srcDir, variant) };
+      });
+      b.onResolve({ filter: /^onnxruntime-(node|web)$/ }, (args) => {
+        if (!ours(args.importer)) return undefined;
+        swaps.push(`${rel(args.importer)}: ${args.path} -> onnxruntime-web (WebGPU + WASM build)`);
+        return { path: ORT_BUILD };
       });
       b.onResolve({ filter: /.*/ }, (args) => {
         if (!args.importer || !ours(args.importer)) return undefined;
@@ -84,12 +108,13 @@ export async function buildPage({ dev = false, quiet = false, outDir = defaultOu
   }
   await rm(outDir, { recursive: true, force: true });
   await mkdir(path.join(outDir, 'wasm'), { recursive: true });
+  await mkdir(path.join(outDir, 'ort'), { recursive: true });
   const swaps = [];
   const result = await build({
     entryPoints: { app: path.join(webDir, 'src', 'main.ts') },
     bundle: true,
     format: 'esm',
-    splitting: true, // the WebGPU backend is its own chunk, fetched only when it is tried
+    splitting: true, // the WebGPU backend and ONNX Runtime are chunks of their own, fetched only when used
     platform: 'browser',
     target: ['es2022', 'chrome113', 'firefox115', 'safari16'],
     outdir: outDir,
@@ -105,16 +130,18 @@ export async function buildPage({ dev = false, quiet = false, outDir = defaultOu
 
   // No Node-only library code may have slipped in.
   const inputs = Object.keys(result.metafile.inputs);
-  const leaked = inputs.filter((i) => /(^|\/)node_modules\/sharp\//.test(i) || /^src\/tensor\/engine\.ts$/.test(i) || /^src\/model\/load\.ts$/.test(i));
+  const leaked = inputs.filter(
+    (i) => /(^|\/)node_modules\/(sharp|onnxruntime-node)\//.test(i) || /^src\/tensor\/engine\.ts$/.test(i) || /^src\/engine\/onnx\/sessionOptions\.ts$/.test(i) || /^src\/model\/load\.ts$/.test(i),
+  );
   if (leaked.length) throw new Error(`the page bundle includes Node-only modules: ${leaked.join(', ')}`);
 
   await copyFile(path.join(webDir, 'index.html'), path.join(outDir, 'index.html'));
   await copyFile(path.join(webDir, 'style.css'), path.join(outDir, 'style.css'));
-  const require = createRequire(import.meta.url);
   const wasmDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
   for (const f of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm', 'tfjs-backend-wasm-threaded-simd.wasm']) {
     await copyFile(path.join(wasmDir, f), path.join(outDir, 'wasm', f));
   }
+  for (const f of ORT_FILES) await copyFile(path.join(ortDist, f), path.join(outDir, 'ort', f));
   const app = await stat(path.join(outDir, 'app.js'));
   const summary = {
     outDir,

@@ -11,6 +11,7 @@ import { evalCostCommand, type EvalCostCliOptions } from './evalCost.js';
 import { make4kCommand, type Make4kCliOptions } from './benchmark4k.js';
 import { benchCommand, type BenchOptions } from './bench.js';
 import { benchEncodeCommand, type BenchEncodeOptions } from './benchEncode.js';
+import { benchBrowserCommand, type BenchBrowserOptions } from './benchBrowser.js';
 import { benchLoadCommand, type BenchLoadOptions } from './benchLoad.js';
 import { benchServeCommand, type BenchServeOptions } from './benchServe.js';
 import { benchQueueCommand, type BenchQueueOptions } from './benchQueue.js';
@@ -85,6 +86,21 @@ bench
   .action((o: Omit<BenchEncodeOptions, 'backend' | 'image' | 'trunk'>) => {
     const shared = bench.opts<Pick<BenchOptions, 'image' | 'trunk'>>();
     return runCommand(() => benchEncodeCommand({ ...o, image: shared.image, trunk: shared.trunk, ...program.opts() }));
+  });
+
+bench
+  .command('browser')
+  .description('one timed encode in headless Chromium on the web page next to the same encode in Node, same random weights and engines; ratios; takes bench\'s --image')
+  .option('--preset <name>', 'model shape (random weights, seed 0)', 'b14-4k')
+  .option('--looks <n>', 'number of looks, or "all"', '1')
+  .option('--engine <e>', 'ort: trunk, convnet and selector projection on ONNX Runtime (onnxruntime-web in the page, onnxruntime-node here); tfjs: all on TensorFlow.js', 'ort')
+  .option('--ep <p>', 'the page\'s ONNX Runtime provider: auto (WebGPU on a hardware adapter, else WASM), webgpu or wasm', 'auto')
+  .option('--chromium <path>', 'the browser (default: $PS3_CHROMIUM or /usr/bin/chromium)')
+  .option('--warmup', 'run one untimed encode first, on both sides')
+  .option('--json', 'print one JSON line')
+  .action((o: Omit<BenchBrowserOptions, 'backend' | 'image'>) => {
+    const shared = bench.opts<Pick<BenchOptions, 'image'>>();
+    return runCommand(() => benchBrowserCommand({ ...o, ...(shared.image ? { image: shared.image } : {}), ...program.opts() }));
   });
 
 bench

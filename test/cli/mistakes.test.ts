@@ -85,6 +85,14 @@ test('bench: an unknown preset in --runs or a bad --image is refused before the 
   refused(['bench', 'encode', '--preset', 'micro', '--random-init', '--image', path.join(tmp, 'nope.png')], /--image: .*nope\.png: no such file/);
 });
 
+test('bench browser: a bad engine, provider, preset or looks, or no browser, is refused before anything is built', () => {
+  refused(['bench', 'browser', '--engine', 'torch'], /--engine: "torch" is not one of ort, tfjs/);
+  refused(['bench', 'browser', '--ep', 'cuda'], /--ep: "cuda" is not one of auto, webgpu, wasm/);
+  refused(['bench', 'browser', '--preset', 'nope'], /unknown preset "nope"/);
+  refused(['bench', 'browser', '--looks', '0'], /--looks: "0" must be a positive integer/);
+  refused(['bench', 'browser', '--preset', 'micro', '--chromium', path.join(tmp, 'no-chromium')], /--chromium: no browser at .*no-chromium/);
+});
+
 test('a model too big for the WASM engine is refused before loading, with the memory it needs', () => {
   const big = path.join(tmp, 'big');
   fs.mkdirSync(big);

@@ -23,7 +23,7 @@ test('the page bundle has no Node built-ins, sharp or the Node engine set-up', {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-web-build-'));
   try {
     execFileSync(process.execPath, ['web/build.mjs', '--quiet', '--dev', '--out', out], { cwd: ROOT, stdio: 'pipe' });
-    for (const f of ['index.html', 'style.css', 'app.js', 'wasm/tfjs-backend-wasm.wasm', 'wasm/tfjs-backend-wasm-simd.wasm', 'wasm/tfjs-backend-wasm-threaded-simd.wasm']) {
+    for (const f of ['index.html', 'style.css', 'app.js', 'wasm/tfjs-backend-wasm.wasm', 'wasm/tfjs-backend-wasm-simd.wasm', 'wasm/tfjs-backend-wasm-threaded-simd.wasm', 'ort/ort-wasm-simd-threaded.asyncify.mjs', 'ort/ort-wasm-simd-threaded.asyncify.wasm']) {
       assert.ok(fs.existsSync(path.join(out, f)), `${f} is missing from the build`);
     }
     const js = fs.readdirSync(out).filter((f) => f.endsWith('.js')).map((f) => fs.readFileSync(path.join(out, f), 'utf8')).join('\n');
@@ -33,6 +33,11 @@ test('the page bundle has no Node built-ins, sharp or the Node engine set-up', {
     assert.match(js, /src\/tensor\/engine\.browser\.ts/);
     assert.doesNotMatch(js, /src\/tensor\/engine\.ts/);
     assert.doesNotMatch(js, /createRequire/);
+    // the ONNX Runtime stages come in with onnxruntime-web and the browser session options
+    assert.match(js, /src\/engine\/onnx\/sessionOptions\.browser\.ts/);
+    assert.doesNotMatch(js, /src\/engine\/onnx\/sessionOptions\.ts/);
+    assert.match(js, /onnxruntime-web/);
+    assert.doesNotMatch(js, /onnxruntime-node/);
   } finally {
     fs.rmSync(out, { recursive: true, force: true });
   }

@@ -1,5 +1,7 @@
 // The browser page end to end: build it, serve it, drive it in headless Chromium, and check that
-// what it computes equals what the Node encoder computes on the same image.
+// what it computes equals what the Node encoder computes on the same image, engine for engine:
+// the page's default (the trunk, convnet and selector projection on onnxruntime-web) against Node
+// on onnxruntime-node, and the page with engine=tfjs against Node on TensorFlow.js alone.
 //
 // Needs Debian's Chromium at /usr/bin/chromium (or $PS3_CHROMIUM); skipped with a message when it
 // is absent. The page is built into a temporary folder, so web/dist/ is left alone.
@@ -13,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { initEngine, tf } from '../../src/tensor/engine.js';
+import { useTrunkEngine, type TrunkEngine } from '../../src/engine/trunkEngine.js';
 import { loadPixelValues } from '../../src/io/image.js';
 import { serializeSafetensors, type NamedArray } from '../../src/io/safetensors.js';
 import { loadTokenizer } from '../../src/io/tokenizer.js';
@@ -29,16 +32,20 @@ const SKIP = HAVE_CHROMIUM ? false : `no Chromium at ${CHROMIUM} (apt-get instal
 const PRESET = 'tiny-4k';
 const MEAN = [0.5, 0.5, 0.5];
 const STD = [0.5, 0.5, 0.5];
-const PAGE_TIMEOUT_MS = 180_000;
+// generous: Chromium compiles two WASM runtimes (TensorFlow.js's, ONNX Runtime's) at start-up,
+// which takes minutes on a machine whose two cores are busy with other work
+const PAGE_TIMEOUT_MS = 480_000;
 
 interface PageResult {
   selectionProbs: number[][];
   selectionMaps: number[][];
   grids: Array<[number, number]>;
+  pooled: number[];
   tokens: number;
   mode: string;
   ms: Record<string, number>;
   backend: string;
+  engine: string;
 }
 
 /** What the test uses of the page's `window.ps3Page` (web/src/main.ts). */
@@ -130,12 +137,14 @@ function writeModelFolder(dir: string): void {
 interface NodeResult {
   probs: Float32Array[];
   maps: Uint8Array[];
+  pooled: Float32Array;
   tokens: number;
   ms: number;
 }
 
-/** The Node side: sharp decode + PIL squash + normalise, then encodeImage. */
-async function encodeInNode(model: PS3Model, looks: LookCount, prompt?: { dir: string; text: string }): Promise<NodeResult> {
+/** The Node side: sharp decode + PIL squash + normalise, then encodeImage with the trunk, convnet and projection on `engine`. */
+async function encodeInNode(model: PS3Model, looks: LookCount, engine: TrunkEngine, prompt?: { dir: string; text: string }): Promise<NodeResult> {
+  useTrunkEngine(engine);
   const t0 = performance.now();
   const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
   const pv = await loadPixelValues(new Uint8Array(png), { size: S, mean: MEAN, std: STD });
@@ -153,7 +162,8 @@ async function encodeInNode(model: PS3Model, looks: LookCount, prompt?: { dir: s
     ...(promptTensor ? { prompt: promptTensor } : {}),
   });
   const probs = await Promise.all(out.selectionProbs.map(async (p) => (await p.data()) as Float32Array));
-  const result = { probs, maps: out.selectionMaps.map((m) => m.data), tokens: out.lastHiddenState.shape[1]!, ms: performance.now() - t0 };
+  const pooled = (await out.pooledOutput.data()) as Float32Array;
+  const result = { probs, maps: out.selectionMaps.map((m) => m.data), pooled, tokens: out.lastHiddenState.shape[1]!, ms: performance.now() - t0 };
   tf.dispose([out.lastHiddenState, ...out.selectionProbs, ...out.bottomupSelectionProbs, ...(out.topdownSelectionProbs ?? []), out.pooledOutput]);
   promptTensor?.dispose();
   return result;
@@ -166,6 +176,7 @@ async function openPage(query: string): Promise<{ page: Page; errors: string[] }
   page.on('console', (m) => {
     if (m.type() === 'error') errors.push(m.text());
   });
+  page.setDefaultTimeout(PAGE_TIMEOUT_MS);
   await page.goto(`${origin}/${query}`);
   await page.waitForFunction(() => (window as unknown as Partial<PageWindow>).ps3Page !== undefined);
   await page.evaluate(() => (window as unknown as PageWindow).ps3Page.ready);
@@ -203,7 +214,8 @@ async function canvasStats(page: Page): Promise<{ width: number; height: number;
   });
 }
 
-function compare(node: NodeResult, page: PageResult): { maxProbDiff: number } {
+/** Probabilities and the pooled output within 1e-4 (as the engines' parity tests), maps and token counts equal. */
+function compare(node: NodeResult, page: PageResult): { maxProbDiff: number; maxPooledDiff: number } {
   assert.equal(page.selectionProbs.length, node.probs.length, 'number of high-res scales');
   let maxProbDiff = 0;
   node.probs.forEach((p, i) => {
@@ -214,7 +226,10 @@ function compare(node: NodeResult, page: PageResult): { maxProbDiff: number } {
   });
   assert.ok(maxProbDiff <= 1e-4, `selection probabilities differ by up to ${maxProbDiff}`);
   assert.equal(page.tokens, node.tokens, 'token count');
-  return { maxProbDiff };
+  assert.equal(page.pooled.length, node.pooled.length, 'pooled output width');
+  const maxPooledDiff = node.pooled.reduce((a, v, i) => Math.max(a, Math.abs(v - page.pooled[i]!)), 0);
+  assert.ok(maxPooledDiff <= 1e-4, `pooled outputs differ by up to ${maxPooledDiff}`);
+  return { maxProbDiff, maxPooledDiff };
 }
 
 before(async () => {
@@ -235,12 +250,13 @@ before(async () => {
 });
 
 after(async () => {
+  useTrunkEngine('tfjs');
   await browser?.close();
   server?.kill();
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });
 
-test('page: bottom-up on the random tiny-4k preset equals the Node encoder', { skip: SKIP, timeout: 300_000 }, async (t) => {
+test('page: bottom-up on the random tiny-4k preset, on onnxruntime-web, equals the Node encoder on onnxruntime-node', { skip: SKIP, timeout: 600_000 }, async (t) => {
   const { page, errors } = await openPage(`?preset=${PRESET}&seed=0`);
   // the random-weights notice is shown, and the prompt box is off for want of a tokenizer
   assert.equal(await page.isVisible('#random-notice'), true);
@@ -249,24 +265,54 @@ test('page: bottom-up on the random tiny-4k preset equals the Node encoder', { s
 
   const { result, ms } = await encodeInPage(page, '2');
   assert.equal(result.mode, 'bottom-up');
+  // headless Chromium here has no GPU adapter: ONNX Runtime falls back to WASM, and says so
+  assert.match(result.engine, /^ort-(wasm|webgpu)$/);
+  assert.match((await page.getAttribute('#engine', 'title')) ?? '', /ONNX Runtime (wasm|webgpu)/);
   const stats = await canvasStats(page);
   assert.ok(stats.nonBlack > 0.9 && stats.colours > 50, `heat map canvas looks empty: ${JSON.stringify(stats)}`);
   assert.equal(await page.isVisible('#legend'), true);
   assert.ok((await page.locator('#timings tr').count()) >= 6, 'the timings table has a row per stage');
 
   const model = randomModel(presetConfig(PRESET), 0);
-  const node = await encodeInNode(model, 2);
+  const node = await encodeInNode(model, 2, 'onnx');
   model.weights.dispose();
-  const { maxProbDiff } = compare(node, result);
+  const { maxProbDiff, maxPooledDiff } = compare(node, result);
 
   const shot = path.join(os.tmpdir(), 'ps3-page-bottomup.png');
   await page.screenshot({ path: shot, fullPage: true });
-  t.diagnostic(`backend ${result.backend}; max |prob diff| Node vs page ${maxProbDiff.toExponential(2)}; page encode ${(ms / 1000).toFixed(1)} s (stages ${JSON.stringify(Object.fromEntries(Object.entries(result.ms).map(([k, v]) => [k, Math.round(v)])))}); Node ${(node.ms / 1000).toFixed(1)} s; screenshot ${shot}`);
+  t.diagnostic(`${result.engine} + TensorFlow.js ${result.backend}; max |diff| Node vs page: probabilities ${maxProbDiff.toExponential(2)}, pooled ${maxPooledDiff.toExponential(2)}; page encode ${(ms / 1000).toFixed(1)} s (stages ${JSON.stringify(Object.fromEntries(Object.entries(result.ms).map(([k, v]) => [k, Math.round(v)])))}); Node ${(node.ms / 1000).toFixed(1)} s; screenshot ${shot}`);
   assert.deepEqual(errors, []);
   await page.close();
 });
 
-test('page: a model folder with a tokenizer encodes top-down, equal to the Node encoder', { skip: SKIP, timeout: 300_000 }, async (t) => {
+test('page: engine=tfjs runs all on TensorFlow.js, equal to the Node encoder on TensorFlow.js', { skip: SKIP, timeout: 600_000 }, async (t) => {
+  const { page, errors } = await openPage(`?preset=${PRESET}&seed=0&engine=tfjs`);
+  const { result } = await encodeInPage(page, '1');
+  assert.equal(result.engine, 'tfjs');
+  const model = randomModel(presetConfig(PRESET), 0);
+  const node = await encodeInNode(model, 1, 'tfjs');
+  model.weights.dispose();
+  const { maxProbDiff, maxPooledDiff } = compare(node, result);
+  t.diagnostic(`TensorFlow.js ${result.backend}; max |diff| Node vs page: probabilities ${maxProbDiff.toExponential(2)}, pooled ${maxPooledDiff.toExponential(2)}`);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('page: an unknown engine or provider is a clear error on the page', { skip: SKIP, timeout: 600_000 }, async () => {
+  for (const [query, want] of [
+    ['engine=torch', /unknown engine "torch" \(expected one of: ort, tfjs\)/],
+    ['ep=cuda', /unknown ONNX Runtime provider "cuda" \(expected auto or one of: webgpu, wasm\)/],
+  ] as const) {
+    const page = await browser!.newPage();
+    page.setDefaultTimeout(PAGE_TIMEOUT_MS);
+    await page.goto(`${origin}/?preset=${PRESET}&${query}`);
+    await page.waitForFunction(() => (window as unknown as Partial<PageWindow>).ps3Page?.error != null);
+    assert.match((await page.textContent('#status')) ?? '', want);
+    await page.close();
+  }
+});
+
+test('page: a model folder with a tokenizer encodes top-down, equal to the Node encoder', { skip: SKIP, timeout: 600_000 }, async (t) => {
   const { page, errors } = await openPage('?model=/model/');
   assert.equal(await page.isVisible('#random-notice'), false);
   assert.equal(await page.isDisabled('#prompt'), false);
@@ -275,7 +321,7 @@ test('page: a model folder with a tokenizer encodes top-down, equal to the Node 
   assert.equal(result.mode, 'top-down');
 
   const model = randomModel(presetConfig(PRESET), 1);
-  const node = await encodeInNode(model, 1, { dir: path.join(tmp, 'model'), text: prompt });
+  const node = await encodeInNode(model, 1, 'onnx', { dir: path.join(tmp, 'model'), text: prompt });
   model.weights.dispose();
   const { maxProbDiff } = compare(node, result);
 
@@ -286,7 +332,7 @@ test('page: a model folder with a tokenizer encodes top-down, equal to the Node 
   await page.close();
 });
 
-test('page: a JPEG with EXIF orientation decodes upright, the same as in Node', { skip: SKIP, timeout: 300_000 }, async (t) => {
+test('page: a JPEG with EXIF orientation decodes upright, the same as in Node', { skip: SKIP, timeout: 600_000 }, async (t) => {
   // 300x400 stored sideways: displayed (orientation 6) it is 400x300, the synthetic picture scaled
   const upright = await sharp(png).resize(400, 300, { fit: 'fill' }).toBuffer();
   const jpeg = await sharp(upright).rotate(-90).jpeg({ quality: 90 }).withMetadata({ orientation: 6 }).toBuffer();
@@ -299,7 +345,7 @@ test('page: a JPEG with EXIF orientation decodes upright, the same as in Node', 
   const saved = png;
   png = jpeg;
   const model = randomModel(presetConfig(PRESET), 0);
-  const node = await encodeInNode(model, 0);
+  const node = await encodeInNode(model, 0, 'onnx');
   png = saved;
   model.weights.dispose();
   // JPEG: the browser's decoder and libvips (both libjpeg-turbo) give the same pixels today
@@ -316,6 +362,10 @@ test('page: the server refuses paths outside its folders and sends cross-origin 
   assert.equal(res.headers.get('cross-origin-opener-policy'), 'same-origin');
   const wasm = await fetch(`${origin}/wasm/tfjs-backend-wasm-simd.wasm`);
   assert.equal(wasm.headers.get('content-type'), 'application/wasm');
+  // onnxruntime-web's runtime comes from the page's own build, never from elsewhere
+  const ort = await fetch(`${origin}/ort/ort-wasm-simd-threaded.asyncify.wasm`);
+  assert.equal(ort.headers.get('content-type'), 'application/wasm');
+  assert.equal((await fetch(`${origin}/ort/ort-wasm-simd-threaded.asyncify.mjs`)).status, 200);
   for (const p of ['/..%2f..%2fpackage.json', '/model/..%2f..%2fpackage.json', '/%2e%2e/%2e%2e/package.json']) {
     const r = await fetch(`${origin}${p}`);
     assert.notEqual(r.status, 200, p);

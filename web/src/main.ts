@@ -2,8 +2,9 @@
  * The page: drop or pick an image, type a prompt (when the model has a tokenizer), choose looks,
  * encode, and see the selection heat map over the image with the chosen patches and the time
  * each stage took. Query parameters: `model` (folder URL), `preset` and `seed` (random weights
- * when no model is given; tiny-4k and 0 by default), `backend` (auto | webgpu | wasm | cpu),
- * `looks` (initial choice).
+ * when no model is given; tiny-4k and 0 by default), `engine` (ort | tfjs: what runs the trunk
+ * and the selector's convnet and projection), `ep` (ONNX Runtime's provider: auto | webgpu | wasm),
+ * `backend` (TensorFlow.js's: auto | webgpu | wasm | cpu), `looks` (initial choice).
  *
  * `window.ps3Page` is the same page driven from code (tests, the console): `ready`, `encode`,
  * `lastResult`, `drawn`, `error`.
@@ -201,8 +202,10 @@ function showTimings(result: EncodeResult): void {
   if (session) {
     const m = session.info.ms;
     row([['set-up (once)', ''], ['', ''], ['', '']], 'sep');
-    row([['engine', ''], [session.info.engine.backend, 'detail'], [fmtMs(m.engine), 'ms']]);
+    const engines = `${session.info.ort ? `ONNX Runtime ${session.info.ort.provider} + ` : ''}TensorFlow.js ${session.info.engine.backend}`;
+    row([['engines', ''], [engines, 'detail'], [fmtMs(m.engine), 'ms']]);
     row([['model', ''], [session.info.random ? 'random weights' : 'fetch + check', 'detail'], [fmtMs(m.model), 'ms']]);
+    if (session.info.ort) row([['sessions', ''], [`ONNX Runtime ${session.info.ort.provider}`, 'detail'], [fmtMs(m.sessions), 'ms']]);
     if (!session.info.promptUnavailable) row([['tokenizer', ''], ['', 'detail'], [fmtMs(m.tokenizer), 'ms']]);
   }
   ui.timings.tBodies[0]!.replaceChildren(...rows);
@@ -328,7 +331,10 @@ api.ready = (async () => {
     preset,
     seed,
     ...(params.get('backend') ? { backend: params.get('backend')! } : {}),
+    ...(params.get('engine') ? { engine: params.get('engine')! } : {}),
+    ...(params.get('ep') ? { ortProvider: params.get('ep')! } : {}),
     wasmPath: new URL('wasm/', document.baseURI).href,
+    ortPath: new URL('ort/', document.baseURI).href,
     onStatus: (t) => setStatus(t),
     onProgress: (p) => setStatus(`fetching ${p.file}: ${(p.loaded / 1048576).toFixed(1)}${p.total ? ` of ${(p.total / 1048576).toFixed(1)}` : ''} MB`),
   });
@@ -339,8 +345,11 @@ api.ready = (async () => {
   ui.modelSource.title = info.source;
   const e = info.engine;
   const fell = e.failed.length ? ` (${e.failed.map((f) => `${f.backend} unavailable: ${f.reason}`).join('; ')})` : '';
-  ui.engine.textContent = `${e.backend}${e.backend === 'wasm' ? ` · ${e.wasmSimd ? 'SIMD' : 'no SIMD'} · ${e.wasmThreads ? 'threads' : 'one thread'}` : ''} · scales ${info.scales.join('/')}`;
-  ui.engine.title = `TensorFlow.js backend ${e.backend}${fell}`;
+  const o = info.ort;
+  const ortText = o ? `ONNX Runtime ${o.provider}${o.provider === 'wasm' ? ` · ${o.threads} thread${o.threads === 1 ? '' : 's'}` : ` · ${o.adapter ?? ''}`} + ` : '';
+  ui.engine.textContent = `${ortText}TensorFlow.js ${e.backend}${e.backend === 'wasm' ? ` · ${e.wasmSimd ? 'SIMD' : 'no SIMD'} · ${e.wasmThreads ? 'threads' : 'one thread'}` : ''} · scales ${info.scales.join('/')}`;
+  const ortFell = o?.failed.length ? ` (${o.failed.map((f) => `${f.provider} unavailable: ${f.reason}`).join('; ')})` : '';
+  ui.engine.title = `${o ? `trunk, convnet and selector projection on ONNX Runtime ${o.provider}${ortFell}; the rest on ` : 'everything on '}TensorFlow.js backend ${e.backend}${fell}`;
   if (info.random) {
     ui.randomNotice.hidden = false;
     ui.presetName.textContent = `${info.preset} (seed ${seed})`;
@@ -354,7 +363,7 @@ api.ready = (async () => {
     ui.promptNote.textContent = 'Empty: bottom-up (the learned prior picks salient patches).';
   }
   ui.looksNote.textContent = `Each look encodes up to ${info.maxSelectNum} high-res patches.`;
-  setStatus(`ready (${fmtMs(info.ms.engine + info.ms.model + info.ms.tokenizer)} to set up): choose an image`);
+  setStatus(`ready (${fmtMs(info.ms.engine + info.ms.model + info.ms.sessions + info.ms.tokenizer)} to set up): choose an image`);
   refreshButton();
   return info;
 })();

@@ -1,9 +1,15 @@
 /**
- * What the page does, without the page: start the engine, get a model (a folder by URL, or a
+ * What the page does, without the page: start the engines, get a model (a folder by URL, or a
  * preset with random weights), and encode one image — decode, squash, normalise, optional text
  * prompt, PS3's encoder — timing every stage. The UI (main.ts) and the test API both call this.
+ *
+ * Engines, as in Node: ONNX Runtime (onnxruntime-web, WebGPU or WASM) runs the trunk and the
+ * selector's convnet and feature projection, from the same graphs Node builds; TensorFlow.js runs
+ * the rest (and everything with `engine: 'tfjs'`, kept for checking).
  */
 import { initEngine, tf, type EngineInfo } from '../../src/tensor/engine.browser.js';
+import { useTrunkEngine } from '../../src/engine/trunkEngine.js';
+import type { OrtInfo } from '../../src/engine/onnx/ortBrowser.js';
 import { normalise, squash } from '../../src/io/image.js';
 import { loadTokenizer, type TextTokenizer } from '../../src/io/tokenizer.js';
 import { encodeImage, type StageTimings } from '../../src/model/encoder.js';
@@ -24,8 +30,15 @@ export interface SessionOptions {
   readonly model?: string;
   readonly preset: string;
   readonly seed: number;
+  /** the TensorFlow.js backend (auto | webgpu | wasm | cpu) */
   readonly backend?: string;
   readonly wasmPath: string;
+  /** what runs the trunk and the selector's convnet and projection (default 'ort') */
+  readonly engine?: string;
+  /** ONNX Runtime's provider (auto | webgpu | wasm) */
+  readonly ortProvider?: string;
+  /** URL prefix onnxruntime-web's `.mjs`/`.wasm` files are served under */
+  readonly ortPath: string;
   readonly onStatus?: (text: string) => void;
   readonly onProgress?: (p: FetchProgress) => void;
 }
@@ -39,7 +52,22 @@ export interface ModelInfo {
   /** why the prompt box is off, or null when top-down prompts work */
   readonly promptUnavailable: string | null;
   readonly engine: EngineInfo;
-  readonly ms: { engine: number; model: number; tokenizer: number };
+  /** 'ort': the trunk, convnet and projection on ONNX Runtime; 'tfjs': all on TensorFlow.js */
+  readonly trunkEngine: PageEngine;
+  /** ONNX Runtime's provider and why others were refused, with `trunkEngine` 'ort' */
+  readonly ort: OrtInfo | null;
+  /** set-up: engines, model (fetch or random weights), ONNX Runtime sessions, tokenizer */
+  readonly ms: { engine: number; model: number; sessions: number; tokenizer: number };
+}
+
+export type PageEngine = 'ort' | 'tfjs';
+
+export const PAGE_ENGINES: readonly PageEngine[] = ['ort', 'tfjs'];
+
+export function resolvePageEngine(requested?: string): PageEngine {
+  const name = requested ?? 'ort';
+  if (!(PAGE_ENGINES as readonly string[]).includes(name)) throw new Error(`unknown engine "${name}" (expected one of: ${PAGE_ENGINES.join(', ')})`);
+  return name as PageEngine;
 }
 
 export interface StageTime {
@@ -56,6 +84,8 @@ export interface EncodeResult {
   /** per high-res scale, [gh, gw] */
   readonly grids: Array<[number, number]>;
   readonly scales: number[];
+  /** the pooled output (image 0), the encoder's final summary of every token */
+  readonly pooled: number[];
   /** tokens out: low-res plus chosen high-res */
   readonly tokens: number;
   readonly lowResTokens: number;
@@ -70,7 +100,10 @@ export interface EncodeResult {
   readonly stages: StageTime[];
   /** the same, by name, plus `total` */
   readonly ms: Record<string, number>;
+  /** TensorFlow.js's backend */
   readonly backend: string;
+  /** what ran the trunk, convnet and projection: 'ort-wasm', 'ort-webgpu' or 'tfjs' */
+  readonly engine: string;
 }
 
 export interface EncodeInput {
@@ -94,9 +127,17 @@ export class Session {
 
   static async create(o: SessionOptions): Promise<Session> {
     const status = o.onStatus ?? (() => {});
+    const trunkEngine = resolvePageEngine(o.engine);
     let t = performance.now();
     status('starting TensorFlow.js…');
     const engine = await initEngine({ backend: o.backend ?? 'auto', wasmPath: o.wasmPath });
+    let ort: OrtInfo | null = null;
+    if (trunkEngine === 'ort') {
+      status('starting ONNX Runtime…');
+      const { initOrt } = await import('../../src/engine/onnx/ortBrowser.js');
+      ort = await initOrt({ provider: o.ortProvider ?? 'auto', wasmPath: o.ortPath });
+    }
+    useTrunkEngine(trunkEngine === 'ort' ? 'onnx' : 'tfjs');
     const engineMs = performance.now() - t;
     t = performance.now();
     let model: PS3Model;
@@ -114,6 +155,16 @@ export class Session {
       model = randomModelBrowser(presetConfig(o.preset), o.seed);
     }
     const modelMs = performance.now() - t;
+    t = performance.now();
+    if (trunkEngine === 'ort') {
+      // the sessions are made now, not in the first encode (a b14 trunk's take seconds)
+      status(`building ONNX Runtime sessions (${ort!.provider})…`);
+      await nextFrame();
+      const { onnxTrunkOf, prepareOnnxSelector } = await import('../../src/engine/onnx/perModel.js');
+      await onnxTrunkOf(model.weights, model.config.vision.trunk);
+      await prepareOnnxSelector(model.weights, model.config.vision);
+    }
+    const sessionsMs = performance.now() - t;
     t = performance.now();
     let tokenizer: TextTokenizer | null = null;
     let promptUnavailable: string | null = null;
@@ -135,7 +186,9 @@ export class Session {
       maxSelectNum: cfg.maxSelectNum,
       promptUnavailable,
       engine,
-      ms: { engine: engineMs, model: modelMs, tokenizer: performance.now() - t },
+      trunkEngine,
+      ort,
+      ms: { engine: engineMs, model: modelMs, sessions: sessionsMs, tokenizer: performance.now() - t },
     };
     return new Session(model, info, tokenizer);
   }
@@ -207,6 +260,7 @@ export class Session {
     const selectionProbs = await Promise.all(out.selectionProbs.map(async (p, i) => Array.from((await p.data()).subarray(0, grids[i]![0] * grids[i]![1]))));
     const selectionMaps = out.selectionMaps.map((m) => Array.from(m.data.subarray(0, m.height * m.width)));
     const tokens = out.lastHiddenState.shape[1]!;
+    const pooled = Array.from((await out.pooledOutput.data()).subarray(0, out.pooledOutput.shape[1]));
     const highResTokensPerScale = selectionMaps.map((m) => m.reduce((a, v) => a + v, 0));
     const disposed = new Set<tf.Tensor>([out.lastHiddenState, ...out.hiddenStates, ...out.selectionProbs, ...out.bottomupSelectionProbs, ...(out.topdownSelectionProbs ?? []), out.pooledOutput]);
     tf.dispose([...disposed]);
@@ -220,6 +274,7 @@ export class Session {
       selectionMaps,
       grids,
       scales: [...config.vision.scales],
+      pooled,
       tokens,
       lowResTokens: tokens - highResTokensPerScale.reduce((a, c) => a + c, 0),
       highResTokensPerScale,
@@ -231,6 +286,7 @@ export class Session {
       stages,
       ms,
       backend: this.info.engine.backend,
+      engine: this.info.ort ? `ort-${this.info.ort.provider}` : 'tfjs',
     };
     return { result, bitmap };
   }

@@ -2,12 +2,11 @@
  * A small ONNX graph builder: nodes with generated unique value names, float32 and int64
  * initializers, typed inputs and outputs, serialised to a ModelProto's bytes.
  */
-import os from 'node:os';
 import { Message } from './protobuf.js';
 import { FLOAT, INT64, graphProto, modelProto, nodeProto, tensorProto, valueInfo, type Attribute, type Dim, type ElemType } from './onnxProto.js';
 
-// raw_data is little-endian; typed arrays are in host order
-if (os.endianness() !== 'LE') throw new Error('ONNX export needs a little-endian host');
+// raw_data is little-endian; typed arrays are in host order (checked without node:os: the page builds graphs too)
+if (new Uint8Array(Uint16Array.of(1).buffer)[0] !== 1) throw new Error('ONNX export needs a little-endian host');
 
 export const OPSET = 17;
 
