@@ -98,8 +98,10 @@ export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number>
   const backend = await initEngine(o);
   // ONNX sessions are made once per model, before the clock starts; their cost is reported apart
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const { model, name, table, onnx } = await setUp(o, engine, backend);
   const msSetUp = performance.now() - t0;
+  const cpuSetUp = process.cpuUsage(cpu0);
   const rssSetUp = rssPeakMb();
   const cfg = model.config.vision;
   const trunk = engine === 'onnx' ? onnx!.run : null;
@@ -117,6 +119,8 @@ export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number>
     image,
     warmup: Boolean(o.warmup),
     ms_set_up: msSetUp,
+    // CPU seconds of the set-up (all threads): steadier than its wall time on a busy machine
+    cpu_s_set_up: (cpuSetUp.user + cpuSetUp.system) / 1e6,
     rss_peak_after_set_up_mb: rssSetUp,
     weights_mb: tableMb(table),
     trunk_weights_mb: tableMb(table, BLOCK_KEY),

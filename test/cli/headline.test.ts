@@ -78,7 +78,7 @@ test('similarity: a score and a picture per text, in similarity.json and on stdo
 });
 
 test('bench encode: the JSON line\'s fields, cold and warm, with the dense ONNX pass', () => {
-  const fields = ['ms_total', 'ms_decode', 'ms_lowres', 'ms_select', 'ms_highres', 'tokens', 'rss_peak_mb', 'ms_set_up', 'weights_mb'];
+  const fields = ['ms_total', 'ms_decode', 'ms_lowres', 'ms_select', 'ms_highres', 'tokens', 'rss_peak_mb', 'ms_set_up', 'cpu_s_set_up', 'weights_mb'];
   const runs = [[], ['--warmup']].map((extra) => JSON.parse(ps3('bench', 'encode', '--preset', 'micro', '--random-init', '--dense', '--json', ...extra).stdout.trim()) as Record<string, unknown>);
   for (const [i, r] of runs.entries()) {
     for (const f of fields) assert.ok(typeof r[f] === 'number' && Number.isFinite(r[f]) && (r[f] as number) >= 0, `${f}: ${String(r[f])}`);

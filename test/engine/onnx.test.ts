@@ -181,6 +181,30 @@ test('encodeImage without a trunk runs on the installed default engine; null for
   }
 });
 
+test('trunk sessions without weight prepacking (the default) give the same outputs as with it', async () => {
+  const cfg = model.config.vision.trunk;
+  const plain = await OnnxTrunk.create(model.weights, cfg);
+  const packed = await OnnxTrunk.create(model.weights, cfg, { prepack: true });
+  try {
+    const low = tf.randomNormal([2, 16, cfg.width], 0, 1, 'float32', 3);
+    const high = tf.randomNormal([2, 11, cfg.width], 0, 1, 'float32', 4);
+    const a = await plain.run(low, { keepKv: true });
+    const b = await packed.run(low, { keepKv: true });
+    const aHigh = await plain.run(high, { cache: a.kvCache });
+    const bHigh = await packed.run(high, { cache: b.kvCache });
+    for (let i = 0; i < cfg.depth; i++) {
+      assert.equal(maxAbsDiff(a.hiddenStates[i]!, b.hiddenStates[i]!), 0, `hidden ${i}`);
+      assert.equal(maxAbsDiff(a.kvCache[i]!.k, b.kvCache[i]!.k), 0, `key ${i}`);
+      assert.equal(maxAbsDiff(aHigh.hiddenStates[i]!, bHigh.hiddenStates[i]!), 0, `look hidden ${i}`);
+    }
+    [a, b, aHigh, bHigh].forEach(disposeTrunk);
+    tf.dispose([low, high]);
+  } finally {
+    await plain.release();
+    await packed.release();
+  }
+});
+
 test('ONNX Runtime sessions are built from the weights\' source: the blocks never become TensorFlow.js tensors', async () => {
   const fresh = loadModel(fixtures);
   const before = tf.memory().numTensors;

@@ -10,7 +10,8 @@
  *   not the whole trunk's (so400m: 2 blocks, ~80 MB, instead of ~1.1 GB).
  * The CPU memory arena is off: a look's activations go back to the system after the run instead
  * of staying reserved beside TensorFlow.js's heap (no measurable cost in speed here). Sessions
- * run with intra-op threads = the cores (2 here), graph optimisation 'all'.
+ * run with intra-op threads = the cores (2 here), graph optimisation 'all', and without weight
+ * prepacking (one copy of each weight in ONNX Runtime; see sessionOptions.ts).
  */
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { TrunkConfig } from '../../io/config.js';
@@ -25,6 +26,8 @@ export interface OnnxTrunkOptions {
   readonly maxModelBytes?: number;
   /** how attention is expressed (see trunkGraph.ts); default 'fused' */
   readonly attention?: AttentionOps;
+  /** let ONNX Runtime repack the weights at session creation; default false (see sessionOptions.ts) */
+  readonly prepack?: boolean;
 }
 
 /** One block's keys and values as ORT tensors, [B, M, D] each. */
@@ -60,7 +63,7 @@ export class OnnxTrunk {
 
   /** Build every group's model from the weights and open its session (one group at a time, to bound memory). */
   static async create(w: Weights, cfg: TrunkConfig, options: OnnxTrunkOptions = {}): Promise<OnnxTrunk> {
-    const sessionOptions = cpuSessionOptions();
+    const sessionOptions = cpuSessionOptions({ prepack: options.prepack ?? false });
     const groups: Group[] = [];
     try {
       for (const [from, to] of groupBlocks(cfg, options.maxModelBytes ?? 128 * 2 ** 20)) {
