@@ -20,7 +20,8 @@ export function wilson(k: number, n: number, z = Z95): Interval {
   const d = 1 + (z * z) / n;
   const centre = p + (z * z) / (2 * n);
   const half = z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n));
-  return { low: Math.max(0, (centre - half) / d), high: Math.min(1, (centre + half) / d) };
+  // at k = 0 and k = n the bound is exactly 0 (resp. 1); rounding would leave it a hair inside
+  return { low: k === 0 ? 0 : Math.max(0, (centre - half) / d), high: k === n ? 1 : Math.min(1, (centre + half) / d) };
 }
 
 /** Newcombe's interval for p1 - p2 (k1 of n1 against k2 of n2), from the two Wilson intervals. */

@@ -18,7 +18,8 @@ test('Wilson score interval: Newcombe 1998 Table I', () => {
     near(w.low, low, `${k}/${n} low`);
     near(w.high, high, `${k}/${n} high`);
   }
-  assert.deepEqual(wilson(10, 10).high, 1);
+  assert.equal(wilson(10, 10).high, 1);
+  assert.equal(wilson(0, 10).low, 0);
   assert.throws(() => wilson(3, 0), RangeError);
   assert.throws(() => wilson(5, 4), RangeError);
 });
