@@ -282,7 +282,7 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
       wall_seconds: Math.round((performance.now() - started) / 100) / 10,
       weights: {
         selection: weightsLabel, retrieval: weightsLabel, sample: weightsLabel,
-        qa: `${o.vila}, the shipped VILA-HD (one LM per method) on its own PS3 ${vilaResult.ps3_model}`,
+        qa: `${o.vila} (VILA-HD: one LM per method) on its own PS3 ${vilaResult.ps3_model}`,
         cost: `${costWeights}: time and tokens do not depend on the weights' values`,
         training: o.model !== undefined ? `fine-tuned from ${o.model} (its weights are not the ones evaluated)` : `pre-trained here from random weights (${o.preset})`,
       },
@@ -348,7 +348,7 @@ ${subset.length ? `${subset.join('; ')}.\n` : ''}
 | --- | --- | --- | --- | --- | --- | --- |
 ${rows.join('\n')}
 
-**Is a difference noise?** ${half !== null ? `On ${b.questions} questions an accuracy's 95 % interval is about ±${fmt(half, 2)}. ` : ''}Each method against lowres on the questions both answered (Newcombe's 95 % interval of a difference of two proportions${noise !== null ? `; on all ${b.questions} questions its half-width is ${fmt(noise, 2)}, so a difference of ${fmt(Math.max(noise, 0.15), 2)} is ${noise <= 0.15 ? 'not noise' : 'still within noise: ask more questions (--questions)'}` : ''}):
+**Is a difference noise?** ${half !== null ? `On ${b.questions} questions an accuracy's 95 % interval is about ±${fmt(half, 2)}. ` : ''}Each method against lowres on the questions both answered (Newcombe's 95 % interval of a difference of two proportions${noise !== null ? `; on all ${b.questions} questions its half-width is ${fmt(noise, 2)}, so ${noise <= 0.15 ? 'a 0.15 difference is not noise' : 'a 0.15 difference could still be noise: ask more questions (--questions)'}` : ''}):
 ${diffs.length ? diffs.join('\n') : '- (no lowres run to compare with)'}
 
 ### Scaling curves (ps3 LM, the first ${r.scaling.questions} questions; chance ${fmt(r.scaling.chance)})
