@@ -65,7 +65,8 @@ export { trainVilaHd, type TrainVilaOptions, type TrainVilaEvents, type VilaStep
 export { answerQuestion as answerVilaQuestion, type AskOptions, type VilaAnswer } from './mllm/answer.js';
 export { loadVilaHd, disposeVilaHd, newVilaConfig, type VilaHd } from './mllm/model.js';
 export { isVilaFolder, type VilaConfig, type LmConfig } from './mllm/config.js';
-export { evaluateVilaQa, scalingCurves, plotScaling, type VilaQaReport, type ScalingCurves } from './mllm/evaluate.js';
+export { evaluateVilaQa, evaluateVilaRuns, scalingCurves, scalingRuns, curvesFrom, plotScaling, type VilaQaReport, type VilaRun, type ScalingCurves, type ScalingPlan } from './mllm/evaluate.js';
+export { wilson, newcombeDifference } from './eval/stats.js';
 
 // `encodeImage` and every pass that names no engine run the trunk on $PS3_TRUNK's engine, else ONNX Runtime
 useTrunkEngine(resolveTrunkEngine());

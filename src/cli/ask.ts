@@ -8,11 +8,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { initEngine } from '../tensor/engine.js';
-import { loadPixelValues, toPng } from '../io/image.js';
+import { loadPixelValues } from '../io/image.js';
 import { UserError, isUserError } from '../errors.js';
 import { parseMethod } from '../eval/baselines.js';
-import { displayImage, heatmapOverlay } from '../eval/heatmap.js';
-import { answerQuestion, type AskOptions, type VilaAnswer } from '../mllm/answer.js';
+import { answerQuestion, type AskOptions } from '../mllm/answer.js';
+import { writeLookPictures } from '../mllm/lookPictures.js';
 import { disposeVilaHd, loadVilaHd } from '../mllm/model.js';
 import { listImages, positiveInt } from './inputs.js';
 import { progressBar } from './progress.js';
@@ -63,19 +63,6 @@ function jobsFrom(target: string, question: string | undefined, options: string[
   return listImages(target).map((image) => ({ image, question, ...(options ? { options } : {}), id: path.basename(image, path.extname(image)) }));
 }
 
-async function writePictures(out: string, prefix: string, pixels: Float32Array, S: number, scales: readonly number[], selection: NonNullable<VilaAnswer['selection']>): Promise<string[]> {
-  const side = Math.min(1024, S);
-  const base = displayImage(pixels, S, S, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5], side, side);
-  const files: string[] = [];
-  for (const [i, probs] of selection.probs.entries()) {
-    const map = selection.maps[i]!;
-    const file = path.join(out, `${prefix}-scale${scales[i + 1]}.png`);
-    fs.writeFileSync(file, await toPng(heatmapOverlay(base, probs, map.height, map.width, map.data)));
-    files.push(file);
-  }
-  return files;
-}
-
 export async function askCommand(target: string, question: string | undefined, o: AskCliOptions): Promise<number> {
   if (!o.model) throw new UserError('--model DIR is required (a VILA-HD folder)');
   const method = parseMethod(o.method ?? 'ps3');
@@ -105,7 +92,7 @@ export async function askCommand(target: string, question: string | undefined, o
         const pv = await loadPixelValues(job.image, { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
         const a = await answerQuestion(model, method, { data: pv.pixels, batch: 1, height: S, width: S }, job.question, job.options, ask);
         a.visual?.merged.dispose();
-        const pictures = a.selection ? await writePictures(out, job.id, pv.pixels, S, cfg.scales, a.selection) : [];
+        const pictures = a.selection ? await writeLookPictures(out, job.id, pv.pixels, S, cfg.scales, a.selection) : [];
         const row = { id: job.id, image: job.image, question: job.question, answer: a.text, ...(job.options ? { option: a.predicted, scores: a.scores } : {}), trunk_tokens: a.trunkTokens, visual_tokens: a.visualTokens, ms: Math.round(a.msEncode + a.msLm), pictures };
         results.push(row);
         fs.appendFileSync(path.join(out, 'answers.jsonl'), `${JSON.stringify(row)}\n`);

@@ -45,19 +45,20 @@ export async function evalScalingCommand(bench: string, o: EvalScalingCliOptions
   const tops = o.tops === undefined ? scales.slice(2) : list(o.tops).map((t) => positiveInt('tops', t)!);
   for (const t of tops) if (scales.indexOf(t) < 1) throw new UserError(`--tops: ${t} is not a high-res scale of the PS3 model (${scales.slice(1).join(', ')})`);
   const budget = positiveInt('tokens', o.tokens) ?? baseBudgets(model.ps3.config.vision).reduce((a, c) => a + c, 0);
+  const runs = looks.length + tops.length;
+  const bar = progressBar(runs * items.length, 'scaling', '{run}');
+  const done = new Array<number>(runs).fill(0);
   let curves;
   try {
-    curves = await scalingCurves(model, items, {
-      looks, budget, tops,
-      onRun: (label) => {
-        const bar = progressBar(items.length, label, 'acc {acc}');
-        return (done, total, correct) => {
-          bar.update(done, { acc: `${((100 * correct) / done).toFixed(1)}%` });
-          if (done === total) bar.stop();
-        };
+    curves = await scalingCurves(model, items, { looks, budget, tops }, {
+      onProgress: (run, answered, _total, correct) => {
+        done[run] = answered;
+        const label = run < looks.length ? `${looks[run]} look(s)` : `top ${tops[run - looks.length]}`;
+        bar.update(done.reduce((a, c) => a + c, 0), { run: `${label} acc ${((100 * correct) / answered).toFixed(1)}%` });
       },
     });
   } finally {
+    bar.stop();
     disposeVilaHd(model);
   }
   fs.mkdirSync(o.out, { recursive: true });

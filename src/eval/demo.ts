@@ -1,11 +1,12 @@
 /**
- * The main job end to end, on embedded defaults: the shipped, pre-trained `models/ps3-tiny` (or,
- * with a preset instead, that shape pre-trained here from random weights first) ->
- * where it looks on held-out scenes (selection recall against random) -> 4KPro-lite question
- * answering and local retrieval for PS3 against low-res, AnyRes and S² on the same weights ->
- * cost versus resolution -> the bundled 4K sample encoded bottom-up and top-down -> a short
- * fine-tuning run from the shipped model on fresh synthetic 4K data (the trainer at work) ->
- * `report.md`, `report.json` and pictures.
+ * The main job end to end, on embedded defaults: the shipped VILA-HD (`models/vila-hd-tiny`, on
+ * `models/ps3-tiny`) answers a fresh held-out 4KPro-lite with PS3 and with the baselines it
+ * holds LMs for, with the two scaling curves and a picture of where it looked (demoVila.ts) ->
+ * the shipped PS3 (or, with a preset instead, that shape pre-trained here from random weights
+ * first): where it looks on held-out scenes (selection recall against random) -> local retrieval
+ * for PS3 against low-res -> cost versus resolution -> the bundled 4K sample encoded bottom-up and
+ * top-down -> a short fine-tuning run from the shipped model on fresh synthetic 4K data (the
+ * trainer at work) -> `report.md`, `report.json` and pictures, with the time of every stage.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -21,16 +22,14 @@ import { presetConfig } from '../model/presets.js';
 import { UserError } from '../errors.js';
 import { encodeText } from '../model/text.js';
 import { runTraining, type TrainRunOptions } from '../train/run.js';
-import { HELDOUT_SEED_BASE, makeBenchmark } from './qa/generate.js';
-import { loadBenchmark } from './qa/format.js';
-import { evaluateQa, type QaReport } from './qa/evaluate.js';
+import { HELDOUT_SEED_BASE } from './qa/generate.js';
 import { evaluateRetrieval, retrievalTasks, synthRetrievalImages, type RetrievalReport } from './retrieval.js';
 import { costReport, writeCostPlots, type CostReport } from './cost.js';
 import { evaluateSelection, examplesPicture, type SelectionRecallReport } from './selectionRecall.js';
-import { renderPlot } from './plot.js';
 import { disposeEncode } from './region.js';
 import { writeSelectionPictures } from './selectionPictures.js';
-import type { EncodeMethod } from './baselines.js';
+import { disposeVilaHd, loadVilaHd } from '../mllm/model.js';
+import { runVilaDemo, stageClock, type VilaDemoResult } from './demoVila.js';
 
 export interface DemoOptions {
   readonly out: string;
@@ -38,6 +37,8 @@ export interface DemoOptions {
   readonly model?: string;
   /** instead of a model: this shape pre-trained here from random weights (`micro` is a fast check) */
   readonly preset?: string;
+  /** the VILA-HD folder that answers the 4KPro-lite questions (its PS3 is the one its config names) */
+  readonly vila: string;
   /** small budgets: a check that everything runs, not a result */
   readonly quick: boolean;
   /** the command line that asked for this run, as the report records it */
@@ -49,24 +50,40 @@ export interface DemoOptions {
   readonly trainImages: number;
   readonly trainMinutes: number;
   readonly batch: number;
+  /** held-out 4KPro-lite questions VILA-HD answers with ps3 and lowres */
   readonly questions: number;
+  /** questions the slow baselines (anyres, s2) answer: the first ones */
+  readonly slowQuestions: number;
+  /** questions each point of the scaling curves answers: the first ones */
+  readonly scalingQuestions: number;
+  /** the test-time curve's looks */
+  readonly looks: readonly number[];
+  /** anyres and s2: the resolution they tile */
+  readonly baselineResolution: number;
   readonly retrievalTriples: number;
   readonly candidates: number;
   readonly costResolutions: readonly number[];
   readonly seed: number;
 }
 
-export const DEFAULT_DEMO: Omit<DemoOptions, 'out' | 'sampleImage' | 'model' | 'preset' | 'command'> = {
+/**
+ * Budgets sized for about 7 minutes on 2 shared cores: 100 questions make a 95 % interval of a
+ * difference between two methods about +-0.13, so a 0.15 difference is not noise.
+ */
+export const DEFAULT_DEMO: Omit<DemoOptions, 'out' | 'sampleImage' | 'model' | 'preset' | 'command' | 'vila' | 'baselineResolution'> = {
   quick: false,
   prompt: 'a small red sign',
-  trainImages: 24,
-  trainMinutes: 2,
-  batch: 3,
-  questions: 8,
-  retrievalTriples: 8,
-  selectionScenes: 8,
-  candidates: 8,
-  costResolutions: [756, 1512, 3780, 7560],
+  trainImages: 6,
+  trainMinutes: 0.75,
+  batch: 2,
+  questions: 100,
+  slowQuestions: 16,
+  scalingQuestions: 16,
+  looks: [1, 2, 3],
+  retrievalTriples: 4,
+  selectionScenes: 3,
+  candidates: 4,
+  costResolutions: [756, 1512, 3780],
   seed: 0,
 };
 
@@ -79,6 +96,10 @@ export interface DemoRun {
   readonly machine: { readonly cores: number; readonly cpu: string; readonly memory_gib: number; readonly platform: string; readonly node: string };
   /** whether the output folder held files before this run (data/, train/ and 4kpro-lite/ are always rebuilt) */
   readonly out_folder_reused: boolean;
+  /** the machine's 1-, 5- and 15-minute load averages when the run started and ended (other jobs slow every stage) */
+  readonly load_average: { readonly start: number[]; readonly end: number[] };
+  /** the whole run, start to report */
+  readonly wall_seconds: number;
   /** per section: the weights its numbers come from */
   readonly weights: Record<'selection' | 'qa' | 'retrieval' | 'cost' | 'sample' | 'training', string>;
 }
@@ -87,18 +108,23 @@ export interface DemoReport {
   readonly run: DemoRun;
   readonly model: string;
   readonly selection: { topdown: number | null; bottomup: number | null; random: number | null; regions: number; objects: number; scale: number; looks: number };
-  readonly qa: Record<string, { accuracy: number | null; tokens: number | null; ms_per_question: number | null; status: string; per_category: Record<string, { accuracy: number | null; questions: number }> }>;
+  /** held-out 4KPro-lite answered by VILA-HD, per method */
+  readonly qa: VilaDemoResult['qa'];
+  /** the VILA-HD part: model, benchmark, differences against lowres, the look picture */
+  readonly vila: Omit<VilaDemoResult, 'qa' | 'scaling' | 'pictures' | 'seconds' | 'cpu_seconds'>;
+  readonly scaling: VilaDemoResult['scaling'];
   readonly retrieval: Record<string, number | null>;
   readonly cost: Array<{ method: string; resolution: number; tokens: number; ms: number | null; status: string }>;
   readonly training: { from: string; steps: number; samples: number; seconds: number; first_loss: number | null; last_loss: number | null; samples_per_s: number | null; gflops: number | null };
   readonly chance: { qa: number | null; retrieval: number | null };
   readonly pictures: string[];
+  /** wall seconds per stage (vila_* are parts of vila) */
   readonly seconds: Record<string, number>;
+  /** CPU seconds of this process per stage (every thread; the cost stage's encodes run in child processes, not counted): what the stage costs whatever else the machine runs */
+  readonly cpu_seconds: Record<string, number>;
 }
 
 export type DemoLog = (stage: string, message: string) => void;
-
-const METHODS: readonly EncodeMethod[] = ['ps3', 'lowres', 'anyres', 's2'];
 
 async function sampleHeatmaps(model: PS3Model, tokenizer: TextTokenizer, image: string, prompt: string, out: string): Promise<string[]> {
   const cfg = model.config.vision;
@@ -122,17 +148,24 @@ function round(x: number | null, digits = 3): number | null {
 }
 
 export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport> {
+  const started = performance.now();
+  const loadStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
   const seconds: Record<string, number> = {};
+  const cpuSeconds: Record<string, number> = {};
   const timed = async <T>(stage: string, f: () => Promise<T>): Promise<T> => {
-    const t0 = performance.now();
+    const clock = stageClock();
     const r = await f();
-    seconds[stage] = Math.round((performance.now() - t0) / 100) / 10;
-    log(stage, `done in ${seconds[stage]} s`);
+    const t = clock();
+    seconds[stage] = t.wall;
+    cpuSeconds[stage] = t.cpu;
+    log(stage, `done in ${t.wall} s (${t.cpu} CPU s)`);
     return r;
   };
   const reused = fs.existsSync(o.out) && fs.readdirSync(o.out).length > 0;
   fs.mkdirSync(o.out, { recursive: true });
   if ((o.model === undefined) === (o.preset === undefined)) throw new UserError('the demo takes a trained model folder or a preset to pre-train, one of them');
+  // every VILA-HD key and shape is checked before the first stage
+  const vila = loadVilaHd(o.vila);
   const dataDir = path.join(o.out, 'data');
   const trainDir = path.join(o.out, 'train');
   const metrics: Array<{ step: number; loss: number; samples_per_s: number; gflops: number }> = [];
@@ -165,22 +198,33 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
   };
   let modelDir: string;
   let weightsLabel: string;
-  if (o.preset !== undefined) {
-    const top = presetConfig(o.preset).vision.scales.at(-1)!;
-    await synthesise(top);
-    await train({ preset: o.preset }, `pre-training the ${o.preset} preset`, {});
-    modelDir = path.join(trainDir, 'checkpoint');
-    weightsLabel = `${o.preset}, trained here for ${o.trainMinutes} min from random weights`;
-  } else {
-    modelDir = o.model!;
-    weightsLabel = `${o.model}, the trained model (not this run's fine-tuning)`;
+  let vilaResult: VilaDemoResult;
+  try {
+    if (o.preset !== undefined) {
+      const top = presetConfig(o.preset).vision.scales.at(-1)!;
+      await synthesise(top);
+      await train({ preset: o.preset }, `pre-training the ${o.preset} preset`, {});
+      modelDir = path.join(trainDir, 'checkpoint');
+      weightsLabel = `${o.preset}, trained here for ${o.trainMinutes} min from random weights`;
+    } else {
+      modelDir = o.model!;
+      weightsLabel = `${o.model}, the trained model (not this run's fine-tuning)`;
+    }
+    vilaResult = await timed('vila', () =>
+      runVilaDemo(vila, { out: o.out, seed: o.seed, questions: o.questions, slowQuestions: o.slowQuestions, scalingQuestions: o.scalingQuestions, looks: o.looks, baselineResolution: o.baselineResolution }, log),
+    );
+  } finally {
+    disposeVilaHd(vila);
   }
+  Object.assign(seconds, vilaResult.seconds);
+  Object.assign(cpuSeconds, vilaResult.cpu_seconds);
+  const pictures: string[] = [...vilaResult.pictures];
+
   const model = loadModel(modelDir);
   const tokenizer = await loadTokenizer(modelDir, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
   const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
   // held-out scenes are drawn at 4K, or 1512 at least: a smaller model squashes them to its top scale
   const sceneSize = Math.max(S, 1512);
-  const pictures: string[] = [];
 
   let selection: SelectionRecallReport | undefined;
   await timed('selection', async () => {
@@ -191,18 +235,6 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
     const file = path.join(o.out, 'selection-examples.png');
     fs.writeFileSync(file, await toPng(examplesPicture(examples, model.config.vision.trunk.patchSize, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5])));
     pictures.push(file);
-  });
-
-  const benchDir = path.join(o.out, '4kpro-lite');
-  const qaReports: QaReport[] = [];
-  await timed('qa', async () => {
-    fs.rmSync(benchDir, { recursive: true, force: true });
-    const summary = await makeBenchmark({ out: benchDir, count: o.questions, size: sceneSize, seed: HELDOUT_SEED_BASE + o.seed + 1 });
-    const items = loadBenchmark(summary.file);
-    for (const method of METHODS) {
-      log('qa', `${method} on ${items.length} 4KPro-lite questions`);
-      qaReports.push(await evaluateQa(model, tokenizer, items, { method, looks: 1 }));
-    }
   });
 
   const retrievalReports: RetrievalReport[] = [];
@@ -235,23 +267,6 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
     await train({ init: o.model }, `fine-tuning ${o.model}`, { lr: 1e-4, warmup: 2, freeze: 'text', globalCaptionProb: 0.1 });
   }
 
-  const accuracyPlot = path.join(o.out, 'accuracy-vs-tokens.png');
-  await renderPlot(
-    {
-      title: '4KPro-lite: accuracy vs tokens (same trunk and weights)',
-      xLabel: 'tokens through the trunk per question',
-      yLabel: 'accuracy',
-      logX: true,
-      kind: 'scatter',
-      yDomain: [0, 1],
-      ...(qaReports[0] ? { hlines: [{ y: qaReports[0].chance, label: 'chance' }] } : {}),
-      series: qaReports
-        .filter((r) => r.accuracy !== null && r.tokens_median !== null)
-        .map((r) => ({ name: r.method, points: [{ x: r.tokens_median!, y: r.accuracy! }] })),
-    },
-    accuracyPlot,
-  );
-  pictures.push(accuracyPlot);
   model.weights.dispose();
 
   const cpus = os.cpus();
@@ -263,8 +278,11 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
       date: new Date().toISOString(),
       machine: { cores: cpus.length, cpu: cpus[0]?.model.trim() ?? 'unknown', memory_gib: Math.round(os.totalmem() / 1024 ** 3), platform: `${os.platform()} ${os.arch()}`, node: process.version },
       out_folder_reused: reused,
+      load_average: { start: loadStart, end: os.loadavg().map((x) => Math.round(x * 100) / 100) },
+      wall_seconds: Math.round((performance.now() - started) / 100) / 10,
       weights: {
-        selection: weightsLabel, qa: weightsLabel, retrieval: weightsLabel, sample: weightsLabel,
+        selection: weightsLabel, retrieval: weightsLabel, sample: weightsLabel,
+        qa: `${o.vila} (VILA-HD: one LM per method) on its own PS3 ${vilaResult.ps3_model}`,
         cost: `${costWeights}: time and tokens do not depend on the weights' values`,
         training: o.model !== undefined ? `fine-tuned from ${o.model} (its weights are not the ones evaluated)` : `pre-trained here from random weights (${o.preset})`,
       },
@@ -274,18 +292,9 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
       topdown: round(selection?.topdown.recall ?? null), bottomup: round(selection?.bottomup.recall ?? null), random: round(selection?.random.recall ?? null),
       regions: selection?.topdown.cases ?? 0, objects: selection?.bottomup.cases ?? 0, scale: S, looks: 1,
     },
-    qa: Object.fromEntries(
-      qaReports.map((r) => [
-        r.method,
-        {
-          accuracy: round(r.accuracy),
-          tokens: r.tokens_median,
-          ms_per_question: round(r.ms_per_question_median, 1),
-          status: r.status,
-          per_category: Object.fromEntries(Object.entries(r.per_category).map(([k, c]) => [k, { accuracy: round(c.accuracy), questions: c.questions }])),
-        },
-      ]),
-    ),
+    qa: vilaResult.qa,
+    vila: { model: vilaResult.model, ps3_model: vilaResult.ps3_model, benchmark: vilaResult.benchmark, differences: vilaResult.differences, look: vilaResult.look },
+    scaling: vilaResult.scaling,
     retrieval: Object.fromEntries(retrievalReports.map((r) => [r.method, round(r.accuracy)])),
     cost: (cost?.rows ?? []).filter((r) => r.method !== 'pretrain').map((r) => ({ method: r.method, resolution: r.resolution, tokens: r.tokens, ms: round(r.ms, 1), status: r.status })),
     training: {
@@ -298,9 +307,10 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
       samples_per_s: round(metrics.length ? metrics.reduce((a, m) => a + m.samples_per_s, 0) / metrics.length : null),
       gflops: round(metrics.length ? metrics.reduce((a, m) => a + m.gflops, 0) / metrics.length : null, 2),
     },
-    chance: { qa: round(qaReports[0]?.chance ?? null), retrieval: round(retrievalReports[0]?.chance ?? null) },
+    chance: { qa: vilaResult.benchmark.chance, retrieval: round(retrievalReports[0]?.chance ?? null) },
     pictures: pictures.map((p) => path.relative(o.out, p)),
     seconds,
+    cpu_seconds: cpuSeconds,
   };
   fs.writeFileSync(path.join(o.out, 'report.json'), `${JSON.stringify({ ...report, pretrain_cost: (cost?.rows ?? []).filter((r) => r.method === 'pretrain') }, null, 2)}\n`);
   fs.writeFileSync(path.join(o.out, 'report.md'), reportMarkdown(report, o));
@@ -311,8 +321,61 @@ function fmt(x: number | null | undefined, digits = 3): string {
   return x === null || x === undefined ? '—' : x.toFixed(digits);
 }
 
+const pct = (x: number | null | undefined): string => (x === null || x === undefined ? '—' : `${(100 * x).toFixed(1)}%`);
+
+function vilaMarkdown(r: DemoReport): string {
+  const v = r.vila;
+  const b = v.benchmark;
+  const rows = Object.entries(r.qa).map(([m, q]) =>
+    q.status === 'missing'
+      ? `| ${m} | missing: ${q.reason ?? ''} | | | | | |`
+      : `| ${m}${m === 'ps3' ? ' (1 look)' : q.settings?.['resolution'] ? ` (${String(q.settings['resolution'])} px)` : ''} | ${fmt(q.accuracy)} | ${q.interval95 ? `${fmt(q.interval95[0], 2)}–${fmt(q.interval95[1], 2)}` : '—'} | ${q.answered ?? 0}/${b.questions} | ${q.tokens ?? '—'} | ${fmt(q.ms_per_question, 0)} | ${q.status}${m === 'ps3' && q.evidence_recall !== undefined ? `; evidence recall of the first look ${pct(q.evidence_recall)} (random choice of as many patches ${pct(q.random_recall)})` : ''} |`,
+  );
+  const subset = Object.entries(r.qa).filter(([, q]) => q.answered !== undefined && q.answered < b.questions).map(([m, q]) => `${m} answered the first ${q.answered} questions only (it is slow: ${q.tokens ?? '?'} trunk tokens a question)`);
+  const full = Object.values(r.qa).find((q) => q.answered === b.questions && q.accuracy !== null);
+  const half = full && full.interval95 ? (full.interval95[1] - full.interval95[0]) / 2 : null;
+  const fullDiff = Object.values(v.differences).find((d) => d.questions === b.questions);
+  const noise = fullDiff ? (fullDiff.interval95[1] - fullDiff.interval95[0]) / 2 : null;
+  const diffs = Object.entries(v.differences).map(([k, d]) => `- ${k.replace('-', ' − ')}: ${d.difference >= 0 ? '+' : ''}${fmt(d.difference)} (95 % interval ${fmt(d.interval95[0])} to ${fmt(d.interval95[1])}, ${d.questions} questions): ${d.beyond_noise ? 'beyond noise' : 'within noise'}`);
+  const curve = (ps: DemoReport['scaling']['test_time'], what: string) => ps.map((p) => `| ${p.x}${what} | ${fmt(p.accuracy)} | ${p.tokens ?? '—'} | ${pct(p.recall)} | ${p.questions} |`).join('\n');
+  const look = v.look;
+  return `## Held-out 4KPro-lite answered by VILA-HD (${b.questions} questions on ${b.images} new scenes of ${b.size} px, seed ${b.seed}; chance ${fmt(b.chance)})
+
+VILA-HD ${v.model} on its PS3 (${v.ps3_model}): one LM per method, the same shape, trained on that method's tokens.
+The questions (${Object.entries(b.per_category).map(([c, n]) => `${c} ${n}`).join(', ')}) are new: \`ps3 eval make-4k\` with held-out seed ${b.seed}, in \`4kpro-lite/\`.
+${subset.length ? `${subset.join('; ')}.\n` : ''}
+| method | accuracy | 95 % interval (Wilson) | answered | trunk tokens / question | ms / question | status |
+| --- | --- | --- | --- | --- | --- | --- |
+${rows.join('\n')}
+
+**Is a difference noise?** ${half !== null ? `On ${b.questions} questions an accuracy's 95 % interval is about ±${fmt(half, 2)}. ` : ''}Each method against lowres on the questions both answered (Newcombe's 95 % interval of a difference of two proportions${noise !== null ? `; on all ${b.questions} questions its half-width is ${fmt(noise, 2)}, so ${noise <= 0.15 ? 'a 0.15 difference is not noise' : 'a 0.15 difference could still be noise: ask more questions (--questions)'}` : ''}):
+${diffs.length ? diffs.join('\n') : '- (no lowres run to compare with)'}
+
+### Scaling curves (ps3 LM, the first ${r.scaling.questions} questions; chance ${fmt(r.scaling.chance)})
+
+Test-time scaling: accuracy against looks at the top scale.
+
+| looks | accuracy | trunk tokens | evidence recall | questions |
+| --- | --- | --- | --- | --- |
+${curve(r.scaling.test_time, '')}
+
+Resolution for free: accuracy against the top scale looked at, at ${r.scaling.budget} high-res tokens.
+
+| top scale | accuracy | trunk tokens | evidence recall | questions |
+| --- | --- | --- | --- | --- |
+${curve(r.scaling.resolution, ' px')}
+
+![test-time scaling](scaling-test-time.png) ![resolution for free](scaling-resolution.png) ![accuracy vs tokens](accuracy-vs-tokens.png)
+${look ? `
+### Where VILA-HD looked (the benchmark's first question)
+
+"${look.question}" (options ${look.options.join(' / ')}): answered **${look.predicted}**, the answer is **${look.answer}**; ${look.trunk_tokens} trunk tokens; the first look chose ${pct(look.evidence_recall)} of the evidence box ${look.evidence_box ? `(${look.evidence_box.join(', ')} px)` : ''}. Heat map: the prompt head's top-down probabilities, chosen patches outlined.
+
+${look.pictures.map((p) => `![where VILA-HD looked: ${p}](${p})`).join(' ')}
+` : ''}`;
+}
+
 export function reportMarkdown(r: DemoReport, o: DemoOptions): string {
-  const qaRows = Object.entries(r.qa).map(([m, q]) => `| ${m} | ${fmt(q.accuracy)} | ${q.tokens ?? '—'} | ${fmt(q.ms_per_question, 0)} | ${q.status} |`);
   const retrievalRows = Object.entries(r.retrieval).map(([m, a]) => `| ${m} | ${fmt(a)} |`);
   const resolutions = [...new Set(r.cost.map((c) => c.resolution))].sort((a, b) => a - b);
   const methods = [...new Set(r.cost.map((c) => c.method))];
@@ -325,14 +388,21 @@ export function reportMarkdown(r: DemoReport, o: DemoOptions): string {
   const m = run.machine;
   return `# PS3 demo report${run.quick ? ' (quick: small budgets, a check that everything runs, not a result)' : ''}
 
-Made by \`${run.command}\` on ${run.date} on ${m.cores} cores (${m.cpu}), ${m.memory_gib} GiB, ${m.platform}, Node ${m.node}.
+Made by \`${run.command}\` on ${run.date} on ${m.cores} cores (${m.cpu}), ${m.memory_gib} GiB, ${m.platform}, Node ${m.node}:
+${run.wall_seconds} s wall time; load average ${run.load_average.start.join(' / ')} at the start, ${run.load_average.end.join(' / ')} at the end (1 / 5 / 15 min; other jobs slow every stage).
 ${run.out_folder_reused ? 'The output folder already held files; data/, train/ and 4kpro-lite/ were rebuilt by this run, and every number below is from it.\n' : ''}
-Every evaluation uses ${run.weights.qa}${fs.existsSync(path.join(r.model, 'TRAINING.md')) ? ` (${path.join(r.model, 'TRAINING.md')} says how it was made)` : ''}, on held-out
+Question answering: ${run.weights.qa}. The PS3 sections use ${run.weights.selection}${fs.existsSync(path.join(r.model, 'TRAINING.md')) ? ` (${path.join(r.model, 'TRAINING.md')} says how it was made)` : ''}, on held-out
 synthetic scenes (seeds from ${HELDOUT_SEED_BASE}); cost: ${run.weights.cost}; training: ${run.weights.training}.
 The numbers are what this run measured.
 
 Options: ${Object.entries(run.options).map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(',') : String(v)}`).join('; ')}.
 
+| stage | ${Object.keys(r.seconds).join(' | ')} |
+| --- | ${Object.keys(r.seconds).map(() => '---').join(' | ')} |
+| wall seconds | ${Object.values(r.seconds).join(' | ')} |
+| CPU seconds (this process) | ${Object.keys(r.seconds).map((k) => r.cpu_seconds[k] ?? '—').join(' | ')} |
+
+${vilaMarkdown(r)}
 ## Where PS3 looks (${sel.regions} held-out regions, ${sel.objects} small objects; first look, top scale ${sel.scale} px)
 
 | selection | recall of the box's top-scale patches |
@@ -340,12 +410,6 @@ Options: ${Object.entries(run.options).map(([k, v]) => `${k} ${Array.isArray(v) 
 | top-down (the region's caption as prompt) | ${fmt(sel.topdown)} |
 | bottom-up (learned prior prompt), every small object | ${fmt(sel.bottomup)} |
 | random choice of the same number of patches | ${fmt(sel.random)} |
-
-## 4KPro-lite (multiple choice, encoder alone; chance ${fmt(r.chance.qa)})
-
-| method | accuracy | tokens / question | ms / question | status |
-| --- | --- | --- | --- | --- |
-${qaRows.join('\n')}
 
 ## Local retrieval (the true caption among ${o.candidates}, distractors from other images; chance ${fmt(r.chance.retrieval)})
 
@@ -367,7 +431,5 @@ about ${fmt(r.training.gflops, 1)} GFLOP/s) from ${r.training.from}; loss ${fmt(
 ## Pictures
 
 ${r.pictures.map((p) => `- ![${p}](${p})`).join('\n')}
-
-Stage times (s): ${Object.entries(r.seconds).map(([k, v]) => `${k} ${v}`).join(', ')}.
 `;
 }

@@ -70,78 +70,130 @@ export function evidenceRecall(item: BenchItem, maps: readonly SelectionMap[], m
   return total ? { recall: hit / total, random: expected / total } : null;
 }
 
-/** Answer every item with one method's LM. An out-of-memory stops the run and is reported, not thrown. */
-export async function evaluateVilaQa(model: VilaHd, items: readonly BenchItem[], options: VilaQaOptions): Promise<VilaQaReport> {
+/**
+ * One evaluation run: a method's LM with its look options, on the first `limit` questions (all by
+ * default: a slow baseline may answer a subset).
+ */
+export interface VilaRun extends AskOptions {
+  readonly method: EncodeMethod;
+  readonly limit?: number;
+}
+
+export interface VilaRunsOptions {
+  /** after each answer: which run, its answers so far, its questions, how many were right */
+  readonly onProgress?: (run: number, done: number, total: number, correct: number) => void;
+}
+
+interface RunState {
+  readonly run: VilaRun;
+  readonly total: number;
+  readonly predictions: VilaPrediction[];
+  readonly answered: BenchItem[];
+  readonly decodeMs: number[];
+  readonly lmTokens: number[];
+  correct: number;
+  status: QaReport['status'];
+  error: string | null;
+  aborted: boolean;
+}
+
+/**
+ * Answer the questions with several runs at once, image by image: each image is decoded once and
+ * every run answers its questions on it (a 4K PNG takes about a second to decode, more than a
+ * low-res answer). An out-of-memory stops the run it happened in and is reported, not thrown; one
+ * that broke the engine stops every run where it is.
+ */
+export async function evaluateVilaRuns(model: VilaHd, items: readonly BenchItem[], runs: readonly VilaRun[], o: VilaRunsOptions = {}): Promise<VilaQaReport[]> {
   const cfg = model.ps3.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
   const n0 = (cfg.scales[0]! / cfg.trunk.patchSize) ** 2;
-  const predictions: VilaPrediction[] = [];
-  const decodeMs: number[] = [];
-  const lmTokens: number[] = [];
-  let status: QaReport['status'] = 'ok';
-  let error: string | null = null;
-  let aborted = false;
-  const slot: { image: { path: string; pixels: Pixels; visual: VisualTokens | null } | null } = { image: null };
-  let correct = 0;
-  const forget = (): void => {
-    slot.image?.visual?.merged.dispose();
-    slot.image = null;
-  };
-  try {
-    for (const item of items) {
-      if (slot.image?.path !== item.imagePath) {
-        forget();
-        const t0 = performance.now();
-        const pv = await loadPixelValues(item.imagePath, { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
-        decodeMs.push(performance.now() - t0);
-        slot.image = { path: item.imagePath, pixels: { data: pv.pixels, batch: 1, height: S, width: S }, visual: null };
+  const states: RunState[] = runs.map((run) => ({
+    run, total: Math.min(items.length, run.limit ?? items.length), predictions: [], answered: [], decodeMs: [], lmTokens: [], correct: 0, status: 'ok', error: null, aborted: false,
+  }));
+  // images in the order the questions first name them, with each question's index
+  const images = new Map<string, number[]>();
+  items.forEach((item, i) => images.set(item.imagePath, [...(images.get(item.imagePath) ?? []), i]));
+  let broken = false;
+  for (const [imagePath, indices] of images) {
+    const here = states.filter((s) => s.status === 'ok' && indices.some((i) => i < s.total));
+    if (here.length === 0) continue;
+    const t0 = performance.now();
+    const pv = await loadPixelValues(imagePath, { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
+    const decodeMs = performance.now() - t0;
+    const pixels: Pixels = { data: pv.pixels, batch: 1, height: S, width: S };
+    for (const s of here) {
+      s.decodeMs.push(decodeMs);
+      const { method } = s.run;
+      // baselines ignore the question: their tokens are computed once per image
+      let visual: VisualTokens | null = null;
+      try {
+        for (const i of indices) {
+          if (i >= s.total) continue;
+          const item = items[i]!;
+          const a = await answerQuestion(model, method, pixels, item.question, item.options, s.run, visual ?? undefined);
+          if (a.visual) visual = a.visual;
+          const ok = a.predicted === item.answer;
+          if (ok) s.correct++;
+          const recall = a.selection ? evidenceRecall(item, a.selection.maps, model, S) : null;
+          const tiles = method === 'anyres' ? a.trunkTokens / n0 - 1 : method === 's2' ? a.trunkTokens / n0 : 0;
+          s.lmTokens.push(a.visualTokens);
+          s.answered.push(item);
+          s.predictions.push({
+            id: item.id, category: item.category, answer: item.answer, predicted: a.predicted, correct: ok, scores: a.scores.map((x) => Math.round(x * 1e4) / 1e4),
+            tokens: a.trunkTokens, tiles, ms_encode: a.msEncode, ms_text: a.msLm, ms: a.msEncode + a.msLm,
+            evidence_recall: recall ? Math.round(recall.recall * 1e4) / 1e4 : null, random_recall: recall ? Math.round(recall.random * 1e4) / 1e4 : null,
+          });
+          o.onProgress?.(states.indexOf(s), s.predictions.length, s.total, s.correct);
+        }
+      } catch (e) {
+        if (!isOutOfMemory(e)) throw e;
+        s.status = 'out of memory';
+        s.error = e instanceof Error ? e.message : String(e);
+        s.aborted = !(e instanceof OutOfMemoryError);
+        broken ||= s.aborted;
+      } finally {
+        try {
+          visual?.merged.dispose();
+        } catch {
+          // the engine aborted: nothing can be freed
+        }
       }
-      const current = slot.image!;
-      const a = await answerQuestion(model, options.method, current.pixels, item.question, item.options, options, current.visual ?? undefined);
-      if (a.visual) current.visual = a.visual;
-      const ok = a.predicted === item.answer;
-      if (ok) correct++;
-      const recall = a.selection ? evidenceRecall(item, a.selection.maps, model, S) : null;
-      const tiles = options.method === 'anyres' ? a.trunkTokens / n0 - 1 : options.method === 's2' ? a.trunkTokens / n0 : 0;
-      lmTokens.push(a.visualTokens);
-      predictions.push({
-        id: item.id, category: item.category, answer: item.answer, predicted: a.predicted, correct: ok, scores: a.scores.map((s) => Math.round(s * 1e4) / 1e4),
-        tokens: a.trunkTokens, tiles, ms_encode: a.msEncode, ms_text: a.msLm, ms: a.msEncode + a.msLm,
-        evidence_recall: recall ? Math.round(recall.recall * 1e4) / 1e4 : null, random_recall: recall ? Math.round(recall.random * 1e4) / 1e4 : null,
-      });
-      options.onProgress?.(predictions.length, items.length, correct);
+      if (broken) break;
     }
-    forget();
-  } catch (e) {
-    if (!isOutOfMemory(e)) throw e;
-    status = 'out of memory';
-    error = e instanceof Error ? e.message : String(e);
-    aborted = !(e instanceof OutOfMemoryError);
-    try {
-      forget();
-    } catch {
-      // the engine aborted: nothing can be freed
+    if (broken) {
+      for (const s of states) {
+        if (s.status !== 'ok' || s.predictions.length === s.total) continue;
+        s.status = 'out of memory';
+        s.error = 'not finished: the engine stopped after another run ran out of memory';
+        s.aborted = true;
+      }
+      break;
     }
   }
+  return states.map((s) => runReport(model, items.slice(0, s.total), s));
+}
+
+function runReport(model: VilaHd, items: readonly BenchItem[], s: RunState): VilaQaReport {
+  const { run, predictions } = s;
   const tokens = predictions.map((p) => p.tokens);
-  const answeredItems = items.slice(0, predictions.length);
   const recalls = predictions.filter((p) => p.evidence_recall !== null);
   const mean = (xs: number[]): number | null => (xs.length ? xs.reduce((a, c) => a + c, 0) / xs.length : null);
+  const chanceOf = (xs: readonly BenchItem[]): number => xs.reduce((a, i) => a + 1 / i.options.length, 0) / xs.length;
   return {
     answered_by: 'vila-hd',
     model: model.source,
-    method: options.method,
+    method: run.method,
     settings: {
-      looks: options.method === 'ps3' && options.tokens === undefined ? (options.looks ?? 1) : null, tokens: options.tokens ?? null, resolution: options.resolution ?? null, hints: false,
-      only_select_first_n_scale: options.onlySelectFirstNScale ?? null,
+      looks: run.method === 'ps3' && run.tokens === undefined ? (run.looks ?? 1) : null, tokens: run.tokens ?? null, resolution: run.resolution ?? null, hints: false,
+      only_select_first_n_scale: run.onlySelectFirstNScale ?? null,
     },
-    status,
-    error,
-    aborted,
+    status: s.status,
+    error: s.error,
+    aborted: s.aborted,
     questions: items.length,
     answered: predictions.length,
-    accuracy: predictions.length ? correct / predictions.length : null,
-    chance: (answeredItems.length ? answeredItems : items).reduce((a, i) => a + 1 / i.options.length, 0) / (answeredItems.length || items.length),
+    accuracy: predictions.length ? s.correct / predictions.length : null,
+    chance: chanceOf(s.answered.length ? s.answered : items),
     per_category: categoryResults(items, predictions),
     tokens_median: median(tokens),
     tokens_mean: mean(tokens),
@@ -149,19 +201,30 @@ export async function evaluateVilaQa(model: VilaHd, items: readonly BenchItem[],
     ms_per_question_median: median(predictions.map((p) => p.ms)),
     ms_encode_median: median(predictions.map((p) => p.ms_encode)),
     ms_text_median: median(predictions.map((p) => p.ms_text)),
-    ms_decode_median: median(decodeMs),
+    ms_decode_median: median(s.decodeMs),
     evidence_recall_mean: mean(recalls.map((p) => p.evidence_recall!)),
     random_recall_mean: mean(recalls.map((p) => p.random_recall!)),
-    lm_tokens_median: median(lmTokens),
+    lm_tokens_median: median(s.lmTokens),
     predictions,
   };
+}
+
+/** Answer every item with one method's LM. An out-of-memory stops the run and is reported, not thrown. */
+export async function evaluateVilaQa(model: VilaHd, items: readonly BenchItem[], options: VilaQaOptions): Promise<VilaQaReport> {
+  const { onProgress, ...run } = options;
+  const [report] = await evaluateVilaRuns(model, items, [run], onProgress ? { onProgress: (_run, done, total, correct) => onProgress(done, total, correct) } : {});
+  return report!;
 }
 
 export interface ScalingPoint {
   readonly x: number;
   readonly accuracy: number | null;
+  /** tokens through the trunk per question (median) */
   readonly tokens: number | null;
+  /** evidence recall of the looks (mean) */
   readonly recall: number | null;
+  /** questions answered */
+  readonly questions: number;
 }
 
 export interface ScalingCurves {
@@ -173,38 +236,64 @@ export interface ScalingCurves {
   readonly questions: number;
 }
 
-/**
- * Both curves with the ps3 LM. `tops` are high-res scales of the PS3 model: looking at top t means
- * restricting the looks to the scales up to t (`onlySelectFirstNScale`).
- */
-export async function scalingCurves(
-  model: VilaHd,
-  items: readonly BenchItem[],
-  o: { looks: readonly LookCount[]; budget: number; tops: readonly number[]; onRun?: (label: string) => VilaQaOptions['onProgress'] },
-): Promise<ScalingCurves> {
+/** What both curves measure: looks at the top scale; top scales at a high-res token budget; on the first `limit` questions. */
+export interface ScalingPlan {
+  readonly looks: readonly LookCount[];
+  readonly budget: number;
+  /** high-res scales of the PS3 model: looking at top t restricts the looks to the scales up to t (`onlySelectFirstNScale`) */
+  readonly tops: readonly number[];
+  readonly limit?: number;
+}
+
+/** The ps3 runs of both curves: one per look count, then one per top scale. */
+export function scalingRuns(model: VilaHd, plan: ScalingPlan): VilaRun[] {
   const scales = model.ps3.config.vision.scales;
-  const point = (x: number, r: VilaQaReport): ScalingPoint => ({ x, accuracy: r.accuracy, tokens: r.tokens_median, recall: r.evidence_recall_mean });
-  const testTime: ScalingPoint[] = [];
-  for (const looks of o.looks) {
-    const r = await evaluateVilaQa(model, items, { method: 'ps3', looks, ...(o.onRun ? { onProgress: o.onRun(`${looks} look(s)`) } : {}) });
-    testTime.push(point(looks === 'all' ? Infinity : looks, r));
-  }
-  const resolution: ScalingPoint[] = [];
-  for (const top of o.tops) {
-    const n = scales.indexOf(top);
-    if (n < 1) throw new Error(`scalingCurves: ${top} is not a high-res scale (${scales.slice(1).join(', ')})`);
-    const r = await evaluateVilaQa(model, items, { method: 'ps3', tokens: o.budget, ...(n < scales.length - 1 ? { onlySelectFirstNScale: n } : {}), ...(o.onRun ? { onProgress: o.onRun(`top ${top}`) } : {}) });
-    resolution.push(point(top, r));
-  }
-  return { test_time: testTime, resolution, budget: o.budget, questions: items.length };
+  const limit = plan.limit !== undefined ? { limit: plan.limit } : {};
+  return [
+    ...plan.looks.map((looks): VilaRun => ({ method: 'ps3', looks, ...limit })),
+    ...plan.tops.map((top): VilaRun => {
+      const n = scales.indexOf(top);
+      if (n < 1) throw new Error(`scalingRuns: ${top} is not a high-res scale (${scales.slice(1).join(', ')})`);
+      return { method: 'ps3', tokens: plan.budget, ...(n < scales.length - 1 ? { onlySelectFirstNScale: n } : {}), ...limit };
+    }),
+  ];
+}
+
+/** A curve's point from the answers of one setting (or those of them on the curve's questions). */
+export function scalingPoint(x: number, predictions: readonly VilaPrediction[]): ScalingPoint {
+  const recalls = predictions.filter((p) => p.evidence_recall !== null).map((p) => p.evidence_recall!);
+  return {
+    x,
+    accuracy: predictions.length ? predictions.filter((p) => p.correct).length / predictions.length : null,
+    tokens: median(predictions.map((p) => p.tokens)),
+    recall: recalls.length ? recalls.reduce((a, c) => a + c, 0) / recalls.length : null,
+    questions: predictions.length,
+  };
+}
+
+/** Both curves from the answers of `scalingRuns(model, plan)`, in that order. */
+export function curvesFrom(plan: ScalingPlan, answers: ReadonlyArray<readonly VilaPrediction[]>, questions: number): ScalingCurves {
+  if (answers.length !== plan.looks.length + plan.tops.length) throw new Error(`curvesFrom: ${answers.length} runs for ${plan.looks.length} looks and ${plan.tops.length} top scales`);
+  return {
+    test_time: plan.looks.map((l, i) => scalingPoint(l === 'all' ? Infinity : l, answers[i]!)),
+    resolution: plan.tops.map((t, i) => scalingPoint(t, answers[plan.looks.length + i]!)),
+    budget: plan.budget,
+    questions,
+  };
+}
+
+/** Both curves with the ps3 LM, every run answering image by image (evaluateVilaRuns). */
+export async function scalingCurves(model: VilaHd, items: readonly BenchItem[], plan: ScalingPlan, o: VilaRunsOptions = {}): Promise<ScalingCurves> {
+  const reports = await evaluateVilaRuns(model, items, scalingRuns(model, plan), o);
+  return curvesFrom(plan, reports.map((r) => r.predictions), Math.min(items.length, plan.limit ?? items.length));
 }
 
 /** The two curves as plots (accuracy in %, chance line). */
 export async function plotScaling(curves: ScalingCurves, chance: number, files: { testTime: string; resolution: string }): Promise<void> {
   const hl = [{ y: 100 * chance, label: `chance ${(100 * chance).toFixed(1)}%` }];
   const pts = (ps: readonly ScalingPoint[]) => ps.map((p) => ({ x: p.x, y: p.accuracy === null ? null : 100 * p.accuracy, label: p.tokens === null ? '' : `${p.tokens} tok` }));
-  const testTime: PlotSpec = { title: 'Test-time scaling: VILA-HD accuracy vs looks (4K)', xLabel: 'looks', yLabel: 'accuracy (%)', kind: 'line', yDomain: [0, 100], hlines: hl, xTicks: curves.test_time.map((p) => p.x).filter(Number.isFinite), series: [{ name: 'ps3', points: pts(curves.test_time.filter((p) => Number.isFinite(p.x))) }] };
-  const resolution: PlotSpec = { title: `Resolution for free: accuracy vs top scale (${curves.budget} tokens)`, xLabel: 'top scale looked at (px)', yLabel: 'accuracy (%)', kind: 'line', yDomain: [0, 100], hlines: hl, xTicks: curves.resolution.map((p) => p.x), series: [{ name: 'ps3', points: pts(curves.resolution) }] };
+  const testTime: PlotSpec = { title: `Test-time scaling: VILA-HD accuracy vs looks (4K, ${curves.questions} questions)`, xLabel: 'looks', yLabel: 'accuracy (%)', kind: 'line', yDomain: [0, 100], hlines: hl, xTicks: curves.test_time.map((p) => p.x).filter(Number.isFinite), series: [{ name: 'ps3', points: pts(curves.test_time.filter((p) => Number.isFinite(p.x))) }] };
+  const resolution: PlotSpec = { title: `Resolution for free: accuracy vs top scale (${curves.budget} tokens, ${curves.questions} questions)`, xLabel: 'top scale looked at (px)', yLabel: 'accuracy (%)', kind: 'line', yDomain: [0, 100], hlines: hl, xTicks: curves.resolution.map((p) => p.x), series: [{ name: 'ps3', points: pts(curves.resolution) }] };
   await renderPlot(testTime, files.testTime);
   await renderPlot(resolution, files.resolution);
 }

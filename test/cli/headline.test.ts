@@ -9,11 +9,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import sharp from 'sharp';
 import { initEngine, tf } from '../../src/tensor/engine.js';
 import { randomModel } from '../../src/model/load.js';
 import { PRESETS, presetConfig } from '../../src/model/presets.js';
 import { readSafetensors, writeSafetensors, type NamedArray } from '../../src/io/safetensors.js';
 import { synthVocabulary, writeWordTokenizer } from '../../src/data/wordTokenizer.js';
+import { writeMicroVila } from '../mllm/helpers.js';
 
 const CLI = path.resolve('dist/src/cli/main.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-headline-'));
@@ -134,16 +136,22 @@ test('eval cost on the micro shape: rows for each method, labelled random weight
   assert.equal(pngs.length, 3);
 });
 
-test('demo --quick end to end: the report records what ran, labels each section\'s weights, and its pictures exist', () => {
+test('demo --quick end to end: VILA-HD answers held-out questions, the scaling curves and pictures exist, the report records what ran', async () => {
   const out = path.join(tmp, 'demo');
-  ps3('demo', '--quick', '--preset', 'micro', '--out', out, '--train-minutes', '0.02', '--train-images', '2', '--batch', '1', '--questions', '2', '--retrieval', '2', '--candidates', '2', '--cost-resolutions', '112');
+  // a VILA-HD with ps3 and lowres LMs only: the report must say anyres and s2 are missing, not fail
+  const vila = await writeMicroVila(path.join(tmp, 'vila'), modelDir, ['ps3', 'lowres'], 4);
+  const { stdout } = ps3('demo', '--quick', '--preset', 'micro', '--vila', vila, '--out', out, '--train-minutes', '0.02', '--train-images', '2', '--batch', '1', '--questions', '6', '--scaling-questions', '3', '--retrieval', '2', '--candidates', '2', '--cost-resolutions', '112');
+  type Point = { x: number; accuracy: number | null; tokens: number | null; questions: number };
   const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')) as {
-    run: { command: string; options: Record<string, unknown>; quick: boolean; date: string; machine: { cores: number; cpu: string }; out_folder_reused: boolean; weights: Record<string, string> };
-    qa: Record<string, { accuracy: number | null; status: string }>;
+    run: { command: string; options: Record<string, unknown>; quick: boolean; date: string; machine: { cores: number; cpu: string }; out_folder_reused: boolean; weights: Record<string, string>; load_average: { start: number[]; end: number[] }; wall_seconds: number };
+    qa: Record<string, { accuracy: number | null; tokens: number | null; ms_per_question: number | null; status: string; answered?: number; correct?: number; interval95?: [number, number]; evidence_recall?: number | null; random_recall?: number | null; reason?: string }>;
+    vila: { model: string; benchmark: { questions: number; seed: number; chance: number }; look: { question: string; pictures: string[] } | null; differences: Record<string, { difference: number; interval95: [number, number] }> };
+    scaling: { test_time: Point[]; resolution: Point[]; budget: number };
     retrieval: Record<string, number | null>;
     cost: Array<{ method: string; resolution: number; status: string }>;
     training: { steps: number };
     pictures: string[];
+    seconds: Record<string, number>;
   };
   assert.match(report.run.command, /^ps3 demo --quick --preset micro /);
   assert.equal(report.run.quick, true);
@@ -153,17 +161,74 @@ test('demo --quick end to end: the report records what ran, labels each section\
   assert.equal(report.run.machine.cpu, os.cpus()[0]!.model.trim());
   assert.ok(Math.abs(Date.now() - Date.parse(report.run.date)) < 3_600_000);
   assert.equal(report.run.out_folder_reused, false);
+  assert.equal(report.run.load_average.start.length, 3);
+  assert.ok(report.run.wall_seconds > 0);
   assert.match(report.run.weights['cost']!, /random weights/);
-  for (const s of ['qa', 'retrieval', 'sample']) assert.match(report.run.weights[s]!, /trained here/);
+  assert.match(report.run.weights['qa']!, /VILA-HD/);
+  for (const s of ['retrieval', 'sample']) assert.match(report.run.weights[s]!, /trained here/);
+
+  // qa: VILA-HD's methods answered every question; the ones its folder lacks are named missing
   assert.deepEqual(Object.keys(report.qa).sort(), ['anyres', 'lowres', 'ps3', 's2']);
+  assert.equal(report.vila.benchmark.questions, 6);
+  assert.ok(report.vila.benchmark.seed >= 1_000_000, 'held-out seed');
+  for (const m of ['ps3', 'lowres']) {
+    const q = report.qa[m]!;
+    assert.equal(q.status, 'ok', m);
+    assert.equal(q.answered, 6, m);
+    assert.ok(q.accuracy !== null && q.accuracy >= 0 && q.accuracy <= 1, `${m} accuracy ${q.accuracy}`);
+    assert.equal(q.accuracy, Math.round((q.correct! / 6) * 1000) / 1000);
+    assert.ok(q.interval95![0] <= q.accuracy && q.accuracy <= q.interval95![1], `${m} interval`);
+    assert.ok(q.tokens! > 0 && q.ms_per_question! > 0);
+  }
+  assert.ok(report.qa['ps3']!.tokens! > report.qa['lowres']!.tokens!, 'ps3 adds high-res tokens');
+  assert.ok(report.qa['ps3']!.evidence_recall !== null && report.qa['ps3']!.random_recall !== null);
+  for (const m of ['anyres', 's2']) {
+    assert.equal(report.qa[m]!.status, 'missing');
+    assert.equal(report.qa[m]!.accuracy, null);
+    assert.match(report.qa[m]!.reason!, new RegExp(`holds no ${m} LM`));
+  }
+  assert.deepEqual(Object.keys(report.vila.differences), ['ps3-lowres']);
+
+  // the scaling curves: looks 1, 2 (quick) and the high-res top scales, each on the first 3 questions
+  assert.deepEqual(report.scaling.test_time.map((p) => p.x), [1, 2]);
+  assert.deepEqual(report.scaling.resolution.map((p) => p.x), presetConfig('micro').vision.scales.slice(2));
+  for (const p of [...report.scaling.test_time, ...report.scaling.resolution]) {
+    assert.ok(p.accuracy !== null && p.accuracy >= 0 && p.accuracy <= 1);
+    assert.ok(p.tokens! > 0);
+    assert.equal(p.questions, 3);
+  }
+  assert.ok(report.scaling.test_time[1]!.tokens! > report.scaling.test_time[0]!.tokens!, 'a second look adds tokens');
+
   assert.deepEqual(Object.keys(report.retrieval).sort(), ['lowres', 'ps3']);
   assert.ok(report.training.steps >= 1);
   assert.deepEqual([...new Set(report.cost.map((c) => c.resolution))], [112]);
-  assert.ok(report.pictures.length >= 5);
-  for (const p of report.pictures) assert.ok(isPng(path.join(out, p)), p);
+  for (const stage of ['vila', 'vila_benchmark', 'vila_answers', 'selection', 'retrieval', 'cost', 'sample', 'train']) assert.ok(report.seconds[stage]! >= 0, stage);
+
+  // pictures: the curves, accuracy vs tokens, where VILA-HD looked, and the PS3 sections' own
+  for (const p of ['scaling-test-time.png', 'scaling-resolution.png', 'accuracy-vs-tokens.png']) assert.ok(report.pictures.includes(p), p);
+  assert.ok(report.vila.look !== null && report.vila.look.pictures.length === presetConfig('micro').vision.scales.length - 1);
+  for (const p of report.vila.look!.pictures) assert.ok(report.pictures.includes(p), p);
+  for (const p of report.pictures) {
+    assert.ok(isPng(path.join(out, p)), p);
+    const meta = await sharp(path.join(out, p)).metadata();
+    assert.ok(meta.width! > 0 && meta.height! > 0, p);
+  }
   const md = fs.readFileSync(path.join(out, 'report.md'), 'utf8');
   assert.doesNotMatch(md, /fresh clone|trained weights\)/);
   assert.match(md, /^# PS3 demo report \(quick/);
   assert.ok(md.includes(report.run.command));
   assert.match(md, /Cost versus resolution .*random weights/);
+  assert.match(md, /95 % interval/);
+  assert.match(md, /\| anyres \| missing: /);
+  assert.ok(md.includes(`](${report.vila.look!.pictures[0]!})`), 'report.md shows where VILA-HD looked');
+  assert.match(stdout, /VILA-HD accuracy: ps3 /);
+});
+
+test('demo: --vila that is not a VILA-HD folder exits 2 with one line before any work', () => {
+  const out = path.join(tmp, 'demo-bad-vila');
+  const r = spawnSync(process.execPath, [CLI, 'demo', '--quick', '--vila', modelDir, '--out', out], { encoding: 'utf8' });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr.trim(), /^ps3: --vila .*: not a VILA-HD folder/);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.ok(!fs.existsSync(path.join(out, 'report.json')));
 });

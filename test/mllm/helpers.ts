@@ -2,7 +2,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeSafetensors, type NamedArray } from '../../src/io/safetensors.js';
-import { randomModel } from '../../src/model/load.js';
+import { randomModel, readConfigFile } from '../../src/model/load.js';
+import { newVilaConfig, randomVilaWeights, writeVilaFiles } from '../../src/mllm/model.js';
+import type { EncodeMethod } from '../../src/eval/baselines.js';
 import { presetConfig } from '../../src/model/presets.js';
 
 /** Writes the `micro` PS3 preset with random weights (seed) as a model folder. */
@@ -14,5 +16,16 @@ export async function writeMicroPs3(dir: string, seed = 0): Promise<string> {
   writeSafetensors(path.join(dir, 'model.safetensors'), arrays, { format: 'pt' });
   fs.writeFileSync(path.join(dir, 'config.json'), `${JSON.stringify(model.config.raw, null, 2)}\n`);
   model.weights.dispose();
+  return dir;
+}
+
+/** A VILA-HD folder with random micro LMs for `methods` on the PS3 folder `ps3Dir` (named relative to it). */
+export async function writeMicroVila(dir: string, ps3Dir: string, methods: readonly EncodeMethod[], seed = 0): Promise<string> {
+  const ps3 = readConfigFile(path.join(ps3Dir, 'config.json'));
+  const config = newVilaConfig({ preset: 'micro', methods, ps3Model: path.relative(dir, ps3Dir) });
+  const weights = randomVilaWeights(config, ps3, methods, seed);
+  fs.mkdirSync(dir, { recursive: true });
+  await writeVilaFiles(dir, config, weights.entries());
+  weights.dispose();
   return dir;
 }
