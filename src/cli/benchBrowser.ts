@@ -20,7 +20,8 @@ import { initEngine } from '../tensor/engine.js';
 import { randomModel } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import type { LookCount } from '../model/selection.js';
-import { benchEncode, type EncodeBench } from '../eval/bench.js';
+import { benchEncode, type EncodeBench, type EncodeStageTimes } from '../eval/bench.js';
+import { parseLooks } from './benchEncode.js';
 import { useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
 import { SAMPLE_IMAGE } from './demo.js';
 import { inputImage } from './inputs.js';
@@ -60,22 +61,7 @@ interface PageWindow {
 }
 
 /** What a run of the encode took, stage by stage, the same way on both sides. */
-export interface SideTimes {
-  readonly ms_total: number;
-  /** decode, resize to the top scale, normalise */
-  readonly ms_decode: number;
-  readonly ms_lowres: number;
-  readonly ms_select: number;
-  readonly ms_highres: number;
-  readonly ms_looks: number[];
-}
-
-function parseLooks(value: string): LookCount {
-  if (value === 'all') return 'all';
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new UserError(`--looks: "${value}" must be a positive integer or "all"`);
-  return n;
-}
+export type SideTimes = EncodeStageTimes;
 
 function oneOf<T extends string>(option: string, value: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(value)) throw new UserError(`${option}: "${value}" is not one of ${allowed.join(', ')}`);

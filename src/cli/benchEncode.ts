@@ -81,7 +81,8 @@ async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string
   return { model, name, table: visionParams(model.config), onnx };
 }
 
-function parseLooks(value: string): LookCount {
+/** `--looks N|all` of the encode benches. */
+export function parseLooks(value: string): LookCount {
   if (value === 'all') return 'all';
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new UserError(`--looks: "${value}" must be a positive integer or "all"`);

@@ -11,17 +11,22 @@ import type { LookCount } from '../model/selection.js';
 import type { TrunkRunner } from '../model/vit.js';
 import { convnetFlops, embedFlops, selectionFlops, trunkFlops } from '../model/flops.js';
 
-export interface EncodeBench {
-  readonly preset: string;
-  readonly resolution: number;
-  readonly looks: LookCount;
-  readonly tokens: number;
+/** An encode's wall time by stage. */
+export interface EncodeStageTimes {
   readonly ms_total: number;
+  /** decode, resize to the top scale, normalise */
   readonly ms_decode: number;
   readonly ms_lowres: number;
   readonly ms_select: number;
   readonly ms_highres: number;
   readonly ms_looks: number[];
+}
+
+export interface EncodeBench extends EncodeStageTimes {
+  readonly preset: string;
+  readonly resolution: number;
+  readonly looks: LookCount;
+  readonly tokens: number;
   readonly gflop: { lowres: number; select: number; highres: number };
   readonly gflops: { lowres: number; select: number; highres: number; total: number };
   readonly rss_peak_mb: number;

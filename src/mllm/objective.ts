@@ -19,7 +19,7 @@ import { tf } from '../tensor/engine.js';
 import type { NamedArray } from '../io/safetensors.js';
 import type { PS3Model } from '../model/load.js';
 import { selectionLogits, selectionProbs } from '../model/selection.js';
-import { shallowConvNet } from '../model/convnet.js';
+import { CONVNET_PREFIX, shallowConvNet } from '../model/convnet.js';
 import { Weights } from '../model/weights.js';
 import { boxLoss, type BoxLossKind } from '../train/loss.js';
 import type { EncodeMethod } from '../eval/baselines.js';
@@ -29,9 +29,6 @@ import { project, promptHead } from './projector.js';
 import type { LmTokenizer } from './tokenizer.js';
 import { questionText } from './tokenizer.js';
 import type { TrainQuestion } from './trainData.js';
-
-/** One of the selection ConvNeXt's weights: tuned weights that hold it tune the ConvNeXt. */
-const CONVNET_WEIGHT = 'vision_model.highres_selection_feature_module.out_proj.weight';
 
 export interface SampleInputs {
   readonly question: TrainQuestion;
@@ -70,7 +67,7 @@ export function sampleLosses(
     const layers: tf.Tensor[] = [];
     for (const l of cfg.selectBasedOnLayer) layers[l] = tensorOf(s.arrays, `sel.${l}`);
     // a run that tunes the ConvNeXt recomputes its features from its cached input
-    const convIn = selectionWeights !== ps3.weights && selectionWeights.has(CONVNET_WEIGHT) ? s.arrays.get('convin') : undefined;
+    const convIn = selectionWeights !== ps3.weights && [...selectionWeights.keys()].some((k) => k.startsWith(CONVNET_PREFIX)) ? s.arrays.get('convin') : undefined;
     const conv = convIn ? shallowConvNet(selectionWeights, cfg, convIn.data as Float32Array, 1) : s.arrays.has('conv') ? tensorOf(s.arrays, 'conv') : null;
     const S = cfg.scales[cfg.scales.length - 1]!;
     const probs = selectionProbs(cfg, selectionLogits(selectionWeights, cfg, layers, conv, prompt), S, S);

@@ -33,6 +33,7 @@ import type { BoxLossKind } from '../train/loss.js';
 import { newLmTokenizer, type LmTokenizer } from './tokenizer.js';
 import { buildCache, cacheDir, CacheReader, checkTrainSeed, ps3WeightsHash, type TrainQuestion } from './trainData.js';
 import { trainableKeys } from '../train/trainer.js';
+import { CONVNET_PREFIX } from '../model/convnet.js';
 import { parseVilaConfig, type VilaConfig } from './config.js';
 
 export interface TrainVilaOptions {
@@ -139,9 +140,6 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
 
 /** Which of PS3's selection modules a run tunes. */
 export type TuneSelection = 'all' | 'projections';
-
-/** The selection ConvNeXt's weights. */
-const CONVNET_PREFIX = 'vision_model.highres_selection_feature_module.';
 
 /** How PS3's weights are named beside VILA-HD's in the optimizer state. */
 const PS3_PREFIX = 'ps3.';

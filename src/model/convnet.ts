@@ -9,7 +9,9 @@ import { gelu, layerNorm, linear } from './layers.js';
 import { patchify } from './vit.js';
 import type { Weights } from './weights.js';
 
-const M = 'vision_model.highres_selection_feature_module';
+/** The selection ConvNeXt's weights' prefix. */
+export const CONVNET_PREFIX = 'vision_model.highres_selection_feature_module.';
+const M = CONVNET_PREFIX.slice(0, -1);
 
 /** The convnet's fixed input size, whatever the model's scales (the reference hard-codes it). */
 export const CONVNET_INPUT = 1512;
