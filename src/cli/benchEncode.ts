@@ -20,6 +20,7 @@ import { resolveTrunkEngine, useTrunkEngine, type TrunkEngine } from '../engine/
 import { checkHeapFits } from '../engine/capacity.js';
 import { SAMPLE_IMAGE } from './demo.js';
 import { inputImage, resolveModelSpec } from './inputs.js';
+import { warmSquashThread } from '../io/squashThread.js';
 
 export interface BenchEncodeOptions {
   backend?: string;
@@ -58,11 +59,13 @@ async function openOnnx(model: PS3Model): Promise<OnnxTrunk> {
  * checkpoint file, or the random generator) straight into ONNX Runtime's sessions, one group at a
  * time; TensorFlow.js makes tensors of the rest only (all of it when it runs the trunk), so no
  * weight is held twice. Set-up ends with every weight the encode uses in place, and with ONNX
- * Runtime the selector's sessions (convnet, feature projection) made.
+ * Runtime the selector's sessions (convnet, feature projection) made, and the processor's second
+ * thread started.
  */
 async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string): Promise<{ model: PS3Model; name: string; table: ParamTable; onnx: OnnxTrunk | null }> {
   let model: PS3Model;
   let name: string;
+  warmSquashThread();
   if (o.model) {
     const folder = (await resolveModelSpec(o.model)).folder;
     checkHeapFits(readConfigFile(path.join(folder, 'config.json')), engine, backend, o.model);

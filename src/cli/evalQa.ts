@@ -56,6 +56,8 @@ export interface EvalQaCliOptions {
   limit?: string;
   out?: string;
   plot?: string;
+  /** VILA-HD ps3: the evidence box forced into the first look */
+  evidenceLooks?: boolean;
 }
 
 function list(value: string): string[] {
@@ -68,6 +70,7 @@ export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise
   seedOption(o.seed);
   // a VILA-HD folder answers with its language model
   if (o.model && isVilaFolder(o.model)) return evalQaVilaCommand(bench, o);
+  if (o.evidenceLooks) throw new UserError('--evidence-looks needs a VILA-HD --model (the LM reads the forced look)');
   await initEngine(o);
   let items = loadBenchmark(bench);
   const limit = positiveInt('limit', o.limit);

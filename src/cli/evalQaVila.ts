@@ -38,11 +38,12 @@ export async function evalQaVilaCommand(bench: string, o: EvalQaCliOptions): Pro
   const model = loadVilaHd(o.model!, { methods });
   process.stderr.write(`eval qa: ${items.length} questions from ${bench}; VILA-HD ${model.source} on PS3 ${model.config.ps3Model}; methods ${methods.join(', ')}\n`);
   const runs: Array<{ method: (typeof methods)[number]; looks?: LookCount }> = methods.flatMap((m) => (m === 'ps3' && tokens === undefined ? looksList.map((l) => ({ method: m, ...(l !== undefined ? { looks: l } : {}) })) : [{ method: m }]));
+  if (o.evidenceLooks && !methods.includes('ps3')) throw new UserError('--evidence-looks forces the evidence box into ps3\'s first look: give --method ps3');
   const reports: VilaQaReport[] = [];
   let aborted: string | null = null;
   try {
     for (const run of runs) {
-      const label = run.method === 'ps3' ? `ps3${tokens !== undefined ? ` ${tokens} tokens` : ` ${run.looks ?? 1} look(s)`}` : run.method;
+      const label = run.method === 'ps3' ? `ps3${tokens !== undefined ? ` ${tokens} tokens` : ` ${run.looks ?? 1} look(s)`}${o.evidenceLooks ? ', evidence forced' : ''}` : run.method;
       if (aborted) {
         process.stderr.write(`${label}: not run (${aborted})\n`);
         continue;
@@ -54,6 +55,7 @@ export async function evalQaVilaCommand(bench: string, o: EvalQaCliOptions): Pro
         ...(tokens !== undefined && run.method === 'ps3' ? { tokens } : {}),
         ...(resolution !== undefined ? { resolution } : {}),
         ...(tileBatch !== undefined ? { tileBatch } : {}),
+        ...(o.evidenceLooks && run.method === 'ps3' ? { evidenceLooks: true } : {}),
         onProgress: (done, _total, correct) => bar.update(done, { acc: `${((100 * correct) / done).toFixed(1)}%` }),
       });
       bar.stop();

@@ -17,9 +17,10 @@ import { decode as decodeBmpFile } from 'bmp-ts';
 import sharp from 'sharp';
 import type { Metadata, Sharp } from 'sharp';
 import { UserError } from '../errors.js';
-import { normalise, squash, type RgbImage } from './pixels.js';
+import { squashNormalise, type RgbImage } from './pixels.js';
+import { SQUASH_THREAD_MIN_PIXELS, squashThread } from './squashThread.js';
 
-export { cropResizeImage, normalise, resizeImage, squash, type RgbImage } from './pixels.js';
+export { cropResizeImage, normalise, resizeImage, squash, squashNormalise, type RgbImage } from './pixels.js';
 
 export interface DecodeOptions {
   /** Refuse, before decoding, any image whose header claims more than this many pixels. */
@@ -199,11 +200,34 @@ export async function decodeImage(source: string | Uint8Array, options: DecodeOp
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height };
 }
 
-/** Decode, squash to size x size and normalise: the model's `pixel_values` for one image, [3, S, S]. */
+/**
+ * Decode, squash to size x size and normalise: the model's `pixel_values` for one image, [3, S, S].
+ * A large output is made on two threads (squashThread.ts), in shared memory.
+ */
 export async function loadPixelValues(source: string | Uint8Array, options: PixelValuesOptions): Promise<PixelValues> {
-  const image = await decodeImage(source, options);
-  const pixels = normalise(squash(image, options.size), options.mean, options.std);
-  return { pixels, height: options.size, width: options.size, originalWidth: image.width, originalHeight: image.height };
+  const { size, mean, std } = options;
+  const helper = size * size >= SQUASH_THREAD_MIN_PIXELS ? squashThread() : null;
+  if (!helper) {
+    const image = await decodeImage(source, options);
+    const pixels = squashNormalise(image, size, size, mean, std);
+    return { pixels, height: size, width: size, originalWidth: image.width, originalHeight: image.height };
+  }
+  const name = options.name ?? (typeof source === 'string' ? source : 'image data');
+  const bytes = typeof source === 'string' ? await readImageFile(source, name) : source;
+  const pixels = new Float32Array(new SharedArrayBuffer(3 * size * size * 4));
+  const split = Math.floor(size / 2);
+  // both threads decode the bytes (decoding is a small part of the work); the worker writes the bottom rows
+  const bottom = helper.run({ bytes, name, ...(options.maxPixels !== undefined ? { maxPixels: options.maxPixels } : {}), size, mean, std, out: pixels.buffer as SharedArrayBuffer, rows: [split, size] });
+  let image: RgbImage;
+  try {
+    image = await decodeImage(bytes, { ...options, name });
+    squashNormalise(image, size, size, mean, std, pixels, [0, split]);
+  } catch (e) {
+    await bottom.catch(() => undefined);
+    throw e;
+  }
+  await bottom;
+  return { pixels, height: size, width: size, originalWidth: image.width, originalHeight: image.height };
 }
 
 /** Encode 8-bit RGB as PNG (for heat maps and other pictures the tools write). */

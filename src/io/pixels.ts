@@ -3,7 +3,7 @@
  * the processor's normalisation.
  */
 import type { BufferPool } from '../tensor/bufferPool.js';
-import { pilCropResizeBicubicRgb, pilResizeBicubicRgb } from '../tensor/pilResize.js';
+import { pilCropResizeBicubicRgb, pilResizeBicubicRgb, pilResizeBicubicRgbToPlanes } from '../tensor/pilResize.js';
 
 /** 8-bit RGB, interleaved: `data` is [height, width, 3]. */
 export interface RgbImage {
@@ -37,31 +37,47 @@ export function squash(image: RgbImage, size: number): RgbImage {
 }
 
 /**
- * Scale to [0, 1] and normalise per channel: [H, W, 3] uint8 -> [3, H, W] float32. Rounded the way
- * Hugging Face's processor rounds (v * (1/255) in float64 cast to float32, then (x - mean) / std in
- * float32), via a 256-entry table per channel. Written into `out` when given (3 * H * W values).
+ * The processor's byte -> float map of each channel as a 256-entry table: Hugging Face's rounding
+ * (v * (1/255) in float64 cast to float32, then (x - mean) / std in float32).
  */
-export function normalise(image: RgbImage, mean: readonly number[], std: readonly number[], out?: Float32Array): Float32Array {
+function normaliseTables(mean: readonly number[], std: readonly number[]): [Float32Array, Float32Array, Float32Array] {
   if (mean.length !== 3 || std.length !== 3) {
     throw new RangeError(`normalise needs 3 means and 3 stds, got ${mean.length} and ${std.length}`);
   }
-  const plane = image.width * image.height;
-  if (out && out.length !== 3 * plane) throw new RangeError(`normalise: out holds ${out.length} values, expected ${3 * plane}`);
-  out ??= new Float32Array(3 * plane);
-  const tables = [0, 1, 2].map((c) => {
+  const table = (c: number): Float32Array => {
     const m = Math.fround(mean[c]!);
     const s = Math.fround(std[c]!);
-    const table = new Float32Array(256);
-    for (let v = 0; v < 256; v++) table[v] = Math.fround(Math.fround(v * (1 / 255)) - m) / s;
-    return table;
-  });
-  const [t0, t1, t2] = tables as [Float32Array, Float32Array, Float32Array];
-  // one pass over the interleaved bytes, writing the three planes
-  const src = image.data;
-  for (let p = 0, q = 0; p < plane; p++, q += 3) {
-    out[p] = t0[src[q]!]!;
-    out[plane + p] = t1[src[q + 1]!]!;
-    out[2 * plane + p] = t2[src[q + 2]!]!;
-  }
-  return out;
+    const t = new Float32Array(256);
+    for (let v = 0; v < 256; v++) t[v] = Math.fround(Math.fround(v * (1 / 255)) - m) / s;
+    return t;
+  };
+  return [table(0), table(1), table(2)];
+}
+
+/**
+ * Scale to [0, 1] and normalise per channel: [H, W, 3] uint8 -> [3, H, W] float32, rounded as
+ * `normaliseTables` says. Written into `out` when given (3 * H * W values).
+ */
+export function normalise(image: RgbImage, mean: readonly number[], std: readonly number[], out?: Float32Array): Float32Array {
+  return squashNormalise(image, image.width, image.height, mean, std, out);
+}
+
+/**
+ * `normalise(resizeImage(image, width, height), mean, std)` in one pass: the resized bytes go
+ * straight through the channel tables into the planes (the same values, a fraction of the memory
+ * traffic: a 4K squash's bytes are never stored). [3, height, width]; into `out` when given, and
+ * then only its rows `rows[0]`..`rows[1]` when given (threads sharing one output).
+ */
+export function squashNormalise(
+  image: RgbImage,
+  width: number,
+  height: number,
+  mean: readonly number[],
+  std: readonly number[],
+  out?: Float32Array,
+  rows?: readonly [number, number],
+): Float32Array {
+  const tables = normaliseTables(mean, std);
+  if (out && out.length !== 3 * width * height) throw new RangeError(`normalise: out holds ${out.length} values, expected ${3 * width * height}`);
+  return pilResizeBicubicRgbToPlanes(image.data, image.width, image.height, width, height, tables, out ?? new Float32Array(3 * width * height), rows);
 }

@@ -19,6 +19,7 @@ import type { EncodeMethod } from '../eval/baselines.js';
 import { disposeKv, embedTokens, lmForward, lmLogits, targetLogProbs, type LmKV } from './lm.js';
 import { mergeTokens, project, promptHead } from './projector.js';
 import { questionText } from './tokenizer.js';
+import { boxToGtMap } from '../train/samples.js';
 import { baselineVisual, lowResGrid, lowResTokens, ps3Visual, type VisualTokens } from './visual.js';
 import type { VilaHd } from './model.js';
 
@@ -34,6 +35,12 @@ export interface AskOptions {
   readonly tileBatch?: number;
   /** words written at most when there are no options (default 8) */
   readonly maxNewTokens?: number;
+  /**
+   * ps3: force this box (x0, y0, x1, y1 in the pixels' coordinates) into the first look, as the
+   * training looks are (PS3's `gtSelectionMaps`) — how well the LM answers when the looks land,
+   * the upper bound of top-down selection
+   */
+  readonly evidenceBox?: readonly [number, number, number, number];
 }
 
 export interface VilaAnswer {
@@ -156,7 +163,8 @@ export async function answerQuestion(
     low.dispose();
     msLmPrompt = performance.now() - t1;
     const look = ask.tokens !== undefined ? { numTokenLookClose: ask.tokens } : { numLookClose: ask.looks ?? 1 };
-    const r = await ps3Visual(model.ps3, pixels, { prompt, ...look, ...(ask.onlySelectFirstNScale !== undefined ? { onlySelectFirstNScale: ask.onlySelectFirstNScale } : {}) });
+    const gt = ask.evidenceBox ? { gtSelectionMaps: boxToGtMap([...ask.evidenceBox], pixels.height) } : {};
+    const r = await ps3Visual(model.ps3, pixels, { prompt, ...look, ...gt, ...(ask.onlySelectFirstNScale !== undefined ? { onlySelectFirstNScale: ask.onlySelectFirstNScale } : {}) });
     prompt.dispose();
     const probs = await Promise.all((r.out.topdownSelectionProbs ?? r.out.selectionProbs).map(async (t) => (await t.data()) as Float32Array));
     selection = { probs, maps: r.out.selectionMaps };

@@ -36,7 +36,7 @@ export interface VilaPrediction extends QaPrediction {
 export interface VilaQaReport extends Omit<QaReport, 'predictions'> {
   readonly answered_by: 'vila-hd';
   readonly model: string;
-  readonly settings: QaReport['settings'] & { only_select_first_n_scale: number | null };
+  readonly settings: QaReport['settings'] & { only_select_first_n_scale: number | null; evidence_looks: boolean };
   readonly evidence_recall_mean: number | null;
   readonly random_recall_mean: number | null;
   readonly lm_tokens_median: number | null;
@@ -45,10 +45,8 @@ export interface VilaQaReport extends Omit<QaReport, 'predictions'> {
 
 /** Recall of the evidence box's patches by the chosen ones, and the chance level of the same budget. */
 export function evidenceRecall(item: BenchItem, maps: readonly SelectionMap[], model: VilaHd, S: number): { recall: number; random: number } | null {
-  if (!item.evidence) return null;
-  const [w, h] = item.image_size;
-  const [x0, y0, x1, y1] = item.evidence.box;
-  const box: [number, number, number, number] = [(x0 * S) / w, (y0 * S) / h, (x1 * S) / w, (y1 * S) / h];
+  const box = evidenceBoxAt(item, S);
+  if (!box) return null;
   const targets = groundTruthPerScale(model.ps3.config.vision, boxToGtMap(box, S), 1, S, S);
   let hit = 0;
   let total = 0;
@@ -77,6 +75,16 @@ export function evidenceRecall(item: BenchItem, maps: readonly SelectionMap[], m
 export interface VilaRun extends AskOptions {
   readonly method: EncodeMethod;
   readonly limit?: number;
+  /** ps3: each question's evidence box forced into the first look (`evidenceBox`), where it has one */
+  readonly evidenceLooks?: boolean;
+}
+
+/** The question's evidence box in the coordinates of the S x S pixels the model sees. */
+function evidenceBoxAt(item: BenchItem, S: number): [number, number, number, number] | null {
+  if (!item.evidence) return null;
+  const [w, h] = item.image_size;
+  const [x0, y0, x1, y1] = item.evidence.box;
+  return [(x0 * S) / w, (y0 * S) / h, (x1 * S) / w, (y1 * S) / h];
 }
 
 export interface VilaRunsOptions {
@@ -130,7 +138,8 @@ export async function evaluateVilaRuns(model: VilaHd, items: readonly BenchItem[
         for (const i of indices) {
           if (i >= s.total) continue;
           const item = items[i]!;
-          const a = await answerQuestion(model, method, pixels, item.question, item.options, s.run, visual ?? undefined);
+          const box = s.run.evidenceLooks && method === 'ps3' ? evidenceBoxAt(item, S) : null;
+          const a = await answerQuestion(model, method, pixels, item.question, item.options, box ? { ...s.run, evidenceBox: box } : s.run, visual ?? undefined);
           if (a.visual) visual = a.visual;
           const ok = a.predicted === item.answer;
           if (ok) s.correct++;
@@ -186,6 +195,7 @@ function runReport(model: VilaHd, items: readonly BenchItem[], s: RunState): Vil
     settings: {
       looks: run.method === 'ps3' && run.tokens === undefined ? (run.looks ?? 1) : null, tokens: run.tokens ?? null, resolution: run.resolution ?? null, hints: false,
       only_select_first_n_scale: run.onlySelectFirstNScale ?? null,
+      evidence_looks: run.method === 'ps3' && run.evidenceLooks === true,
     },
     status: s.status,
     error: s.error,

@@ -80,11 +80,12 @@ function clip8(sum: number): number {
 
 /**
  * Horizontal pass over rows `top`..`top + height` of an image `stride` pixels wide, reading the
- * columns from `left` on (a crop window, read in place): [height, outW, 3].
+ * columns from `left` on (a crop window, read in place): [height, outW, 3]; written into the start
+ * of `into` when given.
  */
-function resampleRows(src: Uint8Array, stride: number, top: number, left: number, height: number, taps: PilCoefficients, pool?: BufferPool): Uint8Array {
+function resampleRows(src: Uint8Array, stride: number, top: number, left: number, height: number, taps: PilCoefficients, pool?: BufferPool, into?: Uint8Array): Uint8Array {
   const { outSize: outW, ksize, first, count, coeff } = taps;
-  const out = pool ? pool.uint8(height * outW * 3) : new Uint8Array(height * outW * 3);
+  const out = into ? into.subarray(0, height * outW * 3) : pool ? pool.uint8(height * outW * 3) : new Uint8Array(height * outW * 3);
   for (let y = 0; y < height; y++) {
     const rowIn = ((top + y) * stride + left) * 3;
     let p = y * outW * 3;
@@ -129,6 +130,109 @@ function resampleColumns(src: Uint8Array, width: number, taps: PilCoefficients, 
     }
     const dst = o * rowLen;
     for (let i = 0; i < rowLen; i++) out[dst + i] = clip8(acc[i]!);
+  }
+  return out;
+}
+
+/**
+ * The vertical pass for output rows o0..o1 written straight into three float planes
+ * [3, outH, width]: each 8-bit result goes through its channel's 256-entry table (the processor's
+ * normalisation), so the resized bytes are never stored. `src` holds the input rows from `srcTop`
+ * on.
+ */
+function resampleColumnsToPlanes(
+  src: Uint8Array,
+  srcTop: number,
+  width: number,
+  taps: PilCoefficients,
+  o0: number,
+  o1: number,
+  tables: readonly [Float32Array, Float32Array, Float32Array],
+  out: Float32Array,
+  acc: Int32Array,
+): void {
+  const { outSize: outH, ksize, first, count, coeff } = taps;
+  const rowLen = width * 3;
+  const plane = outH * width;
+  const [t0, t1, t2] = tables;
+  for (let o = o0; o < o1; o++) {
+    acc.fill(HALF);
+    for (let t = 0; t < count[o]!; t++) {
+      const k = coeff[o * ksize + t]!;
+      const row = (first[o]! + t - srcTop) * rowLen;
+      for (let i = 0; i < rowLen; i++) acc[i] += src[row + i]! * k;
+    }
+    const dst = o * width;
+    for (let x = 0, i = 0; x < width; x++, i += 3) {
+      out[dst + x] = t0[clip8(acc[i]!)]!;
+      out[plane + dst + x] = t1[clip8(acc[i + 1]!)]!;
+      out[2 * plane + dst + x] = t2[clip8(acc[i + 2]!)]!;
+    }
+  }
+}
+
+/** Output rows per band of `pilResizeBicubicRgbToPlanes`: its horizontal rows stay in cache, and a band's edge rows, computed twice, are a few percent. */
+const BAND_ROWS = 128;
+
+/** Interleaved bytes [n, 3] through the channels' tables into three planes of n values. */
+function bytesToPlanes(src: Uint8Array, tables: readonly [Float32Array, Float32Array, Float32Array], planes: readonly [Float32Array, Float32Array, Float32Array]): void {
+  const n = src.length / 3;
+  const [t0, t1, t2] = tables;
+  const [a, b, c] = planes;
+  for (let p = 0, q = 0; p < n; p++, q += 3) {
+    a[p] = t0[src[q]!]!;
+    b[p] = t1[src[q + 1]!]!;
+    c[p] = t2[src[q + 2]!]!;
+  }
+}
+
+/**
+ * `pilResizeBicubicRgb` followed by a per-channel byte -> float table, written as planes
+ * [3, outHeight, outWidth] into `out`: the same values as resizing and then looking up every
+ * byte, without the resized bytes (a 4K squash is 43 MB of them) or a second pass over them.
+ * Only output rows `rows[0]`..`rows[1]` (all by default) are written, so threads can share the work.
+ */
+export function pilResizeBicubicRgbToPlanes(
+  src: Uint8Array,
+  width: number,
+  height: number,
+  outWidth: number,
+  outHeight: number,
+  tables: readonly [Float32Array, Float32Array, Float32Array],
+  out: Float32Array,
+  rows: readonly [number, number] = [0, outHeight],
+): Float32Array {
+  if (![width, height, outWidth, outHeight].every((n) => Number.isInteger(n) && n >= 1)) {
+    throw new RangeError(`PIL resize sizes must be positive integers, got ${width}x${height} -> ${outWidth}x${outHeight}`);
+  }
+  if (src.length !== width * height * 3) throw new RangeError(`PIL resize: ${src.length} bytes do not hold a ${width}x${height} RGB image`);
+  if (out.length !== 3 * outWidth * outHeight) throw new RangeError(`PIL resize: out holds ${out.length} values, expected ${3 * outWidth * outHeight}`);
+  if (tables.some((t) => t.length !== 256)) throw new RangeError('PIL resize: each channel table needs 256 entries');
+  const [r0, r1] = rows;
+  if (!(Number.isInteger(r0) && Number.isInteger(r1) && r0 >= 0 && r0 <= r1 && r1 <= outHeight)) throw new RangeError(`PIL resize: rows ${r0}..${r1} of ${outHeight}`);
+  if (outHeight === height) {
+    const plane = outWidth * outHeight;
+    const part = outWidth !== width ? resampleRows(src, width, r0, 0, r1 - r0, pilBicubicCoefficients(width, outWidth)) : src.subarray(r0 * width * 3, r1 * width * 3);
+    const planes = [0, 1, 2].map((c) => out.subarray(c * plane + r0 * outWidth, c * plane + r1 * outWidth)) as [Float32Array, Float32Array, Float32Array];
+    bytesToPlanes(part, tables, planes);
+    return out;
+  }
+  const vertical = pilBicubicCoefficients(height, outHeight);
+  const horizontal = outWidth !== width ? pilBicubicCoefficients(width, outWidth) : null;
+  const acc = new Int32Array(outWidth * 3);
+  let band: Uint8Array | undefined;
+  // band by band: the horizontal pass makes only the input rows the band's output rows read
+  for (let o0 = r0; o0 < r1; o0 += BAND_ROWS) {
+    const o1 = Math.min(r1, o0 + BAND_ROWS);
+    let top = height;
+    let bottom = 0;
+    for (let o = o0; o < o1; o++) {
+      top = Math.min(top, vertical.first[o]!);
+      bottom = Math.max(bottom, vertical.first[o]! + vertical.count[o]!);
+    }
+    if (horizontal && (!band || band.length < (bottom - top) * outWidth * 3)) band = new Uint8Array(Math.max(bottom - top, 2 * BAND_ROWS) * outWidth * 3);
+    const rows = horizontal ? resampleRows(src, width, top, 0, bottom - top, horizontal, undefined, band) : src.subarray(top * width * 3, bottom * width * 3);
+    resampleColumnsToPlanes(rows, top, outWidth, vertical, o0, o1, tables, out, acc);
   }
   return out;
 }

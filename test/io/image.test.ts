@@ -6,10 +6,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { UserError } from '../../src/errors.js';
-import { decodeImage, loadPixelValues, normalise, resizeImage, squash, toPng } from '../../src/io/image.js';
+import { decodeImage, loadPixelValues, normalise, resizeImage, squash, squashNormalise, toPng } from '../../src/io/image.js';
 import type { RgbImage } from '../../src/io/image.js';
 import { openSafetensors } from '../../src/io/safetensors.js';
 import { pilResizeBicubicRgb } from '../../src/tensor/pilResize.js';
+import { SQUASH_THREAD_MIN_PIXELS } from '../../src/io/squashThread.js';
 
 // Compiled to dist/test/io/, so the repository root is three levels up.
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -57,6 +58,24 @@ test('PIL bicubic resize matches Pillow exactly', () => {
   for (const c of pil.cases) {
     const got = pilResizeBicubicRgb(Uint8Array.from(input.data), input.width, input.height, c.width, c.height);
     assert.deepEqual(Array.from(got), c.data, `${input.width}x${input.height} -> ${c.width}x${c.height}`);
+  }
+});
+
+test('squashNormalise gives exactly normalise(resizeImage(...)): down, up, one axis, several bands of rows', () => {
+  const mean = [0.48145466, 0.4578275, 0.40821073];
+  const std = [0.26862954, 0.26130258, 0.27577711];
+  const { input } = pil;
+  const image: RgbImage = { data: Uint8Array.from(input.data), width: input.width, height: input.height };
+  const big: RgbImage = { data: pattern(301, 517), width: 301, height: 517 };
+  const cases: Array<[RgbImage, number, number]> = [
+    ...pil.cases.map((c): [RgbImage, number, number] => [image, c.width, c.height]),
+    [big, 277, 470], [big, 640, 1100], [big, 301, 300], [big, 150, 517], [big, 301, 517],
+  ];
+  for (const [im, w, h] of cases) {
+    const want = normalise(resizeImage(im, w, h), mean, std);
+    const got = squashNormalise(im, w, h, mean, std);
+    assert.equal(got.length, want.length);
+    assert.ok(got.every((v, i) => Object.is(v, want[i])), `${im.width}x${im.height} -> ${w}x${h}`);
   }
 });
 
@@ -201,6 +220,25 @@ test('bytes in, PNG out: toPng round-trips, loadPixelValues reports the original
   const values = await loadPixelValues(png, { size: 4, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
   assert.deepEqual([values.originalWidth, values.originalHeight, values.width, values.height], [7, 3, 4, 4]);
   assert.equal(values.pixels.length, 3 * 4 * 4);
+});
+
+test('a large squash runs on two threads: the same values in shared memory; bad files still fail with one line', async () => {
+  const [w, h, size] = [1300, 1100, 1100];
+  assert.ok(size * size >= SQUASH_THREAD_MIN_PIXELS && os.availableParallelism() >= 2, 'this test needs the two-thread path');
+  const file = writeTmp('large.png', await rawInput(pattern(w, h), w, h, 3).png().toBuffer());
+  const mean = [0.48145466, 0.4578275, 0.40821073];
+  const std = [0.26862954, 0.26130258, 0.27577711];
+  const values = await loadPixelValues(file, { size, mean, std });
+  assert.ok(values.pixels.buffer instanceof SharedArrayBuffer);
+  const want = normalise(squash(await decodeImage(file), size), mean, std);
+  assert.ok(values.pixels.every((v, i) => Object.is(v, want[i])), 'two threads differ from one');
+  assert.deepEqual([values.originalWidth, values.originalHeight], [w, h]);
+  const bytes = fs.readFileSync(file);
+  const cut = writeTmp('large-cut.png', bytes.subarray(0, Math.floor(bytes.length / 2)));
+  await assert.rejects(loadPixelValues(cut, { size, mean, std }), userErrorNaming('large-cut.png', /cannot decode PNG/));
+  await assert.rejects(loadPixelValues(file, { size, mean, std, maxPixels: 1000 }), userErrorNaming('large.png', /more than the limit of 1000/));
+  // the worker still answers after the failures
+  assert.equal((await loadPixelValues(bytes, { size, mean, std })).pixels[12345], want[12345]);
 });
 
 test('bad inputs are UserErrors naming the file', async () => {
