@@ -14,13 +14,15 @@ import { visionParams, type ParamTable } from '../model/params.js';
 import { randomWeights } from '../model/weights.js';
 import type { LookCount } from '../model/selection.js';
 import type { OnnxTrunk } from '../engine/onnx/onnxTrunk.js';
-import { benchEncode, rssPeakMb } from '../eval/bench.js';
+import { benchEncode, hugePagesRequested, rssPeakMb, type EncodeBench } from '../eval/bench.js';
+import type { DenseBench } from '../eval/dense.js';
 import { s2Flops } from '../model/flops.js';
 import { resolveTrunkEngine, useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
 import { checkHeapFits } from '../engine/capacity.js';
 import { SAMPLE_IMAGE } from './demo.js';
-import { inputImage, resolveModelSpec } from './inputs.js';
+import { inputImage, intOption, resolveModelSpec } from './inputs.js';
 import { warmSquashThread } from '../io/squashThread.js';
+import { prepareFrozenLayouts } from '../model/vit.js';
 
 export interface BenchEncodeOptions {
   backend?: string;
@@ -33,6 +35,7 @@ export interface BenchEncodeOptions {
   json?: boolean;
   dense?: boolean;
   warmup?: boolean;
+  repeats?: string;
 }
 
 const BLOCK_KEY = /^vision_model\.trunk\.blocks\./;
@@ -58,7 +61,8 @@ async function openOnnx(model: PS3Model): Promise<OnnxTrunk> {
  * and, when ONNX Runtime is used, its trunk's sessions. The blocks go from their source (the
  * checkpoint file, or the random generator) straight into ONNX Runtime's sessions, one group at a
  * time; TensorFlow.js makes tensors of the rest only (all of it when it runs the trunk), so no
- * weight is held twice. Set-up ends with every weight the encode uses in place, and with ONNX
+ * weight is held twice. Set-up ends with every weight the encode uses in place (transposed where
+ * TensorFlow.js multiplies by it), and with ONNX
  * Runtime the selector's sessions (convnet, feature projection) made, and the processor's second
  * thread started.
  */
@@ -81,6 +85,8 @@ async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string
   const onnx = engine === 'onnx' || o.dense ? await openOnnx(model) : null;
   if (engine === 'onnx') await (await import('../engine/onnx/perModel.js')).prepareOnnxSelector(model.weights, model.config.vision);
   for (const key of model.weights.keys()) if (engine === 'tfjs' || !BLOCK_KEY.test(key)) model.weights.get(key);
+  const vision = model.config.vision;
+  prepareFrozenLayouts(model.weights, vision.trunk, vision.scales.slice(1).map((s) => Math.floor(s / vision.trunk.patchSize)));
   return { model, name, table: visionParams(model.config), onnx };
 }
 
@@ -96,6 +102,7 @@ export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number>
   const engine = resolveTrunkEngine(o.trunk);
   useTrunkEngine(engine); // the selector's convnet and any pass that names no engine follow --trunk
   const looks = parseLooks(o.looks);
+  const repeat = intOption('repeats', o.repeats, { min: 1 }) ?? 1;
   if (o.model && o.preset) throw new UserError('bench encode: give --model DIR or --preset NAME with --random-init, not both');
   if (o.preset) presetConfig(o.preset);
   const image = await inputImage('--image', o.image ?? SAMPLE_IMAGE);
@@ -110,8 +117,18 @@ export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number>
   const cfg = model.config.vision;
   const trunk = engine === 'onnx' ? onnx!.run : null;
   if (o.warmup) await benchEncode(model, name, image, looks, trunk);
-  const r = await benchEncode(model, name, image, looks, trunk);
-  const dense = onnx && o.dense ? await (await import('../eval/dense.js')).denseTrunk(onnx, cfg) : null;
+  // --repeats N: the encode and the dense pass N times each, alternating, and the medians (the
+  // report's stages are the median encode's)
+  const runs: EncodeBench[] = [];
+  const denseRuns: DenseBench[] = [];
+  const denseTrunk = onnx && o.dense ? (await import('../eval/dense.js')).denseTrunk : null;
+  for (let i = 0; i < repeat; i++) {
+    runs.push(await benchEncode(model, name, image, looks, trunk));
+    if (denseTrunk) denseRuns.push(await denseTrunk(onnx!, cfg));
+  }
+  const median = <T>(xs: T[], ms: (x: T) => number): T => [...xs].sort((a, b) => ms(a) - ms(b))[(xs.length - 1) >> 1]!;
+  const r = median(runs, (x) => x.ms_total);
+  const dense = denseRuns.length ? median(denseRuns, (x) => x.ms) : null;
   await onnx?.release();
   model.weights.dispose();
   const s2 = s2Flops(cfg);
@@ -122,10 +139,13 @@ export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number>
     backend,
     image,
     warmup: Boolean(o.warmup),
+    repeats: repeat,
+    ...(repeat > 1 ? { runs_ms_total: runs.map((x) => x.ms_total), runs_cpu_s: runs.map((x) => x.cpu_s), ...(dense ? { dense_runs_ms: denseRuns.map((x) => x.ms) } : {}) } : {}),
     ms_set_up: msSetUp,
     // CPU seconds of the set-up (all threads): steadier than its wall time on a busy machine
     cpu_s_set_up: (cpuSetUp.user + cpuSetUp.system) / 1e6,
     rss_peak_after_set_up_mb: rssSetUp,
+    huge_pages: hugePagesRequested(),
     weights_mb: tableMb(table),
     trunk_weights_mb: tableMb(table, BLOCK_KEY),
     ...(dense ? { dense, ratio_to_dense: r.ms_total / dense.ms, cpu_ratio_to_dense: (r.cpu_s * 1000) / dense.cpu_ms } : {}),

@@ -4,6 +4,7 @@
  * synthetic scenes drawn for the run into a temporary folder; `--phases` for the step's profile,
  * `--loss-weights` as the train command takes them. One JSON line with `--json`.
  */
+import { hugePagesRequested } from '../eval/bench.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -66,7 +67,7 @@ export async function benchTrainCommand(o: BenchTrainOptions): Promise<number> {
       },
     });
     model.weights.dispose();
-    const report = { preset: o.preset, backend, data: o.data ?? 'synthetic (made for this run)', ...r };
+    const report = { preset: o.preset, backend, data: o.data ?? 'synthetic (made for this run)', huge_pages: hugePagesRequested(), ...r };
     if (o.json) {
       process.stdout.write(`${JSON.stringify(report)}\n`);
       return 0;

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S GLIBC_TUNABLES=glibc.malloc.hugetlb=1 node
 /** The `ps3` command: one thin file per subcommand. */
 import { Command } from 'commander';
 import { exitWhenIdle, runCommand } from './run.js';
@@ -86,6 +86,7 @@ bench
   .option('--looks <n>', 'number of looks, or "all"', '1')
   .option('--dense', 'also time ONNX Runtime running the same trunk densely over 3,289 tokens, and the ratio')
   .option('--warmup', 'run one untimed encode first')
+  .option('--repeats <n>', 'time the encode (and the dense pass) n times, alternating, and report the medians', '1')
   .option('--json', 'print one JSON line')
   // --image and --trunk belong to `bench` (commander gives them to it wherever they stand)
   .action((o: Omit<BenchEncodeOptions, 'backend' | 'image' | 'trunk'>) => {

@@ -63,6 +63,16 @@ export async function matmulGflops(m = 2560, k = 768, n = 3072, reps = 3): Promi
   return (2 * m * k * n) / s / 1e9;
 }
 
+/**
+ * Whether this process asked glibc for transparent huge pages (`GLIBC_TUNABLES` with
+ * glibc.malloc.hugetlb, as the `ps3` command sets it): fresh 4 KiB pages of large arrays fault one
+ * by one, which on some virtual machines is most of a set-up's time, so reports say which way
+ * they were measured.
+ */
+export function hugePagesRequested(): boolean {
+  return process.platform === 'linux' && /(^|:)glibc\.malloc\.hugetlb=[12](:|$)/.test(process.env['GLIBC_TUNABLES'] ?? '');
+}
+
 export function rssPeakMb(): number {
   return process.resourceUsage().maxRSS / 1024;
 }

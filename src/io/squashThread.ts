@@ -27,7 +27,6 @@ class SquashThread {
 
   constructor() {
     this.worker = new Worker(new URL('./squashWorker.js', import.meta.url));
-    this.worker.unref();
     this.worker.on('message', (m: SquashReply) => {
       const p = this.pending.get(m.id);
       if (!p) return;
@@ -43,6 +42,8 @@ class SquashThread {
     };
     this.worker.on('error', fail);
     this.worker.on('exit', (code) => fail(new Error(`squash worker exited (code ${code})`)));
+    // after the listeners, which hold the worker's port: idle, it must not keep the process alive
+    this.worker.unref();
   }
 
   run(job: Omit<SquashJob, 'id'>): Promise<void> {

@@ -111,7 +111,7 @@ export interface StageTimings {
 }
 
 /** The parts a profile splits an encode into (decoding is the caller's). */
-export const STAGE_PARTS = ['resize', 'patchEmbed', 'posEmbed', 'lowResTrunk', 'convnet', 'selectionHead', 'highResTrunk', 'gather'] as const;
+export const STAGE_PARTS = ['resize', 'patchEmbed', 'posEmbed', 'lowResTrunk', 'convnet', 'selectionHead', 'pool', 'highResTrunk', 'gather'] as const;
 export type StagePart = (typeof STAGE_PARTS)[number];
 
 export interface PartTime {
@@ -433,7 +433,7 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
     if (probs !== bottomup && probs !== topdown) probs.forEach((p) => p.dispose());
     probs = smoothed;
   }
-  const pooledOutput = tf.tidy(() => mapPool(w, cfg.trunk, finalNorm(w, cfg.trunk, low.hiddenStates[low.hiddenStates.length - 1]!)));
+  const pooledOutput = timedSync(timings, 'pool', () => tf.tidy(() => mapPool(w, cfg.trunk, finalNorm(w, cfg.trunk, low.hiddenStates[low.hiddenStates.length - 1]!))));
   const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, pixels.height, pixels.width, i + 1));
   const emptyMaps = (): SelectionMap[] => grids.map(([h, gw]) => ({ height: h, width: gw, data: new Uint8Array(B * h * gw) }));
 

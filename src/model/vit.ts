@@ -55,6 +55,55 @@ export function patchify(
   return { data: out, perImage };
 }
 
+/**
+ * Transpose now, for frozen weights, the matrices outside the blocks that TensorFlow.js multiplies
+ * by (patch embedding, pooling head), and resample the position embedding's columns for the square
+ * grids `grids` (each high-res scale's side in patches), as the first encode would: part of an
+ * engine's set-up.
+ */
+export function prepareFrozenLayouts(w: Weights, cfg: TrunkConfig, grids: readonly number[] = []): void {
+  if (w.trainable) return;
+  w.transposed(`${T}.patch_embed.proj.weight`, cfg.width);
+  for (const k of ['q', 'kv', 'proj', 'mlp.fc1', 'mlp.fc2']) {
+    const key = `${T}.attn_pool.${k}.weight`;
+    if (w.has(key)) w.transposed(key);
+  }
+  const stored = w.shapeOf(`${T}.pos_embed`)[1]!;
+  for (const m of grids) if (m * m !== stored) resampledColumns(w, m);
+}
+
+/**
+ * The position embedding resampled along one axis to m (antialiased bicubic): `columns` [m, D * n]
+ * (column c of the m x m grid, each of the stored n rows), and the resampling matrix `a` [m, n]
+ * that finishes a cell. Kept per frozen weights (a few tens of MB at 4K) since it does not depend
+ * on the image.
+ */
+const columnsCache = new WeakMap<Weights, Map<number, { columns: Float32Array; a: Float32Array }>>();
+
+function resampledColumns(w: Weights, m: number): { columns: Float32Array; a: Float32Array } {
+  let perModel = columnsCache.get(w);
+  const hit = perModel?.get(m);
+  if (hit) return hit;
+  const pe = w.get(`${T}.pos_embed`);
+  const [, count, D] = pe.shape as [number, number, number];
+  const n = Math.round(Math.sqrt(count));
+  const a = resampleMatrix(tapsFor('bicubic-antialias', n, m), m);
+  const product = tf.tidy(() => {
+    const pj = tf.reshape(tf.transpose(tf.reshape(pe, [n, n, D]), [1, 2, 0]), [n, D * n]); // [j, D * i]
+    return tf.matMul(tf.tensor2d(a, [m, n]), pj);
+  });
+  // read outside tidy: a tidy's result is searched element by element for tensors
+  const made = { columns: product.dataSync() as Float32Array, a };
+  product.dispose();
+  if (!perModel) {
+    perModel = new Map();
+    columnsCache.set(w, perModel);
+    w.onDispose(() => columnsCache.delete(w));
+  }
+  perModel.set(m, made);
+  return made;
+}
+
 /** Patches [B * n, 3 * P * P] -> tokens [B, n, D]: the patch conv as a matrix product. */
 export function patchEmbed(w: Weights, patches: tf.Tensor, batch: number): tf.Tensor {
   return tf.tidy(() => {
@@ -96,22 +145,23 @@ export function selectedPositionEmbedding(w: Weights, gh: number, gw: number, id
     if (gh === gw && gh * gw === count) {
       pos = tf.gather(tf.reshape(pe, [count, D]), tf.tensor1d(ids, 'int32'));
     } else {
-      // pos[r, c] = sum_ij A[r, i] P[i, j] A[c, j], A the antialiased-bicubic matrix to m x m
-      const m = Math.max(gh, gw);
-      const aValues = resampleMatrix(tapsFor('bicubic-antialias', n, m), m);
-      const A = tf.tensor2d(aValues, [m, n]);
-      const pj = tf.reshape(tf.transpose(tf.reshape(pe, [n, n, D]), [1, 2, 0]), [n, D * n]); // [j, D * i]
+      // pos[r, c] = sum_ij A[r, i] P[i, j] A[c, j], A the antialiased-bicubic matrix to m x m;
       // each grid column resampled once (m rows): a look chooses thousands of cells on a grid a
       // few hundred wide, so this is the smaller product
-      const columns = tf.matMul(A, pj); // [c, D * i]
+      const m = Math.max(gh, gw);
       if (w.trainable) {
+        const aValues = resampleMatrix(tapsFor('bicubic-antialias', n, m), m);
+        const A = tf.tensor2d(aValues, [m, n]);
+        const pj = tf.reshape(tf.transpose(tf.reshape(pe, [n, n, D]), [1, 2, 0]), [n, D * n]); // [j, D * i]
+        const columns = tf.matMul(A, pj); // [c, D * i]
         const aRows = tf.gather(A, tf.tensor1d(rows, 'int32')); // [k, n] over i
         const z = tf.reshape(tf.gather(columns, tf.tensor1d(cols, 'int32')), [ids.length, D, n]); // [k, D, i]
         pos = tf.sum(tf.mul(z, tf.reshape(aRows, [ids.length, 1, n])), -1); // [k, D]
       } else {
-        // frozen: the per-cell sum over i on plain arrays (TensorFlow.js's WASM gather of the
-        // [k, D * n] rows alone costs seconds at 3780 px)
-        pos = tf.tensor2d(rowSums(columns.dataSync() as Float32Array, aValues, rows, cols, n, D), [ids.length, D]);
+        // frozen: the columns made once per model, and the per-cell sum over i on plain arrays
+        // (TensorFlow.js's WASM gather of the [k, D * n] rows alone costs seconds at 3780 px)
+        const { columns, a } = resampledColumns(w, m);
+        pos = tf.tensor2d(rowSums(columns, a, rows, cols, n, D), [ids.length, D]);
       }
     }
     if (residualScale === undefined) return pos;
@@ -274,16 +324,29 @@ export function mapPool(w: Weights, cfg: TrunkConfig, x: tf.Tensor, mask?: tf.Te
   return tf.tidy(() => {
     const p = `${T}.attn_pool`;
     const [B, N, D] = x.shape as [number, number, number];
-    const latent = tf.broadcastTo(w.get(`${p}.latent`), [B, 1, D]);
-    const q = linear(w, `${p}.q`, latent);
-    const [k, v] = tf.split(linear(w, `${p}.kv`, x), 2, -1) as [tf.Tensor, tf.Tensor];
-    let bias: tf.Tensor | undefined;
+    const H = cfg.poolHeads;
+    const d = D / H;
+    // One learned query, so attention needs neither keys nor values per token: head h's score of
+    // token n is x_n . u_h plus a constant the softmax drops (u_h = W_k,h^T q_h / sqrt(d), the
+    // constant q_h . b_k,h / sqrt(d)), and its output is (sum_n p_hn x_n) W_v,h^T + b_v,h, the
+    // weights summing to 1. Two products of the tokens with [D, H]-sized operands instead of
+    // projecting every token to 2D keys and values (the same values up to float rounding).
+    const q = tf.reshape(linear(w, `${p}.q`, w.get(`${p}.latent`)), [1, H, d]);
+    const kvT = w.transposed(`${p}.kv.weight`); // [D, 2D]: keys' columns, then values'
+    const u = tf.mul(tf.sum(tf.mul(tf.reshape(tf.slice(kvT, [0, 0], [D, D]), [D, H, d]), q), -1), 1 / Math.sqrt(d)); // [D, H]
+    let scores = tf.transpose(tf.reshape(tf.matMul(tf.reshape(x, [B * N, D]), u), [B, N, H]), [0, 2, 1]); // [B, H, N]
     if (mask) {
       // rows with nothing to keep pool every token, as the reference does
       const keep = tf.logicalOr(tf.greater(mask, 0), tf.equal(tf.sum(mask, -1, true), 0));
-      bias = tf.reshape(tf.where(keep, tf.zeros([B, N]), tf.fill([B, N], -Infinity)), [B, 1, 1, N]);
+      scores = tf.add(scores, tf.reshape(tf.where(keep, tf.zeros([B, N]), tf.fill([B, N], -Infinity)), [B, 1, N]));
     }
-    let o = linear(w, `${p}.proj`, attention(q, k, v, cfg.poolHeads, bias));
+    const pooled = tf.matMul(tf.softmax(scores), x); // [B, H, D]
+    // every head's pooled tokens through every head's value rows, then head h's own block: [B, H, d]
+    const all = tf.reshape(tf.matMul(tf.reshape(pooled, [B * H, D]), tf.slice(kvT, [0, D], [D, D])), [B, H, H, d]);
+    const own = tf.sum(tf.mul(all, tf.reshape(tf.eye(H), [1, H, H, 1])), 2);
+    let o = tf.reshape(own, [B, 1, D]);
+    if (w.has(`${p}.kv.bias`)) o = tf.add(o, tf.slice(w.get(`${p}.kv.bias`), [D], [D]));
+    o = linear(w, `${p}.proj`, o);
     o = tf.add(o, mlp(w, `${p}.mlp`, layerNorm(w, `${p}.norm`, o, cfg.normEps)));
     return tf.reshape(o, [B, D]);
   });

@@ -79,12 +79,23 @@ test('similarity: a score and a picture per text, in similarity.json and on stdo
   assert.notEqual(printed[0]!.cosine, printed[1]!.cosine);
 });
 
-test('bench encode: the JSON line\'s fields, cold and warm, with the dense ONNX pass', () => {
+test('bench encode: the JSON line\'s fields, cold, warm and repeated, with the dense ONNX pass', () => {
   const fields = ['ms_total', 'ms_decode', 'ms_lowres', 'ms_select', 'ms_highres', 'tokens', 'rss_peak_mb', 'ms_set_up', 'cpu_s_set_up', 'weights_mb'];
-  const runs = [[], ['--warmup']].map((extra) => JSON.parse(ps3('bench', 'encode', '--preset', 'micro', '--random-init', '--dense', '--json', ...extra).stdout.trim()) as Record<string, unknown>);
+  const runs = [[], ['--warmup'], ['--repeats', '3']].map((extra) => JSON.parse(ps3('bench', 'encode', '--preset', 'micro', '--random-init', '--dense', '--json', ...extra).stdout.trim()) as Record<string, unknown>);
   for (const [i, r] of runs.entries()) {
     for (const f of fields) assert.ok(typeof r[f] === 'number' && Number.isFinite(r[f]) && (r[f] as number) >= 0, `${f}: ${String(r[f])}`);
     assert.equal(r['warmup'], i === 1);
+    assert.equal(typeof r['huge_pages'], 'boolean');
+    assert.equal(r['repeats'], i === 2 ? 3 : 1);
+    if (i === 2) {
+      // the report is the median run's, against the median dense pass
+      const totals = r['runs_ms_total'] as number[];
+      const dense = r['dense_runs_ms'] as number[];
+      assert.equal(totals.length, 3);
+      assert.equal(dense.length, 3);
+      assert.equal(r['ms_total'], [...totals].sort((a, b) => a - b)[1]);
+      assert.equal((r['dense'] as Record<string, number>)['ms'], [...dense].sort((a, b) => a - b)[1]);
+    } else assert.equal(r['runs_ms_total'], undefined);
     assert.ok((r['tokens'] as number) > 0);
     assert.ok((r['ms_total'] as number) >= (r['ms_decode'] as number));
     const gflops = r['gflops'] as Record<string, number>;
@@ -95,7 +106,7 @@ test('bench encode: the JSON line\'s fields, cold and warm, with the dense ONNX 
     assert.ok(Math.abs((r['cpu_ratio_to_dense'] as number) - ((r['cpu_s'] as number) * 1000) / dense['cpu_ms']!) < 1e-9);
     // the stage profile: every part the micro preset runs, and the parts (with "other") make up the whole, in wall and CPU time
     const stages = r['stages'] as Record<string, { ms: number; cpu_ms: number; share: number; cpu_share: number }>;
-    assert.deepEqual(Object.keys(stages).sort(), ['convnet', 'decode', 'gather', 'highResTrunk', 'lowResTrunk', 'other', 'patchEmbed', 'posEmbed', 'resize', 'selectionHead']);
+    assert.deepEqual(Object.keys(stages).sort(), ['convnet', 'decode', 'gather', 'highResTrunk', 'lowResTrunk', 'other', 'patchEmbed', 'pool', 'posEmbed', 'resize', 'selectionHead']);
     const sum = (k: 'share' | 'cpu_share'): number => Object.values(stages).reduce((a, t) => a + t[k], 0);
     assert.ok(Math.abs(sum('share') - 1) < 1e-6 && Math.abs(sum('cpu_share') - 1) < 1e-6, `shares sum to ${sum('share')} and ${sum('cpu_share')}`);
   }

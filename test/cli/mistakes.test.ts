@@ -83,6 +83,7 @@ test('bench: an unknown preset in --runs or a bad --image is refused before the 
   refused(['bench', '--runs', 'micro:1,nope:1', '--out', out], /unknown preset "nope"/, [out]);
   refused(['bench', '--runs', 'micro:1', '--image', aFile, '--out', out], /--image: .*not an image/, [out]);
   refused(['bench', 'encode', '--preset', 'micro', '--random-init', '--image', path.join(tmp, 'nope.png')], /--image: .*nope\.png: no such file/);
+  refused(['bench', 'encode', '--preset', 'micro', '--random-init', '--repeats', '0'], /--repeats must be a positive integer, got "0"/);
 });
 
 test('bench browser: a bad engine, provider, preset or looks, or no browser, is refused before anything is built', () => {
