@@ -218,6 +218,8 @@ export async function loadPixelValues(source: string | Uint8Array, options: Pixe
   const split = Math.floor(size / 2);
   // both threads decode the bytes (decoding is a small part of the work); the worker writes the bottom rows
   const bottom = helper.run({ bytes, name, ...(options.maxPixels !== undefined ? { maxPixels: options.maxPixels } : {}), size, mean, std, out: pixels.buffer as SharedArrayBuffer, rows: [split, size] });
+  // handled now (awaited below): the worker may fail on a bad file before this thread does
+  bottom.catch(() => undefined);
   let image: RgbImage;
   try {
     image = await decodeImage(bytes, { ...options, name });
