@@ -11,7 +11,7 @@ import { initEngine, tf, type EngineInfo } from '../../src/tensor/engine.browser
 import { prepareTrunk, useTrunkEngine } from '../../src/engine/trunkEngine.js';
 import { useOnnxRuntime } from '../../src/engine/onnxWeb.js';
 import type { OrtInfo } from '../../src/engine/onnx/ortBrowser.js';
-import { normalise, squash } from '../../src/io/image.js';
+import { normalise, squash } from '../../src/io/pixels.js';
 import { loadTokenizer, type TextTokenizer } from '../../src/io/tokenizer.js';
 import { encodeImage, type StageTimings } from '../../src/model/encoder.js';
 import { encodeText } from '../../src/model/text.js';
