@@ -16,17 +16,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build, type Metafile } from 'esbuild';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { initEngine, tf } from '../../src/tensor/engine.js';
 import { useTrunkEngine } from '../../src/engine/trunkEngine.js';
 import { normalise, squash, type RgbImage } from '../../src/io/pixels.js';
 import { encodeImage } from '../../src/model/encoder.js';
 import { randomModel } from '../../src/model/load.js';
 import { presetConfig } from '../../src/model/presets.js';
+import { chromiumSkip, launchChromium, syntheticPicture } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..'); // from dist/test/web/
-const CHROMIUM = process.env['PS3_CHROMIUM'] ?? '/usr/bin/chromium';
-const SKIP = fs.existsSync(CHROMIUM) ? false : `no Chromium at ${CHROMIUM} (apt-get install -y chromium): browser entry test skipped`;
+const SKIP = chromiumSkip('browser entry test');
 const PRESET = 'micro';
 const SEED = 3;
 const LOOKS = 2;
@@ -86,23 +86,6 @@ let bundleText = '';
 let server: Server | undefined;
 let origin = '';
 let browser: Browser | undefined;
-
-/** A 320x240 picture with structure: a gradient, a solid square, a textured patch. */
-function picture(): RgbImage {
-  const width = 320;
-  const height = 240;
-  const data = new Uint8Array(width * height * 3);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const o = (y * width + x) * 3;
-      let rgb = [30 + Math.round((180 * x) / width), 60 + Math.round((120 * y) / height), 150];
-      if (x > 40 && x < 110 && y > 30 && y < 100) rgb = [230, 20, 20];
-      if (x > 200 && x < 280 && y > 150 && y < 220) rgb = Array(3).fill(((x * 7919 + y * 104729) % 251) & 1 ? 255 : 0);
-      data.set(rgb, o);
-    }
-  }
-  return { data, width, height };
-}
 
 /** The same encode in Node: TensorFlow.js WASM with the trunk, convnet and projection on onnxruntime-node. */
 async function encodeInNode(image: RgbImage): Promise<Encoded> {
@@ -165,10 +148,7 @@ before(async () => {
   const s = await startServer({ port: 0, dist: site });
   server = s.server;
   origin = new URL(s.url).origin;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {
@@ -207,7 +187,7 @@ test('ps3-ts/browser encodes on onnxruntime-web (WASM) in Chromium as Node does 
   });
   await page.goto(`${origin}/`);
   await page.waitForFunction(() => 'encodeWithPs3' in window);
-  const image = picture();
+  const image = syntheticPicture(400, 300);
   const t0 = performance.now();
   const web = await page.evaluate(
     (args) => (window as unknown as { encodeWithPs3(a: typeof args): Promise<BrowserEncoded> }).encodeWithPs3(args),
