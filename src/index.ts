@@ -32,7 +32,7 @@ export {
 } from './model/encoder.js';
 export { encodeText, type TextOutput } from './model/text.js';
 export type { TrunkRunner } from './model/vit.js';
-export { resolveTrunkEngine, trunkRunner, convnetRunner, releaseTrunk, useTrunkEngine, TRUNK_ENGINES, DEFAULT_TRUNK_ENGINE, type TrunkEngine } from './engine/trunkEngine.js';
+export { resolveTrunkEngine, trunkRunner, convnetRunner, prepareTrunk, releaseTrunk, useTrunkEngine, TRUNK_ENGINES, DEFAULT_TRUNK_ENGINE, type TrunkEngine } from './engine/trunkEngine.js';
 export { checkHeapFits, heapNeed, WASM_HEAP_BYTES, type HeapNeed } from './engine/capacity.js';
 export { setDefaultConvnet, type ConvnetRunner } from './model/convnet.js';
 export { benchTrain, type TrainBench, type TrainPhases } from './eval/benchTrain.js';

@@ -22,7 +22,7 @@ import { presetConfig } from '../model/presets.js';
 import type { LookCount } from '../model/selection.js';
 import { benchEncode, type EncodeBench, type EncodeStageTimes } from '../eval/bench.js';
 import { parseLooks } from './benchEncode.js';
-import { useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
+import { prepareTrunk, useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
 import { SAMPLE_IMAGE } from './demo.js';
 import { inputImage } from './inputs.js';
 
@@ -130,11 +130,7 @@ export async function benchBrowserCommand(o: BenchBrowserOptions): Promise<numbe
   say(`Node: ${o.preset} random weights, ${nodeEngine === 'onnx' ? 'ONNX Runtime + ' : ''}TensorFlow.js ${backend}`);
   let t = performance.now();
   const model = randomModel(config, 0);
-  if (nodeEngine === 'onnx') {
-    const { onnxTrunkOf, prepareOnnxSelector } = await import('../engine/onnx/perModel.js');
-    await onnxTrunkOf(model.weights, config.vision.trunk);
-    await prepareOnnxSelector(model.weights, config.vision);
-  }
+  await prepareTrunk(nodeEngine, model.weights, config.vision);
   const nodeSetUp = performance.now() - t;
   if (o.warmup) await benchEncode(model, o.preset, image, looks);
   const nodeRun = await benchEncode(model, o.preset, image, looks);

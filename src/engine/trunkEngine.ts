@@ -63,6 +63,18 @@ export function useTrunkEngine(engine: TrunkEngine): void {
   setDefaultProjection(engine === 'onnx' ? onnxProjection : () => null);
 }
 
+/**
+ * Make what the engine needs for this model now rather than in the first encode: ONNX Runtime's
+ * sessions for the trunk and the selector's convnet and feature projection (a big trunk's take
+ * seconds). Nothing for TensorFlow.js.
+ */
+export async function prepareTrunk(engine: TrunkEngine, w: Weights, cfg: VisionConfig): Promise<void> {
+  if (engine === 'tfjs') return;
+  const { onnxTrunkOf, prepareOnnxSelector } = await import('./onnx/perModel.js');
+  await onnxTrunkOf(w, cfg.trunk);
+  await prepareOnnxSelector(w, cfg);
+}
+
 /** Free what the engine holds for this model (ONNX Runtime's sessions). */
 export async function releaseTrunk(engine: TrunkEngine, w: Weights): Promise<void> {
   if (engine === 'tfjs') return;

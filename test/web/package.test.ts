@@ -51,9 +51,15 @@ test('the README\'s browser snippet bundles from the packed package, without Nod
     assert.ok(inputs.some((i) => i.endsWith('node_modules/ps3-ts/dist/src/tensor/engine.browser.js')), 'the browser engine is not in the bundle');
     assert.ok(!inputs.some((i) => i.endsWith('node_modules/ps3-ts/dist/src/tensor/engine.js')), 'the Node engine set-up is in the bundle');
     assert.ok(!inputs.some((i) => /node_modules\/sharp\//.test(i)), 'sharp is in the bundle');
+    // the fast path: onnxruntime-web and the browser session options in place of the Node ones
+    assert.ok(inputs.some((i) => i.endsWith('node_modules/ps3-ts/dist/src/engine/onnx/sessionOptions.browser.js')), 'the browser session options are not in the bundle');
+    assert.ok(!inputs.some((i) => i.endsWith('node_modules/ps3-ts/dist/src/engine/onnx/sessionOptions.js')), 'the Node session options are in the bundle');
+    assert.ok(inputs.some((i) => /node_modules\/onnxruntime-web\//.test(i)), 'onnxruntime-web is not in the bundle');
+    assert.ok(!inputs.some((i) => /node_modules\/onnxruntime-node\//.test(i)), 'onnxruntime-node is in the bundle');
     const js = result.outputFiles.map((f) => f.text).join('\n');
     assert.doesNotMatch(js, /from\s*["']node:|require\(["']node:|import\(["']node:/, 'a node: import survived bundling');
     assert.match(js, /fetchModel|config\.json/);
+    assert.doesNotMatch(js, /onnxruntime-node/);
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import sharp from 'sharp';
 import { initEngine, tf } from '../../src/tensor/engine.js';
 import { useTrunkEngine, type TrunkEngine } from '../../src/engine/trunkEngine.js';
@@ -24,11 +24,10 @@ import { randomModel, type PS3Model } from '../../src/model/load.js';
 import { presetConfig, PRESETS } from '../../src/model/presets.js';
 import type { LookCount } from '../../src/model/selection.js';
 import { encodeText } from '../../src/model/text.js';
+import { chromiumSkip, launchChromium, syntheticPicture } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..'); // from dist/test/web/
-const CHROMIUM = process.env['PS3_CHROMIUM'] ?? '/usr/bin/chromium';
-const HAVE_CHROMIUM = fs.existsSync(CHROMIUM);
-const SKIP = HAVE_CHROMIUM ? false : `no Chromium at ${CHROMIUM} (apt-get install -y chromium): page test skipped`;
+const SKIP = chromiumSkip('page test');
 const PRESET = 'tiny-4k';
 const MEAN = [0.5, 0.5, 0.5];
 const STD = [0.5, 0.5, 0.5];
@@ -59,29 +58,10 @@ let origin = '';
 let browser: Browser | undefined;
 let png: Buffer;
 
-/** An 800x600 picture with structure: a gradient, a few solid shapes, a textured patch. */
-async function syntheticPng(): Promise<Buffer> {
-  const w = 800;
-  const h = 600;
-  const data = Buffer.alloc(w * h * 3);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const o = (y * w + x) * 3;
-      let r = 40 + Math.round((150 * x) / w);
-      let g = 70 + Math.round((100 * y) / h);
-      let b = 160;
-      if (x > 100 && x < 220 && y > 80 && y < 200) [r, g, b] = [220, 30, 30];
-      if ((x - 600) ** 2 + (y - 420) ** 2 < 60 ** 2) [r, g, b] = [250, 240, 60];
-      if (x > 380 && x < 520 && y > 300 && y < 380) {
-        const v = ((x * 7919 + y * 104729) % 251) & 1 ? 255 : 0;
-        [r, g, b] = [v, v, v];
-      }
-      data[o] = r;
-      data[o + 1] = g;
-      data[o + 2] = b;
-    }
-  }
-  return sharp(data, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+/** The test picture as PNG. */
+function syntheticPng(): Promise<Buffer> {
+  const { data, width, height } = syntheticPicture(800, 600);
+  return sharp(data, { raw: { width, height, channels: 3 } }).png().toBuffer();
 }
 
 function run(cmd: string, args: string[]): Promise<void> {
@@ -233,7 +213,7 @@ function compare(node: NodeResult, page: PageResult): { maxProbDiff: number; max
 }
 
 before(async () => {
-  if (!HAVE_CHROMIUM) return;
+  if (SKIP) return;
   await initEngine();
   png = await syntheticPng();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-page-'));
@@ -243,10 +223,7 @@ before(async () => {
   const s = await serve(dist, path.join(tmp, 'model'));
   server = s.child;
   origin = new URL(s.url).origin;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

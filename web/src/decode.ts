@@ -4,7 +4,7 @@
  * RGB with alpha dropped, not composited. Squashing and normalising are then the library's own
  * functions, so the page and Node give the same pixel values for the same decoded image.
  */
-import type { RgbImage } from '../../src/io/image.js';
+import type { RgbImage } from '../../src/io/pixels.js';
 
 export interface DecodedImage {
   readonly rgb: RgbImage;

@@ -8,9 +8,10 @@
  * the rest (and everything with `engine: 'tfjs'`, kept for checking).
  */
 import { initEngine, tf, type EngineInfo } from '../../src/tensor/engine.browser.js';
-import { useTrunkEngine } from '../../src/engine/trunkEngine.js';
+import { prepareTrunk, useTrunkEngine } from '../../src/engine/trunkEngine.js';
+import { useOnnxRuntime } from '../../src/engine/onnxWeb.js';
 import type { OrtInfo } from '../../src/engine/onnx/ortBrowser.js';
-import { normalise, squash } from '../../src/io/image.js';
+import { normalise, squash } from '../../src/io/pixels.js';
 import { loadTokenizer, type TextTokenizer } from '../../src/io/tokenizer.js';
 import { encodeImage, type StageTimings } from '../../src/model/encoder.js';
 import { encodeText } from '../../src/model/text.js';
@@ -134,10 +135,8 @@ export class Session {
     let ort: OrtInfo | null = null;
     if (trunkEngine === 'ort') {
       status('starting ONNX Runtime…');
-      const { initOrt } = await import('../../src/engine/onnx/ortBrowser.js');
-      ort = await initOrt({ provider: o.ortProvider ?? 'auto', wasmPath: o.ortPath });
-    }
-    useTrunkEngine(trunkEngine === 'ort' ? 'onnx' : 'tfjs');
+      ort = await useOnnxRuntime({ provider: o.ortProvider ?? 'auto', wasmPath: o.ortPath });
+    } else useTrunkEngine('tfjs');
     const engineMs = performance.now() - t;
     t = performance.now();
     let model: PS3Model;
@@ -160,9 +159,7 @@ export class Session {
       // the sessions are made now, not in the first encode (a b14 trunk's take seconds)
       status(`building ONNX Runtime sessions (${ort!.provider})…`);
       await nextFrame();
-      const { onnxTrunkOf, prepareOnnxSelector } = await import('../../src/engine/onnx/perModel.js');
-      await onnxTrunkOf(model.weights, model.config.vision.trunk);
-      await prepareOnnxSelector(model.weights, model.config.vision);
+      await prepareTrunk('onnx', model.weights, model.config.vision);
     }
     const sessionsMs = performance.now() - t;
     t = performance.now();
