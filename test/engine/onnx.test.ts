@@ -18,7 +18,8 @@ import { runParity } from '../../src/eval/parity.js';
 import { encodeImage, lowRes, type EncodeOutput } from '../../src/model/encoder.js';
 import { mlp } from '../../src/model/layers.js';
 import { selectionFeatures, selectionInput } from '../../src/model/selection.js';
-import { loadModel, type PS3Model } from '../../src/model/load.js';
+import { loadModel, randomModel, type PS3Model } from '../../src/model/load.js';
+import { presetConfig } from '../../src/model/presets.js';
 import { setDefaultTrunk, trunk, type TrunkOutput } from '../../src/model/vit.js';
 import { initEngine, tf } from '../../src/tensor/engine.js';
 
@@ -219,5 +220,26 @@ test('ONNX Runtime sessions are built from the weights\' source: the blocks neve
   } finally {
     await onnx.release();
     fresh.weights.dispose();
+  }
+});
+
+test('pixels in shared memory (a large image\'s, made on two threads) run on ONNX Runtime: a 1512 top scale feeds them to the convnet as they are', async () => {
+  useTrunkEngine('onnx');
+  const small = randomModel(presetConfig('tiny-1.5k'), 5);
+  try {
+    const S = small.config.vision.scales.at(-1)!;
+    assert.equal(S, 1512);
+    const own = new Float32Array(3 * S * S).map((_, i) => Math.sin(i * 0.001));
+    const shared = new Float32Array(new SharedArrayBuffer(own.byteLength));
+    shared.set(own);
+    const outs: EncodeOutput[] = [];
+    for (const data of [own, shared]) outs.push(await encodeImage(small.weights, small.config, { data, batch: 1, height: S, width: S }, { numLookClose: 1, outputHiddenStates: false }));
+    assert.equal(maxAbsDiff(outs[0]!.lastHiddenState, outs[1]!.lastHiddenState), 0);
+    assert.deepEqual(outs[0]!.selectionMaps.map((m) => Array.from(m.data)), outs[1]!.selectionMaps.map((m) => Array.from(m.data)));
+    for (const o of outs) tf.dispose([o.lastHiddenState, o.pooledOutput, ...o.selectionProbs, ...o.bottomupSelectionProbs]);
+  } finally {
+    await releaseOnnxTrunk(small.weights);
+    small.weights.dispose();
+    useTrunkEngine('tfjs');
   }
 });

@@ -9,6 +9,7 @@ import { CONVNET_INPUT, type ConvnetRunner } from '../../model/convnet.js';
 import type { Weights } from '../../model/weights.js';
 import { tf } from '../../tensor/engine.js';
 import { convnetIo, convnetModel } from './convnetGraph.js';
+import { ortFloats } from './ortFloats.js';
 import { cpuSessionOptions } from './sessionOptions.js';
 
 export class OnnxConvnet {
@@ -21,7 +22,7 @@ export class OnnxConvnet {
 
   /** image [B, 3, 1512, 1512] -> features [B, g, g, out] */
   readonly run: ConvnetRunner = async (image, batch) => {
-    const input = new Tensor('float32', image, [batch, 3, CONVNET_INPUT, CONVNET_INPUT]);
+    const input = new Tensor('float32', ortFloats(image), [batch, 3, CONVNET_INPUT, CONVNET_INPUT]);
     const out = (await this.session.run({ [convnetIo.image]: input }, [convnetIo.features])) as Record<string, Tensor>;
     const f = out[convnetIo.features]!;
     return tf.tensor(f.data as Float32Array, [...f.dims]);

@@ -19,6 +19,7 @@ import { tf } from '../../tensor/engine.js';
 import type { KV, TrunkOutput, TrunkRunner } from '../../model/vit.js';
 import type { Weights } from '../../model/weights.js';
 import { blockBytes, io, trunkGroupModel, type AttentionOps } from './trunkGraph.js';
+import { ortFloats } from './ortFloats.js';
 import { cpuSessionOptions } from './sessionOptions.js';
 
 export interface OnnxTrunkOptions {
@@ -51,7 +52,7 @@ export function groupBlocks(cfg: TrunkConfig, maxBytes: number): Array<[number, 
 }
 
 function toOrt(data: Float32Array, dims: readonly number[]): Tensor {
-  return new Tensor('float32', data, dims);
+  return new Tensor('float32', ortFloats(data), dims);
 }
 
 function toTf(t: Tensor): tf.Tensor {
