@@ -115,6 +115,15 @@ test('eval qa with a VILA-HD folder answers with its LMs and reports the usual f
   const recall = p['evidence_recall_mean'] as number;
   assert.ok(recall >= 0 && recall <= 1);
   assert.ok(typeof p['random_recall_mean'] === 'number');
+  assert.equal((p['settings'] as Record<string, unknown>)['evidence_looks'], false);
+  // the evidence box forced into the first look: its patches are chosen (recall near 1, above the prompt's)
+  const forcedOut = path.join(tmp, 'qa-forced.json');
+  const f = run(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'ps3', '--evidence-looks', '--out', forcedOut]);
+  assert.equal(f.status, 0, f.stderr);
+  const forced = (JSON.parse(fs.readFileSync(forcedOut, 'utf8')) as { reports: Array<Record<string, unknown>> }).reports[0]!;
+  assert.equal((forced['settings'] as Record<string, unknown>)['evidence_looks'], true);
+  assert.ok((forced['evidence_recall_mean'] as number) > 0.8 && (forced['evidence_recall_mean'] as number) >= recall, String(forced['evidence_recall_mean']));
+  assert.equal(run(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'lowres', '--evidence-looks']).status, 2);
 });
 
 test('ask answers, says the tokens used and draws where it looked; a JSONL of questions streams', () => {
