@@ -17,12 +17,11 @@ import type { OnnxTrunk } from '../engine/onnx/onnxTrunk.js';
 import { benchEncode, hugePagesRequested, rssPeakMb, type EncodeBench } from '../eval/bench.js';
 import type { DenseBench } from '../eval/dense.js';
 import { s2Flops } from '../model/flops.js';
-import { resolveTrunkEngine, useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
+import { prepareTrunk, resolveTrunkEngine, useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
 import { checkHeapFits } from '../engine/capacity.js';
 import { SAMPLE_IMAGE } from './demo.js';
 import { inputImage, intOption, resolveModelSpec } from './inputs.js';
 import { warmSquashThread } from '../io/squashThread.js';
-import { prepareFrozenLayouts } from '../model/vit.js';
 
 export interface BenchEncodeOptions {
   backend?: string;
@@ -83,10 +82,8 @@ async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string
     name = o.preset;
   }
   const onnx = engine === 'onnx' || o.dense ? await openOnnx(model) : null;
-  if (engine === 'onnx') await (await import('../engine/onnx/perModel.js')).prepareOnnxSelector(model.weights, model.config.vision);
   for (const key of model.weights.keys()) if (engine === 'tfjs' || !BLOCK_KEY.test(key)) model.weights.get(key);
-  const vision = model.config.vision;
-  prepareFrozenLayouts(model.weights, vision.trunk, vision.scales.slice(1).map((s) => Math.floor(s / vision.trunk.patchSize)));
+  await prepareTrunk(engine, model.weights, model.config.vision);
   return { model, name, table: visionParams(model.config), onnx };
 }
 

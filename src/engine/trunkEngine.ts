@@ -7,7 +7,7 @@
 import type { TrunkConfig, VisionConfig } from '../io/config.js';
 import { setDefaultConvnet, type ConvnetRunner } from '../model/convnet.js';
 import { setDefaultProjection, type ProjectionRunner } from '../model/selection.js';
-import { setDefaultTrunk, type TrunkRunner } from '../model/vit.js';
+import { prepareFrozenLayouts, setDefaultTrunk, type TrunkRunner } from '../model/vit.js';
 import type { Weights } from '../model/weights.js';
 import { UserError } from '../errors.js';
 
@@ -64,11 +64,13 @@ export function useTrunkEngine(engine: TrunkEngine): void {
 }
 
 /**
- * Make what the engine needs for this model now rather than in the first encode: ONNX Runtime's
- * sessions for the trunk and the selector's convnet and feature projection (a big trunk's take
- * seconds). Nothing for TensorFlow.js.
+ * Make what the engine needs for this model now rather than in the first encode: TensorFlow.js's
+ * layouts of the frozen weights it multiplies by (`prepareFrozenLayouts`), and with ONNX Runtime
+ * the sessions for the trunk and the selector's convnet and feature projection (a big trunk's
+ * take seconds).
  */
 export async function prepareTrunk(engine: TrunkEngine, w: Weights, cfg: VisionConfig): Promise<void> {
+  prepareFrozenLayouts(w, cfg.trunk, cfg.scales.slice(1).map((s) => Math.floor(s / cfg.trunk.patchSize)));
   if (engine === 'tfjs') return;
   const { onnxTrunkOf, prepareOnnxSelector } = await import('./onnx/perModel.js');
   await onnxTrunkOf(w, cfg.trunk);

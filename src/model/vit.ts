@@ -72,6 +72,16 @@ export function prepareFrozenLayouts(w: Weights, cfg: TrunkConfig, grids: readon
   for (const m of grids) if (m * m !== stored) resampledColumns(w, m);
 }
 
+/** `columns` [m, D * n] = A P (A [m, n] the antialiased-bicubic matrix, as values `a` and tensor `A`) from the stored position embedding [1, n * n, D]. */
+function columnsProduct(pe: tf.Tensor, m: number): { a: Float32Array; A: tf.Tensor; columns: tf.Tensor } {
+  const [, count, D] = pe.shape as [number, number, number];
+  const n = Math.round(Math.sqrt(count));
+  const a = resampleMatrix(tapsFor('bicubic-antialias', n, m), m);
+  const A = tf.tensor2d(a, [m, n]);
+  const columns = tf.tidy(() => tf.matMul(A, tf.reshape(tf.transpose(tf.reshape(pe, [n, n, D]), [1, 2, 0]), [n, D * n]))); // [j, D * i] -> [c, D * i]
+  return { a, A, columns };
+}
+
 /**
  * The position embedding resampled along one axis to m (antialiased bicubic): `columns` [m, D * n]
  * (column c of the m x m grid, each of the stored n rows), and the resampling matrix `a` [m, n]
@@ -84,17 +94,10 @@ function resampledColumns(w: Weights, m: number): { columns: Float32Array; a: Fl
   let perModel = columnsCache.get(w);
   const hit = perModel?.get(m);
   if (hit) return hit;
-  const pe = w.get(`${T}.pos_embed`);
-  const [, count, D] = pe.shape as [number, number, number];
-  const n = Math.round(Math.sqrt(count));
-  const a = resampleMatrix(tapsFor('bicubic-antialias', n, m), m);
-  const product = tf.tidy(() => {
-    const pj = tf.reshape(tf.transpose(tf.reshape(pe, [n, n, D]), [1, 2, 0]), [n, D * n]); // [j, D * i]
-    return tf.matMul(tf.tensor2d(a, [m, n]), pj);
-  });
-  // read outside tidy: a tidy's result is searched element by element for tensors
-  const made = { columns: product.dataSync() as Float32Array, a };
-  product.dispose();
+  const { a, A, columns } = columnsProduct(w.get(`${T}.pos_embed`), m);
+  // read outside a tidy: a tidy's result is searched element by element for tensors
+  const made = { columns: columns.dataSync() as Float32Array, a };
+  tf.dispose([A, columns]);
   if (!perModel) {
     perModel = new Map();
     columnsCache.set(w, perModel);
@@ -150,10 +153,7 @@ export function selectedPositionEmbedding(w: Weights, gh: number, gw: number, id
       // few hundred wide, so this is the smaller product
       const m = Math.max(gh, gw);
       if (w.trainable) {
-        const aValues = resampleMatrix(tapsFor('bicubic-antialias', n, m), m);
-        const A = tf.tensor2d(aValues, [m, n]);
-        const pj = tf.reshape(tf.transpose(tf.reshape(pe, [n, n, D]), [1, 2, 0]), [n, D * n]); // [j, D * i]
-        const columns = tf.matMul(A, pj); // [c, D * i]
+        const { A, columns } = columnsProduct(pe, m);
         const aRows = tf.gather(A, tf.tensor1d(rows, 'int32')); // [k, n] over i
         const z = tf.reshape(tf.gather(columns, tf.tensor1d(cols, 'int32')), [ids.length, D, n]); // [k, D, i]
         pos = tf.sum(tf.mul(z, tf.reshape(aRows, [ids.length, 1, n])), -1); // [k, D]

@@ -111,23 +111,33 @@ function resampleRows(src: Uint8Array, stride: number, top: number, left: number
 }
 
 /**
+ * Output row o of the vertical pass as Pillow sums it, before rounding: the rows it reads, tap by
+ * tap over whole rows (sequential reads), into the int32 accumulator `acc` (one row of `rowLen`
+ * values). `src` holds the input rows from `srcTop` on.
+ */
+function sumRows(src: Uint8Array, srcTop: number, rowLen: number, taps: PilCoefficients, o: number, acc: Int32Array): void {
+  const { ksize, first, count, coeff } = taps;
+  acc.fill(HALF);
+  for (let t = 0; t < count[o]!; t++) {
+    const k = coeff[o * ksize + t]!;
+    const row = (first[o]! + t - srcTop) * rowLen;
+    for (let i = 0; i < rowLen; i++) acc[i] += src[row + i]! * k;
+  }
+}
+
+/**
  * Vertical pass: [inH, width, 3] -> [outH, width, 3]. Each output row is a weighted sum of a few
  * whole input rows, so the sum runs tap by tap over whole rows (sequential reads) into an int32
  * row accumulator. The partial sums are Pillow's, in Pillow's order, so they fit an int32 as
  * Pillow's own accumulator does.
  */
 function resampleColumns(src: Uint8Array, width: number, taps: PilCoefficients, pool?: BufferPool): Uint8Array {
-  const { outSize: outH, ksize, first, count, coeff } = taps;
+  const outH = taps.outSize;
   const rowLen = width * 3;
   const out = pool ? pool.uint8(outH * rowLen) : new Uint8Array(outH * rowLen);
   const acc = new Int32Array(rowLen);
   for (let o = 0; o < outH; o++) {
-    acc.fill(HALF);
-    for (let t = 0; t < count[o]!; t++) {
-      const k = coeff[o * ksize + t]!;
-      const row = (first[o]! + t) * rowLen;
-      for (let i = 0; i < rowLen; i++) acc[i] += src[row + i]! * k;
-    }
+    sumRows(src, 0, rowLen, taps, o, acc);
     const dst = o * rowLen;
     for (let i = 0; i < rowLen; i++) out[dst + i] = clip8(acc[i]!);
   }
@@ -151,17 +161,11 @@ function resampleColumnsToPlanes(
   out: Float32Array,
   acc: Int32Array,
 ): void {
-  const { outSize: outH, ksize, first, count, coeff } = taps;
   const rowLen = width * 3;
-  const plane = outH * width;
+  const plane = taps.outSize * width;
   const [t0, t1, t2] = tables;
   for (let o = o0; o < o1; o++) {
-    acc.fill(HALF);
-    for (let t = 0; t < count[o]!; t++) {
-      const k = coeff[o * ksize + t]!;
-      const row = (first[o]! + t - srcTop) * rowLen;
-      for (let i = 0; i < rowLen; i++) acc[i] += src[row + i]! * k;
-    }
+    sumRows(src, srcTop, rowLen, taps, o, acc);
     const dst = o * width;
     for (let x = 0, i = 0; x < width; x++, i += 3) {
       out[dst + x] = t0[clip8(acc[i]!)]!;
