@@ -224,6 +224,7 @@ program
   .option('--cache <dir>', 'where PS3\'s tokens of the training scenes are cached (default OUT/cache)')
   .option('--tune-selection [which]', 'ps3: also train PS3\'s selection modules (not its trunk) with the selection loss: all (the default) | projections (the ConvNeXt stays frozen: much cheaper); the tuned PS3 is kept in the folder', false)
   .option('--selection-lr <x>', 'peak learning rate of PS3\'s selection modules with --tune-selection (default --lr)')
+  .option('--threads <n>', 'threads that share each step\'s batch (default: one per core); a run resumes on the same curve with the same number')
   .action((o: TrainMllmCliOptions) => runCommand(() => trainMllmCommand({ ...o, ...program.opts() })));
 
 program

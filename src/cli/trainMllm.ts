@@ -4,6 +4,7 @@
  * (seeds below the held-out base) with PS3 frozen, or with its selection modules tuned too
  * (`--tune-selection`); see src/mllm/train.ts.
  */
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { num } from './zodArgs.js';
 import { initEngine } from '../tensor/engine.js';
@@ -38,6 +39,7 @@ const schema = z.object({
   cache: z.string().optional(),
   tuneSelection: z.union([z.boolean(), z.enum(['all', 'projections'], { message: '--tune-selection takes all (the default) or projections' })]).default(false),
   selectionLr: num('selection-lr').pipe(z.number().positive('--selection-lr must be positive')).optional(),
+  threads: int('threads').pipe(z.number().positive('--threads must be positive')).optional(),
 });
 
 export type TrainMllmCliOptions = Record<string, string | boolean | undefined>;
@@ -54,6 +56,8 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
     selectionWeight: o.selectionWeight, boxLoss: o.boxLoss, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
     ...(o.cache ? { cacheRoot: o.cache } : {}),
     tuneSelection: o.tuneSelection, ...(o.selectionLr !== undefined ? { selectionLr: o.selectionLr } : {}),
+    // TensorFlow.js's WASM engine runs on one core: one thread per core shares each step
+    threads: o.threads ?? availableParallelism(),
   };
   let cacheBar: Progress | undefined;
   let bar: Progress | undefined;

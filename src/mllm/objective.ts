@@ -98,7 +98,9 @@ export interface BatchLoss {
 /**
  * Mean loss over a batch and its gradient for `trainable` keys (everything else constant), and
  * for `ps3Trainable` keys of PS3's weights (the selection modules, when a run tunes them; their
- * gradients come back under `ps3Grads`).
+ * gradients come back under `ps3Grads`). `denominator` (default the batch's size) is what the
+ * sum of the samples' losses is divided by: a shard of a larger batch passes the whole batch's
+ * size, so the shards' losses and gradients add up to the batch's.
  */
 export function batchLossAndGrads(
   w: Weights,
@@ -111,6 +113,7 @@ export function batchLossAndGrads(
   selectionWeight: number,
   ps3Trainable: readonly string[] = [],
   boxLossKind: BoxLossKind = 'bce',
+  denominator = batch.length,
 ): BatchLoss {
   const terms = { answer: 0, selection: 0 };
   const { value, grads } = tf.tidy(() => {
@@ -124,11 +127,11 @@ export function batchLossAndGrads(
       const totals: tf.Tensor[] = [];
       for (const s of batch) {
         const r = sampleLosses(live, method, lm, ps3, tokenizer, s, selection, boxLossKind);
-        terms.answer += r.answer.dataSync()[0]! / batch.length;
-        if (r.selection) terms.selection += r.selection.dataSync()[0]! / batch.length;
+        terms.answer += r.answer.dataSync()[0]! / denominator;
+        if (r.selection) terms.selection += r.selection.dataSync()[0]! / denominator;
         totals.push(r.selection ? tf.add(r.answer, tf.mul(r.selection, selectionWeight)) : r.answer);
       }
-      return tf.reshape(tf.div(tf.addN(totals), batch.length), []) as tf.Scalar;
+      return tf.reshape(tf.div(tf.addN(totals), denominator), []) as tf.Scalar;
     };
     return tf.valueAndGrads(f)([...trainable.map((k) => w.get(k)), ...ps3Trainable.map((k) => ps3.weights.get(k))]);
   });

@@ -57,6 +57,11 @@ export class LmTokenizer {
     return this.words.length;
   }
 
+  /** word -> id, as the tokenizer was made from */
+  vocabulary(): ReadonlyMap<string, number> {
+    return this.vocab;
+  }
+
   /** Ids of a text, no [EOS]. */
   encode(text: string): Int32Array {
     return Int32Array.from(wordPieces(text), (w) => this.vocab.get(w) ?? this.unkId);

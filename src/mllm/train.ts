@@ -28,7 +28,7 @@ import { CHECKPOINT, findCheckpoint } from '../train/checkpoint.js';
 import { ENCODE_METHODS, type EncodeMethod } from '../eval/baselines.js';
 import { copyPs3Folder, loadVilaHd, newVilaConfig, ps3PathOf, randomVilaWeights, withMethods, writeVilaFiles } from './model.js';
 import { methodParams } from './params.js';
-import { batchLossAndGrads, type SampleInputs } from './objective.js';
+import { ShardedStep } from './gradShards.js';
 import type { BoxLossKind } from '../train/loss.js';
 import { newLmTokenizer, type LmTokenizer } from './tokenizer.js';
 import { buildCache, cacheDir, CacheReader, checkTrainSeed, ps3WeightsHash, type TrainQuestion } from './trainData.js';
@@ -77,6 +77,8 @@ export interface TrainVilaOptions {
   readonly tuneSelection?: boolean | TuneSelection;
   /** learning rate of PS3's selection modules (default --lr) */
   readonly selectionLr?: number;
+  /** threads that share each step's batch (gradShards.ts; default 1) */
+  readonly threads?: number;
 }
 
 export interface VilaStepMetrics {
@@ -135,6 +137,7 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (!(o.maxSeconds >= 0)) throw new UserError(`--max-minutes must be non-negative, got ${o.maxSeconds / 60}`);
   if (o.tuneSelection && o.method !== 'ps3') throw new UserError(`--tune-selection trains PS3's selection, which only --method ps3 uses (got --method ${o.method})`);
   if (o.selectionLr !== undefined && !(o.selectionLr > 0)) throw new UserError(`--selection-lr must be positive, got ${o.selectionLr}`);
+  if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new UserError(`--threads must be a positive integer, got ${o.threads}`);
   checkTrainSeed(o.dataSeed);
 }
 
@@ -299,6 +302,12 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     return checkpointDir;
   };
 
+  const threads = Math.min(o.threads ?? 1, o.batch);
+  const sharded = await ShardedStep.start(
+    { method: o.method, lm: config.lm, ps3, ps3Dir, tokenizer, reader, cacheDir: dir, convInput: tune === 'all', trainable, ps3Trainable, selectionWeight: o.selectionWeight, boxLoss: o.boxLoss ?? 'bce' },
+    threads,
+    { weights },
+  );
   const started = performance.now();
   const memo = { epoch: -1, order: [] as number[] };
   let checkpoint = previous ?? '';
@@ -306,13 +315,10 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     while (state.step < o.steps) {
       const t0 = performance.now();
       const lr = learningRate(state.step, { lr: o.lr, warmup: o.warmup, steps: o.steps });
-      const batch: SampleInputs[] = [];
-      for (let i = 0; i < o.batch; i++) {
-        const q = questionAt(questions, o.seed, state.samplesSeen + i, memo);
-        batch.push({ question: q, arrays: reader.image(q.image) });
-      }
+      const batch: TrainQuestion[] = [];
+      for (let i = 0; i < o.batch; i++) batch.push(questionAt(questions, o.seed, state.samplesSeen + i, memo));
       state.samplesSeen += o.batch;
-      const r = batchLossAndGrads(weights, trainable, o.method, config.lm, ps3, tokenizer, batch, o.selectionWeight, ps3Trainable, o.boxLoss ?? 'bce');
+      const r = await sharded.run(weights, batch);
       // one clipping over both parts; then each part's own step
       const all = new Map([...r.grads, ...[...r.ps3Grads].map(([k, g]): [string, tf.Tensor] => [`${PS3_PREFIX}${k}`, g])]);
       const gradNorm = clipGradients(all, o.clip);
@@ -337,6 +343,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     }
     if (!checkpoint) checkpoint = await save();
   } finally {
+    await sharded.close();
     optimizer.dispose();
     selectionOptimizer.dispose();
     weights.dispose();

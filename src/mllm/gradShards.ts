@@ -1,0 +1,170 @@
+/**
+ * A VILA-HD training step over several threads. A question's loss depends on that question
+ * alone, so the batch splits into contiguous shards: the training thread computes the first, a
+ * worker thread each other one (gradWorker.ts) with the weights of this step, and the shards'
+ * gradients add up to the batch's. TensorFlow.js's WASM engine runs on one core, so on a machine
+ * with two cores a step takes about half the time. The split depends only on the batch size and
+ * the number of threads, and shards are added in order, so a run is reproducible (and resumes on
+ * the same curve) for a given `--threads`.
+ */
+import { Worker } from 'node:worker_threads';
+import { tf } from '../tensor/engine.js';
+import type { PS3Model } from '../model/load.js';
+import type { Weights } from '../model/weights.js';
+import type { BoxLossKind } from '../train/loss.js';
+import type { EncodeMethod } from '../eval/baselines.js';
+import type { LmConfig } from './config.js';
+import { batchLossAndGrads, type BatchLoss, type SampleInputs } from './objective.js';
+import type { LmTokenizer } from './tokenizer.js';
+import type { CacheReader, TrainQuestion } from './trainData.js';
+import type { GradWorkerData, ShardReply, ShardRequest } from './gradWorker.js';
+
+export interface StepSetup {
+  readonly method: EncodeMethod;
+  readonly lm: LmConfig;
+  readonly ps3: PS3Model;
+  readonly ps3Dir: string;
+  readonly tokenizer: LmTokenizer;
+  readonly reader: CacheReader;
+  readonly cacheDir: string;
+  readonly convInput: boolean;
+  readonly trainable: readonly string[];
+  readonly ps3Trainable: readonly string[];
+  readonly selectionWeight: number;
+  readonly boxLoss: BoxLossKind;
+}
+
+/** Sizes of `threads` contiguous shards of a batch of `batch`, as even as can be (the first ones larger). */
+export function shardSizes(batch: number, threads: number): number[] {
+  const n = Math.max(1, Math.min(threads, batch));
+  return Array.from({ length: n }, (_, i) => Math.floor(batch / n) + (i < batch % n ? 1 : 0));
+}
+
+class ShardWorker {
+  private readonly worker: Worker;
+  private pending: { resolve: (r: ShardReply) => void; reject: (e: Error) => void } | undefined;
+  private failure: Error | undefined;
+  readonly ready: Promise<void>;
+
+  constructor(data: GradWorkerData) {
+    this.worker = new Worker(new URL('./gradWorker.js', import.meta.url), { workerData: data });
+    let started: () => void = () => undefined;
+    let failedToStart: (e: Error) => void = () => undefined;
+    this.ready = new Promise((resolve, reject) => {
+      started = resolve;
+      failedToStart = reject;
+    });
+    this.worker.on('message', (m: ShardReply) => {
+      if (m.type === 'ready') started();
+      else if (m.type === 'error' && !this.pending) failedToStart(new Error(`training thread: ${m.message}`));
+      else {
+        const p = this.pending;
+        this.pending = undefined;
+        p?.resolve(m);
+      }
+    });
+    this.worker.on('error', (e) => this.fail(e));
+    this.worker.on('exit', (code) => this.fail(new Error(`training thread exited (code ${code})`)));
+  }
+
+  private fail(e: Error): void {
+    this.failure ??= e;
+    this.pending?.reject(e);
+    this.pending = undefined;
+  }
+
+  run(request: ShardRequest): Promise<ShardReply> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject };
+      this.worker.postMessage(request);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.worker.removeAllListeners('exit');
+    await this.worker.terminate();
+  }
+}
+
+/** Computes each step's loss and gradients on this thread and `threads - 1` workers. */
+export class ShardedStep {
+  private readonly workers: ShardWorker[];
+
+  private constructor(private readonly setup: StepSetup, workers: ShardWorker[]) {
+    this.workers = workers;
+  }
+
+  /** Starts the workers (each loads PS3 and its engine) and waits until they are ready. */
+  static async start(setup: StepSetup, threads: number, shapes: { weights: Weights }): Promise<ShardedStep> {
+    const data: GradWorkerData = {
+      backend: tf.getBackend() as GradWorkerData['backend'],
+      ps3Dir: setup.ps3Dir,
+      cacheDir: setup.cacheDir,
+      convInput: setup.convInput,
+      method: setup.method,
+      lm: setup.lm,
+      vocab: [...setup.tokenizer.vocabulary()],
+      selectionWeight: setup.selectionWeight,
+      boxLoss: setup.boxLoss,
+      trainable: setup.trainable.map((k) => [k, shapes.weights.shapeOf(k)]),
+      ps3Trainable: setup.ps3Trainable.map((k) => [k, setup.ps3.weights.shapeOf(k)]),
+    };
+    const workers = Array.from({ length: Math.max(0, threads - 1) }, () => new ShardWorker(data));
+    const step = new ShardedStep(setup, workers);
+    try {
+      await Promise.all(workers.map((w) => w.ready));
+    } catch (e) {
+      await step.close();
+      throw e;
+    }
+    return step;
+  }
+
+  /** The batch's mean loss and gradients, as `batchLossAndGrads` gives them on one thread. */
+  async run(weights: Weights, questions: readonly TrainQuestion[]): Promise<BatchLoss> {
+    const s = this.setup;
+    const sizes = shardSizes(questions.length, this.workers.length + 1);
+    const shards: TrainQuestion[][] = [];
+    let at = 0;
+    for (const n of sizes) {
+      shards.push(questions.slice(at, at + n));
+      at += n;
+    }
+    const replies: Array<Promise<ShardReply>> = [];
+    if (shards.length > 1) {
+      const values = s.trainable.map((k) => weights.values(k));
+      const ps3Values = s.ps3Trainable.map((k) => s.ps3.weights.values(k));
+      shards.slice(1).forEach((shard, i) => replies.push(this.workers[i]!.run({ questions: shard, denominator: questions.length, weights: values, ps3Weights: ps3Values })));
+      // awaited below; a failure of this thread's shard must not leave them unhandled
+      for (const r of replies) r.catch(() => undefined);
+    }
+    // this thread's shard runs while the workers run theirs
+    const batch: SampleInputs[] = shards[0]!.map((q) => ({ question: q, arrays: s.reader.image(q.image) }));
+    const own = batchLossAndGrads(weights, s.trainable, s.method, s.lm, s.ps3, s.tokenizer, batch, s.selectionWeight, s.ps3Trainable, s.boxLoss, questions.length);
+    const totals = { loss: own.loss, answer: own.answer, selection: own.selection };
+    for (const pending of replies) {
+      const r = await pending;
+      if (r.type !== 'shard') throw new Error(`training thread: ${r.type === 'error' ? r.message : 'no shard'}`);
+      totals.loss += r.loss;
+      totals.answer += r.answer;
+      totals.selection += r.selection;
+      addInto(own.grads, s.trainable, r.grads);
+      addInto(own.ps3Grads, s.ps3Trainable, r.ps3Grads);
+    }
+    return { ...totals, grads: own.grads, ps3Grads: own.ps3Grads };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.close()));
+  }
+}
+
+/** grads[k] += values[i] for the i-th key, in place of the old tensor. */
+function addInto(grads: Map<string, tf.Tensor>, keys: readonly string[], values: readonly Float32Array[]): void {
+  keys.forEach((k, i) => {
+    const old = grads.get(k)!;
+    grads.set(k, tf.tidy(() => tf.add(old, tf.tensor(values[i]!, old.shape))));
+    old.dispose();
+  });
+}

@@ -1,0 +1,89 @@
+/**
+ * train-mllm --threads: the batch split between this thread and workers gives the losses and
+ * weights of the one-thread step (to float rounding), with PS3 frozen or its selection tuned, and a
+ * threaded run stopped after a checkpoint resumes on its own curve exactly.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { initEngine } from '../../src/tensor/engine.js';
+import { readSafetensors } from '../../src/io/safetensors.js';
+import { isUserError } from '../../src/errors.js';
+import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
+import { shardSizes } from '../../src/mllm/gradShards.js';
+import { writeMicroPs3 } from './helpers.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-vila-threads-'));
+const ps3 = path.join(tmp, 'ps3');
+const options = (out: string, threads: number, extra: Partial<TrainVilaOptions> = {}): TrainVilaOptions => ({
+  ps3, out, method: 'ps3', preset: 'micro', steps: 3, batch: 3, lr: 2e-3, warmup: 1, clip: 1, seed: 5, dataSeed: 29, images: 2,
+  looks: 1, selectionWeight: 1, saveEvery: 1, maxSeconds: 0, resume: false, embedPs3: false, cacheRoot: path.join(tmp, 'cache'), threads, ...extra,
+});
+
+function metrics(out: string): Array<{ step: number; loss: number; answer_loss: number; selection_loss: number | null }> {
+  return fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { step: number; loss: number; answer_loss: number; selection_loss: number | null });
+}
+
+function close(a: number, b: number, what: string): void {
+  assert.ok(Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(a)), `${what}: ${a} vs ${b}`);
+}
+
+function sameRun(one: string, two: string): void {
+  const [a, b] = [metrics(one), metrics(two)];
+  assert.equal(a.length, b.length);
+  a.forEach((m, i) => {
+    close(m.loss, b[i]!.loss, `step ${m.step} loss`);
+    close(m.answer_loss, b[i]!.answer_loss, `step ${m.step} answer loss`);
+    if (m.selection_loss !== null) close(m.selection_loss, b[i]!.selection_loss!, `step ${m.step} selection loss`);
+  });
+  const [wa, wb] = [readSafetensors(path.join(one, 'checkpoint', 'model.safetensors')), readSafetensors(path.join(two, 'checkpoint', 'model.safetensors'))];
+  for (const [k, x] of wa) {
+    // the attention's key bias shifts every score of a query alike, which softmax cancels: its
+    // gradient is rounding noise, which AdamW scales up to whole steps, so it is not compared
+    const keyBias = (i: number): boolean => /\.attn\.qkv\.bias$/.test(k) && i >= x.data.length / 3 && i < (2 * x.data.length) / 3;
+    x.data.forEach((v, i) => keyBias(i) || close(v, wb.get(k)!.data[i]!, k));
+  }
+}
+
+before(async () => {
+  await initEngine({});
+  await writeMicroPs3(ps3, 4);
+});
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+test('shards are contiguous and as even as can be', () => {
+  assert.deepEqual(shardSizes(8, 2), [4, 4]);
+  assert.deepEqual(shardSizes(3, 2), [2, 1]);
+  assert.deepEqual(shardSizes(7, 3), [3, 2, 2]);
+  assert.deepEqual(shardSizes(2, 4), [1, 1]);
+  assert.deepEqual(shardSizes(5, 1), [5]);
+});
+
+test('two threads train as one does: ps3 (frozen and with its selection tuned) and lowres', async () => {
+  for (const [name, extra] of [['frozen', {}], ['tuned', { tuneSelection: true, selectionLr: 1e-2 }], ['lowres', { method: 'lowres' }]] as const) {
+    const one = path.join(tmp, `${name}-1`);
+    const two = path.join(tmp, `${name}-2`);
+    await trainVilaHd(options(one, 1, extra));
+    await trainVilaHd(options(two, 2, extra));
+    sameRun(one, two);
+    const losses = metrics(two).map((m) => m.loss);
+    assert.ok(losses.every(Number.isFinite), name);
+  }
+});
+
+test('a threaded run stopped after a checkpoint resumes on its own curve', async () => {
+  const full = path.join(tmp, 'full');
+  await trainVilaHd(options(full, 2));
+  const cut = path.join(tmp, 'cut');
+  await assert.rejects(trainVilaHd(options(cut, 2), { onSave: (dir) => { if (metrics(path.dirname(dir)).length === 2) throw new Error('stop'); } }), /stop/);
+  await trainVilaHd({ ...options(cut, 2), resume: true });
+  assert.deepEqual(metrics(cut).map((m) => m.loss), metrics(full).map((m) => m.loss));
+});
+
+test('--threads must be a positive integer', async () => {
+  for (const threads of [0, 1.5]) {
+    await assert.rejects(trainVilaHd(options(path.join(tmp, `bad-${threads}`), threads)), (e: unknown) => isUserError(e) && /--threads must be a positive integer/.test(e.message));
+  }
+});
