@@ -29,6 +29,7 @@ import { queueAddCommand, queueStatusCommand, type QueueAddOptions } from './que
 import { workerCommand, type WorkerCliOptions } from './worker.js';
 import { DEFAULT_QUEUE } from '../serve/batchJobs.js';
 import { trainMllmCommand, type TrainMllmCliOptions } from './trainMllm.js';
+import { benchTrainMllmCommand, type BenchTrainMllmOptions } from './benchTrainMllm.js';
 import { askCommand, type AskCliOptions } from './ask.js';
 import { evalScalingCommand, type EvalScalingCliOptions } from './evalScaling.js';
 
@@ -160,6 +161,20 @@ bench
   .option('--phases', "run the phases one after the other in one thread and time each (data, resizes, forward, backward, optimizer) instead of as the trainer runs (data in its worker thread)")
   .option('--json', 'print one JSON line')
   .action((o: Omit<BenchTrainOptions, 'backend'>) => runCommand(() => benchTrainCommand({ ...o, ...program.opts() })));
+
+bench
+  .command('train-mllm')
+  .description('samples/s of VILA-HD training steps (train-mllm on the token cache of a few scenes) with each number of threads, in one process, and the ratios')
+  .option('--ps3 <dir>', 'the PS3 model folder (default: the shipped models/ps3-tiny)')
+  .option('--method <name>', 'ps3 | lowres | anyres | s2', 'ps3')
+  .option('--preset <name>', 'LM size: micro | tiny', 'tiny')
+  .option('--threads <list>', 'comma-separated numbers of threads', '1,2')
+  .option('--steps <n>', 'timed steps a run (after one warm-up step)', '3')
+  .option('--batch <n>', 'questions per step', '8')
+  .option('--images <n>', 'training scenes (their tokens are cached first, untimed)', '4')
+  .option('--repeats <n>', 'runs per number of threads, alternating; medians reported', '1')
+  .option('--json', 'print one JSON line')
+  .action((o: Omit<BenchTrainMllmOptions, 'backend'>) => runCommand(() => benchTrainMllmCommand({ ...o, ...program.opts() })));
 
 program
   .command('train')

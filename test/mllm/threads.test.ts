@@ -13,6 +13,7 @@ import { readSafetensors } from '../../src/io/safetensors.js';
 import { isUserError } from '../../src/errors.js';
 import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
 import { shardSizes } from '../../src/mllm/gradShards.js';
+import { benchTrainMllm } from '../../src/eval/benchTrainMllm.js';
 import { writeMicroPs3 } from './helpers.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-vila-threads-'));
@@ -85,5 +86,16 @@ test('a threaded run stopped after a checkpoint resumes on its own curve', async
 test('--threads must be a positive integer', async () => {
   for (const threads of [0, 1.5]) {
     await assert.rejects(trainVilaHd(options(path.join(tmp, `bad-${threads}`), threads)), (e: unknown) => isUserError(e) && /--threads must be a positive integer/.test(e.message));
+  }
+});
+
+test('bench train-mllm times each number of threads and reports the ratios', async () => {
+  const r = await benchTrainMllm({ ps3, method: 'ps3', preset: 'micro', threads: [1, 2], steps: 1, batch: 2, images: 2, repeats: 2 });
+  assert.deepEqual(r.rows.map((row) => row.threads), [1, 2]);
+  assert.equal(r.rows[0]!.speedup, 1);
+  for (const row of r.rows) {
+    assert.equal(row.runs_samples_per_s.length, 2);
+    assert.ok(row.samples_per_s > 0 && row.cpu_ms_per_sample > 0, JSON.stringify(row));
+    assert.ok(Math.abs(row.speedup - row.samples_per_s / r.rows[0]!.samples_per_s) < 1e-12);
   }
 });

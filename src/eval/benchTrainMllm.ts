@@ -1,0 +1,100 @@
+/**
+ * VILA-HD training benchmark: the same short `train-mllm` run (a fresh LM on the token cache of a
+ * few scenes) with each number of threads in turn, repeated, in one process; per thread count the
+ * median samples/s over the timed steps (the first step of each run warms up and is not counted)
+ * and its ratio to the first count's. The cache is made once, before any run, and not timed.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { EncodeMethod } from './baselines.js';
+import { trainVilaHd } from '../mllm/train.js';
+
+export interface TrainMllmBenchOptions {
+  readonly ps3: string;
+  readonly method: EncodeMethod;
+  readonly preset: string;
+  readonly threads: readonly number[];
+  readonly steps: number;
+  readonly batch: number;
+  readonly images: number;
+  readonly repeats: number;
+  /** after each run: which one, of how many */
+  readonly onRun?: (done: number, total: number) => void;
+}
+
+export interface TrainMllmBenchRow {
+  readonly threads: number;
+  /** median over the repeats of each run's samples/s (its timed steps' samples over their seconds) */
+  readonly samples_per_s: number;
+  readonly runs_samples_per_s: number[];
+  /** process CPU time (every thread) per sample, median over the repeats */
+  readonly cpu_ms_per_sample: number;
+  /** samples/s over the first row's */
+  readonly speedup: number;
+}
+
+export interface TrainMllmBench {
+  readonly method: EncodeMethod;
+  readonly preset: string;
+  readonly batch: number;
+  readonly steps: number;
+  readonly images: number;
+  readonly repeats: number;
+  readonly cores: number;
+  readonly rows: TrainMllmBenchRow[];
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+export async function benchTrainMllm(o: TrainMllmBenchOptions): Promise<TrainMllmBench> {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-bench-train-mllm-'));
+  try {
+    const run = async (threads: number, steps: number, name: string): Promise<{ samplesPerS: number; cpuMsPerSample: number }> => {
+      const seconds: number[] = [];
+      let cpu = process.cpuUsage();
+      await trainVilaHd(
+        {
+          ps3: o.ps3, out: path.join(tmp, name), method: o.method, preset: o.preset, steps, batch: o.batch, lr: 1e-3, warmup: 1, clip: 1, seed: 0, dataSeed: 0,
+          images: o.images, looks: 1, selectionWeight: 1, saveEvery: steps, maxSeconds: 0, resume: false, embedPs3: false, cacheRoot: path.join(tmp, 'cache'), threads,
+        },
+        {
+          onStep: (m) => {
+            // the warm-up step's CPU time is left out with it
+            if (m.step === 1) cpu = process.cpuUsage();
+            else seconds.push(m.seconds);
+          },
+        },
+      );
+      const used = process.cpuUsage(cpu);
+      const timed = seconds.reduce((a, s) => a + s, 0);
+      const samples = seconds.length * o.batch;
+      return { samplesPerS: samples / timed, cpuMsPerSample: (used.user + used.system) / 1000 / samples };
+    };
+    // the cache of the scenes, made once before the timed runs
+    await run(1, 1, 'cache');
+    const per = new Map<number, Array<{ samplesPerS: number; cpuMsPerSample: number }>>(o.threads.map((t) => [t, []]));
+    let done = 0;
+    for (let r = 0; r < o.repeats; r++) {
+      for (const t of o.threads) {
+        per.get(t)!.push(await run(t, o.steps + 1, `run-${r}-${t}`));
+        o.onRun?.(++done, o.repeats * o.threads.length);
+      }
+    }
+    const rows = o.threads.map((t) => ({
+      threads: t,
+      samples_per_s: median(per.get(t)!.map((x) => x.samplesPerS)),
+      runs_samples_per_s: per.get(t)!.map((x) => x.samplesPerS),
+      cpu_ms_per_sample: median(per.get(t)!.map((x) => x.cpuMsPerSample)),
+    }));
+    return {
+      method: o.method, preset: o.preset, batch: o.batch, steps: o.steps, images: o.images, repeats: o.repeats, cores: os.availableParallelism(),
+      rows: rows.map((row) => ({ ...row, speedup: row.samples_per_s / rows[0]!.samples_per_s })),
+    };
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
