@@ -137,7 +137,7 @@ export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number>
     image,
     warmup: Boolean(o.warmup),
     repeats: repeat,
-    ...(repeat > 1 ? { runs_ms_total: runs.map((x) => x.ms_total), runs_cpu_s: runs.map((x) => x.cpu_s), ...(dense ? { dense_runs_ms: denseRuns.map((x) => x.ms) } : {}) } : {}),
+    ...(repeat > 1 ? { runs_stages_ms: runs.map((x) => Object.fromEntries(Object.entries(x.stages).map(([k, v]) => [k, Math.round(v.ms)]))), runs_ms_total: runs.map((x) => x.ms_total), runs_cpu_s: runs.map((x) => x.cpu_s), ...(dense ? { dense_runs_ms: denseRuns.map((x) => x.ms) } : {}) } : {}),
     ms_set_up: msSetUp,
     // CPU seconds of the set-up (all threads): steadier than its wall time on a busy machine
     cpu_s_set_up: (cpuSetUp.user + cpuSetUp.system) / 1e6,
