@@ -9,6 +9,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { tf } from '../tensor/engine.js';
+import { UserError } from '../errors.js';
 import type { PS3Model } from '../model/load.js';
 import type { Weights } from '../model/weights.js';
 import type { BoxLossKind } from '../train/loss.js';
@@ -56,7 +57,7 @@ class ShardWorker {
     });
     this.worker.on('message', (m: ShardReply) => {
       if (m.type === 'ready') started();
-      else if (m.type === 'error' && !this.pending) failedToStart(new Error(`training thread: ${m.message}`));
+      else if (m.type === 'error' && !this.pending) failedToStart(shardError(m));
       else {
         const p = this.pending;
         this.pending = undefined;
@@ -89,14 +90,13 @@ class ShardWorker {
 
 /** Computes each step's loss and gradients on this thread and `threads - 1` workers. */
 export class ShardedStep {
-  private readonly workers: ShardWorker[];
+  private constructor(
+    private readonly setup: StepSetup,
+    private readonly workers: ShardWorker[],
+  ) {}
 
-  private constructor(private readonly setup: StepSetup, workers: ShardWorker[]) {
-    this.workers = workers;
-  }
-
-  /** Starts the workers (each loads PS3 and its engine) and waits until they are ready. */
-  static async start(setup: StepSetup, threads: number, shapes: { weights: Weights }): Promise<ShardedStep> {
+  /** Starts the workers (each loads PS3 and its engine) and waits until they are ready; `weights` gives the trainable keys' shapes. */
+  static async start(setup: StepSetup, threads: number, weights: Weights): Promise<ShardedStep> {
     const data: GradWorkerData = {
       backend: tf.getBackend() as GradWorkerData['backend'],
       ps3Dir: setup.ps3Dir,
@@ -107,7 +107,7 @@ export class ShardedStep {
       vocab: [...setup.tokenizer.vocabulary()],
       selectionWeight: setup.selectionWeight,
       boxLoss: setup.boxLoss,
-      trainable: setup.trainable.map((k) => [k, shapes.weights.shapeOf(k)]),
+      trainable: setup.trainable.map((k) => [k, weights.shapeOf(k)]),
       ps3Trainable: setup.ps3Trainable.map((k) => [k, setup.ps3.weights.shapeOf(k)]),
     };
     const workers = Array.from({ length: Math.max(0, threads - 1) }, () => new ShardWorker(data));
@@ -145,7 +145,8 @@ export class ShardedStep {
     const totals = { loss: own.loss, answer: own.answer, selection: own.selection };
     for (const pending of replies) {
       const r = await pending;
-      if (r.type !== 'shard') throw new Error(`training thread: ${r.type === 'error' ? r.message : 'no shard'}`);
+      if (r.type === 'error') throw shardError(r);
+      if (r.type !== 'shard') throw new Error('training thread: no shard in its answer');
       totals.loss += r.loss;
       totals.answer += r.answer;
       totals.selection += r.selection;
@@ -158,6 +159,10 @@ export class ShardedStep {
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.close()));
   }
+}
+
+function shardError(r: { message: string; user: boolean }): Error {
+  return r.user ? new UserError(r.message) : new Error(`training thread: ${r.message}`);
 }
 
 /** grads[k] += values[i] for the i-th key, in place of the old tensor. */

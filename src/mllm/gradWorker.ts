@@ -6,6 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { initEngine, tf, type BackendName } from '../tensor/engine.js';
+import { isUserError } from '../errors.js';
 import { loadModel } from '../model/load.js';
 import { Weights } from '../model/weights.js';
 import type { BoxLossKind } from '../train/loss.js';
@@ -43,7 +44,7 @@ export interface ShardRequest {
 export type ShardReply =
   | { type: 'ready' }
   | { type: 'shard'; answer: number; selection: number; loss: number; grads: Float32Array[]; ps3Grads: Float32Array[] }
-  | { type: 'error'; message: string };
+  | { type: 'error'; message: string; user: boolean };
 
 const port = parentPort!;
 const d = workerData as GradWorkerData;
@@ -69,10 +70,15 @@ async function start(): Promise<void> {
       const reply: ShardReply = { type: 'shard', answer: out.answer, selection: out.selection, loss: out.loss, grads, ps3Grads };
       port.postMessage(reply, [...grads, ...ps3Grads].map((a) => a.buffer as ArrayBuffer));
     } catch (e) {
-      port.postMessage({ type: 'error', message: e instanceof Error ? e.message : String(e) } satisfies ShardReply);
+      port.postMessage(errorReply(e));
     }
   });
   port.postMessage({ type: 'ready' } satisfies ShardReply);
 }
 
-start().catch((e: unknown) => port.postMessage({ type: 'error', message: e instanceof Error ? e.message : String(e) } satisfies ShardReply));
+/** A user's mistake (a question longer than the LM's context, say) stays one: the training thread throws it as a UserError. */
+function errorReply(e: unknown): ShardReply {
+  return { type: 'error', message: e instanceof Error ? e.message : String(e), user: isUserError(e) };
+}
+
+start().catch((e: unknown) => port.postMessage(errorReply(e)));

@@ -306,7 +306,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   const sharded = await ShardedStep.start(
     { method: o.method, lm: config.lm, ps3, ps3Dir, tokenizer, reader, cacheDir: dir, convInput: tune === 'all', trainable, ps3Trainable, selectionWeight: o.selectionWeight, boxLoss: o.boxLoss ?? 'bce' },
     threads,
-    { weights },
+    weights,
   );
   const started = performance.now();
   const memo = { epoch: -1, order: [] as number[] };
