@@ -230,6 +230,7 @@ program
   .option('--data-seed <n>', 'seed of the training scenes (below 1000000, the held-out base)', '0')
   .option('--images <n>', 'training scenes', '64')
   .option('--looks <n>', 'ps3: looks per training question (evidence box first)', '1')
+  .option('--min-looks <n>', 'ps3: draw each question\'s number of looks from this to --looks (so the LM learns to read one look or several; default: --looks for all)')
   .option('--resolution <px>', 'anyres/s2: resolution tiled (default the top scale)')
   .option('--selection-weight <x>', 'weight of the selection BCE against the evidence box', '1')
   .option('--box-loss <kind>', 'ps3: the selection loss: bce (the pre-training BCE, a mean over all patches) | balanced (box and rest weighed equally)', 'bce')

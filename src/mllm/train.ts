@@ -55,6 +55,8 @@ export interface TrainVilaOptions {
   readonly images: number;
   /** ps3: looks per training question */
   readonly looks: number;
+  /** ps3: each question's looks drawn from minLooks..looks (default: `looks` for every question) */
+  readonly minLooks?: number;
   /** anyres/s2: resolution tiled (default the top scale) */
   readonly resolution?: number;
   readonly selectionWeight: number;
@@ -137,6 +139,8 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (!(o.maxSeconds >= 0)) throw new UserError(`--max-minutes must be non-negative, got ${o.maxSeconds / 60}`);
   if (o.tuneSelection && o.method !== 'ps3') throw new UserError(`--tune-selection trains PS3's selection, which only --method ps3 uses (got --method ${o.method})`);
   if (o.selectionLr !== undefined && !(o.selectionLr > 0)) throw new UserError(`--selection-lr must be positive, got ${o.selectionLr}`);
+  if (o.minLooks !== undefined && (!Number.isInteger(o.minLooks) || o.minLooks < 1 || o.minLooks > o.looks)) throw new UserError(`--min-looks must be an integer from 1 to --looks (${o.looks}), got ${o.minLooks}`);
+  if (o.minLooks !== undefined && o.method !== 'ps3') throw new UserError(`--min-looks sets PS3's training looks, which only --method ps3 has (got --method ${o.method})`);
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new UserError(`--threads must be a positive integer, got ${o.threads}`);
   checkTrainSeed(o.dataSeed);
 }
@@ -261,7 +265,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   const trainable = [...methodParams(o.method, config, ps3.config).keys()];
   const ps3Trainable = tune ? trainableKeys(ps3.weights.keys(), 'all-but-selection').filter((k) => tune === 'all' || !k.startsWith(CONVNET_PREFIX)) : [];
   const cacheRoot = o.cacheRoot ?? path.join(o.out, 'cache');
-  const spec = { method: o.method, seed: o.dataSeed, images: o.images, looks: o.looks, convInput: tune === 'all', ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
+  const spec = { method: o.method, seed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), convInput: tune === 'all', ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
   // the tokens stay those of the PS3 the run started with: its trunk is frozen, and what a tuned
   // selection would change (the bottom-up rest of a training look) must not move under a resume
   state.ps3Weights ??= ps3WeightsHash(ps3Dir);

@@ -33,6 +33,7 @@ import { groundTruthPerScale } from '../model/selection.js';
 import { finalNorm } from '../model/vit.js';
 import { boxToGtMap } from '../train/samples.js';
 import { boxTargets } from '../train/loss.js';
+import { sampleSeed } from '../train/sampleStream.js';
 import { HELDOUT_SEED_BASE, questionRng, sceneQuestions } from '../eval/qa/generate.js';
 import type { EncodeMethod } from '../eval/baselines.js';
 import { mergeTokens } from './projector.js';
@@ -56,6 +57,11 @@ export interface CacheSpec {
   readonly images: number;
   /** ps3: looks per training question (default 1) */
   readonly looks?: number;
+  /**
+   * ps3: with this below `looks`, each question gets a number of looks drawn from minLooks..looks
+   * (a function of the seed, the image and the question), so an LM learns to read one look or several
+   */
+  readonly minLooks?: number;
   /** anyres/s2: resolution tiled */
   readonly resolution?: number;
   /** ps3: also keep the selection ConvNeXt's input (the image at its size, F16), so a run can train the ConvNeXt */
@@ -73,7 +79,10 @@ export function ps3WeightsHash(ps3Dir: string): string {
  * not the folder's current one: a run that tunes PS3's selection keeps the tokens it started with.
  */
 export function cacheDir(root: string, ps3Dir: string, spec: CacheSpec, weights = ps3WeightsHash(ps3Dir)): string {
-  const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks: spec.looks ?? 1, resolution: spec.resolution ?? null });
+  const looks = spec.looks ?? 1;
+  // a fixed number of looks keeps the key caches made before minLooks existed have
+  const drawn = spec.minLooks !== undefined && spec.minLooks !== looks ? { minLooks: spec.minLooks } : {};
+  const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, resolution: spec.resolution ?? null });
   return path.join(root, `${spec.method}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
 }
 
@@ -113,6 +122,13 @@ function writeConvInput(ps3: PS3Model, pixels: Pixels, dir: string, i: number): 
   writeAtomic(convInputFile(dir, i), (tmp) => writeSafetensors(tmp, new Map([['convin', { shape: [1, 3, CONVNET_INPUT, CONVNET_INPUT], data }]]), undefined, 'F16'));
 }
 
+/** The number of training looks of question `index` of image `image`: `looks`, or drawn from minLooks..looks. */
+export function looksOf(spec: CacheSpec, image: number, index: number): number {
+  const hi = spec.looks ?? 1;
+  const lo = spec.minLooks ?? hi;
+  return lo + (sampleSeed(spec.seed ^ 0x6c6f6f6b, image * 1024 + index) % (hi - lo + 1));
+}
+
 /** Cache image `i`; returns its questions. */
 async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number, scratch: Scratch): Promise<TrainQuestion[]> {
   const cfg = ps3.config.vision;
@@ -145,7 +161,7 @@ async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number
     }
     for (const q of questions) {
       const gt = boxToGtMap(q.box, S, (scratch.gt ??= new Float32Array(S * S)));
-      const out = await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: spec.looks ?? 1, gtSelectionMaps: gt, outputHiddenStates: false });
+      const out = await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: looksOf(spec, i, q.index), gtSelectionMaps: gt, outputHiddenStates: false });
       const n0 = g0 * g0;
       const high = tf.tidy(() => {
         const all = tf.reshape(finalNorm(ps3.weights, cfg.trunk, out.lastHiddenState), [-1, cfg.trunk.width]);

@@ -171,6 +171,8 @@ test('train-mllm refuses bad options before any work', async () => {
     [{ ...base, method: 'dense' as TrainVilaOptions['method'] }, /--method must be one of/],
     [{ ...base, steps: 0 }, /--steps must be a positive integer/],
     [{ ...base, ps3: path.join(tmp, 'nowhere') }, /model folder not found/],
+    [{ ...base, looks: 2, minLooks: 3 }, /--min-looks must be an integer from 1 to --looks \(2\), got 3/],
+    [{ ...base, method: 'lowres', minLooks: 1 }, /--min-looks sets PS3's training looks, which only --method ps3 has/],
   ];
   for (const [o, pattern] of cases) await assert.rejects(trainVilaHd(o), (e: unknown) => isUserError(e) && pattern.test(e.message), String(pattern));
   assert.ok(!fs.existsSync(path.join(tmp, 'none', 'checkpoint')));

@@ -9,7 +9,7 @@ import { mergePlan, mergeTokens } from '../../src/mllm/projector.js';
 import { embedTokens, lmForward } from '../../src/mllm/lm.js';
 import { newVilaConfig, randomVilaWeights, loadVilaHd, writeVilaFiles } from '../../src/mllm/model.js';
 import { loadLmTokenizer, newLmTokenizer, questionText, writeLmTokenizer } from '../../src/mllm/tokenizer.js';
-import { buildCache, cacheDir, CacheReader } from '../../src/mllm/trainData.js';
+import { buildCache, cacheDir, CacheReader, looksOf } from '../../src/mllm/trainData.js';
 import { batchLossAndGrads } from '../../src/mllm/objective.js';
 import { renderScene } from '../../src/data/scene/render.js';
 import { sceneRng } from '../../src/data/synth.js';
@@ -160,5 +160,27 @@ test('a VILA-HD folder is loaded with every key checked: missing, misshaped and 
   fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...raw, lm: { ...(raw['lm'] as object), heads: 3 } }));
   assert.throws(() => loadVilaHd(dir), (e: unknown) => isUserError(e) && /field lm\.width: width must be a multiple of heads/.test(e.message));
   w.dispose();
+  ps3.weights.dispose();
+});
+
+test('--min-looks: each question gets its own number of training looks, in range, and the cache its own folder', async () => {
+  const ps3 = loadModel(ps3Dir, 'vision');
+  const root = path.join(tmp, 'cache-looks');
+  const fixed = { method: 'ps3' as const, seed: 21, images: 3, looks: 2 };
+  const drawn = { ...fixed, minLooks: 1 };
+  assert.equal(cacheDir(root, ps3Dir, { ...fixed, minLooks: 2 }), cacheDir(root, ps3Dir, fixed), 'minLooks = looks is the fixed cache');
+  assert.notEqual(cacheDir(root, ps3Dir, drawn), cacheDir(root, ps3Dir, fixed));
+  const dir = cacheDir(root, ps3Dir, drawn);
+  const questions = await buildCache(ps3, drawn, dir);
+  const looks = questions.map((q) => looksOf(drawn, q.image, q.index));
+  assert.deepEqual([...new Set(looks)].sort(), [1, 2], `looks drawn: ${looks.join(',')}`);
+  const reader = new CacheReader(dir);
+  const rows = new Map<number, Set<number>>();
+  questions.forEach((q, i) => {
+    const n = reader.image(q.image).get(`high.${q.index}`)!.shape[0]!;
+    rows.set(looks[i]!, (rows.get(looks[i]!) ?? new Set()).add(n));
+  });
+  // two looks leave more high-res tokens than one (after merging, the count depends on where the looks land)
+  assert.ok(Math.min(...rows.get(2)!) > Math.max(...rows.get(1)!), [...rows].map(([k, v]) => `${k} looks: ${[...v].join(',')} tokens`).join('; '));
   ps3.weights.dispose();
 });
