@@ -17,7 +17,7 @@ import type { OnnxTrunk } from '../engine/onnx/onnxTrunk.js';
 import { benchEncode, hugePagesRequested, rssPeakMb, type EncodeBench } from '../eval/bench.js';
 import type { DenseBench } from '../eval/dense.js';
 import { s2Flops } from '../model/flops.js';
-import { prepareTrunk, resolveTrunkEngine, useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
+import { prepareTrunk, releaseTrunk, resolveTrunkEngine, useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
 import { checkHeapFits } from '../engine/capacity.js';
 import { SAMPLE_IMAGE } from './demo.js';
 import { inputImage, intOption, resolveModelSpec } from './inputs.js';
@@ -50,9 +50,10 @@ function randomOf(config: PS3Config, table: ParamTable): PS3Model {
   return { config, weights, source: 'random weights (seed 0)' };
 }
 
+/** The model's ONNX trunk: the one `prepareTrunk` and every default pass use (a second would hold the weights twice). */
 async function openOnnx(model: PS3Model): Promise<OnnxTrunk> {
-  const { OnnxTrunk } = await import('../engine/onnx/onnxTrunk.js');
-  return OnnxTrunk.create(model.weights, model.config.vision.trunk);
+  const { onnxTrunkOf } = await import('../engine/onnx/perModel.js');
+  return onnxTrunkOf(model.weights, model.config.vision.trunk);
 }
 
 /**
@@ -126,7 +127,7 @@ export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number>
   const median = <T>(xs: T[], ms: (x: T) => number): T => [...xs].sort((a, b) => ms(a) - ms(b))[(xs.length - 1) >> 1]!;
   const r = median(runs, (x) => x.ms_total);
   const dense = denseRuns.length ? median(denseRuns, (x) => x.ms) : null;
-  await onnx?.release();
+  if (onnx) await releaseTrunk('onnx', model.weights);
   model.weights.dispose();
   const s2 = s2Flops(cfg);
   const msTile = r.ms_lowres; // one 729-token pass of the whole trunk: what each S² tile costs
