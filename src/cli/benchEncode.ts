@@ -17,7 +17,7 @@ import type { OnnxTrunk } from '../engine/onnx/onnxTrunk.js';
 import { benchEncode, hugePagesRequested, rssPeakMb, type EncodeBench } from '../eval/bench.js';
 import type { DenseBench } from '../eval/dense.js';
 import { s2Flops } from '../model/flops.js';
-import { prepareTrunk, releaseTrunk, resolveTrunkEngine, useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
+import { engineHolds, prepareTrunk, releaseTrunk, resolveTrunkEngine, useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
 import { checkHeapFits } from '../engine/capacity.js';
 import { SAMPLE_IMAGE } from './demo.js';
 import { inputImage, intOption, resolveModelSpec } from './inputs.js';
@@ -60,11 +60,11 @@ async function openOnnx(model: PS3Model): Promise<OnnxTrunk> {
  * The model (vision tower only: the bench never runs the text tower, so400m's alone is ~1.8 GB)
  * and, when ONNX Runtime is used, its trunk's sessions. The blocks go from their source (the
  * checkpoint file, or the random generator) straight into ONNX Runtime's sessions, one group at a
- * time; TensorFlow.js makes tensors of the rest only (all of it when it runs the trunk), so no
- * weight is held twice. Set-up ends with every weight the encode uses in place (transposed where
- * TensorFlow.js multiplies by it), and with ONNX
- * Runtime the selector's sessions (convnet, feature projection) made, and the processor's second
- * thread started.
+ * time, and so do the selector's convnet and feature projection into theirs; TensorFlow.js makes
+ * tensors of the rest only (all of it when it runs the trunk), the matrices it multiplies by held
+ * transposed only, so no weight is held twice. Set-up ends with every weight the encode uses in
+ * place, and with ONNX Runtime the selector's sessions made, and the processor's second thread
+ * started.
  */
 async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string): Promise<{ model: PS3Model; name: string; table: ParamTable; onnx: OnnxTrunk | null }> {
   let model: PS3Model;
@@ -83,8 +83,9 @@ async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string
     name = o.preset;
   }
   const onnx = engine === 'onnx' || o.dense ? await openOnnx(model) : null;
-  for (const key of model.weights.keys()) if (engine === 'tfjs' || !BLOCK_KEY.test(key)) model.weights.get(key);
   await prepareTrunk(engine, model.weights, model.config.vision);
+  // the rest as tensors, but neither what ONNX Runtime holds nor the matrices held transposed
+  for (const key of model.weights.keys()) if (!engineHolds(engine, key) && !model.weights.hasTransposed(key)) model.weights.get(key);
   return { model, name, table: visionParams(model.config), onnx };
 }
 

@@ -72,6 +72,12 @@ export function prepareFrozenLayouts(w: Weights, cfg: TrunkConfig, grids: readon
   for (const m of grids) if (m * m !== stored) resampledColumns(w, m);
 }
 
+/** Transpose now, for frozen weights, every block's matrices, as TensorFlow.js's trunk would on its first pass. */
+export function prepareBlockLayouts(w: Weights, cfg: TrunkConfig): void {
+  if (w.trainable) return;
+  for (let i = 0; i < cfg.depth; i++) for (const k of ['attn.qkv', 'attn.proj', 'mlp.fc1', 'mlp.fc2']) w.transposed(`${T}.blocks.${i}.${k}.weight`);
+}
+
 /** `columns` [m, D * n] = A P (A [m, n] the antialiased-bicubic matrix, as values `a` and tensor `A`) from the stored position embedding [1, n * n, D]. */
 function columnsProduct(pe: tf.Tensor, m: number): { a: Float32Array; A: tf.Tensor; columns: tf.Tensor } {
   const [, count, D] = pe.shape as [number, number, number];
@@ -110,7 +116,7 @@ function resampledColumns(w: Weights, m: number): { columns: Float32Array; a: Fl
 /** Patches [B * n, 3 * P * P] -> tokens [B, n, D]: the patch conv as a matrix product. */
 export function patchEmbed(w: Weights, patches: tf.Tensor, batch: number): tf.Tensor {
   return tf.tidy(() => {
-    const D = w.get(`${T}.patch_embed.proj.weight`).shape[0]!;
+    const D = w.shapeOf(`${T}.patch_embed.proj.weight`)[0]!;
     const y = tf.add(tf.matMul(patches, w.transposed(`${T}.patch_embed.proj.weight`, D)), w.get(`${T}.patch_embed.proj.bias`));
     return tf.reshape(y, [batch, -1, D]);
   });

@@ -40,11 +40,26 @@ export class Weights {
     const cacheKey = rows === undefined ? key : `${key}@${rows}`;
     const hit = this.transposedCache.get(cacheKey);
     if (hit) return hit;
-    const w = this.get(key);
-    const t = tf.tidy(() => tf.transpose(rows === undefined ? w : tf.reshape(w, [rows, -1])));
+    // a frozen weight not made yet is transposed straight from its source and not kept as it is
+    // stored: the model multiplies by the transposed copy only (a so400m trunk's matrices would
+    // otherwise sit in the heap twice); its source stays, so `get` can still make it
+    const source = this.trainable || this.tensors.has(key) ? undefined : this.sources.get(key);
+    const stored = source ? Weights.tensorOf(source.read()) : this.get(key);
+    const t = tf.tidy(() => tf.transpose(rows === undefined ? stored : tf.reshape(stored, [rows, -1])));
+    if (source) stored.dispose();
     if (this.trainable) return t;
     this.transposedCache.set(cacheKey, tf.keep(t));
     return t;
+  }
+
+  /** Whether `key` is held transposed (for every `rows` it was asked with). */
+  hasTransposed(key: string): boolean {
+    for (const cacheKey of this.transposedCache.keys()) if (cacheKey === key || cacheKey.startsWith(`${key}@`)) return true;
+    return false;
+  }
+
+  private static tensorOf(a: NamedArray): tf.Tensor {
+    return tf.tensor(a.data, [...a.shape], a.data instanceof Float32Array ? 'float32' : 'int32');
   }
 
   get(key: string): tf.Tensor {
@@ -52,9 +67,8 @@ export class Weights {
     if (t) return t;
     const source = this.sources.get(key);
     if (!source) throw new UserError(`weights: missing key "${key}"`);
-    const a = source.read();
     // kept: the first use may be inside a tidy scope, which must not take the weight with it
-    const made = tf.keep(tf.tensor(a.data, [...a.shape], a.data instanceof Float32Array ? 'float32' : 'int32'));
+    const made = tf.keep(Weights.tensorOf(source.read()));
     this.tensors.set(key, made);
     this.sources.delete(key);
     return made;
