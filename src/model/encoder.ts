@@ -28,7 +28,7 @@ import {
   smoothProbs,
   type LookCount,
 } from './selection.js';
-import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, selectedPositionEmbedding, trunk, trunkFor, type KV, type TrunkRunner } from './vit.js';
+import { disposeKv, finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, selectedPositionEmbedding, trunk, trunkFor, type KV, type TrunkRunner } from './vit.js';
 import type { Weights } from './weights.js';
 
 /** Normalised pixels, NCHW float32, at the top scale (any aspect ratio). */
@@ -438,7 +438,7 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
   const emptyMaps = (): SelectionMap[] => grids.map(([h, gw]) => ({ height: h, width: gw, data: new Uint8Array(B * h * gw) }));
 
   if (lowResOnly) {
-    low.kvCache.forEach((kv) => (kv.k.dispose(), kv.v.dispose()));
+    disposeKv(low.kvCache);
     const last = low.hiddenStates[low.hiddenStates.length - 1]!;
     const hiddenStates = keepHidden ? low.hiddenStates : [];
     if (!keepHidden) low.hiddenStates.slice(0, -1).forEach((h) => h.dispose());
@@ -478,7 +478,7 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
     looks.push({ chosen, hidden: kept });
     chosen.forEach((perImage, i) => perImage.forEach((ids, b) => ids.forEach((g) => (union[i]!.data[b * gridSizes[i]! + g] = 1))));
   }
-  low.kvCache.forEach((kv) => (kv.k.dispose(), kv.v.dispose()));
+  disposeKv(low.kvCache);
   const gatherCpu0 = cpuMsNow();
 
   // Each look's tokens, per image, run scale by scale in row-major order. Gather them from all

@@ -12,10 +12,23 @@ import { Weights } from './weights.js';
 
 const T = 'vision_model.trunk';
 
-/** One block's keys and values, [B, N, D] each (heads side by side): the low-res KV cache high-res tokens attend to. */
+/**
+ * One block's keys and values, [B, N, D] each (heads side by side): the low-res KV cache high-res
+ * tokens attend to. Another engine's trunk may return entries that hold its own copy and make
+ * `k` and `v` only when read; those free it with `dispose` (see `disposeKv`).
+ */
 export interface KV {
   readonly k: tf.Tensor;
   readonly v: tf.Tensor;
+  dispose?(): void;
+}
+
+/** Free a KV cache: each entry's own `dispose` when it has one, else its keys and values. */
+export function disposeKv(cache: readonly KV[]): void {
+  for (const kv of cache) {
+    if (kv.dispose) kv.dispose();
+    else tf.dispose([kv.k, kv.v]);
+  }
 }
 
 /**

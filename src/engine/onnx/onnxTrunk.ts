@@ -59,6 +59,49 @@ function toTf(t: Tensor): tf.Tensor {
   return tf.tensor(t.data as Float32Array, [...t.dims]);
 }
 
+/**
+ * A block's low-res keys and values as ONNX Runtime returned them, made TensorFlow.js tensors
+ * only when read: a look on this trunk feeds them back as they are, so the cache (so400m: 27
+ * blocks x 2 x [1, 729, 1152], 180 MB) neither takes space in TensorFlow.js's heap (which never
+ * shrinks) nor is copied out of it again for each look.
+ */
+class OrtCacheEntry implements KV {
+  private made: { k?: tf.Tensor; v?: tf.Tensor } = {};
+
+  constructor(private held: OrtKV | null) {}
+
+  /** The ONNX Runtime tensors, null once disposed. */
+  get ort(): OrtKV | null {
+    return this.held;
+  }
+
+  get k(): tf.Tensor {
+    return (this.made.k ??= toTf(this.live().k));
+  }
+
+  get v(): tf.Tensor {
+    return (this.made.v ??= toTf(this.live().v));
+  }
+
+  private live(): OrtKV {
+    if (!this.held) throw new Error('KV cache entry used after dispose');
+    return this.held;
+  }
+
+  dispose(): void {
+    tf.dispose([this.made.k, this.made.v].filter((t): t is tf.Tensor => t !== undefined));
+    this.made = {};
+    this.held = null;
+  }
+}
+
+/** A cache entry as ONNX Runtime tensors: as held when this trunk made it, else copied out of TensorFlow.js. */
+async function ortEntry(kv: KV): Promise<OrtKV> {
+  const held = kv instanceof OrtCacheEntry ? kv.ort : null;
+  if (held) return held;
+  return { k: toOrt((await kv.k.data()) as Float32Array, kv.k.shape), v: toOrt((await kv.v.data()) as Float32Array, kv.v.shape) };
+}
+
 export class OnnxTrunk {
   private constructor(private readonly groups: readonly Group[]) {}
 
@@ -115,12 +158,10 @@ export class OnnxTrunk {
 
   /** `TrunkRunner`: TensorFlow.js tensors in and out, the blocks on ONNX Runtime. */
   readonly run: TrunkRunner = async (tokens, options): Promise<TrunkOutput> => {
-    const cache = options.cache
-      ? await Promise.all(options.cache.map(async ({ k, v }) => ({ k: toOrt((await k.data()) as Float32Array, k.shape), v: toOrt((await v.data()) as Float32Array, v.shape) })))
-      : null;
+    const cache = options.cache ? await Promise.all(options.cache.map(ortEntry)) : null;
     const x = toOrt((await tokens.data()) as Float32Array, tokens.shape);
     const out = await this.runOrt(x, cache, { lastOnly: options.lastOnly ?? false, keepKv: options.keepKv ?? false });
-    const kvCache: KV[] = out.kv.map(({ k, v }) => ({ k: toTf(k), v: toTf(v) }));
+    const kvCache: KV[] = out.kv.map((kv) => new OrtCacheEntry(kv));
     return { hiddenStates: out.hidden.map(toTf), kvCache };
   };
 
