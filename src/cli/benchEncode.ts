@@ -12,6 +12,7 @@ import { loadModel, readConfigFile, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import { visionParams, type ParamTable } from '../model/params.js';
 import { randomWeights } from '../model/weights.js';
+import { readByRows } from '../model/vit.js';
 import type { LookCount } from '../model/selection.js';
 import type { OnnxTrunk } from '../engine/onnx/onnxTrunk.js';
 import { benchEncode, hugePagesRequested, rssPeakMb, type EncodeBench } from '../eval/bench.js';
@@ -84,8 +85,10 @@ async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string
   }
   const onnx = engine === 'onnx' || o.dense ? await openOnnx(model) : null;
   await prepareTrunk(engine, model.weights, model.config.vision);
-  // the rest as tensors, but neither what ONNX Runtime holds nor the matrices held transposed
-  for (const key of model.weights.keys()) if (!engineHolds(engine, key) && !model.weights.hasTransposed(key)) model.weights.get(key);
+  // the rest as tensors, but not what ONNX Runtime holds, the matrices held transposed, nor what a
+  // look reads by rows from the checkpoint file
+  const w = model.weights;
+  for (const key of w.keys()) if (!engineHolds(engine, key) && !w.hasTransposed(key) && !(readByRows(key) && w.readsRows(key))) w.get(key);
   return { model, name, table: visionParams(model.config), onnx };
 }
 

@@ -135,6 +135,11 @@ export function patchEmbed(w: Weights, patches: tf.Tensor, batch: number): tf.Te
   });
 }
 
+/** Weights the encoder reads by rows only (`Weights.rows`): each scale's position residual. */
+export function readByRows(key: string): boolean {
+  return /^vision_model\.pos_emb_residual\./.test(key);
+}
+
 /**
  * The position embedding for a gh x gw grid, [gh * gw, D]: as stored when the grid is the stored
  * square one, else resampled with antialiased bicubic to the larger side and cropped top-left.
@@ -184,12 +189,10 @@ export function selectedPositionEmbedding(w: Weights, gh: number, gw: number, id
       }
     }
     if (residualScale === undefined) return pos;
-    const r = w.get(`vision_model.pos_emb_residual.${residualScale}`);
-    const [, stored, Dr] = r.shape as [number, number, number];
-    const side = Math.round(Math.sqrt(stored));
+    const key = `vision_model.pos_emb_residual.${residualScale}`;
+    const side = Math.round(Math.sqrt(w.shapeOf(key)[1]!));
     // stored for the full square grid and cropped top-left: cell (row, col) is row * side + col
-    const residualRows = tf.tensor1d(Int32Array.from(ids, (_, k) => rows[k]! * side + cols[k]!), 'int32');
-    return tf.add(pos, tf.gather(tf.reshape(r, [stored, Dr]), residualRows));
+    return tf.add(pos, w.rows(key, Int32Array.from(ids, (_, k) => rows[k]! * side + cols[k]!)));
   });
 }
 
