@@ -246,8 +246,10 @@ export interface TrunkOutput {
 /**
  * Runs all blocks on tokens [B, N, D] as `trunk` does, possibly on another engine (hence async).
  * With `lastOnly` the caller keeps only the last hidden state, so it may be all that comes back.
+ * With `hiddenLayers` the caller reads only those blocks' hidden states (and the last block's):
+ * `hiddenStates` keeps its length, one entry per block, but the others may be left empty.
  */
-export type TrunkRunner = (tokens: tf.Tensor, options: { cache?: KV[]; keepKv?: boolean; lastOnly?: boolean }) => Promise<TrunkOutput>;
+export type TrunkRunner = (tokens: tf.Tensor, options: { cache?: KV[]; keepKv?: boolean; lastOnly?: boolean; hiddenLayers?: readonly number[] }) => Promise<TrunkOutput>;
 
 /** Picks the runner of a model's trunk when the caller names none; null means TensorFlow.js's own blocks. */
 export type DefaultTrunk = (w: Weights, cfg: TrunkConfig) => TrunkRunner | null;

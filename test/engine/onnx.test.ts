@@ -124,6 +124,26 @@ test('the ONNX trunk keeps its low-res keys and values on ONNX Runtime: no tenso
   await onnx.release();
 });
 
+test('the ONNX trunk with hiddenLayers: only those blocks\' hidden states and the last, the others left empty, the same values', async () => {
+  const cfg = model.config.vision.trunk;
+  const onnx = await OnnxTrunk.create(model.weights, cfg, { maxModelBytes: 1 });
+  const low = tf.randomNormal([1, 16, cfg.width], 0, 1, 'float32', 5);
+  const all = await onnx.run(low, { keepKv: true });
+  const tensors = tf.memory().numTensors;
+  const some = await onnx.run(low, { keepKv: true, hiddenLayers: [0, 2] });
+  assert.equal(tf.memory().numTensors, tensors + 3);
+  assert.equal(some.hiddenStates.length, cfg.depth);
+  assert.deepEqual(Object.keys(some.hiddenStates), ['0', '2', String(cfg.depth - 1)]);
+  for (const i of [0, 2, cfg.depth - 1]) assert.equal(maxAbsDiff(all.hiddenStates[i]!, some.hiddenStates[i]!), 0);
+  assert.equal(some.kvCache.length, cfg.depth);
+  for (const o of [all, some]) {
+    o.hiddenStates.forEach((h) => h.dispose());
+    disposeKv(o.kvCache);
+  }
+  low.dispose();
+  await onnx.release();
+});
+
 test('every fixture case passes with the trunk on ONNX Runtime (pre-training stays on TensorFlow.js)', async () => {
   const report = await runParity(fixtures, () => {}, 'onnx');
   const failures = report.cases.filter((c) => c.status !== 'pass').map((c) => `${c.name}: ${c.detail ?? c.checks.filter((k) => k.status === 'fail').map((k) => k.output).join(', ')}`);

@@ -124,12 +124,18 @@ export class OnnxTrunk {
     return this.groups.length;
   }
 
+  private get depth(): number {
+    return this.groups[this.groups.length - 1]!.to;
+  }
+
   /**
    * All blocks on tokens [B, N, D]; `cache` (one per block) is attended to before the tokens'
    * own keys/values (none when null). Returns every block's hidden state, or only the last one
-   * when `lastOnly`, and every block's keys and values when `keepKv`.
+   * when `lastOnly`, or only those of `hiddenLayers` (and the last) with the others left empty,
+   * and every block's keys and values when `keepKv`.
    */
-  async runOrt(tokens: Tensor, cache: readonly OrtKV[] | null, fetch: { lastOnly: boolean; keepKv: boolean }): Promise<{ hidden: Tensor[]; kv: OrtKV[] }> {
+  async runOrt(tokens: Tensor, cache: readonly OrtKV[] | null, fetch: { lastOnly: boolean; keepKv: boolean; hiddenLayers?: readonly number[] }): Promise<{ hidden: Tensor[]; kv: OrtKV[] }> {
+    const wanted = (i: number): boolean => !fetch.hiddenLayers || fetch.hiddenLayers.includes(i);
     const [B, , D] = tokens.dims as [number, number, number];
     const empty = toOrt(new Float32Array(0), [B, 0, D]);
     const hidden: Tensor[] = [];
@@ -142,12 +148,13 @@ export class OnnxTrunk {
         feeds[io.cacheKey(i)] = cache ? cache[i]!.k : empty;
         feeds[io.cacheValue(i)] = cache ? cache[i]!.v : empty;
         // a group's last hidden state is the next group's input, so it is always fetched
-        if (!fetch.lastOnly || i === to - 1) fetches.push(io.hidden(i));
+        if ((!fetch.lastOnly && wanted(i)) || i === to - 1) fetches.push(io.hidden(i));
         if (fetch.keepKv) fetches.push(io.key(i), io.value(i));
       }
       const out = (await session.run(feeds, fetches)) as Record<string, Tensor>;
       for (let i = from; i < to; i++) {
-        if (!fetch.lastOnly) hidden.push(out[io.hidden(i)]!);
+        // left empty (not an entry) when not wanted: the array keeps one slot per block
+        if (!fetch.lastOnly && (wanted(i) || i === this.depth - 1)) hidden[i] = out[io.hidden(i)]!;
         if (fetch.keepKv) kv.push({ k: out[io.key(i)]!, v: out[io.value(i)]! });
       }
       x = out[io.hidden(to - 1)]!;
@@ -160,8 +167,9 @@ export class OnnxTrunk {
   readonly run: TrunkRunner = async (tokens, options): Promise<TrunkOutput> => {
     const cache = options.cache ? await Promise.all(options.cache.map(ortEntry)) : null;
     const x = toOrt((await tokens.data()) as Float32Array, tokens.shape);
-    const out = await this.runOrt(x, cache, { lastOnly: options.lastOnly ?? false, keepKv: options.keepKv ?? false });
+    const out = await this.runOrt(x, cache, { lastOnly: options.lastOnly ?? false, keepKv: options.keepKv ?? false, ...(options.hiddenLayers ? { hiddenLayers: options.hiddenLayers } : {}) });
     const kvCache: KV[] = out.kv.map((kv) => new OrtCacheEntry(kv));
+    // map keeps the empty slots empty
     return { hiddenStates: out.hidden.map(toTf), kvCache };
   };
 
