@@ -12,12 +12,13 @@ import { loadModel, readConfigFile, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import { visionParams, type ParamTable } from '../model/params.js';
 import { randomWeights } from '../model/weights.js';
+import { readByRows } from '../model/vit.js';
 import type { LookCount } from '../model/selection.js';
 import type { OnnxTrunk } from '../engine/onnx/onnxTrunk.js';
 import { benchEncode, hugePagesRequested, rssPeakMb, type EncodeBench } from '../eval/bench.js';
 import type { DenseBench } from '../eval/dense.js';
 import { s2Flops } from '../model/flops.js';
-import { prepareTrunk, resolveTrunkEngine, useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
+import { engineHolds, prepareTrunk, releaseTrunk, resolveTrunkEngine, useTrunkEngine, type TrunkEngine } from '../engine/trunkEngine.js';
 import { checkHeapFits } from '../engine/capacity.js';
 import { SAMPLE_IMAGE } from './demo.js';
 import { inputImage, intOption, resolveModelSpec } from './inputs.js';
@@ -50,20 +51,21 @@ function randomOf(config: PS3Config, table: ParamTable): PS3Model {
   return { config, weights, source: 'random weights (seed 0)' };
 }
 
+/** The model's ONNX trunk: the one `prepareTrunk` and every default pass use (a second would hold the weights twice). */
 async function openOnnx(model: PS3Model): Promise<OnnxTrunk> {
-  const { OnnxTrunk } = await import('../engine/onnx/onnxTrunk.js');
-  return OnnxTrunk.create(model.weights, model.config.vision.trunk);
+  const { onnxTrunkOf } = await import('../engine/onnx/perModel.js');
+  return onnxTrunkOf(model.weights, model.config.vision.trunk);
 }
 
 /**
  * The model (vision tower only: the bench never runs the text tower, so400m's alone is ~1.8 GB)
  * and, when ONNX Runtime is used, its trunk's sessions. The blocks go from their source (the
  * checkpoint file, or the random generator) straight into ONNX Runtime's sessions, one group at a
- * time; TensorFlow.js makes tensors of the rest only (all of it when it runs the trunk), so no
- * weight is held twice. Set-up ends with every weight the encode uses in place (transposed where
- * TensorFlow.js multiplies by it), and with ONNX
- * Runtime the selector's sessions (convnet, feature projection) made, and the processor's second
- * thread started.
+ * time, and so do the selector's convnet and feature projection into theirs; TensorFlow.js makes
+ * tensors of the rest only (all of it when it runs the trunk), the matrices it multiplies by held
+ * transposed only, so no weight is held twice. Set-up ends with every weight the encode uses in
+ * place, and with ONNX Runtime the selector's sessions made, and the processor's second thread
+ * started.
  */
 async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string): Promise<{ model: PS3Model; name: string; table: ParamTable; onnx: OnnxTrunk | null }> {
   let model: PS3Model;
@@ -82,8 +84,11 @@ async function setUp(o: BenchEncodeOptions, engine: TrunkEngine, backend: string
     name = o.preset;
   }
   const onnx = engine === 'onnx' || o.dense ? await openOnnx(model) : null;
-  for (const key of model.weights.keys()) if (engine === 'tfjs' || !BLOCK_KEY.test(key)) model.weights.get(key);
   await prepareTrunk(engine, model.weights, model.config.vision);
+  // the rest as tensors, but not what ONNX Runtime holds, the matrices held transposed, nor what a
+  // look reads by rows from the checkpoint file
+  const w = model.weights;
+  for (const key of w.keys()) if (!engineHolds(engine, key) && !w.hasTransposed(key) && !(readByRows(key) && w.readsRows(key))) w.get(key);
   return { model, name, table: visionParams(model.config), onnx };
 }
 
@@ -126,7 +131,7 @@ export async function benchEncodeCommand(o: BenchEncodeOptions): Promise<number>
   const median = <T>(xs: T[], ms: (x: T) => number): T => [...xs].sort((a, b) => ms(a) - ms(b))[(xs.length - 1) >> 1]!;
   const r = median(runs, (x) => x.ms_total);
   const dense = denseRuns.length ? median(denseRuns, (x) => x.ms) : null;
-  await onnx?.release();
+  if (onnx) await releaseTrunk('onnx', model.weights);
   model.weights.dispose();
   const s2 = s2Flops(cfg);
   const msTile = r.ms_lowres; // one 729-token pass of the whole trunk: what each S² tile costs

@@ -7,7 +7,7 @@
 import type { TrunkConfig, VisionConfig } from '../io/config.js';
 import { setDefaultConvnet, type ConvnetRunner } from '../model/convnet.js';
 import { setDefaultProjection, type ProjectionRunner } from '../model/selection.js';
-import { prepareFrozenLayouts, setDefaultTrunk, type TrunkRunner } from '../model/vit.js';
+import { prepareBlockLayouts, prepareFrozenLayouts, setDefaultTrunk, type TrunkRunner } from '../model/vit.js';
 import type { Weights } from '../model/weights.js';
 import { UserError } from '../errors.js';
 
@@ -23,6 +23,14 @@ export function resolveTrunkEngine(requested?: string): TrunkEngine {
     throw new UserError(`unknown trunk engine "${name}" (expected one of: ${TRUNK_ENGINES.join(', ')})`);
   }
   return name as TrunkEngine;
+}
+
+/** Weights ONNX Runtime's sessions hold: the trunk's blocks, the selector's convnet and its feature projection. */
+const ONNX_HELD = /^vision_model\.(trunk\.blocks|selection_feature_proj|highres_selection_feature_module)\./;
+
+/** Whether `engine` runs `key`'s layer itself, so TensorFlow.js never needs the weight. */
+export function engineHolds(engine: TrunkEngine, key: string): boolean {
+  return engine === 'onnx' && ONNX_HELD.test(key);
 }
 
 /** The model's ONNX trunk as a runner; its sessions are made on the first run and kept until the weights are disposed. */
@@ -65,13 +73,17 @@ export function useTrunkEngine(engine: TrunkEngine): void {
 
 /**
  * Make what the engine needs for this model now rather than in the first encode: TensorFlow.js's
- * layouts of the frozen weights it multiplies by (`prepareFrozenLayouts`), and with ONNX Runtime
+ * layouts of the frozen weights it multiplies by (`prepareFrozenLayouts`, and the blocks' when it
+ * runs them), and with ONNX Runtime
  * the sessions for the trunk and the selector's convnet and feature projection (a big trunk's
  * take seconds).
  */
 export async function prepareTrunk(engine: TrunkEngine, w: Weights, cfg: VisionConfig): Promise<void> {
   prepareFrozenLayouts(w, cfg.trunk, cfg.scales.slice(1).map((s) => Math.floor(s / cfg.trunk.patchSize)));
-  if (engine === 'tfjs') return;
+  if (engine === 'tfjs') {
+    prepareBlockLayouts(w, cfg.trunk);
+    return;
+  }
   const { onnxTrunkOf, prepareOnnxSelector } = await import('./onnx/perModel.js');
   await onnxTrunkOf(w, cfg.trunk);
   await prepareOnnxSelector(w, cfg);

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
 import { toHalfBytes } from './half.js';
-import { decodeTensor, headerLength, numel, parseHeader, type HeaderEntry, type NamedArray } from './safetensorsFormat.js';
+import { BYTES, decodeTensor, headerLength, numel, parseHeader, type HeaderEntry, type NamedArray } from './safetensorsFormat.js';
 
 export { decodeTensor, numel, parseHeader, parseSafetensors, type HeaderEntry, type NamedArray, type StoredDtype } from './safetensorsFormat.js';
 
@@ -17,6 +17,11 @@ export interface SafetensorsFile {
   readonly where: string;
   readonly entries: ReadonlyMap<string, HeaderEntry>;
   read(key: string): NamedArray;
+  /**
+   * Rows `rows` of a float tensor seen as [-1, last dim], read from the file alone (a run of
+   * consecutive rows at a time): [rows.length * last dim] float32 values.
+   */
+  readRows(key: string, rows: Int32Array): Float32Array;
 }
 
 /** Open a safetensors file from disk without reading its tensors. */
@@ -58,6 +63,32 @@ export function openSafetensors(file: string): SafetensorsFile {
         fs.closeSync(h);
       }
       return { shape: e.shape, data: decodeTensor(bytes, e.dtype, numel(e.shape)) };
+    },
+    readRows(key: string, rows: Int32Array): Float32Array {
+      const e = entries.get(key);
+      if (!e) throw new UserError(`${where}: no key "${key}"`);
+      const width = e.shape.length ? e.shape[e.shape.length - 1]! : 1;
+      const count = width ? numel(e.shape) / width : 0;
+      const rowBytes = width * BYTES[e.dtype];
+      const out = new Float32Array(rows.length * width);
+      const h = fs.openSync(file, 'r');
+      try {
+        for (let i = 0; i < rows.length; ) {
+          const first = rows[i]!;
+          let n = 1;
+          while (i + n < rows.length && rows[i + n] === first + n) n++;
+          if (first < 0 || first + n > count) throw new RangeError(`${where}: key "${key}" has ${count} rows, asked for row ${first < 0 ? first : first + n - 1}`);
+          const bytes = Buffer.alloc(n * rowBytes);
+          fs.readSync(h, bytes, 0, bytes.length, base + e.begin + first * rowBytes);
+          const values = decodeTensor(bytes, e.dtype, n * width);
+          if (!(values instanceof Float32Array)) throw new UserError(`${where}: key "${key}" is not a float tensor`);
+          out.set(values, i * width);
+          i += n;
+        }
+      } finally {
+        fs.closeSync(h);
+      }
+      return out;
     },
   };
 }

@@ -20,7 +20,7 @@ export interface NamedArray {
   readonly data: Float32Array | Int32Array;
 }
 
-const BYTES: Record<StoredDtype, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, I64: 8, U8: 1, BOOL: 1, F64: 8 };
+export const BYTES: Record<StoredDtype, number> = { F32: 4, F16: 2, BF16: 2, I32: 4, I64: 8, U8: 1, BOOL: 1, F64: 8 };
 
 export function numel(shape: readonly number[]): number {
   return shape.reduce((a, c) => a * c, 1);

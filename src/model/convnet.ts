@@ -72,7 +72,7 @@ export function shallowConvNet(w: Weights, cfg: VisionConfig, image: Float32Arra
   const grid = Math.floor(size / k);
   const patches = patchify(image, { batch, channels: 3, height: size, width: size }, k);
   return tf.tidy(() => {
-    const hidden = w.get(`${M}.stem.0.weight`).shape[0]!;
+    const hidden = w.shapeOf(`${M}.stem.0.weight`)[0]!;
     // stem conv (kernel = stride = k) as a matrix product over unfolded patches
     let x = tf.add(tf.matMul(tf.tensor2d(patches.data, [batch * grid * grid, 3 * k * k]), w.transposed(`${M}.stem.0.weight`, hidden)), w.get(`${M}.stem.0.bias`));
     x = layerNorm(w, `${M}.stem.1`, tf.reshape(x, [batch, grid, grid, hidden]), 1e-6);
@@ -83,7 +83,7 @@ export function shallowConvNet(w: Weights, cfg: VisionConfig, image: Float32Arra
       y = linear(w, `${b}.mlp.fc2`, gelu(linear(w, `${b}.mlp.fc1`, y)));
       x = tf.add(tf.mul(y, w.get(`${b}.weight`)), x);
     }
-    const outDim = w.get(`${M}.out_proj.weight`).shape[0]!;
+    const outDim = w.shapeOf(`${M}.out_proj.weight`)[0]!;
     return tf.reshape(tf.add(tf.matMul(tf.reshape(x, [-1, hidden]), w.transposed(`${M}.out_proj.weight`, outDim)), w.get(`${M}.out_proj.bias`)), [batch, grid, grid, outDim]);
   });
 }

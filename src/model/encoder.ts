@@ -28,7 +28,7 @@ import {
   smoothProbs,
   type LookCount,
 } from './selection.js';
-import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, selectedPositionEmbedding, trunk, trunkFor, type KV, type TrunkRunner } from './vit.js';
+import { disposeKv, finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, selectedPositionEmbedding, trunk, trunkFor, type KV, type TrunkRunner } from './vit.js';
 import type { Weights } from './weights.js';
 
 /** Normalised pixels, NCHW float32, at the top scale (any aspect ratio). */
@@ -217,11 +217,14 @@ export function lowRes(w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = t
   return out;
 }
 
-/** `lowRes` with the blocks run by `run` (another engine's trunk). */
-export async function lowResOn(run: TrunkRunner, w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = true, images?: ScaledImages): Promise<LowResOutput> {
+/**
+ * `lowRes` with the blocks run by `run` (another engine's trunk). With `hiddenLayers`, the caller
+ * reads only those blocks' hidden states and the last one's; the others may be left empty.
+ */
+export async function lowResOn(run: TrunkRunner, w: Weights, cfg: VisionConfig, pixels: Pixels, keepKv = true, images?: ScaledImages, hiddenLayers?: readonly number[]): Promise<LowResOutput> {
   const tokens = lowResTokens(w, cfg, pixels, images);
   try {
-    return await timed(images?.timings, 'lowResTrunk', () => run(tokens, { keepKv }), (r) => r.hiddenStates[r.hiddenStates.length - 1]);
+    return await timed(images?.timings, 'lowResTrunk', () => run(tokens, { keepKv, ...(hiddenLayers ? { hiddenLayers } : {}) }), (r) => r.hiddenStates[r.hiddenStates.length - 1]);
   } finally {
     tokens.dispose();
   }
@@ -393,7 +396,9 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
   // every resize of the input is made once and shared (the convnet's 1512 px is often a scale too)
   const images = new ScaledImages(cfg, pixels, timings);
   const run = trunkFor(w, cfg.trunk, options.trunk);
-  const low = run ? await lowResOn(run, w, cfg, pixels, !lowResOnly, images) : lowRes(w, cfg, pixels, !lowResOnly, images);
+  // without hidden states in the output, the selection's layers and the last are all a pass reads
+  const hiddenLayers = keepHidden ? undefined : cfg.selectBasedOnLayer;
+  const low = run ? await lowResOn(run, w, cfg, pixels, !lowResOnly, images, hiddenLayers) : lowRes(w, cfg, pixels, !lowResOnly, images);
   if (timings) timings.lowRes = await lap(low.hiddenStates[low.hiddenStates.length - 1]);
   // the convnet follows the trunk's engine: TensorFlow.js when asked for (trunk: null), else the installed default
   const convnet = !cfg.highresSelectionFeature ? null : options.convnet !== undefined ? options.convnet : convnetFor(w, cfg, options.trunk === null);
@@ -438,7 +443,7 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
   const emptyMaps = (): SelectionMap[] => grids.map(([h, gw]) => ({ height: h, width: gw, data: new Uint8Array(B * h * gw) }));
 
   if (lowResOnly) {
-    low.kvCache.forEach((kv) => (kv.k.dispose(), kv.v.dispose()));
+    disposeKv(low.kvCache);
     const last = low.hiddenStates[low.hiddenStates.length - 1]!;
     const hiddenStates = keepHidden ? low.hiddenStates : [];
     if (!keepHidden) low.hiddenStates.slice(0, -1).forEach((h) => h.dispose());
@@ -478,7 +483,7 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
     looks.push({ chosen, hidden: kept });
     chosen.forEach((perImage, i) => perImage.forEach((ids, b) => ids.forEach((g) => (union[i]!.data[b * gridSizes[i]! + g] = 1))));
   }
-  low.kvCache.forEach((kv) => (kv.k.dispose(), kv.v.dispose()));
+  disposeKv(low.kvCache);
   const gatherCpu0 = cpuMsNow();
 
   // Each look's tokens, per image, run scale by scale in row-major order. Gather them from all

@@ -68,6 +68,8 @@ export interface StoredWeights {
   readonly where: string;
   readonly entries: ReadonlyMap<string, HeaderEntry>;
   read(key: string): NamedArray;
+  /** rows of a float tensor seen as [-1, last dim], read alone (see `SafetensorsFile.readRows`) */
+  readRows(key: string, rows: Int32Array): Float32Array;
 }
 
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -117,7 +119,8 @@ export function openStoredWeights(dir: string): StoredWeights {
   for (const [key, shard] of index) {
     if (!owner.has(key)) throw new UserError(`${path.join(dir, shard)}: key "${key}" is in ${INDEX_FILE} but not in this shard`);
   }
-  return { where: indexFile, entries, read: (key) => shards.get(owner.get(key)!)!.read(key) };
+  const shardOf = (key: string): ReturnType<typeof openSafetensors> => shards.get(owner.get(key)!)!;
+  return { where: indexFile, entries, read: (key) => shardOf(key).read(key), readRows: (key, rows) => shardOf(key).readRows(key, rows) };
 }
 
 /**
@@ -132,7 +135,7 @@ export function loadModel(dir: string, parts: ModelParts = 'all'): PS3Model {
   const { table, extra } = tableFor(config, parts);
   checkFitsEngine(table, dir);
   const weights = checkAndLoad(
-    { keys: () => file.entries.keys(), shapeOf: (k) => file.entries.get(k)!.shape, read: (k) => file.read(k) },
+    { keys: () => file.entries.keys(), shapeOf: (k) => file.entries.get(k)!.shape, read: (k) => file.read(k), readRows: (k, rows) => file.readRows(k, rows) },
     table,
     file.where,
     extra,

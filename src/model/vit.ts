@@ -12,10 +12,23 @@ import { Weights } from './weights.js';
 
 const T = 'vision_model.trunk';
 
-/** One block's keys and values, [B, N, D] each (heads side by side): the low-res KV cache high-res tokens attend to. */
+/**
+ * One block's keys and values, [B, N, D] each (heads side by side): the low-res KV cache high-res
+ * tokens attend to. Another engine's trunk may return entries that hold its own copy and make
+ * `k` and `v` only when read; those free it with `dispose` (see `disposeKv`).
+ */
 export interface KV {
   readonly k: tf.Tensor;
   readonly v: tf.Tensor;
+  dispose?(): void;
+}
+
+/** Free a KV cache: each entry's own `dispose` when it has one, else its keys and values. */
+export function disposeKv(cache: readonly KV[]): void {
+  for (const kv of cache) {
+    if (kv.dispose) kv.dispose();
+    else tf.dispose([kv.k, kv.v]);
+  }
 }
 
 /**
@@ -72,6 +85,12 @@ export function prepareFrozenLayouts(w: Weights, cfg: TrunkConfig, grids: readon
   for (const m of grids) if (m * m !== stored) resampledColumns(w, m);
 }
 
+/** Transpose now, for frozen weights, every block's matrices, as TensorFlow.js's trunk would on its first pass. */
+export function prepareBlockLayouts(w: Weights, cfg: TrunkConfig): void {
+  if (w.trainable) return;
+  for (let i = 0; i < cfg.depth; i++) for (const k of ['attn.qkv', 'attn.proj', 'mlp.fc1', 'mlp.fc2']) w.transposed(`${T}.blocks.${i}.${k}.weight`);
+}
+
 /** `columns` [m, D * n] = A P (A [m, n] the antialiased-bicubic matrix, as values `a` and tensor `A`) from the stored position embedding [1, n * n, D]. */
 function columnsProduct(pe: tf.Tensor, m: number): { a: Float32Array; A: tf.Tensor; columns: tf.Tensor } {
   const [, count, D] = pe.shape as [number, number, number];
@@ -110,10 +129,15 @@ function resampledColumns(w: Weights, m: number): { columns: Float32Array; a: Fl
 /** Patches [B * n, 3 * P * P] -> tokens [B, n, D]: the patch conv as a matrix product. */
 export function patchEmbed(w: Weights, patches: tf.Tensor, batch: number): tf.Tensor {
   return tf.tidy(() => {
-    const D = w.get(`${T}.patch_embed.proj.weight`).shape[0]!;
+    const D = w.shapeOf(`${T}.patch_embed.proj.weight`)[0]!;
     const y = tf.add(tf.matMul(patches, w.transposed(`${T}.patch_embed.proj.weight`, D)), w.get(`${T}.patch_embed.proj.bias`));
     return tf.reshape(y, [batch, -1, D]);
   });
+}
+
+/** Weights the encoder reads by rows only (`Weights.rows`): each scale's position residual. */
+export function readByRows(key: string): boolean {
+  return /^vision_model\.pos_emb_residual\./.test(key);
 }
 
 /**
@@ -165,12 +189,10 @@ export function selectedPositionEmbedding(w: Weights, gh: number, gw: number, id
       }
     }
     if (residualScale === undefined) return pos;
-    const r = w.get(`vision_model.pos_emb_residual.${residualScale}`);
-    const [, stored, Dr] = r.shape as [number, number, number];
-    const side = Math.round(Math.sqrt(stored));
+    const key = `vision_model.pos_emb_residual.${residualScale}`;
+    const side = Math.round(Math.sqrt(w.shapeOf(key)[1]!));
     // stored for the full square grid and cropped top-left: cell (row, col) is row * side + col
-    const residualRows = tf.tensor1d(Int32Array.from(ids, (_, k) => rows[k]! * side + cols[k]!), 'int32');
-    return tf.add(pos, tf.gather(tf.reshape(r, [stored, Dr]), residualRows));
+    return tf.add(pos, w.rows(key, Int32Array.from(ids, (_, k) => rows[k]! * side + cols[k]!)));
   });
 }
 
@@ -224,8 +246,10 @@ export interface TrunkOutput {
 /**
  * Runs all blocks on tokens [B, N, D] as `trunk` does, possibly on another engine (hence async).
  * With `lastOnly` the caller keeps only the last hidden state, so it may be all that comes back.
+ * With `hiddenLayers` the caller reads only those blocks' hidden states (and the last block's):
+ * `hiddenStates` keeps its length, one entry per block, but the others may be left empty.
  */
-export type TrunkRunner = (tokens: tf.Tensor, options: { cache?: KV[]; keepKv?: boolean; lastOnly?: boolean }) => Promise<TrunkOutput>;
+export type TrunkRunner = (tokens: tf.Tensor, options: { cache?: KV[]; keepKv?: boolean; lastOnly?: boolean; hiddenLayers?: readonly number[] }) => Promise<TrunkOutput>;
 
 /** Picks the runner of a model's trunk when the caller names none; null means TensorFlow.js's own blocks. */
 export type DefaultTrunk = (w: Weights, cfg: TrunkConfig) => TrunkRunner | null;

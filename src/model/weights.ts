@@ -12,6 +12,8 @@ import type { ParamTable } from './params.js';
 export interface WeightSource {
   readonly shape: readonly number[];
   read(): NamedArray;
+  /** rows of the weight seen as [-1, last dim], read without the rest (a checkpoint file can) */
+  readRows?(rows: Int32Array): Float32Array;
 }
 
 export class Weights {
@@ -40,11 +42,26 @@ export class Weights {
     const cacheKey = rows === undefined ? key : `${key}@${rows}`;
     const hit = this.transposedCache.get(cacheKey);
     if (hit) return hit;
-    const w = this.get(key);
-    const t = tf.tidy(() => tf.transpose(rows === undefined ? w : tf.reshape(w, [rows, -1])));
+    // a frozen weight not made yet is transposed straight from its source and not kept as it is
+    // stored: the model multiplies by the transposed copy only (a so400m trunk's matrices would
+    // otherwise sit in the heap twice); its source stays, so `get` can still make it
+    const source = this.trainable || this.tensors.has(key) ? undefined : this.sources.get(key);
+    const stored = source ? Weights.tensorOf(source.read()) : this.get(key);
+    const t = tf.tidy(() => tf.transpose(rows === undefined ? stored : tf.reshape(stored, [rows, -1])));
+    if (source) stored.dispose();
     if (this.trainable) return t;
     this.transposedCache.set(cacheKey, tf.keep(t));
     return t;
+  }
+
+  /** Whether `key` is held transposed (for every `rows` it was asked with). */
+  hasTransposed(key: string): boolean {
+    for (const cacheKey of this.transposedCache.keys()) if (cacheKey === key || cacheKey.startsWith(`${key}@`)) return true;
+    return false;
+  }
+
+  private static tensorOf(a: NamedArray): tf.Tensor {
+    return tf.tensor(a.data, [...a.shape], a.data instanceof Float32Array ? 'float32' : 'int32');
   }
 
   get(key: string): tf.Tensor {
@@ -52,12 +69,29 @@ export class Weights {
     if (t) return t;
     const source = this.sources.get(key);
     if (!source) throw new UserError(`weights: missing key "${key}"`);
-    const a = source.read();
     // kept: the first use may be inside a tidy scope, which must not take the weight with it
-    const made = tf.keep(tf.tensor(a.data, [...a.shape], a.data instanceof Float32Array ? 'float32' : 'int32'));
+    const made = tf.keep(Weights.tensorOf(source.read()));
     this.tensors.set(key, made);
     this.sources.delete(key);
     return made;
+  }
+
+  /**
+   * Rows `rows` of a weight seen as [-1, last dim]: [rows.length, last dim]. A frozen weight not
+   * made yet whose source reads rows (a checkpoint file) is read for those rows alone and never
+   * made a tensor: a 3780 px scale's position residual is 320 MB as float32, of which a look
+   * needs a few thousand rows. Otherwise gathered from the tensor.
+   */
+  rows(key: string, rows: Int32Array): tf.Tensor {
+    const shape = this.shapeOf(key);
+    const width = shape[shape.length - 1]!;
+    if (this.readsRows(key)) return tf.tensor2d(this.sources.get(key)!.readRows!(rows), [rows.length, width]);
+    return tf.tidy(() => tf.gather(tf.reshape(this.get(key), [-1, width]), tf.tensor1d(rows, 'int32')));
+  }
+
+  /** Whether `rows` reads `key` from its source rather than from a tensor. */
+  readsRows(key: string): boolean {
+    return !this.trainable && !this.tensors.has(key) && this.sources.get(key)?.readRows !== undefined;
   }
 
   shapeOf(key: string): readonly number[] {
@@ -138,7 +172,7 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
  * `allowedExtra`) is refused by name. Allowed extra keys are checked, and kept where `loadExtra` says.
  */
 export function checkAndLoad(
-  arrays: { keys(): Iterable<string>; shapeOf(key: string): readonly number[]; read(key: string): NamedArray },
+  arrays: { keys(): Iterable<string>; shapeOf(key: string): readonly number[]; read(key: string): NamedArray; readRows?(key: string, rows: Int32Array): Float32Array },
   table: ParamTable,
   where: string,
   allowedExtra: ParamTable = new Map(),
@@ -164,7 +198,8 @@ export function checkAndLoad(
   const sources = new Map<string, WeightSource>();
   for (const key of stored) {
     if (!table.has(key) && !loadExtra(key)) continue;
-    sources.set(key, { shape: arrays.shapeOf(key), read: () => arrays.read(key) });
+    const readRows = arrays.readRows?.bind(arrays);
+    sources.set(key, { shape: arrays.shapeOf(key), read: () => arrays.read(key), ...(readRows ? { readRows: (rows: Int32Array) => readRows(key, rows) } : {}) });
   }
   return new Weights(new Map(), false, sources);
 }

@@ -2,7 +2,8 @@
  * src/engine/onnx/ on the fixture model: the protobuf writer's encodings; the ONNX trunk (both
  * ways of writing attention, one session or several) against the TensorFlow.js trunk — hidden
  * states, keys and values of the low-res pass, hidden states of a look attending to its cache;
- * the fixture's cases with the trunk on ONNX Runtime; no TensorFlow.js tensors leak through it.
+ * the low-res cache kept on ONNX Runtime; the fixture's cases with the trunk on ONNX Runtime; no
+ * TensorFlow.js tensors leak through it.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,7 +21,7 @@ import { mlp } from '../../src/model/layers.js';
 import { selectionFeatures, selectionInput } from '../../src/model/selection.js';
 import { loadModel, randomModel, type PS3Model } from '../../src/model/load.js';
 import { presetConfig } from '../../src/model/presets.js';
-import { setDefaultTrunk, trunk, type TrunkOutput } from '../../src/model/vit.js';
+import { disposeKv, setDefaultTrunk, trunk, type TrunkOutput } from '../../src/model/vit.js';
 import { initEngine, tf } from '../../src/tensor/engine.js';
 
 // Compiled to dist/test/engine/, so the repository root is three levels up.
@@ -94,6 +95,54 @@ for (const attention of ['fused', 'ops'] as const) {
     });
   }
 }
+
+test('the ONNX trunk keeps its low-res keys and values on ONNX Runtime: no tensors until read, a look takes them or TensorFlow.js\'s alike, disposeKv frees them', async () => {
+  const cfg = model.config.vision.trunk;
+  const onnx = await OnnxTrunk.create(model.weights, cfg, { maxModelBytes: 1 });
+  const low = tf.randomNormal([1, 16, cfg.width], 0, 1, 'float32', 3);
+  const high = tf.randomNormal([1, 11, cfg.width], 0, 1, 'float32', 4);
+  const refLow = trunk(model.weights, cfg, low, { keepKv: true });
+  const tensors = tf.memory().numTensors;
+  const gotLow = await onnx.run(low, { keepKv: true });
+  assert.equal(tf.memory().numTensors, tensors + cfg.depth, 'the hidden states only');
+  const fromOrt = await onnx.run(high, { cache: gotLow.kvCache, lastOnly: true });
+  const fromTf = await onnx.run(high, { cache: refLow.kvCache, lastOnly: true });
+  const ref = trunk(model.weights, cfg, high, { cache: refLow.kvCache });
+  assert.ok(maxAbsDiff(fromOrt.hiddenStates[0]!, ref.hiddenStates[cfg.depth - 1]!) < 1e-4);
+  assert.ok(maxAbsDiff(fromTf.hiddenStates[0]!, ref.hiddenStates[cfg.depth - 1]!) < 1e-4);
+  const k0 = gotLow.kvCache[0]!.k;
+  assert.equal(gotLow.kvCache[0]!.k, k0, 'made once');
+  assert.ok(maxAbsDiff(k0, refLow.kvCache[0]!.k) < 1e-4);
+  const count = tf.memory().numTensors;
+  disposeKv(gotLow.kvCache);
+  assert.ok(k0.isDisposed);
+  assert.equal(tf.memory().numTensors, count - 1);
+  assert.throws(() => gotLow.kvCache[1]!.v, /after dispose/);
+  await assert.rejects(onnx.run(high, { cache: gotLow.kvCache }), /after dispose/);
+  [refLow, fromOrt, fromTf, ref].forEach(disposeTrunk);
+  tf.dispose([low, high, ...gotLow.hiddenStates]);
+  await onnx.release();
+});
+
+test('the ONNX trunk with hiddenLayers: only those blocks\' hidden states and the last, the others left empty, the same values', async () => {
+  const cfg = model.config.vision.trunk;
+  const onnx = await OnnxTrunk.create(model.weights, cfg, { maxModelBytes: 1 });
+  const low = tf.randomNormal([1, 16, cfg.width], 0, 1, 'float32', 5);
+  const all = await onnx.run(low, { keepKv: true });
+  const tensors = tf.memory().numTensors;
+  const some = await onnx.run(low, { keepKv: true, hiddenLayers: [0, 2] });
+  assert.equal(tf.memory().numTensors, tensors + 3);
+  assert.equal(some.hiddenStates.length, cfg.depth);
+  assert.deepEqual(Object.keys(some.hiddenStates), ['0', '2', String(cfg.depth - 1)]);
+  for (const i of [0, 2, cfg.depth - 1]) assert.equal(maxAbsDiff(all.hiddenStates[i]!, some.hiddenStates[i]!), 0);
+  assert.equal(some.kvCache.length, cfg.depth);
+  for (const o of [all, some]) {
+    o.hiddenStates.forEach((h) => h.dispose());
+    disposeKv(o.kvCache);
+  }
+  low.dispose();
+  await onnx.release();
+});
 
 test('every fixture case passes with the trunk on ONNX Runtime (pre-training stays on TensorFlow.js)', async () => {
   const report = await runParity(fixtures, () => {}, 'onnx');

@@ -59,6 +59,49 @@ function toTf(t: Tensor): tf.Tensor {
   return tf.tensor(t.data as Float32Array, [...t.dims]);
 }
 
+/**
+ * A block's low-res keys and values as ONNX Runtime returned them, made TensorFlow.js tensors
+ * only when read: a look on this trunk feeds them back as they are, so the cache (so400m: 27
+ * blocks x 2 x [1, 729, 1152], 180 MB) neither takes space in TensorFlow.js's heap (which never
+ * shrinks) nor is copied out of it again for each look.
+ */
+class OrtCacheEntry implements KV {
+  private made: { k?: tf.Tensor; v?: tf.Tensor } = {};
+
+  constructor(private held: OrtKV | null) {}
+
+  /** The ONNX Runtime tensors, null once disposed. */
+  get ort(): OrtKV | null {
+    return this.held;
+  }
+
+  get k(): tf.Tensor {
+    return (this.made.k ??= toTf(this.live().k));
+  }
+
+  get v(): tf.Tensor {
+    return (this.made.v ??= toTf(this.live().v));
+  }
+
+  private live(): OrtKV {
+    if (!this.held) throw new Error('KV cache entry used after dispose');
+    return this.held;
+  }
+
+  dispose(): void {
+    tf.dispose([this.made.k, this.made.v].filter((t): t is tf.Tensor => t !== undefined));
+    this.made = {};
+    this.held = null;
+  }
+}
+
+/** A cache entry as ONNX Runtime tensors: as held when this trunk made it, else copied out of TensorFlow.js. */
+async function ortEntry(kv: KV): Promise<OrtKV> {
+  const held = kv instanceof OrtCacheEntry ? kv.ort : null;
+  if (held) return held;
+  return { k: toOrt((await kv.k.data()) as Float32Array, kv.k.shape), v: toOrt((await kv.v.data()) as Float32Array, kv.v.shape) };
+}
+
 export class OnnxTrunk {
   private constructor(private readonly groups: readonly Group[]) {}
 
@@ -81,12 +124,18 @@ export class OnnxTrunk {
     return this.groups.length;
   }
 
+  private get depth(): number {
+    return this.groups[this.groups.length - 1]!.to;
+  }
+
   /**
    * All blocks on tokens [B, N, D]; `cache` (one per block) is attended to before the tokens'
    * own keys/values (none when null). Returns every block's hidden state, or only the last one
-   * when `lastOnly`, and every block's keys and values when `keepKv`.
+   * when `lastOnly`, or only those of `hiddenLayers` (and the last) with the others left empty,
+   * and every block's keys and values when `keepKv`.
    */
-  async runOrt(tokens: Tensor, cache: readonly OrtKV[] | null, fetch: { lastOnly: boolean; keepKv: boolean }): Promise<{ hidden: Tensor[]; kv: OrtKV[] }> {
+  async runOrt(tokens: Tensor, cache: readonly OrtKV[] | null, fetch: { lastOnly: boolean; keepKv: boolean; hiddenLayers?: readonly number[] }): Promise<{ hidden: Tensor[]; kv: OrtKV[] }> {
+    const wanted = (i: number): boolean => !fetch.hiddenLayers || fetch.hiddenLayers.includes(i);
     const [B, , D] = tokens.dims as [number, number, number];
     const empty = toOrt(new Float32Array(0), [B, 0, D]);
     const hidden: Tensor[] = [];
@@ -99,12 +148,13 @@ export class OnnxTrunk {
         feeds[io.cacheKey(i)] = cache ? cache[i]!.k : empty;
         feeds[io.cacheValue(i)] = cache ? cache[i]!.v : empty;
         // a group's last hidden state is the next group's input, so it is always fetched
-        if (!fetch.lastOnly || i === to - 1) fetches.push(io.hidden(i));
+        if ((!fetch.lastOnly && wanted(i)) || i === to - 1) fetches.push(io.hidden(i));
         if (fetch.keepKv) fetches.push(io.key(i), io.value(i));
       }
       const out = (await session.run(feeds, fetches)) as Record<string, Tensor>;
       for (let i = from; i < to; i++) {
-        if (!fetch.lastOnly) hidden.push(out[io.hidden(i)]!);
+        // left empty (not an entry) when not wanted: the array keeps one slot per block
+        if (!fetch.lastOnly && (wanted(i) || i === this.depth - 1)) hidden[i] = out[io.hidden(i)]!;
         if (fetch.keepKv) kv.push({ k: out[io.key(i)]!, v: out[io.value(i)]! });
       }
       x = out[io.hidden(to - 1)]!;
@@ -115,12 +165,11 @@ export class OnnxTrunk {
 
   /** `TrunkRunner`: TensorFlow.js tensors in and out, the blocks on ONNX Runtime. */
   readonly run: TrunkRunner = async (tokens, options): Promise<TrunkOutput> => {
-    const cache = options.cache
-      ? await Promise.all(options.cache.map(async ({ k, v }) => ({ k: toOrt((await k.data()) as Float32Array, k.shape), v: toOrt((await v.data()) as Float32Array, v.shape) })))
-      : null;
+    const cache = options.cache ? await Promise.all(options.cache.map(ortEntry)) : null;
     const x = toOrt((await tokens.data()) as Float32Array, tokens.shape);
-    const out = await this.runOrt(x, cache, { lastOnly: options.lastOnly ?? false, keepKv: options.keepKv ?? false });
-    const kvCache: KV[] = out.kv.map(({ k, v }) => ({ k: toTf(k), v: toTf(v) }));
+    const out = await this.runOrt(x, cache, { lastOnly: options.lastOnly ?? false, keepKv: options.keepKv ?? false, ...(options.hiddenLayers ? { hiddenLayers: options.hiddenLayers } : {}) });
+    const kvCache: KV[] = out.kv.map((kv) => new OrtCacheEntry(kv));
+    // map keeps the empty slots empty
     return { hiddenStates: out.hidden.map(toTf), kvCache };
   };
 
