@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { EncodeMethod } from './baselines.js';
 import { trainVilaHd } from '../mllm/train.js';
+import { median } from './qa/evaluate.js';
 
 export interface TrainMllmBenchOptions {
   readonly ps3: string;
@@ -45,10 +46,8 @@ export interface TrainMllmBench {
   readonly rows: TrainMllmBenchRow[];
 }
 
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
+/** repeats >= 1, so never empty */
+const middle = (xs: readonly number[]): number => median(xs)!;
 
 export async function benchTrainMllm(o: TrainMllmBenchOptions): Promise<TrainMllmBench> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-bench-train-mllm-'));
@@ -86,9 +85,9 @@ export async function benchTrainMllm(o: TrainMllmBenchOptions): Promise<TrainMll
     }
     const rows = o.threads.map((t) => ({
       threads: t,
-      samples_per_s: median(per.get(t)!.map((x) => x.samplesPerS)),
+      samples_per_s: middle(per.get(t)!.map((x) => x.samplesPerS)),
       runs_samples_per_s: per.get(t)!.map((x) => x.samplesPerS),
-      cpu_ms_per_sample: median(per.get(t)!.map((x) => x.cpuMsPerSample)),
+      cpu_ms_per_sample: middle(per.get(t)!.map((x) => x.cpuMsPerSample)),
     }));
     return {
       method: o.method, preset: o.preset, batch: o.batch, steps: o.steps, images: o.images, repeats: o.repeats, cores: os.availableParallelism(),

@@ -308,7 +308,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
 
   const threads = Math.min(o.threads ?? 1, o.batch);
   const sharded = await ShardedStep.start(
-    { method: o.method, lm: config.lm, ps3, ps3Dir, tokenizer, reader, cacheDir: dir, convInput: tune === 'all', trainable, ps3Trainable, selectionWeight: o.selectionWeight, boxLoss: o.boxLoss ?? 'bce' },
+    { method: o.method, lm: config.lm, ps3, ps3Dir, tokenizer, reader, cacheDir: dir, convInput: spec.convInput, trainable, ps3Trainable, selectionWeight: o.selectionWeight, boxLoss: o.boxLoss ?? 'bce' },
     threads,
     weights,
   );
