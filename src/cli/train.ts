@@ -34,7 +34,7 @@ const schema = z
     shuffleBuffer: num('shuffle-buffer').pipe(z.number().int().positive('--shuffle-buffer must be a positive integer')),
     globalCaptionProb: num('global-caption-prob').pipe(z.number().min(0).max(1, '--global-caption-prob must be in [0, 1]')),
     lossWeights: lossWeights(),
-    boxLoss: z.enum(['bce', 'balanced'], { message: '--box-loss must be bce or balanced' }),
+    boxLoss: z.enum(['bce', 'balanced', 'softmax'], { message: '--box-loss must be bce, balanced or softmax' }),
     logitBias: num('logit-bias').optional(),
     evalEvery: num('eval-every').pipe(z.number().int('--eval-every must be an integer').nonnegative('--eval-every must be >= 0 (0 = never)')),
     // retrieval's 7 distractors come from the other scenes' captions (4 to 8 each): 3 scenes at least

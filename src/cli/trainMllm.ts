@@ -32,7 +32,7 @@ const schema = z.object({
   minLooks: int('min-looks').pipe(z.number().positive('--min-looks must be positive')).optional(),
   resolution: int('resolution').optional(),
   selectionWeight: num('selection-weight').pipe(z.number().nonnegative('--selection-weight must be >= 0')),
-  boxLoss: z.enum(['bce', 'balanced'], { message: '--box-loss must be bce or balanced' }),
+  boxLoss: z.enum(['bce', 'balanced', 'softmax'], { message: '--box-loss must be bce, balanced or softmax' }),
   saveEvery: int('save-every').pipe(z.number().positive('--save-every must be positive')),
   maxMinutes: num('max-minutes').pipe(z.number().nonnegative('--max-minutes must be >= 0')),
   resume: z.boolean().default(false),

@@ -39,14 +39,21 @@ export function boxTargets(gtAtScale: readonly Float32Array[]): Float32Array[] {
  * `bce`: the reference's mean over every patch. `balanced`: the mean over the box's patches and
  * the mean over the rest, averaged — a box of one or two patches among hundreds otherwise leaves
  * "select nothing" within a hair of the optimum, and the selector (and the prompts that drive it)
- * learn nothing about which object a caption names.
+ * learn nothing about which object a caption names. `softmax`: a look keeps the top-ranked
+ * patches, so rank the box above the rest: -log of the box's share of a softmax over the
+ * patches' logits (log p - log(1 - p)); its gradient falls on the patches that outrank the box,
+ * not on the hundreds already far below it.
  */
-export type BoxLossKind = 'bce' | 'balanced';
+export type BoxLossKind = 'bce' | 'balanced' | 'softmax';
+
+/** A large negative added to the logits outside the box: their exp underflows to 0. */
+const OUTSIDE = -1e4;
 
 /**
  * Box supervision: per scale, the mean binary cross-entropy (log clamped at -100, as PyTorch's)
- * over the local-caption rows' patches, averaged over scales. Rows with a global caption carry
- * no box and are left out; with none left the term is 0.
+ * over the local-caption rows' patches (or, `softmax`, the mean over those rows whose box covers
+ * a patch of the scale of -log(box's softmax share)), averaged over scales. Rows with a global
+ * caption carry no box and are left out; with none left the term is 0.
  */
 export function boxLoss(probs: readonly tf.Tensor[], targets: readonly Float32Array[], isGlobalText: ArrayLike<number>, kind: BoxLossKind = 'bce'): tf.Tensor {
   return tf.tidy(() => {
@@ -62,6 +69,15 @@ export function boxLoss(probs: readonly tf.Tensor[], targets: readonly Float32Ar
       const t = tf.tensor(targets[i]!, p.shape);
       const logP = tf.maximum(tf.log(p), -100);
       const log1mP = tf.maximum(tf.log(tf.sub(1, p)), -100);
+      if (kind === 'softmax') {
+        const z = tf.reshape(tf.sub(logP, log1mP), [B, gh * gw]);
+        const inBox = tf.reshape(t, [B, gh * gw]);
+        const boxZ = tf.add(z, tf.mul(tf.sub(1, inBox), OUTSIDE));
+        // a row whose box covers no patch of this scale has nothing to rank
+        const ranked = tf.mul(rowWeight, tf.cast(tf.greater(tf.sum(inBox, 1), 0), 'float32'));
+        const n = tf.maximum(tf.sum(ranked), 1);
+        return tf.div(tf.sum(tf.mul(tf.sub(tf.logSumExp(z, 1), tf.logSumExp(boxZ, 1)), ranked)), n);
+      }
       if (kind === 'balanced') {
         const inBox = tf.sum(t, [1, 2]); // [B]
         const outBox = tf.sub(gh * gw, inBox);

@@ -181,7 +181,7 @@ test('train-mllm refuses bad options before any work', async () => {
 test('bad input: empty or too long question, an image it cannot take, a VILA-HD folder with its PS3 or LM part missing or misshaped', () => {
   const model = path.join(tmp, 'a', 'checkpoint');
   const image = path.join(bench, 'images', fs.readdirSync(path.join(bench, 'images'))[0]!);
-  assertBadInput([...trainArgs(path.join(tmp, 'none')).slice(1), '--box-loss', 'mean'], /--box-loss must be bce or balanced/);
+  assertBadInput([...trainArgs(path.join(tmp, 'none')).slice(1), '--box-loss', 'mean'], /--box-loss must be bce, balanced or softmax/);
   assertBadInput(['ask', image, '  ', '--model', model], /the question is empty/);
   assertBadInput(['ask', image, 'what '.repeat(300), '--model', model], /longer than the LM's context/);
   const garbage = path.join(tmp, 'garbage.png');

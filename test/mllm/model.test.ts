@@ -123,12 +123,16 @@ test('the selection loss is what trains the prompt head: its gradient reaches th
   const numeric = (at(eps) - at(-eps)) / (2 * eps);
   at(0);
   assert.ok(Math.abs(numeric - analytic) < 0.03 * Math.abs(analytic) + 2e-4, `numeric ${numeric} vs analytic ${analytic}`);
-  // the balanced form (its values are tested in test/train/boxLoss.test.ts) reaches the objective
-  // and trains the head too
+  // the balanced and softmax forms (their values are tested in test/train/boxLoss.test.ts) reaches the objective
+  // and train the head too
   const balanced = batchLossAndGrads(w, keys, 'ps3', config.lm, ps3, tok, batch, 1, [], 'balanced');
   assert.equal(balanced.answer, withSel.answer, 'the answer loss does not depend on the selection loss\'s form');
   assert.ok(balanced.selection > 0 && Math.abs(balanced.selection - withSel.selection) > 1e-3, `balanced ${balanced.selection} vs bce ${withSel.selection}`);
   assert.ok(norm(balanced.grads.get('ps3.prompt_head.fc2.weight')!) > 1e-6);
+  const ranked = batchLossAndGrads(w, keys, 'ps3', config.lm, ps3, tok, batch, 1, [], 'softmax');
+  assert.equal(ranked.answer, withSel.answer);
+  assert.ok(ranked.selection > 0 && Math.abs(ranked.selection - balanced.selection) > 1e-3, `softmax ${ranked.selection} vs balanced ${balanced.selection}`);
+  assert.ok(norm(ranked.grads.get('ps3.prompt_head.fc2.weight')!) > 1e-6);
   w.dispose();
   ps3.weights.dispose();
 });
