@@ -74,7 +74,7 @@ export interface LmConfig {
 
 export interface VilaConfig {
   readonly ps3Model: string;
-  /** the LM every method's has the shape of; its `contextLength` is the default (see `lmConfigOf`) */
+  /** the shape every method's LM has; its `contextLength` is the default one (a method's own: `lmConfigOf`) */
   readonly lm: LmConfig;
   /** the methods whose LM has a context length other than `lm.contextLength` */
   readonly contextLengths: Readonly<Partial<Record<EncodeMethod, number>>>;
