@@ -220,6 +220,7 @@ program
   .requiredOption('--out <dir>', 'output folder: checkpoint/ (a VILA-HD folder), metrics.jsonl, cache/')
   .option('--method <name>', 'whose tokens the LM reads: ps3 | lowres | anyres | s2 (one LM per method, all in one folder)', 'ps3')
   .option('--preset <name>', 'LM size: micro | tiny', 'tiny')
+  .option('--context <n>', 'LM context length (tokens) of this method when it is new (default: the preset\'s, or the folder\'s lm.context_length); other methods keep theirs; a resume keeps the run\'s')
   .option('--resume', 'continue this method\'s run in --out from its last checkpoint', false)
   .option('--steps <n>', 'optimizer steps in all', '200')
   .option('--batch <n>', 'questions per step', '8')

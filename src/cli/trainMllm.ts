@@ -20,6 +20,7 @@ const schema = z.object({
   out: z.string({ message: '--out DIR is required' }),
   method: z.enum(ENCODE_METHODS, { message: `--method must be one of ${ENCODE_METHODS.join(', ')}` }),
   preset: z.string(),
+  context: int('context').pipe(z.number().min(8, '--context must be an integer >= 8')).optional(),
   steps: int('steps').pipe(z.number().positive('--steps must be positive')),
   batch: int('batch').pipe(z.number().positive('--batch must be positive')),
   lr: num('lr').pipe(z.number().positive('--lr must be positive')),
@@ -52,7 +53,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
   await initEngine({ backend: raw['backend'] as string | undefined });
   const options: TrainVilaOptions = {
     ...(o.ps3 ? { ps3: o.ps3 } : {}),
-    out: o.out, method: o.method, preset: o.preset, steps: o.steps, batch: o.batch, lr: o.lr, warmup: o.warmup, clip: o.clip, seed: o.seed,
+    out: o.out, method: o.method, preset: o.preset, ...(o.context !== undefined ? { contextLength: o.context } : {}), steps: o.steps, batch: o.batch, lr: o.lr, warmup: o.warmup, clip: o.clip, seed: o.seed,
     dataSeed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.resolution !== undefined ? { resolution: o.resolution } : {}),
     selectionWeight: o.selectionWeight, boxLoss: o.boxLoss, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
     ...(o.cache ? { cacheRoot: o.cache } : {}),

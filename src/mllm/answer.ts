@@ -22,6 +22,7 @@ import { questionText } from './tokenizer.js';
 import { boxToGtMap } from '../train/samples.js';
 import { baselineVisual, lowResGrid, lowResTokens, ps3Visual, type VisualTokens } from './visual.js';
 import type { VilaHd } from './model.js';
+import { lmConfigOf } from './config.js';
 
 export interface AskOptions {
   /** ps3: looks (default 1) */
@@ -60,15 +61,16 @@ export interface VilaAnswer {
   readonly selection: { probs: Float32Array[]; maps: SelectionMap[] } | null;
 }
 
-/** Check a question before any work: not empty, only known words are not required, but it must fit the context. */
-export function checkQuestion(model: VilaHd, question: string, options?: readonly string[]): Int32Array {
+/** Check a question before any work: not empty, only known words are not required, but it must fit the method's context. */
+export function checkQuestion(model: VilaHd, method: EncodeMethod, question: string, options?: readonly string[]): Int32Array {
   if (question.trim() === '') throw new UserError('the question is empty');
   const ids = model.tokenizer.encode(questionText(question, options));
   const longest = Math.max(1, ...(options ?? []).map((o) => model.tokenizer.encode(o).length + 1));
   const visualMin = Math.ceil(lowResGrid(model.ps3) / 2) ** 2;
-  const room = model.config.lm.contextLength - visualMin - longest;
+  const { contextLength } = lmConfigOf(model.config, method);
+  const room = contextLength - visualMin - longest;
   if (ids.length > room) {
-    throw new UserError(`the question (${ids.length} tokens with its options) is longer than the LM's context allows (${model.config.lm.contextLength} tokens, of which at least ${visualMin} visual and ${longest} for the answer)`);
+    throw new UserError(`the question (${ids.length} tokens with its options) is longer than the LM's context allows (the ${method} LM's ${contextLength} tokens, of which at least ${visualMin} visual and ${longest} for the answer)`);
   }
   for (const o of options ?? []) if (o.trim() === '') throw new UserError('an option is empty');
   return ids;
@@ -78,7 +80,7 @@ export function checkQuestion(model: VilaHd, question: string, options?: readonl
 function respond(model: VilaHd, method: EncodeMethod, prefix: tf.Tensor, options: readonly string[] | undefined, maxNewTokens: number): { predicted: number; scores: number[]; text: string } {
   const w = model.weights;
   const p = `${method}.lm`;
-  const cfg = model.config.lm;
+  const cfg = lmConfigOf(model.config, method);
   const tok = model.tokenizer;
   const { hidden, kv } = lmForward(w, p, cfg, prefix, { keepKv: true });
   const last = tf.tidy(() => tf.slice(hidden, [hidden.shape[0]! - 1, 0], [1, -1]));
@@ -144,7 +146,7 @@ export async function answerQuestion(
 ): Promise<VilaAnswer & { visual: VisualTokens | null }> {
   if (!model.config.methods.includes(method)) throw new UserError(`${model.source}: holds no LM for method "${method}" (it has ${model.config.methods.join(', ')})`);
   if (pixels.batch !== 1) throw new UserError('answerQuestion takes one image at a time');
-  const qIds = checkQuestion(model, question, options);
+  const qIds = checkQuestion(model, method, question, options);
   const w = model.weights;
   const p = `${method}.lm`;
   const t0 = performance.now();
@@ -157,7 +159,7 @@ export async function answerQuestion(
     const t1 = performance.now();
     const prompt = tf.tidy(() => {
       const projected = project(w, 'ps3', mergeTokens(low, [{ height: g0, width: g0, offset: 0, ids: null }]));
-      const { hidden } = lmForward(w, p, model.config.lm, tf.concat([projected, embedTokens(w, p, qIds)], 0));
+      const { hidden } = lmForward(w, p, lmConfigOf(model.config, method), tf.concat([projected, embedTokens(w, p, qIds)], 0));
       return promptHead(w, tf.slice(hidden, [hidden.shape[0]! - 1, 0], [1, -1]));
     });
     low.dispose();

@@ -8,11 +8,17 @@
  *   "lm": { "vocab_size": 160, "width": 128, "layers": 4, "heads": 4, "mlp_ratio": 4, "context_length": 1024,
  *           "tie_word_embeddings": true, "norm_eps": 1e-5 },
  *   "projector": { "merge": 2 }, "prompt_head": { "hidden": 128 },
- *   "methods": ["ps3", "lowres"], "selection_weight": 1 }
+ *   "methods": ["ps3", "lowres", "anyres"], "selection_weight": 1,
+ *   "context_lengths": { "anyres": 2048 } }
  * ```
  *
  * `ps3_model` is a path relative to the folder (or absolute): a PS3 model folder, or `ps3`
  * for a copy kept inside the VILA-HD folder.
+ *
+ * Every method has an LM of its own with the shape `lm` gives; `context_lengths` (optional) gives
+ * some of them another context length than `lm.context_length` — the learned positions are the
+ * only weights it shapes, so a method whose visual tokens are many (AnyRes tiles) can have a
+ * longer context in the same folder without touching the other methods' weights.
  */
 import fs from 'node:fs';
 import { z } from 'zod';
@@ -31,6 +37,8 @@ const lmSchema = z.object({
   norm_eps: z.number().positive().default(1e-5),
 }).refine((l) => l.width % l.heads === 0, { message: 'width must be a multiple of heads', path: ['width'] });
 
+const contextLength = z.number({ message: 'must be an integer >= 8' }).int('must be an integer >= 8').min(8, 'must be an integer >= 8');
+
 export const vilaConfigSchema = z.object({
   model_type: z.literal('vila-hd'),
   ps3_model: z.string().min(1),
@@ -40,7 +48,15 @@ export const vilaConfigSchema = z.object({
   methods: z.array(z.enum(ENCODE_METHODS)).min(1).refine((m) => new Set(m).size === m.length, { message: 'methods must be distinct' }),
   /** weight of the selection BCE against the answer's next-token loss */
   selection_weight: z.number().nonnegative().default(1),
-}).passthrough();
+  /** per method, a context length other than `lm.context_length` */
+  context_lengths: z.record(z.string(), contextLength).optional(),
+}).passthrough().superRefine((c, ctx) => {
+  for (const m of Object.keys(c.context_lengths ?? {})) {
+    if (!(c.methods as readonly string[] | undefined)?.includes(m)) {
+      ctx.addIssue({ code: 'custom', path: ['context_lengths', m], message: `"${m}" is not a method of this folder (it has ${(c.methods ?? []).join(', ')})` });
+    }
+  }
+});
 
 export type VilaConfigJson = z.input<typeof vilaConfigSchema>;
 
@@ -58,7 +74,10 @@ export interface LmConfig {
 
 export interface VilaConfig {
   readonly ps3Model: string;
+  /** the shape every method's LM has; its `contextLength` is the default one (a method's own: `lmConfigOf`) */
   readonly lm: LmConfig;
+  /** the methods whose LM has a context length other than `lm.contextLength` */
+  readonly contextLengths: Readonly<Partial<Record<EncodeMethod, number>>>;
   readonly promptHidden: number;
   readonly methods: readonly EncodeMethod[];
   readonly selectionWeight: number;
@@ -84,10 +103,39 @@ export function parseVilaConfig(json: unknown, where: string): VilaConfig {
       contextLength: c.lm.context_length, tieWordEmbeddings: c.lm.tie_word_embeddings, normEps: c.lm.norm_eps,
     },
     promptHidden: c.prompt_head.hidden,
+    contextLengths: (c.context_lengths ?? {}) as Partial<Record<EncodeMethod, number>>,
     methods: c.methods,
     selectionWeight: c.selection_weight,
     raw: json as Record<string, unknown>,
   };
+}
+
+/** The LM `method` runs: the folder's, with that method's own context length where it has one. */
+export function lmConfigOf(config: VilaConfig, method: EncodeMethod): LmConfig {
+  const own = config.contextLengths[method];
+  return own === undefined || own === config.lm.contextLength ? config.lm : { ...config.lm, contextLength: own };
+}
+
+/** Where a method's context length comes from, for messages: `context_lengths.M` or `lm.context_length`. */
+export function contextFieldOf(config: VilaConfig, method: EncodeMethod): string {
+  return config.contextLengths[method] === undefined ? 'lm.context_length' : `context_lengths.${method}`;
+}
+
+/** The longest context any method of the folder has. */
+export function longestContext(config: VilaConfig): number {
+  return Math.max(...config.methods.map((m) => lmConfigOf(config, m).contextLength));
+}
+
+/**
+ * `config` with `method`'s context length set to `n`: an entry in `context_lengths`, or none
+ * when `n` is the folder's `lm.context_length`. `method` must be one of the config's methods.
+ */
+export function withContextLength(config: VilaConfig, method: EncodeMethod, n: number): VilaConfig {
+  const lengths: Record<string, number> = { ...config.contextLengths };
+  if (n === config.lm.contextLength) delete lengths[method];
+  else lengths[method] = n;
+  const { context_lengths: _old, ...rest } = config.raw;
+  return parseVilaConfig(Object.keys(lengths).length ? { ...rest, context_lengths: lengths } : rest, 'VILA-HD config');
 }
 
 export function readVilaConfig(file: string): VilaConfig {

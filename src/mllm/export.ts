@@ -6,7 +6,8 @@
  * `add`: other VILA-HD checkpoints whose methods join the folder (methods trained in parallel runs,
  * one per process or machine). They must share the LM's shape and tokenizer, hold none of the
  * same methods, and stand on the same PS3 trunk (the selection modules may differ: only `ps3`
- * selects, and its LM comes from `from`).
+ * selects, and its LM comes from `from`). Context lengths may differ: each joining method keeps
+ * its own (as `context_lengths.METHOD` where it is not the folder's).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,7 +15,7 @@ import { readSafetensors, writeSafetensors, type FloatStorage } from '../io/safe
 import { UserError } from '../errors.js';
 import { exportModel } from '../train/checkpoint.js';
 import { SELECTION_MODULES } from '../train/trainer.js';
-import { parseVilaConfig, readVilaConfig, type VilaConfig } from './config.js';
+import { lmConfigOf, longestContext, parseVilaConfig, readVilaConfig, withContextLength, type VilaConfig } from './config.js';
 import { ps3PathOf, withMethods } from './model.js';
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'];
@@ -26,6 +27,23 @@ function checkpointParts(dir: string): { config: VilaConfig; weightsFile: string
   const ps3Dir = ps3PathOf(dir, config);
   if (!fs.existsSync(path.join(ps3Dir, 'config.json'))) throw new UserError(`${path.join(dir, 'config.json')}: field ps3_model: ${ps3Dir} is not a PS3 model folder (no config.json)`);
   return { config, weightsFile, ps3Dir };
+}
+
+/** The LM's shape, which every method shares (the context length is each method's own). */
+function lmShape(config: VilaConfig): string {
+  return JSON.stringify({ ...config.lm, contextLength: null });
+}
+
+/** A `tokenizer_config.json`'s text with `model_max_length` at least `n` (the longest context of the methods that joined). */
+function withMaxLength(text: string, n: number, file: string): string {
+  let json: Record<string, unknown>;
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch (e) {
+    throw new UserError(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  const now = json['model_max_length'];
+  return typeof now === 'number' && now < n ? `${JSON.stringify({ ...json, model_max_length: n }, null, 2)}\n` : text;
 }
 
 /** The first vision weight outside the selection modules that differs between two PS3 folders, or null (the text tower does not make tokens). */
@@ -50,13 +68,14 @@ export function exportVilaHd(from: string, out: string, floats: FloatStorage, ad
     const part = checkpointParts(other);
     const shared = part.config.methods.filter((m) => config.methods.includes(m));
     if (shared.length) throw new UserError(`--add ${other}: method ${shared.join(', ')} is already in the folder`);
-    if (JSON.stringify(part.config.raw['lm']) !== JSON.stringify(config.raw['lm'])) throw new UserError(`--add ${other}: its LM (field lm) differs from ${from}'s`);
+    if (lmShape(part.config) !== lmShape(config)) throw new UserError(`--add ${other}: its LM (field lm) differs from ${from}'s`);
     const theirs = fs.existsSync(path.join(other, 'tokenizer.json')) ? fs.readFileSync(path.join(other, 'tokenizer.json'), 'utf8') : null;
     if (theirs !== tokenizer) throw new UserError(`--add ${other}: its tokenizer.json differs from ${from}'s`);
     const differs = trunkDifference(ps3Dir, part.ps3Dir);
     if (differs) throw new UserError(`--add ${other}: it stands on another PS3 (weight "${differs}" differs from ${ps3Dir}'s)`);
     for (const [k, a] of readSafetensors(part.weightsFile)) if (part.config.methods.some((m) => k.startsWith(`${m}.`))) weights.set(k, a);
     config = withMethods(config, [...config.methods, ...part.config.methods]);
+    for (const m of part.config.methods) config = withContextLength(config, m, lmConfigOf(part.config, m).contextLength);
   }
   if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new UserError(`--out ${out}: exists and is not a folder`);
   fs.mkdirSync(out, { recursive: true });
@@ -73,6 +92,11 @@ export function exportVilaHd(from: string, out: string, floats: FloatStorage, ad
   };
   land('model.safetensors', (tmp) => writeSafetensors(tmp, weights, { format: 'pt' }, floats));
   land('config.json', (tmp) => fs.writeFileSync(tmp, `${JSON.stringify(written.raw, null, 2)}\n`));
-  for (const name of TOKENIZER_FILES) if (fs.existsSync(path.join(from, name))) land(name, (tmp) => fs.copyFileSync(path.join(from, name), tmp));
+  for (const name of TOKENIZER_FILES) {
+    const src = path.join(from, name);
+    if (!fs.existsSync(src)) continue;
+    const text = fs.readFileSync(src, 'utf8');
+    land(name, (tmp) => fs.writeFileSync(tmp, name === 'tokenizer_config.json' ? withMaxLength(text, longestContext(written), src) : text));
+  }
   return { files, bytes: files.reduce((a, f) => a + fs.statSync(path.join(out, f)).size, 0) };
 }

@@ -13,8 +13,8 @@ import { UserError } from '../errors.js';
 import { loadModel, type PS3Model } from '../model/load.js';
 import { checkAndLoad, randomWeights, Weights } from '../model/weights.js';
 import type { EncodeMethod } from '../eval/baselines.js';
-import { LM_PRESETS, parseVilaConfig, readVilaConfig, type VilaConfig, type VilaConfigJson } from './config.js';
-import { methodParams, vilaParams } from './params.js';
+import { contextFieldOf, lmConfigOf, LM_PRESETS, longestContext, parseVilaConfig, readVilaConfig, type VilaConfig, type VilaConfigJson } from './config.js';
+import { methodParams, positionsKey, vilaParams } from './params.js';
 import { LmTokenizer, lmVocabulary, loadLmTokenizer, writeLmTokenizer } from './tokenizer.js';
 import { SPECIAL_TOKENS } from '../data/wordTokenizer.js';
 
@@ -48,6 +48,7 @@ export function loadVilaHd(dir: string, options: { methods?: readonly EncodeMeth
     const tokenizer = loadLmTokenizer(dir);
     if (tokenizer.size > config.lm.vocabSize) throw new UserError(`${path.join(dir, 'tokenizer.json')}: ${tokenizer.size} ids do not fit the LM's vocab_size ${config.lm.vocabSize}`);
     const file = openSafetensors(path.join(dir, 'model.safetensors'));
+    checkPositions(file.where, configFile, config, (k) => file.entries.get(k)?.shape);
     const wanted = options.methods ?? config.methods;
     const table = new Map([...wanted].flatMap((m) => [...methodParams(m, config, ps3.config)]));
     const other = new Map([...vilaParams(config, ps3.config)].filter(([k]) => !table.has(k)));
@@ -65,6 +66,21 @@ export function loadVilaHd(dir: string, options: { methods?: readonly EncodeMeth
   }
 }
 
+/**
+ * Each method's learned positions must be as long as that method's context: a folder whose
+ * `context_lengths` (or `lm.context_length`) disagrees with its weights is named with both shapes.
+ */
+function checkPositions(where: string, configFile: string, config: VilaConfig, shapeOf: (key: string) => readonly number[] | undefined): void {
+  for (const m of config.methods) {
+    const got = shapeOf(positionsKey(m));
+    if (!got) continue; // a missing key is named by checkAndLoad
+    const { contextLength, width } = lmConfigOf(config, m);
+    if (got.length !== 2 || got[0] !== contextLength || got[1] !== width) {
+      throw new UserError(`${where}: key "${positionsKey(m)}" has shape ${JSON.stringify(got)}, expected ${JSON.stringify([contextLength, width])} (the ${m} LM's context ${contextLength}, field ${contextFieldOf(config, m)} of ${configFile})`);
+    }
+  }
+}
+
 export interface NewVilaOptions {
   /** an LM preset (config.ts LM_PRESETS), default `tiny` */
   readonly preset?: string;
@@ -73,6 +89,8 @@ export interface NewVilaOptions {
   /** written as `ps3_model` */
   readonly ps3Model: string;
   readonly selectionWeight?: number;
+  /** the LM's context length instead of the preset's */
+  readonly contextLength?: number;
 }
 
 /** The config of a new VILA-HD on a PS3 model. */
@@ -82,7 +100,8 @@ export function newVilaConfig(o: NewVilaOptions): VilaConfig {
   if (!p) throw new UserError(`unknown LM preset "${name}" (known: ${Object.keys(LM_PRESETS).join(', ')})`);
   const { prompt_hidden, ...lm } = p;
   const json: VilaConfigJson = {
-    model_type: 'vila-hd', ps3_model: o.ps3Model, lm: { ...lm, vocab_size: SPECIAL_TOKENS.length + lmVocabulary().length },
+    model_type: 'vila-hd', ps3_model: o.ps3Model,
+    lm: { ...lm, vocab_size: SPECIAL_TOKENS.length + lmVocabulary().length, ...(o.contextLength !== undefined ? { context_length: o.contextLength } : {}) },
     projector: { merge: 2 }, prompt_head: { hidden: prompt_hidden }, methods: [...o.methods], selection_weight: o.selectionWeight ?? 1,
   };
   return parseVilaConfig(json, `LM preset ${name}`);
@@ -94,11 +113,13 @@ export function randomVilaWeights(config: VilaConfig, ps3: PS3Config, methods: r
   return randomWeights(table, seed, { logitScale: 0, logitBias: 0 });
 }
 
-/** A config with `methods` listed (in the canonical order). */
+/** A config with `methods` listed (in the canonical order); context lengths of methods not listed are dropped. */
 export function withMethods(config: VilaConfig, methods: readonly EncodeMethod[]): VilaConfig {
   const order = ['ps3', 'lowres', 'anyres', 's2'] as const;
   const list = order.filter((m) => methods.includes(m));
-  return parseVilaConfig({ ...config.raw, methods: list }, 'VILA-HD config');
+  const { context_lengths: _lengths, ...rest } = config.raw;
+  const lengths = Object.entries(config.contextLengths).filter(([m]) => (list as readonly string[]).includes(m));
+  return parseVilaConfig({ ...rest, methods: list, ...(lengths.length ? { context_lengths: Object.fromEntries(lengths) } : {}) }, 'VILA-HD config');
 }
 
 async function toArrays(tensors: Iterable<[string, tf.Tensor]>): Promise<Map<string, NamedArray>> {
@@ -116,7 +137,8 @@ export async function writeVilaFiles(dir: string, config: VilaConfig, weights: I
   for (const [k, a] of extra) if (!arrays.has(k)) arrays.set(k, a);
   writeSafetensors(path.join(dir, 'model.safetensors'), arrays, { format: 'pt' });
   fs.writeFileSync(path.join(dir, 'config.json'), `${JSON.stringify(config.raw, null, 2)}\n`);
-  await writeLmTokenizer(dir, config.lm.contextLength);
+  // one tokenizer for every method: the longest sequence any of them takes
+  await writeLmTokenizer(dir, longestContext(config));
 }
 
 /** Copy a PS3 folder's model files into `to` (an embedded copy). */

@@ -6,13 +6,18 @@
 import type { PS3Config } from '../io/config.js';
 import type { EncodeMethod } from '../eval/baselines.js';
 import type { ParamTable } from '../model/params.js';
-import type { LmConfig, VilaConfig } from './config.js';
+import { lmConfigOf, type LmConfig, type VilaConfig } from './config.js';
 
 /** Vision width a method's projector takes per token (before the 2 x 2 merge). */
 export function visionWidth(method: EncodeMethod, ps3: PS3Config): number {
   const D = ps3.vision.trunk.width;
   // S²: every scale's feature map pooled to the low-res grid, channels side by side
   return method === 's2' ? D * ps3.vision.scales.length : D;
+}
+
+/** The key of a method's learned positions, [context length, width]. */
+export function positionsKey(method: EncodeMethod): string {
+  return `${method}.lm.embed_positions.weight`;
 }
 
 function lmParams(p: string, c: LmConfig, out: Map<string, number[]>): void {
@@ -39,11 +44,11 @@ function lmParams(p: string, c: LmConfig, out: Map<string, number[]>): void {
   if (!c.tieWordEmbeddings) out.set(`${p}.head.weight`, [c.vocabSize, W]);
 }
 
-/** One method's keys. */
+/** One method's keys (its LM's positions as long as that method's context). */
 export function methodParams(method: EncodeMethod, config: VilaConfig, ps3: PS3Config): Map<string, number[]> {
   const out = new Map<string, number[]>();
   const W = config.lm.width;
-  lmParams(`${method}.lm`, config.lm, out);
+  lmParams(`${method}.lm`, lmConfigOf(config, method), out);
   const din = 4 * visionWidth(method, ps3);
   out.set(`${method}.projector.pre_norm.weight`, [din]);
   out.set(`${method}.projector.pre_norm.bias`, [din]);

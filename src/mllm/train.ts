@@ -34,7 +34,7 @@ import { newLmTokenizer, type LmTokenizer } from './tokenizer.js';
 import { buildCache, cacheDir, CacheReader, checkTrainSeed, ps3WeightsHash, type TrainQuestion } from './trainData.js';
 import { trainableKeys } from '../train/trainer.js';
 import { CONVNET_PREFIX } from '../model/convnet.js';
-import { parseVilaConfig, type VilaConfig } from './config.js';
+import { lmConfigOf, parseVilaConfig, readVilaConfig, withContextLength, type VilaConfig } from './config.js';
 
 export interface TrainVilaOptions {
   /** the PS3 model folder (required for a new run; a resumed or extended run uses its checkpoint's) */
@@ -43,6 +43,11 @@ export interface TrainVilaOptions {
   readonly method: EncodeMethod;
   /** LM size: `micro` or `tiny` (config.ts LM_PRESETS) */
   readonly preset: string;
+  /**
+   * the LM context length of the method trained (default: the preset's in a new folder, the
+   * folder's `lm.context_length` when a method joins one); a resumed run keeps its own
+   */
+  readonly contextLength?: number;
   readonly steps: number;
   readonly batch: number;
   readonly lr: number;
@@ -141,6 +146,7 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (o.selectionLr !== undefined && !(o.selectionLr > 0)) throw new UserError(`--selection-lr must be positive, got ${o.selectionLr}`);
   if (o.minLooks !== undefined && (!Number.isInteger(o.minLooks) || o.minLooks < 1 || o.minLooks > o.looks)) throw new UserError(`--min-looks must be an integer from 1 to --looks (${o.looks}), got ${o.minLooks}`);
   if (o.minLooks !== undefined && o.method !== 'ps3') throw new UserError(`--min-looks sets PS3's training looks, which only --method ps3 has (got --method ${o.method})`);
+  if (o.contextLength !== undefined && (!Number.isInteger(o.contextLength) || o.contextLength < 8)) throw new UserError(`--context must be an integer >= 8, got ${o.contextLength}`);
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new UserError(`--threads must be a positive integer, got ${o.threads}`);
   checkTrainSeed(o.dataSeed);
 }
@@ -213,6 +219,12 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     const own = s.methods[o.method];
     if (own && !o.resume) throw new UserError(`${o.out} already holds a ${o.method} run: pass --resume to continue it, or choose another --out`);
     if (!own && o.resume) throw new UserError(`--resume: ${o.out} holds no ${o.method} run (it has ${Object.keys(s.methods).join(', ') || 'none'})`);
+    // a method's context shapes its weights: it is the run's, set when the method joined the folder
+    const onDisk = readVilaConfig(path.join(previous, 'config.json'));
+    if (o.contextLength !== undefined && onDisk.methods.includes(o.method)) {
+      const theirs = lmConfigOf(onDisk, o.method).contextLength;
+      if (theirs !== o.contextLength) throw new UserError(`--context ${o.contextLength}: the ${o.method} LM in ${previous} has context ${theirs} (give --context ${theirs} or leave it out)`);
+    }
     const loaded = loadVilaHd(previous);
     ps3 = loaded.ps3;
     ps3Dir = ps3PathOf(previous, loaded.config);
@@ -221,6 +233,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     const all = new Map<string, tf.Tensor>([...loaded.weights.entries()]);
     if (!config.methods.includes(o.method)) {
       config = withMethods(config, [...config.methods, o.method]);
+      if (o.contextLength !== undefined) config = withContextLength(config, o.method, o.contextLength);
       const fresh = randomVilaWeights(config, ps3.config, [o.method], o.seed);
       for (const [k, t] of fresh.entries()) all.set(k, t);
     }
@@ -252,7 +265,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     ps3Dir = path.resolve(o.ps3);
     ps3 = loadModel(ps3Dir, 'vision');
     const ps3Model = o.embedPs3 || tune ? 'ps3' : path.relative(path.resolve(checkpointDir), ps3Dir) || '.';
-    config = newVilaConfig({ preset: o.preset, methods: [o.method], ps3Model, seed: o.seed, selectionWeight: o.selectionWeight });
+    config = newVilaConfig({ preset: o.preset, methods: [o.method], ps3Model, seed: o.seed, selectionWeight: o.selectionWeight, ...(o.contextLength !== undefined ? { contextLength: o.contextLength } : {}) });
     weights = randomVilaWeights(config, ps3.config, [o.method], o.seed);
     tokenizer = newLmTokenizer();
   }
@@ -308,7 +321,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
 
   const threads = Math.min(o.threads ?? 1, o.batch);
   const sharded = await ShardedStep.start(
-    { method: o.method, lm: config.lm, ps3, ps3Dir, tokenizer, reader, cacheDir: dir, convInput: spec.convInput, trainable, ps3Trainable, selectionWeight: o.selectionWeight, boxLoss: o.boxLoss ?? 'bce' },
+    { method: o.method, lm: lmConfigOf(config, o.method), ps3, ps3Dir, tokenizer, reader, cacheDir: dir, convInput: spec.convInput, trainable, ps3Trainable, selectionWeight: o.selectionWeight, boxLoss: o.boxLoss ?? 'bce' },
     threads,
     weights,
   );
