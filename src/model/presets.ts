@@ -103,6 +103,19 @@ PRESETS['tiny-1.5k'] = {
   config: { ...PRESETS['tiny-4k']!.config, vision_config: { ...(PRESETS['tiny-4k']!.config['vision_config'] as Json), ps3_scales: [378, 756, 1512] } },
 };
 
+// tiny with the selection ConvNeXt four times as wide and two blocks deep: PS3-tiny's 32-channel,
+// one-block module sees objects smaller than its 28 px stem patch at 1512 px (the released
+// models' module: 512 channels, 3 blocks)
+const wideSelection = (base: Json): Json => ({ ...base, highres_selection_module_hidden_dim: 128, highres_selection_module_out_dim: 128, highres_selection_module_depth: 2 });
+PRESETS['tiny-wide-select'] = {
+  description: 'tiny-4k with a 128-channel, 2-block selection ConvNeXt (tiny\'s: 32 channels, 1 block)',
+  config: { ...PRESETS['tiny-4k']!.config, vision_config: wideSelection(PRESETS['tiny-4k']!.config['vision_config'] as Json) },
+};
+PRESETS['tiny-wide-select-1.5k'] = {
+  description: 'tiny-wide-select with scales 378-1512: the first stage of its resolution curriculum',
+  config: { ...PRESETS['tiny-1.5k']!.config, vision_config: wideSelection(PRESETS['tiny-1.5k']!.config['vision_config'] as Json) },
+};
+
 // `tiny` is the name the trainer's docs use for the 4K-capable small model
 PRESETS['tiny'] = { ...PRESETS['tiny-4k']!, description: `same as tiny-4k: ${PRESETS['tiny-4k']!.description}` };
 

@@ -16,9 +16,8 @@ import { isUserError } from '../../src/errors.js';
 import { answerQuestion } from '../../src/mllm/answer.js';
 import { disposeVilaHd, loadVilaHd } from '../../src/mllm/model.js';
 import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
-import { writeMicroPs3 } from './helpers.js';
+import { assertBadInput, CLI, runCli, writeMicroPs3 } from './helpers.js';
 
-const CLI = path.resolve('dist/src/cli/main.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-vila-cli-'));
 const ps3 = path.join(tmp, 'ps3');
 const cache = path.join(tmp, 'cache');
@@ -29,19 +28,6 @@ const trainArgs = (out: string, method = 'ps3'): string[] => [
   '--save-every', '2', '--warmup', '2', '--lr', '2e-3', '--seed', '5', '--data-seed', '17', '--cache', cache,
 ];
 
-function run(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function assertBadInput(args: string[], pattern: RegExp): void {
-  const r = run(args);
-  assert.equal(r.status, 2, `exit ${r.status}: ${r.stderr}`);
-  const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('ps3:'));
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0]!, pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-}
 
 function losses(out: string, method = 'ps3'): Array<{ step: number; loss: number }> {
   return fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { method: string; step: number; loss: number }).filter((m) => m.method === method);
@@ -50,7 +36,7 @@ function losses(out: string, method = 'ps3'): Array<{ step: number; loss: number
 before(async () => {
   await initEngine({});
   await writeMicroPs3(ps3, 9);
-  const r = run(['eval', 'make-4k', '--out', bench, '--count', '6', '--size', '224', '--lowres', '56', '--seed', '1000000']);
+  const r = runCli(['eval', 'make-4k', '--out', bench, '--count', '6', '--size', '224', '--lowres', '56', '--seed', '1000000']);
   assert.equal(r.status, 0, r.stderr);
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -103,7 +89,7 @@ test('train-mllm killed mid-run and resumed follows the uninterrupted loss curve
 test('eval qa with a VILA-HD folder answers with its LMs and reports the usual fields plus evidence recall', () => {
   const model = path.join(tmp, 'a', 'checkpoint');
   const out = path.join(tmp, 'qa.json');
-  const r = run(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'ps3,lowres', '--out', out]);
+  const r = runCli(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'ps3,lowres', '--out', out]);
   assert.equal(r.status, 0, r.stderr);
   const report = JSON.parse(fs.readFileSync(out, 'utf8')) as { answered_by: string; reports: Array<Record<string, unknown>> };
   assert.equal(report.answered_by, 'vila-hd');
@@ -118,26 +104,26 @@ test('eval qa with a VILA-HD folder answers with its LMs and reports the usual f
   assert.equal((p['settings'] as Record<string, unknown>)['evidence_looks'], false);
   // the evidence box forced into the first look: its patches are chosen (recall near 1, above the prompt's)
   const forcedOut = path.join(tmp, 'qa-forced.json');
-  const f = run(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'ps3', '--evidence-looks', '--out', forcedOut]);
+  const f = runCli(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'ps3', '--evidence-looks', '--out', forcedOut]);
   assert.equal(f.status, 0, f.stderr);
   const forced = (JSON.parse(fs.readFileSync(forcedOut, 'utf8')) as { reports: Array<Record<string, unknown>> }).reports[0]!;
   assert.equal((forced['settings'] as Record<string, unknown>)['evidence_looks'], true);
   assert.ok((forced['evidence_recall_mean'] as number) > 0.8 && (forced['evidence_recall_mean'] as number) >= recall, String(forced['evidence_recall_mean']));
-  assert.equal(run(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'lowres', '--evidence-looks']).status, 2);
+  assert.equal(runCli(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'lowres', '--evidence-looks']).status, 2);
 });
 
 test('ask answers, says the tokens used and draws where it looked; a JSONL of questions streams', () => {
   const model = path.join(tmp, 'a', 'checkpoint');
   const out = path.join(tmp, 'ask');
   const image = path.join(bench, 'images', fs.readdirSync(path.join(bench, 'images'))[0]!);
-  const r = run(['ask', image, 'What does the red sign read?', '--model', model, '--options', 'K3|K8|X3', '--out', out, '--json']);
+  const r = runCli(['ask', image, 'What does the red sign read?', '--model', model, '--options', 'K3|K8|X3', '--out', out, '--json']);
   assert.equal(r.status, 0, r.stderr);
   const row = JSON.parse(r.stdout.trim()) as { answer: string; trunk_tokens: number; visual_tokens: number; pictures: string[] };
   assert.ok(['K3', 'K8', 'X3'].includes(row.answer));
   assert.ok(row.trunk_tokens > 16 && row.visual_tokens > 0);
   assert.equal(row.pictures.length, 2);
   for (const p of row.pictures) assert.ok(fs.statSync(p).size > 100);
-  const many = run(['ask', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'lowres', '--out', path.join(tmp, 'ask2')]);
+  const many = runCli(['ask', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'lowres', '--out', path.join(tmp, 'ask2')]);
   assert.equal(many.status, 0, many.stderr);
   assert.equal(fs.readFileSync(path.join(tmp, 'ask2', 'answers.jsonl'), 'utf8').trim().split('\n').length, 6);
 });

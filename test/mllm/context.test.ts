@@ -13,7 +13,6 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { initEngine } from '../../src/tensor/engine.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { isUserError } from '../../src/errors.js';
@@ -23,9 +22,8 @@ import { disposeVilaHd, loadVilaHd, newVilaConfig, randomVilaWeights, withMethod
 import { answerQuestion, checkQuestion } from '../../src/mllm/answer.js';
 import { exportVilaHd } from '../../src/mllm/export.js';
 import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
-import { writeMicroPs3 } from './helpers.js';
+import { assertBadInput, writeMicroPs3 } from './helpers.js';
 
-const CLI = path.resolve('dist/src/cli/main.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-vila-context-'));
 const ps3 = path.join(tmp, 'ps3');
 const cacheRoot = path.join(tmp, 'cache');
@@ -34,19 +32,6 @@ const options = (out: string, extra: Partial<TrainVilaOptions> = {}): TrainVilaO
   looks: 1, selectionWeight: 1, saveEvery: 1, maxSeconds: 0, resume: false, embedPs3: false, cacheRoot, threads: 1, ...extra,
 });
 
-function run(args: string[]): { status: number | null; stderr: string } {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
-  return { status: r.status, stderr: r.stderr };
-}
-
-function assertBadInput(args: string[], pattern: RegExp): void {
-  const r = run(args);
-  assert.equal(r.status, 2, `exit ${r.status}: ${r.stderr}`);
-  const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('ps3:'));
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0]!, pattern);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-}
 
 /** The stored bytes of every key of `method` in a folder's model.safetensors (and of its optimizer state, if there). */
 function methodBytes(dir: string, method: string, optimizer = true): Map<string, Buffer> {

@@ -1,4 +1,6 @@
-/** Small PS3 model folders for the VILA-HD tests. */
+/** Small PS3 model folders for the VILA-HD tests, and the CLI run as a user runs it. */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeSafetensors, type NamedArray } from '../../src/io/safetensors.js';
@@ -28,4 +30,22 @@ export async function writeMicroVila(dir: string, ps3Dir: string, methods: reado
   await writeVilaFiles(dir, config, weights.entries());
   weights.dispose();
   return dir;
+}
+
+export const CLI = path.resolve('dist/src/cli/main.js');
+
+/** `ps3 ARGS` in a child process. */
+export function runCli(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Exit 2 with one `ps3:` line matching `pattern`, and no stack trace. */
+export function assertBadInput(args: string[], pattern: RegExp): void {
+  const r = runCli(args);
+  assert.equal(r.status, 2, `exit ${r.status}: ${r.stderr}`);
+  const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('ps3:'));
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0]!, pattern);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
 }
