@@ -14,6 +14,7 @@ export interface ExportCliOptions {
   out?: string;
   dtype?: string;
   add?: string[];
+  replace?: boolean;
 }
 
 export function exportCommand(from: string, o: ExportCliOptions): number {
@@ -23,9 +24,10 @@ export function exportCommand(from: string, o: ExportCliOptions): number {
   if (path.resolve(from) === path.resolve(o.out)) throw new UserError('--out must be another folder than the checkpoint');
   const floats = dtype === 'f16' ? 'F16' : 'F32';
   const add = o.add ?? [];
+  if (o.replace && !add.length) throw new UserError('--replace: give --add CHECKPOINT (whose methods replace the folder\'s)');
   if (add.length && !isVilaFolder(from)) throw new UserError(`--add joins VILA-HD methods, and ${from} is not a VILA-HD folder`);
   for (const other of add) if (!isVilaFolder(other)) throw new UserError(`--add ${other}: not a VILA-HD folder`);
-  const { files, bytes } = isVilaFolder(from) ? exportVilaHd(from, o.out, floats, add) : exportModel(from, o.out, floats);
+  const { files, bytes } = isVilaFolder(from) ? exportVilaHd(from, o.out, floats, add, o.replace ?? false) : exportModel(from, o.out, floats);
   process.stdout.write(`wrote ${files.join(', ')} to ${o.out} (${(bytes / 1048576).toFixed(1)} MB, weights ${dtype})\n`);
   return 0;
 }

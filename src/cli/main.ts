@@ -211,6 +211,7 @@ program
   .option('--out <dir>', 'the model folder to write (other files in it are left alone)')
   .option('--dtype <f16|f32>', 'how the weights are stored', 'f16')
   .option('--add <checkpoint>', 'VILA-HD: join the methods of another checkpoint (same LM shape, tokenizer and PS3 trunk; repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+  .option('--replace', 'VILA-HD: a method an --add checkpoint holds replaces the one already in the folder (else exit 2)')
   .action((from: string, o: ExportCliOptions) => runCommand(async () => exportCommand(from, o)));
 
 program
@@ -222,6 +223,8 @@ program
   .option('--preset <name>', 'LM size: micro | tiny', 'tiny')
   .option('--context <n>', 'LM context length (tokens) of this method when it is new (default: the preset\'s, or the folder\'s lm.context_length); other methods keep theirs; a resume keeps the run\'s')
   .option('--resume', 'continue this method\'s run in --out from its last checkpoint', false)
+  .option('--init <dir>', 'a new run starts from the LM, projector and prompt head this VILA-HD folder trained (same LM shape and tokenizer; positions of a longer context stay as initialised) instead of random weights')
+  .option('--init-method <name>', 'whose weights --init takes: ps3 | lowres | anyres | s2 (default: --method)')
   .option('--steps <n>', 'optimizer steps in all', '200')
   .option('--batch <n>', 'questions per step', '8')
   .option('--lr <x>', 'peak learning rate', '1e-3')

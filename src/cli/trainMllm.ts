@@ -42,7 +42,9 @@ const schema = z.object({
   tuneSelection: z.union([z.boolean(), z.enum(['all', 'projections'], { message: '--tune-selection takes all (the default) or projections' })]).default(false),
   selectionLr: num('selection-lr').pipe(z.number().positive('--selection-lr must be positive')).optional(),
   threads: int('threads').pipe(z.number().positive('--threads must be positive')).optional(),
-});
+  init: z.string().min(1, '--init needs a VILA-HD folder').optional(),
+  initMethod: z.enum(ENCODE_METHODS, { message: `--init-method must be one of ${ENCODE_METHODS.join(', ')}` }).optional(),
+}).refine((o) => o.initMethod === undefined || o.init !== undefined, { message: '--init-method names whose weights --init DIR takes: give --init too' });
 
 export type TrainMllmCliOptions = Record<string, string | boolean | undefined>;
 
@@ -60,6 +62,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
     tuneSelection: o.tuneSelection, ...(o.selectionLr !== undefined ? { selectionLr: o.selectionLr } : {}),
     // TensorFlow.js's WASM engine runs on one core: one thread per core shares each step
     threads: o.threads ?? availableParallelism(),
+    ...(o.init !== undefined ? { init: { dir: o.init, method: o.initMethod ?? o.method } } : {}),
   };
   let cacheBar: Progress | undefined;
   let bar: Progress | undefined;
@@ -72,7 +75,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
       if (done === total) cacheBar.stop();
     },
     onStart: ({ startStep, questions, trainable, checkpoint }) => {
-      process.stderr.write(`training VILA-HD (${o.method}) -> ${o.out} from step ${startStep} to ${o.steps}: ${questions} questions, ${trainable} trainable parameters${checkpoint ? `, from ${checkpoint}` : ''}\n`);
+      process.stderr.write(`training VILA-HD (${o.method}) -> ${o.out} from step ${startStep} to ${o.steps}: ${questions} questions, ${trainable} trainable parameters${checkpoint ? `, from ${checkpoint}` : ''}${o.init && startStep === 0 ? `, initialised from ${o.init} (${o.initMethod ?? o.method})` : ''}\n`);
       bar = budget > 0 ? progressBar(budget, 'train-mllm (s of budget)', 'step {step} | loss {loss} | {sps} samples/s') : progressBar(o.steps, 'train-mllm', 'loss {loss} | {sps} samples/s');
       started = performance.now();
       bar.update(budget > 0 ? 0 : startStep, { step: String(startStep), loss: '-', sps: '-' });

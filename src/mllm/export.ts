@@ -46,20 +46,29 @@ function withMaxLength(text: string, n: number, file: string): string {
   return typeof now === 'number' && now < n ? `${JSON.stringify({ ...json, model_max_length: n }, null, 2)}\n` : text;
 }
 
-/** The first vision weight outside the selection modules that differs between two PS3 folders, or null (the text tower does not make tokens). */
-function trunkDifference(a: string, b: string): string | null {
+const isSelection = (k: string): boolean => SELECTION_MODULES.some((m) => k.startsWith(m));
+
+/**
+ * The first vision weight of the trunk (or, `selection`, of the selection modules) that differs
+ * between two PS3 folders, or null (the text tower does not make tokens).
+ */
+function visionDifference(a: string, b: string, selection = false): string | null {
   if (path.resolve(a) === path.resolve(b)) return null;
   const wa = readSafetensors(path.join(a, 'model.safetensors'));
   const wb = readSafetensors(path.join(b, 'model.safetensors'));
   for (const [k, x] of wa) {
-    if (!k.startsWith('vision_model.') || SELECTION_MODULES.some((m) => k.startsWith(m))) continue;
+    if (!k.startsWith('vision_model.') || isSelection(k) !== selection) continue;
     const y = wb.get(k);
     if (!y || y.data.length !== x.data.length || y.data.some((v, i) => v !== x.data[i])) return k;
   }
   return null;
 }
 
-export function exportVilaHd(from: string, out: string, floats: FloatStorage, add: readonly string[] = []): { files: string[]; bytes: number } {
+/**
+ * `replace`: a method an `add` checkpoint holds replaces the one already in the folder (a method
+ * retrained, say) instead of being refused; the weights of the method replaced are all dropped.
+ */
+export function exportVilaHd(from: string, out: string, floats: FloatStorage, add: readonly string[] = [], replace = false): { files: string[]; bytes: number } {
   const { config: own, weightsFile, ps3Dir } = checkpointParts(from);
   let config = own;
   const weights = readSafetensors(weightsFile);
@@ -67,12 +76,16 @@ export function exportVilaHd(from: string, out: string, floats: FloatStorage, ad
   for (const other of add) {
     const part = checkpointParts(other);
     const shared = part.config.methods.filter((m) => config.methods.includes(m));
-    if (shared.length) throw new UserError(`--add ${other}: method ${shared.join(', ')} is already in the folder`);
+    if (shared.length && !replace) throw new UserError(`--add ${other}: method ${shared.join(', ')} is already in the folder (--replace to take ${other}'s)`);
+    for (const m of shared) for (const k of [...weights.keys()]) if (k.startsWith(`${m}.`)) weights.delete(k);
     if (lmShape(part.config) !== lmShape(config)) throw new UserError(`--add ${other}: its LM (field lm) differs from ${from}'s`);
     const theirs = fs.existsSync(path.join(other, 'tokenizer.json')) ? fs.readFileSync(path.join(other, 'tokenizer.json'), 'utf8') : null;
     if (theirs !== tokenizer) throw new UserError(`--add ${other}: its tokenizer.json differs from ${from}'s`);
-    const differs = trunkDifference(ps3Dir, part.ps3Dir);
+    const differs = visionDifference(ps3Dir, part.ps3Dir);
     if (differs) throw new UserError(`--add ${other}: it stands on another PS3 (weight "${differs}" differs from ${ps3Dir}'s)`);
+    // the folder keeps the first PS3: a ps3 LM taken from another checkpoint must select with the same modules
+    const selects = shared.includes('ps3') ? visionDifference(ps3Dir, part.ps3Dir, true) : null;
+    if (selects) throw new UserError(`--add ${other} --replace: its ps3 LM selects with other PS3 selection modules (weight "${selects}" differs from ${ps3Dir}'s); export it first and --add the rest to it`);
     for (const [k, a] of readSafetensors(part.weightsFile)) if (part.config.methods.some((m) => k.startsWith(`${m}.`))) weights.set(k, a);
     config = withMethods(config, [...config.methods, ...part.config.methods]);
     for (const m of part.config.methods) config = withContextLength(config, m, lmConfigOf(part.config, m).contextLength);

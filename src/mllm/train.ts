@@ -34,6 +34,7 @@ import { newLmTokenizer, type LmTokenizer } from './tokenizer.js';
 import { buildCache, cacheDir, CacheReader, checkTrainSeed, ps3WeightsHash, type TrainQuestion } from './trainData.js';
 import { trainableKeys } from '../train/trainer.js';
 import { CONVNET_PREFIX } from '../model/convnet.js';
+import { initFrom, type InitSource } from './init.js';
 import { lmConfigOf, parseVilaConfig, readVilaConfig, withContextLength, type VilaConfig } from './config.js';
 
 export interface TrainVilaOptions {
@@ -86,6 +87,8 @@ export interface TrainVilaOptions {
   readonly selectionLr?: number;
   /** threads that share each step's batch (gradShards.ts; default 1) */
   readonly threads?: number;
+  /** a new run (or a method joining a folder) starts from this folder's trained weights (init.ts) */
+  readonly init?: InitSource;
 }
 
 export interface VilaStepMetrics {
@@ -148,6 +151,7 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (o.minLooks !== undefined && o.method !== 'ps3') throw new UserError(`--min-looks sets PS3's training looks, which only --method ps3 has (got --method ${o.method})`);
   if (o.contextLength !== undefined && (!Number.isInteger(o.contextLength) || o.contextLength < 8)) throw new UserError(`--context must be an integer >= 8, got ${o.contextLength}`);
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new UserError(`--threads must be a positive integer, got ${o.threads}`);
+  if (o.init && o.resume) throw new UserError('--init starts a new run from another folder\'s weights; a resumed run continues from its own checkpoint (leave --init out)');
   checkTrainSeed(o.dataSeed);
 }
 
@@ -234,8 +238,9 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     if (!config.methods.includes(o.method)) {
       config = withMethods(config, [...config.methods, o.method]);
       if (o.contextLength !== undefined) config = withContextLength(config, o.method, o.contextLength);
-      const fresh = randomVilaWeights(config, ps3.config, [o.method], o.seed);
-      for (const [k, t] of fresh.entries()) all.set(k, t);
+      const fresh = new Map(randomVilaWeights(config, ps3.config, [o.method], o.seed).entries());
+      if (o.init) initFrom(o.init, o.method, config, ps3.config, fresh);
+      for (const [k, t] of fresh) all.set(k, t);
     }
     weights = new Weights(all);
     const opt = readSafetensors(path.join(previous, 'optimizer.safetensors'));
@@ -267,6 +272,11 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     const ps3Model = o.embedPs3 || tune ? 'ps3' : path.relative(path.resolve(checkpointDir), ps3Dir) || '.';
     config = newVilaConfig({ preset: o.preset, methods: [o.method], ps3Model, seed: o.seed, selectionWeight: o.selectionWeight, ...(o.contextLength !== undefined ? { contextLength: o.contextLength } : {}) });
     weights = randomVilaWeights(config, ps3.config, [o.method], o.seed);
+    if (o.init) {
+      const fresh = new Map(weights.entries());
+      initFrom(o.init, o.method, config, ps3.config, fresh);
+      weights = new Weights(fresh);
+    }
     tokenizer = newLmTokenizer();
   }
   const S = ps3.config.vision.scales[ps3.config.vision.scales.length - 1]!;

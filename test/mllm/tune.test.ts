@@ -126,6 +126,11 @@ test('export --add joins methods trained in other runs on the same PS3 trunk; an
   const g = path.join(tmp, 'g');
   await trainVilaHd({ ...options(g), method: 'lowres', preset: 'tiny', tuneSelection: false, steps: 1 });
   assert.throws(() => exportVilaHd(a, path.join(tmp, 'wide'), 'F32', [path.join(g, 'checkpoint')]), (err: unknown) => isUserError(err) && /its LM \(field lm\) differs/.test(err.message));
+  // a ps3 LM that selects with tuned modules cannot replace one that selects with the folder's own PS3
+  const h = path.join(tmp, 'h');
+  await trainVilaHd({ ...options(h), tuneSelection: false, steps: 1 });
+  assert.throws(() => exportVilaHd(path.join(h, 'checkpoint'), path.join(tmp, 'swap'), 'F32', [a], true), (err: unknown) => isUserError(err) && /--replace: its ps3 LM selects with other PS3 selection modules \(weight "vision_model\./.test(err.message));
+  assert.ok(!fs.existsSync(path.join(tmp, 'swap')), 'nothing written');
 });
 
 test('--tune-selection is refused for a method that does not select', async () => {
