@@ -74,7 +74,7 @@ export async function demoCommand(o: DemoCliOptions): Promise<number> {
   if (!fs.existsSync(path.join(vilaPs3, 'config.json'))) throw new UserError(`--vila ${vila}: its ps3_model ${vilaPs3} is not a PS3 model folder (no config.json)`);
   const vilaScales = readConfigFile(path.join(vilaPs3, 'config.json')).vision.scales;
   const top = vilaScales[vilaScales.length - 1]!;
-  const baselineResolution = intOption('baseline-resolution', o.baselineResolution, { min: vilaScales[0]!, max: top }) ?? Math.min(1512, top);
+  const baselineResolution = intOption('baseline-resolution', o.baselineResolution, { min: vilaScales[0]!, max: top });
   const questions = intOption('questions', o.questions, { min: 1 }) ?? (quick ? 4 : DEFAULT_DEMO.questions);
   const looks = o.looks !== undefined ? listOption('looks', o.looks, (x) => intOption('looks', x, { min: 1 })!) : [...DEFAULT_DEMO.looks];
   const prompt = o.prompt ?? DEFAULT_DEMO.prompt;
@@ -95,7 +95,7 @@ export async function demoCommand(o: DemoCliOptions): Promise<number> {
     slowQuestions: intOption('slow-questions', o.slowQuestions, { min: 1 }) ?? (quick ? 2 : Math.min(questions, DEFAULT_DEMO.slowQuestions)),
     scalingQuestions: intOption('scaling-questions', o.scalingQuestions, { min: 1 }) ?? (quick ? 2 : Math.min(questions, DEFAULT_DEMO.scalingQuestions)),
     looks: quick && o.looks === undefined ? [1, 2] : looks,
-    baselineResolution,
+    ...(baselineResolution !== undefined ? { baselineResolution } : {}),
     retrievalTriples: intOption('retrieval', o.retrieval, { min: 1 }) ?? (quick ? 2 : DEFAULT_DEMO.retrievalTriples),
     candidates: intOption('candidates', o.candidates, { min: 2 }) ?? DEFAULT_DEMO.candidates,
     costResolutions,

@@ -58,8 +58,8 @@ export interface DemoOptions {
   readonly scalingQuestions: number;
   /** the test-time curve's looks */
   readonly looks: readonly number[];
-  /** anyres and s2: the resolution they tile */
-  readonly baselineResolution: number;
+  /** anyres and s2: the resolution they tile (default: each its LM's training resolution) */
+  readonly baselineResolution?: number;
   readonly retrievalTriples: number;
   readonly candidates: number;
   readonly costResolutions: readonly number[];
@@ -212,7 +212,7 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
       weightsLabel = `${o.model}, the trained model (not this run's fine-tuning)`;
     }
     vilaResult = await timed('vila', () =>
-      runVilaDemo(vila, { out: o.out, seed: o.seed, questions: o.questions, slowQuestions: o.slowQuestions, scalingQuestions: o.scalingQuestions, looks: o.looks, baselineResolution: o.baselineResolution }, log),
+      runVilaDemo(vila, { out: o.out, seed: o.seed, questions: o.questions, slowQuestions: o.slowQuestions, scalingQuestions: o.scalingQuestions, looks: o.looks, ...(o.baselineResolution !== undefined ? { baselineResolution: o.baselineResolution } : {}) }, log),
     );
   } finally {
     disposeVilaHd(vila);

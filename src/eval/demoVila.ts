@@ -33,8 +33,8 @@ export interface VilaDemoOptions {
   readonly scalingQuestions: number;
   /** test-time curve: looks at the top scale */
   readonly looks: readonly number[];
-  /** anyres and s2: the resolution they tile (what their LMs were trained on) */
-  readonly baselineResolution: number;
+  /** anyres and s2: the resolution they tile (default: what their LMs were trained on) */
+  readonly baselineResolution?: number;
 }
 
 export interface VilaMethodResult {
@@ -177,7 +177,7 @@ export async function runVilaDemo(model: VilaHd, o: VilaDemoOptions, log: VilaDe
   const t1 = performance.now();
   const methods = ENCODE_METHODS.filter((m) => model.config.methods.includes(m));
   const qaRuns: VilaRun[] = methods.map((method) =>
-    method === 'ps3' ? { method, looks: 1 } : SLOW.includes(method) ? { method, resolution: o.baselineResolution, limit: o.slowQuestions } : { method },
+    method === 'ps3' ? { method, looks: 1 } : SLOW.includes(method) ? { method, ...(o.baselineResolution !== undefined ? { resolution: o.baselineResolution } : {}), limit: o.slowQuestions } : { method },
   );
   const budget = baseBudgets(cfg).reduce((a, c) => a + c, 0);
   const plan: ScalingPlan = { looks: o.looks, budget, tops: cfg.scales.slice(2), limit: o.scalingQuestions };

@@ -44,6 +44,16 @@ export interface AskOptions {
   readonly evidenceBox?: readonly [number, number, number, number];
 }
 
+/**
+ * The resolution a tiling method tiles at: the one asked for, else the one its LM was trained on
+ * (config `resolutions`; at most the image's long side), else the image's long side.
+ */
+export function tilingResolution(model: VilaHd, method: EncodeMethod, image: { height: number; width: number }, asked?: number): number | undefined {
+  if (asked !== undefined) return asked;
+  const trained = model.config.resolutions[method];
+  return trained === undefined ? undefined : Math.min(trained, Math.max(image.height, image.width));
+}
+
 export interface VilaAnswer {
   /** the chosen option's index, or -1 when the answer was written */
   readonly predicted: number;
@@ -174,7 +184,7 @@ export async function answerQuestion(
     if (r.out.selectionProbs !== r.out.topdownSelectionProbs && r.out.selectionProbs !== r.out.bottomupSelectionProbs) tf.dispose(r.out.selectionProbs);
     visual = { merged: r.merged, trunkTokens: r.trunkTokens };
   } else {
-    visual = cached ?? (await baselineVisual(model.ps3, pixels, method, ask));
+    visual = cached ?? (await baselineVisual(model.ps3, pixels, method, { ...ask, resolution: tilingResolution(model, method, pixels, ask.resolution) }));
   }
   await visual.merged.data();
   const msEncode = performance.now() - t0 - msLmPrompt;

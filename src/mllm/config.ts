@@ -50,13 +50,26 @@ export const vilaConfigSchema = z.object({
   selection_weight: z.number().nonnegative().default(1),
   /** per method, a context length other than `lm.context_length` */
   context_lengths: z.record(z.string(), contextLength).optional(),
+  /** per tiling method (anyres, s2), the resolution its LM was trained to tile: answering tiles at it by default */
+  resolutions: z.record(z.string(), z.number({ message: 'must be a positive integer' }).int('must be a positive integer').positive('must be a positive integer')).optional(),
 }).passthrough().superRefine((c, ctx) => {
-  for (const m of Object.keys(c.context_lengths ?? {})) {
-    if (!(c.methods as readonly string[] | undefined)?.includes(m)) {
-      ctx.addIssue({ code: 'custom', path: ['context_lengths', m], message: `"${m}" is not a method of this folder (it has ${(c.methods ?? []).join(', ')})` });
+  for (const field of ['context_lengths', 'resolutions'] as const) {
+    for (const m of Object.keys(c[field] ?? {})) {
+      if (!(c.methods as readonly string[] | undefined)?.includes(m)) {
+        ctx.addIssue({ code: 'custom', path: [field, m], message: `"${m}" is not a method of this folder (it has ${(c.methods ?? []).join(', ')})` });
+      } else if (field === 'resolutions' && !(TILING_METHODS as readonly string[]).includes(m)) {
+        ctx.addIssue({ code: 'custom', path: [field, m], message: `only ${TILING_METHODS.join(' and ')} tile at a resolution` });
+      }
     }
   }
 });
+
+/** The methods that tile the image at a resolution of their own. */
+export const TILING_METHODS = ['anyres', 's2'] as const satisfies readonly EncodeMethod[];
+
+export function isTiling(method: EncodeMethod): method is (typeof TILING_METHODS)[number] {
+  return (TILING_METHODS as readonly string[]).includes(method);
+}
 
 export type VilaConfigJson = z.input<typeof vilaConfigSchema>;
 
@@ -78,6 +91,8 @@ export interface VilaConfig {
   readonly lm: LmConfig;
   /** the methods whose LM has a context length other than `lm.contextLength` */
   readonly contextLengths: Readonly<Partial<Record<EncodeMethod, number>>>;
+  /** the tiling methods' training resolutions (answering's default) */
+  readonly resolutions: Readonly<Partial<Record<EncodeMethod, number>>>;
   readonly promptHidden: number;
   readonly methods: readonly EncodeMethod[];
   readonly selectionWeight: number;
@@ -104,6 +119,7 @@ export function parseVilaConfig(json: unknown, where: string): VilaConfig {
     },
     promptHidden: c.prompt_head.hidden,
     contextLengths: (c.context_lengths ?? {}) as Partial<Record<EncodeMethod, number>>,
+    resolutions: (c.resolutions ?? {}) as Partial<Record<EncodeMethod, number>>,
     methods: c.methods,
     selectionWeight: c.selection_weight,
     raw: json as Record<string, unknown>,
@@ -150,6 +166,11 @@ export function isVilaFolder(dir: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** `config` with the tiling `method`'s training resolution recorded as `px`. */
+export function withResolution(config: VilaConfig, method: EncodeMethod, px: number): VilaConfig {
+  return parseVilaConfig({ ...config.raw, resolutions: { ...config.resolutions, [method]: px } }, 'VILA-HD config');
 }
 
 /** Sizes of the LM presets: `micro` for tests, `tiny` to stand on the tiny PS3. */

@@ -193,7 +193,7 @@ function runReport(model: VilaHd, items: readonly BenchItem[], s: RunState): Vil
     model: model.source,
     method: run.method,
     settings: {
-      looks: run.method === 'ps3' && run.tokens === undefined ? (run.looks ?? 1) : null, tokens: run.tokens ?? null, resolution: run.resolution ?? null, hints: false,
+      looks: run.method === 'ps3' && run.tokens === undefined ? (run.looks ?? 1) : null, tokens: run.tokens ?? null, resolution: run.resolution ?? model.config.resolutions[run.method] ?? null, hints: false,
       only_select_first_n_scale: run.onlySelectFirstNScale ?? null,
       evidence_looks: run.method === 'ps3' && run.evidenceLooks === true,
     },

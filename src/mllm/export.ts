@@ -15,7 +15,7 @@ import { readSafetensors, writeSafetensors, type FloatStorage } from '../io/safe
 import { UserError } from '../errors.js';
 import { exportModel } from '../train/checkpoint.js';
 import { SELECTION_MODULES } from '../train/trainer.js';
-import { lmConfigOf, longestContext, parseVilaConfig, readVilaConfig, withContextLength, type VilaConfig } from './config.js';
+import { lmConfigOf, longestContext, parseVilaConfig, readVilaConfig, withContextLength, withResolution, type VilaConfig } from './config.js';
 import { ps3PathOf, withMethods } from './model.js';
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'];
@@ -88,7 +88,11 @@ export function exportVilaHd(from: string, out: string, floats: FloatStorage, ad
     if (selects) throw new UserError(`--add ${other} --replace: its ps3 LM selects with other PS3 selection modules (weight "${selects}" differs from ${ps3Dir}'s); export it first and --add the rest to it`);
     for (const [k, a] of readSafetensors(part.weightsFile)) if (part.config.methods.some((m) => k.startsWith(`${m}.`))) weights.set(k, a);
     config = withMethods(config, [...config.methods, ...part.config.methods]);
-    for (const m of part.config.methods) config = withContextLength(config, m, lmConfigOf(part.config, m).contextLength);
+    for (const m of part.config.methods) {
+      config = withContextLength(config, m, lmConfigOf(part.config, m).contextLength);
+      const px = part.config.resolutions[m];
+      if (px !== undefined) config = withResolution(config, m, px);
+    }
   }
   if (fs.existsSync(out) && !fs.statSync(out).isDirectory()) throw new UserError(`--out ${out}: exists and is not a folder`);
   fs.mkdirSync(out, { recursive: true });

@@ -113,13 +113,18 @@ export function randomVilaWeights(config: VilaConfig, ps3: PS3Config, methods: r
   return randomWeights(table, seed, { logitScale: 0, logitBias: 0 });
 }
 
-/** A config with `methods` listed (in the canonical order); context lengths of methods not listed are dropped. */
+/** A config with `methods` listed (in the canonical order); context lengths and resolutions of methods not listed are dropped. */
 export function withMethods(config: VilaConfig, methods: readonly EncodeMethod[]): VilaConfig {
   const order = ['ps3', 'lowres', 'anyres', 's2'] as const;
   const list = order.filter((m) => methods.includes(m));
-  const { context_lengths: _lengths, ...rest } = config.raw;
-  const lengths = Object.entries(config.contextLengths).filter(([m]) => (list as readonly string[]).includes(m));
-  return parseVilaConfig({ ...rest, methods: list, ...(lengths.length ? { context_lengths: Object.fromEntries(lengths) } : {}) }, 'VILA-HD config');
+  const { context_lengths: _lengths, resolutions: _resolutions, ...rest } = config.raw;
+  const listed = (table: Readonly<Partial<Record<EncodeMethod, number>>>): Record<string, number> | null => {
+    const kept = Object.entries(table).filter(([m]) => (list as readonly string[]).includes(m));
+    return kept.length ? Object.fromEntries(kept) : null;
+  };
+  const lengths = listed(config.contextLengths);
+  const resolutions = listed(config.resolutions);
+  return parseVilaConfig({ ...rest, methods: list, ...(lengths ? { context_lengths: lengths } : {}), ...(resolutions ? { resolutions } : {}) }, 'VILA-HD config');
 }
 
 async function toArrays(tensors: Iterable<[string, tf.Tensor]>): Promise<Map<string, NamedArray>> {

@@ -35,7 +35,7 @@ import { buildCache, cacheDir, CacheReader, checkTrainSeed, ps3WeightsHash, type
 import { trainableKeys } from '../train/trainer.js';
 import { CONVNET_PREFIX } from '../model/convnet.js';
 import { initFrom, type InitSource } from './init.js';
-import { lmConfigOf, parseVilaConfig, readVilaConfig, withContextLength, type VilaConfig } from './config.js';
+import { isTiling, lmConfigOf, parseVilaConfig, readVilaConfig, withContextLength, withResolution, type VilaConfig } from './config.js';
 
 export interface TrainVilaOptions {
   /** the PS3 model folder (required for a new run; a resumed or extended run uses its checkpoint's) */
@@ -283,6 +283,8 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   if (o.resolution !== undefined && (!Number.isInteger(o.resolution) || o.resolution < ps3.config.vision.scales[0]! || o.resolution > S)) {
     throw new UserError(`--resolution must be an integer from ${ps3.config.vision.scales[0]} to ${S}, got ${o.resolution}`);
   }
+  // a tiling method's LM reads tiles of one resolution: answering defaults to it
+  if (isTiling(o.method) && config.resolutions[o.method] === undefined) config = withResolution(config, o.method, o.resolution ?? S);
   // a tuned PS3 lives in the folder, rewritten at every checkpoint
   if (tune && config.ps3Model !== 'ps3') config = parseVilaConfig({ ...config.raw, ps3_model: 'ps3' }, 'VILA-HD config');
   const trainable = [...methodParams(o.method, config, ps3.config).keys()];
