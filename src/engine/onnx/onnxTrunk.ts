@@ -107,7 +107,7 @@ export class OnnxTrunk {
 
   /** Build every group's model from the weights and open its session (one group at a time, to bound memory). */
   static async create(w: Weights, cfg: TrunkConfig, options: OnnxTrunkOptions = {}): Promise<OnnxTrunk> {
-    const sessionOptions = cpuSessionOptions({ prepack: options.prepack ?? false });
+    const sessionOptions = cpuSessionOptions({ prepack: options.prepack ?? false, memPattern: false });
     const groups: Group[] = [];
     try {
       for (const [from, to] of groupBlocks(cfg, options.maxModelBytes ?? 128 * 2 ** 20)) {
