@@ -12,7 +12,7 @@ import { openSafetensors } from '../io/safetensors.js';
 import type { PS3Config } from '../io/config.js';
 import { UserError } from '../errors.js';
 import type { EncodeMethod } from '../eval/baselines.js';
-import { lmConfigOf, readVilaConfig, type LmConfig, type VilaConfig } from './config.js';
+import { isVilaFolder, lmConfigOf, readVilaConfig, type LmConfig, type VilaConfig } from './config.js';
 import { methodParams, positionsKey } from './params.js';
 import { loadLmTokenizer, newLmTokenizer } from './tokenizer.js';
 
@@ -31,6 +31,7 @@ const SHAPE_FIELDS: ReadonlyArray<[keyof LmConfig, string]> = [
 export function checkInitSource(source: InitSource, lm: LmConfig): void {
   const configFile = path.join(source.dir, 'config.json');
   if (!fs.existsSync(configFile)) throw new UserError(`--init ${source.dir}: not a VILA-HD folder (no config.json)`);
+  if (!isVilaFolder(source.dir)) throw new UserError(`--init ${source.dir}: not a VILA-HD folder (its config.json has no model_type "vila-hd"; a PS3 folder goes to --ps3)`);
   const theirs = readVilaConfig(configFile);
   if (!theirs.methods.includes(source.method)) throw new UserError(`--init ${source.dir}: holds no ${source.method} LM (it has ${theirs.methods.join(', ')}); name another with --init-method`);
   for (const [field, name] of SHAPE_FIELDS) {

@@ -119,7 +119,7 @@ test('--init is checked at the edge: exit 2 with one line, before any work', () 
   assertBadInput([...base, '--init', path.join(tmp, 'nowhere')], /--init .*nowhere: not a VILA-HD folder \(no config\.json\)/);
   assertBadInput([...base, '--init', source, '--init-method', 'anyres'], /--init .*source: holds no anyres LM \(it has ps3, lowres\)/);
   assertBadInput([...base, '--init', source, '--resume'], /--init starts a new run .*\(leave --init out\)/);
-  assertBadInput([...base, '--init', ps3], /ps3\/config\.json: field /);
+  assertBadInput([...base, '--init', ps3], /--init .*ps3: not a VILA-HD folder \(its config\.json has no model_type "vila-hd"; a PS3 folder goes to --ps3\)/);
   assertBadInput([...base.map((a) => (a === 'micro' ? 'tiny' : a)), '--init', source], /--init .*source: field lm\.width of .*config\.json is \d+, the LM trained has 128/);
   assert.equal(fs.existsSync(out), false, 'nothing written');
 });
