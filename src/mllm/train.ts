@@ -21,6 +21,7 @@ import { readSafetensors, writeSafetensors, type NamedArray } from '../io/safete
 import { UserError } from '../errors.js';
 import { Rng } from '../rng.js';
 import { loadModel, type PS3Model } from '../model/load.js';
+import type { PS3Config } from '../io/config.js';
 import { Weights } from '../model/weights.js';
 import { AdamW, clipGradients, DEFAULT_ADAMW } from '../train/optimizer.js';
 import { learningRate } from '../train/schedule.js';
@@ -175,6 +176,13 @@ async function writeTunedPs3(from: string, to: string, weights: Weights, keys: r
   writeSafetensors(path.join(to, 'model.safetensors'), arrays, { format: 'pt' });
 }
 
+/** A method's first weights: random (seeded), or the trained ones `--init` names. */
+function newMethodWeights(o: TrainVilaOptions, config: VilaConfig, ps3: PS3Config): Map<string, tf.Tensor> {
+  const fresh = new Map(randomVilaWeights(config, ps3, [o.method], o.seed).entries());
+  if (o.init) initFrom(o.init, o.method, config, ps3, fresh);
+  return fresh;
+}
+
 /** The question of sample `k`: each epoch a fresh permutation of all questions, a function of the seed and the epoch. */
 export function questionAt(questions: readonly TrainQuestion[], seed: number, k: number, memo: { epoch: number; order: number[] }): TrainQuestion {
   const epoch = Math.floor(k / questions.length);
@@ -238,9 +246,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     if (!config.methods.includes(o.method)) {
       config = withMethods(config, [...config.methods, o.method]);
       if (o.contextLength !== undefined) config = withContextLength(config, o.method, o.contextLength);
-      const fresh = new Map(randomVilaWeights(config, ps3.config, [o.method], o.seed).entries());
-      if (o.init) initFrom(o.init, o.method, config, ps3.config, fresh);
-      for (const [k, t] of fresh) all.set(k, t);
+      for (const [k, t] of newMethodWeights(o, config, ps3.config)) all.set(k, t);
     }
     weights = new Weights(all);
     const opt = readSafetensors(path.join(previous, 'optimizer.safetensors'));
@@ -271,12 +277,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     ps3 = loadModel(ps3Dir, 'vision');
     const ps3Model = o.embedPs3 || tune ? 'ps3' : path.relative(path.resolve(checkpointDir), ps3Dir) || '.';
     config = newVilaConfig({ preset: o.preset, methods: [o.method], ps3Model, seed: o.seed, selectionWeight: o.selectionWeight, ...(o.contextLength !== undefined ? { contextLength: o.contextLength } : {}) });
-    weights = randomVilaWeights(config, ps3.config, [o.method], o.seed);
-    if (o.init) {
-      const fresh = new Map(weights.entries());
-      initFrom(o.init, o.method, config, ps3.config, fresh);
-      weights = new Weights(fresh);
-    }
+    weights = new Weights(newMethodWeights(o, config, ps3.config));
     tokenizer = newLmTokenizer();
   }
   const S = ps3.config.vision.scales[ps3.config.vision.scales.length - 1]!;
