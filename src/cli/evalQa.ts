@@ -14,7 +14,7 @@ import { evaluateQa, formatQaTable, type QaReport } from '../eval/qa/evaluate.js
 import { evalTokenizer } from '../eval/qa/text.js';
 import { renderPlot } from '../eval/plot.js';
 import type { LookCount } from '../model/selection.js';
-import { modelFrom, outputFile, positiveInt, seedOption } from './inputs.js';
+import { modelFrom, outputFile, positiveInt, seedOption, warnOldGenerator } from './inputs.js';
 import { progressBar } from './progress.js';
 import { isVilaFolder } from '../mllm/config.js';
 import { evalQaVilaCommand } from './evalQaVila.js';
@@ -73,6 +73,7 @@ export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise
   if (o.evidenceLooks) throw new UserError('--evidence-looks needs a VILA-HD --model (the LM reads the forced look)');
   await initEngine(o);
   let items = loadBenchmark(bench);
+  warnOldGenerator(bench);
   const limit = positiveInt('limit', o.limit);
   if (limit !== undefined && limit > 0) items = items.slice(0, limit);
   const methods = list(o.method ?? 'ps3').map(parseMethod);

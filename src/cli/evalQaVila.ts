@@ -16,7 +16,7 @@ import type { LookCount } from '../model/selection.js';
 import { evaluateVilaQa, type VilaQaReport } from '../mllm/evaluate.js';
 import { disposeVilaHd, loadVilaHd } from '../mllm/model.js';
 import { accuracyPlot, type EvalQaCliOptions } from './evalQa.js';
-import { positiveInt } from './inputs.js';
+import { positiveInt, warnOldGenerator } from './inputs.js';
 import { progressBar } from './progress.js';
 
 function list(value: string): string[] {
@@ -26,6 +26,7 @@ function list(value: string): string[] {
 export async function evalQaVilaCommand(bench: string, o: EvalQaCliOptions): Promise<number> {
   if (o.preset) throw new UserError('give --model DIR or --preset NAME, not both');
   let items = loadBenchmark(bench);
+  warnOldGenerator(bench);
   const limit = positiveInt('limit', o.limit);
   if (limit !== undefined && limit > 0) items = items.slice(0, limit);
   const methods = list(o.method ?? 'ps3').map(parseMethod);

@@ -14,7 +14,7 @@ import type { LookCount } from '../model/selection.js';
 import { plotScaling, scalingCurves } from '../mllm/evaluate.js';
 import { disposeVilaHd, loadVilaHd } from '../mllm/model.js';
 import { isVilaFolder } from '../mllm/config.js';
-import { positiveInt } from './inputs.js';
+import { positiveInt, warnOldGenerator } from './inputs.js';
 import { progressBar } from './progress.js';
 
 export interface EvalScalingCliOptions {
@@ -36,6 +36,7 @@ export async function evalScalingCommand(bench: string, o: EvalScalingCliOptions
   if (!isVilaFolder(o.model)) throw new UserError(`${o.model}: not a VILA-HD folder (config.json model_type is not "vila-hd")`);
   if (!o.out) throw new UserError('--out DIR is required');
   let items = loadBenchmark(bench);
+  warnOldGenerator(bench);
   const limit = positiveInt('limit', o.limit);
   if (limit !== undefined && limit > 0) items = items.slice(0, limit);
   const looks: LookCount[] = list(o.looks ?? '1,2,3').map((l) => (l === 'all' ? 'all' : positiveInt('looks', l)!));

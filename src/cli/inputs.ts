@@ -12,6 +12,7 @@ import { presetConfig } from '../model/presets.js';
 import { baseBudgets, gridAtScale } from '../model/selection.js';
 import type { PS3Config, VisionConfig } from '../io/config.js';
 import type { EncodeOptions } from '../model/encoder.js';
+import { oldGeneratorWarning } from '../eval/qa/generate.js';
 
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif']);
 
@@ -253,4 +254,10 @@ export function lookOptions(
   const needed = Math.ceil(maxTokens / perLook);
   if (looks > needed) warn(`--looks ${looks} is more than the ${needed} looks that cover every patch; using ${needed}`);
   return { numLookClose: Math.min(looks, needed), ...restrict };
+}
+
+/** Say so (stderr) when a benchmark was made by an older question generator. */
+export function warnOldGenerator(bench: string): void {
+  const warning = oldGeneratorWarning(bench);
+  if (warning) process.stderr.write(`${warning}\n`);
 }

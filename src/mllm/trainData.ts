@@ -34,7 +34,7 @@ import { finalNorm } from '../model/vit.js';
 import { boxToGtMap } from '../train/samples.js';
 import { boxTargets } from '../train/loss.js';
 import { sampleSeed } from '../train/sampleStream.js';
-import { HELDOUT_SEED_BASE, questionRng, sceneQuestions } from '../eval/qa/generate.js';
+import { HELDOUT_SEED_BASE, QA_VERSION, questionRng, sceneQuestions } from '../eval/qa/generate.js';
 import type { EncodeMethod } from '../eval/baselines.js';
 import { mergeTokens } from './projector.js';
 import { baselineVisual, highResGrids, lowResGrid, lowResTokens } from './visual.js';
@@ -82,7 +82,7 @@ export function cacheDir(root: string, ps3Dir: string, spec: CacheSpec, weights 
   const looks = spec.looks ?? 1;
   // a fixed number of looks keeps the key caches made before minLooks existed have
   const drawn = spec.minLooks !== undefined && spec.minLooks !== looks ? { minLooks: spec.minLooks } : {};
-  const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, resolution: spec.resolution ?? null });
+  const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, resolution: spec.resolution ?? null, qa: QA_VERSION });
   return path.join(root, `${spec.method}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
 }
 

@@ -25,12 +25,13 @@
  * stream seeds of different dataset seeds can in principle collide; at 1e6 images per dataset
  * the chance of any one collision is about 1e6 * count / 2^32 per training seed).
  */
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UserError } from '../../errors.js';
 import { Rng } from '../../rng.js';
 import { union } from '../../data/scene/boxes.js';
-import { DIGITS, kindOf, LETTERS, SIMILAR_CHARS } from '../../data/scene/characters.js';
+import { kindOf } from '../../data/scene/characters.js';
 import { COLOURS } from '../../data/scene/colours.js';
 import { NUMBER_WORDS } from '../../data/scene/grammar.js';
 import { renderScene } from '../../data/scene/render.js';
@@ -38,6 +39,14 @@ import { LABELLED_SHAPES, PLURAL, SHAPES } from '../../data/scene/shapes.js';
 import type { Scene, SceneObject, ShapeObject, SignObject } from '../../data/scene/types.js';
 import { SYNTH_VERSION, encodeImage as encodeSceneImage, sceneRng } from '../../data/synth.js';
 import { formatBenchItem, type BenchItemJson } from './format.js';
+import { aroundHiddenCentre, codeStep, countWindow, type Step } from './options.js';
+
+/**
+ * The question generator's version, in benchmark manifests and training-cache keys: 2 draws the
+ * options around a hidden centre (options.ts); version 1 made them as edits of the truth, which
+ * a reader of the options alone answered about half the time.
+ */
+export const QA_VERSION = 2;
 
 /** Scenes with seeds from here up are held out from training. */
 export const HELDOUT_SEED_BASE = 1_000_000;
@@ -75,19 +84,33 @@ export function nearestColours(name: string): string[] {
   return COLOURS.filter((c) => c.name !== name).sort((a, b) => d(a) - d(b)).map((c) => c.name);
 }
 
-/** Codes with one character swapped for a look-alike of the same kind (digit or letter), then any of that kind. */
-export function confusableCodes(code: string, rng: Rng): string[] {
-  const near: string[] = [];
-  const far: string[] = [];
-  for (let i = 0; i < code.length; i++) {
-    const ch = code[i]!;
-    const pool = DIGITS.includes(ch) ? DIGITS : LETTERS;
-    const similar = [...(SIMILAR_CHARS[ch] ?? '')].filter((c) => pool.includes(c));
-    for (const c of similar) near.push(code.slice(0, i) + c + code.slice(i + 1));
-    for (const c of pool) if (c !== ch && !similar.includes(c)) far.push(code.slice(0, i) + c + code.slice(i + 1));
-  }
-  return [...new Set([...rng.shuffle(near), ...rng.shuffle(far)])].filter((c) => c !== code);
+/**
+ * Colour neighbours: two named colours are neighbours when either is among the other's three
+ * nearest (the relation made symmetric, so a step from the truth and a step back are alike).
+ */
+function colourNeighbours(colour: string): string[] {
+  return COLOURS.map((c) => c.name).filter((c) => c !== colour && (nearestColours(colour).slice(0, 3).includes(c) || nearestColours(c).slice(0, 3).includes(colour)));
 }
+
+const colourStep: Step<string> = (rng, colour) => rng.pick(colourNeighbours(colour));
+
+/** What a look-alike option describes: a shape of a colour, or a sign of a colour reading a code. */
+interface Described {
+  readonly colour: string;
+  readonly sign: boolean;
+  /** the shape, or the sign's code */
+  readonly what: string;
+}
+
+function describe(d: Described): string {
+  return withArticles(d.sign ? `a ${d.colour} sign reading ${d.what}` : `a ${d.colour} ${d.what}`);
+}
+
+/** One attribute changed, colour or the other (shape or code), each half the time. */
+const describedStep: Step<Described> = (rng, d) => {
+  if (rng.next() < 0.5) return { ...d, colour: colourStep(rng, d.colour) };
+  return { ...d, what: d.sign ? codeStep(rng, d.what) : rng.pick(SHAPES.filter((s) => s !== d.what)) };
+};
 
 /** Sign text height in pixels: the plate is 1.7 text heights tall. */
 function signGlyphPx(s: SignObject): number {
@@ -114,10 +137,8 @@ function signReading(scene: Scene, rng: Rng, k: number, lowres: number): Questio
   const candidates = signs.filter((s) => signs.filter((t) => t.colour === s.colour).length === 1 && signGlyphPx(s) * k <= MAX_DETAIL_PX.glyph);
   if (candidates.length === 0) return null;
   const s = rng.pick(candidates);
-  // codes elsewhere in the scene first (reading the right sign matters), then look-alike codes
-  const elsewhere = rng.shuffle([...new Set(signs.map((t) => t.label).filter((c) => c !== s.label))]).slice(0, 1);
-  const distractors = [...new Set([...elsewhere, ...confusableCodes(s.label, rng)])].slice(0, 3);
-  if (distractors.length < 3) return null;
+  const distractors = aroundHiddenCentre(rng, s.label, codeStep, (c) => c, () => true);
+  if (!distractors) return null;
   const { options, answer, statements } = shuffled(rng, s.label, distractors, (c) => withArticles(`a ${s.colour} sign reading ${c}`));
   return {
     category: 'sign-reading', question: `What does the ${s.colour} sign read?`, options, answer, statements,
@@ -134,7 +155,8 @@ function attribute(scene: Scene, rng: Rng, k: number, lowres: number): QuestionD
   const marked = `marked with the ${kindOf(label)} ${label}`;
   const ev = evidence([s], labelGlyphPx(s) * k, lowres);
   if (rng.next() < 0.5) {
-    const distractors = nearestColours(s.colour).slice(0, 3);
+    const distractors = aroundHiddenCentre(rng, s.colour, colourStep, (c) => c, () => true);
+    if (!distractors) return null;
     const { options, answer, statements } = shuffled(rng, s.colour, distractors, (c) => withArticles(`a ${c} ${s.shape} ${marked}`));
     return { category: 'attribute', question: `What colour is the ${s.shape} ${marked}?`, options, answer, statements, prompt: `a ${s.shape} ${marked}`, evidence: ev };
   }
@@ -157,10 +179,12 @@ function counting(scene: Scene, rng: Rng, k: number, lowres: number): QuestionDr
   const members = rng.pick(several.length > 0 && rng.next() < 0.8 ? several : tiny);
   const n = members.length;
   const { colour, shape } = members[0]!;
-  const window = [n - 1, n + 1, n - 2, n + 2, n + 3, n - 3].filter((c) => c >= 1 && c <= 9);
-  const distractors = window.slice(0, 3).map(String);
+  const window = countWindow(rng, n);
+  if (!window) return null;
+  const distractors = window.filter((c) => c !== n).map(String);
   const statementOf = (c: string): string => {
     const count = Number(c);
+    if (count === 0) return `there are no ${colour} ${PLURAL[shape]}`;
     return count === 1 ? `there is one ${colour} ${shape}` : `there are ${NUMBER_WORDS[count]} ${colour} ${PLURAL[shape]}`;
   };
   const { options, answer, statements } = shuffled(rng, String(n), distractors, statementOf);
@@ -182,22 +206,12 @@ function lookalike(scene: Scene, rng: Rng, k: number, lowres: number): QuestionD
   const paired = new Set(scene.objects.flatMap((o) => (o.lookalikeOf === null ? [] : [o.id, o.lookalikeOf])));
   const preferred = candidates.filter((o) => paired.has(o.id));
   const target = rng.pick(preferred.length > 0 && rng.next() < 0.7 ? preferred : candidates);
-  let truth: string;
-  let variants: string[];
-  if (target.kind === 'sign') {
-    truth = `a ${target.colour} sign reading ${target.label}`;
-    const codes = confusableCodes(target.label, rng).filter((c) => !hasSign(target.colour, c)).slice(0, 2).map((c) => `a ${target.colour} sign reading ${c}`);
-    const colours = nearestColours(target.colour).filter((c) => !hasSign(c, target.label)).slice(0, 2).map((c) => `a ${c} sign reading ${target.label}`);
-    variants = [...codes.slice(0, 2), ...colours.slice(0, 1), ...codes.slice(2), ...colours.slice(1)];
-  } else {
-    truth = `a ${target.colour} ${target.shape}`;
-    const colours = nearestColours(target.colour).filter((c) => !hasShape(c, target.shape)).slice(0, 2).map((c) => `a ${c} ${target.shape}`);
-    const others = rng.shuffle(SHAPES.filter((s) => s !== target.shape && !hasShape(target.colour, s))).slice(0, 2).map((s) => `a ${target.colour} ${s}`);
-    variants = [...colours.slice(0, 1), ...others.slice(0, 1), ...colours.slice(1), ...others.slice(1)];
-  }
-  const distractors = [...new Set(variants.map(withArticles))].slice(0, 3);
-  if (distractors.length < 3) return null;
-  const { options, answer, statements } = shuffled(rng, withArticles(truth), distractors, (o) => o);
+  const truth: Described = target.kind === 'sign' ? { colour: target.colour, sign: true, what: target.label } : { colour: target.colour, sign: false, what: target.shape };
+  const absent = (d: Described): boolean => !(d.sign ? hasSign(d.colour, d.what) : hasShape(d.colour, d.what));
+  const variants = aroundHiddenCentre(rng, truth, describedStep, describe, absent);
+  if (!variants) return null;
+  const distractors = variants.map(describe);
+  const { options, answer, statements } = shuffled(rng, describe(truth), distractors, (o) => o);
   const detail = target.kind === 'sign' ? signGlyphPx(target) : target.size;
   return {
     category: 'lookalike', question: `Which of these is in the image: ${options.join(', ')}?`, options, answer, statements,
@@ -231,6 +245,24 @@ export function sceneQuestions(scene: Scene, rng: Rng, options: { lowres?: numbe
 /** The Rng of image `index`'s questions (independent of the scene's own stream). */
 export function questionRng(seed: number, index: number): Rng {
   return new Rng((Math.imul(seed ^ 0x5bd1e995, 0x27d4eb2d) ^ Math.imul(index + 1, 0x85ebca6b)) >>> 0).fork();
+}
+
+/**
+ * A line to show when `benchFile` sits beside a `make-4k` manifest of an older generator (options
+ * made as edits of the truth, which the options alone answer); null otherwise, or without a
+ * manifest (a benchmark from elsewhere).
+ */
+export function oldGeneratorWarning(benchFile: string): string | null {
+  let manifest: { generator?: unknown; qa_version?: unknown };
+  try {
+    manifest = JSON.parse(readFileSync(path.join(path.dirname(benchFile), 'manifest.json'), 'utf8')) as typeof manifest;
+  } catch {
+    return null;
+  }
+  if (manifest.generator !== 'ps3 eval make-4k') return null;
+  const version = typeof manifest.qa_version === 'number' ? manifest.qa_version : 1;
+  if (version >= QA_VERSION) return null;
+  return `warning: ${benchFile} was made by make-4k's question generator ${version}, whose options give the answer away (the truth is the option the others are edits of); make it again with \`ps3 eval make-4k\` (generator ${QA_VERSION}) for accuracies that measure the image`;
 }
 
 export function checkHeldOutSeed(seed: number, force = false): void {
@@ -314,7 +346,7 @@ export async function makeBenchmark(options: Make4kOptions, onProgress?: (done: 
   const file = path.join(out, 'questions.jsonl');
   await writeFile(file, `${lines.join('\n')}\n`);
   const manifest = {
-    generator: 'ps3 eval make-4k', synth_version: SYNTH_VERSION, seed, heldout_seed_base: HELDOUT_SEED_BASE, forced: seed < HELDOUT_SEED_BASE,
+    generator: 'ps3 eval make-4k', synth_version: SYNTH_VERSION, qa_version: QA_VERSION, seed, heldout_seed_base: HELDOUT_SEED_BASE, forced: seed < HELDOUT_SEED_BASE,
     questions: lines.length, images, size, lowres, per_image: perImage, per_category: perCategory, max_detail_px: MAX_DETAIL_PX, file: 'questions.jsonl',
   };
   await writeFile(path.join(out, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
