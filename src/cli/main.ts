@@ -235,6 +235,7 @@ program
   .option('--images <n>', 'training scenes', '64')
   .option('--looks <n>', 'ps3: looks per training question (evidence box first)', '1')
   .option('--min-looks <n>', 'ps3: draw each question\'s number of looks from this to --looks (so the LM learns to read one look or several; default: --looks for all)')
+  .option('--per-category <n>', 'questions per category asked of each training scene, about different objects (default 1, as a benchmark asks; more gives more questions per rendered scene)')
   .option('--resolution <px>', 'anyres/s2: resolution tiled (default the top scale); recorded in the folder\'s config (resolutions) as what answering tiles at')
   .option('--selection-weight <x>', 'weight of the selection BCE against the evidence box', '1')
   .option('--box-loss <kind>', 'ps3: the selection loss: bce (the pre-training BCE, a mean over all patches) | balanced (box and rest weighed equally) | softmax (the box ranked above the rest: -log of its softmax share)', 'bce')

@@ -32,6 +32,7 @@ const schema = z.object({
   looks: int('looks').pipe(z.number().positive('--looks must be positive')),
   minLooks: int('min-looks').pipe(z.number().positive('--min-looks must be positive')).optional(),
   resolution: int('resolution').optional(),
+  perCategory: int('per-category').pipe(z.number().min(1, '--per-category must be from 1 to 16').max(16, '--per-category must be from 1 to 16')).optional(),
   selectionWeight: num('selection-weight').pipe(z.number().nonnegative('--selection-weight must be >= 0')),
   boxLoss: z.enum(['bce', 'balanced', 'softmax'], { message: '--box-loss must be bce, balanced or softmax' }),
   saveEvery: int('save-every').pipe(z.number().positive('--save-every must be positive')),
@@ -56,7 +57,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
   const options: TrainVilaOptions = {
     ...(o.ps3 ? { ps3: o.ps3 } : {}),
     out: o.out, method: o.method, preset: o.preset, ...(o.context !== undefined ? { contextLength: o.context } : {}), steps: o.steps, batch: o.batch, lr: o.lr, warmup: o.warmup, clip: o.clip, seed: o.seed,
-    dataSeed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.resolution !== undefined ? { resolution: o.resolution } : {}),
+    dataSeed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.resolution !== undefined ? { resolution: o.resolution } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}),
     selectionWeight: o.selectionWeight, boxLoss: o.boxLoss, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
     ...(o.cache ? { cacheRoot: o.cache } : {}),
     tuneSelection: o.tuneSelection, ...(o.selectionLr !== undefined ? { selectionLr: o.selectionLr } : {}),

@@ -64,6 +64,8 @@ export interface CacheSpec {
   readonly minLooks?: number;
   /** anyres/s2: resolution tiled */
   readonly resolution?: number;
+  /** questions per category asked of each scene (default 1, as a benchmark asks) */
+  readonly perCategory?: number;
   /** ps3: also keep the selection ConvNeXt's input (the image at its size, F16), so a run can train the ConvNeXt */
   readonly convInput?: boolean;
 }
@@ -82,7 +84,8 @@ export function cacheDir(root: string, ps3Dir: string, spec: CacheSpec, weights 
   const looks = spec.looks ?? 1;
   // a fixed number of looks keeps the key caches made before minLooks existed have
   const drawn = spec.minLooks !== undefined && spec.minLooks !== looks ? { minLooks: spec.minLooks } : {};
-  const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, resolution: spec.resolution ?? null, qa: QA_VERSION });
+  const asked = spec.perCategory !== undefined && spec.perCategory !== 1 ? { perCategory: spec.perCategory } : {};
+  const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, ...asked, resolution: spec.resolution ?? null, qa: QA_VERSION });
   return path.join(root, `${spec.method}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
 }
 
@@ -134,7 +137,7 @@ async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number
   const cfg = ps3.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
   const scene = renderScene(sceneRng(spec.seed, i), { width: S, height: S });
-  const drafts = sceneQuestions(scene, questionRng(spec.seed, i), { lowres: cfg.scales[0]! });
+  const drafts = sceneQuestions(scene, questionRng(spec.seed, i), { lowres: cfg.scales[0]!, perCategory: spec.perCategory ?? 1 });
   const questions: TrainQuestion[] = drafts.map((d, index) => ({ image: i, index, question: d.question, options: d.options, answer: d.answer, category: d.category, box: d.evidence.box }));
   scratch.pixels ??= new Float32Array(3 * S * S);
   // every resize the encoder needs, made once for the image's several encodes

@@ -14,7 +14,7 @@ import { renderScene } from '../../src/data/scene/render.js';
 import type { SceneObject } from '../../src/data/scene/types.js';
 import { sceneRng } from '../../src/data/synth.js';
 import { loadBenchmark, type BenchItem } from '../../src/eval/qa/format.js';
-import { checkHeldOutSeed, HELDOUT_SEED_BASE, makeBenchmark, MAX_DETAIL_PX, nearestColours, oldGeneratorWarning, QA_CATEGORIES, QA_VERSION } from '../../src/eval/qa/generate.js';
+import { checkHeldOutSeed, HELDOUT_SEED_BASE, makeBenchmark, MAX_DETAIL_PX, nearestColours, oldGeneratorWarning, QA_CATEGORIES, QA_VERSION, questionRng, sceneQuestions } from '../../src/eval/qa/generate.js';
 import { aroundHiddenCentre, codeStep } from '../../src/eval/qa/options.js';
 import { COLOURS } from '../../src/data/scene/colours.js';
 import { Rng } from '../../src/rng.js';
@@ -208,4 +208,23 @@ test('a benchmark of the older generator (options as edits of the truth) is name
   fs.rmSync(manifestFile);
   assert.equal(oldGeneratorWarning(file), null, 'no manifest: a benchmark from elsewhere');
   fs.rmSync(out, { recursive: true });
+});
+
+test('more questions a category for training: about different objects; one a category is what a benchmark asks', () => {
+  let more = 0;
+  let one = 0;
+  for (let i = 0; i < 6; i++) {
+    const scene = renderScene(sceneRng(SEED, i), { width: SIZE, height: SIZE });
+    const single = sceneQuestions(scene, questionRng(SEED, i), { lowres: 151 });
+    assert.deepEqual(sceneQuestions(scene, questionRng(SEED, i), { lowres: 151, perCategory: 1 }), single);
+    const many = sceneQuestions(scene, questionRng(SEED, i), { lowres: 151, perCategory: 4 });
+    for (const c of QA_CATEGORIES) {
+      const about = many.filter((q) => q.category === c).map((q) => q.evidence.object_ids.join(','));
+      assert.ok(about.length <= 4);
+      assert.equal(new Set(about).size, about.length, `${c}: each question about other objects`);
+    }
+    more += many.length;
+    one += single.length;
+  }
+  assert.ok(more >= 2 * one, `${more} questions at four a category, ${one} at one`);
 });

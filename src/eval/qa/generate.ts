@@ -227,17 +227,31 @@ const MAKERS: Readonly<Record<QaCategory, (scene: Scene, rng: Rng, k: number, lo
 };
 
 /**
- * Up to one question per category for a scene, in the order `categories` gives, skipping
+ * Up to `perCategory` questions (default one) per category for a scene, in the order
+ * `categories` gives, each about other objects than the category's earlier ones, skipping
  * categories the scene offers no 4K-only question for. `lowres` is the low-res side the details
- * are measured at (the image's long side is squashed to it).
+ * are measured at (the image's long side is squashed to it). Benchmarks ask one per category;
+ * training may ask more of each rendered scene.
  */
-export function sceneQuestions(scene: Scene, rng: Rng, options: { lowres?: number; categories?: readonly QaCategory[] } = {}): QuestionDraft[] {
+export function sceneQuestions(scene: Scene, rng: Rng, options: { lowres?: number; categories?: readonly QaCategory[]; perCategory?: number } = {}): QuestionDraft[] {
   const lowres = options.lowres ?? 378;
+  const perCategory = options.perCategory ?? 1;
   const k = lowres / Math.max(scene.width, scene.height);
   const out: QuestionDraft[] = [];
   for (const c of options.categories ?? QA_CATEGORIES) {
-    const q = MAKERS[c](scene, rng, k, lowres);
-    if (q) out.push(q);
+    const asked = new Set<string>();
+    // a few tries a question: a maker draws its object at random and may draw one already asked about
+    for (let attempt = 0; attempt < 4 * perCategory && asked.size < perCategory; attempt++) {
+      const q = MAKERS[c](scene, rng, k, lowres);
+      if (!q) {
+        if (perCategory === 1) break;
+        continue;
+      }
+      const about = [...q.evidence.object_ids].sort((a, b) => a - b).join(',');
+      if (asked.has(about)) continue;
+      asked.add(about);
+      out.push(q);
+    }
   }
   return out;
 }
