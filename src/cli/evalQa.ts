@@ -10,6 +10,7 @@ import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import { ENCODE_METHODS, parseMethod, type EncodeMethod } from '../eval/baselines.js';
 import { loadBenchmark } from '../eval/qa/format.js';
+import { roundedOptionsOnly } from '../eval/qa/optionsOnly.js';
 import { evaluateQa, formatQaTable, type QaReport } from '../eval/qa/evaluate.js';
 import { evalTokenizer } from '../eval/qa/text.js';
 import { renderPlot } from '../eval/plot.js';
@@ -120,6 +121,8 @@ export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise
     model: model.source,
     tokenizer: tok.source,
     questions: items.length,
+    // how much of the benchmark its options answer without the image
+    options_only: roundedOptionsOnly(items),
     methods: ENCODE_METHODS.filter((m) => methods.includes(m)),
     not_run: aborted ? runs.slice(reports.length).map((r) => r.method) : [],
     reports,

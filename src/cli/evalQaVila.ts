@@ -10,6 +10,7 @@ import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import { ENCODE_METHODS, parseMethod } from '../eval/baselines.js';
 import { loadBenchmark } from '../eval/qa/format.js';
+import { roundedOptionsOnly } from '../eval/qa/optionsOnly.js';
 import { formatQaTable } from '../eval/qa/evaluate.js';
 import { renderPlot } from '../eval/plot.js';
 import type { LookCount } from '../model/selection.js';
@@ -78,6 +79,8 @@ export async function evalQaVilaCommand(bench: string, o: EvalQaCliOptions): Pro
     model: path.resolve(o.model!),
     answered_by: 'vila-hd',
     questions: items.length,
+    // how much of the benchmark its options answer without the image
+    options_only: roundedOptionsOnly(items),
     methods: ENCODE_METHODS.filter((m) => methods.includes(m)),
     not_run: aborted ? runs.slice(reports.length).map((r) => r.method) : [],
     reports,

@@ -343,7 +343,7 @@ function vilaMarkdown(r: DemoReport): string {
   return `## Held-out 4KPro-lite answered by VILA-HD (${b.questions} questions on ${b.images} new scenes of ${b.size} px, seed ${b.seed}; chance ${fmt(b.chance)})
 
 VILA-HD ${v.model} on its PS3 (${v.ps3_model}): one LM per method, the same shape, trained on that method's tokens.
-The questions (${Object.entries(b.per_category).map(([c, n]) => `${c} ${n}`).join(', ')}) are new: \`ps3 eval make-4k\` with held-out seed ${b.seed}, in \`4kpro-lite/\`.
+The questions (${Object.entries(b.per_category).map(([c, n]) => `${c} ${n}`).join(', ')}) are new: \`ps3 eval make-4k\` with held-out seed ${b.seed}, in \`4kpro-lite/\`. Without the image, a reader of the options alone (the option of one fixed rank of closeness to the others, the best rank per category, chosen on these questions) answers ${fmt(b.options_only)}.
 ${subset.length ? `${subset.join('; ')}.\n` : ''}
 | method | accuracy | 95 % interval (Wilson) | answered | trunk tokens / question | ms / question | status |
 | --- | --- | --- | --- | --- | --- | --- |

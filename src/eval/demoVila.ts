@@ -16,6 +16,7 @@ import type { VilaHd } from '../mllm/model.js';
 import { ENCODE_METHODS, type EncodeMethod } from './baselines.js';
 import { HELDOUT_SEED_BASE, makeBenchmark } from './qa/generate.js';
 import { loadBenchmark, type BenchItem } from './qa/format.js';
+import { roundedOptionsOnly } from './qa/optionsOnly.js';
 import { renderPlot } from './plot.js';
 import { newcombeDifference, wilson } from './stats.js';
 
@@ -71,7 +72,7 @@ export interface VilaLookPicture {
 export interface VilaDemoResult {
   readonly model: string;
   readonly ps3_model: string;
-  readonly benchmark: { folder: string; seed: number; questions: number; images: number; per_category: Record<string, number>; size: number; lowres: number; chance: number };
+  readonly benchmark: { folder: string; seed: number; questions: number; images: number; per_category: Record<string, number>; size: number; lowres: number; chance: number; options_only: number };
   readonly qa: Record<string, VilaMethodResult>;
   /** each method against lowres on the questions both answered: the difference and its 95 % Newcombe interval */
   readonly differences: Record<string, { difference: number; interval95: [number, number]; questions: number; beyond_noise: boolean }>;
@@ -251,7 +252,7 @@ export async function runVilaDemo(model: VilaHd, o: VilaDemoOptions, log: VilaDe
   return {
     model: model.source,
     ps3_model: model.config.ps3Model,
-    benchmark: { folder: benchDir, seed, questions: items.length, images: summary.images, per_category: summary.perCategory, size: S, lowres, chance: r3(chance)! },
+    benchmark: { folder: benchDir, seed, questions: items.length, images: summary.images, per_category: summary.perCategory, size: S, lowres, chance: r3(chance)!, options_only: roundedOptionsOnly(items).accuracy },
     qa,
     differences: differences(byMethod),
     scaling,

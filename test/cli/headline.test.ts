@@ -156,7 +156,7 @@ test('demo --quick end to end: VILA-HD answers held-out questions, the scaling c
   const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')) as {
     run: { command: string; options: Record<string, unknown>; quick: boolean; date: string; machine: { cores: number; cpu: string }; out_folder_reused: boolean; weights: Record<string, string>; load_average: { start: number[]; end: number[] }; wall_seconds: number };
     qa: Record<string, { accuracy: number | null; tokens: number | null; ms_per_question: number | null; status: string; answered?: number; correct?: number; interval95?: [number, number]; evidence_recall?: number | null; random_recall?: number | null; reason?: string }>;
-    vila: { model: string; benchmark: { questions: number; seed: number; chance: number }; look: { question: string; pictures: string[] } | null; differences: Record<string, { difference: number; interval95: [number, number] }> };
+    vila: { model: string; benchmark: { questions: number; seed: number; chance: number; options_only: number }; look: { question: string; pictures: string[] } | null; differences: Record<string, { difference: number; interval95: [number, number] }> };
     scaling: { test_time: Point[]; resolution: Point[]; budget: number };
     retrieval: Record<string, number | null>;
     cost: Array<{ method: string; resolution: number; status: string }>;
@@ -182,6 +182,7 @@ test('demo --quick end to end: VILA-HD answers held-out questions, the scaling c
   assert.deepEqual(Object.keys(report.qa).sort(), ['anyres', 'lowres', 'ps3', 's2']);
   assert.equal(report.vila.benchmark.questions, 6);
   assert.ok(report.vila.benchmark.seed >= 1_000_000, 'held-out seed');
+  assert.ok(report.vila.benchmark.options_only >= 0 && report.vila.benchmark.options_only <= 1, 'the options-only reader\'s accuracy');
   for (const m of ['ps3', 'lowres']) {
     const q = report.qa[m]!;
     assert.equal(q.status, 'ok', m);

@@ -16,7 +16,7 @@ import { sceneRng } from '../../src/data/synth.js';
 import { loadBenchmark, type BenchItem } from '../../src/eval/qa/format.js';
 import { checkHeldOutSeed, HELDOUT_SEED_BASE, makeBenchmark, MAX_DETAIL_PX, nearestColours, oldGeneratorWarning, QA_CATEGORIES, QA_VERSION, questionRng, sceneQuestions } from '../../src/eval/qa/generate.js';
 import { aroundHiddenCentre, codeStep } from '../../src/eval/qa/options.js';
-import { COLOURS } from '../../src/data/scene/colours.js';
+import { optionsOnlyAccuracy } from '../../src/eval/qa/optionsOnly.js';
 import { Rng } from '../../src/rng.js';
 
 const SIZE = 1512;
@@ -140,39 +140,6 @@ test('distractor helpers: a code step keeps the digit/letter pattern; nearest co
   assert.equal(aroundHiddenCentre(rng2, 'B17', codeStep, (c) => c, () => false), null);
 });
 
-/**
- * How well a reader who sees only the options does, per category: each option gets a
- * "centrality" score (codes: minus the summed Hamming distance to the other options; look-alike
- * descriptions: words shared with the others; colours: minus the distance to the options' mean
- * RGB; counts: the count itself) and the reader picks the option of one fixed rank; the best rank's
- * accuracy is returned. Options made as edits of the truth put the truth at one rank every time.
- */
-function optionsOnlyAccuracy(items: readonly Pick<BenchItem, 'category' | 'options' | 'answer' | 'question'>[]): Record<string, { n: number; best: number }> {
-  const rgb = (name: string): readonly number[] => COLOURS.find((c) => c.name === name)!.rgb;
-  const score = (item: (typeof items)[number]): number[] => {
-    const o = item.options;
-    if (item.category === 'counting') return o.map(Number);
-    if (item.category === 'sign-reading') return o.map((a) => -o.reduce((s, b) => s + [...a].filter((ch, k) => ch !== b[k]).length + Math.abs(a.length - b.length), 0));
-    if (item.category === 'attribute' && item.question.startsWith('What colour')) {
-      const mean = [0, 1, 2].map((k) => o.reduce((s, c) => s + rgb(c)[k]!, 0) / o.length);
-      return o.map((c) => -Math.hypot(...rgb(c).map((v, k) => v - mean[k]!)));
-    }
-    const words = o.map((a) => new Set(a.split(' ')));
-    return words.map((w, i) => words.reduce((s, v, j) => s + (i === j ? 0 : [...w].filter((x) => v.has(x)).length), 0));
-  };
-  const hits: Record<string, { n: number; rank: number[] }> = {};
-  for (const item of items) {
-    const s = score(item);
-    const t = s[item.answer]!;
-    const below = s.filter((x) => x < t).length;
-    const ties = s.filter((x) => x === t).length;
-    const h = (hits[item.category] ??= { n: 0, rank: [0, 0, 0, 0] });
-    h.n++;
-    for (let r = below; r < below + ties; r++) h.rank[r]! += 1 / ties;
-  }
-  return Object.fromEntries(Object.entries(hits).map(([c, h]) => [c, { n: h.n, best: Math.max(...h.rank) / h.n }]));
-}
-
 test('the options alone do not give the answer away (a central truth would be found every time)', async () => {
   // the reader finds options made the old way, as edits of the truth
   const central = [
@@ -180,17 +147,17 @@ test('the options alone do not give the answer away (a central truth would be fo
     { category: 'counting', question: '', options: ['2', '4', '3', '5'], answer: 2 },
     { category: 'lookalike', question: '', options: ['a red ring', 'a blue star', 'a red star', 'an orange star'], answer: 2 },
   ];
-  for (const [c, r] of Object.entries(optionsOnlyAccuracy(central))) assert.equal(r.best, 1, c);
+  for (const [c, r] of Object.entries(optionsOnlyAccuracy(central).per_category)) assert.equal(r.accuracy, 1, c);
   const out = tmp();
   // 1512 px squashed to 151 keeps the 3780 -> 378 ratio, so the same objects count as tiny
   await makeBenchmark({ out, count: 800, size: SIZE, lowres: 151, seed: SEED, writeImages: false });
-  const found = optionsOnlyAccuracy(loadBenchmark(path.join(out, 'questions.jsonl')));
+  const found = optionsOnlyAccuracy(loadBenchmark(path.join(out, 'questions.jsonl'))).per_category;
   fs.rmSync(out, { recursive: true });
   assert.deepEqual(Object.keys(found).sort(), [...QA_CATEGORIES].sort());
   for (const [c, r] of Object.entries(found)) {
-    assert.ok(r.n >= 150, `${c}: ${r.n} questions`);
+    assert.ok(r.questions >= 150, `${c}: ${r.questions} questions`);
     // chance is 0.25; counting keeps the scenes' prior over counts (small groups are common)
-    assert.ok(r.best <= (c === 'counting' ? 0.4 : 0.33), `${c}: the options alone answer ${r.best.toFixed(2)} of ${r.n}`);
+    assert.ok(r.accuracy <= (c === 'counting' ? 0.4 : 0.33), `${c}: the options alone answer ${r.accuracy.toFixed(2)} of ${r.questions}`);
   }
 });
 
