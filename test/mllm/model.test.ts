@@ -188,3 +188,16 @@ test('--min-looks: each question gets its own number of training looks, in range
   assert.ok(Math.min(...rows.get(2)!) > Math.max(...rows.get(1)!), [...rows].map(([k, v]) => `${k} looks: ${[...v].join(',')} tokens`).join('; '));
   ps3.weights.dispose();
 });
+
+test('--per-category: more questions of the same scenes, in a cache of its own', async () => {
+  const ps3 = loadModel(ps3Dir, 'vision');
+  const root = path.join(tmp, 'cache-per-category');
+  const one = { method: 'lowres' as const, seed: 22, images: 3 };
+  const four = { ...one, perCategory: 4 };
+  assert.equal(cacheDir(root, ps3Dir, { ...one, perCategory: 1 }), cacheDir(root, ps3Dir, one), 'one a category is the default cache');
+  assert.notEqual(cacheDir(root, ps3Dir, four), cacheDir(root, ps3Dir, one));
+  const few = await buildCache(ps3, one, cacheDir(root, ps3Dir, one));
+  const many = await buildCache(ps3, four, cacheDir(root, ps3Dir, four));
+  assert.ok(many.length > few.length, `${many.length} questions at four a category, ${few.length} at one`);
+  ps3.weights.dispose();
+});
