@@ -88,11 +88,11 @@ export function nearestColours(name: string): string[] {
  * Colour neighbours: two named colours are neighbours when either is among the other's three
  * nearest (the relation made symmetric, so a step from the truth and a step back are alike).
  */
-function colourNeighbours(colour: string): string[] {
-  return COLOURS.map((c) => c.name).filter((c) => c !== colour && (nearestColours(colour).slice(0, 3).includes(c) || nearestColours(c).slice(0, 3).includes(colour)));
-}
+const COLOUR_NEIGHBOURS: ReadonlyMap<string, readonly string[]> = new Map(
+  COLOURS.map(({ name }) => [name, COLOURS.map((c) => c.name).filter((c) => c !== name && (nearestColours(name).slice(0, 3).includes(c) || nearestColours(c).slice(0, 3).includes(name)))]),
+);
 
-const colourStep: Step<string> = (rng, colour) => rng.pick(colourNeighbours(colour));
+const colourStep: Step<string> = (rng, colour) => rng.pick(COLOUR_NEIGHBOURS.get(colour) ?? []);
 
 /** What a look-alike option describes: a shape of a colour, or a sign of a colour reading a code. */
 interface Described {

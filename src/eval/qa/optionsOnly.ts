@@ -12,7 +12,6 @@ import { COLOURS } from '../../data/scene/colours.js';
 
 export interface OptionsOnlyItem {
   readonly category: string;
-  readonly question: string;
   readonly options: readonly string[];
   readonly answer: number;
 }
