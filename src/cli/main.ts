@@ -235,6 +235,7 @@ program
   .option('--images <n>', 'training scenes', '64')
   .option('--looks <n>', 'ps3: looks per training question (evidence box first)', '1')
   .option('--min-looks <n>', 'ps3: draw each question\'s number of looks from this to --looks (so the LM learns to read one look or several; default: --looks for all)')
+  .option('--evidence-fraction <p>', 'ps3: the share of training questions whose looks take the evidence box first (default 1); the rest look bottom-up, as a look that misses does at test time, so the LM learns to fall back on low-res')
   .option('--per-category <n>', 'questions per category asked of each training scene, about different objects (default 1, as a benchmark asks; more gives more questions per rendered scene)')
   .option('--resolution <px>', 'anyres/s2: resolution tiled (default the top scale); recorded in the folder\'s config (resolutions) as what answering tiles at')
   .option('--selection-weight <x>', 'weight of the selection BCE against the evidence box', '1')

@@ -64,6 +64,8 @@ export interface TrainVilaOptions {
   readonly looks: number;
   /** ps3: each question's looks drawn from minLooks..looks (default: `looks` for every question) */
   readonly minLooks?: number;
+  /** ps3: the share of training questions whose looks take the evidence box first (default 1); the rest look bottom-up */
+  readonly evidenceFraction?: number;
   /** anyres/s2: resolution tiled (default the top scale) */
   readonly resolution?: number;
   /** questions per category asked of each training scene (default 1) */
@@ -152,6 +154,8 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (o.selectionLr !== undefined && !(o.selectionLr > 0)) throw new UserError(`--selection-lr must be positive, got ${o.selectionLr}`);
   if (o.minLooks !== undefined && (!Number.isInteger(o.minLooks) || o.minLooks < 1 || o.minLooks > o.looks)) throw new UserError(`--min-looks must be an integer from 1 to --looks (${o.looks}), got ${o.minLooks}`);
   if (o.minLooks !== undefined && o.method !== 'ps3') throw new UserError(`--min-looks sets PS3's training looks, which only --method ps3 has (got --method ${o.method})`);
+  if (o.evidenceFraction !== undefined && !(o.evidenceFraction >= 0 && o.evidenceFraction <= 1)) throw new UserError(`--evidence-fraction must be from 0 to 1, got ${o.evidenceFraction}`);
+  if (o.evidenceFraction !== undefined && o.method !== 'ps3') throw new UserError(`--evidence-fraction sets how PS3's training looks are aimed, which only --method ps3 has (got --method ${o.method})`);
   if (o.perCategory !== undefined && (!Number.isInteger(o.perCategory) || o.perCategory < 1 || o.perCategory > 16)) throw new UserError(`--per-category must be an integer from 1 to 16, got ${o.perCategory}`);
   if (o.contextLength !== undefined && (!Number.isInteger(o.contextLength) || o.contextLength < 8)) throw new UserError(`--context must be an integer >= 8, got ${o.contextLength}`);
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new UserError(`--threads must be a positive integer, got ${o.threads}`);
@@ -294,7 +298,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   const trainable = [...methodParams(o.method, config, ps3.config).keys()];
   const ps3Trainable = tune ? trainableKeys(ps3.weights.keys(), 'all-but-selection').filter((k) => tune === 'all' || !k.startsWith(CONVNET_PREFIX)) : [];
   const cacheRoot = o.cacheRoot ?? path.join(o.out, 'cache');
-  const spec = { method: o.method, seed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}), convInput: tune === 'all', ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
+  const spec = { method: o.method, seed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}), ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), convInput: tune === 'all', ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
   // the tokens stay those of the PS3 the run started with: its trunk is frozen, and what a tuned
   // selection would change (the bottom-up rest of a training look) must not move under a resume
   state.ps3Weights ??= ps3WeightsHash(ps3Dir);

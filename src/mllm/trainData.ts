@@ -11,7 +11,8 @@
  *    and the box targets. The training looks are chosen with the question's evidence box forced
  *    first (PS3's `gtSelectionMaps`; the rest of the budget bottom-up): the LM learns to read
  *    what a well-aimed look shows while the selection loss teaches the prompt head to aim there.
- *    At test time the looks come from the prompt head (answer.ts).
+ *    With `evidenceFraction` below 1 the other questions look bottom-up only, as a look that
+ *    misses does. At test time the looks come from the prompt head (answer.ts).
  *  - `lowres`, `anyres`, `s2`: the method's merged tokens, which do not depend on the question.
  *
  * One `NNNNNN.safetensors` per image (written whole, then renamed) and `NNNNNN.json` with its
@@ -62,6 +63,12 @@ export interface CacheSpec {
    * (a function of the seed, the image and the question), so an LM learns to read one look or several
    */
   readonly minLooks?: number;
+  /**
+   * ps3: the share of training questions whose looks take the evidence box first (default 1, all);
+   * the rest look bottom-up, as a look that misses the evidence does at test time, so that an LM
+   * learns to fall back on the low-res tokens rather than trust high-res tokens of other objects
+   */
+  readonly evidenceFraction?: number;
   /** anyres/s2: resolution tiled */
   readonly resolution?: number;
   /** questions per category asked of each scene (default 1, as a benchmark asks) */
@@ -85,7 +92,8 @@ export function cacheDir(root: string, ps3Dir: string, spec: CacheSpec, weights 
   // a fixed number of looks keeps the key caches made before minLooks existed have
   const drawn = spec.minLooks !== undefined && spec.minLooks !== looks ? { minLooks: spec.minLooks } : {};
   const asked = spec.perCategory !== undefined && spec.perCategory !== 1 ? { perCategory: spec.perCategory } : {};
-  const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, ...asked, resolution: spec.resolution ?? null, qa: QA_VERSION });
+  const forced = spec.evidenceFraction !== undefined && spec.evidenceFraction !== 1 ? { evidenceFraction: spec.evidenceFraction } : {};
+  const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, ...asked, ...forced, resolution: spec.resolution ?? null, qa: QA_VERSION });
   return path.join(root, `${spec.method}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
 }
 
@@ -132,6 +140,12 @@ export function looksOf(spec: CacheSpec, image: number, index: number): number {
   return lo + (sampleSeed(spec.seed ^ 0x6c6f6f6b, image * 1024 + index) % (hi - lo + 1));
 }
 
+/** Whether question `index` of image `image` has its training looks take the evidence box first (a function of the seed, drawn with probability `evidenceFraction`). */
+export function evidenceForced(spec: CacheSpec, image: number, index: number): boolean {
+  const p = spec.evidenceFraction ?? 1;
+  return p >= 1 || sampleSeed(spec.seed ^ 0x65766964, image * 1024 + index) / 2 ** 32 < p;
+}
+
 /** Cache image `i`; returns its questions. */
 async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number, scratch: Scratch): Promise<TrainQuestion[]> {
   const cfg = ps3.config.vision;
@@ -164,7 +178,8 @@ async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number
     }
     for (const q of questions) {
       const gt = boxToGtMap(q.box, S, (scratch.gt ??= new Float32Array(S * S)));
-      const out = await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: looksOf(spec, i, q.index), gtSelectionMaps: gt, outputHiddenStates: false });
+      const forced = evidenceForced(spec, i, q.index) ? { gtSelectionMaps: gt } : {};
+      const out = await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: looksOf(spec, i, q.index), ...forced, outputHiddenStates: false });
       const n0 = g0 * g0;
       const high = tf.tidy(() => {
         const all = tf.reshape(finalNorm(ps3.weights, cfg.trunk, out.lastHiddenState), [-1, cfg.trunk.width]);

@@ -160,6 +160,8 @@ test('train-mllm refuses bad options before any work', async () => {
     [{ ...base, looks: 2, minLooks: 3 }, /--min-looks must be an integer from 1 to --looks \(2\), got 3/],
     [{ ...base, method: 'lowres', minLooks: 1 }, /--min-looks sets PS3's training looks, which only --method ps3 has/],
     [{ ...base, perCategory: 0 }, /--per-category must be an integer from 1 to 16, got 0/],
+    [{ ...base, evidenceFraction: 1.5 }, /--evidence-fraction must be from 0 to 1, got 1.5/],
+    [{ ...base, method: 'lowres', evidenceFraction: 0.5 }, /--evidence-fraction sets how PS3's training looks are aimed, which only --method ps3 has/],
   ];
   for (const [o, pattern] of cases) await assert.rejects(trainVilaHd(o), (e: unknown) => isUserError(e) && pattern.test(e.message), String(pattern));
   assert.ok(!fs.existsSync(path.join(tmp, 'none', 'checkpoint')));
@@ -170,6 +172,7 @@ test('bad input: empty or too long question, an image it cannot take, a VILA-HD 
   const image = path.join(bench, 'images', fs.readdirSync(path.join(bench, 'images'))[0]!);
   assertBadInput([...trainArgs(path.join(tmp, 'none')).slice(1), '--box-loss', 'mean'], /--box-loss must be bce, balanced or softmax/);
   assertBadInput([...trainArgs(path.join(tmp, 'none')).slice(1), '--per-category', '20'], /--per-category must be from 1 to 16/);
+  assertBadInput([...trainArgs(path.join(tmp, 'none')).slice(1), '--evidence-fraction', '-0.1'], /--evidence-fraction must be from 0 to 1/);
   assertBadInput(['ask', image, '  ', '--model', model], /the question is empty/);
   assertBadInput(['ask', image, 'what '.repeat(300), '--model', model], /longer than the LM's context/);
   const garbage = path.join(tmp, 'garbage.png');

@@ -9,7 +9,7 @@ import { mergePlan, mergeTokens } from '../../src/mllm/projector.js';
 import { embedTokens, lmForward } from '../../src/mllm/lm.js';
 import { newVilaConfig, randomVilaWeights, loadVilaHd, writeVilaFiles } from '../../src/mllm/model.js';
 import { loadLmTokenizer, newLmTokenizer, questionText, writeLmTokenizer } from '../../src/mllm/tokenizer.js';
-import { buildCache, cacheDir, CacheReader, looksOf } from '../../src/mllm/trainData.js';
+import { buildCache, cacheDir, CacheReader, evidenceForced, looksOf } from '../../src/mllm/trainData.js';
 import { batchLossAndGrads } from '../../src/mllm/objective.js';
 import { renderScene } from '../../src/data/scene/render.js';
 import { sceneRng } from '../../src/data/synth.js';
@@ -186,6 +186,32 @@ test('--min-looks: each question gets its own number of training looks, in range
   });
   // two looks leave more high-res tokens than one (after merging, the count depends on where the looks land)
   assert.ok(Math.min(...rows.get(2)!) > Math.max(...rows.get(1)!), [...rows].map(([k, v]) => `${k} looks: ${[...v].join(',')} tokens`).join('; '));
+  ps3.weights.dispose();
+});
+
+test('--evidence-fraction: the drawn share of questions look with the evidence forced, the rest bottom-up, in a cache of its own', async () => {
+  const ps3 = loadModel(ps3Dir, 'vision');
+  const root = path.join(tmp, 'cache-evidence');
+  const all = { method: 'ps3' as const, seed: 23, images: 3, looks: 1 };
+  const half = { ...all, evidenceFraction: 0.5 };
+  const none = { ...all, evidenceFraction: 0 };
+  assert.equal(cacheDir(root, ps3Dir, { ...all, evidenceFraction: 1 }), cacheDir(root, ps3Dir, all), 'a fraction of 1 is the default cache');
+  assert.equal(new Set([all, half, none].map((s) => cacheDir(root, ps3Dir, s))).size, 3);
+  const questions = await buildCache(ps3, half, cacheDir(root, ps3Dir, half));
+  await buildCache(ps3, all, cacheDir(root, ps3Dir, all));
+  await buildCache(ps3, none, cacheDir(root, ps3Dir, none));
+  const [readHalf, readAll, readNone] = [half, all, none].map((s) => new CacheReader(cacheDir(root, ps3Dir, s)));
+  const high = (r: CacheReader, q: { image: number; index: number }): number[] => [...r.image(q.image).get(`high.${q.index}`)!.data];
+  const forced = questions.map((q) => evidenceForced(half, q.image, q.index));
+  assert.ok(forced.includes(true) && forced.includes(false), `forced: ${forced.join(',')}`);
+  let differ = 0;
+  questions.forEach((q, i) => {
+    assert.deepEqual(high(readHalf!, q), high(forced[i] ? readAll! : readNone!, q), `question ${q.image}.${q.index}`);
+    if (high(readAll!, q).join() !== high(readNone!, q).join()) differ++;
+    // the selection loss's target is the evidence box either way
+    assert.deepEqual([...readHalf!.image(q.image).get(`target.${q.index}.0`)!.data], [...readAll!.image(q.image).get(`target.${q.index}.0`)!.data]);
+  });
+  assert.ok(differ > 0, 'a forced look differs from a bottom-up one somewhere');
   ps3.weights.dispose();
 });
 
