@@ -53,19 +53,19 @@ export { makeSample } from './train/samples.js';
 export { renderScene } from './data/scene/render.js';
 export type { Scene, SceneObject } from './data/scene/types.js';
 export { writeSynthDataset } from './data/synth.js';
-export { encodeWith, ENCODE_METHODS, type EncodeMethod } from './eval/baselines.js';
+export { encodeWith, ENCODE_METHODS, type EncodeMethod } from './model/baselines.js';
 export { evaluateQa, type QaReport } from './eval/qa/evaluate.js';
-export { makeBenchmark } from './eval/qa/generate.js';
+export { makeBenchmark } from './eval/qa/make4k.js';
 export { loadBenchmark } from './eval/qa/format.js';
 export { evaluateRetrieval, type RetrievalReport } from './eval/retrieval.js';
 export { costReport, type CostReport } from './eval/cost.js';
 export { renderPlot, type PlotSpec } from './eval/plot.js';
-export { textFeatures, pooledRegion, encodeRegion, scoreOf, disposeEncode } from './eval/region.js';
+export { textFeatures, pooledRegion, encodeRegion, scoreOf, disposeEncode } from './model/region.js';
 export { trainVilaHd, type TrainVilaOptions, type TrainVilaEvents, type VilaStepMetrics } from './mllm/train.js';
 export { answerQuestion as answerVilaQuestion, type AskOptions, type VilaAnswer } from './mllm/answer.js';
 export { loadVilaHd, disposeVilaHd, newVilaConfig, type VilaHd } from './mllm/model.js';
 export { isVilaFolder, type VilaConfig, type LmConfig } from './mllm/config.js';
-export { evaluateVilaQa, evaluateVilaRuns, scalingCurves, scalingRuns, curvesFrom, plotScaling, type VilaQaReport, type VilaRun, type ScalingCurves, type ScalingPlan } from './mllm/evaluate.js';
+export { evaluateVilaQa, evaluateVilaRuns, scalingCurves, scalingRuns, curvesFrom, plotScaling, type VilaQaReport, type VilaRun, type ScalingCurves, type ScalingPlan } from './eval/qa/vila.js';
 export { wilson, newcombeDifference } from './eval/stats.js';
 
 // `encodeImage` and every pass that names no engine run the trunk on $PS3_TRUNK's engine, else ONNX Runtime

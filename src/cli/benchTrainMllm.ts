@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
-import { ENCODE_METHODS, type EncodeMethod } from '../eval/baselines.js';
+import { ENCODE_METHODS, type EncodeMethod } from '../model/baselines.js';
 import { benchTrainMllm } from '../eval/benchTrainMllm.js';
 import { SHIPPED_MODEL } from './demo.js';
 import { intOption } from './inputs.js';

@@ -1,13 +1,14 @@
 /**
  * `ps3 eval make-4k --out DIR --count N [--size 3780] [--seed S] [--per-image K] [--lowres 378]
- * [--force]`: writes a 4KPro-lite benchmark (src/eval/qa/generate.ts) — PNG scenes, the object
+ * [--force]`: writes a 4KPro-lite benchmark (src/eval/qa/make4k.ts) — PNG scenes, the object
  * list of each scene, questions.jsonl in the 4KPro-style format and manifest.json. Seeds below
  * 1,000,000 (the training range of `ps3 data synth`) are refused unless --force.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
-import { HELDOUT_SEED_BASE, makeBenchmark } from '../eval/qa/generate.js';
+import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
+import { makeBenchmark } from '../eval/qa/make4k.js';
 import { progressBar } from './progress.js';
 import { outputFolder } from './inputs.js';
 

@@ -12,7 +12,7 @@ import { isUserError, UserError } from '../errors.js';
 import { encodeImage } from '../model/encoder.js';
 import { encodeText } from '../model/text.js';
 import { writeSelectionPictures } from '../eval/selectionPictures.js';
-import { disposeEncode } from '../eval/region.js';
+import { disposeEncode } from '../model/region.js';
 import { intOption, listImages, lookOptions, modelFrom, outputFolder, tokenizerFor } from './inputs.js';
 import { imageProcessor } from '../model/load.js';
 import { releaseTrunk, resolveTrunkEngine, trunkRunner, useTrunkEngine } from '../engine/trunkEngine.js';

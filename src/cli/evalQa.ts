@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
-import { ENCODE_METHODS, parseMethod, type EncodeMethod } from '../eval/baselines.js';
+import { ENCODE_METHODS, parseMethod, type EncodeMethod } from '../model/baselines.js';
 import { loadBenchmark } from '../eval/qa/format.js';
 import { roundedOptionsOnly } from '../eval/qa/optionsOnly.js';
 import { evaluateQa, formatQaTable, type QaReport } from '../eval/qa/evaluate.js';

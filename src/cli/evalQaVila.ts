@@ -1,6 +1,6 @@
 /**
  * `ps3 eval qa BENCH --model VILA_DIR --method ...`: when the model folder is a VILA-HD one,
- * each method's questions are answered by the LM trained for that method (src/mllm/evaluate.ts),
+ * each method's questions are answered by the LM trained for that method (src/eval/qa/vila.ts),
  * with the same flags, table and JSON report as the encoder-only evaluation, plus where ps3's
  * looks landed (evidence recall against random).
  */
@@ -8,13 +8,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
-import { ENCODE_METHODS, parseMethod } from '../eval/baselines.js';
+import { ENCODE_METHODS, parseMethod } from '../model/baselines.js';
 import { loadBenchmark } from '../eval/qa/format.js';
 import { roundedOptionsOnly } from '../eval/qa/optionsOnly.js';
 import { formatQaTable } from '../eval/qa/evaluate.js';
 import { renderPlot } from '../eval/plot.js';
 import type { LookCount } from '../model/selection.js';
-import { evaluateVilaQa, type VilaQaReport } from '../mllm/evaluate.js';
+import { evaluateVilaQa, type VilaQaReport } from '../eval/qa/vila.js';
 import { disposeVilaHd, loadVilaHd } from '../mllm/model.js';
 import { accuracyPlot, type EvalQaCliOptions } from './evalQa.js';
 import { positiveInt, warnOldGenerator } from './inputs.js';

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
-import { HELDOUT_SEED_BASE } from '../eval/qa/generate.js';
+import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
 import { evalTokenizer } from '../eval/qa/text.js';
 import {
   evaluateRetrieval, formatRetrievalTable, retrievalTasks, RETRIEVAL_METHODS, shardRetrievalImages, synthRetrievalImages,

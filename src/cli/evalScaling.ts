@@ -11,7 +11,7 @@ import { UserError } from '../errors.js';
 import { loadBenchmark } from '../eval/qa/format.js';
 import { baseBudgets } from '../model/selection.js';
 import type { LookCount } from '../model/selection.js';
-import { plotScaling, scalingCurves } from '../mllm/evaluate.js';
+import { plotScaling, scalingCurves } from '../eval/qa/vila.js';
 import { disposeVilaHd, loadVilaHd } from '../mllm/model.js';
 import { isVilaFolder } from '../mllm/config.js';
 import { positiveInt, warnOldGenerator } from './inputs.js';

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { initEngine } from '../tensor/engine.js';
 import { toPng } from '../io/image.js';
 import { UserError } from '../errors.js';
-import { HELDOUT_SEED_BASE } from '../eval/qa/generate.js';
+import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
 import { evalTokenizer } from '../eval/qa/text.js';
 import { synthRetrievalImages } from '../eval/retrieval.js';
 import { evaluateSelection, examplesPicture, type SelectionRecallReport } from '../eval/selectionRecall.js';

@@ -12,7 +12,7 @@ import { presetConfig } from '../model/presets.js';
 import { baseBudgets, gridAtScale } from '../model/selection.js';
 import type { PS3Config, VisionConfig } from '../io/config.js';
 import type { EncodeOptions } from '../model/encoder.js';
-import { oldGeneratorWarning } from '../eval/qa/generate.js';
+import { oldGeneratorWarning } from '../eval/qa/make4k.js';
 
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.webp', '.tif', '.tiff', '.gif']);
 

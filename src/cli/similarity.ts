@@ -9,7 +9,7 @@ import { initEngine, tf } from '../tensor/engine.js';
 import { loadPixelValues } from '../io/image.js';
 import { UserError } from '../errors.js';
 import { writeSelectionPictures } from '../eval/selectionPictures.js';
-import { disposeEncode, encodeRegion, logitParams, scoreOf, textFeatures } from '../eval/region.js';
+import { disposeEncode, encodeRegion, logitParams, scoreOf, textFeatures } from '../model/region.js';
 import { inputImage, lookOptions, modelFrom, outputFolder, tokenizerFor } from './inputs.js';
 import { imageProcessor } from '../model/load.js';
 import { releaseTrunk, resolveTrunkEngine, trunkRunner, useTrunkEngine } from '../engine/trunkEngine.js';

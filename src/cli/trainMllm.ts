@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { num } from './zodArgs.js';
 import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
-import { ENCODE_METHODS } from '../eval/baselines.js';
+import { ENCODE_METHODS } from '../model/baselines.js';
 import { trainVilaHd, type TrainVilaOptions } from '../mllm/train.js';
 import { progressBar, type Progress } from './progress.js';
 

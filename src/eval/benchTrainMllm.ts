@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { EncodeMethod } from './baselines.js';
+import type { EncodeMethod } from '../model/baselines.js';
 import { trainVilaHd } from '../mllm/train.js';
 import { median } from './qa/evaluate.js';
 

@@ -31,6 +31,7 @@ import { parseConfig, type PS3Config } from '../io/config.js';
 import { normalise } from '../io/image.js';
 import { UserError } from '../errors.js';
 import { Rng } from '../rng.js';
+import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
 import { renderScene } from '../data/scene/render.js';
 import { sceneRng } from '../data/synth.js';
 import type { Pixels } from '../model/encoder.js';
@@ -41,9 +42,8 @@ import { boxToGtMap } from '../train/samples.js';
 import { resolveTrunkEngine, useTrunkEngine } from '../engine/trunkEngine.js';
 import { lossAndGrads } from '../train/objective.js';
 import { convnetFlops, embedFlops, selectionFlops, trunkFlops } from '../model/flops.js';
-import { anyresGrid, encodeWith, estimatePeakBytes, isOutOfMemory, lowResTokenCount, ps3Plan, s2Grids, WASM_HEAP_BYTES, type EncodeMethod } from './baselines.js';
+import { anyresGrid, encodeWith, estimatePeakBytes, isOutOfMemory, lowResTokenCount, ps3Plan, s2Grids, WASM_HEAP_BYTES, type EncodeMethod } from '../model/baselines.js';
 import { median } from './qa/evaluate.js';
-import { HELDOUT_SEED_BASE } from './qa/generate.js';
 import { renderPlot } from './plot.js';
 
 export const COST_METHODS = ['ps3', 'lowres', 'anyres', 's2', 'pretrain'] as const;

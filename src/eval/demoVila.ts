@@ -8,15 +8,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadPixelValues } from '../io/image.js';
+import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
 import { baseBudgets } from '../model/selection.js';
+import { ENCODE_METHODS, type EncodeMethod } from '../model/baselines.js';
 import { answerQuestion } from '../mllm/answer.js';
-import { curvesFrom, evaluateVilaRuns, evidenceRecall, plotScaling, scalingRuns, type ScalingCurves, type ScalingPlan, type VilaQaReport, type VilaRun } from '../mllm/evaluate.js';
-import { writeLookPictures } from '../mllm/lookPictures.js';
 import type { VilaHd } from '../mllm/model.js';
-import { ENCODE_METHODS, type EncodeMethod } from './baselines.js';
-import { HELDOUT_SEED_BASE, makeBenchmark } from './qa/generate.js';
+import { makeBenchmark } from './qa/make4k.js';
 import { loadBenchmark, type BenchItem } from './qa/format.js';
 import { roundedOptionsOnly } from './qa/optionsOnly.js';
+import { curvesFrom, evaluateVilaRuns, evidenceRecall, plotScaling, scalingRuns, type ScalingCurves, type ScalingPlan, type VilaQaReport, type VilaRun } from './qa/vila.js';
+import { writeLookPictures } from './lookPictures.js';
 import { renderPlot } from './plot.js';
 import { newcombeDifference, wilson } from './stats.js';
 

@@ -15,8 +15,8 @@
  *    selection map, the rest of one full-budget look chosen bottom-up (prior prompt), the chosen
  *    tokens that overlap the box MAP-pooled; one encode, scored against every candidate. An
  *    upper bound for what the local features can do when the location is given.
- *  - `lowres`, `anyres`, `s2`: one pooled feature per image (baselines.ts), scored against every
- *    candidate.
+ *  - `lowres`, `anyres`, `s2`: one pooled feature per image (src/model/baselines.ts), scored
+ *    against every candidate.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,19 +26,19 @@ import { ShardDataset } from '../io/shards.js';
 import type { TextTokenizer } from '../io/tokenizer.js';
 import { UserError } from '../errors.js';
 import { Rng } from '../rng.js';
+import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
 import { renderScene } from '../data/scene/render.js';
 import { sceneRng } from '../data/synth.js';
 import { withResizes, type Pixels } from '../model/encoder.js';
 import { l2Normalize } from '../model/layers.js';
 import type { PS3Model } from '../model/load.js';
 import { encodePretrain } from '../model/pretrain.js';
+import { textFeatures } from '../model/region.js';
 import type { LookCount } from '../model/selection.js';
+import { encodeWith, engineSurvives, isOutOfMemory, lowResTokenCount, type MethodEncoding } from '../model/baselines.js';
 import { boxToGtMap } from '../train/samples.js';
-import { textFeatures } from './region.js';
-import { encodeWith, engineSurvives, isOutOfMemory, lowResTokenCount, type MethodEncoding } from './baselines.js';
 import { argmax } from './qa/answer.js';
 import { median } from './qa/evaluate.js';
-import { HELDOUT_SEED_BASE } from './qa/generate.js';
 
 export const RETRIEVAL_METHODS = ['ps3', 'ps3-box', 'lowres', 'anyres', 's2'] as const;
 export type RetrievalMethod = (typeof RETRIEVAL_METHODS)[number];

@@ -17,11 +17,11 @@ import type { TextTokenizer } from '../io/tokenizer.js';
 import type { RgbImage } from '../io/image.js';
 import type { PS3Model } from '../model/load.js';
 import { highresSelectionFeatures, lowRes, ScaledImages, selection, type Pixels } from '../model/encoder.js';
+import { textFeatures } from '../model/region.js';
 import { baseBudgets, chooseLook, gridAtScale, lookBudgets, planLooks } from '../model/selection.js';
 import { createCanvas, fillRect, type Canvas, type Rgb } from '../data/draw.js';
 import { drawText, GLYPH_CHARS } from '../data/glyphs.js';
 import { displayImage } from './heatmap.js';
-import { textFeatures } from './region.js';
 import type { PixelBox, RetrievalImage } from './retrieval.js';
 
 export interface SelectionCase {

@@ -6,7 +6,7 @@
  */
 import type { TextTokenizer } from '../io/tokenizer.js';
 import type { PS3Model } from '../model/load.js';
-import { HELDOUT_SEED_BASE } from './qa/generate.js';
+import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
 import { evaluateRetrieval, retrievalTasks, synthRetrievalImages } from './retrieval.js';
 import { evaluateSelection } from './selectionRecall.js';
 

@@ -15,7 +15,7 @@ import { tf } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import type { Pixels, SelectionMap } from '../model/encoder.js';
 import type { LookCount } from '../model/selection.js';
-import type { EncodeMethod } from '../eval/baselines.js';
+import type { EncodeMethod } from '../model/baselines.js';
 import { disposeKv, embedTokens, lmForward, lmLogits, targetLogProbs, type LmKV } from './lm.js';
 import { mergeTokens, project, promptHead } from './projector.js';
 import { questionText } from './tokenizer.js';

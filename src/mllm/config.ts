@@ -24,7 +24,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import { UserError } from '../errors.js';
 import { readJsonFile } from '../io/jsonFile.js';
-import { ENCODE_METHODS, type EncodeMethod } from '../eval/baselines.js';
+import { ENCODE_METHODS, type EncodeMethod } from '../model/baselines.js';
 
 const lmSchema = z.object({
   vocab_size: z.number().int().positive(),

@@ -13,7 +13,7 @@ import { UserError } from '../errors.js';
 import type { PS3Model } from '../model/load.js';
 import type { Weights } from '../model/weights.js';
 import type { BoxLossKind } from '../train/loss.js';
-import type { EncodeMethod } from '../eval/baselines.js';
+import type { EncodeMethod } from '../model/baselines.js';
 import type { LmConfig } from './config.js';
 import { batchLossAndGrads, type BatchLoss, type SampleInputs } from './objective.js';
 import type { LmTokenizer } from './tokenizer.js';

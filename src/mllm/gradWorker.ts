@@ -10,7 +10,7 @@ import { isUserError } from '../errors.js';
 import { loadModel } from '../model/load.js';
 import { Weights } from '../model/weights.js';
 import type { BoxLossKind } from '../train/loss.js';
-import type { EncodeMethod } from '../eval/baselines.js';
+import type { EncodeMethod } from '../model/baselines.js';
 import type { LmConfig } from './config.js';
 import { batchLossAndGrads } from './objective.js';
 import { LmTokenizer } from './tokenizer.js';

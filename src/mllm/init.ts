@@ -11,7 +11,7 @@ import { tf } from '../tensor/engine.js';
 import { openSafetensors } from '../io/safetensors.js';
 import type { PS3Config } from '../io/config.js';
 import { UserError } from '../errors.js';
-import type { EncodeMethod } from '../eval/baselines.js';
+import type { EncodeMethod } from '../model/baselines.js';
 import { isVilaFolder, lmConfigOf, readVilaConfig, type LmConfig, type VilaConfig } from './config.js';
 import { methodParams, positionsKey } from './params.js';
 import { loadLmTokenizer, newLmTokenizer } from './tokenizer.js';

@@ -12,7 +12,7 @@ import type { PS3Config } from '../io/config.js';
 import { UserError } from '../errors.js';
 import { loadModel, type PS3Model } from '../model/load.js';
 import { checkAndLoad, randomWeights, Weights } from '../model/weights.js';
-import type { EncodeMethod } from '../eval/baselines.js';
+import type { EncodeMethod } from '../model/baselines.js';
 import { contextFieldOf, lmConfigOf, LM_PRESETS, longestContext, parseVilaConfig, readVilaConfig, type VilaConfig, type VilaConfigJson } from './config.js';
 import { methodParams, positionsKey, vilaParams } from './params.js';
 import { LmTokenizer, lmVocabulary, loadLmTokenizer, writeLmTokenizer } from './tokenizer.js';

@@ -22,7 +22,7 @@ import { selectionLogits, selectionProbs } from '../model/selection.js';
 import { CONVNET_PREFIX, shallowConvNet } from '../model/convnet.js';
 import { Weights } from '../model/weights.js';
 import { boxLoss, type BoxLossKind } from '../train/loss.js';
-import type { EncodeMethod } from '../eval/baselines.js';
+import type { EncodeMethod } from '../model/baselines.js';
 import type { LmConfig } from './config.js';
 import { embedTokens, lmForward, targetLogProbs } from './lm.js';
 import { project, promptHead } from './projector.js';

@@ -4,7 +4,7 @@
  * the method (`ps3.lm.blocks.0.attn.qkv.weight`), so one `model.safetensors` holds them all.
  */
 import type { PS3Config } from '../io/config.js';
-import type { EncodeMethod } from '../eval/baselines.js';
+import type { EncodeMethod } from '../model/baselines.js';
 import type { ParamTable } from '../model/params.js';
 import { lmConfigOf, type LmConfig, type VilaConfig } from './config.js';
 

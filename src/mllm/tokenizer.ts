@@ -15,7 +15,7 @@ import { COLOURS } from '../data/scene/colours.js';
 import { SHAPES } from '../data/scene/shapes.js';
 import { EOS_TOKEN, PAD_TOKEN, SPECIAL_TOKENS, UNK_TOKEN, synthVocabulary, wordPieces, wordTokenizerIds, writeWordTokenizer } from '../data/wordTokenizer.js';
 
-/** Words of the question templates (src/eval/qa/generate.ts) and of the prompt template. */
+/** Words of the question templates (src/data/qa/generate.ts) and of the prompt template. */
 const QUESTION_WORDS = [
   'question', 'options', 'answer', 'or', 'what', 'does', 'the', 'sign', 'read', 'reading', 'colour', 'is', 'marked', 'with', 'digit', 'letter',
   'shape', 'object', 'how', 'many', 'are', 'there', 'in', 'image', 'which', 'of', 'these', 'a', 'an', 'one', 'two', 'three', 'four', 'five',

@@ -26,7 +26,7 @@ import { Weights } from '../model/weights.js';
 import { AdamW, clipGradients, DEFAULT_ADAMW } from '../train/optimizer.js';
 import { learningRate } from '../train/schedule.js';
 import { CHECKPOINT, findCheckpoint } from '../train/checkpoint.js';
-import { ENCODE_METHODS, type EncodeMethod } from '../eval/baselines.js';
+import { ENCODE_METHODS, type EncodeMethod } from '../model/baselines.js';
 import { copyPs3Folder, loadVilaHd, newVilaConfig, ps3PathOf, randomVilaWeights, withMethods, writeVilaFiles } from './model.js';
 import { methodParams } from './params.js';
 import { ShardedStep } from './gradShards.js';

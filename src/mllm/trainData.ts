@@ -1,5 +1,5 @@
 /**
- * VILA-HD's training data: 4KPro-lite-style questions (src/eval/qa/generate.ts) over synthetic
+ * VILA-HD's training data: 4KPro-lite-style questions (src/data/qa/generate.ts) over synthetic
  * scenes with seeds below the held-out base, and a per-image cache of what a frozen PS3 makes of
  * each image, so that training steps run the LM and never the vision trunk.
  *
@@ -35,8 +35,8 @@ import { finalNorm } from '../model/vit.js';
 import { boxToGtMap } from '../train/samples.js';
 import { boxTargets } from '../train/loss.js';
 import { sampleSeed } from '../train/sampleStream.js';
-import { HELDOUT_SEED_BASE, QA_VERSION, questionRng, sceneQuestions } from '../eval/qa/generate.js';
-import type { EncodeMethod } from '../eval/baselines.js';
+import { HELDOUT_SEED_BASE, QA_VERSION, questionRng, sceneQuestions } from '../data/qa/generate.js';
+import type { EncodeMethod } from '../model/baselines.js';
 import { mergeTokens } from './projector.js';
 import { baselineVisual, highResGrids, lowResGrid, lowResTokens } from './visual.js';
 

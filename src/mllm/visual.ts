@@ -16,7 +16,7 @@ import { UserError } from '../errors.js';
 import { encodeImage, lowRes, type EncodeOptions, type EncodeOutput, type Pixels, type SelectionMap } from '../model/encoder.js';
 import type { PS3Model } from '../model/load.js';
 import { finalNorm } from '../model/vit.js';
-import { anyresGrid, cutTiles, defaultTileBatch, s2Grids, tileTokens, type EncodeMethod } from '../eval/baselines.js';
+import { anyresGrid, cutTiles, defaultTileBatch, s2Grids, tileTokens, type EncodeMethod } from '../model/baselines.js';
 import { mergeTokens, type TokenGrid } from './projector.js';
 
 export interface VisualTokens {

@@ -15,7 +15,7 @@ import { encodeImage, type EncodeOutput, type Pixels } from '../model/encoder.js
 import { loadModel, randomModel, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import { encodeText } from '../model/text.js';
-import { disposeEncode, encodeRegion, logitParams, scoreOf, textFeatures } from '../eval/region.js';
+import { disposeEncode, encodeRegion, logitParams, scoreOf, textFeatures } from '../model/region.js';
 import { releaseTrunk, resolveTrunkEngine, trunkRunner, type TrunkEngine } from '../engine/trunkEngine.js';
 import type { TrunkRunner } from '../model/vit.js';
 import { featureArrays } from './features.js';

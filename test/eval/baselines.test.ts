@@ -1,5 +1,5 @@
 /**
- * src/eval/baselines.ts and the QA evaluation (src/eval/qa/) on a tiny random model: every method
+ * src/model/baselines.ts and the QA evaluation (src/eval/qa/) on a tiny random model: every method
  * runs, returns a unit feature and the token count its definition gives (lowres = N0,
  * anyres = tiles x N0 + N0, s2 = Σ tiles x N0, ps3 = N0 + chosen), tiles are cut right, no tensor
  * is left behind, and a method that cannot fit the WASM heap is reported, not crashed on.
@@ -14,13 +14,13 @@ import { randomModel, type PS3Model } from '../../src/model/load.js';
 import type { Pixels } from '../../src/model/encoder.js';
 import {
   anyresGrid, cutTiles, encodeWith, ENCODE_METHODS, estimatePeakBytes, isOutOfMemory, methodTokens, OutOfMemoryError, s2Grids, weightBytes,
-} from '../../src/eval/baselines.js';
-import { makeBenchmark } from '../../src/eval/qa/generate.js';
+} from '../../src/model/baselines.js';
+import { makeBenchmark } from '../../src/eval/qa/make4k.js';
 import { loadBenchmark } from '../../src/eval/qa/format.js';
 import { evaluateQa, formatQaTable } from '../../src/eval/qa/evaluate.js';
 import { answerText } from '../../src/eval/qa/answer.js';
 import { evalTokenizer, type EvalTokenizer } from '../../src/eval/qa/text.js';
-import { textFeatures } from '../../src/eval/region.js';
+import { textFeatures } from '../../src/model/region.js';
 import { tinyConfig } from './tinyConfig.js';
 
 

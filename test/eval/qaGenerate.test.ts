@@ -1,7 +1,7 @@
 /**
- * src/eval/qa/generate.ts: the 4KPro-lite generator is deterministic, refuses training-range
- * seeds unless forced, and every answer is true of the scene's object list (re-rendered from
- * the recorded seed) with its deciding detail tiny at low res.
+ * src/data/qa/generate.ts and src/eval/qa/make4k.ts: the 4KPro-lite generator is deterministic,
+ * refuses training-range seeds unless forced, and every answer is true of the scene's object list
+ * (re-rendered from the recorded seed) with its deciding detail tiny at low res.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,8 +14,9 @@ import { renderScene } from '../../src/data/scene/render.js';
 import type { SceneObject } from '../../src/data/scene/types.js';
 import { sceneRng } from '../../src/data/synth.js';
 import { loadBenchmark, type BenchItem } from '../../src/eval/qa/format.js';
-import { checkHeldOutSeed, HELDOUT_SEED_BASE, makeBenchmark, MAX_DETAIL_PX, nearestColours, oldGeneratorWarning, QA_CATEGORIES, QA_VERSION, questionRng, sceneQuestions } from '../../src/eval/qa/generate.js';
-import { aroundHiddenCentre, codeStep } from '../../src/eval/qa/options.js';
+import { HELDOUT_SEED_BASE, MAX_DETAIL_PX, nearestColours, QA_CATEGORIES, QA_VERSION, questionRng, sceneQuestions } from '../../src/data/qa/generate.js';
+import { aroundHiddenCentre, codeStep } from '../../src/data/qa/options.js';
+import { checkHeldOutSeed, makeBenchmark, oldGeneratorWarning } from '../../src/eval/qa/make4k.js';
 import { optionsOnlyAccuracy } from '../../src/eval/qa/optionsOnly.js';
 import { Rng } from '../../src/rng.js';
 

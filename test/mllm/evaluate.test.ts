@@ -1,5 +1,5 @@
 /**
- * src/mllm/evaluate.ts: several runs answered image by image give each run exactly the answers it
+ * src/eval/qa/vila.ts: several runs answered image by image give each run exactly the answers it
  * gives alone, a run's `limit` answers the first questions only, the scaling curves are the
  * points of their runs, and `ps3 eval scaling` writes its JSON and both plots.
  */
@@ -12,8 +12,8 @@ import { spawnSync } from 'node:child_process';
 import sharp from 'sharp';
 import { initEngine } from '../../src/tensor/engine.js';
 import { loadBenchmark, type BenchItem } from '../../src/eval/qa/format.js';
-import { makeBenchmark } from '../../src/eval/qa/generate.js';
-import { curvesFrom, evaluateVilaQa, evaluateVilaRuns, scalingCurves, scalingRuns, type ScalingPlan } from '../../src/mllm/evaluate.js';
+import { makeBenchmark } from '../../src/eval/qa/make4k.js';
+import { curvesFrom, evaluateVilaQa, evaluateVilaRuns, scalingCurves, scalingRuns, type ScalingPlan } from '../../src/eval/qa/vila.js';
 import { disposeVilaHd, loadVilaHd, type VilaHd } from '../../src/mllm/model.js';
 import { writeMicroPs3, writeMicroVila } from './helpers.js';
 

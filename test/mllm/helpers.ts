@@ -6,7 +6,7 @@ import path from 'node:path';
 import { writeSafetensors, type NamedArray } from '../../src/io/safetensors.js';
 import { randomModel, readConfigFile } from '../../src/model/load.js';
 import { newVilaConfig, randomVilaWeights, writeVilaFiles } from '../../src/mllm/model.js';
-import type { EncodeMethod } from '../../src/eval/baselines.js';
+import type { EncodeMethod } from '../../src/model/baselines.js';
 import { presetConfig } from '../../src/model/presets.js';
 
 /** Writes the `micro` PS3 preset with random weights (seed) as a model folder. */

@@ -13,7 +13,7 @@ import { buildCache, cacheDir, CacheReader, evidenceForced, looksOf } from '../.
 import { batchLossAndGrads } from '../../src/mllm/objective.js';
 import { renderScene } from '../../src/data/scene/render.js';
 import { sceneRng } from '../../src/data/synth.js';
-import { questionRng, sceneQuestions } from '../../src/eval/qa/generate.js';
+import { questionRng, sceneQuestions } from '../../src/data/qa/generate.js';
 import { loadModel } from '../../src/model/load.js';
 import { writeSafetensors, readSafetensors } from '../../src/io/safetensors.js';
 import { isUserError } from '../../src/errors.js';

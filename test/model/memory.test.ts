@@ -10,7 +10,7 @@ import { loadPixelValues } from '../../src/io/image.js';
 import { randomModel } from '../../src/model/load.js';
 import { PRESETS } from '../../src/model/presets.js';
 import { parseConfig } from '../../src/io/config.js';
-import { disposeEncode, encodeRegion, textFeatures } from '../../src/eval/region.js';
+import { disposeEncode, encodeRegion, textFeatures } from '../../src/model/region.js';
 
 await initEngine();
 

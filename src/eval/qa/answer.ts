@@ -6,7 +6,7 @@
  *     generator without the answer) or, without hints, the question itself → text tower →
  *     `prompt` [1, D]. Only `ps3` uses it: it drives the top-down selection of high-res patches.
  *  2. The image → the method's pooled feature v [1, D] (`encodeWith`: PS3's chosen high-res
- *     tokens MAP-pooled; the baselines pool their own tokens; see baselines.ts).
+ *     tokens MAP-pooled; the baselines pool their own tokens; see src/model/baselines.ts).
  *  3. Each option → a statement: the item's `statements[k]` (a caption-style sentence for that
  *     option, e.g. "a red sign reading K3") or, without hints, `question + ' ' + option` → text
  *     tower → L2-normalised text feature t_k.
@@ -20,8 +20,8 @@ import { tf } from '../../tensor/engine.js';
 import type { TextTokenizer } from '../../io/tokenizer.js';
 import type { Pixels } from '../../model/encoder.js';
 import type { PS3Model } from '../../model/load.js';
-import { textFeatures } from '../region.js';
-import { encodeWith, type EncodeMethod, type MethodEncoding, type MethodOptions } from '../baselines.js';
+import { textFeatures } from '../../model/region.js';
+import { encodeWith, type EncodeMethod, type MethodEncoding, type MethodOptions } from '../../model/baselines.js';
 import type { BenchItemJson } from './format.js';
 
 export interface AnswerText {

@@ -12,7 +12,7 @@ import type { TextTokenizer } from '../../io/tokenizer.js';
 import type { Pixels } from '../../model/encoder.js';
 import type { PS3Model } from '../../model/load.js';
 import type { LookCount } from '../../model/selection.js';
-import { engineSurvives, isOutOfMemory, type EncodeMethod, type MethodEncoding } from '../baselines.js';
+import { engineSurvives, isOutOfMemory, type EncodeMethod, type MethodEncoding } from '../../model/baselines.js';
 import { answerQuestion } from './answer.js';
 import type { BenchItem } from './format.js';
 

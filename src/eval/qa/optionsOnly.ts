@@ -5,7 +5,8 @@
  * the count; other text (look-alike descriptions, shapes): the words it shares with the others —
  * and the reader answers the option of one fixed rank of that score, the rank that does best in
  * each category. Options made as edits of the truth put the truth at one rank every time (the
- * most central); options drawn around a hidden centre (options.ts) leave every rank near chance.
+ * most central); options drawn around a hidden centre (src/data/qa/options.ts) leave every rank
+ * near chance.
  * The best rank is chosen on the questions themselves, so this is an upper bound of such readers.
  */
 import { COLOURS } from '../../data/scene/colours.js';

@@ -13,7 +13,7 @@
  * is any of the four as far as the options can tell; only the image tells them apart.
  */
 import type { Rng } from '../../rng.js';
-import { DIGITS, LETTERS } from '../../data/scene/characters.js';
+import { DIGITS, LETTERS } from '../scene/characters.js';
 
 /** A random neighbour of `from` (the step); it may return `from` itself, which is not used. */
 export type Step<T> = (rng: Rng, from: T) => T;

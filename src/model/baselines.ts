@@ -32,12 +32,12 @@ import { EngineOutOfMemoryError, tf, WASM_HEAP_BYTES } from '../tensor/engine.js
 import { resize } from '../tensor/resample.js';
 import type { TrunkConfig, VisionConfig } from '../io/config.js';
 import { UserError } from '../errors.js';
-import { lowRes, lowResOn, type Pixels } from '../model/encoder.js';
-import { l2Normalize } from '../model/layers.js';
-import type { PS3Model } from '../model/load.js';
-import type { Weights } from '../model/weights.js';
-import { baseBudgets, gridAtScale, planLooks, type LookCount } from '../model/selection.js';
-import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, runTrunk, trunkFor } from '../model/vit.js';
+import { lowRes, lowResOn, type Pixels } from './encoder.js';
+import { l2Normalize } from './layers.js';
+import type { PS3Model } from './load.js';
+import type { Weights } from './weights.js';
+import { baseBudgets, gridAtScale, planLooks, type LookCount } from './selection.js';
+import { finalNorm, mapPool, patchEmbed, patchify, positionEmbedding, runTrunk, trunkFor } from './vit.js';
 import { disposeEncode, encodeRegion } from './region.js';
 
 export const ENCODE_METHODS = ['ps3', 'lowres', 'anyres', 's2'] as const;

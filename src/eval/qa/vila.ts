@@ -1,6 +1,6 @@
 /**
- * 4KPro-style multiple choice answered by VILA-HD (answer.ts): the same report as the encoder-
- * only evaluation (src/eval/qa/evaluate.ts — accuracy, per category against chance, tokens
+ * 4KPro-style multiple choice answered by VILA-HD (src/mllm/answer.ts): the same report as the
+ * encoder-only evaluation (evaluate.ts — accuracy, per category against chance, tokens
  * through the trunk, latency), answered by the LM trained for the method. For ps3 it adds where
  * the looks landed: the fraction of each question's evidence patches the looks chose (recall),
  * beside what a random choice of the same number of patches would cover on average.
@@ -8,18 +8,18 @@
  * The scaling curves: test-time scaling (accuracy against looks at the top scale) and resolution
  * for free (accuracy against the top scale looked at, 1512 vs 3780, at a fixed token budget).
  */
-import { loadPixelValues } from '../io/image.js';
-import type { Pixels, SelectionMap } from '../model/encoder.js';
-import type { LookCount } from '../model/selection.js';
-import { groundTruthPerScale } from '../model/selection.js';
-import { boxToGtMap } from '../train/samples.js';
-import { isOutOfMemory, OutOfMemoryError, type EncodeMethod } from '../eval/baselines.js';
-import { categoryResults, median, type QaPrediction, type QaReport } from '../eval/qa/evaluate.js';
-import type { BenchItem } from '../eval/qa/format.js';
-import { renderPlot, type PlotSpec } from '../eval/plot.js';
-import { answerQuestion, type AskOptions } from './answer.js';
-import type { VilaHd } from './model.js';
-import type { VisualTokens } from './visual.js';
+import { loadPixelValues } from '../../io/image.js';
+import type { Pixels, SelectionMap } from '../../model/encoder.js';
+import type { LookCount } from '../../model/selection.js';
+import { groundTruthPerScale } from '../../model/selection.js';
+import { isOutOfMemory, OutOfMemoryError, type EncodeMethod } from '../../model/baselines.js';
+import { boxToGtMap } from '../../train/samples.js';
+import { answerQuestion, type AskOptions } from '../../mllm/answer.js';
+import type { VilaHd } from '../../mllm/model.js';
+import type { VisualTokens } from '../../mllm/visual.js';
+import { categoryResults, median, type QaPrediction, type QaReport } from './evaluate.js';
+import type { BenchItem } from './format.js';
+import { renderPlot, type PlotSpec } from '../plot.js';
 
 export interface VilaQaOptions extends AskOptions {
   readonly method: EncodeMethod;

@@ -5,11 +5,11 @@
  * feature by cosine; the SigLIP logit e^t cos + b gives a probability.
  */
 import { tf } from '../tensor/engine.js';
-import { encodeImage, type EncodeOptions, type EncodeOutput, type Pixels } from '../model/encoder.js';
-import { l2Normalize } from '../model/layers.js';
-import type { PS3Model } from '../model/load.js';
-import { encodeText } from '../model/text.js';
-import { finalNorm, mapPool } from '../model/vit.js';
+import { encodeImage, type EncodeOptions, type EncodeOutput, type Pixels } from './encoder.js';
+import { l2Normalize } from './layers.js';
+import type { PS3Model } from './load.js';
+import { encodeText } from './text.js';
+import { finalNorm, mapPool } from './vit.js';
 
 export interface RegionScore {
   readonly cosine: number;
