@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { toPng } from '../io/image.js';
 import type { VilaAnswer } from '../mllm/answer.js';
-import { displayImage, heatmapOverlay } from './heatmap.js';
+import { displayImage, heatmapOverlay } from '../io/heatmap.js';
 
 /** `out/PREFIX-scaleN.png` per high-res scale; `pixels` are the normalised [3, S, S] the answer saw. */
 export async function writeLookPictures(out: string, prefix: string, pixels: Float32Array, S: number, scales: readonly number[], selection: NonNullable<VilaAnswer['selection']>): Promise<string[]> {

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { toPng } from '../io/image.js';
 import type { EncodeOutput, Pixels } from '../model/encoder.js';
-import { displayImage, heatmapOverlay } from './heatmap.js';
+import { displayImage, heatmapOverlay } from '../io/heatmap.js';
 
 export interface PictureOptions {
   readonly mean: readonly number[];

@@ -21,7 +21,7 @@ import { textFeatures } from '../model/region.js';
 import { baseBudgets, chooseLook, gridAtScale, lookBudgets, planLooks } from '../model/selection.js';
 import { createCanvas, fillRect, type Canvas, type Rgb } from '../data/draw.js';
 import { drawText, GLYPH_CHARS } from '../data/glyphs.js';
-import { displayImage } from './heatmap.js';
+import { displayImage } from '../io/heatmap.js';
 import type { PixelBox, RetrievalImage } from './retrieval.js';
 
 export interface SelectionCase {

@@ -4,7 +4,7 @@
  */
 import { toPng } from '../io/image.js';
 import type { EncodeOutput, Pixels } from '../model/encoder.js';
-import { displayImage, heatmapOverlay } from '../eval/heatmap.js';
+import { displayImage, heatmapOverlay } from '../io/heatmap.js';
 
 const MEAN = [0.5, 0.5, 0.5] as const;
 const STD = [0.5, 0.5, 0.5] as const;

@@ -9,7 +9,7 @@
  * `window.ps3Page` is the same page driven from code (tests, the console): `ready`, `encode`,
  * `lastResult`, `drawn`, `error`.
  */
-import { heatmapOverlay, viridis } from '../../src/eval/heatmap.js';
+import { heatmapOverlay, viridis } from '../../src/io/heatmap.js';
 import { PRESETS } from '../../src/model/presets.js';
 import type { LookCount } from '../../src/model/selection.js';
 import { bitmapToRgb, rgbToImageData } from './decode.js';

@@ -3,7 +3,7 @@
  * blended half and half), with the patches a look chose outlined — the picture the reference's
  * visualisation draws, one per high-res scale.
  */
-import type { RgbImage } from '../io/image.js';
+import type { RgbImage } from './image.js';
 import { resize } from '../tensor/resample.js';
 
 /** Viridis at 9 control points; linear between them is indistinguishable at heat-map scale. */
