@@ -127,6 +127,12 @@ export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise
     not_run: aborted ? runs.slice(reports.length).map((r) => r.method) : [],
     reports,
   };
+  await writeQaOutputs(o, bench, result, reports);
+  return 0;
+}
+
+/** `--out`'s JSON report and `--plot`'s picture of an `eval qa` run (either may be absent). */
+export async function writeQaOutputs(o: { out?: string | undefined; plot?: string | undefined }, bench: string, result: object, reports: readonly QaReport[]): Promise<void> {
   if (o.out) {
     fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
     fs.writeFileSync(o.out, `${JSON.stringify(result, null, 2)}\n`);
@@ -137,11 +143,10 @@ export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise
     await renderPlot(accuracyPlot(reports, path.basename(path.dirname(path.resolve(bench)))), o.plot);
     process.stderr.write(`wrote ${o.plot}\n`);
   }
-  return 0;
 }
 
 /** Accuracy against tokens, one point per run (out-of-memory runs marked at the top). */
-export function accuracyPlot(reports: readonly QaReport[], title: string) {
+function accuracyPlot(reports: readonly QaReport[], title: string) {
   const chance = reports[0] ? 100 * reports[0].chance : 25;
   const byMethod = new Map<string, QaReport[]>();
   for (const r of reports) byMethod.set(r.method, [...(byMethod.get(r.method) ?? []), r]);

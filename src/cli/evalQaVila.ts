@@ -4,7 +4,6 @@
  * with the same flags, table and JSON report as the encoder-only evaluation, plus where ps3's
  * looks landed (evidence recall against random).
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
@@ -12,11 +11,10 @@ import { ENCODE_METHODS, parseMethod } from '../model/baselines.js';
 import { loadBenchmark } from '../eval/qa/format.js';
 import { roundedOptionsOnly } from '../eval/qa/optionsOnly.js';
 import { formatQaTable } from '../eval/qa/evaluate.js';
-import { renderPlot } from '../eval/plot.js';
 import type { LookCount } from '../model/selection.js';
 import { evaluateVilaQa, type VilaQaReport } from '../eval/qa/vila.js';
 import { disposeVilaHd, loadVilaHd } from '../mllm/model.js';
-import { accuracyPlot, type EvalQaCliOptions } from './evalQa.js';
+import { writeQaOutputs, type EvalQaCliOptions } from './evalQa.js';
 import { positiveInt, warnOldGenerator } from './inputs.js';
 import { progressBar } from './progress.js';
 
@@ -85,14 +83,6 @@ export async function evalQaVilaCommand(bench: string, o: EvalQaCliOptions): Pro
     not_run: aborted ? runs.slice(reports.length).map((r) => r.method) : [],
     reports,
   };
-  if (o.out) {
-    fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
-    fs.writeFileSync(o.out, `${JSON.stringify(result, null, 2)}\n`);
-    process.stderr.write(`wrote ${o.out}\n`);
-  }
-  if (o.plot) {
-    await renderPlot(accuracyPlot(reports, path.basename(path.dirname(path.resolve(bench)))), o.plot);
-    process.stderr.write(`wrote ${o.plot}\n`);
-  }
+  await writeQaOutputs(o, bench, result, reports);
   return 0;
 }
