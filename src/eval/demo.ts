@@ -338,6 +338,8 @@ function vilaMarkdown(r: DemoReport): string {
   const fullDiff = Object.values(v.differences).find((d) => d.questions === b.questions);
   const noise = fullDiff ? (fullDiff.interval95[1] - fullDiff.interval95[0]) / 2 : null;
   const diffs = Object.entries(v.differences).map(([k, d]) => `- ${k.replace('-', ' − ')}: ${d.difference >= 0 ? '+' : ''}${fmt(d.difference)} (95 % interval ${fmt(d.interval95[0])} to ${fmt(d.interval95[1])}, ${d.questions} questions): ${d.beyond_noise ? 'beyond noise' : 'within noise'}`);
+  const cats = Object.keys(b.per_category);
+  const catRows = Object.entries(r.qa).filter(([, q]) => q.status !== 'missing').map(([m, q]) => `| ${m} | ${cats.map((c) => (q.per_category[c] ? `${fmt(q.per_category[c].accuracy, 2)} (${q.per_category[c].questions})` : '—')).join(' | ')} |`);
   const curve = (ps: DemoReport['scaling']['test_time'], what: string) => ps.map((p) => `| ${p.x}${what} | ${fmt(p.accuracy)} | ${p.tokens ?? '—'} | ${pct(p.recall)} | ${p.questions} |`).join('\n');
   const look = v.look;
   return `## Held-out 4KPro-lite answered by VILA-HD (${b.questions} questions on ${b.images} new scenes of ${b.size} px, seed ${b.seed}; chance ${fmt(b.chance)})
@@ -348,6 +350,12 @@ ${subset.length ? `${subset.join('; ')}.\n` : ''}
 | method | accuracy | 95 % interval (Wilson) | answered | trunk tokens / question | ms / question | status |
 | --- | --- | --- | --- | --- | --- | --- |
 ${rows.join('\n')}
+
+Per category (accuracy, and in brackets the questions answered):
+
+| method | ${cats.join(' | ')} |
+| --- | ${cats.map(() => '---').join(' | ')} |
+${catRows.join('\n')}
 
 **Is a difference noise?** ${half !== null ? `On ${b.questions} questions an accuracy's 95 % interval is about ±${fmt(half, 2)}. ` : ''}Each method against lowres on the questions both answered (Newcombe's 95 % interval of a difference of two proportions${noise !== null ? `; on all ${b.questions} questions its half-width is ${fmt(noise, 2)}, so ${noise <= 0.15 ? 'a 0.15 difference is not noise' : 'a 0.15 difference could still be noise: ask more questions (--questions)'}` : ''}):
 ${diffs.length ? diffs.join('\n') : '- (no lowres run to compare with)'}
