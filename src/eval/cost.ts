@@ -38,7 +38,7 @@ import type { Pixels } from '../model/encoder.js';
 import type { PS3Model } from '../model/load.js';
 import { visionParams, paramTable, WRAPPER_KEYS } from '../model/params.js';
 import { randomWeights } from '../model/weights.js';
-import { boxToGtMap } from '../train/samples.js';
+import { boxToGtMap } from '../model/selection.js';
 import { resolveTrunkEngine, useTrunkEngine } from '../engine/trunkEngine.js';
 import { lossAndGrads } from '../train/objective.js';
 import { convnetFlops, embedFlops, selectionFlops, trunkFlops } from '../model/flops.js';

@@ -34,9 +34,8 @@ import { l2Normalize } from '../model/layers.js';
 import type { PS3Model } from '../model/load.js';
 import { encodePretrain } from '../model/pretrain.js';
 import { textFeatures } from '../model/region.js';
-import type { LookCount } from '../model/selection.js';
+import { boxToGtMap, type LookCount } from '../model/selection.js';
 import { encodeWith, engineSurvives, isOutOfMemory, lowResTokenCount, type MethodEncoding } from '../model/baselines.js';
-import { boxToGtMap } from '../train/samples.js';
 import { argmax } from './qa/answer.js';
 import { median } from './qa/evaluate.js';
 

@@ -14,12 +14,11 @@
 import { tf } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import type { Pixels, SelectionMap } from '../model/encoder.js';
-import type { LookCount } from '../model/selection.js';
+import { boxToGtMap, type LookCount } from '../model/selection.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import { disposeKv, embedTokens, lmForward, lmLogits, targetLogProbs, type LmKV } from './lm.js';
 import { mergeTokens, project, promptHead } from './projector.js';
 import { questionText } from './tokenizer.js';
-import { boxToGtMap } from '../train/samples.js';
 import { baselineVisual, lowResGrid, lowResTokens, ps3Visual, type VisualTokens } from './visual.js';
 import type { VilaHd } from './model.js';
 import { lmConfigOf } from './config.js';

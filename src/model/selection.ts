@@ -9,6 +9,7 @@ import { adaptiveMaxPool2d, resize2d } from '../tensor/ops.js';
 import { resize } from '../tensor/resample.js';
 import { stableTopK } from '../tensor/topk.js';
 import type { VisionConfig } from '../io/config.js';
+import type { Box } from '../io/shards.js';
 import { l2Normalize, linear, mlp } from './layers.js';
 import type { Weights } from './weights.js';
 
@@ -99,6 +100,26 @@ export function selectionProbs(cfg: VisionConfig, logits: tf.Tensor, height: num
       return resize2d(p, 1, gh, gw, 'nearest');
     });
   });
+}
+
+/**
+ * The box as a 0/1 map, [size, size]: rows floor(y0)..ceil(y1) and columns floor(x0)..ceil(x1),
+ * both inclusive, clipped to the map; all ones for null (a global caption). Written into `out`
+ * when given.
+ */
+export function boxToGtMap(box: Box | null, size: number, out?: Float32Array): Float32Array {
+  if (out && out.length !== size * size) throw new RangeError(`boxToGtMap: out holds ${out.length} values, expected ${size * size}`);
+  const gt = out ? out.fill(0) : new Float32Array(size * size);
+  if (box === null) return gt.fill(1);
+  const [x0, y0, x1, y1] = box;
+  const c0 = Math.max(0, Math.floor(x0));
+  const c1 = Math.min(size - 1, Math.ceil(x1));
+  const r0 = Math.max(0, Math.floor(y0));
+  const r1 = Math.min(size - 1, Math.ceil(y1));
+  for (let r = r0; r <= r1; r++) {
+    if (c1 >= c0) gt.fill(1, r * size + c0, r * size + c1 + 1);
+  }
+  return gt;
 }
 
 /**

@@ -14,6 +14,7 @@
 
 import { cropResizeImage, decodeImage, normalise, type RgbImage } from '../io/image.js';
 import type { Box, RawSample } from '../io/shards.js';
+import { boxToGtMap } from '../model/selection.js';
 import type { Rng } from '../rng.js';
 import type { BufferPool } from '../tensor/bufferPool.js';
 import { cleanCaption, maskSentences } from './captions.js';
@@ -110,26 +111,6 @@ export function transformBox(box: Box, window: CropWindow, size: number): Box {
   const clip = (v: number): number => Math.min(size, Math.max(0, v));
   const [x0, y0, x1, y1] = box;
   return [clip((x0 - window.left) * sx), clip((y0 - window.top) * sy), clip((x1 - window.left) * sx), clip((y1 - window.top) * sy)];
-}
-
-/**
- * The box as a 0/1 map, [size, size]: rows floor(y0)..ceil(y1) and columns floor(x0)..ceil(x1),
- * both inclusive, clipped to the map; all ones for null (a global caption). Written into `out`
- * when given.
- */
-export function boxToGtMap(box: Box | null, size: number, out?: Float32Array): Float32Array {
-  if (out && out.length !== size * size) throw new RangeError(`boxToGtMap: out holds ${out.length} values, expected ${size * size}`);
-  const gt = out ? out.fill(0) : new Float32Array(size * size);
-  if (box === null) return gt.fill(1);
-  const [x0, y0, x1, y1] = box;
-  const c0 = Math.max(0, Math.floor(x0));
-  const c1 = Math.min(size - 1, Math.ceil(x1));
-  const r0 = Math.max(0, Math.floor(y0));
-  const r1 = Math.min(size - 1, Math.ceil(y1));
-  for (let r = r0; r <= r1; r++) {
-    if (c1 >= c0) gt.fill(1, r * size + c0, r * size + c1 + 1);
-  }
-  return gt;
 }
 
 /** The global caption or one random local (box, caption); box null for the global one. */

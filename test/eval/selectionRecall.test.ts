@@ -10,7 +10,7 @@ import { initEngine, tf } from '../../src/tensor/engine.js';
 import { resize } from '../../src/tensor/resample.js';
 import { randomModel, type PS3Model } from '../../src/model/load.js';
 import { encodeImage } from '../../src/model/encoder.js';
-import { boxToGtMap } from '../../src/train/samples.js';
+import { boxToGtMap } from '../../src/model/selection.js';
 import { evalTokenizer, type EvalTokenizer } from '../../src/eval/qa/text.js';
 import { synthRetrievalImages, type RetrievalImage } from '../../src/eval/retrieval.js';
 import { boxPatchIndices, chooseLooks, evaluateSelection, examplesPicture } from '../../src/eval/selectionRecall.js';

@@ -4,7 +4,8 @@ import sharp from 'sharp';
 import { UserError } from '../../src/errors.js';
 import type { Annotation, RawSample } from '../../src/io/shards.js';
 import { Rng } from '../../src/rng.js';
-import { boxToGtMap, cropImage, makeSample, randomResizedCropWindow, transformBox } from '../../src/train/samples.js';
+import { boxToGtMap } from '../../src/model/selection.js';
+import { cropImage, makeSample, randomResizedCropWindow, transformBox } from '../../src/train/samples.js';
 import type { SampleOptions } from '../../src/train/samples.js';
 
 /** The rows and columns a [size, size] map has ones in, as [first, last] ranges (null if none). */

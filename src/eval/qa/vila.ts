@@ -10,10 +10,8 @@
  */
 import { loadPixelValues } from '../../io/image.js';
 import type { Pixels, SelectionMap } from '../../model/encoder.js';
-import type { LookCount } from '../../model/selection.js';
-import { groundTruthPerScale } from '../../model/selection.js';
+import { boxToGtMap, groundTruthPerScale, type LookCount } from '../../model/selection.js';
 import { isOutOfMemory, OutOfMemoryError, type EncodeMethod } from '../../model/baselines.js';
-import { boxToGtMap } from '../../train/samples.js';
 import { answerQuestion, type AskOptions } from '../../mllm/answer.js';
 import type { VilaHd } from '../../mllm/model.js';
 import type { VisualTokens } from '../../mllm/visual.js';
