@@ -140,6 +140,12 @@ function readState(dir: string): VilaTrainerState {
   }
 }
 
+/** Options that fix a run's data and question order: a resume that changed one would leave the run's curve. */
+const CURVE_OPTIONS: ReadonlyArray<readonly [keyof TrainVilaOptions, string]> = [
+  ['seed', '--seed'], ['dataSeed', '--data-seed'], ['images', '--images'], ['batch', '--batch'], ['looks', '--looks'], ['minLooks', '--min-looks'],
+  ['perCategory', '--per-category'], ['evidenceFraction', '--evidence-fraction'], ['resolution', '--resolution'],
+];
+
 /** Checks every option before anything expensive. */
 export function checkTrainOptions(o: TrainVilaOptions): void {
   if (!(ENCODE_METHODS as readonly string[]).includes(o.method)) throw new UserError(`--method must be one of ${ENCODE_METHODS.join(', ')}, got "${o.method}"`);
@@ -271,6 +277,11 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     if (own) {
       // a run that tuned the selection goes on tuning it
       // (as it did: the modules it tunes are the run's, like its schedule)
+      const changed = CURVE_OPTIONS.find(([k]) => (own.options[k] ?? null) !== (o[k] ?? null));
+      if (changed) {
+        const [k, flag] = changed;
+        throw new UserError(`--resume: this ${o.method} run was made with ${flag} ${String(own.options[k] ?? '(not given)')}, got ${String(o[k] ?? '(not given)')}: a resumed run keeps its data and question order (give the run's value, or start a new run with --init)`);
+      }
       const before = own.options['tuneSelection'];
       tune = before === true ? 'all' : before === 'all' || before === 'projections' ? before : tune;
       state = { ...own, options: { ...o, tuneSelection: tune } };

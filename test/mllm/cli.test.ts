@@ -51,6 +51,10 @@ test('train-mllm runs to the end; the same run again is refused; a second method
 
   // the same run again without --resume is refused; another method joins
   assertBadInput(trainArgs(a).slice(1), /already holds a ps3 run: pass --resume/);
+  // a resume keeps the run's data: another scene count or evidence share is refused, naming it
+  const more = trainArgs(a).slice(1).map((x) => (x === '3' ? '4' : x));
+  assertBadInput([...more, '--resume'], /--resume: this ps3 run was made with --images 3, got 4/);
+  assertBadInput([...trainArgs(a).slice(1), '--resume', '--evidence-fraction', '0.5'], /made with --evidence-fraction \(not given\), got 0.5/);
   const rl = spawnSync(process.execPath, trainArgs(a, 'lowres'), { encoding: 'utf8' });
   assert.equal(rl.status, 0, rl.stderr);
   const config = JSON.parse(fs.readFileSync(path.join(a, 'checkpoint', 'config.json'), 'utf8')) as { methods: string[]; ps3_model: string };
