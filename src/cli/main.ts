@@ -302,8 +302,8 @@ program
 
 program
   .command('serve')
-  .description('an HTTP API over a model loaded once: POST /v1/encode, POST /v1/similarity, GET /healthz, GET /metrics')
-  .option('--model <dir>', 'a PS3 model folder (with tokenizer files for prompts and similarity)')
+  .description('an HTTP API over a model loaded once: POST /v1/encode, POST /v1/similarity, GET /healthz, GET /metrics; with a VILA-HD folder also POST /v1/ask')
+  .option('--model <dir>', 'a PS3 model folder (with tokenizer files for prompts and similarity), or a VILA-HD folder (its PS3 served, and questions answered)')
   .option('--preset <name>', 'a named shape with random weights instead of --model')
   .option('--seed <n>', 'seed of the random weights of --preset', '0')
   .option('--port <n>', 'port to listen on (0 = any free one)', '8080')

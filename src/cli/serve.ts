@@ -1,9 +1,13 @@
 /**
  * `ps3 serve --model DIR [--port P] [--host H]`: the HTTP API (src/serve/server.ts) over a model
- * loaded once. SIGTERM or SIGINT: stop listening, refuse new requests with 503, finish every
+ * loaded once; a VILA-HD folder serves its PS3 and answers questions (POST /v1/ask) too. SIGTERM or SIGINT: stop listening, refuse new requests with 503, finish every
  * accepted one, then exit 0 with a line counting them.
  */
 import { UserError } from '../errors.js';
+import path from 'node:path';
+import { readVilaConfig, isVilaFolder } from '../mllm/config.js';
+import { ps3PathOf } from '../mllm/model.js';
+import { Asker } from '../serve/asker.js';
 import { Encoder } from '../serve/encoder.js';
 import { buildServer } from '../serve/server.js';
 import { positiveInt } from './inputs.js';
@@ -34,16 +38,27 @@ export async function serveCommand(o: ServeCliOptions): Promise<number> {
   if (maxPixels < 1) throw new UserError('--max-pixels must be at least 1');
   const seed = positiveInt('seed', o.seed);
 
-  const encoder = await Encoder.load({ ...(o.model ? { model: o.model } : {}), ...(o.preset ? { preset: o.preset } : {}), ...(seed !== undefined ? { seed } : {}) }, { ...o, maxPixels });
-  const { app, stats } = buildServer(encoder, { maxBodyBytes: Math.round(maxBodyMb * 2 ** 20), maxPixels, maxQueue, concurrency });
+  // a VILA-HD folder: its PS3 is the encoder's model, loaded once for both
+  const vila = o.model !== undefined && isVilaFolder(o.model) ? o.model : undefined;
+  const model = vila ? ps3PathOf(vila, readVilaConfig(path.join(vila, 'config.json'))) : o.model;
+  const encoder = await Encoder.load({ ...(model ? { model } : {}), ...(o.preset ? { preset: o.preset } : {}), ...(seed !== undefined ? { seed } : {}) }, { ...o, maxPixels });
+  let asker: Asker | undefined;
+  try {
+    asker = vila ? Asker.load(vila, encoder.model, maxPixels) : undefined;
+  } catch (e) {
+    await encoder.close();
+    throw e;
+  }
+  const { app, stats } = buildServer(encoder, { maxBodyBytes: Math.round(maxBodyMb * 2 ** 20), maxPixels, maxQueue, concurrency }, asker);
   let address: string;
   try {
     address = await app.listen({ port, host: o.host });
   } catch (e) {
+    asker?.close();
     await encoder.close();
     throw new UserError(`cannot listen on ${o.host}:${port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  process.stdout.write(`ps3 serve: listening on ${address} (model: ${encoder.model.source})\n`);
+  process.stdout.write(`ps3 serve: listening on ${address} (model: ${encoder.model.source}${asker ? `; VILA-HD ${vila} answers POST /v1/ask (methods ${asker.methods.join(', ')})` : ''})\n`);
   // the handlers stay while the server drains: a repeated SIGTERM must not end it with requests in flight
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.on('SIGTERM', () => resolve('SIGTERM'));
@@ -51,6 +66,7 @@ export async function serveCommand(o: ServeCliOptions): Promise<number> {
   });
   process.stdout.write(`ps3 serve: ${signal}: finishing ${stats.accepted - stats.answered - stats.abandoned} accepted request(s), refusing new ones\n`);
   await app.close();
+  asker?.close();
   await encoder.close();
   process.stdout.write(`ps3 serve: stopped; answered ${stats.answered} of ${stats.accepted} accepted request(s) (${stats.abandoned} clients left early, ${stats.refused} refused as over the queue)\n`);
   return 0;

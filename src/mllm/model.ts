@@ -33,8 +33,12 @@ export function ps3PathOf(dir: string, config: VilaConfig): string {
   return path.resolve(dir, config.ps3Model);
 }
 
-/** Load a VILA-HD folder; `methods` (default all it holds) limits which weights are read. */
-export function loadVilaHd(dir: string, options: { methods?: readonly EncodeMethod[] } = {}): VilaHd {
+/**
+ * Load a VILA-HD folder; `methods` (default all it holds) limits which weights are read. `ps3`:
+ * the folder's PS3, already loaded by the caller, who keeps it (one copy of its weights serves
+ * both; dispose only the VILA-HD's own `weights` then, not `disposeVilaHd`).
+ */
+export function loadVilaHd(dir: string, options: { methods?: readonly EncodeMethod[]; ps3?: PS3Model } = {}): VilaHd {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UserError(`${dir}: model folder not found`);
   const configFile = path.join(dir, 'config.json');
   const config = readVilaConfig(configFile);
@@ -43,7 +47,7 @@ export function loadVilaHd(dir: string, options: { methods?: readonly EncodeMeth
   for (const m of options.methods ?? []) {
     if (!config.methods.includes(m)) throw new UserError(`${dir}: holds no LM for method "${m}" (it has ${config.methods.join(', ')})`);
   }
-  const ps3 = loadModel(ps3Dir, 'vision');
+  const ps3 = options.ps3 ?? loadModel(ps3Dir, 'vision');
   try {
     const tokenizer = loadLmTokenizer(dir);
     if (tokenizer.size > config.lm.vocabSize) throw new UserError(`${path.join(dir, 'tokenizer.json')}: ${tokenizer.size} ids do not fit the LM's vocab_size ${config.lm.vocabSize}`);
@@ -61,7 +65,7 @@ export function loadVilaHd(dir: string, options: { methods?: readonly EncodeMeth
     );
     return { config, ps3, weights, tokenizer, source: dir };
   } catch (e) {
-    ps3.weights.dispose();
+    if (!options.ps3) ps3.weights.dispose();
     throw e;
   }
 }

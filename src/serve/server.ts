@@ -1,6 +1,6 @@
 /**
  * The HTTP API over one loaded encoder (fastify): POST /v1/encode, POST /v1/similarity,
- * GET /healthz, GET /metrics. Requests are validated by schema; the work goes through a bounded
+ * GET /healthz, GET /metrics, and POST /v1/ask when a VILA-HD folder was loaded. Requests are validated by schema; the work goes through a bounded
  * queue (503 with Retry-After beyond it); bodies and images over the limits get 413; a bad image
  * or option gets 400 with one line; a client that goes away before its turn leaves the queue.
  */
@@ -8,6 +8,8 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, ty
 import multipart from '@fastify/multipart';
 import sharp from 'sharp';
 import { isUserError, UserError } from '../errors.js';
+import { ENCODE_METHODS } from '../model/baselines.js';
+import type { Asker } from './asker.js';
 import type { Encoder, EncodeRequest } from './encoder.js';
 import { serverMetrics } from './metrics.js';
 import { AbortedError, QueueFullError, WorkQueue } from './workQueue.js';
@@ -57,6 +59,26 @@ const SIMILARITY_QUERY = {
     text: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 2000 }, maxItems: 64 },
   },
 } as const;
+
+const ASK_QUERY = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    question: { type: 'string', minLength: 1, maxLength: 2000 },
+    options: { type: 'array', items: { type: 'string', minLength: 1, maxLength: 200 }, minItems: 2, maxItems: 16 },
+    method: { type: 'string', enum: [...ENCODE_METHODS] },
+    looks: LOOK_PROPERTIES.looks,
+    tokens: LOOK_PROPERTIES.tokens,
+  },
+} as const;
+
+interface AskQuery {
+  question?: string;
+  options?: string[];
+  method?: string;
+  looks?: number;
+  tokens?: number;
+}
 
 interface LookQuery {
   looks?: number;
@@ -139,7 +161,9 @@ function oneLine(message: string): string {
   return message.split('\n')[0]!.trim();
 }
 
-export function buildServer(encoder: Encoder, limits: ServerLimits): { app: FastifyInstance; stats: ServerStats; queue: WorkQueue } {
+/** `asker`: VILA-HD, which answers POST /v1/ask (without it that route is not served). */
+export function buildServer(encoder: Encoder, limits: ServerLimits, asker?: Asker): { app: FastifyInstance; stats: ServerStats; queue: WorkQueue } {
+  const routes = `routes: POST /v1/encode, POST /v1/similarity, ${asker ? 'POST /v1/ask, ' : ''}GET /healthz, GET /metrics`;
   const queue = new WorkQueue(limits.concurrency, limits.maxQueue);
   const metrics = serverMetrics(() => queue.depth, () => queue.running);
   const stats: ServerStats = { accepted: 0, answered: 0, abandoned: 0, refused: 0 };
@@ -201,7 +225,9 @@ export function buildServer(encoder: Encoder, limits: ServerLimits): { app: Fast
   });
 
   app.setNotFoundHandler((req, reply) => {
-    reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]} (routes: POST /v1/encode, POST /v1/similarity, GET /healthz, GET /metrics)` });
+    const url = req.url.split('?')[0]!;
+    const hint = url === '/v1/ask' && !asker ? '; questions need a VILA-HD folder: ps3 serve --model VILA_HD_DIR' : '';
+    reply.code(404).send({ error: `no route ${req.method} ${url} (${routes}${hint})` });
   });
 
   app.post<{ Querystring: EncodeQuery }>('/v1/encode', { schema: { querystring: ENCODE_QUERY } }, async (req, reply) => {
@@ -243,7 +269,27 @@ export function buildServer(encoder: Encoder, limits: ServerLimits): { app: Fast
     return { results, ms: Math.round((performance.now() - t0) * 10) / 10 };
   });
 
-  app.get('/healthz', async () => ({ status: 'ok', model: encoder.model.source, queue: { waiting: queue.depth, running: queue.running, max: limits.maxQueue } }));
+  if (asker) {
+    app.post<{ Querystring: AskQuery }>('/v1/ask', { schema: { querystring: ASK_QUERY } }, async (req, reply) => {
+      const q = req.query;
+      const { bytes, fields } = await readUpload(req);
+      const question = q.question ?? fields.get('question')?.[0];
+      if (question === undefined || question.trim() === '') throw new UserError('give the question (query ?question=... or multipart field "question")');
+      const options = q.options ?? fields.get('options');
+      const method = q.method ?? fields.get('method')?.[0];
+      await checkPixels(bytes, limits.maxPixels);
+      const t0 = performance.now();
+      const r = await queued(reply, () => asker.ask(bytes, { question, ...(options ? { options } : {}), ...(method !== undefined ? { method } : {}), ...(q.looks !== undefined ? { looks: q.looks } : {}), ...(q.tokens !== undefined ? { tokens: q.tokens } : {}) }));
+      metrics.images.inc();
+      metrics.tokens.inc(r.trunkTokens);
+      return {
+        answer: r.answer, option: r.option, scores: r.scores, method: r.method, trunk_tokens: r.trunkTokens, visual_tokens: r.visualTokens, looked: r.looked,
+        ms: Math.round(r.ms * 10) / 10, wait_ms: Math.round((performance.now() - t0 - r.ms) * 10) / 10,
+      };
+    });
+  }
+
+  app.get('/healthz', async () => ({ status: 'ok', model: encoder.model.source, ...(asker ? { vila_hd: { model: asker.model.source, methods: asker.methods } } : {}), queue: { waiting: queue.depth, running: queue.running, max: limits.maxQueue } }));
 
   app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
 
