@@ -9,7 +9,8 @@ import path from 'node:path';
 import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import { ENCODE_METHODS, parseMethod, type EncodeMethod } from '../model/baselines.js';
-import { loadBenchmark } from '../eval/qa/format.js';
+import { loadBenchmark, type BenchItem } from '../eval/qa/format.js';
+import { withOtherImages } from '../eval/qa/otherImage.js';
 import { roundedOptionsOnly } from '../eval/qa/optionsOnly.js';
 import { evaluateQa, formatQaTable, type QaReport } from '../eval/qa/evaluate.js';
 import { evalTokenizer } from '../eval/qa/text.js';
@@ -59,6 +60,20 @@ export interface EvalQaCliOptions {
   plot?: string;
   /** VILA-HD ps3: the evidence box forced into the first look */
   evidenceLooks?: boolean;
+  /** ask each question of another scene's image (the image-swap control) */
+  otherImage?: boolean;
+}
+
+/** The benchmark's items, the first --limit of them, asked of other scenes' images with --other-image. */
+export function benchItems(bench: string, o: EvalQaCliOptions): BenchItem[] {
+  let items = loadBenchmark(bench);
+  warnOldGenerator(bench);
+  const limit = positiveInt('limit', o.limit);
+  if (limit !== undefined && limit > 0) items = items.slice(0, limit);
+  if (!o.otherImage) return items;
+  if (o.evidenceLooks) throw new UserError('--evidence-looks forces each question\'s own evidence box, which --other-image takes away: give one of them');
+  process.stderr.write('eval qa: --other-image: each question is asked of another scene\'s image (a control: what is still right did not come from the image)\n');
+  return withOtherImages(items);
 }
 
 function list(value: string): string[] {
@@ -73,10 +88,7 @@ export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise
   if (o.model && isVilaFolder(o.model)) return evalQaVilaCommand(bench, o);
   if (o.evidenceLooks) throw new UserError('--evidence-looks needs a VILA-HD --model (the LM reads the forced look)');
   await initEngine(o);
-  let items = loadBenchmark(bench);
-  warnOldGenerator(bench);
-  const limit = positiveInt('limit', o.limit);
-  if (limit !== undefined && limit > 0) items = items.slice(0, limit);
+  const items = benchItems(bench, o);
   const methods = list(o.method ?? 'ps3').map(parseMethod);
   if (o.looks !== undefined && o.tokens !== undefined) throw new UserError('give --looks or --tokens, not both');
   const looksList: Array<LookCount | undefined> = o.looks === undefined ? [undefined] : list(o.looks).map((l) => (l === 'all' ? 'all' : positiveInt('looks', l)!));
@@ -121,6 +133,7 @@ export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise
     model: model.source,
     tokenizer: tok.source,
     questions: items.length,
+    other_image: o.otherImage === true,
     // how much of the benchmark its options answer without the image
     options_only: roundedOptionsOnly(items),
     methods: ENCODE_METHODS.filter((m) => methods.includes(m)),

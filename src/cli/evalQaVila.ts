@@ -8,14 +8,13 @@ import path from 'node:path';
 import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import { ENCODE_METHODS, parseMethod } from '../model/baselines.js';
-import { loadBenchmark } from '../eval/qa/format.js';
 import { roundedOptionsOnly } from '../eval/qa/optionsOnly.js';
 import { formatQaTable } from '../eval/qa/evaluate.js';
 import type { LookCount } from '../model/selection.js';
 import { evaluateVilaQa, type VilaQaReport } from '../eval/qa/vila.js';
 import { disposeVilaHd, loadVilaHd } from '../mllm/model.js';
-import { writeQaOutputs, type EvalQaCliOptions } from './evalQa.js';
-import { positiveInt, warnOldGenerator } from './inputs.js';
+import { benchItems, writeQaOutputs, type EvalQaCliOptions } from './evalQa.js';
+import { positiveInt } from './inputs.js';
 import { progressBar } from './progress.js';
 
 function list(value: string): string[] {
@@ -24,10 +23,7 @@ function list(value: string): string[] {
 
 export async function evalQaVilaCommand(bench: string, o: EvalQaCliOptions): Promise<number> {
   if (o.preset) throw new UserError('give --model DIR or --preset NAME, not both');
-  let items = loadBenchmark(bench);
-  warnOldGenerator(bench);
-  const limit = positiveInt('limit', o.limit);
-  if (limit !== undefined && limit > 0) items = items.slice(0, limit);
+  const items = benchItems(bench, o);
   const methods = list(o.method ?? 'ps3').map(parseMethod);
   if (o.looks !== undefined && o.tokens !== undefined) throw new UserError('give --looks or --tokens, not both');
   const looksList: Array<LookCount | undefined> = o.looks === undefined ? [undefined] : list(o.looks).map((l) => (l === 'all' ? 'all' : positiveInt('looks', l)!));
@@ -77,6 +73,7 @@ export async function evalQaVilaCommand(bench: string, o: EvalQaCliOptions): Pro
     model: path.resolve(o.model!),
     answered_by: 'vila-hd',
     questions: items.length,
+    other_image: o.otherImage === true,
     // how much of the benchmark its options answer without the image
     options_only: roundedOptionsOnly(items),
     methods: ENCODE_METHODS.filter((m) => methods.includes(m)),

@@ -412,6 +412,7 @@ evaluate
   .option('--tile-batch <n>', 'tiles per trunk pass')
   .option('--no-hints', 'ignore the items\' prompt and statements')
   .option('--evidence-looks', 'VILA-HD ps3: force each question\'s evidence box into the first look (how well it answers when the looks land)')
+  .option('--other-image', 'ask each question of another scene\'s image: a control (an answerer that does not use the image scores the same)')
   .option('--limit <n>', 'only the first n questions')
   .option('--out <file>', 'JSON report')
   .option('--plot <file>', 'accuracy-vs-tokens PNG')

@@ -114,6 +114,17 @@ test('eval qa with a VILA-HD folder answers with its LMs and reports the usual f
   assert.equal((forced['settings'] as Record<string, unknown>)['evidence_looks'], true);
   assert.ok((forced['evidence_recall_mean'] as number) > 0.8 && (forced['evidence_recall_mean'] as number) >= recall, String(forced['evidence_recall_mean']));
   assert.equal(runCli(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'lowres', '--evidence-looks']).status, 2);
+  // the image-swap control: the same questions asked of other scenes' images get other scores
+  const swappedOut = path.join(tmp, 'qa-swapped.json');
+  const sw = runCli(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'lowres', '--other-image', '--out', swappedOut]);
+  assert.equal(sw.status, 0, sw.stderr);
+  assert.match(sw.stderr, /--other-image: each question is asked of another scene's image/);
+  const swapped = JSON.parse(fs.readFileSync(swappedOut, 'utf8')) as { other_image: boolean; reports: Array<{ answered: number; predictions: Array<{ scores: number[] }> }> };
+  assert.equal(swapped.other_image, true);
+  assert.equal(swapped.reports[0]!.answered, 6);
+  const own = (l['predictions'] as Array<{ scores: number[] }>).map((x) => x.scores.join());
+  assert.ok(swapped.reports[0]!.predictions.some((x, i) => x.scores.join() !== own[i]), 'another image changes the LM\'s scores');
+  assertBadInput(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'ps3', '--evidence-looks', '--other-image'], /--evidence-looks forces each question's own evidence box, which --other-image takes away/);
 });
 
 test('ask answers, says the tokens used and draws where it looked; a JSONL of questions streams', () => {
