@@ -1,10 +1,11 @@
 /**
  * `ps3 serve --model DIR [--port P] [--host H]`: the HTTP API (src/serve/server.ts) over a model
- * loaded once; a VILA-HD folder serves its PS3 and answers questions (POST /v1/ask) too. SIGTERM or SIGINT: stop listening, refuse new requests with 503, finish every
- * accepted one, then exit 0 with a line counting them.
+ * loaded once; a VILA-HD folder serves its PS3 and answers questions (POST /v1/ask) too.
+ * SIGTERM or SIGINT: stop listening, refuse new requests with 503, finish every accepted one,
+ * then exit 0 with a line counting them.
  */
-import { UserError } from '../errors.js';
 import path from 'node:path';
+import { UserError } from '../errors.js';
 import { readVilaConfig, isVilaFolder } from '../mllm/config.js';
 import { ps3PathOf } from '../mllm/model.js';
 import { Asker } from '../serve/asker.js';

@@ -275,13 +275,13 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
       mine.delete(k);
     }
     if (own) {
-      // a run that tuned the selection goes on tuning it
-      // (as it did: the modules it tunes are the run's, like its schedule)
       const changed = CURVE_OPTIONS.find(([k]) => (own.options[k] ?? null) !== (o[k] ?? null));
       if (changed) {
         const [k, flag] = changed;
         throw new UserError(`--resume: this ${o.method} run was made with ${flag} ${String(own.options[k] ?? '(not given)')}, got ${String(o[k] ?? '(not given)')}: a resumed run keeps its data and question order (give the run's value, or start a new run with --init)`);
       }
+      // a run that tuned the selection goes on tuning it
+      // (as it did: the modules it tunes are the run's, like its schedule)
       const before = own.options['tuneSelection'];
       tune = before === true ? 'all' : before === 'all' || before === 'projections' ? before : tune;
       state = { ...own, options: { ...o, tuneSelection: tune } };
