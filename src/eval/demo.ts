@@ -294,7 +294,7 @@ export async function runDemo(o: DemoOptions, log: DemoLog): Promise<DemoReport>
       regions: selection?.topdown.cases ?? 0, objects: selection?.bottomup.cases ?? 0, scale: S, looks: 1,
     },
     qa: vilaResult.qa,
-    vila: { model: vilaResult.model, ps3_model: vilaResult.ps3_model, benchmark: vilaResult.benchmark, differences: vilaResult.differences, look: vilaResult.look },
+    vila: { model: vilaResult.model, ps3_model: vilaResult.ps3_model, benchmark: vilaResult.benchmark, differences: vilaResult.differences, image_control: vilaResult.image_control, look: vilaResult.look },
     scaling: vilaResult.scaling,
     retrieval: Object.fromEntries(retrievalReports.map((r) => [r.method, round(r.accuracy)])),
     cost: (cost?.rows ?? []).filter((r) => r.method !== 'pretrain').map((r) => ({ method: r.method, resolution: r.resolution, tokens: r.tokens, ms: round(r.ms, 1), status: r.status })),
@@ -357,7 +357,7 @@ Per category (accuracy, and in brackets the questions answered):
 | --- | ${cats.map(() => '---').join(' | ')} |
 ${catRows.join('\n')}
 
-**Is a difference noise?** ${half !== null ? `On ${b.questions} questions an accuracy's 95 % interval is about ±${fmt(half, 2)}. ` : ''}Each method against lowres on the questions both answered (Newcombe's 95 % interval of a difference of two proportions${noise !== null ? `; on all ${b.questions} questions its half-width is ${fmt(noise, 2)}, so ${noise <= 0.15 ? 'a 0.15 difference is not noise' : 'a 0.15 difference could still be noise: ask more questions (--questions)'}` : ''}):
+${v.image_control ? `**Does the image matter?** The image-swap control (\`eval qa --other-image\`): the lowres LM asked the same ${v.image_control.questions} questions of other scenes' images answers ${fmt(v.image_control.other_image)}, against ${fmt(v.image_control.own_image)} on their own images${v.image_control.own_image !== null && v.image_control.other_image !== null && v.image_control.own_image - v.image_control.other_image < 0.1 ? ': what it gets right comes from the question and options, not the image' : ''}.\n\n` : ''}**Is a difference noise?** ${half !== null ? `On ${b.questions} questions an accuracy's 95 % interval is about ±${fmt(half, 2)}. ` : ''}Each method against lowres on the questions both answered (Newcombe's 95 % interval of a difference of two proportions${noise !== null ? `; on all ${b.questions} questions its half-width is ${fmt(noise, 2)}, so ${noise <= 0.15 ? 'a 0.15 difference is not noise' : 'a 0.15 difference could still be noise: ask more questions (--questions)'}` : ''}):
 ${diffs.length ? diffs.join('\n') : '- (no lowres run to compare with)'}
 
 ### Scaling curves (ps3 LM, the first ${r.scaling.questions} questions; chance ${fmt(r.scaling.chance)})

@@ -16,6 +16,7 @@ import type { VilaHd } from '../mllm/model.js';
 import { makeBenchmark } from './qa/make4k.js';
 import { loadBenchmark, type BenchItem } from './qa/format.js';
 import { roundedOptionsOnly } from './qa/optionsOnly.js';
+import { withOtherImages } from './qa/otherImage.js';
 import { curvesFrom, evaluateVilaRuns, evidenceRecall, plotScaling, scalingRuns, type ScalingCurves, type ScalingPlan, type VilaQaReport, type VilaRun } from './qa/vila.js';
 import { writeLookPictures } from './lookPictures.js';
 import { renderPlot } from './plot.js';
@@ -78,6 +79,11 @@ export interface VilaDemoResult {
   /** each method against lowres on the questions both answered: the difference and its 95 % Newcombe interval */
   readonly differences: Record<string, { difference: number; interval95: [number, number]; questions: number; beyond_noise: boolean }>;
   readonly scaling: ScalingCurves & { chance: number };
+  /**
+   * the image-swap control (eval qa --other-image) for the low-res LM, which is fast: its
+   * accuracy on the questions asked of their own images and of other scenes' images
+   */
+  readonly image_control: { method: 'lowres'; own_image: number | null; other_image: number | null; questions: number } | null;
   readonly look: VilaLookPicture | null;
   readonly pictures: string[];
   readonly seconds: Record<string, number>;
@@ -241,6 +247,16 @@ export async function runVilaDemo(model: VilaHd, o: VilaDemoOptions, log: VilaDe
   );
   pictures.push(accuracyPlot);
 
+  let imageControl: VilaDemoResult['image_control'] = null;
+  const lowresReport = byMethod.get('lowres');
+  if (lowresReport && new Set(items.map((i) => i.imagePath)).size > 1) {
+    const controlClock = stageClock();
+    log('vila', `the image-swap control: lowres asked the same ${items.length} questions of other scenes' images`);
+    const [swapped] = await evaluateVilaRuns(model, withOtherImages(items), [{ method: 'lowres' }]);
+    imageControl = { method: 'lowres', own_image: r3(lowresReport.accuracy), other_image: r3(swapped!.accuracy), questions: items.length };
+    record('vila_control', controlClock);
+  }
+
   let look: VilaLookPicture | null = null;
   if (model.config.methods.includes('ps3')) {
     const lookClock = stageClock();
@@ -257,6 +273,7 @@ export async function runVilaDemo(model: VilaHd, o: VilaDemoOptions, log: VilaDe
     qa,
     differences: differences(byMethod),
     scaling,
+    image_control: imageControl,
     look,
     pictures,
     seconds,

@@ -156,7 +156,7 @@ test('demo --quick end to end: VILA-HD answers held-out questions, the scaling c
   const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')) as {
     run: { command: string; options: Record<string, unknown>; quick: boolean; date: string; machine: { cores: number; cpu: string }; out_folder_reused: boolean; weights: Record<string, string>; load_average: { start: number[]; end: number[] }; wall_seconds: number };
     qa: Record<string, { accuracy: number | null; tokens: number | null; ms_per_question: number | null; status: string; answered?: number; correct?: number; interval95?: [number, number]; evidence_recall?: number | null; random_recall?: number | null; reason?: string }>;
-    vila: { model: string; benchmark: { questions: number; seed: number; chance: number; options_only: number }; look: { question: string; pictures: string[] } | null; differences: Record<string, { difference: number; interval95: [number, number] }> };
+    vila: { model: string; benchmark: { questions: number; seed: number; chance: number; options_only: number }; look: { question: string; pictures: string[] } | null; differences: Record<string, { difference: number; interval95: [number, number] }>; image_control: { method: string; own_image: number; other_image: number; questions: number } | null };
     scaling: { test_time: Point[]; resolution: Point[]; budget: number };
     retrieval: Record<string, number | null>;
     cost: Array<{ method: string; resolution: number; status: string }>;
@@ -200,6 +200,11 @@ test('demo --quick end to end: VILA-HD answers held-out questions, the scaling c
     assert.match(report.qa[m]!.reason!, new RegExp(`holds no ${m} LM`));
   }
   assert.deepEqual(Object.keys(report.vila.differences), ['ps3-lowres']);
+  // the image-swap control: the lowres LM on the same questions asked of other scenes' images
+  assert.equal(report.vila.image_control?.method, 'lowres');
+  assert.equal(report.vila.image_control.questions, 6);
+  assert.equal(report.vila.image_control.own_image, report.qa['lowres']!.accuracy);
+  assert.ok(report.vila.image_control.other_image >= 0 && report.vila.image_control.other_image <= 1);
 
   // the scaling curves: looks 1, 2 (quick) and the high-res top scales, each on the first 3 questions
   assert.deepEqual(report.scaling.test_time.map((p) => p.x), [1, 2]);
