@@ -17,6 +17,7 @@ import type { VilaHd } from '../../mllm/model.js';
 import type { VisualTokens } from '../../mllm/visual.js';
 import { categoryResults, median, type QaPrediction, type QaReport } from './evaluate.js';
 import type { BenchItem } from './format.js';
+import { withOtherImages } from './otherImage.js';
 import { renderPlot, type PlotSpec } from '../plot.js';
 
 export interface VilaQaOptions extends AskOptions {
@@ -75,6 +76,8 @@ export interface VilaRun extends AskOptions {
   readonly limit?: number;
   /** ps3: each question's evidence box forced into the first look (`evidenceBox`), where it has one */
   readonly evidenceLooks?: boolean;
+  /** the image-swap control: each question asked of another scene's image (otherImage.ts) */
+  readonly otherImage?: boolean;
 }
 
 /** The question's evidence box in the coordinates of the S x S pixels the model sees. */
@@ -92,6 +95,8 @@ export interface VilaRunsOptions {
 
 interface RunState {
   readonly run: VilaRun;
+  /** the run's questions: the call's, or with --other-image's images */
+  readonly items: readonly BenchItem[];
   readonly total: number;
   readonly predictions: VilaPrediction[];
   readonly answered: BenchItem[];
@@ -113,15 +118,22 @@ export async function evaluateVilaRuns(model: VilaHd, items: readonly BenchItem[
   const cfg = model.ps3.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
   const n0 = (cfg.scales[0]! / cfg.trunk.patchSize) ** 2;
+  const swapped = runs.some((r) => r.otherImage) ? withOtherImages(items) : items;
   const states: RunState[] = runs.map((run) => ({
-    run, total: Math.min(items.length, run.limit ?? items.length), predictions: [], answered: [], decodeMs: [], lmTokens: [], correct: 0, status: 'ok', error: null, aborted: false,
+    run, items: run.otherImage ? swapped : items, total: Math.min(items.length, run.limit ?? items.length), predictions: [], answered: [], decodeMs: [], lmTokens: [], correct: 0, status: 'ok', error: null, aborted: false,
   }));
-  // images in the order the questions first name them, with each question's index
-  const images = new Map<string, number[]>();
-  items.forEach((item, i) => images.set(item.imagePath, [...(images.get(item.imagePath) ?? []), i]));
+  // images in the order the questions first name them, with each run's questions on it (indices)
+  const images = new Map<string, Map<RunState, number[]>>();
+  for (const s of states) {
+    s.items.slice(0, s.total).forEach((item, i) => {
+      const byRun = images.get(item.imagePath) ?? new Map<RunState, number[]>();
+      byRun.set(s, [...(byRun.get(s) ?? []), i]);
+      images.set(item.imagePath, byRun);
+    });
+  }
   let broken = false;
-  for (const [imagePath, indices] of images) {
-    const here = states.filter((s) => s.status === 'ok' && indices.some((i) => i < s.total));
+  for (const [imagePath, questionsOf] of images) {
+    const here = [...questionsOf.keys()].filter((s) => s.status === 'ok');
     if (here.length === 0) continue;
     const t0 = performance.now();
     const pv = await loadPixelValues(imagePath, { size: S, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
@@ -133,9 +145,8 @@ export async function evaluateVilaRuns(model: VilaHd, items: readonly BenchItem[
       // baselines ignore the question: their tokens are computed once per image
       let visual: VisualTokens | null = null;
       try {
-        for (const i of indices) {
-          if (i >= s.total) continue;
-          const item = items[i]!;
+        for (const i of questionsOf.get(s)!) {
+          const item = s.items[i]!;
           const box = s.run.evidenceLooks && method === 'ps3' ? evidenceBoxAt(item, S) : null;
           const a = await answerQuestion(model, method, pixels, item.question, item.options, box ? { ...s.run, evidenceBox: box } : s.run, visual ?? undefined);
           if (a.visual) visual = a.visual;
@@ -177,7 +188,7 @@ export async function evaluateVilaRuns(model: VilaHd, items: readonly BenchItem[
       break;
     }
   }
-  return states.map((s) => runReport(model, items.slice(0, s.total), s));
+  return states.map((s) => runReport(model, s.items.slice(0, s.total), s));
 }
 
 function runReport(model: VilaHd, items: readonly BenchItem[], s: RunState): VilaQaReport {
