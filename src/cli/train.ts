@@ -36,6 +36,7 @@ const schema = z
     lossWeights: lossWeights(),
     boxLoss: z.enum(['bce', 'balanced', 'softmax'], { message: '--box-loss must be bce, balanced or softmax' }),
     logitBias: num('logit-bias').optional(),
+    regions: num('regions').pipe(z.number().int('--regions must be an integer').min(1, '--regions must be at least 1 (the sample\'s own box)').max(64, '--regions must be at most 64')),
     evalEvery: num('eval-every').pipe(z.number().int('--eval-every must be an integer').nonnegative('--eval-every must be >= 0 (0 = never)')),
     // retrieval's 7 distractors come from the other scenes' captions (4 to 8 each): 3 scenes at least
     evalScenes: num('eval-scenes').pipe(z.number().int('--eval-scenes must be an integer').min(3, '--eval-scenes must be at least 3 (retrieval draws its distractors from the other scenes)')),
@@ -75,6 +76,7 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
     globalCaptionProb: o.globalCaptionProb,
     evalEvery: o.evalEvery,
     ...(o.logitBias !== undefined ? { logitBias: o.logitBias } : {}),
+    ...(o.regions > 1 ? { regions: o.regions } : {}),
   };
   let bar: Progress | undefined;
   let started = performance.now();

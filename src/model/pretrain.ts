@@ -4,13 +4,18 @@
  * head pools only the chosen high-res tokens that overlap the box (all of them if none do); rows
  * whose caption is global take the low-res pooled output instead. Synchronous and built from
  * differentiable ops, so it runs inside `tf.grad`.
+ *
+ * With `regions` (other local boxes of the images, `--regions`), their patches are forced into
+ * the same look as well, and each is pooled like the sample's own box: one more pooled feature a
+ * region, for the contrastive term only (the box losses keep the sample's own box).
  */
 import { tf } from '../tensor/engine.js';
 import { resize } from '../tensor/resample.js';
 import type { VisionConfig } from '../io/config.js';
+import type { Box } from '../io/shards.js';
 import { UserError } from '../errors.js';
 import { highResTokens, highresSelectionFeatures, lowRes, ScaledImages, selection, type Pixels, type SelectionMap } from './encoder.js';
-import { baseBudgets, chooseLook, forceGroundTruth, gridAtScale, groundTruthPerScale } from './selection.js';
+import { baseBudgets, boxAreaAtGrid, chooseLook, forceGroundTruth, gridAtScale, groundTruthPerScale } from './selection.js';
 import { finalNorm, mapPool, trunk } from './vit.js';
 import type { Weights } from './weights.js';
 
@@ -22,6 +27,14 @@ export interface PretrainOutput {
   readonly topdownSelectionProbs: tf.Tensor[];
   /** the ground-truth map area-downsampled to each high-res grid, [B, gh, gw] per scale */
   readonly gtAtScale: Float32Array[];
+  /** [R, D]: the other regions' pooled features, in their order (null without regions) */
+  readonly regionPooled: tf.Tensor | null;
+}
+
+/** Other local boxes of a batch's images: `owner[k]` is the image of box k (input pixels). */
+export interface PretrainRegions {
+  readonly owner: Int32Array;
+  readonly boxes: readonly Box[];
 }
 
 export interface PretrainSelection {
@@ -62,10 +75,14 @@ export function encodePretrain(
   prompt: tf.Tensor,
   gt: Float32Array,
   isGlobalText: ArrayLike<number>,
+  regions?: PretrainRegions,
 ): PretrainOutput {
   const { batch: B, height: H, width: W } = pixels;
   if (gt.length !== B * H * W) throw new UserError(`gtSelectionMaps: ${gt.length} values do not make [${B}, ${H}, ${W}]`);
   if (isGlobalText.length !== B) throw new UserError(`isGlobalText: ${isGlobalText.length} values for a batch of ${B}`);
+  const R = regions?.owner.length ?? 0;
+  if (regions && (regions.boxes.length !== R || regions.owner.some((b) => b < 0 || b >= B))) throw new UserError(`regions: ${R} owners (of ${B} images) for ${regions.boxes.length} boxes`);
+  if (R && H !== W) throw new UserError(`regions: square images only, got ${H} x ${W}`);
   const images = new ScaledImages(cfg, pixels);
   const low = lowRes(w, cfg, pixels, true, images);
   const highFeatures = highresSelectionFeatures(w, cfg, pixels, images);
@@ -74,7 +91,18 @@ export function encodePretrain(
   const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, H, W, i + 1));
   // the box area-downsampled to each scale's grid: the pooling mask, and (first grid) the forcing map
   const gtAtScale = grids.map(([h, gw]) => resize(gt, B, H, W, h, gw, 'area'));
-  const forced = forceGroundTruth(topdown, groundTruthPerScale(cfg, gt, B, H, W, gtAtScale[0]));
+  // each region's box at each grid ([gh * gw] per scale): its forcing share and its pooling mask
+  const regionAtScale = (regions?.boxes ?? []).map((box) => grids.map(([h, gw]) => boxAreaAtGrid(box, H, h, gw)));
+  let forcing = gtAtScale[0]!;
+  if (R) {
+    forcing = forcing.slice();
+    const cells = grids[0]![0] * grids[0]![1];
+    regionAtScale.forEach((perScale, k) => perScale[0]!.forEach((v, g) => {
+      const at = regions!.owner[k]! * cells + g;
+      forcing[at] = Math.max(forcing[at]!, v);
+    }));
+  }
+  const forced = forceGroundTruth(topdown, groundTruthPerScale(cfg, gt, B, H, W, forcing));
 
   const sizes = grids.map(([h, gw]) => h * gw);
   const probArrays = forced.map((p) => p.dataSync() as Float32Array);
@@ -100,12 +128,25 @@ export function encodePretrain(
   const high = trunk(w, cfg.trunk, tokens, { cache: low.kvCache });
   const lastHigh = high.hiddenStates[high.hiddenStates.length - 1]!;
   const lastLow = low.hiddenStates[low.hiddenStates.length - 1]!;
+  const n = lastHigh.shape[1]!;
+  const normed = finalNorm(w, cfg.trunk, lastHigh);
   const pooledOutput = tf.tidy(() => {
-    const n = lastHigh.shape[1]!;
-    const local = mapPool(w, cfg.trunk, finalNorm(w, cfg.trunk, lastHigh), tf.tensor2d(poolMask, [B, n]));
+    const local = mapPool(w, cfg.trunk, normed, tf.tensor2d(poolMask, [B, n]));
     const global = mapPool(w, cfg.trunk, finalNorm(w, cfg.trunk, lastLow));
     const isGlobal = tf.tensor2d(Float32Array.from(isGlobalText), [B, 1]);
     return tf.add(tf.mul(isGlobal, global), tf.mul(tf.sub(1, isGlobal), local));
   });
-  return { pooledOutput, selectionMaps: maps, bottomupSelectionProbs: bottomup, topdownSelectionProbs: topdown, gtAtScale };
+  // each region pooled over its owner's chosen tokens, masked to its box: [R, n] -> [R, D]
+  const regionPooled = !R
+    ? null
+    : tf.tidy(() => {
+        const mask = new Float32Array(R * n);
+        regionAtScale.forEach((perScale, k) => {
+          const b = regions!.owner[k]!;
+          let t = 0;
+          chosen.forEach((perImage, i) => perImage[b]!.forEach((g) => (mask[k * n + t++] = perScale[i]![g]!)));
+        });
+        return mapPool(w, cfg.trunk, tf.gather(normed, tf.tensor1d(regions!.owner, 'int32')), tf.tensor2d(mask, [R, n]));
+      });
+  return { pooledOutput, selectionMaps: maps, bottomupSelectionProbs: bottomup, topdownSelectionProbs: topdown, gtAtScale, regionPooled };
 }

@@ -6,7 +6,7 @@
  */
 import { tf } from '../tensor/engine.js';
 import { adaptiveMaxPool2d, resize2d } from '../tensor/ops.js';
-import { resize } from '../tensor/resample.js';
+import { adaptiveBins, resize } from '../tensor/resample.js';
 import { stableTopK } from '../tensor/topk.js';
 import type { VisionConfig } from '../io/config.js';
 import type { Box } from '../io/shards.js';
@@ -120,6 +120,22 @@ export function boxToGtMap(box: Box | null, size: number, out?: Float32Array): F
     if (c1 >= c0) gt.fill(1, r * size + c0, r * size + c1 + 1);
   }
   return gt;
+}
+
+/**
+ * `boxToGtMap(box, size)` area-downsampled to a gh x gw grid ([gh * gw], each cell the share of
+ * its pixels inside the box), computed from the box's rows and columns without the size x size map.
+ */
+export function boxAreaAtGrid(box: Box, size: number, gh: number, gw: number): Float32Array {
+  const [x0, y0, x1, y1] = box;
+  // the same pixel rows and columns boxToGtMap fills
+  const share = (lo: number, hi: number, bins: Array<[number, number]>): Float64Array =>
+    Float64Array.from(bins, ([s, e]) => Math.max(0, Math.min(e - 1, hi) - Math.max(s, lo) + 1) / (e - s));
+  const rows = share(Math.max(0, Math.floor(y0)), Math.min(size - 1, Math.ceil(y1)), adaptiveBins(size, gh));
+  const cols = share(Math.max(0, Math.floor(x0)), Math.min(size - 1, Math.ceil(x1)), adaptiveBins(size, gw));
+  const out = new Float32Array(gh * gw);
+  for (let r = 0; r < gh; r++) for (let c = 0; c < gw; c++) out[r * gw + c] = rows[r]! * cols[c]!;
+  return out;
 }
 
 /**

@@ -8,17 +8,21 @@ import type { PS3Config } from '../io/config.js';
 import { UserError } from '../errors.js';
 import type { Pixels, SelectionMap } from '../model/encoder.js';
 import { l2Normalize } from '../model/layers.js';
-import { encodePretrain, pretrainSelection } from '../model/pretrain.js';
+import { encodePretrain, pretrainSelection, type PretrainRegions } from '../model/pretrain.js';
 import { encodeText } from '../model/text.js';
 import { Weights } from '../model/weights.js';
 import { boxLoss, boxTargets, siglipLoss, type BoxLossKind } from './loss.js';
 
-/** A pre-training batch: images, caption token ids [B, N], box maps [B, H, W], global-caption flags [B]. */
+/**
+ * A pre-training batch: images, caption token ids [B, N], box maps [B, H, W], global-caption
+ * flags [B]; optionally other local regions of the images with their captions' ids [R, N].
+ */
 export interface PretrainBatch {
   readonly pixels: Pixels;
   readonly text: Int32Array;
   readonly gtSelectionMaps: Float32Array;
   readonly isGlobalText: Float32Array;
+  readonly regions?: PretrainRegions & { readonly text: Int32Array };
 }
 
 export interface LossWeights {
@@ -51,9 +55,11 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
   if (batch.text.length % B !== 0) throw new UserError(`text: ${batch.text.length} token ids for a batch of ${B}`);
   const text = encodeText(w, config.text, batch.text, B);
   if (weights.contrastive === 0) return selectionObjective(w, config, batch, text.prompt, weights);
-  const vision = encodePretrain(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, batch.isGlobalText);
-  const imageFeatures = l2Normalize(vision.pooledOutput);
-  const textFeatures = l2Normalize(text.pooledOutput);
+  const vision = encodePretrain(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, batch.isGlobalText, batch.regions);
+  // the regions' pairs join the batch's: [B + R, D] on each side, every other pair a negative
+  const regionText = batch.regions && vision.regionPooled ? encodeText(w, config.text, batch.regions.text, vision.regionPooled.shape[0]!).pooledOutput : null;
+  const imageFeatures = l2Normalize(vision.regionPooled ? tf.concat([vision.pooledOutput, vision.regionPooled]) : vision.pooledOutput);
+  const textFeatures = l2Normalize(regionText ? tf.concat([text.pooledOutput, regionText]) : text.pooledOutput);
   const scale = w.has('logit_scale') ? w.get('logit_scale') : tf.scalar(config.initLogitScale);
   const bias = w.has('logit_bias') ? w.get('logit_bias') : tf.scalar(config.initLogitBias);
   const { loss: contrastive, logits } = siglipLoss(imageFeatures, textFeatures, scale, bias);

@@ -33,6 +33,13 @@ export interface TrainRunOptions extends TrainLoopOptions {
    * stalls there. A bias near log(1 / (B - 1)) starts at that point instead.
    */
   readonly logitBias?: number;
+  /**
+   * Local (box, caption) pairs per image in the contrastive term, the sample's own included
+   * (default 1, the reference). The reference pairs each image with one caption, so a batch of B
+   * has B - 1 negatives per pair; a batch of 2 at 4K (all 2 cores hold) teaches little. Pooling
+   * R boxes of the same look gives B x R pairs for the cost of R captions through the text tower.
+   */
+  readonly regions?: number;
 }
 
 function dataPaths(dir: string): { images: string; annotations: string; tokenizer: string } {
@@ -83,6 +90,9 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   let state = { step: 0, samplesSeen: 0 };
   if (previous) {
     const s = readTrainerState(previous);
+    // the data stream depends on it: a resume with another count would leave the curve
+    const before = typeof s.options['regions'] === 'number' ? s.options['regions'] : 1;
+    if ((o.regions ?? 1) !== before) throw new UserError(`--resume: --regions ${o.regions ?? 1} differs from the run's ${before} (${previous})`);
     state = { step: s.step, samplesSeen: s.samplesSeen };
     optimizer.load(readOptimizerState(previous), s.optimizerStep);
   }
@@ -104,6 +114,7 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
       skip: state.samplesSeen,
       size: S,
       globalCaptionProb: o.globalCaptionProb,
+      ...(o.regions ? { regions: o.regions } : {}),
       ahead: 2,
       resizes: inputResizes(model.config.vision, S, S),
     },

@@ -30,6 +30,8 @@ export function sampleSource(
   options: {
     size: number;
     globalCaptionProb: number;
+    /** local (box, caption) pairs per image for the contrastive term (default 1) */
+    regions?: number;
     onBadImage?: (key: string, message: string) => void;
     resizes?: ReadonlyArray<readonly [number, number]>;
     /** where the samples' big arrays come from (and should go back to once used) */
@@ -53,7 +55,7 @@ export function sampleSource(
         const rng = new Rng(sampleSeed(seed, index++));
         try {
           const { pool } = options;
-          const sample = await makeSample(r.value, rng, { size: options.size, globalCaptionProb: options.globalCaptionProb, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] }, pool);
+          const sample = await makeSample(r.value, rng, { size: options.size, globalCaptionProb: options.globalCaptionProb, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], ...(options.regions ? { regions: options.regions } : {}) }, pool);
           if (!options.resizes?.length) return sample;
           const S = options.size;
           const resized = new Map(options.resizes.map(([h, w]) => [`${h}x${w}`, resize(sample.pixels, 3, S, S, h, w, 'bicubic', pool?.float32(3 * h * w))]));

@@ -18,6 +18,8 @@ export interface SampleWorkerData {
   readonly skip: number;
   readonly size: number;
   readonly globalCaptionProb: number;
+  /** local (box, caption) pairs per image for the contrastive term */
+  readonly regions?: number;
   /** samples prepared ahead of the trainer */
   readonly ahead: number;
   /** the encoder's resizes of each sample, made here so the training thread need not */
@@ -38,6 +40,7 @@ const dataset = new ShardDataset({ images: d.images, annotations: d.annotations,
 const source = sampleSource(dataset, d.seed, d.skip, {
   size: d.size,
   globalCaptionProb: d.globalCaptionProb,
+  ...(d.regions ? { regions: d.regions } : {}),
   onBadImage: (key, message) => port.postMessage({ type: 'skipped', key, message } satisfies WorkerMessage),
   resizes: d.resizes,
   pool,

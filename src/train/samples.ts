@@ -7,9 +7,14 @@
  * cleaned (captions.ts) and sentence-masked. The image gets torchvision's RandomResizedCrop (area
  * 0.9-1, ratio 3/4-4/3) then PIL's bicubic to S x S, and the box follows the same crop and scale.
  *
- * Random draws, in order: global coin, caption index, sentence mask, crop. One Rng per sample
- * (seeded from the run's seed and the sample's index) keeps a resumed run identical to an
- * uninterrupted one.
+ * With `regions` > 1, a local sample also carries up to regions - 1 other local (box, caption)
+ * pairs of the same image (`regions`): more pairs for the contrastive term from the one look,
+ * among them the hardest negatives there are — other objects of the same image.
+ *
+ * Random draws, in order: global coin, caption index, sentence mask, crop, then (regions > 1)
+ * the other regions' order and their sentence masks — after the reference's draws, so a run with
+ * one region draws exactly as before. One Rng per sample (seeded from the run's seed and the
+ * sample's index) keeps a resumed run identical to an uninterrupted one.
  */
 
 import { cropResizeImage, decodeImage, normalise, type RgbImage } from '../io/image.js';
@@ -28,6 +33,14 @@ export interface SampleOptions {
   readonly std: readonly number[];
   /** Refuse images whose header claims more pixels than this. */
   readonly maxPixels?: number;
+  /** Local (box, caption) pairs per image for the contrastive term, the sample's own included (default 1). */
+  readonly regions?: number;
+}
+
+/** Another local region of the sample's image: its caption and its box in output pixels. */
+export interface SampleRegion {
+  readonly caption: string;
+  readonly box: Box;
 }
 
 export interface TrainSample {
@@ -42,6 +55,8 @@ export interface TrainSample {
   readonly box: Box | null;
   /** `pixels` resized to the encoder's other sizes ("HxW" -> [3, H, W]), when asked for */
   readonly resized?: Map<string, Float32Array>;
+  /** the image's other local regions (`regions` > 1; none for a global caption) */
+  readonly regions?: readonly SampleRegion[];
 }
 
 /** A crop window in source pixels: rows top..top+height, columns left..left+width. */
@@ -114,13 +129,33 @@ export function transformBox(box: Box, window: CropWindow, size: number): Box {
 }
 
 /** The global caption or one random local (box, caption); box null for the global one. */
-function pickCaption(raw: RawSample, rng: Rng, globalCaptionProb: number): { text: string; box: Box | null } {
+function pickCaption(raw: RawSample, rng: Rng, globalCaptionProb: number): { text: string; box: Box | null; index: number } {
   const { text, box, globalText } = raw.annotation;
   // the coin is drawn even when only one kind exists, so the draws stay in step
   const coin = rng.next();
-  if (globalText !== null && (coin < globalCaptionProb || text.length === 0)) return { text: globalText, box: null };
+  if (globalText !== null && (coin < globalCaptionProb || text.length === 0)) return { text: globalText, box: null, index: -1 };
   const i = rng.int(0, text.length - 1);
-  return { text: text[i]!, box: box[i]! };
+  return { text: text[i]!, box: box[i]!, index: i };
+}
+
+/**
+ * Up to `count` local regions other than `exclude`, in a random order, through the crop; a box
+ * the crop leaves without area is dropped (a caption of nothing visible would teach noise).
+ */
+function otherRegions(raw: RawSample, rng: Rng, exclude: number, count: number, window: CropWindow, size: number): SampleRegion[] {
+  const { text, box } = raw.annotation;
+  const order = text.map((_, i) => i).filter((i) => i !== exclude);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = rng.int(0, i);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const out: SampleRegion[] = [];
+  for (const i of order.slice(0, count)) {
+    const caption = maskSentences(cleanCaption(text[i]!), rng);
+    const b = transformBox(box[i]!, window, size);
+    if (b[2] > b[0] && b[3] > b[1]) out.push({ caption, box: b });
+  }
+  return out;
 }
 
 /**
@@ -139,5 +174,8 @@ export async function makeSample(raw: RawSample, rng: Rng, options: SampleOption
   const pixels = normalise(resized, options.mean, options.std, pool?.float32(3 * size * size));
   pool?.give(resized.data);
   const box = picked.box === null ? null : transformBox(picked.box, window, size);
-  return { key: raw.key, pixels, gt: boxToGtMap(box, size, pool?.float32(size * size)), isGlobal: box === null ? 1 : 0, caption, box };
+  const sample = { key: raw.key, pixels, gt: boxToGtMap(box, size, pool?.float32(size * size)), isGlobal: box === null ? 1 : 0, caption, box } as const;
+  const regions = options.regions ?? 1;
+  if (regions <= 1 || box === null) return sample;
+  return { ...sample, regions: otherRegions(raw, rng, picked.index, regions - 1, window, size) };
 }

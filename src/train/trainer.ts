@@ -11,6 +11,7 @@ import { trunkFlops, convnetFlops, embedFlops, selectionFlops } from '../model/f
 import { AdamW, clipGradients, type AdamWOptions } from './optimizer.js';
 import { learningRate } from './schedule.js';
 import { BufferPool } from '../tensor/bufferPool.js';
+import type { Box } from '../io/shards.js';
 import { lossAndGrads, type LossWeights, type PretrainBatch } from './objective.js';
 
 /** One prepared sample: normalised pixels [3, S, S], box map [S, S], caption. */
@@ -21,6 +22,8 @@ export interface TrainSample {
   readonly caption: string;
   /** `pixels` resized to the encoder's other sizes ("HxW" -> [3, H, W]), made by the data thread */
   readonly resized?: ReadonlyMap<string, Float32Array>;
+  /** other local regions of the image for the contrastive term (`--regions`) */
+  readonly regions?: ReadonlyArray<{ readonly caption: string; readonly box: Box }>;
 }
 
 /** Where samples come from: the `index`-th sample of the run's stream, in order. */
@@ -101,11 +104,22 @@ export function collate(samples: readonly TrainSample[], size: number, tokenizer
     samples.forEach((s, b) => stacked.set(s.resized!.get(key)!, b * one));
     resized.set(key, stacked);
   }
+  const owner: number[] = [];
+  const boxes: Box[] = [];
+  const captions: string[] = [];
+  samples.forEach((s, b) =>
+    s.regions?.forEach((r) => {
+      owner.push(b);
+      boxes.push(r.box);
+      captions.push(r.caption);
+    }),
+  );
   return {
     pixels: { data: pixels, batch: B, height: size, width: size, ...(resized.size ? { resized } : {}) },
     text: tokenizer.encode(samples.map((s) => s.caption)),
     gtSelectionMaps: gt,
     isGlobalText: Float32Array.from(samples, (s) => s.isGlobal),
+    ...(owner.length ? { regions: { text: tokenizer.encode(captions), owner: Int32Array.from(owner), boxes } } : {}),
   };
 }
 

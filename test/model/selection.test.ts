@@ -11,7 +11,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig, type VisionConfig } from '../../src/io/config.js';
-import { baseBudgets, chooseLook, gridAtScale, imageSizeAtScale, lookBudgets, planLooks } from '../../src/model/selection.js';
+import { baseBudgets, boxAreaAtGrid, boxToGtMap, chooseLook, gridAtScale, imageSizeAtScale, lookBudgets, planLooks } from '../../src/model/selection.js';
+import { resize } from '../../src/tensor/resample.js';
 
 // Compiled to dist/test/model/, so the repository root is three levels up.
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -264,4 +265,24 @@ test('gridAtScale: tall inputs, including one narrower than a patch at low res',
 test('gridAtScale: the input size only sets the aspect ratio, not the grid size', () => {
   assert.deepEqual([1, 2, 3].map((i) => gridAtScale(fixture, 1000, 1000, i)), [[8, 8], [16, 16], [40, 40]]);
   assert.deepEqual([1, 2, 3].map((i) => gridAtScale(fixture, 300, 400, i)), [[6, 8], [12, 16], [30, 40]]);
+});
+
+// ---------------------------------------------------------------------------------------------
+// boxAreaAtGrid
+
+test('boxAreaAtGrid equals the box map area-downsampled (adaptive average pooling), divisible or not', () => {
+  const cases: Array<[readonly [number, number, number, number], number, number, number]> = [
+    [[10.2, 3.7, 40.5, 22.0], 56, 4, 4],
+    [[0, 0, 56, 56], 56, 8, 8],
+    [[13, 13, 13, 13], 56, 8, 8],
+    [[5.5, 30.25, 49.9, 55.9], 70, 9, 6],
+    [[-3, 61, 80, 90], 70, 7, 11],
+    [[1, 1, 2, 2], 37, 5, 3],
+  ];
+  for (const [box, size, gh, gw] of cases) {
+    const want = resize(boxToGtMap(box, size), 1, size, size, gh, gw, 'area');
+    const got = boxAreaAtGrid(box, size, gh, gw);
+    assert.equal(got.length, gh * gw);
+    got.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-6, `${box.join()} at ${gh}x${gw}, cell ${i}: ${v} vs ${want[i]}`));
+  }
 });

@@ -90,3 +90,17 @@ test('training refuses to overwrite a run without --resume, and bad options exit
   assert.match(bad.stderr, /--batch/);
   assert.doesNotMatch(bad.stderr, /at .*\.js/);
 });
+
+test('--regions: a run trains with them, and a resume with another count is refused (its data stream would differ)', () => {
+  const d = path.join(tmp, 'd');
+  const args = [CLI, 'train', '--preset', 'micro', '--data', data, '--out', d, '--steps', '2', '--batch', '2', '--save-every', '1', '--seed', '7', '--global-caption-prob', '0', '--regions', '4'];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(metrics(d).length, 2);
+  const again = spawnSync(process.execPath, [...args.slice(0, -2), '--steps', '3', '--resume'], { encoding: 'utf8' });
+  assert.equal(again.status, 2);
+  assert.match(again.stderr, /--resume: --regions 1 differs from the run's 4/);
+  const bad = spawnSync(process.execPath, [...args.slice(0, -1), '0'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--regions must be at least 1/);
+});

@@ -178,3 +178,32 @@ test('an image that does not decode is a UserError naming shard and key', async 
     return true;
   });
 });
+
+test('regions: a local sample carries up to regions - 1 other local pairs of its image, each box through the same crop', async () => {
+  const boxes = [[4, 4, 20, 20], [30, 6, 60, 26], [8, 30, 28, 46], [40, 30, 62, 46], [0, 0, 1, 1]] as const;
+  const text = ['one.', 'two.', 'three.', 'four.', 'five.'];
+  const sample = raw(await redBoxImage(64, 48, [4, 4, 20, 20]), { text, box: [...boxes], globalText: 'All.' });
+  for (let seed = 0; seed < 10; seed++) {
+    const one = await makeSample(sample, new Rng(seed), { ...plain, size: 32 });
+    const many = await makeSample(sample, new Rng(seed), { ...plain, size: 32, regions: 3 });
+    // the reference's draws come first: the sample itself is unchanged
+    assert.deepEqual({ ...many, regions: undefined }, { ...one, regions: undefined });
+    assert.equal(one.regions, undefined);
+    const captions = [many.caption, ...many.regions!.map((r) => r.caption)];
+    assert.ok(many.regions!.length <= 2);
+    assert.equal(new Set(captions).size, captions.length, `seed ${seed}: a caption repeats: ${captions.join(' | ')}`);
+    for (const r of many.regions!) {
+      const i = text.indexOf(r.caption);
+      assert.ok(i >= 0, r.caption);
+      const [x0, y0, x1, y1] = r.box;
+      assert.ok(x1 > x0 && y1 > y0 && x0 >= 0 && y0 >= 0 && x1 <= 32 && y1 <= 32, `seed ${seed}: ${r.box.join()}`);
+    }
+  }
+  // all the image's other regions when asked for more than it has (but boxes the crop removes)
+  const all = await makeSample(sample, new Rng(1), { ...plain, size: 32, regions: 99 });
+  assert.ok(all.regions!.length >= 3 && all.regions!.length <= 4, String(all.regions!.length));
+  // a global caption brings no regions
+  const global = await makeSample(sample, new Rng(1), { ...plain, size: 32, regions: 4, globalCaptionProb: 1 });
+  assert.equal(global.isGlobal, 1);
+  assert.equal(global.regions, undefined);
+});

@@ -1,0 +1,88 @@
+/**
+ * `--regions`: other local boxes of a batch's images pooled from the same look and added to the
+ * contrastive term (src/model/pretrain.ts, src/train/objective.ts), on a random `micro` model.
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { initEngine, tf } from '../../src/tensor/engine.js';
+import { randomModel, type PS3Model } from '../../src/model/load.js';
+import { presetConfig } from '../../src/model/presets.js';
+import { encodePretrain } from '../../src/model/pretrain.js';
+import { boxAreaAtGrid, boxToGtMap } from '../../src/model/selection.js';
+import { lossAndGrads, type PretrainBatch } from '../../src/train/objective.js';
+import { Rng } from '../../src/rng.js';
+import type { Box } from '../../src/io/shards.js';
+
+const S = 224;
+let model: PS3Model;
+let pixels: Float32Array;
+
+before(async () => {
+  await initEngine();
+  model = randomModel(presetConfig('micro'), 5);
+  const rng = new Rng(9);
+  pixels = Float32Array.from({ length: 2 * 3 * S * S }, () => rng.uniform(-1, 1));
+});
+
+// boxes inside one cell of the first grid (28 px): the forcing, made at that grid, fits the budget
+const own: Box[] = [[30, 30, 50, 50], [90, 30, 110, 52]];
+const gt = (): Float32Array => {
+  const out = new Float32Array(2 * S * S);
+  own.forEach((b, i) => out.set(boxToGtMap(b, S), i * S * S));
+  return out;
+};
+const ids = (rows: number, seed: number): Int32Array => {
+  const rng = new Rng(seed);
+  const N = model.config.text.contextLength;
+  return Int32Array.from({ length: rows * N }, () => rng.int(1, model.config.text.vocabSize - 2));
+};
+
+test('a region with the sample\'s own box pools to the sample\'s own feature; every region box is in the look', () => {
+  const regions = { owner: Int32Array.from([0, 1, 0]), boxes: [own[0]!, [145, 145, 165, 165], [172, 4, 190, 24]] as Box[] };
+  const prompt = tf.randomNormal([2, model.config.vision.trunk.width], 0, 1, 'float32', 3);
+  const out = encodePretrain(model.weights, model.config.vision, { data: pixels, batch: 2, height: S, width: S }, prompt, gt(), [0, 0], regions);
+  assert.deepEqual(out.regionPooled!.shape, [3, model.config.vision.trunk.width]);
+  const pooled = out.pooledOutput.arraySync() as number[][];
+  const region = out.regionPooled!.arraySync() as number[][];
+  region[0]!.forEach((v, d) => assert.ok(Math.abs(v - pooled[0]![d]!) < 1e-5, `dim ${d}: ${v} vs ${pooled[0]![d]}`));
+  // the other regions differ from it (other tokens)
+  assert.ok(region[2]!.some((v, d) => Math.abs(v - pooled[0]![d]!) > 1e-3));
+  // forced: every patch a region's box touches at the top grid was chosen for its image
+  const top = out.selectionMaps.at(-1)!;
+  const cells = top.height * top.width;
+  regions.boxes.forEach((box, k) => {
+    const share = boxAreaAtGrid(box, S, top.height, top.width);
+    share.forEach((v, g) => {
+      if (v > 0) assert.equal(top.data[regions.owner[k]! * cells + g], 1, `region ${k}, cell ${g} not looked at`);
+    });
+  });
+  tf.dispose([prompt, out.pooledOutput, out.regionPooled!, ...out.bottomupSelectionProbs, ...out.topdownSelectionProbs]);
+});
+
+test('regions join the SigLIP batch: [B + R] pairs, and their captions get a gradient', () => {
+  const base: PretrainBatch = { pixels: { data: pixels, batch: 2, height: S, width: S }, text: ids(2, 1), gtSelectionMaps: gt(), isGlobalText: Float32Array.from([0, 0]) };
+  const withRegions: PretrainBatch = { ...base, regions: { owner: Int32Array.from([1, 0]), boxes: [[150, 150, 172, 170], [180, 20, 200, 44]], text: ids(2, 2) } };
+  const keys = ['text_model.token_embedding.weight', 'logit_bias'].filter((k) => model.weights.has(k));
+  assert.equal(keys.length, 2, 'the micro model has a token embedding and a logit bias');
+  const a = lossAndGrads(model.weights, model.config, base, { trainable: keys });
+  const b = lossAndGrads(model.weights, model.config, withRegions, { trainable: keys });
+  assert.ok(Number.isFinite(b.loss.contrastive) && b.loss.contrastive !== a.loss.contrastive);
+  // the box terms see the samples' own boxes only
+  assert.ok(Math.abs(a.loss.priorBox - b.loss.priorBox) < 1e-6);
+  // the region captions' token rows get a gradient the two-sample batch does not give them
+  const N = model.config.text.contextLength;
+  const regionToken = withRegions.regions!.text.find((t) => !base.text.includes(t))!;
+  assert.ok(regionToken !== undefined, 'a token only the region captions use');
+  const ga = a.grads.get(keys[0]!)!.arraySync() as number[][];
+  const gb = b.grads.get(keys[0]!)!.arraySync() as number[][];
+  assert.ok(ga[regionToken]!.every((v) => v === 0));
+  assert.ok(gb[regionToken]!.some((v) => v !== 0));
+  assert.ok(N > 0);
+  tf.dispose([...a.grads.values(), ...b.grads.values()]);
+});
+
+test('regions are checked: an owner outside the batch is refused with the counts', () => {
+  const prompt = tf.zeros([2, model.config.vision.trunk.width]);
+  assert.throws(() => encodePretrain(model.weights, model.config.vision, { data: pixels, batch: 2, height: S, width: S }, prompt, gt(), [0, 0], { owner: Int32Array.from([2]), boxes: [[0, 0, 8, 8]] }), /regions: 1 owners \(of 2 images\) for 1 boxes/);
+  prompt.dispose();
+});
