@@ -200,6 +200,7 @@ program
   .option('--loss-weights <c,p,q>', 'weights of the contrastive loss and the bottom-up and top-down box losses', '1,1,1')
   .option('--box-loss <kind>', 'box terms: bce (the reference: mean over all patches) | balanced (box patches and the rest weighed equally) | softmax (the box ranked above the rest: -log of its softmax share)', 'bce')
   .option('--logit-bias <x>', 'start with this SigLIP logit bias (the reference\'s -10 suits batches of thousands; about log(1/(B-1)) suits small ones)')
+  .option('--reinit <groups>', 'start these weight groups from random weights drawn with --seed, the rest as --init gives it: text-tower (not its prompt projection), pool-head (the attention pooling that makes the contrastive image feature)')
   .option('--regions <n>', 'local (box, caption) pairs per image in the contrastive term, its own included: one look pools them all (1 = the reference)', '1')
   .option('--eval-every <n>', 'steps between held-out checks (selection recall, retrieval PS3 vs low-res) logged as val_* in metrics.jsonl; 0 = never', '0')
   .option('--eval-scenes <n>', 'held-out validation scenes per check', '6')

@@ -7,7 +7,7 @@ import { lossWeights, num } from './zodArgs.js';
 import { initEngine } from '../tensor/engine.js';
 import { resolveModelSpec } from './inputs.js';
 import { UserError } from '../errors.js';
-import { runTraining, type TrainRunOptions } from '../train/run.js';
+import { REINIT_GROUPS, runTraining, type TrainRunOptions } from '../train/run.js';
 import { progressBar, type Progress } from './progress.js';
 import { validate } from '../eval/validation.js';
 import { outputFolder } from './inputs.js';
@@ -36,6 +36,11 @@ const schema = z
     lossWeights: lossWeights(),
     boxLoss: z.enum(['bce', 'balanced', 'softmax'], { message: '--box-loss must be bce, balanced or softmax' }),
     logitBias: num('logit-bias').optional(),
+    reinit: z
+      .string()
+      .default('')
+      .transform((s) => s.split(',').map((g) => g.trim()).filter(Boolean))
+      .pipe(z.array(z.enum(REINIT_GROUPS, { message: `--reinit takes a comma-separated list of ${REINIT_GROUPS.join(', ')}` }))),
     regions: num('regions').pipe(z.number().int('--regions must be an integer').min(1, '--regions must be at least 1 (the sample\'s own box)').max(64, '--regions must be at most 64')),
     evalEvery: num('eval-every').pipe(z.number().int('--eval-every must be an integer').nonnegative('--eval-every must be >= 0 (0 = never)')),
     // retrieval's 7 distractors come from the other scenes' captions (4 to 8 each): 3 scenes at least
@@ -77,6 +82,7 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
     evalEvery: o.evalEvery,
     ...(o.logitBias !== undefined ? { logitBias: o.logitBias } : {}),
     ...(o.regions > 1 ? { regions: o.regions } : {}),
+    ...(o.reinit.length ? { reinit: o.reinit } : {}),
   };
   let bar: Progress | undefined;
   let started = performance.now();

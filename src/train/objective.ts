@@ -66,7 +66,9 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
   const targets = boxTargets(vision.gtAtScale);
   const priorBox = boxLoss(vision.bottomupSelectionProbs, targets, batch.isGlobalText, weights.box);
   const posteriorBox = boxLoss(vision.topdownSelectionProbs, targets, batch.isGlobalText, weights.box);
-  const total = tf.addN([tf.mul(contrastive, weights.contrastive), tf.mul(priorBox, weights.priorBox), tf.mul(posteriorBox, weights.posteriorBox)]);
+  // a term weighted 0 stays out of the total, so the gradient does not run back through what only it reads
+  const weighted = ([[contrastive, weights.contrastive], [priorBox, weights.priorBox], [posteriorBox, weights.posteriorBox]] as const).filter(([, k]) => k !== 0).map(([t, k]) => tf.mul(t, k));
+  const total = weighted.length === 1 ? weighted[0]! : tf.addN(weighted);
   return {
     total,
     contrastive,
@@ -84,6 +86,9 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
 
 /** Weights the selection-only objective never reads: their gradient is not asked for (nor applied). */
 const SELECTION_ONLY_UNUSED = [/^vision_model\.trunk\.attn_pool\./, /^vision_model\.trunk\.norm\./, /^vision_model\.pos_emb_residual\./, /^logit_(scale|bias)$/];
+
+/** Weights only the box terms read (selection and prompts): with both box weights 0 their gradient is not asked for (nor applied). */
+const BOX_ONLY = [/^vision_model\.selection_feature_proj\./, /^vision_model\.highres_selection_feature_module\./, /^vision_model\.prompt_proj_for_highres\./, /^vision_model\.prior_prompt$/, /^text_model\.prompt_proj\./];
 
 /**
  * With no contrastive term only the box losses remain, and they see selection alone: the look
@@ -124,7 +129,9 @@ export interface LossAndGrads {
 export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch, options: { trainable?: readonly string[]; lossWeights?: LossWeights } = {}): LossAndGrads {
   const all = options.trainable ? [...options.trainable] : [...w.keys()];
   // without the contrastive term the look, the pooling head and the logit scale play no part
-  const keys = options.lossWeights?.contrastive === 0 ? all.filter((k) => !SELECTION_ONLY_UNUSED.some((re) => re.test(k))) : all;
+  const lw = options.lossWeights;
+  const unused = lw?.contrastive === 0 ? SELECTION_ONLY_UNUSED : lw?.priorBox === 0 && lw.posteriorBox === 0 ? BOX_ONLY : [];
+  const keys = all.filter((k) => !unused.some((re) => re.test(k)));
   const terms: number[] = [];
   const { value, grads } = tf.tidy(() => {
     const f = (...xs: tf.Tensor[]): tf.Scalar => {

@@ -40,6 +40,29 @@ export interface TrainRunOptions extends TrainLoopOptions {
    * R boxes of the same look gives B x R pairs for the cost of R captions through the text tower.
    */
   readonly regions?: number;
+  /**
+   * Weight groups started from random weights drawn with the run's seed, the rest as loaded
+   * (not on --resume). A contrastively collapsed model — every caption's feature alike, every
+   * box's pooled feature alike (cosine ~1 between any two) — gives the contrastive term no
+   * gradient to tell pairs apart; fresh towers start them distinct.
+   */
+  readonly reinit?: readonly ReinitGroup[];
+}
+
+/**
+ * `text-tower`: all of `text_model.` but its prompt projection (which the selection reads);
+ * `pool-head`: the trunk's attention-pooling head, which makes the contrastive image feature.
+ */
+export const REINIT_GROUPS = ['text-tower', 'pool-head'] as const;
+export type ReinitGroup = (typeof REINIT_GROUPS)[number];
+
+/** The keys of the named groups. */
+export function reinitKeys(keys: Iterable<string>, groups: readonly ReinitGroup[]): string[] {
+  const inGroup: Record<ReinitGroup, (k: string) => boolean> = {
+    'text-tower': (k) => k.startsWith('text_model.') && !k.startsWith('text_model.prompt_proj.'),
+    'pool-head': (k) => k.startsWith('vision_model.trunk.attn_pool.'),
+  };
+  return [...keys].filter((k) => groups.some((g) => inGroup[g](k)));
 }
 
 function dataPaths(dir: string): { images: string; annotations: string; tokenizer: string } {
@@ -82,6 +105,13 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   } else if (o.init) model = loadModel(o.init);
   else if (o.preset) model = randomModel(presetConfig(o.preset), o.seed);
   else throw new UserError('give --preset NAME or --init DIR (or --resume)');
+  if (o.reinit?.length && !previous) {
+    const fresh = randomModel(model.config, o.seed);
+    const keys = reinitKeys(model.weights.keys(), o.reinit);
+    for (const k of keys) model.weights.replace(k, fresh.weights.get(k).clone());
+    fresh.weights.dispose();
+    events.onData?.(`${o.reinit.join(', ')} drawn afresh (seed ${o.seed}): ${keys.length} weights`);
+  }
   if (o.logitBias !== undefined && !previous) {
     if (!model.weights.has('logit_bias')) throw new UserError('--logit-bias: the model has no logit_bias');
     model.weights.replace('logit_bias', tf.fill([1], o.logitBias));

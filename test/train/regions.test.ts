@@ -86,3 +86,14 @@ test('regions are checked: an owner outside the batch is refused with the counts
   assert.throws(() => encodePretrain(model.weights, model.config.vision, { data: pixels, batch: 2, height: S, width: S }, prompt, gt(), [0, 0], { owner: Int32Array.from([2]), boxes: [[0, 0, 8, 8]] }), /regions: 1 owners \(of 2 images\) for 1 boxes/);
   prompt.dispose();
 });
+
+test('box weights 0: the total is the contrastive term and no gradient is asked of what only the box terms read', () => {
+  const batch: PretrainBatch = { pixels: { data: pixels, batch: 2, height: S, width: S }, text: ids(2, 1), gtSelectionMaps: gt(), isGlobalText: Float32Array.from([0, 0]) };
+  const r = lossAndGrads(model.weights, model.config, batch, { lossWeights: { contrastive: 1, priorBox: 0, posteriorBox: 0 } });
+  assert.ok(Math.abs(r.loss.total - r.loss.contrastive) < 1e-6);
+  assert.ok(r.loss.priorBox > 0, 'the box terms are still reported');
+  const keys = [...r.grads.keys()];
+  assert.ok(keys.includes('text_model.token_embedding.weight') && keys.some((k) => k.startsWith('vision_model.trunk.blocks.')));
+  assert.ok(!keys.some((k) => /selection_feature_proj|highres_selection_feature_module|prompt_proj|prior_prompt/.test(k)), keys.filter((k) => /select|prompt/.test(k)).join());
+  tf.dispose([...r.grads.values()]);
+});

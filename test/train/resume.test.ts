@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
+import { readSafetensors } from '../../src/io/safetensors.js';
 
 const CLI = path.resolve('dist/src/cli/main.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-resume-'));
@@ -103,4 +104,28 @@ test('--regions: a run trains with them, and a resume with another count is refu
   const bad = spawnSync(process.execPath, [...args.slice(0, -1), '0'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--regions must be at least 1/);
+});
+
+test('--reinit text-tower,pool-head: those groups start from fresh random weights, everything else as --init gives it', () => {
+  const init = path.join(tmp, 'a', 'checkpoint');
+  const e = path.join(tmp, 'e');
+  const r = spawnSync(process.execPath, [CLI, 'train', '--init', init, '--data', data, '--out', e, '--steps', '1', '--batch', '2', '--save-every', '1', '--seed', '5', '--lr', '1e-12', '--warmup', '0', '--reinit', 'text-tower,pool-head'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /text-tower, pool-head drawn afresh \(seed 5\)/);
+  const before = readSafetensors(path.join(init, 'model.safetensors'));
+  const after = readSafetensors(path.join(e, 'checkpoint', 'model.safetensors'));
+  const maxDiff = (k: string): number => {
+    const a = before.get(k)!.data as Float32Array;
+    const b = after.get(k)!.data as Float32Array;
+    return a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
+  };
+  for (const k of before.keys()) {
+    const fresh = (k.startsWith('text_model.') && !k.startsWith('text_model.prompt_proj.')) || k.startsWith('vision_model.trunk.attn_pool.');
+    // an lr of 1e-12 moves nothing visibly: what differs was drawn afresh
+    if (fresh && !/norm.*weight|norm.*bias|\.bias$/.test(k)) assert.ok(maxDiff(k) > 1e-3, `${k} was not drawn afresh`);
+    if (!fresh) assert.ok(maxDiff(k) < 1e-6, `${k} changed (${maxDiff(k)})`);
+  }
+  const bad = spawnSync(process.execPath, [CLI, 'train', '--init', init, '--data', data, '--out', path.join(tmp, 'f'), '--steps', '1', '--batch', '2', '--reinit', 'text'], { encoding: 'utf8' });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--reinit takes a comma-separated list of text-tower, pool-head/);
 });
