@@ -130,8 +130,10 @@ export async function benchTrain(model: PS3Model, data: { images: string; annota
       }
       const r = lossAndGrads(model.weights, model.config, batch, { lossWeights });
       lap('backward');
-      t.backward -= t.forward;
-      c.backward -= c.forward;
+      // the gradient pass less the separately timed forward; on a busy machine that forward can
+      // take longer than the whole gradient pass, and a negative share means nothing
+      t.backward = Math.max(0, t.backward - t.forward);
+      c.backward = Math.max(0, c.backward - c.forward);
       clipGradients(r.grads, 1);
       optimizer.apply(model.weights, r.grads, 1e-4);
       tf.dispose([...r.grads.values()]);

@@ -118,6 +118,12 @@ function selectionObjective(w: Weights, config: PS3Config, batch: PretrainBatch,
 
 export interface LossAndGrads {
   readonly loss: { total: number; contrastive: number; priorBox: number; posteriorBox: number };
+  /**
+   * The contrastive pairs' in-batch top-1: the share of captions whose own image (box) has the
+   * highest logit of the batch's, and the number of pairs (chance is 1 / pairs). The loss alone
+   * does not say whether features tell pairs apart: its "all alike" level moves with the pairs.
+   */
+  readonly pairs: { top1: number; count: number };
   /** gradient of the total loss for each key of `trainable` */
   readonly grads: Map<string, tf.Tensor>;
 }
@@ -133,6 +139,7 @@ export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch
   const unused = lw?.contrastive === 0 ? SELECTION_ONLY_UNUSED : lw?.priorBox === 0 && lw.posteriorBox === 0 ? BOX_ONLY : [];
   const keys = all.filter((k) => !unused.some((re) => re.test(k)));
   const terms: number[] = [];
+  let pairs = { top1: 0, count: 0 };
   const { value, grads } = tf.tidy(() => {
     const f = (...xs: tf.Tensor[]): tf.Scalar => {
       const map = new Map<string, tf.Tensor>();
@@ -140,11 +147,25 @@ export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch
       keys.forEach((k, i) => map.set(k, xs[i]!));
       const out = pretrainObjective(new Weights(map, true), config, batch, options.lossWeights);
       terms.push(...[out.total, out.contrastive, out.priorBox, out.posteriorBox].map((t) => t.dataSync()[0]!));
+      if (lw?.contrastive !== 0) pairs = inBatchTop1(out.logits);
       return tf.reshape(out.total, []) as tf.Scalar;
     };
     return tf.valueAndGrads(f)(keys.map((k) => w.get(k)));
   });
   value.dispose();
   const [total, contrastive, priorBox, posteriorBox] = terms as [number, number, number, number];
-  return { loss: { total, contrastive, priorBox, posteriorBox }, grads: new Map(keys.map((k, i) => [k, grads[i]!])) };
+  return { loss: { total, contrastive, priorBox, posteriorBox }, pairs, grads: new Map(keys.map((k, i) => [k, grads[i]!])) };
+}
+
+/** logits [n images, n texts]: per text (column), is its own image the row of the highest logit. */
+export function inBatchTop1(logits: tf.Tensor): { top1: number; count: number } {
+  const n = logits.shape[0]!;
+  const v = logits.dataSync();
+  let hits = 0;
+  for (let j = 0; j < n; j++) {
+    let best = 0;
+    for (let i = 1; i < n; i++) if (v[i * n + j]! > v[best * n + j]!) best = i;
+    if (best === j) hits++;
+  }
+  return { top1: hits / n, count: n };
 }

@@ -62,6 +62,9 @@ export interface StepMetrics {
   step: number;
   loss: number;
   contrastive_loss: number;
+  /** in-batch top-1 of the contrastive pairs (captions whose own image scores highest) and the pairs a micro-batch held: chance is 1 / pairs */
+  pairs_top1: number;
+  pairs: number;
   prior_box_loss: number;
   posterior_box_loss: number;
   lr: number;
@@ -168,6 +171,8 @@ export async function trainLoop(
     const lr = learningRate(state.step, { lr: options.lr, warmup: options.warmup, steps: options.steps });
     const grads = new Map<string, tf.Tensor>();
     const terms = { total: 0, contrastive: 0, priorBox: 0, posteriorBox: 0 };
+    let hits = 0;
+    let pairs = 0;
     for (let micro = 0; micro < options.accum; micro++) {
       const samples: TrainSample[] = [];
       for (let i = 0; i < options.batch; i++) samples.push(await source.next());
@@ -190,6 +195,8 @@ export async function trainLoop(
       terms.contrastive += r.loss.contrastive / options.accum;
       terms.priorBox += r.loss.priorBox / options.accum;
       terms.posteriorBox += r.loss.posteriorBox / options.accum;
+      hits += r.pairs.top1 * r.pairs.count;
+      pairs += r.pairs.count;
     }
     const gradNorm = clipGradients(grads, options.clip);
     optimizer.apply(model.weights, grads, lr);
@@ -208,6 +215,8 @@ export async function trainLoop(
       step: state.step,
       loss: terms.total,
       contrastive_loss: terms.contrastive,
+      pairs_top1: pairs ? hits / pairs : 0,
+      pairs: pairs / options.accum,
       prior_box_loss: terms.priorBox,
       posterior_box_loss: terms.posteriorBox,
       lr,

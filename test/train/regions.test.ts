@@ -9,7 +9,7 @@ import { randomModel, type PS3Model } from '../../src/model/load.js';
 import { presetConfig } from '../../src/model/presets.js';
 import { encodePretrain } from '../../src/model/pretrain.js';
 import { boxAreaAtGrid, boxToGtMap } from '../../src/model/selection.js';
-import { lossAndGrads, type PretrainBatch } from '../../src/train/objective.js';
+import { inBatchTop1, lossAndGrads, type PretrainBatch } from '../../src/train/objective.js';
 import { Rng } from '../../src/rng.js';
 import type { Box } from '../../src/io/shards.js';
 
@@ -96,4 +96,16 @@ test('box weights 0: the total is the contrastive term and no gradient is asked 
   assert.ok(keys.includes('text_model.token_embedding.weight') && keys.some((k) => k.startsWith('vision_model.trunk.blocks.')));
   assert.ok(!keys.some((k) => /selection_feature_proj|highres_selection_feature_module|prompt_proj|prior_prompt/.test(k)), keys.filter((k) => /select|prompt/.test(k)).join());
   tf.dispose([...r.grads.values()]);
+});
+
+test('pairs: the in-batch top-1 counts captions whose own image has the highest logit, over B + R pairs', () => {
+  const batch: PretrainBatch = { pixels: { data: pixels, batch: 2, height: S, width: S }, text: ids(2, 1), gtSelectionMaps: gt(), isGlobalText: Float32Array.from([0, 0]), regions: { owner: Int32Array.from([1, 0]), boxes: [[145, 145, 165, 165], [172, 4, 190, 24]], text: ids(2, 2) } };
+  const r = lossAndGrads(model.weights, model.config, batch, { trainable: ['logit_bias'] });
+  assert.equal(r.pairs.count, 4);
+  assert.ok([0, 0.25, 0.5, 0.75, 1].includes(r.pairs.top1), String(r.pairs.top1));
+  tf.dispose([...r.grads.values()]);
+  // rows are images, columns texts: text 0's best image is 0, text 1's is 2, text 2's is 2
+  const logits = tf.tensor2d([[5, 0, 1], [1, 0, 0], [0, 3, 2]]);
+  assert.deepEqual(inBatchTop1(logits), { top1: 2 / 3, count: 3 });
+  logits.dispose();
 });
