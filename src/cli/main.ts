@@ -201,6 +201,7 @@ program
   .option('--box-loss <kind>', 'box terms: bce (the reference: mean over all patches) | balanced (box patches and the rest weighed equally) | softmax (the box ranked above the rest: -log of its softmax share)', 'bce')
   .option('--logit-bias <x>', 'start with this SigLIP logit bias (the reference\'s -10 suits batches of thousands; about log(1/(B-1)) suits small ones)')
   .option('--reinit <groups>', 'start these weight groups from random weights drawn with --seed, the rest as --init gives it: text-tower (not its prompt projection), pool-head (the attention pooling that makes the contrastive image feature)')
+  .option('--word-loss <x>', 'weight of the caption-word term (not the reference\'s): each local box\'s pooled feature scores the vocabulary through the text tower\'s token embedding against its caption\'s words (0 = off)', '0')
   .option('--regions <n>', 'local (box, caption) pairs per image in the contrastive term, its own included: one look pools them all (1 = the reference)', '1')
   .option('--eval-every <n>', 'steps between held-out checks (selection recall, retrieval PS3 vs low-res) logged as val_* in metrics.jsonl; 0 = never', '0')
   .option('--eval-scenes <n>', 'held-out validation scenes per check', '6')

@@ -11,7 +11,7 @@ import { l2Normalize } from '../model/layers.js';
 import { encodePretrain, pretrainSelection, type PretrainRegions } from '../model/pretrain.js';
 import { encodeText } from '../model/text.js';
 import { Weights } from '../model/weights.js';
-import { boxLoss, boxTargets, siglipLoss, type BoxLossKind } from './loss.js';
+import { boxLoss, boxTargets, logSigmoid, siglipLoss, type BoxLossKind } from './loss.js';
 
 /**
  * A pre-training batch: images, caption token ids [B, N], box maps [B, H, W], global-caption
@@ -31,6 +31,8 @@ export interface LossWeights {
   readonly posteriorBox: number;
   /** how the box terms weigh the box's patches against the rest (default `bce`, the reference's) */
   readonly box?: BoxLossKind;
+  /** the caption-word term (`wordLoss`; not the reference's; default 0, off) */
+  readonly words?: number;
 }
 
 export const DEFAULT_LOSS_WEIGHTS: LossWeights = { contrastive: 1, priorBox: 1, posteriorBox: 1 };
@@ -38,6 +40,8 @@ export const DEFAULT_LOSS_WEIGHTS: LossWeights = { contrastive: 1, priorBox: 1, 
 export interface ObjectiveOutput {
   readonly total: tf.Tensor;
   readonly contrastive: tf.Tensor;
+  /** the caption-word term (0 when its weight is) */
+  readonly words: tf.Tensor;
   readonly priorBox: tf.Tensor;
   readonly posteriorBox: tf.Tensor;
   readonly logits: tf.Tensor;
@@ -54,7 +58,7 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
   const B = pixels.batch;
   if (batch.text.length % B !== 0) throw new UserError(`text: ${batch.text.length} token ids for a batch of ${B}`);
   const text = encodeText(w, config.text, batch.text, B);
-  if (weights.contrastive === 0) return selectionObjective(w, config, batch, text.prompt, weights);
+  if (weights.contrastive === 0 && !weights.words) return selectionObjective(w, config, batch, text.prompt, weights);
   const vision = encodePretrain(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, batch.isGlobalText, batch.regions);
   // the regions' pairs join the batch's: [B + R, D] on each side, every other pair a negative
   const regionText = batch.regions && vision.regionPooled ? encodeText(w, config.text, batch.regions.text, vision.regionPooled.shape[0]!).pooledOutput : null;
@@ -66,12 +70,15 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
   const targets = boxTargets(vision.gtAtScale);
   const priorBox = boxLoss(vision.bottomupSelectionProbs, targets, batch.isGlobalText, weights.box);
   const posteriorBox = boxLoss(vision.topdownSelectionProbs, targets, batch.isGlobalText, weights.box);
+  const words = weights.words ? wordLoss(w, config, vision.pooledOutput, vision.regionPooled, batch) : tf.scalar(0);
   // a term weighted 0 stays out of the total, so the gradient does not run back through what only it reads
-  const weighted = ([[contrastive, weights.contrastive], [priorBox, weights.priorBox], [posteriorBox, weights.posteriorBox]] as const).filter(([, k]) => k !== 0).map(([t, k]) => tf.mul(t, k));
+  const terms = [[contrastive, weights.contrastive], [priorBox, weights.priorBox], [posteriorBox, weights.posteriorBox], [words, weights.words ?? 0]] as const;
+  const weighted = terms.filter(([, k]) => k !== 0).map(([t, k]) => tf.mul(t, k));
   const total = weighted.length === 1 ? weighted[0]! : tf.addN(weighted);
   return {
     total,
     contrastive,
+    words,
     priorBox,
     posteriorBox,
     logits,
@@ -82,6 +89,40 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
     topdownSelectionProbs: vision.topdownSelectionProbs,
     selectionMaps: vision.selectionMaps,
   };
+}
+
+/**
+ * The caption-word term: each local pair's pooled box feature [P, D] scores every word of the
+ * vocabulary through the text tower's token embedding [V, D] (logits [P, V]), against the words
+ * of its caption (multi-hot; padding and the ids every caption of the batch holds, such as the
+ * end-of-text token, left out): mean binary cross-entropy. Unlike the contrastive term its signal
+ * does not come from the batch's other pairs, so a batch of 2 at 4K still says, for every box,
+ * which colour, shape and characters its caption names. Not in the reference.
+ */
+export function wordLoss(w: Weights, config: PS3Config, pooled: tf.Tensor, regionPooled: tf.Tensor | null, batch: PretrainBatch): tf.Tensor {
+  const B = batch.pixels.batch;
+  const N = batch.text.length / B;
+  const V = config.text.vocabSize;
+  const local = [...batch.isGlobalText].flatMap((g, b) => (g ? [] : [b]));
+  const captions: Int32Array[] = local.map((b) => batch.text.subarray(b * N, (b + 1) * N));
+  const R = regionPooled?.shape[0] ?? 0;
+  for (let k = 0; k < R; k++) captions.push(batch.regions!.text.subarray(k * N, (k + 1) * N));
+  if (!captions.length) return tf.scalar(0);
+  const sets = captions.map((ids) => new Set([...ids].filter((id) => id !== config.text.padId)));
+  const everywhere = [...sets[0]!].filter((id) => sets.every((s) => s.has(id)));
+  const target = new Float32Array(captions.length * V);
+  sets.forEach((s, p) => s.forEach((id) => (target[p * V + id] = everywhere.includes(id) ? 0 : 1)));
+  const keep = new Float32Array(V).fill(1);
+  everywhere.forEach((id) => (keep[id] = 0));
+  keep[config.text.padId] = 0;
+  return tf.tidy(() => {
+    const ownLocal = local.length ? tf.gather(pooled, tf.tensor1d(local, 'int32')) : null;
+    const features = ownLocal && regionPooled ? tf.concat([ownLocal, regionPooled]) : (ownLocal ?? regionPooled!);
+    const logits = tf.matMul(features, w.get('text_model.token_embedding.weight'), false, true); // [P, V]
+    const y = tf.tensor2d(target, [captions.length, V]);
+    const perWord = tf.neg(tf.add(tf.mul(y, logSigmoid(logits)), tf.mul(tf.sub(1, y), logSigmoid(tf.neg(logits)))));
+    return tf.div(tf.sum(tf.mul(perWord, tf.tensor1d(keep))), captions.length * keep.reduce((a, v) => a + v, 0));
+  });
 }
 
 /** Weights the selection-only objective never reads: their gradient is not asked for (nor applied). */
@@ -104,6 +145,7 @@ function selectionObjective(w: Weights, config: PS3Config, batch: PretrainBatch,
   return {
     total: tf.addN([tf.mul(priorBox, weights.priorBox), tf.mul(posteriorBox, weights.posteriorBox)]),
     contrastive: tf.scalar(0),
+    words: tf.scalar(0),
     priorBox,
     posteriorBox,
     logits: tf.zeros([B, B]),
@@ -117,7 +159,7 @@ function selectionObjective(w: Weights, config: PS3Config, batch: PretrainBatch,
 }
 
 export interface LossAndGrads {
-  readonly loss: { total: number; contrastive: number; priorBox: number; posteriorBox: number };
+  readonly loss: { total: number; contrastive: number; priorBox: number; posteriorBox: number; words: number };
   /**
    * The contrastive pairs' in-batch top-1: the share of captions whose own image (box) has the
    * highest logit of the batch's, and the number of pairs (chance is 1 / pairs). The loss alone
@@ -136,7 +178,11 @@ export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch
   const all = options.trainable ? [...options.trainable] : [...w.keys()];
   // without the contrastive term the look, the pooling head and the logit scale play no part
   const lw = options.lossWeights;
-  const unused = lw?.contrastive === 0 ? SELECTION_ONLY_UNUSED : lw?.priorBox === 0 && lw.posteriorBox === 0 ? BOX_ONLY : [];
+  const unused = [
+    // the word term alone reads the text tower's token embedding, nothing else of it, and no logit scale
+    ...(lw?.contrastive === 0 ? (lw.words ? [/^logit_(scale|bias)$/, /^text_model\.(?!token_embedding\.)/] : SELECTION_ONLY_UNUSED) : []),
+    ...(lw?.priorBox === 0 && lw.posteriorBox === 0 ? BOX_ONLY : []),
+  ];
   const keys = all.filter((k) => !unused.some((re) => re.test(k)));
   const terms: number[] = [];
   let pairs = { top1: 0, count: 0 };
@@ -146,15 +192,15 @@ export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch
       for (const [k, t] of w.entries()) map.set(k, t);
       keys.forEach((k, i) => map.set(k, xs[i]!));
       const out = pretrainObjective(new Weights(map, true), config, batch, options.lossWeights);
-      terms.push(...[out.total, out.contrastive, out.priorBox, out.posteriorBox].map((t) => t.dataSync()[0]!));
+      terms.push(...[out.total, out.contrastive, out.priorBox, out.posteriorBox, out.words].map((t) => t.dataSync()[0]!));
       if (lw?.contrastive !== 0) pairs = inBatchTop1(out.logits);
       return tf.reshape(out.total, []) as tf.Scalar;
     };
     return tf.valueAndGrads(f)(keys.map((k) => w.get(k)));
   });
   value.dispose();
-  const [total, contrastive, priorBox, posteriorBox] = terms as [number, number, number, number];
-  return { loss: { total, contrastive, priorBox, posteriorBox }, pairs, grads: new Map(keys.map((k, i) => [k, grads[i]!])) };
+  const [total, contrastive, priorBox, posteriorBox, words] = terms as [number, number, number, number, number];
+  return { loss: { total, contrastive, priorBox, posteriorBox, words }, pairs, grads: new Map(keys.map((k, i) => [k, grads[i]!])) };
 }
 
 /** logits [n images, n texts]: per text (column), is its own image the row of the highest logit. */

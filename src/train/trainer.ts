@@ -65,6 +65,8 @@ export interface StepMetrics {
   /** in-batch top-1 of the contrastive pairs (captions whose own image scores highest) and the pairs a micro-batch held: chance is 1 / pairs */
   pairs_top1: number;
   pairs: number;
+  /** the caption-word term (`--word-loss`; 0 when off) */
+  word_loss: number;
   prior_box_loss: number;
   posterior_box_loss: number;
   lr: number;
@@ -170,7 +172,7 @@ export async function trainLoop(
     const t0 = performance.now();
     const lr = learningRate(state.step, { lr: options.lr, warmup: options.warmup, steps: options.steps });
     const grads = new Map<string, tf.Tensor>();
-    const terms = { total: 0, contrastive: 0, priorBox: 0, posteriorBox: 0 };
+    const terms = { total: 0, contrastive: 0, priorBox: 0, posteriorBox: 0, words: 0 };
     let hits = 0;
     let pairs = 0;
     for (let micro = 0; micro < options.accum; micro++) {
@@ -195,6 +197,7 @@ export async function trainLoop(
       terms.contrastive += r.loss.contrastive / options.accum;
       terms.priorBox += r.loss.priorBox / options.accum;
       terms.posteriorBox += r.loss.posteriorBox / options.accum;
+      terms.words += r.loss.words / options.accum;
       hits += r.pairs.top1 * r.pairs.count;
       pairs += r.pairs.count;
     }
@@ -217,6 +220,7 @@ export async function trainLoop(
       contrastive_loss: terms.contrastive,
       pairs_top1: pairs ? hits / pairs : 0,
       pairs: pairs / options.accum,
+      word_loss: terms.words,
       prior_box_loss: terms.priorBox,
       posterior_box_loss: terms.posteriorBox,
       lr,

@@ -9,7 +9,7 @@ import { randomModel, type PS3Model } from '../../src/model/load.js';
 import { presetConfig } from '../../src/model/presets.js';
 import { encodePretrain } from '../../src/model/pretrain.js';
 import { boxAreaAtGrid, boxToGtMap } from '../../src/model/selection.js';
-import { inBatchTop1, lossAndGrads, type PretrainBatch } from '../../src/train/objective.js';
+import { inBatchTop1, lossAndGrads, pretrainObjective, wordLoss, type PretrainBatch } from '../../src/train/objective.js';
 import { Rng } from '../../src/rng.js';
 import type { Box } from '../../src/io/shards.js';
 
@@ -108,4 +108,40 @@ test('pairs: the in-batch top-1 counts captions whose own image has the highest 
   const logits = tf.tensor2d([[5, 0, 1], [1, 0, 0], [0, 3, 2]]);
   assert.deepEqual(inBatchTop1(logits), { top1: 2 / 3, count: 3 });
   logits.dispose();
+});
+
+test('word loss: BCE of each local box feature\'s word scores (token embedding) against its caption\'s words, alone in the total when the others weigh 0', () => {
+  const batch: PretrainBatch = { pixels: { data: pixels, batch: 2, height: S, width: S }, text: ids(2, 1), gtSelectionMaps: gt(), isGlobalText: Float32Array.from([0, 1]), regions: { owner: Int32Array.from([1]), boxes: [[145, 145, 165, 165]], text: ids(1, 2) } };
+  const out = tf.tidy(() => {
+    const o = pretrainObjective(model.weights, model.config, batch, { contrastive: 1, priorBox: 0, posteriorBox: 0, words: 1 });
+    // by hand: rows = the local sample 0 and the region; logits = features . E^T
+    const regionFeature = encodePretrain(model.weights, model.config.vision, batch.pixels, tf.reshape(model.weights.get('vision_model.prior_prompt'), [1, -1]).tile([2, 1]), batch.gtSelectionMaps, batch.isGlobalText, batch.regions).regionPooled!;
+    return [o.words, o.pooledOutput, regionFeature, wordLoss(model.weights, model.config, o.pooledOutput, regionFeature, batch)];
+  });
+  const [words, pooled, region] = out as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+  const E = model.weights.get('text_model.token_embedding.weight').arraySync() as number[][];
+  const V = E.length;
+  const N = model.config.text.contextLength;
+  const feats = [(pooled.arraySync() as number[][])[0]!, (region.arraySync() as number[][])[0]!];
+  const caps = [batch.text.subarray(0, N), batch.regions!.text];
+  const sets = caps.map((c) => new Set([...c].filter((id) => id !== model.config.text.padId)));
+  const common = [...sets[0]!].filter((id) => sets[1]!.has(id));
+  let sum = 0;
+  let count = 0;
+  feats.forEach((f, p) => {
+    for (let v = 0; v < V; v++) {
+      if (v === model.config.text.padId || common.includes(v)) continue;
+      const z = f.reduce((a, x, d) => a + x * E[v]![d]!, 0);
+      const y = sets[p]!.has(v) ? 1 : 0;
+      sum += -(y * Math.log(1 / (1 + Math.exp(-z))) + (1 - y) * Math.log(1 / (1 + Math.exp(z))));
+      count++;
+    }
+  });
+  // the objective's pass and this one choose the same look (the same prompt is not needed: boxes are forced, the rest bottom-up)
+  assert.ok(Math.abs(words.dataSync()[0]! - sum / count) < 1e-3, `${words.dataSync()[0]} vs ${sum / count}`);
+  tf.dispose(out);
+  const r = lossAndGrads(model.weights, model.config, batch, { lossWeights: { contrastive: 0, priorBox: 0, posteriorBox: 0, words: 1 } });
+  assert.ok(Math.abs(r.loss.total - r.loss.words) < 1e-6 && r.loss.words > 0);
+  assert.ok(r.grads.has('vision_model.trunk.attn_pool.latent') && !r.grads.has('logit_scale'));
+  tf.dispose([...r.grads.values()]);
 });
