@@ -93,7 +93,9 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
 
 /**
  * The caption-word term: each local pair's pooled box feature [P, D] scores every word of the
- * vocabulary through the text tower's token embedding [V, D] (logits [P, V]), against the words
+ * vocabulary through the text tower's token embedding [V, D] as the contrastive term scores a
+ * pair — e^t cos(feature, embedding) + b with its logit scale and bias, so the scores have a
+ * useful range whatever the embeddings' norms (logits [P, V]) — against the words
  * of its caption (multi-hot; padding and the ids every caption of the batch holds, such as the
  * end-of-text token, left out): mean binary cross-entropy. Unlike the contrastive term its signal
  * does not come from the batch's other pairs, so a batch of 2 at 4K still says, for every box,
@@ -118,7 +120,10 @@ export function wordLoss(w: Weights, config: PS3Config, pooled: tf.Tensor, regio
   return tf.tidy(() => {
     const ownLocal = local.length ? tf.gather(pooled, tf.tensor1d(local, 'int32')) : null;
     const features = ownLocal && regionPooled ? tf.concat([ownLocal, regionPooled]) : (ownLocal ?? regionPooled!);
-    const logits = tf.matMul(features, w.get('text_model.token_embedding.weight'), false, true); // [P, V]
+    const scale = w.has('logit_scale') ? w.get('logit_scale') : tf.scalar(config.initLogitScale);
+    const bias = w.has('logit_bias') ? w.get('logit_bias') : tf.scalar(config.initLogitBias);
+    const cosines = tf.matMul(l2Normalize(features), l2Normalize(w.get('text_model.token_embedding.weight')), false, true);
+    const logits = tf.add(tf.mul(cosines, tf.exp(tf.reshape(scale, []))), tf.reshape(bias, [])); // [P, V]
     const y = tf.tensor2d(target, [captions.length, V]);
     const perWord = tf.neg(tf.add(tf.mul(y, logSigmoid(logits)), tf.mul(tf.sub(1, y), logSigmoid(tf.neg(logits)))));
     return tf.div(tf.sum(tf.mul(perWord, tf.tensor1d(keep))), captions.length * keep.reduce((a, v) => a + v, 0));
@@ -179,8 +184,8 @@ export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch
   // without the contrastive term the look, the pooling head and the logit scale play no part
   const lw = options.lossWeights;
   const unused = [
-    // the word term alone reads the text tower's token embedding, nothing else of it, and no logit scale
-    ...(lw?.contrastive === 0 ? (lw.words ? [/^logit_(scale|bias)$/, /^text_model\.(?!token_embedding\.)/] : SELECTION_ONLY_UNUSED) : []),
+    // the word term alone reads the text tower's token embedding and nothing else of it
+    ...(lw?.contrastive === 0 ? (lw.words ? [/^text_model\.(?!token_embedding\.)/] : SELECTION_ONLY_UNUSED) : []),
     ...(lw?.priorBox === 0 && lw.posteriorBox === 0 ? BOX_ONLY : []),
   ];
   const keys = all.filter((k) => !unused.some((re) => re.test(k)));

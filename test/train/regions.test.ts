@@ -110,7 +110,7 @@ test('pairs: the in-batch top-1 counts captions whose own image has the highest 
   logits.dispose();
 });
 
-test('word loss: BCE of each local box feature\'s word scores (token embedding) against its caption\'s words, alone in the total when the others weigh 0', () => {
+test('word loss: BCE of each local box feature\'s word scores (e^t cos with the token embedding + b) against its caption\'s words, alone in the total when the others weigh 0', () => {
   const batch: PretrainBatch = { pixels: { data: pixels, batch: 2, height: S, width: S }, text: ids(2, 1), gtSelectionMaps: gt(), isGlobalText: Float32Array.from([0, 1]), regions: { owner: Int32Array.from([1]), boxes: [[145, 145, 165, 165]], text: ids(1, 2) } };
   const out = tf.tidy(() => {
     const o = pretrainObjective(model.weights, model.config, batch, { contrastive: 1, priorBox: 0, posteriorBox: 0, words: 1 });
@@ -120,6 +120,8 @@ test('word loss: BCE of each local box feature\'s word scores (token embedding) 
   });
   const [words, pooled, region] = out as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
   const E = model.weights.get('text_model.token_embedding.weight').arraySync() as number[][];
+  const scale = model.weights.get('logit_scale').dataSync()[0]!;
+  const bias = model.weights.get('logit_bias').dataSync()[0]!;
   const V = E.length;
   const N = model.config.text.contextLength;
   const feats = [(pooled.arraySync() as number[][])[0]!, (region.arraySync() as number[][])[0]!];
@@ -131,7 +133,8 @@ test('word loss: BCE of each local box feature\'s word scores (token embedding) 
   feats.forEach((f, p) => {
     for (let v = 0; v < V; v++) {
       if (v === model.config.text.padId || common.includes(v)) continue;
-      const z = f.reduce((a, x, d) => a + x * E[v]![d]!, 0);
+      const norm = (x: number[]): number => Math.sqrt(x.reduce((a, c) => a + c * c, 0));
+      const z = (Math.exp(scale) * f.reduce((a, x, d) => a + x * E[v]![d]!, 0)) / (norm(f) * norm(E[v]!)) + bias;
       const y = sets[p]!.has(v) ? 1 : 0;
       sum += -(y * Math.log(1 / (1 + Math.exp(-z))) + (1 - y) * Math.log(1 / (1 + Math.exp(z))));
       count++;
@@ -142,6 +145,6 @@ test('word loss: BCE of each local box feature\'s word scores (token embedding) 
   tf.dispose(out);
   const r = lossAndGrads(model.weights, model.config, batch, { lossWeights: { contrastive: 0, priorBox: 0, posteriorBox: 0, words: 1 } });
   assert.ok(Math.abs(r.loss.total - r.loss.words) < 1e-6 && r.loss.words > 0);
-  assert.ok(r.grads.has('vision_model.trunk.attn_pool.latent') && !r.grads.has('logit_scale'));
+  assert.ok(r.grads.has('vision_model.trunk.attn_pool.latent') && r.grads.has('logit_scale') && !r.grads.has('text_model.prompt_proj.fc1.weight'));
   tf.dispose([...r.grads.values()]);
 });
