@@ -7,7 +7,7 @@
  *
  * With `regions` (other local boxes of the images, `--regions`), their patches are forced into
  * the same look as well, and each is pooled like the sample's own box: one more pooled feature a
- * region, for the contrastive term only (the box losses keep the sample's own box).
+ * region, for the contrastive and caption-word terms (the box losses keep the sample's own box).
  */
 import { tf } from '../tensor/engine.js';
 import { resize } from '../tensor/resample.js';
