@@ -96,8 +96,10 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
  * vocabulary through the text tower's token embedding [V, D] as the contrastive term scores a
  * pair — e^t cos(feature, embedding) + b with its logit scale and bias, so the scores have a
  * useful range whatever the embeddings' norms (logits [P, V]) — against the words
- * of its caption (multi-hot; padding and the ids every caption of the batch holds, such as the
- * end-of-text token, left out): mean binary cross-entropy. Unlike the contrastive term its signal
+ * of its caption: mean binary cross-entropy over the batch's words (those some caption of the
+ * batch holds and not every one: padding and the end-of-text token drop out). Over the whole
+ * vocabulary the term would mostly teach that ids no caption uses are absent (the tiny presets
+ * have 4,096 ids for a word tokenizer's ~140), and its size would follow the vocabulary's. Unlike the contrastive term its signal
  * does not come from the batch's other pairs, so a batch of 2 at 4K still says, for every box,
  * which colour, shape and characters its caption names. Not in the reference.
  */
@@ -114,9 +116,9 @@ export function wordLoss(w: Weights, config: PS3Config, pooled: tf.Tensor, regio
   const everywhere = [...sets[0]!].filter((id) => sets.every((s) => s.has(id)));
   const target = new Float32Array(captions.length * V);
   sets.forEach((s, p) => s.forEach((id) => (target[p * V + id] = everywhere.includes(id) ? 0 : 1)));
-  const keep = new Float32Array(V).fill(1);
+  const keep = new Float32Array(V);
+  sets.forEach((s) => s.forEach((id) => (keep[id] = 1)));
   everywhere.forEach((id) => (keep[id] = 0));
-  keep[config.text.padId] = 0;
   return tf.tidy(() => {
     const ownLocal = local.length ? tf.gather(pooled, tf.tensor1d(local, 'int32')) : null;
     const features = ownLocal && regionPooled ? tf.concat([ownLocal, regionPooled]) : (ownLocal ?? regionPooled!);
