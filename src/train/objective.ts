@@ -92,43 +92,38 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
 }
 
 /**
- * The caption-word term: each local pair's pooled box feature [P, D] scores every word of the
- * vocabulary through the text tower's token embedding [V, D] as the contrastive term scores a
- * pair — e^t cos(feature, embedding) + b with its logit scale and bias, so the scores have a
- * useful range whatever the embeddings' norms (logits [P, V]) — against the words
- * of its caption: mean binary cross-entropy over the batch's words (those some caption of the
- * batch holds and not every one: padding and the end-of-text token drop out). Over the whole
- * vocabulary the term would mostly teach that ids no caption uses are absent (the tiny presets
- * have 4,096 ids for a word tokenizer's ~140), and its size would follow the vocabulary's. Unlike the contrastive term its signal
- * does not come from the batch's other pairs, so a batch of 2 at 4K still says, for every box,
- * which colour, shape and characters its caption names. Not in the reference.
+ * The caption-word term: each local pair's pooled box feature [P, D] scores the batch's words —
+ * those some caption of the batch holds and not every one (padding and the end-of-text token
+ * drop out) — through the text tower's token embedding, as the contrastive term scores a pair:
+ * e^t cos(feature, embedding) + b with its logit scale and bias, so the scores have a useful range
+ * whatever the embeddings' norms (logits [P, K]); mean binary cross-entropy against the words of
+ * each caption. Over the whole vocabulary the term would mostly teach that ids no caption uses
+ * are absent (the tiny presets have 4,096 ids for a word tokenizer's ~140). Unlike the
+ * contrastive term its signal does not come from the batch's other pairs, so a batch of 2 at 4K
+ * still says, for every box, which colour, shape and characters its caption names. Not in the
+ * reference.
  */
 export function wordLoss(w: Weights, config: PS3Config, pooled: tf.Tensor, regionPooled: tf.Tensor | null, batch: PretrainBatch): tf.Tensor {
   const B = batch.pixels.batch;
   const N = batch.text.length / B;
-  const V = config.text.vocabSize;
   const local = [...batch.isGlobalText].flatMap((g, b) => (g ? [] : [b]));
   const captions: Int32Array[] = local.map((b) => batch.text.subarray(b * N, (b + 1) * N));
   const R = regionPooled?.shape[0] ?? 0;
   for (let k = 0; k < R; k++) captions.push(batch.regions!.text.subarray(k * N, (k + 1) * N));
-  if (!captions.length) return tf.scalar(0);
-  const sets = captions.map((ids) => new Set([...ids].filter((id) => id !== config.text.padId)));
-  const everywhere = [...sets[0]!].filter((id) => sets.every((s) => s.has(id)));
-  const target = new Float32Array(captions.length * V);
-  sets.forEach((s, p) => s.forEach((id) => (target[p * V + id] = everywhere.includes(id) ? 0 : 1)));
-  const keep = new Float32Array(V);
-  sets.forEach((s) => s.forEach((id) => (keep[id] = 1)));
-  everywhere.forEach((id) => (keep[id] = 0));
+  const sets = captions.map((ids) => new Set(ids));
+  const words = [...new Set(captions.flatMap((ids) => [...ids]))].filter((id) => id !== config.text.padId && !sets.every((s) => s.has(id)));
+  if (!words.length) return tf.scalar(0);
+  const target = Float32Array.from(sets.flatMap((s) => words.map((id) => (s.has(id) ? 1 : 0))));
   return tf.tidy(() => {
     const ownLocal = local.length ? tf.gather(pooled, tf.tensor1d(local, 'int32')) : null;
     const features = ownLocal && regionPooled ? tf.concat([ownLocal, regionPooled]) : (ownLocal ?? regionPooled!);
     const scale = w.has('logit_scale') ? w.get('logit_scale') : tf.scalar(config.initLogitScale);
     const bias = w.has('logit_bias') ? w.get('logit_bias') : tf.scalar(config.initLogitBias);
-    const cosines = tf.matMul(l2Normalize(features), l2Normalize(w.get('text_model.token_embedding.weight')), false, true);
-    const logits = tf.add(tf.mul(cosines, tf.exp(tf.reshape(scale, []))), tf.reshape(bias, [])); // [P, V]
-    const y = tf.tensor2d(target, [captions.length, V]);
-    const perWord = tf.neg(tf.add(tf.mul(y, logSigmoid(logits)), tf.mul(tf.sub(1, y), logSigmoid(tf.neg(logits)))));
-    return tf.div(tf.sum(tf.mul(perWord, tf.tensor1d(keep))), captions.length * keep.reduce((a, v) => a + v, 0));
+    const embeddings = tf.gather(w.get('text_model.token_embedding.weight'), tf.tensor1d(words, 'int32')); // [K, D]
+    const cosines = tf.matMul(l2Normalize(features), l2Normalize(embeddings), false, true);
+    const logits = tf.add(tf.mul(cosines, tf.exp(tf.reshape(scale, []))), tf.reshape(bias, [])); // [P, K]
+    const y = tf.tensor2d(target, [captions.length, words.length]);
+    return tf.neg(tf.mean(tf.add(tf.mul(y, logSigmoid(logits)), tf.mul(tf.sub(1, y), logSigmoid(tf.neg(logits))))));
   });
 }
 
