@@ -138,6 +138,33 @@ export function boxAreaAtGrid(box: Box, size: number, gh: number, gw: number): F
   return out;
 }
 
+/** The cells of a gh x gw grid that `box` touches (area share > 0), row-major. */
+export function boxCells(box: Box, size: number, gh: number, gw: number): number[] {
+  const cells: number[] = [];
+  boxAreaAtGrid(box, size, gh, gw).forEach((v, g) => v > 0 && cells.push(g));
+  return cells;
+}
+
+/** How many first-grid cells one pre-training look can force on a size x size image (see forcingCapacity). */
+export interface ForcingCapacity {
+  /** side of the first high-res scale's grid, where forcing is decided */
+  readonly grid: number;
+  /** forced cells every scale's budget holds */
+  readonly cells: number;
+}
+
+/**
+ * Forcing is decided on the first high-res grid and nearest-upsampled, so one forced cell forces
+ * (g_i / g_1)^2 patches of scale i; a look forcing more cells than a scale's budget holds keeps
+ * only the first by index there (ties), and boxes further down fall out of the look.
+ */
+export function forcingCapacity(cfg: VisionConfig, size: number): ForcingCapacity {
+  const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, size, size, i + 1));
+  const first = grids[0]![0] * grids[0]![1];
+  const cells = Math.min(...baseBudgets(cfg).map((b, i) => Math.floor((b * first) / (grids[i]![0] * grids[i]![1]))));
+  return { grid: grids[0]![0], cells };
+}
+
 /**
  * The ground-truth map [B, H, W] at input resolution, area-downsampled to the first high-res grid
  * and nearest-upsampled to each scale's grid: per scale a [B, gh * gw] array (> 0 forces a patch).

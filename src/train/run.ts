@@ -12,6 +12,7 @@ import { loadModel, randomModel, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import { growModel } from '../model/grow.js';
 import { inputResizes } from '../model/encoder.js';
+import { forcingCapacity } from '../model/selection.js';
 import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } from './checkpoint.js';
 import { AdamW } from './optimizer.js';
 import { WorkerSampleSource } from './prefetch.js';
@@ -144,7 +145,7 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
       skip: state.samplesSeen,
       size: S,
       globalCaptionProb: o.globalCaptionProb,
-      ...(o.regions ? { regions: o.regions } : {}),
+      ...(o.regions ? { regions: o.regions, forcing: forcingCapacity(model.config.vision, S) } : {}),
       ahead: 2,
       resizes: inputResizes(model.config.vision, S, S),
     },

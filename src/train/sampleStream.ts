@@ -6,6 +6,7 @@
 import { isUserError, UserError } from '../errors.js';
 import { Rng } from '../rng.js';
 import type { ShardDataset } from '../io/shards.js';
+import type { ForcingCapacity } from '../model/selection.js';
 import { makeSample } from './samples.js';
 import { resize } from '../tensor/resample.js';
 import type { BufferPool } from '../tensor/bufferPool.js';
@@ -32,6 +33,8 @@ export function sampleSource(
     globalCaptionProb: number;
     /** local (box, caption) pairs per image for the contrastive term (default 1) */
     regions?: number;
+    /** what one look can force, for the regions (samples.ts) */
+    forcing?: ForcingCapacity;
     onBadImage?: (key: string, message: string) => void;
     resizes?: ReadonlyArray<readonly [number, number]>;
     /** where the samples' big arrays come from (and should go back to once used) */
@@ -55,7 +58,7 @@ export function sampleSource(
         const rng = new Rng(sampleSeed(seed, index++));
         try {
           const { pool } = options;
-          const sample = await makeSample(r.value, rng, { size: options.size, globalCaptionProb: options.globalCaptionProb, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], ...(options.regions ? { regions: options.regions } : {}) }, pool);
+          const sample = await makeSample(r.value, rng, { size: options.size, globalCaptionProb: options.globalCaptionProb, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], ...(options.regions ? { regions: options.regions } : {}), ...(options.forcing ? { forcing: options.forcing } : {}) }, pool);
           if (!options.resizes?.length) return sample;
           const S = options.size;
           const resized = new Map(options.resizes.map(([h, w]) => [`${h}x${w}`, resize(sample.pixels, 3, S, S, h, w, 'bicubic', pool?.float32(3 * h * w))]));

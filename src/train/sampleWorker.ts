@@ -7,6 +7,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { ShardDataset } from '../io/shards.js';
 import { BufferPool } from '../tensor/bufferPool.js';
+import type { ForcingCapacity } from '../model/selection.js';
 import { sampleSource } from './sampleStream.js';
 import type { TrainSample } from './trainer.js';
 
@@ -20,6 +21,8 @@ export interface SampleWorkerData {
   readonly globalCaptionProb: number;
   /** local (box, caption) pairs per image for the contrastive term */
   readonly regions?: number;
+  /** what one look can force, for the regions (samples.ts) */
+  readonly forcing?: ForcingCapacity;
   /** samples prepared ahead of the trainer */
   readonly ahead: number;
   /** the encoder's resizes of each sample, made here so the training thread need not */
@@ -41,6 +44,7 @@ const source = sampleSource(dataset, d.seed, d.skip, {
   size: d.size,
   globalCaptionProb: d.globalCaptionProb,
   ...(d.regions ? { regions: d.regions } : {}),
+  ...(d.forcing ? { forcing: d.forcing } : {}),
   onBadImage: (key, message) => port.postMessage({ type: 'skipped', key, message } satisfies WorkerMessage),
   resizes: d.resizes,
   pool,

@@ -19,7 +19,7 @@
 
 import { cropResizeImage, decodeImage, normalise, type RgbImage } from '../io/image.js';
 import type { Box, RawSample } from '../io/shards.js';
-import { boxToGtMap } from '../model/selection.js';
+import { boxCells, boxToGtMap, type ForcingCapacity } from '../model/selection.js';
 import type { Rng } from '../rng.js';
 import type { BufferPool } from '../tensor/bufferPool.js';
 import { cleanCaption, maskSentences } from './captions.js';
@@ -35,6 +35,8 @@ export interface SampleOptions {
   readonly maxPixels?: number;
   /** Local (box, caption) pairs per image for the contrastive term, the sample's own included (default 1). */
   readonly regions?: number;
+  /** What one look can force (model/selection.ts): other regions are kept only while all fit. */
+  readonly forcing?: ForcingCapacity;
 }
 
 /** Another local region of the sample's image: its caption and its box in output pixels. */
@@ -140,20 +142,31 @@ function pickCaption(raw: RawSample, rng: Rng, globalCaptionProb: number): { tex
 
 /**
  * Up to `count` local regions other than `exclude`, in a random order, through the crop; a box
- * the crop leaves without area is dropped (a caption of nothing visible would teach noise).
+ * the crop leaves without area is dropped (a caption of nothing visible would teach noise), and
+ * with `forcing` so is one that would push the forced cells (the sample's own box's and the kept
+ * regions') past what the look holds: its patches would not all be looked at, and its feature
+ * would pool other tokens.
  */
-function otherRegions(raw: RawSample, rng: Rng, exclude: number, count: number, window: CropWindow, size: number): SampleRegion[] {
+function otherRegions(raw: RawSample, rng: Rng, exclude: number, own: Box, count: number, window: CropWindow, size: number, forcing?: ForcingCapacity): SampleRegion[] {
   const { text, box } = raw.annotation;
   const order = text.map((_, i) => i).filter((i) => i !== exclude);
   for (let i = order.length - 1; i > 0; i--) {
     const j = rng.int(0, i);
     [order[i], order[j]] = [order[j]!, order[i]!];
   }
+  const cellsOf = (b: Box): number[] => (forcing ? boxCells(b, size, forcing.grid, forcing.grid) : []);
+  const forced = new Set(cellsOf(own));
   const out: SampleRegion[] = [];
-  for (const i of order.slice(0, count)) {
-    const caption = maskSentences(cleanCaption(text[i]!), rng);
+  for (const i of order) {
+    if (out.length === count) break;
     const b = transformBox(box[i]!, window, size);
-    if (b[2] > b[0] && b[3] > b[1]) out.push({ caption, box: b });
+    if (!(b[2] > b[0] && b[3] > b[1])) continue;
+    if (forcing) {
+      const more = cellsOf(b).filter((g) => !forced.has(g));
+      if (forced.size + more.length > forcing.cells) continue;
+      more.forEach((g) => forced.add(g));
+    }
+    out.push({ caption: maskSentences(cleanCaption(text[i]!), rng), box: b });
   }
   return out;
 }
@@ -177,5 +190,5 @@ export async function makeSample(raw: RawSample, rng: Rng, options: SampleOption
   const sample = { key: raw.key, pixels, gt: boxToGtMap(box, size, pool?.float32(size * size)), isGlobal: box === null ? 1 : 0, caption, box } as const;
   const regions = options.regions ?? 1;
   if (regions <= 1 || box === null) return sample;
-  return { ...sample, regions: otherRegions(raw, rng, picked.index, regions - 1, window, size) };
+  return { ...sample, regions: otherRegions(raw, rng, picked.index, box, regions - 1, window, size, options.forcing) };
 }

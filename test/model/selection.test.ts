@@ -11,7 +11,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig, type VisionConfig } from '../../src/io/config.js';
-import { baseBudgets, boxAreaAtGrid, boxToGtMap, chooseLook, gridAtScale, imageSizeAtScale, lookBudgets, planLooks } from '../../src/model/selection.js';
+import { baseBudgets, boxAreaAtGrid, boxCells, boxToGtMap, chooseLook, forcingCapacity, gridAtScale, groundTruthPerScale, imageSizeAtScale, lookBudgets, planLooks } from '../../src/model/selection.js';
+import { presetConfig } from '../../src/model/presets.js';
 import { resize } from '../../src/tensor/resample.js';
 
 // Compiled to dist/test/model/, so the repository root is three levels up.
@@ -285,4 +286,34 @@ test('boxAreaAtGrid equals the box map area-downsampled (adaptive average poolin
     assert.equal(got.length, gh * gw);
     got.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-6, `${box.join()} at ${gh}x${gw}, cell ${i}: ${v} vs ${want[i]}`));
   }
+});
+
+test('forcingCapacity: the first-grid cells every scale holds (tiny at 3780: budgets 21 + 85 + 534, a cell forces 1, 4, 25 patches)', () => {
+  assert.deepEqual(forcingCapacity(presetConfig('tiny').vision, 3780), { grid: 54, cells: 21 });
+  assert.deepEqual(forcingCapacity(fixture, 224), { grid: 8, cells: 3 });
+});
+
+test('forcingCapacity: forcing that many cells puts every forced patch in the look at every scale; one more drops some', () => {
+  const cfg = presetConfig('tiny').vision;
+  const S = 3780;
+  const { grid, cells } = forcingCapacity(cfg, S);
+  const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, S, S, i + 1));
+  const lookAt = (n: number): boolean => {
+    // n forced cells spread over the first grid, every 7th
+    const first = new Float32Array(grid * grid);
+    for (let k = 0; k < n; k++) first[(k * 7) % first.length] = 1;
+    const perScale = groundTruthPerScale(cfg, new Float32Array(S * S), 1, S, S, first);
+    const probs = perScale.map((m) => Float32Array.from(m, (v) => (v > 0 ? 1 : 0.5)));
+    const chosen = chooseLook(probs, null, baseBudgets(cfg));
+    return perScale.every((m, i) => m.every((v, g) => v === 0 || chosen[i]!.includes(g)) && chosen[i]!.length === baseBudgets(cfg)[i]);
+  };
+  assert.equal(grids[0]![0], grid);
+  assert.ok(lookAt(cells));
+  assert.ok(!lookAt(cells + 1));
+});
+
+test('boxCells: the cells with area share > 0, row-major', () => {
+  assert.deepEqual(boxCells([0, 0, 10, 10], 56, 4, 4), [0]);
+  assert.deepEqual(boxCells([10, 10, 20, 20], 56, 4, 4), [0, 1, 4, 5]);
+  boxCells([5.5, 30.25, 49.9, 55.9], 70, 9, 6).forEach((g) => assert.ok(boxAreaAtGrid([5.5, 30.25, 49.9, 55.9], 70, 9, 6)[g]! > 0));
 });
