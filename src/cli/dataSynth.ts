@@ -9,6 +9,7 @@ import { join, relative } from 'node:path';
 import cliProgress from 'cli-progress';
 import { UserError } from '../errors.js';
 import { SYNTH_VERSION, writeSynthDataset, type ImageFormat, type SynthSummary } from '../data/synth.js';
+import { DEFAULT_CAPTIONS } from '../data/scene/render.js';
 import { SPECIAL_TOKENS, synthVocabulary, writeWordTokenizer } from '../data/wordTokenizer.js';
 import { outputFolder } from './inputs.js';
 
@@ -22,6 +23,8 @@ export interface DataSynthOptions {
   /** width:height ("16:9") or width/height ("1.5"); default square */
   aspect?: string;
   contextLength?: string;
+  /** local captions an image: "MIN-MAX" or "N" */
+  captions?: string;
 }
 
 const MAX_SIDE = 16384;
@@ -53,6 +56,16 @@ function aspectOption(value: string | undefined): number {
   return ratio;
 }
 
+/** "MIN-MAX" or "N" local captions an image, 1 to 64. */
+function captionsOption(value: string | undefined): readonly [number, number] {
+  if (value === undefined) return DEFAULT_CAPTIONS;
+  const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(value);
+  const lo = m ? Number(m[1]) : NaN;
+  const hi = m ? Number(m[2] ?? m[1]) : NaN;
+  if (!(lo >= 1 && hi <= 64 && lo <= hi)) throw new UserError(`--captions must be N or MIN-MAX with 1 <= MIN <= MAX <= 64, got "${value}"`);
+  return [lo, hi];
+}
+
 /** Shards already in DIR/images or DIR/annotations. */
 async function existingShards(out: string): Promise<string[]> {
   const found: string[] = [];
@@ -78,6 +91,7 @@ export async function dataSynthCommand(options: DataSynthOptions): Promise<numbe
   const contextLength = integerOption('--context-length', options.contextLength, 64, 2, 4096);
   const format = formatOption(options.format);
   const aspect = aspectOption(options.aspect);
+  const captions = captionsOption(options.captions);
   // --size is the long side
   const width = aspect >= 1 ? size : Math.max(32, Math.round(size * aspect));
   const height = aspect >= 1 ? Math.max(32, Math.round(size / aspect)) : size;
@@ -98,7 +112,7 @@ export async function dataSynthCommand(options: DataSynthOptions): Promise<numbe
   bar.start(count, 0, { rate: '0.00', mb: '0' });
   let summary: SynthSummary;
   try {
-    summary = await writeSynthDataset({ out, count, width, height, seed, perShard, format }, ({ done, bytes }) => {
+    summary = await writeSynthDataset({ out, count, width, height, seed, perShard, format, captions }, ({ done, bytes }) => {
       const rate = done / ((performance.now() - started) / 1000);
       bar.update(done, { rate: rate.toFixed(2), mb: (bytes / 1e6).toFixed(1) });
     });
@@ -118,6 +132,7 @@ export async function dataSynthCommand(options: DataSynthOptions): Promise<numbe
     seed,
     per_shard: perShard,
     format,
+    local_captions: captions,
     shards: { images: summary.imageShards.map((p) => relative(out, p)), annotations: summary.annotationShards.map((p) => relative(out, p)) },
     captions: summary.captions,
     tokenizer: 'tokenizer',

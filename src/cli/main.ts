@@ -361,6 +361,7 @@ data
   .option('--format <png|jpg>', 'image encoding')
   .option('--aspect <w:h>', 'aspect ratio, width:height (default square)')
   .option('--context-length <n>', 'context length written into the tokenizer config', '64')
+  .option('--captions <min-max>', 'local captions an image, drawn uniformly from MIN to MAX (or N); denser captions give pre-training more pairs an image (default 4-8)')
   .action((o: Parameters<typeof dataSynthCommand>[0]) => runCommand(() => dataSynthCommand(o)));
 data
   .command('caption')

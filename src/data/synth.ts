@@ -59,6 +59,8 @@ export interface SynthDatasetOptions {
   readonly seed: number;
   readonly perShard: number;
   readonly format: ImageFormat;
+  /** local captions an image, [min, max] (default scene/render.ts DEFAULT_CAPTIONS) */
+  readonly captions?: readonly [number, number];
 }
 
 export interface SynthProgress {
@@ -106,7 +108,7 @@ export async function writeSynthDataset(options: SynthDatasetOptions, onProgress
     onProgress?.({ done: images.samples, bytes });
   };
   for (let index = 0; index < count; index++) {
-    const scene = renderScene(sceneRng(seed, index), { width, height });
+    const scene = renderScene(sceneRng(seed, index), { width, height }, options.captions);
     const encoded = encodeImage(scene.rgb, width, height, format);
     // keep the rejection handled while this promise waits behind the previous image
     encoded.catch(() => undefined);

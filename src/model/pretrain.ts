@@ -5,8 +5,9 @@
  * whose caption is global take the low-res pooled output instead. Synchronous and built from
  * differentiable ops, so it runs inside `tf.grad`.
  *
- * With `regions` (other local boxes of the images, `--regions`), their patches are forced into
- * the same look as well, and each is pooled like the sample's own box: one more pooled feature a
+ * With `regions` (other local boxes of the images, `--regions`), their top-scale patches are
+ * forced into the same look as well (the caller keeps them within the top budget:
+ * selection.ts forcingCapacity), and each is pooled like the sample's own box: one more pooled feature a
  * region, for the contrastive and caption-word terms (the box losses keep the sample's own box).
  */
 import { tf } from '../tensor/engine.js';
@@ -91,18 +92,20 @@ export function encodePretrain(
   const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, H, W, i + 1));
   // the box area-downsampled to each scale's grid: the pooling mask, and (first grid) the forcing map
   const gtAtScale = grids.map(([h, gw]) => resize(gt, B, H, W, h, gw, 'area'));
-  // each region's box at each grid ([gh * gw] per scale): its forcing share and its pooling mask
+  // each region's box at each grid ([gh * gw] per scale): its pooling mask, and (top grid) its forcing
   const regionAtScale = (regions?.boxes ?? []).map((box) => grids.map(([h, gw]) => boxAreaAtGrid(box, H, h, gw)));
-  let forcing = gtAtScale[0]!;
+  const gtPerScale = groundTruthPerScale(cfg, gt, B, H, W, gtAtScale[0]);
   if (R) {
-    forcing = forcing.slice();
-    const cells = grids[0]![0] * grids[0]![1];
-    regionAtScale.forEach((perScale, k) => perScale[0]!.forEach((v, g) => {
-      const at = regions!.owner[k]! * cells + g;
-      forcing[at] = Math.max(forcing[at]!, v);
+    // the other regions are forced at the top scale only, patch by patch (selection.ts forcingCapacity)
+    const top = gtPerScale.length - 1;
+    const cells = grids[top]![0] * grids[top]![1];
+    const forcedTop = gtPerScale[top]!.slice();
+    regionAtScale.forEach((perScale, k) => perScale[top]!.forEach((v, g) => {
+      if (v > 0) forcedTop[regions!.owner[k]! * cells + g] = 1;
     }));
+    gtPerScale[top] = forcedTop;
   }
-  const forced = forceGroundTruth(topdown, groundTruthPerScale(cfg, gt, B, H, W, forcing));
+  const forced = forceGroundTruth(topdown, gtPerScale);
 
   const sizes = grids.map(([h, gw]) => h * gw);
   const probArrays = forced.map((p) => p.dataSync() as Float32Array);

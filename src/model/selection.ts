@@ -6,7 +6,7 @@
  */
 import { tf } from '../tensor/engine.js';
 import { adaptiveMaxPool2d, resize2d } from '../tensor/ops.js';
-import { adaptiveBins, resize } from '../tensor/resample.js';
+import { adaptiveBins, nearestIndex, resize } from '../tensor/resample.js';
 import { stableTopK } from '../tensor/topk.js';
 import type { VisionConfig } from '../io/config.js';
 import type { Box } from '../io/shards.js';
@@ -145,24 +145,35 @@ export function boxCells(box: Box, size: number, gh: number, gw: number): number
   return cells;
 }
 
-/** How many first-grid cells one pre-training look can force on a size x size image (see forcingCapacity). */
+/** What one pre-training look can force on a size x size image (see forcingCapacity). */
 export interface ForcingCapacity {
-  /** side of the first high-res scale's grid, where forcing is decided */
-  readonly grid: number;
-  /** forced cells every scale's budget holds */
-  readonly cells: number;
+  /** side of the first high-res scale's grid, where the sample's own box is forced */
+  readonly first: number;
+  /** side of the top scale's grid, where the other regions are forced */
+  readonly top: number;
+  /** the top scale's patches in one look */
+  readonly budget: number;
 }
 
 /**
- * Forcing is decided on the first high-res grid and nearest-upsampled, so one forced cell forces
- * (g_i / g_1)^2 patches of scale i; a look forcing more cells than a scale's budget holds keeps
- * only the first by index there (ties), and boxes further down fall out of the look.
+ * The sample's own box is forced on the first high-res grid and nearest-upsampled (spec §2.6), so
+ * at the top scale it takes whole blocks; the other regions (`--regions`) are forced at the top
+ * scale only, patch by patch, where the detail is. Forced patches past the top budget would be
+ * dropped by index (ties), and a region further down would pool other tokens.
  */
 export function forcingCapacity(cfg: VisionConfig, size: number): ForcingCapacity {
-  const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, size, size, i + 1));
-  const first = grids[0]![0] * grids[0]![1];
-  const cells = Math.min(...baseBudgets(cfg).map((b, i) => Math.floor((b * first) / (grids[i]![0] * grids[i]![1]))));
-  return { grid: grids[0]![0], cells };
+  const n = cfg.scales.length - 1;
+  return { first: gridAtScale(cfg, size, size, 1)[0], top: gridAtScale(cfg, size, size, n)[0], budget: baseBudgets(cfg)[n - 1]! };
+}
+
+/** The top-grid patches forced for the sample's own box: its first-grid cells, nearest-upsampled. */
+export function ownForcedAtTop(box: Box, size: number, capacity: ForcingCapacity): number[] {
+  const { first, top } = capacity;
+  const own = new Set(boxCells(box, size, first, first));
+  const from = nearestIndex(first, top);
+  const out: number[] = [];
+  for (let r = 0; r < top; r++) for (let c = 0; c < top; c++) if (own.has(from[r]! * first + from[c]!)) out.push(r * top + c);
+  return out;
 }
 
 /**

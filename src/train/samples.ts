@@ -19,7 +19,7 @@
 
 import { cropResizeImage, decodeImage, normalise, type RgbImage } from '../io/image.js';
 import type { Box, RawSample } from '../io/shards.js';
-import { boxCells, boxToGtMap, type ForcingCapacity } from '../model/selection.js';
+import { boxCells, boxToGtMap, ownForcedAtTop, type ForcingCapacity } from '../model/selection.js';
 import type { Rng } from '../rng.js';
 import type { BufferPool } from '../tensor/bufferPool.js';
 import { cleanCaption, maskSentences } from './captions.js';
@@ -143,9 +143,9 @@ function pickCaption(raw: RawSample, rng: Rng, globalCaptionProb: number): { tex
 /**
  * Up to `count` local regions other than `exclude`, in a random order, through the crop; a box
  * the crop leaves without area is dropped (a caption of nothing visible would teach noise), and
- * with `forcing` so is one that would push the forced cells (the sample's own box's and the kept
- * regions') past what the look holds: its patches would not all be looked at, and its feature
- * would pool other tokens.
+ * with `forcing` so is one that would push the forced top-scale patches (the sample's own box's
+ * and the kept regions') past the look's top budget: its patches would not all be looked at, and
+ * its feature would pool other tokens.
  */
 function otherRegions(raw: RawSample, rng: Rng, exclude: number, own: Box, count: number, window: CropWindow, size: number, forcing?: ForcingCapacity): SampleRegion[] {
   const { text, box } = raw.annotation;
@@ -154,16 +154,15 @@ function otherRegions(raw: RawSample, rng: Rng, exclude: number, own: Box, count
     const j = rng.int(0, i);
     [order[i], order[j]] = [order[j]!, order[i]!];
   }
-  const cellsOf = (b: Box): number[] => (forcing ? boxCells(b, size, forcing.grid, forcing.grid) : []);
-  const forced = new Set(cellsOf(own));
+  const forced = new Set(forcing ? ownForcedAtTop(own, size, forcing) : []);
   const out: SampleRegion[] = [];
   for (const i of order) {
     if (out.length === count) break;
     const b = transformBox(box[i]!, window, size);
     if (!(b[2] > b[0] && b[3] > b[1])) continue;
     if (forcing) {
-      const more = cellsOf(b).filter((g) => !forced.has(g));
-      if (forced.size + more.length > forcing.cells) continue;
+      const more = boxCells(b, size, forcing.top, forcing.top).filter((g) => !forced.has(g));
+      if (forced.size + more.length > forcing.budget) continue;
       more.forEach((g) => forced.add(g));
     }
     out.push({ caption: maskSentences(cleanCaption(text[i]!), rng), box: b });

@@ -201,6 +201,7 @@ test('ps3 data synth: shards, tokenizer, manifest, summary; refuses to write ove
   assert.equal(manifest['per_shard'], 2);
   assert.deepEqual(manifest['shards'], { images: ['images/shard-000000.tar', 'images/shard-000001.tar'], annotations: ['annotations/shard-000000.tar', 'annotations/shard-000001.tar'] });
   assert.ok(typeof manifest['vocabulary_size'] === 'number' && manifest['vocabulary_size'] > 100);
+  assert.deepEqual(manifest['local_captions'], [4, 8]);
   await assert.rejects(quietly({ ...CLI, out }), (e: unknown) => e instanceof UserError && /already holds shards/.test(e.message));
   // a folder without shards is fine to write into
   const other = join(dir, 'other');
@@ -208,6 +209,15 @@ test('ps3 data synth: shards, tokenizer, manifest, summary; refuses to write ove
   await writeFile(join(other, 'notes.txt'), 'kept');
   assert.equal((await quietly({ ...CLI, out: other, count: '1' })).code, 0);
   assert.equal(await readFile(join(other, 'notes.txt'), 'utf8'), 'kept');
+}));
+
+test('ps3 data synth --captions MIN-MAX: each image gets that many local captions, recorded in the manifest', () => withTempDir(async (dir) => {
+  const out = join(dir, 'dense');
+  assert.equal((await quietly({ ...CLI, out, count: '2', size: '512', captions: '16-20' })).code, 0);
+  const manifest = JSON.parse(await readFile(join(out, 'manifest.json'), 'utf8')) as Record<string, unknown>;
+  assert.deepEqual(manifest['local_captions'], [16, 20]);
+  // 2 images: 16-20 local captions each, plus a global one each
+  assert.ok(typeof manifest['captions'] === 'number' && manifest['captions'] >= 34 && manifest['captions'] <= 42, String(manifest['captions']));
 }));
 
 test('ps3 data synth: bad options are one-line user errors naming the option', async () => {
@@ -223,6 +233,10 @@ test('ps3 data synth: bad options are one-line user errors naming the option', a
     [{ aspect: '16:0' }, /^--aspect /],
     [{ aspect: 'wide' }, /^--aspect /],
     [{ contextLength: '1' }, /^--context-length /],
+    [{ captions: '0' }, /^--captions /],
+    [{ captions: '9-3' }, /^--captions /],
+    [{ captions: '4-99' }, /^--captions /],
+    [{ captions: 'many' }, /^--captions /],
   ];
   for (const [change, message] of cases) {
     await assert.rejects(quietly({ ...CLI, out: join(tmpdir(), 'ps3-never-written'), ...change }), (e: unknown) => e instanceof UserError && message.test(e.message) && !e.message.includes('\n'), JSON.stringify(change));

@@ -46,6 +46,14 @@ test('the same Rng state gives the same scene; other seeds give others', () => {
   assert.notEqual(sha(renderScene(sceneRng(1, 0), SIZE).rgb), sha(renderScene(sceneRng(1, 1), SIZE).rgb));
 });
 
+test('a caption range draws that many regions, and the scene otherwise the same pixels', () => {
+  const plain = renderScene(sceneRng(3, 0), SIZE);
+  const dense = renderScene(sceneRng(3, 0), SIZE, [20, 24]);
+  assert.equal(sha(dense.rgb), sha(plain.rgb));
+  assert.ok(dense.regions.length >= 20 && dense.regions.length <= 24, `${dense.regions.length} regions`);
+  assert.equal(new Set(dense.regions.map((r) => r.box.join())).size, dense.regions.length);
+});
+
 test('scenes are full: many objects, several regions of several kinds, a global caption', () => {
   for (const s of SCENES) {
     assert.equal(s.rgb.length, s.width * s.height * 3);

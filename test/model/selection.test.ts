@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig, type VisionConfig } from '../../src/io/config.js';
-import { baseBudgets, boxAreaAtGrid, boxCells, boxToGtMap, chooseLook, forcingCapacity, gridAtScale, groundTruthPerScale, imageSizeAtScale, lookBudgets, planLooks } from '../../src/model/selection.js';
+import { baseBudgets, boxAreaAtGrid, boxCells, boxToGtMap, chooseLook, forcingCapacity, gridAtScale, groundTruthPerScale, imageSizeAtScale, lookBudgets, ownForcedAtTop, planLooks } from '../../src/model/selection.js';
 import { presetConfig } from '../../src/model/presets.js';
 import { resize } from '../../src/tensor/resample.js';
 
@@ -288,28 +288,22 @@ test('boxAreaAtGrid equals the box map area-downsampled (adaptive average poolin
   }
 });
 
-test('forcingCapacity: the first-grid cells every scale holds (tiny at 3780: budgets 21 + 85 + 534, a cell forces 1, 4, 25 patches)', () => {
-  assert.deepEqual(forcingCapacity(presetConfig('tiny').vision, 3780), { grid: 54, cells: 21 });
-  assert.deepEqual(forcingCapacity(fixture, 224), { grid: 8, cells: 3 });
+test('forcingCapacity: the first and top grids and the top budget (tiny at 3780: 54, 270, 534 of 640)', () => {
+  assert.deepEqual(forcingCapacity(presetConfig('tiny').vision, 3780), { first: 54, top: 270, budget: 534 });
 });
 
-test('forcingCapacity: forcing that many cells puts every forced patch in the look at every scale; one more drops some', () => {
+test('ownForcedAtTop: the box\'s first-grid cells nearest-upsampled to the top grid, as the look forces them', () => {
   const cfg = presetConfig('tiny').vision;
   const S = 3780;
-  const { grid, cells } = forcingCapacity(cfg, S);
-  const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, S, S, i + 1));
-  const lookAt = (n: number): boolean => {
-    // n forced cells spread over the first grid, every 7th
-    const first = new Float32Array(grid * grid);
-    for (let k = 0; k < n; k++) first[(k * 7) % first.length] = 1;
-    const perScale = groundTruthPerScale(cfg, new Float32Array(S * S), 1, S, S, first);
-    const probs = perScale.map((m) => Float32Array.from(m, (v) => (v > 0 ? 1 : 0.5)));
-    const chosen = chooseLook(probs, null, baseBudgets(cfg));
-    return perScale.every((m, i) => m.every((v, g) => v === 0 || chosen[i]!.includes(g)) && chosen[i]!.length === baseBudgets(cfg)[i]);
-  };
-  assert.equal(grids[0]![0], grid);
-  assert.ok(lookAt(cells));
-  assert.ok(!lookAt(cells + 1));
+  const capacity = forcingCapacity(cfg, S);
+  for (const box of [[100, 100, 185, 185], [700, 1200, 1290, 1260], [0, 3700, 60, 3780]] as const) {
+    const perScale = groundTruthPerScale(cfg, boxToGtMap(box, S), 1, S, S);
+    const want: number[] = [];
+    perScale.at(-1)!.forEach((v, g) => v > 0 && want.push(g));
+    assert.deepEqual(ownForcedAtTop(box, S, capacity), want, box.join());
+  }
+  // an 85 px box straddling cells takes 2 x 2 blocks of 5 x 5 patches
+  assert.equal(ownForcedAtTop([100, 100, 185, 185], S, capacity).length, 100);
 });
 
 test('boxCells: the cells with area share > 0, row-major', () => {

@@ -8,7 +8,7 @@ import { initEngine, tf } from '../../src/tensor/engine.js';
 import { randomModel, type PS3Model } from '../../src/model/load.js';
 import { presetConfig } from '../../src/model/presets.js';
 import { encodePretrain } from '../../src/model/pretrain.js';
-import { boxAreaAtGrid, boxToGtMap } from '../../src/model/selection.js';
+import { boxAreaAtGrid, boxCells, boxToGtMap, forcingCapacity, ownForcedAtTop } from '../../src/model/selection.js';
 import { inBatchTop1, lossAndGrads, pretrainObjective, wordLoss, type PretrainBatch } from '../../src/train/objective.js';
 import { Rng } from '../../src/rng.js';
 import type { Box } from '../../src/io/shards.js';
@@ -56,6 +56,22 @@ test('a region with the sample\'s own box pools to the sample\'s own feature; ev
       if (v > 0) assert.equal(top.data[regions.owner[k]! * cells + g], 1, `region ${k}, cell ${g} not looked at`);
     });
   });
+  tf.dispose([prompt, out.pooledOutput, out.regionPooled!, ...out.bottomupSelectionProbs, ...out.topdownSelectionProbs]);
+});
+
+test('regions filling the top budget exactly (forcingCapacity) are all in the look, each box patch by patch', () => {
+  const capacity = forcingCapacity(model.config.vision, S);
+  // 2 x 2 top patches each, away from image 0's own box (top cells 2-3, 2-3), each across four
+  // first-grid cells: forced there, they would take 16 top patches each and overflow
+  const at = (x: number, y: number): Box => [x * 14 + 1, y * 14 + 1, x * 14 + 27, y * 14 + 27];
+  const boxes = [at(9, 9), at(11, 5), at(5, 11), at(13, 13)];
+  const forcedCount = new Set([...ownForcedAtTop(own[0]!, S, capacity), ...boxes.flatMap((b) => boxCells(b, S, capacity.top, capacity.top))]).size;
+  assert.equal(forcedCount, capacity.budget);
+  const regions = { owner: Int32Array.from([0, 0, 0, 0]), boxes };
+  const prompt = tf.randomNormal([2, model.config.vision.trunk.width], 0, 1, 'float32', 4);
+  const out = encodePretrain(model.weights, model.config.vision, { data: pixels, batch: 2, height: S, width: S }, prompt, gt(), [0, 0], regions);
+  const top = out.selectionMaps.at(-1)!;
+  for (const box of boxes) for (const g of boxCells(box, S, top.height, top.width)) assert.equal(top.data[g], 1, `${box.join()}: patch ${g} not looked at`);
   tf.dispose([prompt, out.pooledOutput, out.regionPooled!, ...out.bottomupSelectionProbs, ...out.topdownSelectionProbs]);
 });
 

@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import { UserError } from '../../src/errors.js';
 import type { Annotation, RawSample } from '../../src/io/shards.js';
 import { Rng } from '../../src/rng.js';
-import { boxCells, boxToGtMap } from '../../src/model/selection.js';
+import { boxCells, boxToGtMap, ownForcedAtTop } from '../../src/model/selection.js';
 import { cropImage, makeSample, randomResizedCropWindow, transformBox } from '../../src/train/samples.js';
 import type { SampleOptions } from '../../src/train/samples.js';
 
@@ -179,30 +179,30 @@ test('an image that does not decode is a UserError naming shard and key', async 
   });
 });
 
-test('regions with forcing: the kept boxes and the own box touch at most `cells` cells of the first grid; the rest are skipped', async () => {
-  // a 64 x 64 image read at 64 px; a 4 x 4 grid: 16 px cells
+test('regions with forcing: the own box\'s forced patches and the kept boxes\' fit the top budget; what is skipped would not', async () => {
+  // a 64 x 64 image read at 64 px; first grid 4 x 4 (16 px cells), top grid 8 x 8 (8 px patches)
   const boxes = [[1, 1, 14, 14], [17, 1, 30, 14], [1, 17, 14, 30], [33, 33, 62, 62], [49, 1, 62, 14]] as const;
   const text = ['one.', 'two.', 'three.', 'four.', 'five.'];
   const sample = raw(await redBoxImage(64, 64, [1, 1, 14, 14]), { text, box: [...boxes], globalText: 'All.' });
-  const forcing = { grid: 4, cells: 3 };
-  let sawBig = false;
+  const forcing = { first: 4, top: 8, budget: 16 };
+  let sawSkip = false;
   for (let seed = 0; seed < 20; seed++) {
     const s = await makeSample(sample, new Rng(seed), { ...plain, size: 64, regions: 5, globalCaptionProb: 0, forcing });
     const free = await makeSample(sample, new Rng(seed), { ...plain, size: 64, regions: 5, globalCaptionProb: 0 });
-    const cells = new Set([s.box!, ...s.regions!.map((r) => r.box)].flatMap((b) => boxCells(b, 64, 4, 4)));
+    const own = ownForcedAtTop(s.box!, 64, forcing);
+    const forced = new Set([...own, ...s.regions!.flatMap((r) => boxCells(r.box, 64, 8, 8))]);
     // the sample's own box is forced as the reference does, whatever its size; others only if they fit
-    if (boxCells(s.box!, 64, 4, 4).length > forcing.cells) assert.deepEqual(s.regions, []);
-    else assert.ok(cells.size <= forcing.cells, `seed ${seed}: ${cells.size} cells`);
-    // nothing that fits is left out: every skipped box would overflow
+    if (own.length > forcing.budget) assert.deepEqual(s.regions, []);
+    else assert.ok(forced.size <= forcing.budget, `seed ${seed}: ${forced.size} patches`);
     const kept = new Set([s.caption, ...s.regions!.map((r) => r.caption)]);
     for (const r of free.regions!) {
       if (kept.has(r.caption)) continue;
-      const more = boxCells(r.box, 64, 4, 4).filter((g) => !cells.has(g));
-      assert.ok(cells.size + more.length > forcing.cells, `seed ${seed}: ${r.caption} fits but was skipped`);
+      const more = boxCells(r.box, 64, 8, 8).filter((g) => !forced.has(g));
+      assert.ok(forced.size + more.length > forcing.budget, `seed ${seed}: ${r.caption} fits but was skipped`);
+      sawSkip = true;
     }
-    sawBig ||= free.regions!.some((r) => r.caption === 'four.') && !kept.has('four.');
   }
-  assert.ok(sawBig, 'the big box (4 cells) never left out');
+  assert.ok(sawSkip, 'no region was ever left out');
 });
 
 test('regions: a local sample carries up to regions - 1 other local pairs of its image, each box through the same crop', async () => {

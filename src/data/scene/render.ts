@@ -20,8 +20,15 @@ import { planObjects } from './plan.js';
 import { chooseRegions, regionCandidates } from './regions.js';
 import type { Scene, SceneSize } from './types.js';
 
-/** Renders one scene; the same Rng state and size give the same scene, pixel for pixel. */
-export function renderScene(rng: Rng, size: SceneSize): Scene {
+/** How many local captions a scene gets unless asked otherwise: drawn uniformly from 4 to 8. */
+export const DEFAULT_CAPTIONS: readonly [number, number] = [4, 8];
+
+/**
+ * Renders one scene; the same Rng state, size and caption range give the same scene, pixel for
+ * pixel. `captions` [min, max]: its local captions are drawn from that range (of the 60-90 each
+ * scene could be described by), so denser captions give pre-training more pairs an image.
+ */
+export function renderScene(rng: Rng, size: SceneSize, captions: readonly [number, number] = DEFAULT_CAPTIONS): Scene {
   const { width, height } = size;
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 32 || height < 32) {
     throw new RangeError(`renderScene: size must be whole pixels of at least 32, got ${width} x ${height}`);
@@ -32,6 +39,6 @@ export function renderScene(rng: Rng, size: SceneSize): Scene {
   const plans = planObjects(canvas, rng, long);
   paintClutter(canvas, rng, long, plans.map((p) => [p.cx - p.hw, p.cy - p.hh, p.cx + p.hw, p.cy + p.hh] as Box));
   const objects = drawObjects(canvas, rng, plans);
-  const regions = chooseRegions(rng, regionCandidates(rng, objects), rng.int(4, 8));
+  const regions = chooseRegions(rng, regionCandidates(rng, objects), rng.int(captions[0], captions[1]));
   return { rgb: canvas.rgb, width, height, objects, regions, globalCaption: globalCaption(rng, objects, background) };
 }
