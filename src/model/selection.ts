@@ -6,7 +6,7 @@
  */
 import { tf } from '../tensor/engine.js';
 import { adaptiveMaxPool2d, resize2d } from '../tensor/ops.js';
-import { adaptiveBins, nearestIndex, resize } from '../tensor/resample.js';
+import { adaptiveBins, resize } from '../tensor/resample.js';
 import { stableTopK } from '../tensor/topk.js';
 import type { VisionConfig } from '../io/config.js';
 import type { Box } from '../io/shards.js';
@@ -138,11 +138,16 @@ export function boxAreaAtGrid(box: Box, size: number, gh: number, gw: number): F
   return out;
 }
 
+/** Indices of the entries > 0, ascending. */
+function positive(values: ArrayLike<number>): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < values.length; i++) if (values[i]! > 0) out.push(i);
+  return out;
+}
+
 /** The cells of a gh x gw grid that `box` touches (area share > 0), row-major. */
 export function boxCells(box: Box, size: number, gh: number, gw: number): number[] {
-  const cells: number[] = [];
-  boxAreaAtGrid(box, size, gh, gw).forEach((v, g) => v > 0 && cells.push(g));
-  return cells;
+  return positive(boxAreaAtGrid(box, size, gh, gw));
 }
 
 /** What one pre-training look can force on a size x size image (see forcingCapacity). */
@@ -169,11 +174,7 @@ export function forcingCapacity(cfg: VisionConfig, size: number): ForcingCapacit
 /** The top-grid patches forced for the sample's own box: its first-grid cells, nearest-upsampled. */
 export function ownForcedAtTop(box: Box, size: number, capacity: ForcingCapacity): number[] {
   const { first, top } = capacity;
-  const own = new Set(boxCells(box, size, first, first));
-  const from = nearestIndex(first, top);
-  const out: number[] = [];
-  for (let r = 0; r < top; r++) for (let c = 0; c < top; c++) if (own.has(from[r]! * first + from[c]!)) out.push(r * top + c);
-  return out;
+  return positive(resize(boxAreaAtGrid(box, size, first, first), 1, first, first, top, top, 'nearest'));
 }
 
 /**
