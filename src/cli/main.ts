@@ -159,6 +159,7 @@ bench
   .option('--seed <n>', 'seed of data and weights', '0')
   .option('--loss-weights <c,p,q>', 'weights of the contrastive loss and the bottom-up and top-down box losses (as train takes them)', '1,1,1')
   .option('--phases', "run the phases one after the other in one thread and time each (data, resizes, forward, backward, optimizer) instead of as the trainer runs (data in its worker thread)")
+  .option('--threads <list>', 'comma-separated numbers of threads sharing each step\'s batch (as train --threads), each timed in turn from the same weights; speedups against the first', '1')
   .option('--json', 'print one JSON line')
   .action((o: Omit<BenchTrainOptions, 'backend'>) => runCommand(() => benchTrainCommand({ ...o, ...program.opts() })));
 
@@ -187,6 +188,7 @@ program
   .option('--steps <n>', 'optimizer steps in all', '100')
   .option('--batch <n>', 'samples per micro-batch', '4')
   .option('--accum <n>', 'micro-batches per step (gradient accumulation)', '1')
+  .option('--threads <n>', 'threads that share each micro-batch, a sample or more each (default: one per core, at most --batch; 1 = the training thread alone); a run resumes on the same curve with the same number')
   .option('--lr <x>', 'peak learning rate', '5e-4')
   .option('--warmup <n>', 'linear warm-up steps before the cosine decay', '10')
   .option('--clip <x>', 'clip the global gradient norm to this (0 = off)', '1')

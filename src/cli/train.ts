@@ -2,6 +2,7 @@
  * `ps3 train --preset NAME | --init DIR --data DIR --steps N --batch B --out DIR [--resume]`:
  * options validated once here, then the run with a progress bar (step, loss, samples/s, ETA).
  */
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { lossWeights, num } from './zodArgs.js';
 import { initEngine } from '../tensor/engine.js';
@@ -23,6 +24,7 @@ const schema = z
     steps: num('steps').pipe(z.number().int('--steps must be an integer').positive('--steps must be positive')),
     batch: num('batch').pipe(z.number().int('--batch must be an integer').positive('--batch must be positive')),
     accum: num('accum').pipe(z.number().int().positive('--accum must be a positive integer')),
+    threads: num('threads').pipe(z.number().int('--threads must be an integer').positive('--threads must be positive')).optional(),
     lr: num('lr').pipe(z.number().positive('--lr must be positive')),
     warmup: num('warmup').pipe(z.number().int().nonnegative('--warmup must be a non-negative integer')),
     clip: num('clip').pipe(z.number().nonnegative('--clip must be >= 0 (0 = off)')),
@@ -69,6 +71,7 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
     steps: o.steps,
     batch: o.batch,
     accum: o.accum,
+    threads: Math.min(o.threads ?? availableParallelism(), o.batch),
     lr: o.lr,
     warmup: o.warmup,
     clip: o.clip,
@@ -89,7 +92,7 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
   let started = performance.now();
   const result = await runTraining(options, {
     onStart: ({ model, startStep }) => {
-      process.stderr.write(`training ${model.source} -> ${o.out} from step ${startStep} to ${o.steps}\n`);
+      process.stderr.write(`training ${model.source} -> ${o.out} from step ${startStep} to ${o.steps}${options.threads! > 1 ? ` on ${options.threads} threads` : ''}\n`);
       // with a time budget the bar counts seconds of it, not steps that will never all run
       bar = o.maxMinutes > 0 ? progressBar(Math.round(o.maxMinutes * 60), 'train (s of budget)', 'step {step} | loss {loss} | {sps} samples/s') : progressBar(o.steps, 'train', 'loss {loss} | {sps} samples/s');
       started = performance.now();

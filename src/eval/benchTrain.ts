@@ -5,18 +5,21 @@
  * resize, normalise, box map, the encoder's resizes) come from the trainer's worker thread, two
  * ahead, while this thread runs the gradient step and the optimizer. Samples per second are then
  * the trainer's, and each step is split into
- *   data      waiting for the worker's samples (what the overlap does not hide), stacking the batch
- *   backward  the gradient step (forward with tape, checkpoint recomputes, backward)
+ *   data      waiting for the worker's samples (what the overlap does not hide)
+ *   backward  the gradient step (stacking the batch, forward with tape, checkpoint recomputes, backward)
  *   optimizer clipping and AdamW
  * With `phases`, everything runs in this thread, one phase after the other, so each is measured
  * alone: data (read .. box map, stacking the batch), resizes (the encoder's other input sizes), forward (the objective
  * without gradients: a separate, extra pass and the profile's only cost), backward (the gradient
  * step minus forward), optimizer. Samples per second then count data + resizes + gradient step +
  * optimizer, run one after the other.
+ * With `threads` > 1 the gradient step is `ps3 train --threads`'s (train/gradShards.ts): the
+ * batch's towers on that many worker threads, the loss terms on this one.
  * GFLOP/s count the model's FLOPs (3 forwards a sample) over the gradient step and optimizer;
  * CPU time is the process's (every thread), per sample.
  */
 import { tf } from '../tensor/engine.js';
+import { UserError } from '../errors.js';
 import { resize } from '../tensor/resample.js';
 import type { TextTokenizer } from '../io/tokenizer.js';
 import { ShardDataset } from '../io/shards.js';
@@ -25,8 +28,9 @@ import type { PS3Model } from '../model/load.js';
 import { WorkerSampleSource } from '../train/prefetch.js';
 import { sampleSource } from '../train/sampleStream.js';
 import { BufferPool } from '../tensor/bufferPool.js';
-import { collate, releaseBatch, sampleFlops, type SampleSource, type TrainSample } from '../train/trainer.js';
-import { DEFAULT_LOSS_WEIGHTS, lossAndGrads, pretrainObjective, type LossWeights } from '../train/objective.js';
+import { BatchGradients, sampleFlops } from '../train/trainer.js';
+import { collate, releaseBatch, type SampleSource, type TrainSample } from '../train/batch.js';
+import { DEFAULT_LOSS_WEIGHTS, lossAndGrads, pretrainObjective, type LossAndGrads, type LossWeights } from '../train/objective.js';
 import { AdamW, clipGradients } from '../train/optimizer.js';
 
 export interface TrainPhases {
@@ -43,6 +47,8 @@ export interface TrainBench {
   readonly steps: number;
   /** "pipelined": data in the trainer's worker thread; "phases": every phase in turn in one thread */
   readonly mode: 'pipelined' | 'phases';
+  /** threads that shared each step's batch (1: the training thread alone) */
+  readonly threads: number;
   readonly loss_weights: LossWeights;
   /** per step, mean over the timed steps (the first step warms up and is not counted) */
   readonly ms_per_step: TrainPhases;
@@ -65,6 +71,8 @@ export interface BenchTrainOptions {
   seed: number;
   /** run every phase in turn in this thread (the step's profile) instead of as the trainer does */
   phases?: boolean;
+  /** worker threads sharing each step's batch, as `ps3 train --threads` (not with `phases`) */
+  threads?: number;
   lossWeights?: LossWeights;
   onStep?: (done: number) => void;
 }
@@ -76,6 +84,8 @@ export async function benchTrain(model: PS3Model, data: { images: string; annota
   const sizes = inputResizes(v, S, S);
   const lossWeights = options.lossWeights ?? DEFAULT_LOSS_WEIGHTS;
   const phases = options.phases ?? false;
+  const threads = Math.min(options.threads ?? 1, options.batch);
+  if (phases && threads > 1) throw new UserError('--phases times each phase in one thread: drop --threads');
   // big arrays reused from step to step, as the trainer reuses them
   const pool = new BufferPool();
   let source: SampleSource & { close?: () => Promise<void> };
@@ -94,6 +104,8 @@ export async function benchTrain(model: PS3Model, data: { images: string; annota
   const losses: number[] = [];
   let cpuStart = process.cpuUsage();
   let wallStart = performance.now();
+  // pipelined, the gradient step is the trainer's
+  const gradients = phases ? null : await BatchGradients.start(model, tokenizer, source, { threads, batch: options.batch, trainable: [...model.weights.keys()], lossWeights });
   try {
     for (let step = 0; step <= options.steps; step++) {
       if (step === 1) {
@@ -115,20 +127,22 @@ export async function benchTrain(model: PS3Model, data: { images: string; annota
       const samples: TrainSample[] = [];
       for (let i = 0; i < options.batch; i++) samples.push(await source.next());
       lap('data');
-      const withResizes = phases ? samples.map((s) => ({ ...s, resized: new Map(sizes.map(([h, w]) => [`${h}x${w}`, resize(s.pixels, 3, S, S, h, w, 'bicubic', pool.float32(3 * h * w))])) })) : samples;
-      if (phases) lap('resizes');
-      const batch = collate(withResizes, S, tokenizer, pool);
-      if (phases) withResizes.forEach((s) => pool.give(s.pixels, s.gt, ...s.resized!.values()));
-      else source.recycle?.(samples);
-      // stacking the batch counts as data
-      lap('data');
-      if (phases) {
+      let r: LossAndGrads;
+      if (gradients) r = await gradients.of(samples);
+      else {
+        const withResizes = samples.map((s) => ({ ...s, resized: new Map(sizes.map(([h, w]) => [`${h}x${w}`, resize(s.pixels, 3, S, S, h, w, 'bicubic', pool.float32(3 * h * w))])) }));
+        lap('resizes');
+        const batch = collate(withResizes, S, tokenizer, pool);
+        withResizes.forEach((s) => pool.give(s.pixels, s.gt, ...s.resized.values()));
+        // stacking the batch counts as data
+        lap('data');
         tf.tidy(() => {
           pretrainObjective(model.weights, model.config, batch, lossWeights).total.dataSync();
         });
         lap('forward');
+        r = lossAndGrads(model.weights, model.config, batch, { lossWeights });
+        releaseBatch(batch, pool);
       }
-      const r = lossAndGrads(model.weights, model.config, batch, { lossWeights });
       lap('backward');
       // the gradient pass less the separately timed forward; on a busy machine that forward can
       // take longer than the whole gradient pass, and a negative share means nothing
@@ -137,7 +151,6 @@ export async function benchTrain(model: PS3Model, data: { images: string; annota
       clipGradients(r.grads, 1);
       optimizer.apply(model.weights, r.grads, 1e-4);
       tf.dispose([...r.grads.values()]);
-      releaseBatch(batch, pool);
       lap('optimizer');
       losses.push(r.loss.total);
       if (step > 0) {
@@ -149,6 +162,7 @@ export async function benchTrain(model: PS3Model, data: { images: string; annota
       options.onStep?.(step);
     }
   } finally {
+    await gradients?.close();
     await source.close?.();
   }
   const cpu = process.cpuUsage(cpuStart);
@@ -163,6 +177,7 @@ export async function benchTrain(model: PS3Model, data: { images: string; annota
     batch: options.batch,
     steps: options.steps,
     mode: phases ? 'phases' : 'pipelined',
+    threads,
     loss_weights: lossWeights,
     ms_per_step: total,
     cpu_ms_per_step: cpuTotal,

@@ -20,7 +20,7 @@ import { UserError } from '../errors.js';
 import { squashNormalise, type RgbImage } from './pixels.js';
 import { SQUASH_THREAD_MIN_PIXELS, squashThread } from './squashThread.js';
 
-export { cropResizeImage, normalise, resizeImage, squash, squashNormalise, type RgbImage } from './pixels.js';
+export { cropResizeNormalise, normalise, resizeImage, squash, squashNormalise, type RgbImage } from './pixels.js';
 
 export interface DecodeOptions {
   /** Refuse, before decoding, any image whose header claims more than this many pixels. */

@@ -2,8 +2,7 @@
  * Pixels after decoding, with no decoder (so the browser can use them): PIL's bicubic squash and
  * the processor's normalisation.
  */
-import type { BufferPool } from '../tensor/bufferPool.js';
-import { pilCropResizeBicubicRgb, pilResizeBicubicRgb, pilResizeBicubicRgbToPlanes } from '../tensor/pilResize.js';
+import { pilCropResizeBicubicRgbToPlanes, pilResizeBicubicRgb, pilResizeBicubicRgbToPlanes } from '../tensor/pilResize.js';
 
 /** 8-bit RGB, interleaved: `data` is [height, width, 3]. */
 export interface RgbImage {
@@ -15,20 +14,6 @@ export interface RgbImage {
 /** Resize to width x height ignoring aspect ratio, exactly as PIL's `Image.resize((w, h), BICUBIC)`. */
 export function resizeImage(image: RgbImage, width: number, height: number): RgbImage {
   return { data: pilResizeBicubicRgb(image.data, image.width, image.height, width, height), width, height };
-}
-
-/**
- * A window of the image resized to width x height: the same as cropping, then `resizeImage`,
- * without the crop's copy; with `pool`, its arrays come from there.
- */
-export function cropResizeImage(
-  image: RgbImage,
-  window: { readonly left: number; readonly top: number; readonly width: number; readonly height: number },
-  width: number,
-  height: number,
-  pool?: BufferPool,
-): RgbImage {
-  return { data: pilCropResizeBicubicRgb(image.data, image.width, image.height, window, width, height, pool), width, height };
 }
 
 /** The processor's squash: any image to size x size, aspect ratio ignored. */
@@ -80,4 +65,24 @@ export function squashNormalise(
   const tables = normaliseTables(mean, std);
   if (out && out.length !== 3 * width * height) throw new RangeError(`normalise: out holds ${out.length} values, expected ${3 * width * height}`);
   return pilResizeBicubicRgbToPlanes(image.data, image.width, image.height, width, height, tables, out ?? new Float32Array(3 * width * height), rows);
+}
+
+/**
+ * A window of the image resized to width x height and normalised, in one pass (the same values
+ * as cutting the window out, then `squashNormalise`), as
+ * `squashNormalise` does for the whole image: a training sample's crop, [3, height, width]; into
+ * `out` when given.
+ */
+export function cropResizeNormalise(
+  image: RgbImage,
+  window: { readonly left: number; readonly top: number; readonly width: number; readonly height: number },
+  width: number,
+  height: number,
+  mean: readonly number[],
+  std: readonly number[],
+  out?: Float32Array,
+): Float32Array {
+  const tables = normaliseTables(mean, std);
+  if (out && out.length !== 3 * width * height) throw new RangeError(`normalise: out holds ${out.length} values, expected ${3 * width * height}`);
+  return pilCropResizeBicubicRgbToPlanes(image.data, image.width, image.height, window, width, height, tables, out ?? new Float32Array(3 * width * height));
 }

@@ -10,6 +10,7 @@
 import { Worker } from 'node:worker_threads';
 import { tf } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
+import { shardSizes } from '../train/gradShards.js';
 import type { PS3Model } from '../model/load.js';
 import type { Weights } from '../model/weights.js';
 import type { BoxLossKind } from '../train/loss.js';
@@ -33,12 +34,6 @@ export interface StepSetup {
   readonly ps3Trainable: readonly string[];
   readonly selectionWeight: number;
   readonly boxLoss: BoxLossKind;
-}
-
-/** Sizes of `threads` contiguous shards of a batch of `batch`, as even as can be (the first ones larger). */
-export function shardSizes(batch: number, threads: number): number[] {
-  const n = Math.max(1, Math.min(threads, batch));
-  return Array.from({ length: n }, (_, i) => Math.floor(batch / n) + (i < batch % n ? 1 : 0));
 }
 
 class ShardWorker {

@@ -11,7 +11,6 @@
  * own float steps: those taps answer to PyTorch, these to Pillow, and each must follow its source.
  */
 
-import type { BufferPool } from './bufferPool.js';
 import { cubicKernel } from './resample.js';
 
 /** Pillow's `PRECISION_BITS` for 8-bit images: 32 - 8 - 2, so a sum of 8-bit x coefficient products fits in an int32. */
@@ -83,9 +82,9 @@ function clip8(sum: number): number {
  * columns from `left` on (a crop window, read in place): [height, outW, 3]; written into the start
  * of `into` when given.
  */
-function resampleRows(src: Uint8Array, stride: number, top: number, left: number, height: number, taps: PilCoefficients, pool?: BufferPool, into?: Uint8Array): Uint8Array {
+function resampleRows(src: Uint8Array, stride: number, top: number, left: number, height: number, taps: PilCoefficients, into?: Uint8Array): Uint8Array {
   const { outSize: outW, ksize, first, count, coeff } = taps;
-  const out = into ? into.subarray(0, height * outW * 3) : pool ? pool.uint8(height * outW * 3) : new Uint8Array(height * outW * 3);
+  const out = into ? into.subarray(0, height * outW * 3) : new Uint8Array(height * outW * 3);
   for (let y = 0; y < height; y++) {
     const rowIn = ((top + y) * stride + left) * 3;
     let p = y * outW * 3;
@@ -131,10 +130,10 @@ function sumRows(src: Uint8Array, srcTop: number, rowLen: number, taps: PilCoeff
  * row accumulator. The partial sums are Pillow's, in Pillow's order, so they fit an int32 as
  * Pillow's own accumulator does.
  */
-function resampleColumns(src: Uint8Array, width: number, taps: PilCoefficients, pool?: BufferPool): Uint8Array {
+function resampleColumns(src: Uint8Array, width: number, taps: PilCoefficients): Uint8Array {
   const outH = taps.outSize;
   const rowLen = width * 3;
-  const out = pool ? pool.uint8(outH * rowLen) : new Uint8Array(outH * rowLen);
+  const out = new Uint8Array(outH * rowLen);
   const acc = new Int32Array(rowLen);
   for (let o = 0; o < outH; o++) {
     sumRows(src, 0, rowLen, taps, o, acc);
@@ -206,37 +205,67 @@ export function pilResizeBicubicRgbToPlanes(
   out: Float32Array,
   rows: readonly [number, number] = [0, outHeight],
 ): Float32Array {
-  if (![width, height, outWidth, outHeight].every((n) => Number.isInteger(n) && n >= 1)) {
-    throw new RangeError(`PIL resize sizes must be positive integers, got ${width}x${height} -> ${outWidth}x${outHeight}`);
+  return pilCropResizeBicubicRgbToPlanes(src, width, height, { left: 0, top: 0, width, height }, outWidth, outHeight, tables, out, rows);
+}
+
+/**
+ * `pilResizeBicubicRgbToPlanes` of a window of the image, read in place: the same values as
+ * cutting the window out first (a training sample's random crop, resized and normalised in one
+ * pass).
+ */
+export function pilCropResizeBicubicRgbToPlanes(
+  src: Uint8Array,
+  width: number,
+  height: number,
+  window: { readonly left: number; readonly top: number; readonly width: number; readonly height: number },
+  outWidth: number,
+  outHeight: number,
+  tables: readonly [Float32Array, Float32Array, Float32Array],
+  out: Float32Array,
+  rows: readonly [number, number] = [0, outHeight],
+): Float32Array {
+  const { left, top: wTop, width: w, height: h } = window;
+  if (![w, h, outWidth, outHeight].every((n) => Number.isInteger(n) && n >= 1)) {
+    throw new RangeError(`PIL resize sizes must be positive integers, got ${w}x${h} -> ${outWidth}x${outHeight}`);
+  }
+  if (!(Number.isInteger(left) && Number.isInteger(wTop) && left >= 0 && wTop >= 0 && left + w <= width && wTop + h <= height)) {
+    throw new RangeError(`PIL resize: window ${w}x${h} at (${left}, ${wTop}) of a ${width}x${height} image`);
   }
   if (src.length !== width * height * 3) throw new RangeError(`PIL resize: ${src.length} bytes do not hold a ${width}x${height} RGB image`);
   if (out.length !== 3 * outWidth * outHeight) throw new RangeError(`PIL resize: out holds ${out.length} values, expected ${3 * outWidth * outHeight}`);
   if (tables.some((t) => t.length !== 256)) throw new RangeError('PIL resize: each channel table needs 256 entries');
   const [r0, r1] = rows;
   if (!(Number.isInteger(r0) && Number.isInteger(r1) && r0 >= 0 && r0 <= r1 && r1 <= outHeight)) throw new RangeError(`PIL resize: rows ${r0}..${r1} of ${outHeight}`);
-  if (outHeight === height) {
+  // rows y0..y1 of the window, interleaved, as they are: a view when the window spans the image's width
+  const windowRows = (y0: number, y1: number, into?: Uint8Array): Uint8Array => {
+    if (left === 0 && w === width) return src.subarray((wTop + y0) * width * 3, (wTop + y1) * width * 3);
+    const cut = into && into.length >= (y1 - y0) * w * 3 ? into.subarray(0, (y1 - y0) * w * 3) : new Uint8Array((y1 - y0) * w * 3);
+    for (let y = y0; y < y1; y++) cut.set(src.subarray(((wTop + y) * width + left) * 3, ((wTop + y) * width + left + w) * 3), (y - y0) * w * 3);
+    return cut;
+  };
+  if (outHeight === h) {
     const plane = outWidth * outHeight;
-    const part = outWidth !== width ? resampleRows(src, width, r0, 0, r1 - r0, pilBicubicCoefficients(width, outWidth)) : src.subarray(r0 * width * 3, r1 * width * 3);
+    const part = outWidth !== w ? resampleRows(src, width, wTop + r0, left, r1 - r0, pilBicubicCoefficients(w, outWidth)) : windowRows(r0, r1);
     const planes = [0, 1, 2].map((c) => out.subarray(c * plane + r0 * outWidth, c * plane + r1 * outWidth)) as [Float32Array, Float32Array, Float32Array];
     bytesToPlanes(part, tables, planes);
     return out;
   }
-  const vertical = pilBicubicCoefficients(height, outHeight);
-  const horizontal = outWidth !== width ? pilBicubicCoefficients(width, outWidth) : null;
+  const vertical = pilBicubicCoefficients(h, outHeight);
+  const horizontal = outWidth !== w ? pilBicubicCoefficients(w, outWidth) : null;
   const acc = new Int32Array(outWidth * 3);
   let band: Uint8Array | undefined;
   // band by band: the horizontal pass makes only the input rows the band's output rows read
   for (let o0 = r0; o0 < r1; o0 += BAND_ROWS) {
     const o1 = Math.min(r1, o0 + BAND_ROWS);
-    let top = height;
+    let top = h;
     let bottom = 0;
     for (let o = o0; o < o1; o++) {
       top = Math.min(top, vertical.first[o]!);
       bottom = Math.max(bottom, vertical.first[o]! + vertical.count[o]!);
     }
-    if (horizontal && (!band || band.length < (bottom - top) * outWidth * 3)) band = new Uint8Array(Math.max(bottom - top, 2 * BAND_ROWS) * outWidth * 3);
-    const rows = horizontal ? resampleRows(src, width, top, 0, bottom - top, horizontal, undefined, band) : src.subarray(top * width * 3, bottom * width * 3);
-    resampleColumnsToPlanes(rows, top, outWidth, vertical, o0, o1, tables, out, acc);
+    if (!band || band.length < (bottom - top) * outWidth * 3) band = new Uint8Array(Math.max(bottom - top, 2 * BAND_ROWS) * outWidth * 3);
+    const rowsIn = horizontal ? resampleRows(src, width, wTop + top, left, bottom - top, horizontal, band) : windowRows(top, bottom, band);
+    resampleColumnsToPlanes(rowsIn, top, outWidth, vertical, o0, o1, tables, out, acc);
   }
   return out;
 }
@@ -259,43 +288,7 @@ export function pilResizeBicubicRgb(
   if (src.length !== width * height * 3) {
     throw new RangeError(`PIL resize: ${src.length} bytes do not hold a ${width}x${height} RGB image`);
   }
-  return pilCropResizeBicubicRgb(src, width, height, { left: 0, top: 0, width, height }, outWidth, outHeight);
-}
-
-/**
- * A window of interleaved 8-bit RGB [height, width, 3] resized to [outHeight, outWidth, 3]: the
- * same bytes as cutting the window out and then `pilResizeBicubicRgb`, without the cut-out copy
- * (the horizontal pass reads the window in place). With `pool`, the arrays come from it (and the
- * intermediate goes back to it).
- */
-export function pilCropResizeBicubicRgb(
-  src: Uint8Array,
-  width: number,
-  height: number,
-  window: { readonly left: number; readonly top: number; readonly width: number; readonly height: number },
-  outWidth: number,
-  outHeight: number,
-  pool?: BufferPool,
-): Uint8Array {
-  const { left, top, width: w, height: h } = window;
-  if (![w, h, outWidth, outHeight].every((n) => Number.isInteger(n) && n >= 1) || !(Number.isInteger(left) && Number.isInteger(top) && left >= 0 && top >= 0 && left + w <= width && top + h <= height)) {
-    throw new RangeError(`PIL resize: window ${w}x${h} at (${left}, ${top}) of a ${width}x${height} image -> ${outWidth}x${outHeight}`);
-  }
-  if (src.length !== width * height * 3) {
-    throw new RangeError(`PIL resize: ${src.length} bytes do not hold a ${width}x${height} RGB image`);
-  }
-  const full = left === 0 && top === 0 && w === width && h === height;
-  // the window as its own image, for when no horizontal pass reads it in place
-  const cut = (): Uint8Array => {
-    const out = pool ? pool.uint8(w * h * 3) : new Uint8Array(w * h * 3);
-    for (let y = 0; y < h; y++) out.set(src.subarray(((top + y) * width + left) * 3, ((top + y) * width + left + w) * 3), y * w * 3);
-    return out;
-  };
-  const rows = outWidth !== w ? resampleRows(src, width, top, left, h, pilBicubicCoefficients(w, outWidth), pool) : full ? src : cut();
-  if (outHeight !== h) {
-    const out = resampleColumns(rows, outWidth, pilBicubicCoefficients(h, outHeight), pool);
-    if (rows !== src) pool?.give(rows);
-    return out;
-  }
+  const rows = outWidth !== width ? resampleRows(src, width, 0, 0, height, pilBicubicCoefficients(width, outWidth)) : src;
+  if (outHeight !== height) return resampleColumns(rows, outWidth, pilBicubicCoefficients(height, outHeight));
   return rows === src ? src.slice() : rows;
 }

@@ -1,7 +1,9 @@
 /**
- * One pre-training forward pass and its loss, as a pure function of the weights: text tower ->
- * features and prompt; encoder in the pre-training layout; SigLIP + box BCE terms. Gradients
- * come from `lossAndGrads`, which differentiates it with respect to any subset of the weights.
+ * One pre-training forward pass and its loss, as a pure function of the weights, in two halves:
+ * the towers (text tower -> features and prompt; encoder in the pre-training layout), which work
+ * on each sample alone, and the terms over the whole batch (SigLIP, the caption-word term, the box
+ * BCE terms). Gradients come from `lossAndGrads`, which differentiates it with respect to any
+ * subset of the weights; a batch shared between threads runs the halves apart (gradShards.ts).
  */
 import { tf } from '../tensor/engine.js';
 import type { PS3Config } from '../io/config.js';
@@ -53,42 +55,91 @@ export interface ObjectiveOutput {
   readonly selectionMaps: SelectionMap[];
 }
 
-export function pretrainObjective(w: Weights, config: PS3Config, batch: PretrainBatch, weights: LossWeights = DEFAULT_LOSS_WEIGHTS): ObjectiveOutput {
+/**
+ * What the towers make of a batch, sample by sample: everything the loss reads before a term
+ * compares one sample with another. The rows of a batch split into shards are the shards' rows
+ * one after the other (gradShards.ts), so the terms can be computed once over all of them.
+ */
+export interface PretrainTowers {
+  /** [B, D] the captions' pooled text features (null when only the box terms are on) */
+  readonly textPooled: tf.Tensor | null;
+  /** [R, D] the other regions' captions (null without regions) */
+  readonly regionText: tf.Tensor | null;
+  /** [B, D] the boxes' (or, global rows, the low-res) pooled image features (null as textPooled) */
+  readonly pooledOutput: tf.Tensor | null;
+  /** [R, D] the other regions' pooled image features (null without regions) */
+  readonly regionPooled: tf.Tensor | null;
+  /** [B, gh, gw] per high-res scale */
+  readonly bottomupSelectionProbs: tf.Tensor[];
+  readonly topdownSelectionProbs: tf.Tensor[];
+  /** the ground-truth map area-downsampled to each high-res grid, [B, gh, gw] per scale */
+  readonly gtAtScale: Float32Array[];
+  readonly selectionMaps: SelectionMap[];
+}
+
+/** What the terms read of a batch besides the towers' outputs: the captions and which are global. */
+export type PretrainLabels = Pick<PretrainBatch, 'text' | 'isGlobalText' | 'regions'>;
+
+export function pretrainTowers(w: Weights, config: PS3Config, batch: PretrainBatch, weights: LossWeights = DEFAULT_LOSS_WEIGHTS): PretrainTowers {
   const { pixels } = batch;
   const B = pixels.batch;
   if (batch.text.length % B !== 0) throw new UserError(`text: ${batch.text.length} token ids for a batch of ${B}`);
   const text = encodeText(w, config.text, batch.text, B);
-  if (weights.contrastive === 0 && !weights.words) return selectionObjective(w, config, batch, text.prompt, weights);
+  // with no contrastive or word term only the box losses remain, and they see selection alone:
+  // the look and the pooled features are not computed
+  if (weights.contrastive === 0 && !weights.words) {
+    const vision = pretrainSelection(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps);
+    return { textPooled: null, regionText: null, pooledOutput: null, regionPooled: null, selectionMaps: [], ...vision };
+  }
   const vision = encodePretrain(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, batch.isGlobalText, batch.regions);
-  // the regions' pairs join the batch's: [B + R, D] on each side, every other pair a negative
   const regionText = batch.regions && vision.regionPooled ? encodeText(w, config.text, batch.regions.text, vision.regionPooled.shape[0]!).pooledOutput : null;
-  const imageFeatures = l2Normalize(vision.regionPooled ? tf.concat([vision.pooledOutput, vision.regionPooled]) : vision.pooledOutput);
-  const textFeatures = l2Normalize(regionText ? tf.concat([text.pooledOutput, regionText]) : text.pooledOutput);
+  return { textPooled: text.pooledOutput, regionText, ...vision };
+}
+
+/**
+ * The loss terms over a batch's tower outputs: SigLIP over every (box, caption) pair — the
+ * batch's own and its regions' — the caption-word term, and the box terms.
+ */
+export function pretrainTerms(w: Weights, config: PS3Config, towers: PretrainTowers, labels: PretrainLabels, weights: LossWeights = DEFAULT_LOSS_WEIGHTS): ObjectiveOutput {
+  const targets = boxTargets(towers.gtAtScale);
+  const priorBox = boxLoss(towers.bottomupSelectionProbs, targets, labels.isGlobalText, weights.box);
+  const posteriorBox = boxLoss(towers.topdownSelectionProbs, targets, labels.isGlobalText, weights.box);
+  const selection = { bottomupSelectionProbs: towers.bottomupSelectionProbs, topdownSelectionProbs: towers.topdownSelectionProbs, selectionMaps: towers.selectionMaps };
+  if (!towers.pooledOutput || !towers.textPooled) {
+    // the selection-only objective: the contrastive outputs are zeros
+    const B = labels.isGlobalText.length;
+    const zero = tf.zeros([B, config.vision.trunk.width]);
+    return {
+      total: tf.addN([tf.mul(priorBox, weights.priorBox), tf.mul(posteriorBox, weights.posteriorBox)]),
+      contrastive: tf.scalar(0),
+      words: tf.scalar(0),
+      priorBox,
+      posteriorBox,
+      logits: tf.zeros([B, B]),
+      imageFeatures: zero,
+      textFeatures: zero,
+      pooledOutput: zero,
+      ...selection,
+      selectionMaps: [],
+    };
+  }
+  // the regions' pairs join the batch's: [B + R, D] on each side, every other pair a negative
+  const imageFeatures = l2Normalize(towers.regionPooled ? tf.concat([towers.pooledOutput, towers.regionPooled]) : towers.pooledOutput);
+  const textFeatures = l2Normalize(towers.regionText ? tf.concat([towers.textPooled, towers.regionText]) : towers.textPooled);
   const scale = w.has('logit_scale') ? w.get('logit_scale') : tf.scalar(config.initLogitScale);
   const bias = w.has('logit_bias') ? w.get('logit_bias') : tf.scalar(config.initLogitBias);
   const { loss: contrastive, logits } = siglipLoss(imageFeatures, textFeatures, scale, bias);
-  const targets = boxTargets(vision.gtAtScale);
-  const priorBox = boxLoss(vision.bottomupSelectionProbs, targets, batch.isGlobalText, weights.box);
-  const posteriorBox = boxLoss(vision.topdownSelectionProbs, targets, batch.isGlobalText, weights.box);
-  const words = weights.words ? wordLoss(w, config, vision.pooledOutput, vision.regionPooled, batch) : tf.scalar(0);
+  const words = weights.words ? wordLoss(w, config, towers.pooledOutput, towers.regionPooled, labels) : tf.scalar(0);
   // a term weighted 0 stays out of the total, so the gradient does not run back through what only it reads
   const terms = [[contrastive, weights.contrastive], [priorBox, weights.priorBox], [posteriorBox, weights.posteriorBox], [words, weights.words ?? 0]] as const;
   const weighted = terms.filter(([, k]) => k !== 0).map(([t, k]) => tf.mul(t, k));
   const total = weighted.length === 1 ? weighted[0]! : tf.addN(weighted);
-  return {
-    total,
-    contrastive,
-    words,
-    priorBox,
-    posteriorBox,
-    logits,
-    imageFeatures,
-    textFeatures,
-    pooledOutput: vision.pooledOutput,
-    bottomupSelectionProbs: vision.bottomupSelectionProbs,
-    topdownSelectionProbs: vision.topdownSelectionProbs,
-    selectionMaps: vision.selectionMaps,
-  };
+  return { total, contrastive, words, priorBox, posteriorBox, logits, imageFeatures, textFeatures, pooledOutput: towers.pooledOutput, ...selection };
+}
+
+/** One pre-training forward pass and its loss: the towers, then the terms over the whole batch. */
+export function pretrainObjective(w: Weights, config: PS3Config, batch: PretrainBatch, weights: LossWeights = DEFAULT_LOSS_WEIGHTS): ObjectiveOutput {
+  return pretrainTerms(w, config, pretrainTowers(w, config, batch, weights), batch, weights);
 }
 
 /**
@@ -103,8 +154,8 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
  * still says, for every box, which colour, shape and characters its caption names. Not in the
  * reference.
  */
-export function wordLoss(w: Weights, config: PS3Config, pooled: tf.Tensor, regionPooled: tf.Tensor | null, batch: PretrainBatch): tf.Tensor {
-  const B = batch.pixels.batch;
+export function wordLoss(w: Weights, config: PS3Config, pooled: tf.Tensor, regionPooled: tf.Tensor | null, batch: PretrainLabels): tf.Tensor {
+  const B = batch.isGlobalText.length;
   const N = batch.text.length / B;
   const local = [...batch.isGlobalText].flatMap((g, b) => (g ? [] : [b]));
   const captions: Int32Array[] = local.map((b) => batch.text.subarray(b * N, (b + 1) * N));
@@ -133,33 +184,6 @@ const SELECTION_ONLY_UNUSED = [/^vision_model\.trunk\.attn_pool\./, /^vision_mod
 /** Weights only the box terms read (selection and prompts): with both box weights 0 their gradient is not asked for (nor applied). */
 const BOX_ONLY = [/^vision_model\.selection_feature_proj\./, /^vision_model\.highres_selection_feature_module\./, /^vision_model\.prompt_proj_for_highres\./, /^vision_model\.prior_prompt$/, /^text_model\.prompt_proj\./];
 
-/**
- * With no contrastive term only the box losses remain, and they see selection alone: the look
- * and the pooled features are not computed (the contrastive outputs are zeros).
- */
-function selectionObjective(w: Weights, config: PS3Config, batch: PretrainBatch, prompt: tf.Tensor, weights: LossWeights): ObjectiveOutput {
-  const B = batch.pixels.batch;
-  const vision = pretrainSelection(w, config.vision, batch.pixels, prompt, batch.gtSelectionMaps);
-  const targets = boxTargets(vision.gtAtScale);
-  const priorBox = boxLoss(vision.bottomupSelectionProbs, targets, batch.isGlobalText, weights.box);
-  const posteriorBox = boxLoss(vision.topdownSelectionProbs, targets, batch.isGlobalText, weights.box);
-  const zero = tf.zeros([B, config.vision.trunk.width]);
-  return {
-    total: tf.addN([tf.mul(priorBox, weights.priorBox), tf.mul(posteriorBox, weights.posteriorBox)]),
-    contrastive: tf.scalar(0),
-    words: tf.scalar(0),
-    priorBox,
-    posteriorBox,
-    logits: tf.zeros([B, B]),
-    imageFeatures: zero,
-    textFeatures: zero,
-    pooledOutput: zero,
-    bottomupSelectionProbs: vision.bottomupSelectionProbs,
-    topdownSelectionProbs: vision.topdownSelectionProbs,
-    selectionMaps: [],
-  };
-}
-
 export interface LossAndGrads {
   readonly loss: { total: number; contrastive: number; priorBox: number; posteriorBox: number; words: number };
   /**
@@ -173,10 +197,10 @@ export interface LossAndGrads {
 }
 
 /**
- * The loss and its gradient with respect to the `trainable` keys (every key by default); other
- * weights are constants. Everything else the pass made is disposed.
+ * The keys whose gradient a step asks for: the `trainable` ones (every key by default) but those
+ * no term of nonzero weight reads.
  */
-export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch, options: { trainable?: readonly string[]; lossWeights?: LossWeights } = {}): LossAndGrads {
+export function gradientKeys(w: Weights, options: { trainable?: readonly string[]; lossWeights?: LossWeights }): string[] {
   const all = options.trainable ? [...options.trainable] : [...w.keys()];
   // without the contrastive term the look, the pooling head and the logit scale play no part
   const lw = options.lossWeights;
@@ -185,7 +209,16 @@ export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch
     ...(lw?.contrastive === 0 ? (lw.words ? [/^text_model\.(?!token_embedding\.)/] : SELECTION_ONLY_UNUSED) : []),
     ...(lw?.priorBox === 0 && lw.posteriorBox === 0 ? BOX_ONLY : []),
   ];
-  const keys = all.filter((k) => !unused.some((re) => re.test(k)));
+  return all.filter((k) => !unused.some((re) => re.test(k)));
+}
+
+/**
+ * The loss and its gradient with respect to the `trainable` keys (every key by default); other
+ * weights are constants. Everything else the pass made is disposed.
+ */
+export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch, options: { trainable?: readonly string[]; lossWeights?: LossWeights } = {}): LossAndGrads {
+  const keys = gradientKeys(w, options);
+  const lw = options.lossWeights;
   const terms: number[] = [];
   let pairs = { top1: 0, count: 0 };
   const { value, grads } = tf.tidy(() => {

@@ -4,7 +4,7 @@
 import { Worker } from 'node:worker_threads';
 import { UserError } from '../errors.js';
 import type { SampleWorkerData, WorkerMessage } from './sampleWorker.js';
-import type { SampleSource, TrainSample } from './trainer.js';
+import type { SampleSource, TrainSample } from './batch.js';
 
 export class WorkerSampleSource implements SampleSource {
   private readonly worker: Worker;

@@ -10,7 +10,7 @@ import type { ForcingCapacity } from '../model/selection.js';
 import { makeSample } from './samples.js';
 import { resize } from '../tensor/resample.js';
 import type { BufferPool } from '../tensor/bufferPool.js';
-import type { SampleSource, TrainSample } from './trainer.js';
+import type { SampleSource, TrainSample } from './batch.js';
 
 /** A 32-bit mix of (seed, index): each sample's augmentation depends only on these two. */
 export function sampleSeed(seed: number, index: number): number {

@@ -9,7 +9,7 @@ import { ShardDataset } from '../io/shards.js';
 import { BufferPool } from '../tensor/bufferPool.js';
 import type { ForcingCapacity } from '../model/selection.js';
 import { sampleSource } from './sampleStream.js';
-import type { TrainSample } from './trainer.js';
+import type { TrainSample } from './batch.js';
 
 export interface SampleWorkerData {
   readonly images: string;

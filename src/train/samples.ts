@@ -17,7 +17,7 @@
  * sample's index) keeps a resumed run identical to an uninterrupted one.
  */
 
-import { cropResizeImage, decodeImage, normalise, type RgbImage } from '../io/image.js';
+import { cropResizeNormalise, decodeImage, type RgbImage } from '../io/image.js';
 import type { Box, RawSample } from '../io/shards.js';
 import { boxCells, boxToGtMap, ownForcedAtTop, type ForcingCapacity } from '../model/selection.js';
 import type { Rng } from '../rng.js';
@@ -182,9 +182,7 @@ export async function makeSample(raw: RawSample, rng: Rng, options: SampleOption
   const name = `${raw.shard}: ${raw.key}.${raw.imageExt}`;
   const image = await decodeImage(raw.image, options.maxPixels === undefined ? { name } : { name, maxPixels: options.maxPixels });
   const window = randomResizedCropWindow(image.width, image.height, rng);
-  const resized = cropResizeImage(image, window, size, size, pool);
-  const pixels = normalise(resized, options.mean, options.std, pool?.float32(3 * size * size));
-  pool?.give(resized.data);
+  const pixels = cropResizeNormalise(image, window, size, size, options.mean, options.std, pool?.float32(3 * size * size));
   const box = picked.box === null ? null : transformBox(picked.box, window, size);
   const sample = { key: raw.key, pixels, gt: boxToGtMap(box, size, pool?.float32(size * size)), isGlobal: box === null ? 1 : 0, caption, box } as const;
   const regions = options.regions ?? 1;

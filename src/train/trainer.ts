@@ -4,34 +4,16 @@
  * resume exactly. The data stream and the per-sample augmentation are functions of the seed and
  * the sample's index, so a killed-and-resumed run sees the same samples as an uninterrupted one.
  */
-import { tf } from '../tensor/engine.js';
+import { tf, type BackendName } from '../tensor/engine.js';
 import type { TextTokenizer } from '../io/tokenizer.js';
 import type { PS3Model } from '../model/load.js';
 import { trunkFlops, convnetFlops, embedFlops, selectionFlops } from '../model/flops.js';
 import { AdamW, clipGradients, type AdamWOptions } from './optimizer.js';
 import { learningRate } from './schedule.js';
 import { BufferPool } from '../tensor/bufferPool.js';
-import type { Box } from '../io/shards.js';
-import { lossAndGrads, type LossWeights, type PretrainBatch } from './objective.js';
-
-/** One prepared sample: normalised pixels [3, S, S], box map [S, S], caption. */
-export interface TrainSample {
-  readonly pixels: Float32Array;
-  readonly gt: Float32Array;
-  readonly isGlobal: number;
-  readonly caption: string;
-  /** `pixels` resized to the encoder's other sizes ("HxW" -> [3, H, W]), made by the data thread */
-  readonly resized?: ReadonlyMap<string, Float32Array>;
-  /** other local regions of the image for the contrastive term (`--regions`) */
-  readonly regions?: ReadonlyArray<{ readonly caption: string; readonly box: Box }>;
-}
-
-/** Where samples come from: the `index`-th sample of the run's stream, in order. */
-export interface SampleSource {
-  next(): Promise<TrainSample>;
-  /** the samples are used up: their arrays may be filled again */
-  recycle?(samples: readonly TrainSample[]): void;
-}
+import { collate, releaseBatch, type SampleSource, type TrainSample } from './batch.js';
+import { lossAndGrads, type LossAndGrads, type LossWeights } from './objective.js';
+import { ShardedStep } from './gradShards.js';
 
 /**
  * `prompts`: the text tower and the prompt projection stay as they are, so every caption keeps
@@ -56,6 +38,11 @@ export interface TrainLoopOptions {
   readonly saveEvery: number;
   /** steps between held-out evaluations (the `evaluate` hook); 0 = never */
   readonly evalEvery?: number;
+  /**
+   * worker threads that share each micro-batch (gradShards.ts); 1 (the default) computes it on
+   * this thread. A run resumes on the same curve with the same number.
+   */
+  readonly threads?: number;
 }
 
 export interface StepMetrics {
@@ -90,49 +77,6 @@ export function trainableKeys(keys: Iterable<string>, freeze: FreezeGroup): stri
   return all;
 }
 
-/** A batch from samples; with `pool`, its arrays come from there (hand them back with `releaseBatch`). */
-export function collate(samples: readonly TrainSample[], size: number, tokenizer: TextTokenizer, pool?: BufferPool): PretrainBatch {
-  const B = samples.length;
-  const plane = 3 * size * size;
-  const pixels = pool ? pool.float32(B * plane) : new Float32Array(B * plane);
-  const gt = pool ? pool.float32(B * size * size) : new Float32Array(B * size * size);
-  samples.forEach((s, b) => {
-    pixels.set(s.pixels, b * plane);
-    gt.set(s.gt, b * size * size);
-  });
-  // the resizes every sample carries, stacked like the pixels
-  const resized = new Map<string, Float32Array>();
-  for (const key of samples[0]?.resized?.keys() ?? []) {
-    if (!samples.every((s) => s.resized?.has(key))) continue;
-    const one = samples[0]!.resized!.get(key)!.length;
-    const stacked = pool ? pool.float32(B * one) : new Float32Array(B * one);
-    samples.forEach((s, b) => stacked.set(s.resized!.get(key)!, b * one));
-    resized.set(key, stacked);
-  }
-  const owner: number[] = [];
-  const boxes: Box[] = [];
-  const captions: string[] = [];
-  samples.forEach((s, b) =>
-    s.regions?.forEach((r) => {
-      owner.push(b);
-      boxes.push(r.box);
-      captions.push(r.caption);
-    }),
-  );
-  return {
-    pixels: { data: pixels, batch: B, height: size, width: size, ...(resized.size ? { resized } : {}) },
-    text: tokenizer.encode(samples.map((s) => s.caption)),
-    gtSelectionMaps: gt,
-    isGlobalText: Float32Array.from(samples, (s) => s.isGlobal),
-    ...(owner.length ? { regions: { text: tokenizer.encode(captions), owner: Int32Array.from(owner), boxes } } : {}),
-  };
-}
-
-/** A batch's arrays back to the pool they came from, once the step is done with them. */
-export function releaseBatch(batch: PretrainBatch, pool: BufferPool): void {
-  pool.give(batch.pixels.data, batch.gtSelectionMaps, ...(batch.pixels.resized?.values() ?? []));
-}
-
 /** Forward FLOPs of one training sample (text tower, low-res, selection, one full look). */
 export function sampleFlops(model: PS3Model): number {
   const v = model.config.vision;
@@ -141,6 +85,12 @@ export function sampleFlops(model: PS3Model): number {
   const n = v.maxSelectNum;
   const text = t.layers * (2 * t.contextLength * t.width * 4 * t.width + 4 * t.contextLength * t.width * t.mlpHidden + 4 * t.contextLength ** 2 * t.width);
   return trunkFlops(v, n0, n0) + embedFlops(v, n0 + n) + convnetFlops(v) + selectionFlops(v) + trunkFlops(v, n, n0 + n) + text;
+}
+
+export interface TrainHooks {
+  onStep?: (m: StepMetrics) => void;
+  save?: (state: LoopState) => Promise<void>;
+  evaluate?: (state: LoopState) => Promise<Record<`val_${string}`, number | null>>;
 }
 
 export interface LoopState {
@@ -159,81 +109,123 @@ export async function trainLoop(
   tokenizer: TextTokenizer,
   options: TrainLoopOptions,
   state: LoopState,
-  hooks: { onStep?: (m: StepMetrics) => void; save?: (state: LoopState) => Promise<void>; evaluate?: (state: LoopState) => Promise<Record<`val_${string}`, number | null>> },
+  hooks: TrainHooks,
 ): Promise<LoopState> {
-  const size = model.config.vision.scales[model.config.vision.scales.length - 1]!;
   const trainable = trainableKeys(model.weights.keys(), options.freeze);
+  const gradients = await BatchGradients.start(model, tokenizer, source, { threads: options.threads ?? 1, batch: options.batch, trainable, lossWeights: options.lossWeights });
   const flopsPerSample = 3 * sampleFlops(model); // forward + backward ~ 3 forwards
   const started = performance.now();
   const maxLogitScale = Math.log(100);
-  // the batches' arrays, reused step after step (fresh ones of this size are slow to fault in)
-  const pool = new BufferPool();
-  while (state.step < options.steps) {
-    const t0 = performance.now();
-    const lr = learningRate(state.step, { lr: options.lr, warmup: options.warmup, steps: options.steps });
-    const grads = new Map<string, tf.Tensor>();
-    const terms = { total: 0, contrastive: 0, priorBox: 0, posteriorBox: 0, words: 0 };
-    let hits = 0;
-    let pairs = 0;
-    for (let micro = 0; micro < options.accum; micro++) {
-      const samples: TrainSample[] = [];
-      for (let i = 0; i < options.batch; i++) samples.push(await source.next());
-      state.samplesSeen += options.batch;
-      const batch = collate(samples, size, tokenizer, pool);
-      source.recycle?.(samples);
-      const r = lossAndGrads(model.weights, model.config, batch, { trainable, lossWeights: options.lossWeights });
-      releaseBatch(batch, pool);
-      for (const [k, g] of r.grads) {
-        const scaled = options.accum === 1 ? g : tf.mul(g, 1 / options.accum);
-        if (scaled !== g) g.dispose();
-        const prev = grads.get(k);
-        grads.set(k, prev ? tf.add(prev, scaled) : scaled);
-        if (prev) {
-          prev.dispose();
-          scaled.dispose();
+  try {
+    while (state.step < options.steps) {
+      const t0 = performance.now();
+      const lr = learningRate(state.step, { lr: options.lr, warmup: options.warmup, steps: options.steps });
+      const grads = new Map<string, tf.Tensor>();
+      const terms = { total: 0, contrastive: 0, priorBox: 0, posteriorBox: 0, words: 0 };
+      let hits = 0;
+      let pairs = 0;
+      for (let micro = 0; micro < options.accum; micro++) {
+        const samples: TrainSample[] = [];
+        for (let i = 0; i < options.batch; i++) samples.push(await source.next());
+        state.samplesSeen += options.batch;
+        const r = await gradients.of(samples);
+        for (const [k, g] of r.grads) {
+          const scaled = options.accum === 1 ? g : tf.mul(g, 1 / options.accum);
+          if (scaled !== g) g.dispose();
+          const prev = grads.get(k);
+          grads.set(k, prev ? tf.add(prev, scaled) : scaled);
+          if (prev) {
+            prev.dispose();
+            scaled.dispose();
+          }
         }
+        terms.total += r.loss.total / options.accum;
+        terms.contrastive += r.loss.contrastive / options.accum;
+        terms.priorBox += r.loss.priorBox / options.accum;
+        terms.posteriorBox += r.loss.posteriorBox / options.accum;
+        terms.words += r.loss.words / options.accum;
+        hits += r.pairs.top1 * r.pairs.count;
+        pairs += r.pairs.count;
       }
-      terms.total += r.loss.total / options.accum;
-      terms.contrastive += r.loss.contrastive / options.accum;
-      terms.priorBox += r.loss.priorBox / options.accum;
-      terms.posteriorBox += r.loss.posteriorBox / options.accum;
-      terms.words += r.loss.words / options.accum;
-      hits += r.pairs.top1 * r.pairs.count;
-      pairs += r.pairs.count;
+      const gradNorm = clipGradients(grads, options.clip);
+      optimizer.apply(model.weights, grads, lr);
+      tf.dispose([...grads.values()]);
+      if (model.weights.has('logit_scale')) {
+        const clamped = tf.clipByValue(model.weights.get('logit_scale'), 0, maxLogitScale);
+        model.weights.replace('logit_scale', clamped);
+      }
+      state.step += 1;
+      const seconds = (performance.now() - t0) / 1000;
+      const samples = options.batch * options.accum;
+      const evalEvery = options.evalEvery ?? 0;
+      const evaluation = hooks.evaluate && evalEvery > 0 && state.step % evalEvery === 0 ? await hooks.evaluate(state) : {};
+      hooks.onStep?.({
+        ...evaluation,
+        step: state.step,
+        loss: terms.total,
+        contrastive_loss: terms.contrastive,
+        pairs_top1: pairs ? hits / pairs : 0,
+        pairs: pairs / options.accum,
+        word_loss: terms.words,
+        prior_box_loss: terms.priorBox,
+        posterior_box_loss: terms.posteriorBox,
+        lr,
+        grad_norm: gradNorm,
+        samples_per_s: samples / seconds,
+        gflops: (flopsPerSample * samples) / seconds / 1e9,
+        logit_scale: model.weights.has('logit_scale') ? model.weights.get('logit_scale').dataSync()[0]! : NaN,
+        seconds,
+      });
+      const outOfTime = options.maxSeconds > 0 && (performance.now() - started) / 1000 >= options.maxSeconds;
+      const last = state.step >= options.steps || outOfTime;
+      if (hooks.save && (last || state.step % options.saveEvery === 0)) await hooks.save(state);
+      if (outOfTime) break;
     }
-    const gradNorm = clipGradients(grads, options.clip);
-    optimizer.apply(model.weights, grads, lr);
-    tf.dispose([...grads.values()]);
-    if (model.weights.has('logit_scale')) {
-      const clamped = tf.clipByValue(model.weights.get('logit_scale'), 0, maxLogitScale);
-      model.weights.replace('logit_scale', clamped);
-    }
-    state.step += 1;
-    const seconds = (performance.now() - t0) / 1000;
-    const samples = options.batch * options.accum;
-    const evalEvery = options.evalEvery ?? 0;
-    const evaluation = hooks.evaluate && evalEvery > 0 && state.step % evalEvery === 0 ? await hooks.evaluate(state) : {};
-    hooks.onStep?.({
-      ...evaluation,
-      step: state.step,
-      loss: terms.total,
-      contrastive_loss: terms.contrastive,
-      pairs_top1: pairs ? hits / pairs : 0,
-      pairs: pairs / options.accum,
-      word_loss: terms.words,
-      prior_box_loss: terms.priorBox,
-      posterior_box_loss: terms.posteriorBox,
-      lr,
-      grad_norm: gradNorm,
-      samples_per_s: samples / seconds,
-      gflops: (flopsPerSample * samples) / seconds / 1e9,
-      logit_scale: model.weights.has('logit_scale') ? model.weights.get('logit_scale').dataSync()[0]! : NaN,
-      seconds,
-    });
-    const outOfTime = options.maxSeconds > 0 && (performance.now() - started) / 1000 >= options.maxSeconds;
-    const last = state.step >= options.steps || outOfTime;
-    if (hooks.save && (last || state.step % options.saveEvery === 0)) await hooks.save(state);
-    if (outOfTime) break;
+  } finally {
+    await gradients.close();
   }
   return state;
 }
+
+/**
+ * A micro-batch's loss and gradients: stacked and computed on this thread, or with `threads` > 1
+ * shared between worker threads (gradShards.ts). The samples' arrays go back to their source.
+ */
+export class BatchGradients {
+  // the batches' arrays, reused step after step (fresh ones of this size are slow to fault in)
+  private readonly pool = new BufferPool();
+
+  private constructor(
+    private readonly model: PS3Model,
+    private readonly tokenizer: TextTokenizer,
+    private readonly source: SampleSource,
+    private readonly trainable: readonly string[],
+    private readonly lossWeights: LossWeights,
+    private readonly sharded: ShardedStep | null,
+  ) {}
+
+  static async start(model: PS3Model, tokenizer: TextTokenizer, source: SampleSource, o: { threads: number; batch: number; trainable: readonly string[]; lossWeights: LossWeights }): Promise<BatchGradients> {
+    const threads = Math.min(o.threads, o.batch);
+    const sharded = threads > 1 ? await ShardedStep.start(model.weights, model.config, { threads, trainable: o.trainable, lossWeights: o.lossWeights, backend: tf.getBackend() as BackendName }) : null;
+    return new BatchGradients(model, tokenizer, source, o.trainable, o.lossWeights, sharded);
+  }
+
+  async of(samples: readonly TrainSample[]): Promise<LossAndGrads> {
+    if (this.sharded) {
+      const done = await this.sharded.run(this.model.weights, samples, this.tokenizer);
+      this.source.recycle?.(done.samples);
+      return done;
+    }
+    const v = this.model.config.vision;
+    const batch = collate(samples, v.scales[v.scales.length - 1]!, this.tokenizer, this.pool);
+    this.source.recycle?.(samples);
+    const r = lossAndGrads(this.model.weights, this.model.config, batch, { trainable: this.trainable, lossWeights: this.lossWeights });
+    releaseBatch(batch, this.pool);
+    return r;
+  }
+
+  async close(): Promise<void> {
+    await this.sharded?.close();
+  }
+}
+

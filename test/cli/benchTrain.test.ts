@@ -61,11 +61,30 @@ test('bench train runs as the trainer does by default (data in its worker), with
   assert.ok(report.losses.every(Number.isFinite));
 });
 
+test('bench train --threads 1,2 times each number of threads in turn and gives the speedup against the first', () => {
+  const r = ps3(['--preset', 'micro', '--steps', '1', '--batch', '2', '--threads', '1,2', '--json']);
+  assert.equal(r.status, 0, `exit ${r.status}\n${r.stdout}\n${r.stderr}`);
+  const report = JSON.parse(r.stdout.trim()) as {
+    threads: number; by_threads: Array<{ threads: number; samples_per_s: number; losses: number[] }>; speedup: Array<{ threads: number; samples_per_s: number; speedup: number }>;
+  };
+  assert.equal(report.threads, 1);
+  assert.deepEqual(report.by_threads.map((b) => b.threads), [1, 2]);
+  assert.deepEqual(report.speedup.map((x) => x.threads), [1, 2]);
+  assert.equal(report.speedup[0]!.speedup, 1);
+  const one = report.by_threads[0]!;
+  const two = report.by_threads[1]!;
+  assert.ok(Math.abs(report.speedup[1]!.speedup - two.samples_per_s / one.samples_per_s) < 1e-9);
+  // the same weights and samples: the same first loss on either number of threads
+  assert.ok(Math.abs(one.losses[0]! - two.losses[0]!) < 1e-3 * Math.abs(one.losses[0]!), `${one.losses[0]} vs ${two.losses[0]}`);
+});
+
 for (const [args, message] of [
   [['--preset', 'micro', '--loss-weights', '1,1'], /--loss-weights must be three non-negative numbers/],
   [['--preset', 'micro', '--steps', '0'], /--steps must be at least 1/],
   [['--preset', 'nope'], /nope/],
   [['--preset', 'micro', '--data', '/no/such/folder'], /\/no\/such\/folder: expected a data folder/],
+  [['--preset', 'micro', '--threads', '1,0'], /--threads/],
+  [['--preset', 'micro', '--threads', '2', '--phases'], /--phases times each phase in one thread: drop --threads/],
 ] as const) {
   test(`bench train ${args.join(' ')}: exit 2, one line`, () => {
     const r = ps3([...args]);

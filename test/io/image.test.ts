@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { UserError } from '../../src/errors.js';
-import { decodeImage, loadPixelValues, normalise, resizeImage, squash, squashNormalise, toPng } from '../../src/io/image.js';
+import { cropResizeNormalise, decodeImage, loadPixelValues, normalise, resizeImage, squash, squashNormalise, toPng } from '../../src/io/image.js';
 import type { RgbImage } from '../../src/io/image.js';
 import { openSafetensors } from '../../src/io/safetensors.js';
 import { pilResizeBicubicRgb } from '../../src/tensor/pilResize.js';
@@ -77,6 +77,28 @@ test('squashNormalise gives exactly normalise(resizeImage(...)): down, up, one a
     assert.equal(got.length, want.length);
     assert.ok(got.every((v, i) => Object.is(v, want[i])), `${im.width}x${im.height} -> ${w}x${h}`);
   }
+});
+
+test('cropResizeNormalise gives exactly squashNormalise of the window cut out: windows inside, at the edges, one axis unchanged', () => {
+  const mean = [0.5, 0.5, 0.5];
+  const std = [0.5, 0.5, 0.5];
+  const big: RgbImage = { data: pattern(301, 517), width: 301, height: 517 };
+  const cut = (im: RgbImage, left: number, top: number, w: number, h: number): RgbImage => {
+    const data = new Uint8Array(w * h * 3);
+    for (let y = 0; y < h; y++) data.set(im.data.subarray(((top + y) * im.width + left) * 3, ((top + y) * im.width + left + w) * 3), y * w * 3);
+    return { data, width: w, height: h };
+  };
+  const cases: Array<[number, number, number, number, number, number]> = [
+    // left, top, width, height of the window -> output width, height
+    [13, 40, 270, 460, 301, 517], [0, 0, 301, 480, 320, 500], [31, 17, 270, 500, 270, 600], [5, 9, 250, 400, 300, 400], [0, 20, 301, 400, 301, 450], [2, 3, 200, 300, 200, 300],
+  ];
+  for (const [left, top, w, h, outW, outH] of cases) {
+    const want = squashNormalise(cut(big, left, top, w, h), outW, outH, mean, std);
+    const got = cropResizeNormalise(big, { left, top, width: w, height: h }, outW, outH, mean, std);
+    assert.equal(got.length, want.length);
+    assert.ok(got.every((v, i) => Object.is(v, want[i])), `window ${w}x${h} at (${left}, ${top}) -> ${outW}x${outH}`);
+  }
+  assert.throws(() => cropResizeNormalise(big, { left: 100, top: 0, width: 250, height: 10 }, 8, 8, mean, std), /window 250x10 at \(100, 0\) of a 301x517 image/);
 });
 
 test('resizeImage to the same size is a copy', () => {

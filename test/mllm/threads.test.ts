@@ -12,7 +12,6 @@ import { initEngine } from '../../src/tensor/engine.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 import { isUserError } from '../../src/errors.js';
 import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
-import { shardSizes } from '../../src/mllm/gradShards.js';
 import { benchTrainMllm } from '../../src/eval/benchTrainMllm.js';
 import { writeMicroPs3 } from './helpers.js';
 
@@ -53,14 +52,6 @@ before(async () => {
   await writeMicroPs3(ps3, 4);
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
-
-test('shards are contiguous and as even as can be', () => {
-  assert.deepEqual(shardSizes(8, 2), [4, 4]);
-  assert.deepEqual(shardSizes(3, 2), [2, 1]);
-  assert.deepEqual(shardSizes(7, 3), [3, 2, 2]);
-  assert.deepEqual(shardSizes(2, 4), [1, 1]);
-  assert.deepEqual(shardSizes(5, 1), [5]);
-});
 
 test('two threads train as one does: ps3 (frozen and with its selection tuned) and lowres', async () => {
   for (const [name, extra] of [['frozen', {}], ['tuned', { tuneSelection: true, selectionLr: 1e-2 }], ['lowres', { method: 'lowres' }]] as const) {

@@ -15,7 +15,8 @@ import { presetConfig } from '../../src/model/presets.js';
 import { loadTokenizer, type TextTokenizer } from '../../src/io/tokenizer.js';
 import { synthVocabulary, writeWordTokenizer } from '../../src/data/wordTokenizer.js';
 import { AdamW } from '../../src/train/optimizer.js';
-import { trainLoop, type FreezeGroup, type StepMetrics, type TrainLoopOptions, type TrainSample } from '../../src/train/trainer.js';
+import { trainLoop, type FreezeGroup, type StepMetrics, type TrainLoopOptions } from '../../src/train/trainer.js';
+import type { TrainSample } from '../../src/train/batch.js';
 import { Rng } from '../../src/rng.js';
 
 const config = presetConfig('micro');

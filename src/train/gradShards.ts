@@ -1,0 +1,264 @@
+/**
+ * A pre-training step over several threads. TensorFlow.js's WASM engine runs on one core, and
+ * the towers — the text tower, low-res, selection, the look, the pooling — work on each sample
+ * alone, so the batch splits into contiguous shards, one per worker thread (gradWorker.ts). The
+ * loss terms compare samples (SigLIP's negatives, the caption-word term's vocabulary), so they
+ * are computed here, once, over every shard's tower outputs, as on one thread; their gradient
+ * with respect to those outputs goes back to each worker, which runs its backward pass from
+ * there without giving up its tape: the worker waits inside its gradient function for this
+ * thread's answer. The shards' gradients add up to the batch's.
+ *
+ * Shards depend only on the batch size and the number of threads, and are added in order, so a
+ * run is reproducible (and resumes on the same curve) for a given `--threads`; against one
+ * thread the gradients agree to float rounding.
+ */
+import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
+import { tf } from '../tensor/engine.js';
+import { UserError } from '../errors.js';
+import type { PS3Config } from '../io/config.js';
+import type { TextTokenizer } from '../io/tokenizer.js';
+import { Weights } from '../model/weights.js';
+import { gradientKeys, inBatchTop1, pretrainTerms, type LossAndGrads, type LossWeights, type PretrainLabels, type PretrainTowers } from './objective.js';
+import { collateLabels, labelRows, type TrainSample } from './batch.js';
+import type { GradWorkerData, ShardRequest, WorkerReply, TowerArrays } from './gradWorker.js';
+
+/** Sizes of `threads` contiguous shards of a batch of `batch`, as even as can be (the first ones larger). */
+export function shardSizes(batch: number, threads: number): number[] {
+  const n = Math.max(1, Math.min(threads, batch));
+  return Array.from({ length: n }, (_, i) => Math.floor(batch / n) + (i < batch % n ? 1 : 0));
+}
+
+/** Weights only the terms read (not the towers): their gradient comes from this thread alone. */
+const TERMS_ONLY = /^logit_(scale|bias)$/;
+/** Weights the terms read (the word term scores the token embedding): their gradient here joins the workers'. */
+const READ_BY_TERMS = /^(logit_(scale|bias)|text_model\.token_embedding\.weight)$/;
+
+class ShardWorker {
+  private readonly worker: Worker;
+  /** the gradients with respect to the tower outputs travel here, read by the waiting worker */
+  private readonly port: MessagePort;
+  private readonly signal: Int32Array;
+  private waiting: { type: WorkerReply['type']; resolve: (r: WorkerReply) => void; reject: (e: Error) => void } | undefined;
+  private failure: Error | undefined;
+  readonly ready: Promise<void>;
+
+  constructor(data: Omit<GradWorkerData, 'port' | 'signal'>) {
+    const channel = new MessageChannel();
+    this.port = channel.port2;
+    this.signal = new Int32Array(new SharedArrayBuffer(4));
+    this.worker = new Worker(new URL('./gradWorker.js', import.meta.url), { workerData: { ...data, port: channel.port1, signal: this.signal }, transferList: [channel.port1] });
+    this.ready = this.expect('ready').then(() => undefined);
+    this.worker.on('message', (m: WorkerReply) => {
+      const w = this.waiting;
+      this.waiting = undefined;
+      if (m.type === 'error') w?.reject(shardError(m));
+      else if (w && m.type === w.type) w.resolve(m);
+      else w?.reject(new Error(`training thread: "${m.type}" where "${w.type}" was due`));
+    });
+    this.worker.on('error', (e) => this.fail(e));
+    this.worker.on('exit', (code) => this.fail(new Error(`training thread exited (code ${code})`)));
+  }
+
+  private fail(e: Error): void {
+    this.failure ??= e;
+    this.waiting?.reject(e);
+    this.waiting = undefined;
+  }
+
+  /** The worker's next message, which must be of `type`. */
+  expect(type: WorkerReply['type']): Promise<WorkerReply> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => (this.waiting = { type, resolve, reject }));
+  }
+
+  send(request: ShardRequest, transfer: ArrayBuffer[]): void {
+    this.worker.postMessage(request, transfer);
+  }
+
+  /** The gradients of the shard's tower outputs, to the worker waiting for them. */
+  answer(grads: Array<Float32Array | null>): void {
+    this.port.postMessage(grads, grads.flatMap((g) => (g ? [g.buffer as ArrayBuffer] : [])));
+    Atomics.store(this.signal, 0, 1);
+    Atomics.notify(this.signal, 0);
+  }
+
+  async close(): Promise<void> {
+    this.worker.removeAllListeners('exit');
+    this.port.close();
+    await this.worker.terminate();
+  }
+}
+
+export interface ShardedResult extends LossAndGrads {
+  /** the step's samples, their arrays back from the workers (for the source to fill again) */
+  readonly samples: TrainSample[];
+}
+
+/** Computes each step's towers on `threads` worker threads and the loss terms on this one. */
+export class ShardedStep {
+  private constructor(
+    private readonly config: PS3Config,
+    private readonly workers: ShardWorker[],
+    private readonly trainable: readonly string[],
+    private readonly lossWeights: LossWeights,
+  ) {}
+
+  /** Starts the workers, each with a copy of the weights, and waits until they are ready. */
+  static async start(weights: Weights, config: PS3Config, options: { threads: number; trainable: readonly string[]; lossWeights: LossWeights; backend: GradWorkerData['backend'] }): Promise<ShardedStep> {
+    const keys = gradientKeys(weights, options);
+    const data: Omit<GradWorkerData, 'port' | 'signal'> = {
+      backend: options.backend,
+      config,
+      weights: [...weights.keys()].map((k) => ({ key: k, shape: [...weights.shapeOf(k)], data: weights.values(k).slice() })),
+      keys: keys.filter((k) => !TERMS_ONLY.test(k)),
+      trainable: [...options.trainable],
+      lossWeights: options.lossWeights,
+    };
+    const workers = Array.from({ length: options.threads }, () => new ShardWorker(data));
+    const step = new ShardedStep(config, workers, options.trainable, options.lossWeights);
+    try {
+      await Promise.all(workers.map((w) => w.ready));
+    } catch (e) {
+      await step.close();
+      throw e;
+    }
+    return step;
+  }
+
+  /** The batch's loss and gradients, as `lossAndGrads` gives them on one thread. */
+  async run(weights: Weights, samples: readonly TrainSample[], tokenizer: TextTokenizer): Promise<ShardedResult> {
+    try {
+      return await this.step(weights, samples, tokenizer);
+    } catch (e) {
+      // a worker may be waiting for gradients that will not come
+      await this.close();
+      throw e;
+    }
+  }
+
+  private async step(weights: Weights, samples: readonly TrainSample[], tokenizer: TextTokenizer): Promise<ShardedResult> {
+    const labels = collateLabels(samples, tokenizer);
+    const sizes = shardSizes(samples.length, this.workers.length);
+    const values = this.trainable.map((k) => weights.values(k));
+    const bounds = sizes.map((_, i) => sizes.slice(0, i).reduce((a, n) => a + n, 0));
+    const active = this.workers.slice(0, sizes.length);
+    const outputs = active.map((w) => w.expect('towers'));
+    active.forEach((w, i) => {
+      const shard = samples.slice(bounds[i]!, bounds[i]! + sizes[i]!);
+      const arrays = shard.flatMap((s) => [s.pixels, s.gt, ...(s.resized?.values() ?? [])]);
+      // a buffer handed over already would make postMessage drop the whole message, silently
+      if (arrays.some((a) => a.buffer.byteLength === 0)) throw new Error('training thread: a sample\'s arrays were already handed to a worker');
+      // the weights are copied (every worker reads them); the samples' arrays move and come back
+      w.send({ samples: [...shard], labels: labelRows(labels, bounds[i]!, bounds[i]! + sizes[i]!), weights: values }, arrays.map((a) => a.buffer as ArrayBuffer));
+    });
+    const towers = (await Promise.all(outputs)).map((m) => (m as Extract<WorkerReply, { type: 'towers' }>).towers);
+    const replies = active.map((w) => w.expect('grads'));
+    const terms = this.terms(weights, towers, labels);
+    active.forEach((w, i) => w.answer(terms.outputGrads[i]!));
+    const done = (await Promise.all(replies)).map((m) => m as Extract<WorkerReply, { type: 'grads' }>);
+    const keys = gradientKeys(weights, { trainable: this.trainable, lossWeights: this.lossWeights });
+    const grads = new Map<string, tf.Tensor>();
+    for (const k of keys) {
+      const sum = new Float32Array(weights.values(k).length);
+      for (const r of done) {
+        const g = r.grads[k];
+        if (g) for (let i = 0; i < g.length; i++) sum[i] += g[i]!;
+      }
+      const own = terms.weightGrads.get(k);
+      if (own) for (let i = 0; i < own.length; i++) sum[i] += own[i]!;
+      grads.set(k, tf.tensor(sum, [...weights.shapeOf(k)]));
+    }
+    return { loss: terms.loss, pairs: terms.pairs, grads, samples: done.flatMap((r) => r.samples) };
+  }
+
+  /**
+   * The terms over every shard's tower outputs (stacked in shard order): the loss, and its
+   * gradient with respect to each shard's outputs and to the weights the terms read.
+   */
+  private terms(weights: Weights, shards: TowerArrays[], labels: PretrainLabels): { loss: LossAndGrads['loss']; pairs: LossAndGrads['pairs']; outputGrads: Array<Array<Float32Array | null>>; weightGrads: Map<string, Float32Array> } {
+    const slots = shards[0]!.slots.length;
+    const stacked: Array<tf.Variable | null> = Array.from({ length: slots }, (_, j) => {
+      const parts = shards.flatMap((s) => (s.slots[j] ? [s.slots[j]!] : []));
+      if (!parts.length) return null;
+      const rows = parts.reduce((a, p) => a + p.shape[0]!, 0);
+      const data = concatArrays(parts.map((p) => p.data));
+      // a variable shares its initial tensor's data: made in a tidy scope, that tensor is let go
+      return tf.tidy(() => tf.variable(tf.tensor(data, [rows, ...parts[0]!.shape.slice(1)])));
+    });
+    const read = gradientKeys(weights, { trainable: this.trainable, lossWeights: this.lossWeights }).filter((k) => READ_BY_TERMS.test(k));
+    const own = new Map(read.map((k) => [k, tf.tidy(() => tf.variable(weights.get(k).clone()))]));
+    const map = new Map<string, tf.Tensor>();
+    for (const [k, t] of weights.entries()) map.set(k, own.get(k) ?? t);
+    const w = new Weights(map, true);
+    const scales = (shards[0]!.slots.length - 4) / 2;
+    const gtAtScale = Array.from({ length: scales }, (_, i) => concatArrays(shards.map((s) => s.gtAtScale[i]!)));
+    const towers: PretrainTowers = {
+      textPooled: stacked[0] ?? null,
+      regionText: stacked[1] ?? null,
+      pooledOutput: stacked[2] ?? null,
+      regionPooled: stacked[3] ?? null,
+      bottomupSelectionProbs: stacked.slice(4, 4 + scales) as tf.Tensor[],
+      topdownSelectionProbs: stacked.slice(4 + scales) as tf.Tensor[],
+      gtAtScale,
+      selectionMaps: [],
+    };
+    let values: number[] = [];
+    let pairs = { top1: 0, count: 0 };
+    const lw = this.lossWeights;
+    const { value, grads } = tf.variableGrads(() =>
+      tf.tidy(() => {
+        const out = pretrainTerms(w, this.config, towers, labels, lw);
+        values = [out.total, out.contrastive, out.priorBox, out.posteriorBox, out.words].map((t) => t.dataSync()[0]!);
+        if (lw.contrastive !== 0) pairs = inBatchTop1(out.logits);
+        return tf.reshape(out.total, []) as tf.Scalar;
+      }),
+      [...stacked.filter((v): v is tf.Variable => v !== null), ...own.values()],
+    );
+    value.dispose();
+    // each stacked output's gradient, cut back into the shards' rows
+    const rows = shards.map((s) => s.slots.map((t) => t?.shape[0] ?? 0));
+    const outputGrads = shards.map(() => Array.from({ length: slots }, (): Float32Array | null => null));
+    stacked.forEach((v, j) => {
+      const g = v && grads[v.name];
+      if (!g) return;
+      const all = g.dataSync() as Float32Array;
+      const perRow = all.length / v.shape[0]!;
+      let at = 0;
+      shards.forEach((_, i) => {
+        const n = rows[i]![j]!;
+        if (n) outputGrads[i]![j] = all.slice(at * perRow, (at + n) * perRow);
+        at += n;
+      });
+    });
+    const weightGrads = new Map<string, Float32Array>();
+    for (const [k, v] of own) {
+      const g = grads[v.name];
+      if (g) weightGrads.set(k, g.dataSync() as Float32Array);
+    }
+    tf.dispose([...Object.values(grads), ...stacked.filter((v) => v !== null), ...own.values()]);
+    const [total, contrastive, priorBox, posteriorBox, words] = values as [number, number, number, number, number];
+    return { loss: { total, contrastive, priorBox, posteriorBox, words }, pairs, outputGrads, weightGrads };
+  }
+
+  private closing: Promise<void> | undefined;
+
+  /** Stops the workers (once: a failed step closes them, and the trainer closes on its way out). */
+  close(): Promise<void> {
+    this.closing ??= Promise.all(this.workers.map((w) => w.close())).then(() => undefined);
+    return this.closing;
+  }
+}
+
+function concatArrays(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function shardError(r: { message: string; user: boolean }): Error {
+  return r.user ? new UserError(r.message) : new Error(`training thread: ${r.message}`);
+}
