@@ -159,7 +159,7 @@ export class ShardedStep {
     const keys = gradientKeys(weights, { trainable: this.trainable, lossWeights: this.lossWeights });
     const grads = new Map<string, tf.Tensor>();
     for (const k of keys) {
-      const sum = new Float32Array(weights.values(k).length);
+      const sum = new Float32Array(weights.shapeOf(k).reduce((a, d) => a * d, 1));
       for (const r of done) {
         const g = r.grads[k];
         if (g) for (let i = 0; i < g.length; i++) sum[i] += g[i]!;
