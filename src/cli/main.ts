@@ -188,7 +188,7 @@ program
   .option('--steps <n>', 'optimizer steps in all', '100')
   .option('--batch <n>', 'samples per micro-batch', '4')
   .option('--accum <n>', 'micro-batches per step (gradient accumulation)', '1')
-  .option('--threads <n>', 'threads that share each micro-batch, a sample or more each (default: one per core, at most --batch; 1 = the training thread alone); a run resumes on the same curve with the same number')
+  .option('--threads <n>', 'threads that share each micro-batch, a sample or more each (default: one per core but the one the data thread uses, at most --batch; 1 = the training thread alone); a run resumes on the same curve with the same number')
   .option('--lr <x>', 'peak learning rate', '5e-4')
   .option('--warmup <n>', 'linear warm-up steps before the cosine decay', '10')
   .option('--clip <x>', 'clip the global gradient norm to this (0 = off)', '1')

@@ -71,7 +71,8 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
     steps: o.steps,
     batch: o.batch,
     accum: o.accum,
-    threads: Math.min(o.threads ?? availableParallelism(), o.batch),
+    // by default a core is left to the data thread, which prepares the next samples meanwhile
+    threads: Math.min(o.threads ?? Math.max(1, availableParallelism() - 1), o.batch),
     lr: o.lr,
     warmup: o.warmup,
     clip: o.clip,
