@@ -2,7 +2,7 @@
  * Pixels after decoding, with no decoder (so the browser can use them): PIL's bicubic squash and
  * the processor's normalisation.
  */
-import { pilCropResizeBicubicRgbToPlanes, pilResizeBicubicRgb, pilResizeBicubicRgbToPlanes } from '../tensor/pilResize.js';
+import { pilResizeBicubicRgb, pilResizeBicubicRgbToPlanes } from '../tensor/pilResize.js';
 
 /** 8-bit RGB, interleaved: `data` is [height, width, 3]. */
 export interface RgbImage {
@@ -84,5 +84,5 @@ export function cropResizeNormalise(
 ): Float32Array {
   const tables = normaliseTables(mean, std);
   if (out && out.length !== 3 * width * height) throw new RangeError(`normalise: out holds ${out.length} values, expected ${3 * width * height}`);
-  return pilCropResizeBicubicRgbToPlanes(image.data, image.width, image.height, window, width, height, tables, out ?? new Float32Array(3 * width * height));
+  return pilResizeBicubicRgbToPlanes(image.data, image.width, image.height, width, height, tables, out ?? new Float32Array(3 * width * height), [0, height], window);
 }

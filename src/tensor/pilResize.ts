@@ -194,6 +194,8 @@ function bytesToPlanes(src: Uint8Array, tables: readonly [Float32Array, Float32A
  * [3, outHeight, outWidth] into `out`: the same values as resizing and then looking up every
  * byte, without the resized bytes (a 4K squash is 43 MB of them) or a second pass over them.
  * Only output rows `rows[0]`..`rows[1]` (all by default) are written, so threads can share the work.
+ * With `window`, that part of the image is resized, read in place: the same values as cutting it
+ * out first (a training sample's random crop, resized and normalised in one pass).
  */
 export function pilResizeBicubicRgbToPlanes(
   src: Uint8Array,
@@ -204,25 +206,7 @@ export function pilResizeBicubicRgbToPlanes(
   tables: readonly [Float32Array, Float32Array, Float32Array],
   out: Float32Array,
   rows: readonly [number, number] = [0, outHeight],
-): Float32Array {
-  return pilCropResizeBicubicRgbToPlanes(src, width, height, { left: 0, top: 0, width, height }, outWidth, outHeight, tables, out, rows);
-}
-
-/**
- * `pilResizeBicubicRgbToPlanes` of a window of the image, read in place: the same values as
- * cutting the window out first (a training sample's random crop, resized and normalised in one
- * pass).
- */
-export function pilCropResizeBicubicRgbToPlanes(
-  src: Uint8Array,
-  width: number,
-  height: number,
-  window: { readonly left: number; readonly top: number; readonly width: number; readonly height: number },
-  outWidth: number,
-  outHeight: number,
-  tables: readonly [Float32Array, Float32Array, Float32Array],
-  out: Float32Array,
-  rows: readonly [number, number] = [0, outHeight],
+  window: { readonly left: number; readonly top: number; readonly width: number; readonly height: number } = { left: 0, top: 0, width, height },
 ): Float32Array {
   const { left, top: wTop, width: w, height: h } = window;
   if (![w, h, outWidth, outHeight].every((n) => Number.isInteger(n) && n >= 1)) {
