@@ -101,6 +101,8 @@ export class ShardedStep {
     private readonly workers: ShardWorker[],
     private readonly trainable: readonly string[],
     private readonly lossWeights: LossWeights,
+    /** the keys whose gradient a step gives (`gradientKeys`), fixed for the run */
+    private readonly keys: readonly string[],
   ) {}
 
   /** Starts the workers, each with a copy of the weights, and waits until they are ready. */
@@ -115,7 +117,7 @@ export class ShardedStep {
       lossWeights: options.lossWeights,
     };
     const workers = Array.from({ length: options.threads }, () => new ShardWorker(data));
-    const step = new ShardedStep(config, workers, options.trainable, options.lossWeights);
+    const step = new ShardedStep(config, workers, options.trainable, options.lossWeights, keys);
     try {
       await Promise.all(workers.map((w) => w.ready));
     } catch (e) {
@@ -156,9 +158,8 @@ export class ShardedStep {
     const terms = this.terms(weights, towers, labels);
     active.forEach((w, i) => w.answer(terms.outputGrads[i]!));
     const done = (await Promise.all(replies)).map((m) => m as Extract<WorkerReply, { type: 'grads' }>);
-    const keys = gradientKeys(weights, { trainable: this.trainable, lossWeights: this.lossWeights });
     const grads = new Map<string, tf.Tensor>();
-    for (const k of keys) {
+    for (const k of this.keys) {
       const sum = new Float32Array(weights.shapeOf(k).reduce((a, d) => a * d, 1));
       for (const r of done) {
         const g = r.grads[k];
@@ -185,7 +186,7 @@ export class ShardedStep {
       // a variable shares its initial tensor's data: made in a tidy scope, that tensor is let go
       return tf.tidy(() => tf.variable(tf.tensor(data, [rows, ...parts[0]!.shape.slice(1)])));
     });
-    const read = gradientKeys(weights, { trainable: this.trainable, lossWeights: this.lossWeights }).filter((k) => READ_BY_TERMS.test(k));
+    const read = this.keys.filter((k) => READ_BY_TERMS.test(k));
     const own = new Map(read.map((k) => [k, tf.tidy(() => tf.variable(weights.get(k).clone()))]));
     const map = new Map<string, tf.Tensor>();
     for (const [k, t] of weights.entries()) map.set(k, own.get(k) ?? t);
