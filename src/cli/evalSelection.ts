@@ -45,6 +45,7 @@ export interface EvalSelectionCliOptions {
 /** One line per summary, for people. */
 export function formatSelectionReport(r: SelectionRecallReport): string {
   const pct = (x: number | null): string => (x === null ? '—' : `${(100 * x).toFixed(1)}%`);
+  const fixed = (x: number | null): string => (x === null ? '—' : x.toFixed(3));
   const lines = [
     `selection recall at ${r.scale} px (${r.grid[0]}x${r.grid[1]} patches, ${r.looks} look${r.looks === 1 ? '' : 's'}, ${r.top_budget_per_look} top-scale patches a look), ${r.images} images`,
     `  top-down  ${pct(r.topdown.recall)} of box patches (${r.topdown.cases} regions; whole box ${pct(r.topdown.full)})`,
@@ -52,6 +53,7 @@ export function formatSelectionReport(r: SelectionRecallReport): string {
     `  bottom-up ${pct(r.bottomup.recall)} of object patches (${r.bottomup.cases} objects; whole object ${pct(r.bottomup.full)})`,
     `  random    ${pct(r.random.recall)}`,
     ...(r.oracle ? [`  oracle    ${pct(r.oracle.recall)} (a prompt fitted to each box, ${r.oracle.steps} steps: an upper bound)`] : []),
+    `  prompts   cosine between two captions' prompts ${fixed(r.prompts.between_captions)}, with the prior prompt ${fixed(r.prompts.with_prior)} (near 1: selection cannot tell captions apart)`,
   ];
   return lines.join('\n');
 }

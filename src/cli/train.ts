@@ -45,12 +45,15 @@ const schema = z
       .transform((s) => s.split(',').map((g) => g.trim()).filter(Boolean))
       .pipe(z.array(z.enum(REINIT_GROUPS, { message: `--reinit takes a comma-separated list of ${REINIT_GROUPS.join(', ')}` }))),
     regions: num('regions').pipe(z.number().int('--regions must be an integer').min(1, '--regions must be at least 1 (the sample\'s own box)').max(64, '--regions must be at most 64')),
+    regionSelection: z.boolean().default(false),
     evalEvery: num('eval-every').pipe(z.number().int('--eval-every must be an integer').nonnegative('--eval-every must be >= 0 (0 = never)')),
     // retrieval's 7 distractors come from the other scenes' captions (4 to 8 each): 3 scenes at least
     evalScenes: num('eval-scenes').pipe(z.number().int('--eval-scenes must be an integer').min(3, '--eval-scenes must be at least 3 (retrieval draws its distractors from the other scenes)')),
   })
   .refine((o) => o.resume || o.preset !== undefined || o.init !== undefined, { message: 'give --preset NAME or --init DIR (or --resume)' })
-  .refine((o) => !(o.resume && o.preset && o.init), { message: '--resume continues the run as it was: drop --preset and --init' });
+  .refine((o) => !(o.resume && o.preset && o.init), { message: '--resume continues the run as it was: drop --preset and --init' })
+  .refine((o) => !o.regionSelection || o.regions > 1, { message: '--region-selection needs other regions to select: give --regions 2 or more' })
+  .refine((o) => !o.regionSelection || o.lossWeights.posteriorBox > 0 || o.lossWeights.priorBox > 0, { message: '--region-selection feeds the box terms: give --loss-weights a non-zero box weight' });
 
 export type TrainCliOptions = Record<string, string | boolean | undefined>;
 
@@ -78,7 +81,7 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
     clip: o.clip,
     freeze: o.freeze,
     adamw: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: o.weightDecay },
-    lossWeights: { ...o.lossWeights, box: o.boxLoss, ...(o.wordLoss > 0 ? { words: o.wordLoss } : {}) },
+    lossWeights: { ...o.lossWeights, box: o.boxLoss, ...(o.wordLoss > 0 ? { words: o.wordLoss } : {}), ...(o.regionSelection ? { regionSelection: true } : {}) },
     seed: o.seed,
     saveEvery: o.saveEvery,
     maxSeconds: o.maxMinutes * 60,

@@ -17,6 +17,7 @@ import type { TextTokenizer } from '../io/tokenizer.js';
 import type { RgbImage } from '../io/image.js';
 import type { PS3Model } from '../model/load.js';
 import { highresSelectionFeatures, lowRes, ScaledImages, selection, type Pixels } from '../model/encoder.js';
+import { l2Normalize } from '../model/layers.js';
 import { textFeatures } from '../model/region.js';
 import { baseBudgets, chooseLook, gridAtScale, lookBudgets, planLooks } from '../model/selection.js';
 import { createCanvas, fillRect, type Canvas, type Rgb } from '../data/draw.js';
@@ -57,7 +58,17 @@ export interface SelectionRecallReport {
   readonly random: RecallSummary & { readonly how: string };
   /** present when `oracleSteps` > 0 */
   readonly oracle?: RecallSummary & { readonly steps: number; readonly how: string };
+  /** how far apart the captions' prompts are: top-down selection can only follow a caption its prompt sets apart */
+  readonly prompts: PromptSpread;
   readonly cases: { readonly topdown: SelectionCase[]; readonly bottomup: SelectionCase[] };
+}
+
+export interface PromptSpread {
+  /** mean cosine between the prompts of two captions of one image (1: every caption gives the same prompt) */
+  readonly between_captions: number | null;
+  /** mean cosine of a caption's prompt with the learned prior (bottom-up) prompt */
+  readonly with_prior: number | null;
+  readonly how: string;
 }
 
 /** An image of the evaluation: its regions (box, caption, kind) and its small objects' boxes, in top-scale pixels. */
@@ -106,6 +117,8 @@ export function chooseLooks(model: PS3Model, probs: readonly Float32Array[], hei
   });
   return union;
 }
+
+const mean = (xs: readonly number[]): number | null => (xs.length ? xs.reduce((a, x) => a + x, 0) / xs.length : null);
 
 function summarise(cases: readonly SelectionCase[]): RecallSummary {
   if (cases.length === 0) return { recall: null, full: null, cases: 0 };
@@ -176,6 +189,8 @@ export async function evaluateSelection(model: PS3Model, tokenizer: TextTokenize
   const oracle: SelectionCase[] = [];
   const oracleSteps = options.oracleSteps ?? 0;
   const kinds = new Map<string, SelectionCase[]>();
+  const between: number[] = [];
+  const withPrior: number[] = [];
   const examples: Example[] = [];
   const wanted = options.examples ?? 0;
   let grid: [number, number] = [0, 0];
@@ -201,6 +216,13 @@ export async function evaluateSelection(model: PS3Model, tokenizer: TextTokenize
         const captions = image.regions.map((r) => r.caption);
         const { features: text, prompts } = textFeatures(model, tokenizer.encode(captions), R);
         text.dispose();
+        const { pairs, prior } = tf.tidy(() => {
+          const unit = l2Normalize(prompts);
+          const priorUnit = l2Normalize(tf.reshape(w.get('vision_model.prior_prompt'), [1, -1]));
+          return { pairs: tf.matMul(unit, unit, false, true).arraySync() as number[][], prior: tf.matMul(unit, priorUnit, false, true).arraySync() as number[][] };
+        });
+        pairs.forEach((row, i) => row.forEach((c, j) => j < i && between.push(c)));
+        prior.forEach(([c]) => withPrior.push(c!));
         if (oracleSteps > 0) {
           for (const [r, region] of image.regions.entries()) {
             const patches = boxPatchIndices(region.box, height, width, gh, gw);
@@ -262,6 +284,11 @@ export async function evaluateSelection(model: PS3Model, tokenizer: TextTokenize
     ...(oracleSteps > 0
       ? { oracle: { ...summarise(oracle), steps: oracleSteps, how: 'per region, a free prompt fitted to its own box (Adam on the balanced BCE of the top-scale probabilities, from the caption\'s prompt): an upper bound of top-down selection with these features, not a method' } }
       : {}),
+    prompts: {
+      between_captions: mean(between),
+      with_prior: mean(withPrior),
+      how: 'cosines of the captions\' prompts (the text tower\'s prompt projection): between two captions of one image, and with the prior prompt',
+    },
     cases: { topdown, bottomup },
   };
   return { report, examples };

@@ -8,7 +8,11 @@
  * With `regions` (other local boxes of the images, `--regions`), their top-scale patches are
  * forced into the same look as well (the caller keeps them within the top budget:
  * selection.ts forcingCapacity), and each is pooled like the sample's own box: one more pooled feature a
- * region, for the contrastive and caption-word terms (the box losses keep the sample's own box).
+ * region, for the contrastive and caption-word terms. Given the regions' prompts as well
+ * (`--region-selection`), each region's caption also drives a top-down selection on its image,
+ * for the box losses: several captions of one image, each with its own box, reward a prompt that
+ * says which object it names, where one caption an image is served almost as well by the
+ * caption-blind saliency map (not in the reference).
  */
 import { tf } from '../tensor/engine.js';
 import { resize } from '../tensor/resample.js';
@@ -16,7 +20,7 @@ import type { VisionConfig } from '../io/config.js';
 import type { Box } from '../io/shards.js';
 import { UserError } from '../errors.js';
 import { highResTokens, highresSelectionFeatures, lowRes, ScaledImages, selection, type Pixels, type SelectionMap } from './encoder.js';
-import { baseBudgets, boxAreaAtGrid, chooseLook, forceGroundTruth, gridAtScale, groundTruthPerScale } from './selection.js';
+import { baseBudgets, boxAreaAtGrid, chooseLook, forceGroundTruth, gridAtScale, groundTruthPerScale, selectionFeatures, selectionLogits, selectionProbs } from './selection.js';
 import { finalNorm, mapPool, trunk } from './vit.js';
 import type { Weights } from './weights.js';
 
@@ -30,12 +34,28 @@ export interface PretrainOutput {
   readonly gtAtScale: Float32Array[];
   /** [R, D]: the other regions' pooled features, in their order (null without regions) */
   readonly regionPooled: tf.Tensor | null;
+  /** the regions' own selections (null unless their prompts were given) */
+  readonly regionSelection: RegionSelection | null;
 }
 
-/** Other local boxes of a batch's images: `owner[k]` is the image of box k (input pixels). */
+/**
+ * Other local boxes of a batch's images: `owner[k]` is the image of box k (input pixels);
+ * `prompt` [R, D], their captions' prompts, when they are to drive selection too.
+ */
 export interface PretrainRegions {
   readonly owner: Int32Array;
   readonly boxes: readonly Box[];
+  readonly prompt?: tf.Tensor;
+}
+
+/** Each region's selections on its image and its box at each high-res grid: R rows, in the regions' order. */
+export interface RegionSelection {
+  /** [R, gh, gw] per high-res scale: its image's bottom-up map */
+  readonly bottomupSelectionProbs: tf.Tensor[];
+  /** [R, gh, gw] per high-res scale: its own caption as the prompt */
+  readonly topdownSelectionProbs: tf.Tensor[];
+  /** [R * gh * gw] per scale: the box area-downsampled to the grid */
+  readonly gtAtScale: Float32Array[];
 }
 
 export interface PretrainSelection {
@@ -43,6 +63,49 @@ export interface PretrainSelection {
   readonly topdownSelectionProbs: tf.Tensor[];
   /** the ground-truth map area-downsampled to each high-res grid, [B, gh, gw] per scale */
   readonly gtAtScale: Float32Array[];
+  readonly regionSelection: RegionSelection | null;
+}
+
+function checkRegions(regions: PretrainRegions | undefined, B: number, H: number, W: number): number {
+  const R = regions?.owner.length ?? 0;
+  if (regions && (regions.boxes.length !== R || regions.owner.some((b) => b < 0 || b >= B))) throw new UserError(`regions: ${R} owners (of ${B} images) for ${regions.boxes.length} boxes`);
+  if (regions?.prompt && regions.prompt.shape[0] !== R) throw new UserError(`regions: ${regions.prompt.shape[0]} prompts for ${R} boxes`);
+  if (R && H !== W) throw new UserError(`regions: square images only, got ${H} x ${W}`);
+  return R;
+}
+
+/**
+ * Bottom-up and top-down selection of the whole batch, the selection features computed once for
+ * both prompts (and the regions'); with regions' prompts, each region's selection on its image.
+ */
+function batchSelection(w: Weights, cfg: VisionConfig, pixels: Pixels, hidden: readonly tf.Tensor[], highFeatures: tf.Tensor | null, prompt: tf.Tensor, regions: PretrainRegions | undefined) {
+  const features = selectionFeatures(w, cfg, hidden); // [B, N0, D]
+  const bottomup = selection(w, cfg, pixels, hidden, highFeatures, null, features);
+  const topdown = selection(w, cfg, pixels, hidden, highFeatures, prompt, features);
+  let regionSelection: RegionSelection | null = null;
+  if (regions?.prompt && regions.owner.length) {
+    const { height: H, width: W } = pixels;
+    const owner = tf.tensor1d(regions.owner, 'int32');
+    const topdownOfRegions = tf.tidy(() => {
+      // [R, N0, D] and [R, h, w, out]: each region reads its image's features
+      const own = tf.gather(features, owner);
+      const ownHigh = highFeatures ? tf.gather(highFeatures, owner) : null;
+      return selectionProbs(cfg, selectionLogits(w, cfg, hidden, ownHigh, regions.prompt!, own), H, W);
+    });
+    const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, H, W, i + 1));
+    regionSelection = {
+      bottomupSelectionProbs: bottomup.map((p) => tf.gather(p, owner)),
+      topdownSelectionProbs: topdownOfRegions,
+      gtAtScale: grids.map(([h, gw]) => {
+        const out = new Float32Array(regions.boxes.length * h * gw);
+        regions.boxes.forEach((box, k) => out.set(boxAreaAtGrid(box, H, h, gw), k * h * gw));
+        return out;
+      }),
+    };
+    owner.dispose();
+  }
+  features.dispose();
+  return { bottomup, topdown, regionSelection };
 }
 
 /**
@@ -50,19 +113,19 @@ export interface PretrainSelection {
  * top-down probabilities, and the box at each high-res grid. A run that trains selection alone
  * (no contrastive term) needs nothing more, so it skips the look and the pooling.
  */
-export function pretrainSelection(w: Weights, cfg: VisionConfig, pixels: Pixels, prompt: tf.Tensor, gt: Float32Array): PretrainSelection {
+export function pretrainSelection(w: Weights, cfg: VisionConfig, pixels: Pixels, prompt: tf.Tensor, gt: Float32Array, regions?: PretrainRegions): PretrainSelection {
   const { batch: B, height: H, width: W } = pixels;
   if (gt.length !== B * H * W) throw new UserError(`gtSelectionMaps: ${gt.length} values do not make [${B}, ${H}, ${W}]`);
+  checkRegions(regions, B, H, W);
   const images = new ScaledImages(cfg, pixels);
   const low = lowRes(w, cfg, pixels, false, images);
   const highFeatures = highresSelectionFeatures(w, cfg, pixels, images);
-  const bottomup = selection(w, cfg, pixels, low.hiddenStates, highFeatures, null);
-  const topdown = selection(w, cfg, pixels, low.hiddenStates, highFeatures, prompt);
+  const { bottomup, topdown, regionSelection } = batchSelection(w, cfg, pixels, low.hiddenStates, highFeatures, prompt, regions);
   const gtAtScale = cfg.scales.slice(1).map((_, i) => {
     const [h, gw] = gridAtScale(cfg, H, W, i + 1);
     return resize(gt, B, H, W, h, gw, 'area');
   });
-  return { bottomupSelectionProbs: bottomup, topdownSelectionProbs: topdown, gtAtScale };
+  return { bottomupSelectionProbs: bottomup, topdownSelectionProbs: topdown, gtAtScale, regionSelection };
 }
 
 /**
@@ -81,14 +144,11 @@ export function encodePretrain(
   const { batch: B, height: H, width: W } = pixels;
   if (gt.length !== B * H * W) throw new UserError(`gtSelectionMaps: ${gt.length} values do not make [${B}, ${H}, ${W}]`);
   if (isGlobalText.length !== B) throw new UserError(`isGlobalText: ${isGlobalText.length} values for a batch of ${B}`);
-  const R = regions?.owner.length ?? 0;
-  if (regions && (regions.boxes.length !== R || regions.owner.some((b) => b < 0 || b >= B))) throw new UserError(`regions: ${R} owners (of ${B} images) for ${regions.boxes.length} boxes`);
-  if (R && H !== W) throw new UserError(`regions: square images only, got ${H} x ${W}`);
+  const R = checkRegions(regions, B, H, W);
   const images = new ScaledImages(cfg, pixels);
   const low = lowRes(w, cfg, pixels, true, images);
   const highFeatures = highresSelectionFeatures(w, cfg, pixels, images);
-  const bottomup = selection(w, cfg, pixels, low.hiddenStates, highFeatures, null);
-  const topdown = selection(w, cfg, pixels, low.hiddenStates, highFeatures, prompt);
+  const { bottomup, topdown, regionSelection } = batchSelection(w, cfg, pixels, low.hiddenStates, highFeatures, prompt, regions);
   const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, H, W, i + 1));
   // the box area-downsampled to each scale's grid: the pooling mask, and (first grid) the forcing map
   const gtAtScale = grids.map(([h, gw]) => resize(gt, B, H, W, h, gw, 'area'));
@@ -151,5 +211,5 @@ export function encodePretrain(
         });
         return mapPool(w, cfg.trunk, tf.gather(normed, tf.tensor1d(regions!.owner, 'int32')), tf.tensor2d(mask, [R, n]));
       });
-  return { pooledOutput, selectionMaps: maps, bottomupSelectionProbs: bottomup, topdownSelectionProbs: topdown, gtAtScale, regionPooled };
+  return { pooledOutput, selectionMaps: maps, bottomupSelectionProbs: bottomup, topdownSelectionProbs: topdown, gtAtScale, regionPooled, regionSelection };
 }

@@ -99,3 +99,14 @@ export function labelRows(labels: PretrainLabels, from: number, to: number): Pre
 export function releaseBatch(batch: PretrainBatch, pool: BufferPool): void {
   pool.give(batch.pixels.data, batch.gtSelectionMaps, ...(batch.pixels.resized?.values() ?? []));
 }
+
+/** Arrays of rows, one after the other. */
+export function concatArrays(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

@@ -19,7 +19,7 @@ import type { PS3Config } from '../io/config.js';
 import type { TextTokenizer } from '../io/tokenizer.js';
 import { Weights } from '../model/weights.js';
 import { gradientKeys, inBatchTop1, pretrainTerms, type LossAndGrads, type LossWeights, type PretrainLabels, type PretrainTowers } from './objective.js';
-import { collateLabels, labelRows, type TrainSample } from './batch.js';
+import { collateLabels, concatArrays, labelRows, type TrainSample } from './batch.js';
 import type { GradWorkerData, ShardRequest, WorkerReply, TowerArrays } from './gradWorker.js';
 
 /** Sizes of `threads` contiguous shards of a batch of `batch`, as even as can be (the first ones larger). */
@@ -191,17 +191,27 @@ export class ShardedStep {
     const map = new Map<string, tf.Tensor>();
     for (const [k, t] of weights.entries()) map.set(k, own.get(k) ?? t);
     const w = new Weights(map, true);
-    const scales = (shards[0]!.slots.length - 4) / 2;
+    const scales = this.config.vision.scales.length - 1;
     const gtAtScale = Array.from({ length: scales }, (_, i) => concatArrays(shards.map((s) => s.gtAtScale[i]!)));
+    // the regions' rows, shard after shard as the labels hold them (a shard without regions has none)
+    const withRegions = shards.flatMap((s) => (s.regionGtAtScale ? [s.regionGtAtScale] : []));
+    const regionRows = (from: number): tf.Tensor[] => stacked.slice(from, from + scales) as tf.Tensor[];
     const towers: PretrainTowers = {
       textPooled: stacked[0] ?? null,
       regionText: stacked[1] ?? null,
       pooledOutput: stacked[2] ?? null,
       regionPooled: stacked[3] ?? null,
       bottomupSelectionProbs: stacked.slice(4, 4 + scales) as tf.Tensor[],
-      topdownSelectionProbs: stacked.slice(4 + scales) as tf.Tensor[],
+      topdownSelectionProbs: stacked.slice(4 + scales, 4 + 2 * scales) as tf.Tensor[],
       gtAtScale,
       selectionMaps: [],
+      regionSelection: withRegions.length
+        ? {
+            bottomupSelectionProbs: regionRows(4 + 2 * scales),
+            topdownSelectionProbs: regionRows(4 + 3 * scales),
+            gtAtScale: Array.from({ length: scales }, (_, i) => concatArrays(withRegions.map((g) => g[i]!))),
+          }
+        : null,
     };
     let values: number[] = [];
     let pairs = { top1: 0, count: 0 };
@@ -248,16 +258,6 @@ export class ShardedStep {
     this.closing ??= Promise.all(this.workers.map((w) => w.close())).then(() => undefined);
     return this.closing;
   }
-}
-
-function concatArrays(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 function shardError(r: { message: string; user: boolean }): Error {

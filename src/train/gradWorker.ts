@@ -20,11 +20,14 @@ export interface Slot {
 
 /**
  * A shard's tower outputs: `slots` are text, region text, pooled, region pooled (null where the
- * shard has none), then the bottom-up and the top-down probabilities of each high-res scale.
+ * shard has none), then the bottom-up and the top-down probabilities of each high-res scale, then
+ * the regions' (null without region selection).
  */
 export interface TowerArrays {
   readonly slots: Array<Slot | null>;
   readonly gtAtScale: Float32Array[];
+  /** the regions' boxes at each grid (null without region selection) */
+  readonly regionGtAtScale: Float32Array[] | null;
 }
 
 export interface GradWorkerData {
@@ -60,7 +63,9 @@ const port = parentPort!;
 const d = workerData as GradWorkerData;
 
 function slotsOf(t: PretrainTowers): Array<tf.Tensor | null> {
-  return [t.textPooled, t.regionText, t.pooledOutput, t.regionPooled, ...t.bottomupSelectionProbs, ...t.topdownSelectionProbs];
+  const none = t.bottomupSelectionProbs.map(() => null);
+  const rs = t.regionSelection;
+  return [t.textPooled, t.regionText, t.pooledOutput, t.regionPooled, ...t.bottomupSelectionProbs, ...t.topdownSelectionProbs, ...(rs?.bottomupSelectionProbs ?? none), ...(rs?.topdownSelectionProbs ?? none)];
 }
 
 /** Blocks until the training thread has sent the gradients of this shard's outputs. */
@@ -99,7 +104,7 @@ async function start(): Promise<void> {
         const slots = slotsOf(towers);
         const reply: WorkerReply = {
           type: 'towers',
-          towers: { slots: slots.map((t) => (t ? { data: t.dataSync() as Float32Array, shape: [...t.shape] } : null)), gtAtScale: towers.gtAtScale },
+          towers: { slots: slots.map((t) => (t ? { data: t.dataSync() as Float32Array, shape: [...t.shape] } : null)), gtAtScale: towers.gtAtScale, regionGtAtScale: towers.regionSelection?.gtAtScale ?? null },
         };
         port.postMessage(reply);
         const outputGrads = awaitOutputGrads();

@@ -10,9 +10,10 @@ import type { PS3Config } from '../io/config.js';
 import { UserError } from '../errors.js';
 import type { Pixels, SelectionMap } from '../model/encoder.js';
 import { l2Normalize } from '../model/layers.js';
-import { encodePretrain, pretrainSelection, type PretrainRegions } from '../model/pretrain.js';
+import { encodePretrain, pretrainSelection, type PretrainRegions, type RegionSelection } from '../model/pretrain.js';
 import { encodeText } from '../model/text.js';
 import { Weights } from '../model/weights.js';
+import { concatArrays } from './batch.js';
 import { boxLoss, boxTargets, logSigmoid, siglipLoss, type BoxLossKind } from './loss.js';
 
 /**
@@ -35,6 +36,8 @@ export interface LossWeights {
   readonly box?: BoxLossKind;
   /** the caption-word term (`wordLoss`; not the reference's; default 0, off) */
   readonly words?: number;
+  /** the regions' captions drive selection too, each scored by the box terms against its own box (not the reference's; needs regions) */
+  readonly regionSelection?: boolean;
 }
 
 export const DEFAULT_LOSS_WEIGHTS: LossWeights = { contrastive: 1, priorBox: 1, posteriorBox: 1 };
@@ -75,6 +78,8 @@ export interface PretrainTowers {
   /** the ground-truth map area-downsampled to each high-res grid, [B, gh, gw] per scale */
   readonly gtAtScale: Float32Array[];
   readonly selectionMaps: SelectionMap[];
+  /** the regions' selections, more rows for the box terms (null unless `regionSelection`) */
+  readonly regionSelection: RegionSelection | null;
 }
 
 /** What the terms read of a batch besides the towers' outputs: the captions and which are global. */
@@ -85,15 +90,18 @@ export function pretrainTowers(w: Weights, config: PS3Config, batch: PretrainBat
   const B = pixels.batch;
   if (batch.text.length % B !== 0) throw new UserError(`text: ${batch.text.length} token ids for a batch of ${B}`);
   const text = encodeText(w, config.text, batch.text, B);
+  const selectionOnly = weights.contrastive === 0 && !weights.words;
+  // the regions' captions: their pooled features for the contrastive and word terms, their prompts for selection
+  const regionText = batch.regions && (!selectionOnly || weights.regionSelection) ? encodeText(w, config.text, batch.regions.text, batch.regions.owner.length) : null;
+  const regions = batch.regions && { owner: batch.regions.owner, boxes: batch.regions.boxes, ...(weights.regionSelection && regionText ? { prompt: regionText.prompt } : {}) };
   // with no contrastive or word term only the box losses remain, and they see selection alone:
   // the look and the pooled features are not computed
-  if (weights.contrastive === 0 && !weights.words) {
-    const vision = pretrainSelection(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps);
+  if (selectionOnly) {
+    const vision = pretrainSelection(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, regions);
     return { textPooled: null, regionText: null, pooledOutput: null, regionPooled: null, selectionMaps: [], ...vision };
   }
-  const vision = encodePretrain(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, batch.isGlobalText, batch.regions);
-  const regionText = batch.regions && vision.regionPooled ? encodeText(w, config.text, batch.regions.text, vision.regionPooled.shape[0]!).pooledOutput : null;
-  return { textPooled: text.pooledOutput, regionText, ...vision };
+  const vision = encodePretrain(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, batch.isGlobalText, regions);
+  return { textPooled: text.pooledOutput, regionText: regionText?.pooledOutput ?? null, ...vision };
 }
 
 /**
@@ -101,9 +109,13 @@ export function pretrainTowers(w: Weights, config: PS3Config, batch: PretrainBat
  * batch's own and its regions' — the caption-word term, and the box terms.
  */
 export function pretrainTerms(w: Weights, config: PS3Config, towers: PretrainTowers, labels: PretrainLabels, weights: LossWeights = DEFAULT_LOSS_WEIGHTS): ObjectiveOutput {
-  const targets = boxTargets(towers.gtAtScale);
-  const priorBox = boxLoss(towers.bottomupSelectionProbs, targets, labels.isGlobalText, weights.box);
-  const posteriorBox = boxLoss(towers.topdownSelectionProbs, targets, labels.isGlobalText, weights.box);
+  // the regions' selections are more rows of the box terms, each a local box
+  const rs = towers.regionSelection;
+  const rows = (own: tf.Tensor[], more: tf.Tensor[] | undefined): tf.Tensor[] => (more ? own.map((p, i) => tf.concat([p, more[i]!])) : own);
+  const targets = boxTargets(rs ? towers.gtAtScale.map((g, i) => concatArrays([g, rs.gtAtScale[i]!])) : towers.gtAtScale);
+  const isGlobal = rs ? concatArrays([Float32Array.from(labels.isGlobalText), new Float32Array(rs.topdownSelectionProbs[0]!.shape[0]!)]) : labels.isGlobalText;
+  const priorBox = boxLoss(rows(towers.bottomupSelectionProbs, rs?.bottomupSelectionProbs), targets, isGlobal, weights.box);
+  const posteriorBox = boxLoss(rows(towers.topdownSelectionProbs, rs?.topdownSelectionProbs), targets, isGlobal, weights.box);
   const selection = { bottomupSelectionProbs: towers.bottomupSelectionProbs, topdownSelectionProbs: towers.topdownSelectionProbs, selectionMaps: towers.selectionMaps };
   if (!towers.pooledOutput || !towers.textPooled) {
     // the selection-only objective: the contrastive outputs are zeros

@@ -14,6 +14,8 @@ import { boxToGtMap } from '../../src/model/selection.js';
 import { evalTokenizer, type EvalTokenizer } from '../../src/eval/qa/text.js';
 import { synthRetrievalImages, type RetrievalImage } from '../../src/eval/retrieval.js';
 import { boxPatchIndices, chooseLooks, evaluateSelection, examplesPicture } from '../../src/eval/selectionRecall.js';
+import { textFeatures } from '../../src/model/region.js';
+import { Weights } from '../../src/model/weights.js';
 import { Rng } from '../../src/rng.js';
 import { tinyConfig } from './tinyConfig.js';
 
@@ -98,4 +100,37 @@ test('the oracle prompt, fitted to each box, covers boxes at least as well as th
   assert.ok(oracle.recall! >= 0 && oracle.recall! <= 1);
   // a random model's captions say nothing about where boxes are; a prompt fitted to the box does
   assert.ok(oracle.recall! > report.topdown.recall! + 0.1, `oracle ${oracle.recall} vs top-down ${report.topdown.recall}`);
+});
+
+test('prompt spread: the mean cosine between two captions\' prompts of an image and with the prior prompt; a prompt projection that ignores the caption gives 1', async () => {
+  const { report } = await evaluateSelection(model, tok.tokenizer, images, { looks: 1 });
+  const between: number[] = [];
+  const prior: number[] = [];
+  const p = model.weights.get('vision_model.prior_prompt').arraySync() as number[];
+  const cos = (a: number[], b: number[]): number => a.reduce((s, x, i) => s + x * b[i]!, 0) / Math.hypot(...a) / Math.hypot(...b);
+  for (const im of images) {
+    const { features, prompts } = textFeatures(model, tok.tokenizer.encode(im.regions.map((r) => r.caption)), im.regions.length);
+    const rows = prompts.arraySync() as number[][];
+    tf.dispose([features, prompts]);
+    rows.forEach((a, i) => {
+      prior.push(cos(a, p));
+      rows.slice(0, i).forEach((b) => between.push(cos(a, b)));
+    });
+  }
+  const mean = (xs: number[]): number => xs.reduce((a, x) => a + x, 0) / xs.length;
+  assert.ok(between.length > 0);
+  assert.ok(Math.abs(report.prompts.between_captions! - mean(between)) < 1e-5, `${report.prompts.between_captions} vs ${mean(between)}`);
+  assert.ok(Math.abs(report.prompts.with_prior! - mean(prior)) < 1e-5);
+  assert.ok(report.prompts.between_captions! < 0.999, 'a random prompt projection tells captions apart');
+  // fc2's weight all zeros: every prompt is fc2's bias, and the prior prompt is that bias too
+  const bias = tf.randomNormal(model.weights.get('text_model.prompt_proj.fc2.bias').shape, 0, 1, 'float32', 5);
+  const map = new Map([...model.weights.entries()]);
+  const zero = tf.zerosLike(model.weights.get('text_model.prompt_proj.fc2.weight'));
+  map.set('text_model.prompt_proj.fc2.weight', zero);
+  map.set('text_model.prompt_proj.fc2.bias', bias);
+  map.set('vision_model.prior_prompt', bias);
+  const collapsed = await evaluateSelection({ ...model, weights: new Weights(map) }, tok.tokenizer, images.slice(0, 1), { looks: 1 });
+  tf.dispose([zero, bias]);
+  assert.ok(Math.abs(collapsed.report.prompts.between_captions! - 1) < 1e-5, JSON.stringify(collapsed.report.prompts));
+  assert.ok(Math.abs(collapsed.report.prompts.with_prior! - 1) < 1e-5);
 });

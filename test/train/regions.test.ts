@@ -7,9 +7,11 @@ import assert from 'node:assert/strict';
 import { initEngine, tf } from '../../src/tensor/engine.js';
 import { randomModel, type PS3Model } from '../../src/model/load.js';
 import { presetConfig } from '../../src/model/presets.js';
-import { encodePretrain } from '../../src/model/pretrain.js';
+import { encodePretrain, pretrainSelection } from '../../src/model/pretrain.js';
+import { encodeText } from '../../src/model/text.js';
+import { boxLoss, boxTargets } from '../../src/train/loss.js';
 import { boxAreaAtGrid, boxCells, boxToGtMap, forcingCapacity, ownForcedAtTop } from '../../src/model/selection.js';
-import { inBatchTop1, lossAndGrads, pretrainObjective, wordLoss, type PretrainBatch } from '../../src/train/objective.js';
+import { inBatchTop1, lossAndGrads, pretrainObjective, pretrainTowers, wordLoss, type PretrainBatch } from '../../src/train/objective.js';
 import { Rng } from '../../src/rng.js';
 import type { Box } from '../../src/io/shards.js';
 
@@ -163,4 +165,65 @@ test('word loss: BCE of each local box feature\'s word scores (e^t cos with the 
   assert.ok(Math.abs(r.loss.total - r.loss.words) < 1e-6 && r.loss.words > 0);
   assert.ok(r.grads.has('vision_model.trunk.attn_pool.latent') && r.grads.has('logit_scale') && !r.grads.has('text_model.prompt_proj.fc1.weight'));
   tf.dispose([...r.grads.values()]);
+});
+
+test('region selection: each region\'s rows are its image\'s bottom-up map and its own caption\'s top-down map, its box the target', () => {
+  const regionBoxes: Box[] = [[145, 145, 165, 165], [172, 4, 190, 24], own[0]!];
+  const batch: PretrainBatch = { pixels: { data: pixels, batch: 2, height: S, width: S }, text: ids(2, 1), gtSelectionMaps: gt(), isGlobalText: Float32Array.from([0, 0]), regions: { owner: Int32Array.from([1, 0, 0]), boxes: regionBoxes, text: ids(3, 2) } };
+  const N = model.config.text.contextLength;
+  const cfg = model.config.vision;
+  for (const contrastive of [1, 0]) {
+    const towers = pretrainTowers(model.weights, model.config, batch, { contrastive, priorBox: 1, posteriorBox: 1, regionSelection: true });
+    const rs = towers.regionSelection!;
+    assert.equal(rs.topdownSelectionProbs.length, cfg.scales.length - 1);
+    regionBoxes.forEach((box, k) => {
+      const b = batch.regions!.owner[k]!;
+      // the region alone: its image, its caption as the sample's own, its box as the ground truth
+      const alone = tf.tidy(() => {
+        const prompt = encodeText(model.weights, model.config.text, batch.regions!.text.subarray(k * N, (k + 1) * N), 1).prompt;
+        const one = pretrainSelection(model.weights, cfg, { data: pixels.subarray(b * 3 * S * S, (b + 1) * 3 * S * S), batch: 1, height: S, width: S }, prompt, boxToGtMap(box, S));
+        return [...one.topdownSelectionProbs, ...one.bottomupSelectionProbs, ...one.gtAtScale.map((g) => tf.tensor(g))];
+      });
+      const ns = rs.topdownSelectionProbs.length;
+      rs.topdownSelectionProbs.forEach((p, i) => {
+        const got = p.slice([k, 0, 0], [1, -1, -1]).dataSync();
+        const want = alone[i]!.dataSync();
+        got.forEach((v, g) => assert.ok(Math.abs(v - want[g]!) < 1e-5, `contrastive ${contrastive}, region ${k}, scale ${i}, patch ${g}: ${v} vs ${want[g]}`));
+        const bottomup = rs.bottomupSelectionProbs[i]!.slice([k, 0, 0], [1, -1, -1]).dataSync();
+        const ownBottomup = towers.bottomupSelectionProbs[i]!.slice([b, 0, 0], [1, -1, -1]).dataSync();
+        assert.deepEqual(bottomup, ownBottomup);
+        const cells = want.length;
+        const gtWant = alone[2 * ns + i]!.dataSync();
+        rs.gtAtScale[i]!.subarray(k * cells, (k + 1) * cells).forEach((v, g) => assert.ok(Math.abs(v - gtWant[g]!) < 1e-6, `region ${k}, scale ${i}: box share ${v} vs ${gtWant[g]}`));
+      });
+      tf.dispose(alone);
+    });
+    // region 2 names image 0's own box with another caption: the same target, another top-down map
+    const top = (p: tf.Tensor, row: number): Float32Array => p.slice([row, 0, 0], [1, -1, -1]).dataSync() as Float32Array;
+    assert.ok(top(rs.topdownSelectionProbs[0]!, 2).some((v, g) => Math.abs(v - top(towers.topdownSelectionProbs[0]!, 0)[g]!) > 1e-4));
+    tf.dispose([...towers.bottomupSelectionProbs, ...towers.topdownSelectionProbs, ...rs.bottomupSelectionProbs, ...rs.topdownSelectionProbs]);
+    tf.dispose([towers.textPooled, towers.regionText, towers.pooledOutput, towers.regionPooled].filter((t): t is tf.Tensor => t !== null));
+  }
+});
+
+test('region selection: the box terms average the samples\' and the regions\' rows; the caption prompts and the selection get a gradient from it', () => {
+  const batch: PretrainBatch = { pixels: { data: pixels, batch: 2, height: S, width: S }, text: ids(2, 1), gtSelectionMaps: gt(), isGlobalText: Float32Array.from([0, 1]), regions: { owner: Int32Array.from([1, 0, 0]), boxes: [[145, 145, 165, 165], [172, 4, 190, 24], [40, 100, 70, 130]], text: ids(3, 2) } };
+  for (const kind of ['bce', 'softmax'] as const) {
+    const weights = { contrastive: 0, priorBox: 1, posteriorBox: 1, box: kind, regionSelection: true };
+    const towers = pretrainTowers(model.weights, model.config, batch, weights);
+    const rs = towers.regionSelection!;
+    const r = lossAndGrads(model.weights, model.config, batch, { lossWeights: weights });
+    // one local sample (the other's caption is global) and three regions, each row weighed alike
+    const ownTerm = boxLoss(towers.topdownSelectionProbs, boxTargets(towers.gtAtScale), batch.isGlobalText, kind).dataSync()[0]!;
+    const regionTerm = boxLoss(rs.topdownSelectionProbs, boxTargets(rs.gtAtScale), [0, 0, 0], kind).dataSync()[0]!;
+    const want = (ownTerm * 1 + regionTerm * 3) / 4;
+    assert.ok(Math.abs(r.loss.posteriorBox - want) < 1e-4 * Math.max(1, want), `${kind}: ${r.loss.posteriorBox} vs ${want}`);
+    const plain = lossAndGrads(model.weights, model.config, batch, { lossWeights: { ...weights, regionSelection: false } });
+    assert.ok(Math.abs(plain.loss.posteriorBox - ownTerm) < 1e-5, `${kind}: without region selection the term is the samples' own`);
+    for (const k of ['text_model.prompt_proj.fc1.weight', 'vision_model.selection_feature_proj.fc1.weight']) assert.ok(r.grads.has(k), k);
+    const g = r.grads.get('text_model.prompt_proj.fc1.weight')!.dataSync();
+    const gp = plain.grads.get('text_model.prompt_proj.fc1.weight')!.dataSync();
+    assert.ok(g.some((v, i) => Math.abs(v - gp[i]!) > 1e-7), `${kind}: the regions' prompts add to the prompt projection's gradient`);
+    tf.dispose([...r.grads.values(), ...plain.grads.values(), ...towers.bottomupSelectionProbs, ...towers.topdownSelectionProbs, ...rs.bottomupSelectionProbs, ...rs.topdownSelectionProbs]);
+  }
 });

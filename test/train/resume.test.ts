@@ -19,6 +19,8 @@ const trainArgs = (out: string): string[] => [CLI, 'train', '--preset', 'micro',
 interface Metric {
   step: number;
   loss: number;
+  contrastive_loss: number;
+  posterior_box_loss: number;
 }
 
 function metrics(out: string): Metric[] {
@@ -104,6 +106,15 @@ test('--regions: a run trains with them, and a resume with another count is refu
   const bad = spawnSync(process.execPath, [...args.slice(0, -1), '0'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--regions must be at least 1/);
+  // the regions' captions drive selection too: a selection-only run trains; without other regions it is refused
+  const sel = path.join(tmp, 'd-sel');
+  const withSel = [...args.slice(1, -2), '--regions', '3', '--region-selection', '--loss-weights', '0,1,1'].map((a) => (a === d ? sel : a));
+  const rs = spawnSync(process.execPath, [CLI, ...withSel], { encoding: 'utf8' });
+  assert.equal(rs.status, 0, rs.stderr);
+  assert.ok(metrics(sel).every((m) => m.posterior_box_loss > 0 && m.contrastive_loss === 0), JSON.stringify(metrics(sel)));
+  const noRegions = spawnSync(process.execPath, [CLI, ...withSel.slice(0, -5), '--region-selection'], { encoding: 'utf8' });
+  assert.equal(noRegions.status, 2);
+  assert.match(noRegions.stderr, /^ps3: --region-selection needs other regions to select: give --regions 2 or more\n$/);
 });
 
 test('--reinit text-tower,pool-head: those groups start from fresh random weights, everything else as --init gives it', () => {

@@ -1,7 +1,7 @@
 /**
  * `ps3 train --threads`: a batch's towers on worker threads, its loss terms on the training
  * thread (src/train/gradShards.ts), give the loss, in-batch top-1 and gradients of the one-thread
- * step to float rounding — with regions, the caption-word term, a global caption, every loss
+ * step to float rounding — with regions (and their selections), the caption-word term, a global caption, every loss
  * weighting — and a threaded run trains as a one-thread run does.
  */
 import { test, before } from 'node:test';
@@ -82,6 +82,9 @@ test('two and three threads give the one-thread loss, top-1 and gradients', asyn
     { contrastive: 1, priorBox: 1, posteriorBox: 1, words: 0.5 },
     { contrastive: 1, priorBox: 0, posteriorBox: 0, box: 'balanced' },
     { contrastive: 0, priorBox: 1, posteriorBox: 2 },
+    // the regions' selections: rows of shards with and without regions (3 threads: the middle one has none)
+    { contrastive: 1, priorBox: 1, posteriorBox: 1, regionSelection: true },
+    { contrastive: 0, priorBox: 1, posteriorBox: 2, box: 'softmax', regionSelection: true },
   ];
   for (const lossWeights of weightings) {
     const trainable = [...model.weights.keys()];
