@@ -7,10 +7,9 @@
  * the number of threads, and shards are added in order, so a run is reproducible (and resumes on
  * the same curve) for a given `--threads`.
  */
-import { Worker } from 'node:worker_threads';
 import { tf } from '../tensor/engine.js';
-import { UserError } from '../errors.js';
 import { shardSizes } from '../train/gradShards.js';
+import { WorkerLink } from '../train/workerLink.js';
 import type { PS3Model } from '../model/load.js';
 import type { Weights } from '../model/weights.js';
 import type { BoxLossKind } from '../train/loss.js';
@@ -36,58 +35,11 @@ export interface StepSetup {
   readonly boxLoss: BoxLossKind;
 }
 
-class ShardWorker {
-  private readonly worker: Worker;
-  private pending: { resolve: (r: ShardReply) => void; reject: (e: Error) => void } | undefined;
-  private failure: Error | undefined;
-  readonly ready: Promise<void>;
-
-  constructor(data: GradWorkerData) {
-    this.worker = new Worker(new URL('./gradWorker.js', import.meta.url), { workerData: data });
-    let started: () => void = () => undefined;
-    let failedToStart: (e: Error) => void = () => undefined;
-    this.ready = new Promise((resolve, reject) => {
-      started = resolve;
-      failedToStart = reject;
-    });
-    this.worker.on('message', (m: ShardReply) => {
-      if (m.type === 'ready') started();
-      else if (m.type === 'error' && !this.pending) failedToStart(shardError(m));
-      else {
-        const p = this.pending;
-        this.pending = undefined;
-        p?.resolve(m);
-      }
-    });
-    this.worker.on('error', (e) => this.fail(e));
-    this.worker.on('exit', (code) => this.fail(new Error(`training thread exited (code ${code})`)));
-  }
-
-  private fail(e: Error): void {
-    this.failure ??= e;
-    this.pending?.reject(e);
-    this.pending = undefined;
-  }
-
-  run(request: ShardRequest): Promise<ShardReply> {
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => {
-      this.pending = { resolve, reject };
-      this.worker.postMessage(request);
-    });
-  }
-
-  async close(): Promise<void> {
-    this.worker.removeAllListeners('exit');
-    await this.worker.terminate();
-  }
-}
-
 /** Computes each step's loss and gradients on this thread and `threads - 1` workers. */
 export class ShardedStep {
   private constructor(
     private readonly setup: StepSetup,
-    private readonly workers: ShardWorker[],
+    private readonly workers: Array<WorkerLink<ShardReply>>,
   ) {}
 
   /** Starts the workers (each loads PS3 and its engine) and waits until they are ready; `weights` gives the trainable keys' shapes. */
@@ -105,7 +57,7 @@ export class ShardedStep {
       trainable: setup.trainable.map((k) => [k, weights.shapeOf(k)]),
       ps3Trainable: setup.ps3Trainable.map((k) => [k, setup.ps3.weights.shapeOf(k)]),
     };
-    const workers = Array.from({ length: Math.max(0, threads - 1) }, () => new ShardWorker(data));
+    const workers = Array.from({ length: Math.max(0, threads - 1) }, () => new WorkerLink<ShardReply>(new URL('./gradWorker.js', import.meta.url), { workerData: data }));
     const step = new ShardedStep(setup, workers);
     try {
       await Promise.all(workers.map((w) => w.ready));
@@ -126,11 +78,15 @@ export class ShardedStep {
       shards.push(questions.slice(at, at + n));
       at += n;
     }
-    const replies: Array<Promise<ShardReply>> = [];
+    const replies: Array<Promise<Extract<ShardReply, { type: 'shard' }>>> = [];
     if (shards.length > 1) {
       const values = s.trainable.map((k) => weights.values(k));
       const ps3Values = s.ps3Trainable.map((k) => s.ps3.weights.values(k));
-      shards.slice(1).forEach((shard, i) => replies.push(this.workers[i]!.run({ questions: shard, denominator: questions.length, weights: values, ps3Weights: ps3Values })));
+      shards.slice(1).forEach((shard, i) => {
+        const worker = this.workers[i]!;
+        replies.push(worker.expect('shard'));
+        worker.post({ questions: shard, denominator: questions.length, weights: values, ps3Weights: ps3Values } satisfies ShardRequest);
+      });
       // awaited below; a failure of this thread's shard must not leave them unhandled
       for (const r of replies) r.catch(() => undefined);
     }
@@ -140,8 +96,6 @@ export class ShardedStep {
     const totals = { loss: own.loss, answer: own.answer, selection: own.selection };
     for (const pending of replies) {
       const r = await pending;
-      if (r.type === 'error') throw shardError(r);
-      if (r.type !== 'shard') throw new Error('training thread: no shard in its answer');
       totals.loss += r.loss;
       totals.answer += r.answer;
       totals.selection += r.selection;
@@ -154,10 +108,6 @@ export class ShardedStep {
   async close(): Promise<void> {
     await Promise.all(this.workers.map((w) => w.close()));
   }
-}
-
-function shardError(r: { message: string; user: boolean }): Error {
-  return r.user ? new UserError(r.message) : new Error(`training thread: ${r.message}`);
 }
 
 /** grads[k] += values[i] for the i-th key, in place of the old tensor. */

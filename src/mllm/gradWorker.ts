@@ -6,10 +6,10 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { initEngine, tf, type BackendName } from '../tensor/engine.js';
-import { isUserError } from '../errors.js';
 import { loadModel } from '../model/load.js';
 import { Weights } from '../model/weights.js';
 import type { BoxLossKind } from '../train/loss.js';
+import { errorReply, type ErrorReply } from '../train/workerLink.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import type { LmConfig } from './config.js';
 import { batchLossAndGrads } from './objective.js';
@@ -44,7 +44,7 @@ export interface ShardRequest {
 export type ShardReply =
   | { type: 'ready' }
   | { type: 'shard'; answer: number; selection: number; loss: number; grads: Float32Array[]; ps3Grads: Float32Array[] }
-  | { type: 'error'; message: string; user: boolean };
+  | ErrorReply;
 
 const port = parentPort!;
 const d = workerData as GradWorkerData;
@@ -74,11 +74,6 @@ async function start(): Promise<void> {
     }
   });
   port.postMessage({ type: 'ready' } satisfies ShardReply);
-}
-
-/** A user's mistake (a question longer than the LM's context, say) stays one: the training thread throws it as a UserError. */
-function errorReply(e: unknown): ShardReply {
-  return { type: 'error', message: e instanceof Error ? e.message : String(e), user: isUserError(e) };
 }
 
 start().catch((e: unknown) => port.postMessage(errorReply(e)));

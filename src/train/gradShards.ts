@@ -12,15 +12,15 @@
  * run is reproducible (and resumes on the same curve) for a given `--threads`; against one
  * thread the gradients agree to float rounding.
  */
-import { Worker, MessageChannel, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { tf } from '../tensor/engine.js';
-import { UserError } from '../errors.js';
 import type { PS3Config } from '../io/config.js';
 import type { TextTokenizer } from '../io/tokenizer.js';
 import { Weights } from '../model/weights.js';
 import { gradientKeys, inBatchTop1, pretrainTerms, type LossAndGrads, type LossWeights, type PretrainLabels, type PretrainTowers } from './objective.js';
 import { collateLabels, concatArrays, labelRows, type TrainSample } from './batch.js';
 import type { GradWorkerData, ShardRequest, WorkerReply, TowerArrays } from './gradWorker.js';
+import { WorkerLink } from './workerLink.js';
 
 /** Sizes of `threads` contiguous shards of a batch of `batch`, as even as can be (the first ones larger). */
 export function shardSizes(batch: number, threads: number): number[] {
@@ -33,46 +33,30 @@ const TERMS_ONLY = /^logit_(scale|bias)$/;
 /** Weights the terms read (the word term scores the token embedding): their gradient here joins the workers'. */
 const READ_BY_TERMS = /^(logit_(scale|bias)|text_model\.token_embedding\.weight)$/;
 
+/** A worker and the channel on which it waits, inside its gradient function, for its outputs' gradients. */
 class ShardWorker {
-  private readonly worker: Worker;
+  private readonly link: WorkerLink<WorkerReply>;
   /** the gradients with respect to the tower outputs travel here, read by the waiting worker */
   private readonly port: MessagePort;
   private readonly signal: Int32Array;
-  private waiting: { type: WorkerReply['type']; resolve: (r: WorkerReply) => void; reject: (e: Error) => void } | undefined;
-  private failure: Error | undefined;
-  readonly ready: Promise<void>;
 
   constructor(data: Omit<GradWorkerData, 'port' | 'signal'>) {
     const channel = new MessageChannel();
     this.port = channel.port2;
     this.signal = new Int32Array(new SharedArrayBuffer(4));
-    this.worker = new Worker(new URL('./gradWorker.js', import.meta.url), { workerData: { ...data, port: channel.port1, signal: this.signal }, transferList: [channel.port1] });
-    this.ready = this.expect('ready').then(() => undefined);
-    this.worker.on('message', (m: WorkerReply) => {
-      const w = this.waiting;
-      this.waiting = undefined;
-      if (m.type === 'error') w?.reject(shardError(m));
-      else if (w && m.type === w.type) w.resolve(m);
-      else w?.reject(new Error(`training thread: "${m.type}" where "${w.type}" was due`));
-    });
-    this.worker.on('error', (e) => this.fail(e));
-    this.worker.on('exit', (code) => this.fail(new Error(`training thread exited (code ${code})`)));
+    this.link = new WorkerLink(new URL('./gradWorker.js', import.meta.url), { workerData: { ...data, port: channel.port1, signal: this.signal }, transferList: [channel.port1] });
   }
 
-  private fail(e: Error): void {
-    this.failure ??= e;
-    this.waiting?.reject(e);
-    this.waiting = undefined;
+  get ready(): Promise<void> {
+    return this.link.ready;
   }
 
-  /** The worker's next message, which must be of `type`. */
-  expect(type: WorkerReply['type']): Promise<WorkerReply> {
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise((resolve, reject) => (this.waiting = { type, resolve, reject }));
+  expect<T extends WorkerReply['type']>(type: T): Promise<Extract<WorkerReply, { type: T }>> {
+    return this.link.expect(type);
   }
 
   send(request: ShardRequest, transfer: ArrayBuffer[]): void {
-    this.worker.postMessage(request, transfer);
+    this.link.post(request, transfer);
   }
 
   /** The gradients of the shard's tower outputs, to the worker waiting for them. */
@@ -83,9 +67,8 @@ class ShardWorker {
   }
 
   async close(): Promise<void> {
-    this.worker.removeAllListeners('exit');
     this.port.close();
-    await this.worker.terminate();
+    await this.link.close();
   }
 }
 
@@ -153,11 +136,11 @@ export class ShardedStep {
       // the weights are copied (every worker reads them); the samples' arrays move and come back
       w.send({ samples: [...shard], labels: labelRows(labels, bounds[i]!, bounds[i]! + sizes[i]!), weights: values }, arrays.map((a) => a.buffer as ArrayBuffer));
     });
-    const towers = (await Promise.all(outputs)).map((m) => (m as Extract<WorkerReply, { type: 'towers' }>).towers);
+    const towers = (await Promise.all(outputs)).map((m) => m.towers);
     const replies = active.map((w) => w.expect('grads'));
     const terms = this.terms(weights, towers, labels);
     active.forEach((w, i) => w.answer(terms.outputGrads[i]!));
-    const done = (await Promise.all(replies)).map((m) => m as Extract<WorkerReply, { type: 'grads' }>);
+    const done = await Promise.all(replies);
     const grads = new Map<string, tf.Tensor>();
     for (const k of this.keys) {
       const sum = new Float32Array(weights.shapeOf(k).reduce((a, d) => a * d, 1));
@@ -260,6 +243,3 @@ export class ShardedStep {
   }
 }
 
-function shardError(r: { message: string; user: boolean }): Error {
-  return r.user ? new UserError(r.message) : new Error(`training thread: ${r.message}`);
-}

@@ -6,11 +6,11 @@
  */
 import { parentPort, receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import { initEngine, tf, type BackendName } from '../tensor/engine.js';
-import { isUserError } from '../errors.js';
 import type { PS3Config } from '../io/config.js';
 import { Weights } from '../model/weights.js';
 import { collatePixels, type TrainSample } from './batch.js';
 import { pretrainTowers, type LossWeights, type PretrainLabels, type PretrainTowers } from './objective.js';
+import { errorReply, type ErrorReply } from './workerLink.js';
 
 /** One tower output as it travels: [rows, ...] values. */
 export interface Slot {
@@ -57,7 +57,7 @@ export type WorkerReply =
   | { type: 'ready' }
   | { type: 'towers'; towers: TowerArrays }
   | { type: 'grads'; grads: Record<string, Float32Array>; samples: TrainSample[] }
-  | { type: 'error'; message: string; user: boolean };
+  | ErrorReply;
 
 const port = parentPort!;
 const d = workerData as GradWorkerData;
@@ -126,10 +126,6 @@ async function start(): Promise<void> {
     }
   });
   port.postMessage({ type: 'ready' } satisfies WorkerReply);
-}
-
-function errorReply(e: unknown): WorkerReply {
-  return { type: 'error', message: e instanceof Error ? e.message : String(e), user: isUserError(e) };
 }
 
 start().catch((e: unknown) => port.postMessage(errorReply(e)));
