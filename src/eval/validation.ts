@@ -31,6 +31,8 @@ export async function validate(model: PS3Model, tokenizer: TextTokenizer, o: Val
     val_topdown_recall: report.topdown.recall,
     val_bottomup_recall: report.bottomup.recall,
     val_random_recall: report.random.recall,
+    // near 1: every caption gets the same prompt, and top-down selection is the bottom-up one
+    val_prompt_cosine: report.prompts.between_captions,
     val_retrieval_ps3: ps3.accuracy,
     val_retrieval_lowres: lowres.accuracy,
   };

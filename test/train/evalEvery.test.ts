@@ -18,18 +18,20 @@ before(() => {
   assert.equal(r.status, 0, r.stderr);
 });
 
-test('val_* metrics every N steps, in [0, 1]', () => {
+test('val_* metrics every N steps, in [0, 1] (the prompt cosine in [-1, 1])', () => {
   const out = path.join(tmp, 'run');
   const r = spawnSync(process.execPath, [CLI, 'train', '--preset', 'micro', '--data', data, '--out', out, '--steps', '2', '--batch', '2', '--eval-every', '2', '--eval-scenes', '3'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number | null>);
   assert.equal(lines.length, 2);
-  const keys = ['val_topdown_recall', 'val_bottomup_recall', 'val_random_recall', 'val_retrieval_ps3', 'val_retrieval_lowres'];
+  const keys = ['val_topdown_recall', 'val_bottomup_recall', 'val_random_recall', 'val_retrieval_ps3', 'val_retrieval_lowres', 'val_prompt_cosine'];
   lines.forEach((m) => {
     const evaluated = m['step']! % 2 === 0;
     for (const k of keys) {
       assert.equal(k in m, evaluated, `${k} at step ${m['step']}`);
-      if (evaluated) assert.ok(typeof m[k] === 'number' && m[k]! >= 0 && m[k]! <= 1, `${k} = ${m[k]}`);
+      // a cosine may be negative
+      const low = k === 'val_prompt_cosine' ? -1 : 0;
+      if (evaluated) assert.ok(typeof m[k] === 'number' && m[k]! >= low && m[k]! <= 1 + 1e-6, `${k} = ${m[k]}`);
     }
   });
   assert.match(r.stderr, /step 2 held-out: topdown_recall/);
