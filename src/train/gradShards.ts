@@ -34,29 +34,17 @@ const TERMS_ONLY = /^logit_(scale|bias)$/;
 const READ_BY_TERMS = /^(logit_(scale|bias)|text_model\.token_embedding\.weight)$/;
 
 /** A worker and the channel on which it waits, inside its gradient function, for its outputs' gradients. */
-class ShardWorker {
-  private readonly link: WorkerLink<WorkerReply>;
+class ShardWorker extends WorkerLink<WorkerReply> {
   /** the gradients with respect to the tower outputs travel here, read by the waiting worker */
   private readonly port: MessagePort;
   private readonly signal: Int32Array;
 
   constructor(data: Omit<GradWorkerData, 'port' | 'signal'>) {
     const channel = new MessageChannel();
+    const signal = new Int32Array(new SharedArrayBuffer(4));
+    super(new URL('./gradWorker.js', import.meta.url), { workerData: { ...data, port: channel.port1, signal }, transferList: [channel.port1] });
     this.port = channel.port2;
-    this.signal = new Int32Array(new SharedArrayBuffer(4));
-    this.link = new WorkerLink(new URL('./gradWorker.js', import.meta.url), { workerData: { ...data, port: channel.port1, signal: this.signal }, transferList: [channel.port1] });
-  }
-
-  get ready(): Promise<void> {
-    return this.link.ready;
-  }
-
-  expect<T extends WorkerReply['type']>(type: T): Promise<Extract<WorkerReply, { type: T }>> {
-    return this.link.expect(type);
-  }
-
-  send(request: ShardRequest, transfer: ArrayBuffer[]): void {
-    this.link.post(request, transfer);
+    this.signal = signal;
   }
 
   /** The gradients of the shard's tower outputs, to the worker waiting for them. */
@@ -66,9 +54,9 @@ class ShardWorker {
     Atomics.notify(this.signal, 0);
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     this.port.close();
-    await this.link.close();
+    await super.close();
   }
 }
 
@@ -134,7 +122,7 @@ export class ShardedStep {
       // a buffer handed over already would make postMessage drop the whole message, silently
       if (arrays.some((a) => a.buffer.byteLength === 0)) throw new Error('training thread: a sample\'s arrays were already handed to a worker');
       // the weights are copied (every worker reads them); the samples' arrays move and come back
-      w.send({ samples: [...shard], labels: labelRows(labels, bounds[i]!, bounds[i]! + sizes[i]!), weights: values }, arrays.map((a) => a.buffer as ArrayBuffer));
+      w.post({ samples: [...shard], labels: labelRows(labels, bounds[i]!, bounds[i]! + sizes[i]!), weights: values } satisfies ShardRequest, arrays.map((a) => a.buffer as ArrayBuffer));
     });
     const towers = (await Promise.all(outputs)).map((m) => m.towers);
     const replies = active.map((w) => w.expect('grads'));
