@@ -51,6 +51,7 @@ export function formatSelectionReport(r: SelectionRecallReport): string {
     `  top-down  ${pct(r.topdown.recall)} of box patches (${r.topdown.cases} regions; whole box ${pct(r.topdown.full)})`,
     ...Object.entries(r.topdown.per_kind).map(([k, s]) => `    ${k.padEnd(14)} ${pct(s.recall)} (${s.cases})`),
     `  bottom-up ${pct(r.bottomup.recall)} of object patches (${r.bottomup.cases} objects; whole object ${pct(r.bottomup.full)})`,
+    `  controls  the same boxes with another caption's look ${pct(r.controls.other_caption.recall)} (${r.controls.other_caption.cases}), with the bottom-up look ${pct(r.controls.prior_prompt.recall)} (top-down above them: the caption steers selection)`,
     `  random    ${pct(r.random.recall)}`,
     ...(r.oracle ? [`  oracle    ${pct(r.oracle.recall)} (a prompt fitted to each box, ${r.oracle.steps} steps: an upper bound)`] : []),
     `  prompts   cosine between two captions' prompts ${fixed(r.prompts.between_captions)}, with the prior prompt ${fixed(r.prompts.with_prior)} (near 1: selection cannot tell captions apart)`,

@@ -56,6 +56,15 @@ export interface SelectionRecallReport {
   readonly topdown: RecallSummary & { readonly per_kind: Record<string, RecallSummary> };
   readonly bottomup: RecallSummary;
   readonly random: RecallSummary & { readonly how: string };
+  /**
+   * Controls on the same boxes: the look another caption of the image drives (the next region's,
+   * in images with two or more), and the bottom-up look. Top-down above them is the caption
+   * steering selection to its object; equal to them, selection ignores the caption.
+   */
+  readonly controls: {
+    readonly other_caption: RecallSummary & { readonly how: string };
+    readonly prior_prompt: RecallSummary & { readonly how: string };
+  };
   /** present when `oracleSteps` > 0 */
   readonly oracle?: RecallSummary & { readonly steps: number; readonly how: string };
   /** how far apart the captions' prompts are: top-down selection can only follow a caption its prompt sets apart */
@@ -186,6 +195,8 @@ export async function evaluateSelection(model: PS3Model, tokenizer: TextTokenize
   const S = cfg.scales[ns]!;
   const topdown: SelectionCase[] = [];
   const bottomup: SelectionCase[] = [];
+  const otherCaption: SelectionCase[] = [];
+  const priorOnRegions: SelectionCase[] = [];
   const oracle: SelectionCase[] = [];
   const oracleSteps = options.oracleSteps ?? 0;
   const kinds = new Map<string, SelectionCase[]>();
@@ -210,6 +221,10 @@ export async function evaluateSelection(model: PS3Model, tokenizer: TextTokenize
       for (const box of image.objects ?? []) {
         const c = scoreCase(image.key, '(object, bottom-up)', box, priorTop, height, width, gh, gw);
         if (c) bottomup.push(c);
+      }
+      for (const region of image.regions) {
+        const c = scoreCase(image.key, region.caption, region.box, priorTop, height, width, gh, gw);
+        if (c) priorOnRegions.push(c);
       }
       const R = image.regions.length;
       if (R > 0) {
@@ -246,11 +261,18 @@ export async function evaluateSelection(model: PS3Model, tokenizer: TextTokenize
         const arrays = await Promise.all(probs.map(async (p) => (await p.data()) as Float32Array));
         tf.dispose(probs);
         const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, height, width, i + 1));
-        image.regions.forEach((region, r) => {
+        const topMaps = image.regions.map((_, r) => {
           const own = arrays.map((a, i) => a.subarray(r * grids[i]![0] * grids[i]![1], (r + 1) * grids[i]![0] * grids[i]![1]));
-          const topMap = chooseLooks(model, own, height, width, options.looks)[ns - 1]!;
+          return chooseLooks(model, own, height, width, options.looks)[ns - 1]!;
+        });
+        image.regions.forEach((region, r) => {
+          const topMap = topMaps[r]!;
           const c = scoreCase(image.key, region.caption, region.box, topMap, height, width, gh, gw);
           if (!c) return;
+          if (R > 1) {
+            const other = image.regions[(r + 1) % R]!;
+            otherCaption.push(scoreCase(image.key, other.caption, region.box, topMaps[(r + 1) % R]!, height, width, gh, gw)!);
+          }
           topdown.push(c);
           const kind = region.kind ?? 'all';
           kinds.set(kind, [...(kinds.get(kind) ?? []), c]);
@@ -275,6 +297,10 @@ export async function evaluateSelection(model: PS3Model, tokenizer: TextTokenize
     images: images.length,
     topdown: { ...summarise(topdown), per_kind: Object.fromEntries([...kinds].map(([k, cs]) => [k, summarise(cs)])) },
     bottomup: summarise(bottomup),
+    controls: {
+      other_caption: { ...summarise(otherCaption), how: 'each region\'s box scored with the look of the next region\'s caption of the same image (images with two or more regions): what a caption that names another object covers of this one' },
+      prior_prompt: { ...summarise(priorOnRegions), how: 'each region\'s box scored with the bottom-up look (the prior prompt)' },
+    },
     random: {
       recall: random.length ? random.reduce((a, c) => a + c, 0) / random.length : null,
       full: null,

@@ -21,7 +21,7 @@ import { ShardedStep } from './gradShards.js';
  * Trained jointly from scratch, prompts and selection features tend to settle on one shared
  * "any object" direction, after which neither side's gradient tells captions apart.
  */
-export type FreezeGroup = 'none' | 'text' | 'prompts' | 'all-but-selection';
+export type FreezeGroup = 'none' | 'text' | 'prompts' | 'all-but-selection' | 'trunk';
 
 export interface TrainLoopOptions {
   readonly steps: number;
@@ -74,6 +74,9 @@ export function trainableKeys(keys: Iterable<string>, freeze: FreezeGroup): stri
   if (freeze === 'text') return all.filter((k) => !k.startsWith('text_model.'));
   if (freeze === 'prompts') return all.filter((k) => !k.startsWith('text_model.') && !k.startsWith('prompt_proj.'));
   if (freeze === 'all-but-selection') return all.filter((k) => SELECTION_MODULES.some((m) => k.startsWith(m)));
+  // The vision tower's tokens stay as they are (a VILA-HD LM trained on them stays valid); the
+  // text tower, its prompt projection and the selection modules learn.
+  if (freeze === 'trunk') return all.filter((k) => !k.startsWith('vision_model.') || SELECTION_MODULES.some((m) => k.startsWith(m)));
   return all;
 }
 

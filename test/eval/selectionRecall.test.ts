@@ -81,8 +81,12 @@ test('recall in [0, 1], random = chosen / grid, every patch chosen gives recall 
   const picture = examplesPicture(examples, 14, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]);
   assert.equal(picture.data.length, picture.width * picture.height * 3);
   assert.ok(picture.data.some((v) => v > 0));
+  assert.equal(report.controls.prior_prompt.cases, regions);
+  assert.equal(report.controls.other_caption.cases, images.filter((im) => im.regions.length > 1).reduce((a, im) => a + im.regions.length, 0));
   // enough looks to take every patch: every box is covered, and so is random
   const all = await evaluateSelection(model, tok.tokenizer, images, { looks: 1000 });
+  assert.equal(all.report.controls.other_caption.recall, 1);
+  assert.equal(all.report.controls.prior_prompt.recall, 1);
   assert.equal(all.report.topdown.recall, 1);
   assert.equal(all.report.bottomup.recall, 1);
   assert.equal(all.report.random.recall, 1);
@@ -133,4 +137,19 @@ test('prompt spread: the mean cosine between two captions\' prompts of an image 
   tf.dispose([zero, bias]);
   assert.ok(Math.abs(collapsed.report.prompts.between_captions! - 1) < 1e-5, JSON.stringify(collapsed.report.prompts));
   assert.ok(Math.abs(collapsed.report.prompts.with_prior! - 1) < 1e-5);
+  // one prompt for every caption, the prior's: the controls are the top-down look itself
+  assert.equal(collapsed.report.controls.other_caption.recall, collapsed.report.topdown.recall);
+  assert.equal(collapsed.report.controls.prior_prompt.recall, collapsed.report.topdown.recall);
+});
+
+test('the other-caption control scores each box with the next region\'s caption: the top-down recall of the captions rotated by one', async () => {
+  const image = images.find((im) => im.regions.length > 2)!;
+  const rotated: RetrievalImage = { ...image, load: image.load, regions: image.regions.map((r, i) => ({ ...r, caption: image.regions[(i + 1) % image.regions.length]!.caption })) };
+  const looks = 3;
+  const own = await evaluateSelection(model, tok.tokenizer, [image], { looks });
+  const swapped = await evaluateSelection(model, tok.tokenizer, [rotated], { looks });
+  assert.equal(own.report.controls.other_caption.recall, swapped.report.topdown.recall);
+  assert.equal(swapped.report.controls.other_caption.cases, image.regions.length);
+  // the check can fail: the captions' own looks cover the boxes otherwise
+  assert.notEqual(own.report.topdown.recall, swapped.report.topdown.recall);
 });

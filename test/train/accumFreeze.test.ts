@@ -72,7 +72,7 @@ test('accumulating 2 micro-batches of 1 equals one batch of 2 (loss and gradient
   assert.ok(!close(single.grad_norm, big.grad_norm), `gradient norm of one sample ${single.grad_norm} equals the batch's`);
 });
 
-test('--freeze text, prompts and all-but-selection: frozen weights stay, the others move', async () => {
+test('--freeze text, prompts, all-but-selection and trunk: frozen weights stay, the others move', async () => {
   const changed = async (freeze: FreezeGroup): Promise<{ moved: string[]; still: string[] }> => {
     const model = randomModel(config, 6);
     const before = new Map([...model.weights.entries()].map(([k, t]) => [k, t.dataSync().slice()]));
@@ -100,4 +100,10 @@ test('--freeze text, prompts and all-but-selection: frozen weights stay, the oth
   const selectionModules = ['vision_model.selection_feature_proj.', 'vision_model.highres_selection_feature_module.', 'vision_model.prompt_proj_for_highres.'];
   // logit_scale is clamped after every step, not trained when frozen: it may only be rewritten unchanged
   assert.deepEqual(selection.moved.filter((k) => !selectionModules.some((m) => k.startsWith(m))), []);
+  const trunk = await changed('trunk');
+  const isSelection = (k: string): boolean => selectionModules.some((m) => k.startsWith(m));
+  assert.deepEqual(trunk.moved.filter((k) => k.startsWith('vision_model.') && !isSelection(k)), []);
+  assert.ok(trunk.moved.some((k) => k.startsWith('text_model.')));
+  assert.ok(trunk.moved.some((k) => k.startsWith('text_model.prompt_proj.')));
+  assert.ok(trunk.moved.some(isSelection));
 });
