@@ -193,7 +193,7 @@ program
   .option('--warmup <n>', 'linear warm-up steps before the cosine decay', '10')
   .option('--clip <x>', 'clip the global gradient norm to this (0 = off)', '1')
   .option('--weight-decay <x>', 'AdamW decoupled weight decay', '3e-4')
-  .option('--freeze <group>', 'none | text | prompts (text tower and prompt projection) | all-but-selection | trunk (the vision tower but its selection modules: its tokens stay)', 'none')
+  .option('--freeze <group>', 'none | text | prompts (text tower and prompt projection) | all-but-selection | trunk (the vision tower but its selection modules and prior prompt: its tokens stay)', 'none')
   .option('--seed <n>', 'seed of data order, augmentation and random init', '0')
   .option('--save-every <n>', 'steps between checkpoints', '25')
   .option('--max-minutes <x>', 'stop (after a whole step, with a checkpoint) after this long; 0 = no limit', '0')

@@ -68,15 +68,17 @@ export interface StepMetrics {
 
 /** The token-selection modules (the reference's `token_selection_param_names`). */
 export const SELECTION_MODULES = ['vision_model.selection_feature_proj.', 'vision_model.highres_selection_feature_module.', 'vision_model.prompt_proj_for_highres.'];
+/** Bottom-up selection's learned prompt: part of selection, not of the tokens. */
+const PRIOR_PROMPT = 'vision_model.prior_prompt';
 
 export function trainableKeys(keys: Iterable<string>, freeze: FreezeGroup): string[] {
   const all = [...keys];
   if (freeze === 'text') return all.filter((k) => !k.startsWith('text_model.'));
-  if (freeze === 'prompts') return all.filter((k) => !k.startsWith('text_model.') && !k.startsWith('prompt_proj.'));
+  if (freeze === 'prompts') return all.filter((k) => !k.startsWith('text_model.'));
   if (freeze === 'all-but-selection') return all.filter((k) => SELECTION_MODULES.some((m) => k.startsWith(m)));
   // The vision tower's tokens stay as they are (a VILA-HD LM trained on them stays valid); the
-  // text tower, its prompt projection and the selection modules learn.
-  if (freeze === 'trunk') return all.filter((k) => !k.startsWith('vision_model.') || SELECTION_MODULES.some((m) => k.startsWith(m)));
+  // text tower, its prompt projection, the selection modules and the bottom-up prior prompt learn.
+  if (freeze === 'trunk') return all.filter((k) => !k.startsWith('vision_model.') || k === PRIOR_PROMPT || SELECTION_MODULES.some((m) => k.startsWith(m)));
   return all;
 }
 
