@@ -34,34 +34,15 @@ export function convnetFor(w: Weights, cfg: VisionConfig, tfjsOnly: boolean): Co
   return tfjsOnly || w.trainable ? null : defaultConvnet(w, cfg);
 }
 
-/** Row indices into the zero-padded map [B * (h + 6) * (w + 6)] of every 7 x 7 window: [B * h * w * 49]. */
-function windowIndex(B: number, h: number, w: number): Int32Array {
-  const ph = h + 6;
-  const pw = w + 6;
-  const idx = new Int32Array(B * h * w * 49);
-  let i = 0;
-  for (let b = 0; b < B; b++) {
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        for (let dy = 0; dy < 7; dy++) for (let dx = 0; dx < 7; dx++) idx[i++] = (b * ph + y + dy) * pw + x + dx;
-      }
-    }
-  }
-  return idx;
-}
-
 /**
- * Depthwise 7 x 7 conv, padding 3, as a gather of every window then a weighted sum: exact, and
- * differentiable with kernels WASM has (it lacks the depthwise filter gradient).
- * x [B, h, w, C], weight [C, 1, 7, 7] -> [B, h, w, C].
+ * Depthwise 7 x 7 conv, padding 3: x [B, h, w, C], weight [C, 1, 7, 7] (PyTorch's layout) ->
+ * [B, h, w, C]. The WASM backend's gradients for it are ours (tensor/kernels.ts).
  */
-function depthwise7x7(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor {
+function depthwise7x7(x: tf.Tensor4D, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor4D {
   return tf.tidy(() => {
-    const [B, h, w, C] = x.shape as [number, number, number, number];
-    const padded = tf.reshape(tf.pad(x, [[0, 0], [3, 3], [3, 3], [0, 0]]), [-1, C]);
-    const windows = tf.reshape(tf.gather(padded, tf.tensor1d(windowIndex(B, h, w), 'int32')), [B * h * w, 49, C]);
-    const taps = tf.transpose(tf.reshape(weight, [C, 49])); // [49, C]
-    return tf.add(tf.reshape(tf.sum(tf.mul(windows, taps), 1), [B, h, w, C]), bias);
+    const C = x.shape[3];
+    const filter = tf.reshape(tf.transpose(tf.reshape(weight, [C, 7, 7]), [1, 2, 0]), [7, 7, C, 1]) as tf.Tensor4D;
+    return tf.add(tf.depthwiseConv2d(x, filter, 1, 3), bias);
   });
 }
 
@@ -78,7 +59,7 @@ export function shallowConvNet(w: Weights, cfg: VisionConfig, image: Float32Arra
     x = layerNorm(w, `${M}.stem.1`, tf.reshape(x, [batch, grid, grid, hidden]), 1e-6);
     for (let i = 0; i < cfg.convnet.depth; i++) {
       const b = `${M}.blocks.${i}`;
-      let y = depthwise7x7(x, w.get(`${b}.conv_dw.weight`), w.get(`${b}.conv_dw.bias`));
+      let y: tf.Tensor = depthwise7x7(x as tf.Tensor4D, w.get(`${b}.conv_dw.weight`), w.get(`${b}.conv_dw.bias`));
       y = layerNorm(w, `${b}.norm`, y, 1e-6);
       y = linear(w, `${b}.mlp.fc2`, gelu(linear(w, `${b}.mlp.fc1`, y)));
       x = tf.add(tf.mul(y, w.get(`${b}.weight`)), x);

@@ -93,13 +93,14 @@ function resampleRows(src: Uint8Array, stride: number, top: number, left: number
       let s1 = HALF;
       let s2 = HALF;
       let q = rowIn + first[o]! * 3;
-      const k0 = o * ksize;
-      const n = count[o]!;
-      for (let t = 0; t < n; t++, q += 3) {
-        const k = coeff[k0 + t]!;
-        s0 += src[q]! * k;
-        s1 += src[q + 1]! * k;
-        s2 += src[q + 2]! * k;
+      const end = o * ksize + count[o]!;
+      // int32 sums, as Pillow's (they fit by its choice of PRECISION_BITS): `| 0` keeps the JIT on
+      // integer arithmetic, a quarter faster than doubles here
+      for (let t = o * ksize; t < end; t++, q += 3) {
+        const k = coeff[t]!;
+        s0 = (s0 + src[q]! * k) | 0;
+        s1 = (s1 + src[q + 1]! * k) | 0;
+        s2 = (s2 + src[q + 2]! * k) | 0;
       }
       out[p++] = clip8(s0);
       out[p++] = clip8(s1);

@@ -6,6 +6,7 @@
  */
 import { tf } from '../tensor/engine.js';
 import type { Weights } from '../model/weights.js';
+import { ADAMW_STEP } from '../tensor/adamwKernel.js';
 
 export interface AdamWOptions {
   readonly betas: readonly [number, number];
@@ -29,20 +30,17 @@ export class AdamW {
 
   constructor(readonly options: AdamWOptions = DEFAULT_ADAMW) {}
 
-  /** Apply one update to `weights` in place for every key of `grads`. */
+  /** Apply one update to `weights` in place for every key of `grads`: one kernel a tensor (tensor/adamwKernel.ts). */
   apply(weights: Weights, grads: ReadonlyMap<string, tf.Tensor>, lr: number): void {
     this.step += 1;
-    const [b1, b2] = this.options.betas;
-    const c1 = 1 - b1 ** this.step;
-    const c2 = 1 - b2 ** this.step;
+    const [beta1, beta2] = this.options.betas;
+    const common = { lr, beta1, beta2, correction1: 1 - beta1 ** this.step, correction2: 1 - beta2 ** this.step, eps: this.options.eps };
     for (const [key, g] of grads) {
       const p = weights.get(key);
+      const decay = decays(key, p.shape) ? 1 - lr * this.options.weightDecay : 1;
       const [next, m, v] = tf.tidy(() => {
-        const m = tf.add(tf.mul(this.m.get(key) ?? tf.zerosLike(p), b1), tf.mul(g, 1 - b1));
-        const v = tf.add(tf.mul(this.v.get(key) ?? tf.zerosLike(p), b2), tf.mul(tf.square(g), 1 - b2));
-        const decayed = decays(key, p.shape) ? tf.mul(p, 1 - lr * this.options.weightDecay) : p;
-        const update = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), this.options.eps));
-        return [tf.sub(decayed, tf.mul(update, lr)), m, v];
+        const inputs = { p, g, m: this.m.get(key) ?? tf.zerosLike(p), v: this.v.get(key) ?? tf.zerosLike(p) };
+        return tf.engine().runKernel(ADAMW_STEP, inputs, { ...common, decay }) as tf.Tensor[];
       });
       this.m.get(key)?.dispose();
       this.v.get(key)?.dispose();

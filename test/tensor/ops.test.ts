@@ -103,3 +103,103 @@ test('wasm Slice (read in place on the heap) cuts what the cpu backend cuts, any
     }
   }
 });
+
+/** The same values through a function on the cpu backend and on wasm: [shape..., -1, values...] each. */
+async function onBothBackends(f: () => tf.Tensor | tf.Tensor[]): Promise<number[][][]> {
+  const results: number[][][] = [];
+  for (const backend of ['cpu', 'wasm'] as const) {
+    await tf.setBackend(backend);
+    const ys = tf.tidy(() => [f()].flat());
+    results.push(await Promise.all(ys.map(async (y) => [...y.shape, -1, ...(await y.data())])));
+    tf.dispose(ys);
+  }
+  return results;
+}
+
+test('wasm SplitV (cut in place on the heap) splits as the cpu backend does, any axis, float and int', async () => {
+  const cases: Array<{ shape: number[]; sizes: number[] | number; axis: number }> = [
+    { shape: [2, 5, 9], sizes: 3, axis: -1 },
+    { shape: [2, 5, 9], sizes: [1, 4], axis: 1 },
+    { shape: [6, 4], sizes: [2, -1, 1], axis: 0 },
+    { shape: [3, 2, 4, 6], sizes: [2, 4], axis: 3 },
+  ];
+  for (const dtype of ['float32', 'int32'] as const) {
+    for (const c of cases) {
+      const n = c.shape.reduce((a, d) => a * d, 1);
+      const [cpu, wasm] = await onBothBackends(() => tf.split(tf.tensor(Array.from({ length: n }, (_, i) => i * 7 - 5), c.shape, dtype), c.sizes, c.axis));
+      assert.deepEqual(wasm, cpu, `${dtype} ${JSON.stringify(c)}`);
+    }
+  }
+});
+
+test('wasm GatherV2 (whole rows on the heap) gathers as the cpu backend does, on any axis, repeats included; a bad index is refused', async () => {
+  const cases: Array<{ shape: number[]; indices: number[]; indexShape: number[]; axis: number }> = [
+    { shape: [7, 3], indices: [6, 0, 0, 2], indexShape: [4], axis: 0 },
+    { shape: [5, 70], indices: [1, 4, 1], indexShape: [3], axis: 0 },
+    { shape: [2, 6, 4], indices: [5, 0, 3, 3], indexShape: [2, 2], axis: 1 },
+    { shape: [3, 4, 5], indices: [4, 0], indexShape: [2], axis: 2 },
+    { shape: [4, 2], indices: [], indexShape: [0], axis: 0 },
+  ];
+  for (const dtype of ['float32', 'int32'] as const) {
+    for (const c of cases) {
+      const n = c.shape.reduce((a, d) => a * d, 1);
+      const [cpu, wasm] = await onBothBackends(() => tf.gather(tf.tensor(Array.from({ length: n }, (_, i) => i * 3 + 1), c.shape, dtype), tf.tensor(c.indices, c.indexShape, 'int32'), c.axis));
+      assert.deepEqual(wasm, cpu, `${dtype} ${JSON.stringify(c)}`);
+    }
+  }
+  await tf.setBackend('wasm');
+  assert.throws(() => tf.gather(tf.tensor2d([1, 2, 3, 4], [2, 2]), tf.tensor1d([0, 2], 'int32')), /index 2 is not in \[0, 1\]/);
+});
+
+test('wasm depthwise conv gradients (ours) equal the cpu backend\'s: strides, channel multipliers, same / valid / explicit padding', async () => {
+  const cases: Array<{ x: [number, number, number, number]; f: [number, number, number, number]; stride: number | [number, number]; pad: 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]] }> = [
+    { x: [2, 9, 8, 4], f: [7, 7, 4, 1], stride: 1, pad: 3 },
+    { x: [1, 9, 8, 3], f: [3, 3, 3, 2], stride: 2, pad: 'same' },
+    { x: [2, 7, 6, 4], f: [3, 2, 4, 1], stride: 1, pad: 'valid' },
+    { x: [1, 10, 10, 2], f: [5, 5, 2, 3], stride: [2, 1], pad: [[0, 0], [1, 2], [2, 0], [0, 0]] },
+  ];
+  for (const c of cases) {
+    const size = (s: number[]): number => s.reduce((a, d) => a * d, 1);
+    const [cpu, wasm] = await onBothBackends(() => {
+      const x = tf.tensor4d(hashInput(size(c.x), 11), c.x);
+      const filter = tf.tensor4d(hashInput(size(c.f), 12), c.f);
+      const conv = (a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D => tf.depthwiseConv2d(a, b, c.stride, c.pad);
+      const r = tf.tensor(hashInput(size(conv(x, filter).shape), 13), conv(x, filter).shape);
+      return tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(conv(a as tf.Tensor4D, b as tf.Tensor4D), r)))([x, filter]);
+    });
+    cpu!.forEach((g, i) => assertClose(Float32Array.from(wasm![i]!), Float32Array.from(g), 1e-5, `${JSON.stringify(c)} gradient ${i}`));
+  }
+});
+
+test('Sum and Mean gradients (a broadcast of dy) spread each output\'s weight over the values it reduced, any axes, kept dims or not', async () => {
+  await tf.setBackend('wasm');
+  const shape = [2, 3, 4];
+  const x = tf.tensor(hashInput(24, 21), shape);
+  const cases: Array<{ axis: number | number[] | undefined; keepDims: boolean }> = [
+    { axis: 1, keepDims: false },
+    { axis: -1, keepDims: true },
+    { axis: [0, 2], keepDims: false },
+    { axis: undefined, keepDims: false },
+  ];
+  for (const { axis, keepDims } of cases) {
+    for (const op of ['sum', 'mean'] as const) {
+      const reduce = (v: tf.Tensor): tf.Tensor => (op === 'sum' ? tf.sum(v, axis, keepDims) : tf.mean(v, axis, keepDims));
+      const outShape = reduce(x).shape;
+      const r = tf.tensor(hashInput(outShape.reduce((a, d) => a * d, 1), 22), outShape);
+      const grad = await tf.grad((v: tf.Tensor) => tf.sum(tf.mul(reduce(v), r)))(x).data();
+      // expected: each value gets the weight of the output it went into (divided by the count for a mean)
+      const axes = axis === undefined ? [0, 1, 2] : [axis].flat().map((a) => (a < 0 ? a + 3 : a));
+      const count = axes.reduce((n, a) => n * shape[a]!, 1);
+      const rv = await r.data();
+      const outDims = shape.map((d, i) => (axes.includes(i) ? 1 : d));
+      for (let i = 0; i < 24; i++) {
+        const at = [Math.floor(i / 12), Math.floor(i / 4) % 3, i % 4].map((c, k) => (axes.includes(k) ? 0 : c));
+        const o = (at[0]! * outDims[1]! + at[1]!) * outDims[2]! + at[2]!;
+        const want = rv[o]! / (op === 'mean' ? count : 1);
+        assert.ok(Math.abs(grad[i]! - want) < 1e-6, `${op} axis ${JSON.stringify(axis)} keepDims ${keepDims}: grad[${i}] ${grad[i]} vs ${want}`);
+      }
+      r.dispose();
+    }
+  }
+  x.dispose();
+});

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { initEngine, tf } from '../../src/tensor/engine.js';
+import { BACKENDS, initEngine, tf } from '../../src/tensor/engine.js';
+import { registerMissingKernels } from '../../src/tensor/kernels.js';
 import { Weights } from '../../src/model/weights.js';
 import { AdamW, clipGradients, decays } from '../../src/train/optimizer.js';
 import { learningRate } from '../../src/train/schedule.js';
@@ -15,25 +16,30 @@ interface Ref {
 }
 
 await initEngine();
+// initEngine prepares only the backend it picks; the optimizer's kernel is needed on both
+for (const backend of BACKENDS) registerMissingKernels(backend);
 
-test('AdamW matches torch.optim.AdamW step by step (decay on the matrix, none on the bias)', () => {
-  const ref = JSON.parse(fs.readFileSync('test/data/adamw.json', 'utf8')) as Ref;
-  // keys chosen so the exclusion rule decays the matrix and not the bias
-  const weights = new Weights(new Map([['layer.weight', tf.tensor(ref.init.w, [2, 3])], ['layer.bias', tf.tensor(ref.init.b, [3])]]), true);
-  const opt = new AdamW({ betas: [0.9, 0.95], eps: 1e-8, weightDecay: ref.weight_decay });
-  ref.grads.forEach((g, i) => {
-    const grads = new Map([['layer.weight', tf.tensor(g.w, [2, 3])], ['layer.bias', tf.tensor(g.b, [3])]]);
-    opt.apply(weights, grads, ref.lrs[i]!);
-    tf.dispose([...grads.values()]);
-    const w = weights.get('layer.weight').dataSync();
-    const b = weights.get('layer.bias').dataSync();
-    ref.after[i]!.w.forEach((v, j) => assert.ok(Math.abs(w[j]! - v) < 1e-6, `step ${i} w[${j}] ${w[j]} vs ${v}`));
-    ref.after[i]!.b.forEach((v, j) => assert.ok(Math.abs(b[j]! - v) < 1e-6, `step ${i} b[${j}] ${b[j]} vs ${v}`));
+for (const backend of BACKENDS) {
+  test(`AdamW matches torch.optim.AdamW step by step on ${backend} (decay on the matrix, none on the bias)`, async () => {
+    await tf.setBackend(backend);
+    const ref = JSON.parse(fs.readFileSync('test/data/adamw.json', 'utf8')) as Ref;
+    // keys chosen so the exclusion rule decays the matrix and not the bias
+    const weights = new Weights(new Map([['layer.weight', tf.tensor(ref.init.w, [2, 3])], ['layer.bias', tf.tensor(ref.init.b, [3])]]), true);
+    const opt = new AdamW({ betas: [0.9, 0.95], eps: 1e-8, weightDecay: ref.weight_decay });
+    ref.grads.forEach((g, i) => {
+      const grads = new Map([['layer.weight', tf.tensor(g.w, [2, 3])], ['layer.bias', tf.tensor(g.b, [3])]]);
+      opt.apply(weights, grads, ref.lrs[i]!);
+      tf.dispose([...grads.values()]);
+      const w = weights.get('layer.weight').dataSync();
+      const b = weights.get('layer.bias').dataSync();
+      ref.after[i]!.w.forEach((v, j) => assert.ok(Math.abs(w[j]! - v) < 1e-6, `step ${i} w[${j}] ${w[j]} vs ${v}`));
+      ref.after[i]!.b.forEach((v, j) => assert.ok(Math.abs(b[j]! - v) < 1e-6, `step ${i} b[${j}] ${b[j]} vs ${v}`));
+    });
+    assert.equal(opt.step, 3);
+    opt.dispose();
+    weights.dispose();
   });
-  assert.equal(opt.step, 3);
-  opt.dispose();
-  weights.dispose();
-});
+}
 
 test('weight decay follows open_clip: rank >= 2 and not a norm, bias or logit scale', () => {
   assert.equal(decays('vision_model.trunk.blocks.0.attn.qkv.weight', [96, 32]), true);
