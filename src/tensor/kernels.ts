@@ -223,35 +223,44 @@ function depthwiseGeometry(xShape: readonly number[], filterShape: readonly numb
   };
 }
 
+/** A gradient kernel's two inputs' values and shapes -> its output's shape and values. */
+type HeapGradient = (attrs: DepthwiseGradAttrs, u: { info: tf.TensorInfo; values: ArrayLike<number> }, v: { info: tf.TensorInfo; values: ArrayLike<number> }) => { shape: number[]; values: Float32Array };
+
 /** The depthwise conv's input and filter gradients in plain JS on the heap (depthwise.ts). */
 function registerDepthwiseGradients(have: ReadonlySet<string>): void {
-  if (!have.has('DepthwiseConv2dNativeBackpropInput')) {
-    tf.registerKernel({
-      kernelName: 'DepthwiseConv2dNativeBackpropInput',
-      backendName: 'wasm',
-      kernelFunc: ({ inputs, backend: b, attrs }) => {
-        const heap = b as unknown as HeapBackend;
-        const dy = inputs['dy'] as tf.TensorInfo;
-        const filter = inputs['filter'] as tf.TensorInfo;
-        const a = attrs as unknown as DepthwiseGradAttrs & { inputShape: number[] };
-        const values = depthwiseInputGradient(heap.readSync(dy.dataId), heap.readSync(filter.dataId), depthwiseGeometry(a.inputShape, filter.shape, a));
-        const out = heap.makeOutput(a.inputShape, 'float32');
-        heap.typedArrayFromHeap(out).set(values);
-        return out;
+  const gradients: ReadonlyArray<readonly [string, string, string, HeapGradient]> = [
+    [
+      'DepthwiseConv2dNativeBackpropInput',
+      'dy',
+      'filter',
+      (a, dy, filter) => {
+        const shape = (a as DepthwiseGradAttrs & { inputShape: number[] }).inputShape;
+        return { shape, values: depthwiseInputGradient(dy.values, filter.values, depthwiseGeometry(shape, filter.info.shape, a)) };
       },
-    });
-  }
-  if (!have.has('DepthwiseConv2dNativeBackpropFilter')) {
+    ],
+    [
+      'DepthwiseConv2dNativeBackpropFilter',
+      'x',
+      'dy',
+      (a, x, dy) => {
+        const shape = (a as DepthwiseGradAttrs & { filterShape: number[] }).filterShape;
+        return { shape, values: depthwiseFilterGradient(x.values, dy.values, depthwiseGeometry(x.info.shape, shape, a)) };
+      },
+    ],
+  ];
+  for (const [kernelName, first, second, gradient] of gradients) {
+    if (have.has(kernelName)) continue;
     tf.registerKernel({
-      kernelName: 'DepthwiseConv2dNativeBackpropFilter',
+      kernelName,
       backendName: 'wasm',
       kernelFunc: ({ inputs, backend: b, attrs }) => {
         const heap = b as unknown as HeapBackend;
-        const x = inputs['x'] as tf.TensorInfo;
-        const dy = inputs['dy'] as tf.TensorInfo;
-        const a = attrs as unknown as DepthwiseGradAttrs & { filterShape: number[] };
-        const values = depthwiseFilterGradient(heap.readSync(x.dataId), heap.readSync(dy.dataId), depthwiseGeometry(x.shape, a.filterShape, a));
-        const out = heap.makeOutput(a.filterShape, 'float32');
+        const [u, v] = [first, second].map((name) => {
+          const info = inputs[name] as tf.TensorInfo;
+          return { info, values: heap.readSync(info.dataId) };
+        }) as [{ info: tf.TensorInfo; values: ArrayLike<number> }, { info: tf.TensorInfo; values: ArrayLike<number> }];
+        const { shape, values } = gradient(attrs as unknown as DepthwiseGradAttrs, u, v);
+        const out = heap.makeOutput(shape, 'float32');
         heap.typedArrayFromHeap(out).set(values);
         return out;
       },
