@@ -7,6 +7,7 @@ import { demoCommand, type DemoCliOptions } from './demo.js';
 import { evalQaCommand, QA_HELP, type EvalQaCliOptions } from './evalQa.js';
 import { evalRetrievalCommand, RETRIEVAL_HELP, type EvalRetrievalCliOptions } from './evalRetrieval.js';
 import { evalSelectionCommand, SELECTION_HELP, type EvalSelectionCliOptions } from './evalSelection.js';
+import { evalProbeCommand, PROBE_HELP, type EvalProbeCliOptions } from './evalProbe.js';
 import { evalCostCommand, type EvalCostCliOptions } from './evalCost.js';
 import { make4kCommand, type Make4kCliOptions } from './benchmark4k.js';
 import { benchCommand, type BenchOptions } from './bench.js';
@@ -470,6 +471,17 @@ evaluate
   .option('--out <file>', 'JSON report (the picture goes beside it as .png)')
   .addHelpText('after', SELECTION_HELP)
   .action((o: EvalSelectionCliOptions) => runCommand(() => evalSelectionCommand({ ...o, ...program.opts() })));
+evaluate
+  .command('probe')
+  .description('what the top-scale tokens carry about an object: a linear probe of colour, shape and character from its box\'s tokens, against its pixels and the majority class')
+  .option('--model <dir|id>', 'a PS3 model folder or Hub id ORG/NAME[@REV]')
+  .option('--preset <name>', 'random weights of a preset instead')
+  .option('--seed <n>', 'held-out seed of synthetic scenes')
+  .option('--count <n>', 'scenes (60 % fit, 20 % choose λ, 20 % test)', '60')
+  .option('--force', 'allow a seed in the training range')
+  .option('--out <file>', 'JSON report (the chart goes beside it as .png)')
+  .addHelpText('after', PROBE_HELP)
+  .action((o: EvalProbeCliOptions) => runCommand(() => evalProbeCommand({ ...o, ...program.opts() })));
 evaluate
   .command('cost')
   .description('encode time and tokens versus resolution for PS3, low-res, AnyRes and S², and pre-training step time; JSON and PNG')

@@ -1,5 +1,5 @@
 /**
- * Small line and scatter plots for the evaluation reports: an SVG (axes, ticks, labels, legend,
+ * Small line, scatter and bar plots for the evaluation reports: an SVG (axes, ticks, labels, legend,
  * optional log scales) rendered to PNG by sharp (librsvg; text in DejaVu Sans, the system font).
  * Points whose value is missing (a method that ran out of memory) are marked at the top edge
  * with a label instead of being dropped silently.
@@ -27,8 +27,14 @@ export interface PlotSpec {
   readonly xLabel: string;
   readonly yLabel: string;
   readonly series: readonly PlotSeries[];
-  /** line: points joined in x order; scatter: markers only (default line) */
-  readonly kind?: 'line' | 'scatter';
+  /**
+   * line: points joined in x order; scatter: markers only (default line); bar: x is a category
+   * (0, 1, ...: see `xTickLabels`), each series one bar of the category's group, and a dashed
+   * series a dashed level across the group instead (a reference, e.g. the majority class)
+   */
+  readonly kind?: 'line' | 'scatter' | 'bar';
+  /** the categories' names of a bar plot, in x order */
+  readonly xTickLabels?: readonly string[];
   readonly logX?: boolean;
   readonly logY?: boolean;
   readonly width?: number;
@@ -139,8 +145,12 @@ export function plotSvg(spec: PlotSpec): string {
   const y1 = m.top;
   const xs = spec.series.flatMap((s) => s.points.map((p) => p.x));
   const ys = [...spec.series.flatMap((s) => s.points.flatMap((p) => (p.y === null ? [] : [p.y]))), ...(spec.hlines ?? []).map((h) => h.y)];
-  const ax = axis(xs, spec.logX ?? false, x0, x1, false, spec.xTicks);
-  const ay = spec.yDomain && !spec.logY ? axis([...spec.yDomain], false, y0, y1, false) : axis(ys, spec.logY ?? false, y0, y1, spec.yFromZero ?? false);
+  const bars = spec.kind === 'bar';
+  const groups = bars ? Math.max(spec.xTickLabels?.length ?? 0, ...xs.map((x) => x + 1)) : 0;
+  const groupWidth = (x1 - x0) / Math.max(1, groups);
+  // a bar plot's categories sit at the centres of equal groups
+  const ax: Axis = bars ? { ticks: Array.from({ length: groups }, (_, c) => c), map: (v) => x0 + (v + 0.5) * groupWidth } : axis(xs, spec.logX ?? false, x0, x1, false, spec.xTicks);
+  const ay = spec.yDomain && !spec.logY ? axis([...spec.yDomain], false, y0, y1, false) : axis(ys, spec.logY ?? false, y0, y1, (spec.yFromZero ?? false) || bars);
   const font = 'font-family="DejaVu Sans, sans-serif"';
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}">`);
@@ -151,7 +161,7 @@ export function plotSvg(spec: PlotSpec): string {
     const x = ax.map(t);
     out.push(`<line x1="${x}" y1="${y0}" x2="${x}" y2="${y1}" stroke="#e4e4e4" stroke-width="1"/>`);
     out.push(`<line x1="${x}" y1="${y0}" x2="${x}" y2="${y0 + 5}" stroke="#333"/>`);
-    out.push(`<text x="${x}" y="${y0 + 20}" ${font} font-size="12" text-anchor="middle">${esc(formatTick(t))}</text>`);
+    out.push(`<text x="${x}" y="${y0 + 20}" ${font} font-size="12" text-anchor="middle">${esc(bars ? spec.xTickLabels?.[t] ?? formatTick(t) : formatTick(t))}</text>`);
   }
   for (const t of ay.ticks) {
     const y = ay.map(t);
@@ -169,8 +179,30 @@ export function plotSvg(spec: PlotSpec): string {
   }
   // series
   const missing = spec.missingLabel ?? 'n/a';
+  const solid = spec.series.filter((s) => !s.dashed);
+  const barWidth = (0.8 * groupWidth) / Math.max(1, solid.length);
+  const base = Math.min(y0, Math.max(y1, ay.map(0)));
   spec.series.forEach((s, i) => {
     const colour = PALETTE[i % PALETTE.length]!;
+    if (bars) {
+      const slot = solid.indexOf(s);
+      s.points.forEach((p) => {
+        const centre = slot < 0 ? ax.map(p.x) : ax.map(p.x) - 0.4 * groupWidth + (slot + 0.5) * barWidth;
+        if (p.y === null) {
+          out.push(`<text x="${centre.toFixed(1)}" y="${y1 + 16}" ${font} font-size="13" font-weight="bold" fill="${colour}" text-anchor="middle">×</text>`);
+          out.push(`<text x="${centre.toFixed(1)}" y="${y1 + 30}" ${font} font-size="10" fill="${colour}" text-anchor="middle">${esc(p.label ?? missing)}</text>`);
+          return;
+        }
+        const y = ay.map(p.y);
+        if (slot < 0) {
+          out.push(`<line x1="${(centre - 0.45 * groupWidth).toFixed(1)}" y1="${y.toFixed(1)}" x2="${(centre + 0.45 * groupWidth).toFixed(1)}" y2="${y.toFixed(1)}" stroke="${colour}" stroke-width="2.5" stroke-dasharray="8 5"/>`);
+        } else {
+          out.push(`<rect x="${(centre - 0.45 * barWidth).toFixed(1)}" y="${Math.min(y, base).toFixed(1)}" width="${(0.9 * barWidth).toFixed(1)}" height="${Math.abs(base - y).toFixed(1)}" fill="${colour}"/>`);
+        }
+        if (p.label) out.push(`<text x="${centre.toFixed(1)}" y="${(y - 5).toFixed(1)}" ${font} font-size="11" fill="${colour}" text-anchor="middle">${esc(p.label)}</text>`);
+      });
+      return;
+    }
     const present = s.points.filter((p): p is PlotPoint & { y: number } => p.y !== null).sort((a, b) => a.x - b.x);
     if ((spec.kind ?? 'line') === 'line' && present.length > 1) {
       out.push(`<polyline fill="none" stroke="${colour}" stroke-width="2.5"${s.dashed ? ' stroke-dasharray="8 5"' : ''} points="${present.map((p) => `${ax.map(p.x).toFixed(1)},${ay.map(p.y).toFixed(1)}`).join(' ')}"/>`);
@@ -194,8 +226,9 @@ export function plotSvg(spec: PlotSpec): string {
   spec.series.forEach((s, i) => {
     const colour = PALETTE[i % PALETTE.length]!;
     const y = y1 + 10 + 22 * i;
-    if ((spec.kind ?? 'line') === 'line') out.push(`<line x1="${lx}" y1="${y}" x2="${lx + 24}" y2="${y}" stroke="${colour}" stroke-width="2.5"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/>`);
-    out.push(`<circle cx="${lx + 12}" cy="${y}" r="4.5" fill="${colour}"/>`);
+    if ((spec.kind ?? 'line') === 'line' || (bars && s.dashed)) out.push(`<line x1="${lx}" y1="${y}" x2="${lx + 24}" y2="${y}" stroke="${colour}" stroke-width="2.5"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/>`);
+    if (bars && !s.dashed) out.push(`<rect x="${lx + 4}" y="${y - 7}" width="16" height="14" fill="${colour}"/>`);
+    if (!bars) out.push(`<circle cx="${lx + 12}" cy="${y}" r="4.5" fill="${colour}"/>`);
     out.push(`<text x="${lx + 32}" y="${y + 4}" ${font} font-size="13">${esc(s.name)}</text>`);
   });
   out.push('</svg>');

@@ -64,9 +64,15 @@ export interface RetrievalTask {
 const MEAN = [0.5, 0.5, 0.5];
 const STD = [0.5, 0.5, 0.5];
 
-function toPixels(image: RgbImage, size: number): Pixels {
+/** An image squashed to size x size and normalised as the processor does (mean and std 0.5). */
+export function toPixels(image: RgbImage, size: number): Pixels {
   const sq = image.width === size && image.height === size ? image : squash(image, size);
   return { data: normalise(sq, MEAN, STD), batch: 1, height: size, width: size };
+}
+
+/** Refuses a scene seed in the training range (below the held-out base) unless `force`. */
+export function checkHeldOutSeed(seed: number, force = false): void {
+  if (seed < HELDOUT_SEED_BASE && !force) throw new UserError(`--seed ${seed} is in the training range [0, ${HELDOUT_SEED_BASE}); held-out data takes seeds from ${HELDOUT_SEED_BASE} (or pass --force)`);
 }
 
 /**
@@ -74,7 +80,7 @@ function toPixels(image: RgbImage, size: number): Pixels {
  * their pixels squashed to `topScale`. Each scene is rendered again when its pixels are needed.
  */
 export function synthRetrievalImages(seed: number, count: number, size: number, topScale: number, force = false): RetrievalImage[] {
-  if (seed < HELDOUT_SEED_BASE && !force) throw new UserError(`--seed ${seed} is in the training range [0, ${HELDOUT_SEED_BASE}); held-out data takes seeds from ${HELDOUT_SEED_BASE} (or pass --force)`);
+  checkHeldOutSeed(seed, force);
   const k = topScale / size;
   return Array.from({ length: count }, (_, i) => {
     const scene = renderScene(sceneRng(seed, i), { width: size, height: size });

@@ -108,18 +108,32 @@ export function selectionProbs(cfg: VisionConfig, logits: tf.Tensor, height: num
  * when given.
  */
 export function boxToGtMap(box: Box | null, size: number, out?: Float32Array): Float32Array {
-  if (out && out.length !== size * size) throw new RangeError(`boxToGtMap: out holds ${out.length} values, expected ${size * size}`);
+  return box === null ? boxesToGtMap([], size, out).fill(1) : boxesToGtMap([box], size, out);
+}
+
+/**
+ * The union of boxes as a 0/1 map, [size, size], each box's pixels as `boxToGtMap` takes them:
+ * several boxes forced into one look. Written into `out` when given.
+ */
+export function boxesToGtMap(boxes: readonly Box[], size: number, out?: Float32Array): Float32Array {
+  if (out && out.length !== size * size) throw new RangeError(`boxesToGtMap: out holds ${out.length} values, expected ${size * size}`);
   const gt = out ? out.fill(0) : new Float32Array(size * size);
-  if (box === null) return gt.fill(1);
-  const [x0, y0, x1, y1] = box;
-  const c0 = Math.max(0, Math.floor(x0));
-  const c1 = Math.min(size - 1, Math.ceil(x1));
-  const r0 = Math.max(0, Math.floor(y0));
-  const r1 = Math.min(size - 1, Math.ceil(y1));
-  for (let r = r0; r <= r1; r++) {
-    if (c1 >= c0) gt.fill(1, r * size + c0, r * size + c1 + 1);
+  for (const box of boxes) {
+    const { r0, r1, c0, c1 } = boxPixelSpan(box, size, size);
+    for (let r = r0; r <= r1; r++) {
+      if (c1 >= c0) gt.fill(1, r * size + c0, r * size + c1 + 1);
+    }
   }
   return gt;
+}
+
+/**
+ * The pixel rows r0..r1 and columns c0..c1 a box covers, both inclusive: floor(y0)..ceil(y1) and
+ * floor(x0)..ceil(x1), clipped to a height x width image (empty when r1 < r0 or c1 < c0).
+ */
+export function boxPixelSpan(box: Box, height: number, width: number): { r0: number; r1: number; c0: number; c1: number } {
+  const [x0, y0, x1, y1] = box;
+  return { r0: Math.max(0, Math.floor(y0)), r1: Math.min(height - 1, Math.ceil(y1)), c0: Math.max(0, Math.floor(x0)), c1: Math.min(width - 1, Math.ceil(x1)) };
 }
 
 /**

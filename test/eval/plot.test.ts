@@ -53,3 +53,28 @@ test('the PNG decodes, at the asked size', async () => {
   assert.equal(m2.width, 800);
   assert.equal(m2.height, 500);
 });
+
+test('a bar plot: one bar per solid series and category, a dashed series as a level across each group, category names as ticks, missing bars marked', async () => {
+  const spec: PlotSpec = {
+    title: 'probe',
+    xLabel: 'attribute',
+    yLabel: '%',
+    kind: 'bar',
+    xTickLabels: ['colour', 'shape'],
+    yDomain: [0, 100],
+    series: [
+      { name: 'tokens', points: [{ x: 0, y: 80, label: '80' }, { x: 1, y: null, label: 'no data' }] },
+      { name: 'pixels', points: [{ x: 0, y: 40 }, { x: 1, y: 30 }] },
+      { name: 'majority', dashed: true, points: [{ x: 0, y: 10 }, { x: 1, y: 20 }] },
+    ],
+  };
+  const svg = plotSvg(spec);
+  // 3 bars drawn (one missing) and 2 legend swatches
+  assert.equal((svg.match(/<rect x="[\d.]+" y="[\d.]+" width="[\d.]+" height="[\d.]+" fill="#/g) ?? []).length, 3 + 2);
+  assert.equal((svg.match(/stroke-dasharray="8 5"/g) ?? []).length, 2);
+  assert.match(svg, />colour</);
+  assert.match(svg, />shape</);
+  assert.match(svg, />no data</);
+  const meta = await sharp(await renderPlot(spec)).metadata();
+  assert.equal(meta.width, 800);
+});

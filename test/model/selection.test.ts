@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig, type VisionConfig } from '../../src/io/config.js';
-import { baseBudgets, boxAreaAtGrid, boxCells, boxToGtMap, chooseLook, forcingCapacity, gridAtScale, groundTruthPerScale, imageSizeAtScale, lookBudgets, ownForcedAtTop, planLooks } from '../../src/model/selection.js';
+import { baseBudgets, boxAreaAtGrid, boxCells, boxesToGtMap, boxToGtMap, chooseLook, forcingCapacity, gridAtScale, groundTruthPerScale, imageSizeAtScale, lookBudgets, ownForcedAtTop, planLooks } from '../../src/model/selection.js';
 import { presetConfig } from '../../src/model/presets.js';
 import { resize } from '../../src/tensor/resample.js';
 
@@ -310,4 +310,14 @@ test('boxCells: the cells with area share > 0, row-major', () => {
   assert.deepEqual(boxCells([0, 0, 10, 10], 56, 4, 4), [0]);
   assert.deepEqual(boxCells([10, 10, 20, 20], 56, 4, 4), [0, 1, 4, 5]);
   boxCells([5.5, 30.25, 49.9, 55.9], 70, 9, 6).forEach((g) => assert.ok(boxAreaAtGrid([5.5, 30.25, 49.9, 55.9], 70, 9, 6)[g]! > 0));
+});
+
+test('boxesToGtMap: the union of the boxes\' maps (none: all zeros), into `out` when given', () => {
+  const boxes = [[2.5, 1, 6, 3.2], [5, 5, 9.5, 9]] as const;
+  const union = boxToGtMap(boxes[0], 12).map((v, i) => Math.max(v, boxToGtMap(boxes[1], 12)[i]!));
+  const out = new Float32Array(144).fill(7);
+  assert.equal(boxesToGtMap(boxes, 12, out), out);
+  assert.deepEqual(out, union);
+  assert.deepEqual(boxesToGtMap([], 12), new Float32Array(144));
+  assert.deepEqual(boxToGtMap(null, 12), new Float32Array(144).fill(1));
 });

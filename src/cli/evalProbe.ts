@@ -1,0 +1,86 @@
+/**
+ * `ps3 eval probe --model DIR|ID [--seed S] [--count N] --out FILE`: what PS3's top-scale tokens
+ * carry about an object — a linear (ridge) probe of each object's colour, shape and character from
+ * the tokens of its box, forced into a look, on held-out synthetic scenes at the model's top
+ * scale, against the box's raw pixels and the majority class; JSON report plus a bar chart beside
+ * it (src/eval/probe.ts).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { initEngine } from '../tensor/engine.js';
+import { UserError } from '../errors.js';
+import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
+import { renderPlot } from '../eval/plot.js';
+import { checkHeldOutSeed } from '../eval/retrieval.js';
+import { evaluateProbe, MIN_PROBE_SCENES, PROBE_ATTRIBUTES, PROBE_FEATURES, PROBE_LAMBDAS, probeChart, splitSizes, synthProbeScenes, type ProbeReport } from '../eval/probe.js';
+import { modelFrom, outputFile, positiveInt, seedOption } from './inputs.js';
+import { progressBar } from './progress.js';
+
+export const PROBE_HELP = `
+Each object of --count held-out synthetic scenes (seeds from --seed, default ${HELDOUT_SEED_BASE},
+drawn at the model's top scale as "ps3 data synth" draws them) has its box forced into one look;
+the final-normed top-scale tokens of the patches the box touches give its features:
+  mean_tokens  their mean
+  grid_tokens  their means over a 4 x 4 grid of the box (where in the box, not only what)
+  pixels       the box's normalised pixels resized to 8 x 8 (a baseline without the model)
+A one-vs-rest ridge classifier per attribute (colour; shape, signs have none; the character
+written on it, where there is exactly one) is fitted on the first 60 % of the scenes, its λ
+(${PROBE_LAMBDAS.join(', ')}) chosen on the next 20 %, and its accuracy reported on the last
+20 %, with the majority class's. The chart (FILE with .png) shows the test accuracies.`;
+
+export interface EvalProbeCliOptions {
+  backend?: string;
+  model?: string;
+  preset?: string;
+  seed?: string;
+  count?: string;
+  force?: boolean;
+  out?: string;
+}
+
+/** The report as a table, for people. */
+export function formatProbeReport(r: ProbeReport): string {
+  const pct = (x: number | null): string => (x === null ? '—' : `${(100 * x).toFixed(1)}%`);
+  const head = ['attribute', 'test', 'classes', 'majority', ...PROBE_FEATURES];
+  const rows = PROBE_ATTRIBUTES.map((a) => {
+    const s = r.attributes[a];
+    return [a, String(s.n.test), String(s.classes.fit), pct(s.majority), ...PROBE_FEATURES.map((f) => `${pct(s[f])} (λ ${s.lambda[f] ?? '—'})`)];
+  });
+  const widths = head.map((h, j) => Math.max(h.length, ...rows.map((row) => row[j]!.length)));
+  const line = (cells: readonly string[]): string => `  ${cells.map((c, j) => c.padEnd(widths[j]!)).join('  ')}`.trimEnd();
+  const perObject = r.tokens_per_object === null ? '' : `, ${r.tokens_per_object.toFixed(1)} top-scale tokens an object`;
+  return [
+    `linear probe of top-scale tokens at ${r.scale} px (${r.grid[0]}x${r.grid[1]} patches): ${r.scenes} scenes (fit ${r.split.fit}, choose ${r.split.choose}, test ${r.split.test}), ${r.objects.probed} of ${r.objects.total} objects in ${r.looks} looks${perObject}`,
+    line(head),
+    ...rows.map(line),
+    `  (test: objects in the test scenes; classes: in the fit scenes; accuracy on the test scenes, with the λ the choose scenes picked)`,
+  ].join('\n');
+}
+
+export async function evalProbeCommand(o: EvalProbeCliOptions): Promise<number> {
+  if (!o.out) throw new UserError('--out FILE is required (the JSON report; the chart goes beside it as .png)');
+  const out = path.resolve(outputFile('--out', o.out));
+  const picture = out.replace(/\.json$/i, '') + '.png';
+  outputFile('--out', picture);
+  const count = positiveInt('count', o.count) ?? 60;
+  if (count < MIN_PROBE_SCENES) throw new UserError(`--count must be at least ${MIN_PROBE_SCENES} (the scenes split 60/20/20 into fit, choose and test), got ${count}`);
+  const seed = seedOption(o.seed) ?? HELDOUT_SEED_BASE;
+  const force = o.force ?? false;
+  checkHeldOutSeed(seed, force);
+  await initEngine(o);
+  const model = await modelFrom({ ...(o.model ? { model: o.model } : {}), ...(o.preset ? { preset: o.preset } : {}) }, 'vision');
+  const cfg = model.config.vision;
+  const S = cfg.scales[cfg.scales.length - 1]!;
+  const scenes = synthProbeScenes(seed, count, S, force);
+  const split = splitSizes(count);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  process.stderr.write(`eval probe: ${count} held-out scenes (seed ${seed}) at the top scale ${S}: fit ${split.fit}, choose ${split.choose}, test ${split.test}; model ${model.source}\n`);
+  const bar = progressBar(count, 'probe', 'objects {objects}');
+  const report = await evaluateProbe(model, scenes, { onProgress: (done, _total, objects) => bar.update(done, { objects: String(objects) }) });
+  bar.stop();
+  process.stdout.write(`${formatProbeReport(report)}\n`);
+  fs.writeFileSync(out, `${JSON.stringify({ model: model.source, synth: true, seed, ...report }, null, 2)}\n`);
+  await renderPlot(probeChart(report, `Linear probe of top-scale tokens: ${model.source}, ${count} scenes at ${S} px`), picture);
+  process.stderr.write(`wrote ${out} and ${picture}\n`);
+  return 0;
+}
