@@ -35,7 +35,12 @@ import { askCommand, type AskCliOptions } from './ask.js';
 import { evalScalingCommand, type EvalScalingCliOptions } from './evalScaling.js';
 
 const program = new Command();
-program.name('ps3').description('PS3: selective high-resolution vision encoding (CVPR 2025) in TypeScript').showHelpAfterError();
+program.name('ps3').description('PS3: selective high-resolution vision encoding (CVPR 2025) in TypeScript').showHelpAfterError('(add --help for usage)');
+// before any sub-command is made: each inherits it, so an unknown or missing option of any command
+// is bad input (exit 2), not commander's exit 1 (which README reserves for bugs)
+program.exitOverride((err) => {
+  process.exit(err.exitCode === 0 ? 0 : 2);
+});
 program.option('--backend <name>', 'TensorFlow.js backend: wasm or cpu (default: $PS3_BACKEND or wasm)');
 
 program
@@ -496,8 +501,5 @@ evaluate
   .option('--in-process', 'measure in this process instead of a fresh one per measurement')
   .action((o: EvalCostCliOptions) => runCommand(() => evalCostCommand({ ...o, ...program.opts() })));
 
-program.exitOverride((err) => {
-  process.exit(err.exitCode === 0 ? 0 : 2);
-});
 await program.parseAsync(process.argv);
 exitWhenIdle();

@@ -27,8 +27,18 @@ export async function resolveModelFolder(spec: string, options: SnapshotOptions 
     return { folder: spec };
   }
   if (!looksLikeModelId(spec)) throw new UserError(`${spec}: model folder not found`);
-  const snap = await snapshot(spec, MODEL_PLAN, options);
-  return { folder: snap.folder, snapshot: snap };
+  try {
+    const snap = await snapshot(spec, MODEL_PLAN, options);
+    return { folder: snap.folder, snapshot: snap };
+  } catch (e) {
+    // `models/ps3-tny` is a Hub id by its form, but with a folder `models` here a mistyped path is
+    // the likelier mistake: say both
+    const parent = spec.split('@')[0]!.split('/')[0]!;
+    if (e instanceof UserError && fs.existsSync(parent) && fs.statSync(parent).isDirectory()) {
+      throw new UserError(`${spec}: model folder not found (${parent}/ has no ${spec.slice(parent.length + 1)}); as a Hub id: ${e.message}`);
+    }
+    throw e;
+  }
 }
 
 export interface LoadModelOptions extends SnapshotOptions {

@@ -163,3 +163,26 @@ test('option values: negative, not numbers, out of range; too many looks are cla
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /warning: --looks 500 .* using \d+/);
 });
+
+test('options commander refuses (unknown, misspelt, required but missing, unknown command) exit 2 naming the option, with no help dump, on sub-commands too', () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['eval', 'selection', '--modle', 'x'], /unknown option '--modle'/],
+    [['train', '--stepz', '3'], /required option '--data <dir>' not specified|unknown option '--stepz'/],
+    [['encode', '--bogus'], /unknown option '--bogus'/],
+    [['no-such-command'], /unknown command 'no-such-command'/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = ps3(...args);
+    assert.equal(r.status, 2, `${args.join(' ')}: expected exit 2, got ${r.status}: ${r.stderr}`);
+    const first = r.stderr.trim().split('\n')[0]!;
+    assert.match(first, pattern, args.join(' '));
+    assert.ok(r.stderr.trim().split('\n').length <= 3, `${args.join(' ')}: a line or two, not the whole help:\n${r.stderr}`);
+    assert.doesNotMatch(r.stderr + r.stdout, /Usage:/, args.join(' '));
+  }
+});
+
+test('a mistyped relative model folder that reads as a Hub id says the folder is not there, and what the Hub said', () => {
+  fs.mkdirSync(path.join(tmp, 'models'), { recursive: true });
+  const r = spawnSync(process.execPath, [CLI, 'encode', good, '--model', 'models/ps3-tny'], { encoding: 'utf8', cwd: tmp, env: { ...process.env, HF_HUB_OFFLINE: '1', HF_HOME: path.join(tmp, 'hf-home') } });
+  assertUserError({ status: r.status, stderr: r.stderr }, /^ps3: models\/ps3-tny: model folder not found \(models\/ has no ps3-tny\); as a Hub id: /);
+});
