@@ -80,7 +80,9 @@ export async function evalProbeCommand(o: EvalProbeCliOptions): Promise<number> 
   bar.stop();
   process.stdout.write(`${formatProbeReport(report)}\n`);
   fs.writeFileSync(out, `${JSON.stringify({ model: model.source, synth: true, seed, ...report }, null, 2)}\n`);
-  await renderPlot(probeChart(report, `Linear probe of top-scale tokens: ${model.source}, ${count} scenes at ${S} px`), picture);
+  // the title is one centred line of the chart's width: a long folder path keeps its end
+  const name = model.source.length > 36 ? `…${model.source.slice(-35)}` : model.source;
+  await renderPlot(probeChart(report, `Linear probe: ${name}, ${count} scenes at ${S} px`), picture);
   process.stderr.write(`wrote ${out} and ${picture}\n`);
   return 0;
 }
