@@ -8,16 +8,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
-import { ENCODE_METHODS, parseMethod, type EncodeMethod } from '../model/baselines.js';
 import { loadBenchmark, type BenchItem } from '../eval/qa/format.js';
 import { withOtherImages } from '../eval/qa/otherImage.js';
-import { roundedOptionsOnly } from '../eval/qa/optionsOnly.js';
 import { evaluateQa, formatQaTable, type QaReport } from '../eval/qa/evaluate.js';
 import { evalTokenizer } from '../eval/qa/text.js';
 import { renderPlot } from '../eval/plot.js';
-import type { LookCount } from '../model/selection.js';
 import { modelFrom, outputFile, positiveInt, seedOption, warnOldGenerator } from './inputs.js';
-import { progressBar } from './progress.js';
+import { qaResultFields, qaSettings, runQaMethods, type QaRun } from './qaRuns.js';
 import { isVilaFolder } from '../mllm/config.js';
 import { evalQaVilaCommand } from './evalQaVila.js';
 
@@ -76,10 +73,6 @@ export function benchItems(bench: string, o: EvalQaCliOptions): BenchItem[] {
   return withOtherImages(items);
 }
 
-function list(value: string): string[] {
-  return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
-}
-
 export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise<number> {
   if (o.out) outputFile('--out', o.out);
   if (o.plot) outputFile('--plot', o.plot);
@@ -87,59 +80,28 @@ export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise
   // a VILA-HD folder answers with its language model
   if (o.model && isVilaFolder(o.model)) return evalQaVilaCommand(bench, o);
   if (o.evidenceLooks) throw new UserError('--evidence-looks needs a VILA-HD --model (the LM reads the forced look)');
-  await initEngine(o);
   const items = benchItems(bench, o);
-  const methods = list(o.method ?? 'ps3').map(parseMethod);
-  if (o.looks !== undefined && o.tokens !== undefined) throw new UserError('give --looks or --tokens, not both');
-  const looksList: Array<LookCount | undefined> = o.looks === undefined ? [undefined] : list(o.looks).map((l) => (l === 'all' ? 'all' : positiveInt('looks', l)!));
-  const tokens = positiveInt('tokens', o.tokens);
-  const resolution = positiveInt('resolution', o.resolution);
-  const tileBatch = positiveInt('tile-batch', o.tileBatch);
+  const { methods, runs, tokens, resolution, tileBatch } = qaSettings(o);
+  await initEngine(o);
   const model = await modelFrom(o, 'all');
   const tok = await evalTokenizer(model, model.folder);
   if (tok.source !== model.folder) process.stderr.write(`ps3: warning: ${o.model ?? model.source} has no tokenizer.json; using the synthetic captions' word tokenizer\n`);
   process.stderr.write(`eval qa: ${items.length} questions from ${bench}; model ${model.source}; methods ${methods.join(', ')}\n`);
 
-  const runs: Array<{ method: EncodeMethod; looks?: LookCount }> = methods.flatMap((m) => (m === 'ps3' && tokens === undefined ? looksList.map((l) => ({ method: m, ...(l !== undefined ? { looks: l } : {}) })) : [{ method: m }]));
-  const reports: QaReport[] = [];
-  let aborted: string | null = null;
-  for (const run of runs) {
-    const label = run.method === 'ps3' ? `ps3${tokens !== undefined ? ` ${tokens} tokens` : ` ${run.looks ?? 1} look(s)`}` : run.method;
-    if (aborted) {
-      process.stderr.write(`${label}: not run (${aborted})\n`);
-      continue;
-    }
-    const bar = progressBar(items.length, label, 'acc {acc}');
-    const report = await evaluateQa(model, tok.tokenizer, items, {
+  const label = (run: QaRun): string => (run.method === 'ps3' ? `ps3${tokens !== undefined ? ` ${tokens} tokens` : ` ${run.looks ?? 1} look(s)`}` : run.method);
+  const { reports, notRun } = await runQaMethods(runs, items.length, label, (run, onProgress) =>
+    evaluateQa(model, tok.tokenizer, items, {
       method: run.method,
       ...(run.looks !== undefined ? { looks: run.looks } : {}),
       ...(tokens !== undefined && run.method === 'ps3' ? { tokens } : {}),
       ...(resolution !== undefined ? { resolution } : {}),
       ...(tileBatch !== undefined ? { tileBatch } : {}),
       hints: o.hints ?? true,
-      onProgress: (done, _total, correct) => bar.update(done, { acc: `${((100 * correct) / done).toFixed(1)}%` }),
-    });
-    bar.stop();
-    reports.push(report);
-    if (report.status === 'out of memory') {
-      process.stderr.write(`${label}: out of memory after ${report.answered} questions: ${report.error}\n`);
-      // a real allocation failure kills the WASM module; a refusal by the estimate does not
-      if (report.aborted) aborted = 'the engine stopped after running out of memory';
-    }
-  }
+      onProgress,
+    }),
+  );
   process.stdout.write(`${formatQaTable(reports)}\n`);
-  const result = {
-    benchmark: path.resolve(bench),
-    model: model.source,
-    tokenizer: tok.source,
-    questions: items.length,
-    other_image: o.otherImage === true,
-    // how much of the benchmark its options answer without the image
-    options_only: roundedOptionsOnly(items),
-    methods: ENCODE_METHODS.filter((m) => methods.includes(m)),
-    not_run: aborted ? runs.slice(reports.length).map((r) => r.method) : [],
-    reports,
-  };
+  const result = { ...qaResultFields(bench, items, o.otherImage, methods, notRun), model: model.source, tokenizer: tok.source, reports };
   await writeQaOutputs(o, bench, result, reports);
   return 0;
 }

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { killAfterMetricLines } from '../killMidRun.js';
 import { initEngine } from '../../src/tensor/engine.js';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
 import { loadPixelValues } from '../../src/io/image.js';
@@ -68,20 +69,7 @@ test('train-mllm killed mid-run and resumed follows the uninterrupted loss curve
   const a = path.join(tmp, 'a');
   const full = losses(a);
   const b = path.join(tmp, 'b');
-  const child = spawn(process.execPath, trainArgs(b), { stdio: 'ignore' });
-  const killedAt = await new Promise<number>((resolve) => {
-    const timer = setInterval(() => {
-      const file = path.join(b, 'metrics.jsonl');
-      const lines = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).length : 0;
-      if (lines >= 3) {
-        clearInterval(timer);
-        child.kill('SIGKILL');
-        resolve(lines);
-      }
-    }, 5);
-  });
-  const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_, s) => resolve(s)));
-  assert.equal(signal, 'SIGKILL');
+  const killedAt = await killAfterMetricLines(trainArgs(b), b, 3);
   assert.ok(killedAt < STEPS);
   const rb = spawnSync(process.execPath, [...trainArgs(b), '--resume'], { encoding: 'utf8' });
   assert.equal(rb.status, 0, rb.stderr);

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { killAfterMetricLines } from '../killMidRun.js';
 import { readSafetensors } from '../../src/io/safetensors.js';
 
 const CLI = path.resolve('dist/src/cli/main.js');
@@ -44,20 +45,7 @@ test('killed mid-run and resumed, training follows the uninterrupted loss curve'
   assert.equal(full.length, Number(STEPS));
 
   const b = path.join(tmp, 'b');
-  const child = spawn(process.execPath, trainArgs(b), { stdio: 'ignore' });
-  const killedAt = await new Promise<number>((resolve) => {
-    const timer = setInterval(() => {
-      const file = path.join(b, 'metrics.jsonl');
-      const lines = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).length : 0;
-      if (lines >= 5) {
-        clearInterval(timer);
-        child.kill('SIGKILL');
-        resolve(lines);
-      }
-    }, 5);
-  });
-  const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_, s) => resolve(s)));
-  assert.equal(signal, 'SIGKILL', 'the run must have been killed before it finished');
+  const killedAt = await killAfterMetricLines(trainArgs(b), b, 5);
   assert.ok(killedAt < Number(STEPS));
 
   const rb = spawnSync(process.execPath, [...trainArgs(b), '--resume'], { encoding: 'utf8' });
