@@ -14,7 +14,7 @@ import { evaluateQa, formatQaTable, type QaReport } from '../eval/qa/evaluate.js
 import { evalTokenizer } from '../eval/qa/text.js';
 import { renderPlot } from '../eval/plot.js';
 import { modelFrom, outputFile, positiveInt, seedOption, warnOldGenerator } from './inputs.js';
-import { qaResultFields, qaSettings, runQaMethods, type QaRun } from './qaRuns.js';
+import { qaResultFields, qaRunLabel, qaSettings, runQaMethods, type QaRun } from './qaRuns.js';
 import { isVilaFolder } from '../mllm/config.js';
 import { evalQaVilaCommand } from './evalQaVila.js';
 
@@ -88,7 +88,7 @@ export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise
   if (tok.source !== model.folder) process.stderr.write(`ps3: warning: ${o.model ?? model.source} has no tokenizer.json; using the synthetic captions' word tokenizer\n`);
   process.stderr.write(`eval qa: ${items.length} questions from ${bench}; model ${model.source}; methods ${methods.join(', ')}\n`);
 
-  const label = (run: QaRun): string => (run.method === 'ps3' ? `ps3${tokens !== undefined ? ` ${tokens} tokens` : ` ${run.looks ?? 1} look(s)`}` : run.method);
+  const label = (run: QaRun): string => qaRunLabel(run, tokens);
   const { reports, notRun } = await runQaMethods(runs, items.length, label, (run, onProgress) =>
     evaluateQa(model, tok.tokenizer, items, {
       method: run.method,

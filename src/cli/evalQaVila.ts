@@ -12,7 +12,7 @@ import { formatQaTable } from '../eval/qa/evaluate.js';
 import { evaluateVilaQa, type VilaQaReport } from '../eval/qa/vila.js';
 import { disposeVilaHd, loadVilaHd } from '../mllm/model.js';
 import { benchItems, writeQaOutputs, type EvalQaCliOptions } from './evalQa.js';
-import { qaResultFields, qaSettings, runQaMethods, type QaRun } from './qaRuns.js';
+import { qaResultFields, qaRunLabel, qaSettings, runQaMethods, type QaRun } from './qaRuns.js';
 
 export async function evalQaVilaCommand(bench: string, o: EvalQaCliOptions): Promise<number> {
   if (o.preset) throw new UserError('give --model DIR or --preset NAME, not both');
@@ -22,7 +22,7 @@ export async function evalQaVilaCommand(bench: string, o: EvalQaCliOptions): Pro
   await initEngine(o);
   const model = loadVilaHd(o.model!, { methods });
   process.stderr.write(`eval qa: ${items.length} questions from ${bench}; VILA-HD ${model.source} on PS3 ${model.config.ps3Model}; methods ${methods.join(', ')}\n`);
-  const label = (run: QaRun): string => (run.method === 'ps3' ? `ps3${tokens !== undefined ? ` ${tokens} tokens` : ` ${run.looks ?? 1} look(s)`}${o.evidenceLooks ? ', evidence forced' : ''}` : run.method);
+  const label = (run: QaRun): string => qaRunLabel(run, tokens, o.evidenceLooks ? ', evidence forced' : '');
   let answered: { reports: VilaQaReport[]; notRun: EncodeMethod[] };
   try {
     answered = await runQaMethods(runs, items.length, label, (run, onProgress) =>

@@ -40,6 +40,11 @@ export function qaSettings(o: { method?: string; looks?: string | undefined; tok
   return { methods, runs, tokens, resolution: positiveInt('resolution', o.resolution), tileBatch: positiveInt('tile-batch', o.tileBatch) };
 }
 
+/** A run's name in bars and messages: the method, and for ps3 its looks or token budget (plus `suffix`). */
+export function qaRunLabel(run: QaRun, tokens: number | undefined, suffix = ''): string {
+  return run.method === 'ps3' ? `ps3${tokens !== undefined ? ` ${tokens} tokens` : ` ${run.looks ?? 1} look(s)`}${suffix}` : run.method;
+}
+
 interface RunReport {
   readonly status: 'ok' | 'out of memory';
   readonly answered: number;
