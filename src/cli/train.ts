@@ -37,6 +37,7 @@ const schema = z
     globalCaptionProb: num('global-caption-prob').pipe(z.number().min(0).max(1, '--global-caption-prob must be in [0, 1]')),
     lossWeights: lossWeights(),
     wordLoss: num('word-loss').pipe(z.number().nonnegative('--word-loss must be >= 0 (0 = off)')),
+    tokenWordLoss: num('token-word-loss').pipe(z.number().nonnegative('--token-word-loss must be >= 0 (0 = off)')),
     boxLoss: z.enum(['bce', 'balanced', 'softmax'], { message: '--box-loss must be bce, balanced or softmax' }),
     logitBias: num('logit-bias').optional(),
     reinit: z
@@ -81,7 +82,7 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
     clip: o.clip,
     freeze: o.freeze,
     adamw: { betas: [0.9, 0.95], eps: 1e-8, weightDecay: o.weightDecay },
-    lossWeights: { ...o.lossWeights, box: o.boxLoss, ...(o.wordLoss > 0 ? { words: o.wordLoss } : {}), ...(o.regionSelection ? { regionSelection: true } : {}) },
+    lossWeights: { ...o.lossWeights, box: o.boxLoss, ...(o.wordLoss > 0 ? { words: o.wordLoss } : {}), ...(o.tokenWordLoss > 0 ? { tokenWords: o.tokenWordLoss } : {}), ...(o.regionSelection ? { regionSelection: true } : {}) },
     seed: o.seed,
     saveEvery: o.saveEvery,
     maxSeconds: o.maxMinutes * 60,

@@ -36,6 +36,10 @@ export interface PretrainOutput {
   readonly regionPooled: tf.Tensor | null;
   /** the regions' own selections (null unless their prompts were given) */
   readonly regionSelection: RegionSelection | null;
+  /** [B, D]: the mean of the final-normed high-res tokens the box's pooling reads (null unless asked) */
+  readonly boxTokens: tf.Tensor | null;
+  /** [R, D]: the same for the other regions (null unless asked, or without regions) */
+  readonly regionTokens: tf.Tensor | null;
 }
 
 /**
@@ -140,6 +144,7 @@ export function encodePretrain(
   gt: Float32Array,
   isGlobalText: ArrayLike<number>,
   regions?: PretrainRegions,
+  options: { tokenMeans?: boolean } = {},
 ): PretrainOutput {
   const { batch: B, height: H, width: W } = pixels;
   if (gt.length !== B * H * W) throw new UserError(`gtSelectionMaps: ${gt.length} values do not make [${B}, ${H}, ${W}]`);
@@ -200,16 +205,36 @@ export function encodePretrain(
     return tf.add(tf.mul(isGlobal, global), tf.mul(tf.sub(1, isGlobal), local));
   });
   // each region pooled over its owner's chosen tokens, masked to its box: [R, n] -> [R, D]
-  const regionPooled = !R
+  const regionMask = new Float32Array(R * n);
+  regionAtScale.forEach((perScale, k) => {
+    const b = regions!.owner[k]!;
+    let t = 0;
+    chosen.forEach((perImage, i) => perImage[b]!.forEach((g) => (regionMask[k * n + t++] = perScale[i]![g]!)));
+  });
+  const regionOutputs = !R
     ? null
     : tf.tidy(() => {
-        const mask = new Float32Array(R * n);
-        regionAtScale.forEach((perScale, k) => {
-          const b = regions!.owner[k]!;
-          let t = 0;
-          chosen.forEach((perImage, i) => perImage[b]!.forEach((g) => (mask[k * n + t++] = perScale[i]![g]!)));
-        });
-        return mapPool(w, cfg.trunk, tf.gather(normed, tf.tensor1d(regions!.owner, 'int32')), tf.tensor2d(mask, [R, n]));
+        const own = tf.gather(normed, tf.tensor1d(regions!.owner, 'int32')); // [R, n, D]
+        return { pooled: mapPool(w, cfg.trunk, own, tf.tensor2d(regionMask, [R, n])), ...(options.tokenMeans ? { tokens: maskedTokenMean(own, regionMask) } : {}) };
       });
-  return { pooledOutput, selectionMaps: maps, bottomupSelectionProbs: bottomup, topdownSelectionProbs: topdown, gtAtScale, regionPooled, regionSelection };
+  const regionPooled = regionOutputs?.pooled ?? null;
+  const regionTokens = regionOutputs?.tokens ?? null;
+  const boxTokens = options.tokenMeans ? maskedTokenMean(normed, Float32Array.from(poolMask)) : null;
+  return { pooledOutput, selectionMaps: maps, bottomupSelectionProbs: bottomup, topdownSelectionProbs: topdown, gtAtScale, regionPooled, regionSelection, boxTokens, regionTokens };
+}
+
+/**
+ * The plain mean of the tokens the pooling keeps: [rows, n, D] with `mask` [rows * n] -> [rows, D].
+ * A token counts when its mask value is above 0 and, as in the pooling, a row that keeps none
+ * takes every token.
+ */
+export function maskedTokenMean(tokens: tf.Tensor, mask: Float32Array): tf.Tensor {
+  const [rows, n] = tokens.shape as [number, number, number];
+  const weights = new Float32Array(rows * n);
+  for (let r = 0; r < rows; r++) {
+    const row = mask.subarray(r * n, (r + 1) * n);
+    const kept = row.reduce((a, v) => a + (v > 0 ? 1 : 0), 0);
+    for (let t = 0; t < n; t++) weights[r * n + t] = kept ? (row[t]! > 0 ? 1 / kept : 0) : 1 / n;
+  }
+  return tf.tidy(() => tf.reshape(tf.matMul(tf.tensor3d(weights, [rows, 1, n]), tokens), [rows, tokens.shape[2]!]));
 }

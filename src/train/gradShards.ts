@@ -172,6 +172,8 @@ export class ShardedStep {
       regionText: stacked[1] ?? null,
       pooledOutput: stacked[2] ?? null,
       regionPooled: stacked[3] ?? null,
+      boxTokens: stacked[4 + 4 * scales] ?? null,
+      regionTokens: stacked[5 + 4 * scales] ?? null,
       bottomupSelectionProbs: stacked.slice(4, 4 + scales) as tf.Tensor[],
       topdownSelectionProbs: stacked.slice(4 + scales, 4 + 2 * scales) as tf.Tensor[],
       gtAtScale,
@@ -190,7 +192,7 @@ export class ShardedStep {
     const { value, grads } = tf.variableGrads(() =>
       tf.tidy(() => {
         const out = pretrainTerms(w, this.config, towers, labels, lw);
-        values = [out.total, out.contrastive, out.priorBox, out.posteriorBox, out.words].map((t) => t.dataSync()[0]!);
+        values = [out.total, out.contrastive, out.priorBox, out.posteriorBox, out.words, out.tokenWords].map((t) => t.dataSync()[0]!);
         if (lw.contrastive !== 0) pairs = inBatchTop1(out.logits);
         return tf.reshape(out.total, []) as tf.Scalar;
       }),
@@ -218,8 +220,8 @@ export class ShardedStep {
       if (g) weightGrads.set(k, g.dataSync() as Float32Array);
     }
     tf.dispose([...Object.values(grads), ...stacked.filter((v) => v !== null), ...own.values()]);
-    const [total, contrastive, priorBox, posteriorBox, words] = values as [number, number, number, number, number];
-    return { loss: { total, contrastive, priorBox, posteriorBox, words }, pairs, outputGrads, weightGrads };
+    const [total, contrastive, priorBox, posteriorBox, words, tokenWords] = values as [number, number, number, number, number, number];
+    return { loss: { total, contrastive, priorBox, posteriorBox, words, tokenWords }, pairs, outputGrads, weightGrads };
   }
 
   private closing: Promise<void> | undefined;

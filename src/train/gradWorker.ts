@@ -21,7 +21,8 @@ export interface Slot {
 /**
  * A shard's tower outputs: `slots` are text, region text, pooled, region pooled (null where the
  * shard has none), then the bottom-up and the top-down probabilities of each high-res scale, then
- * the regions' (null without region selection).
+ * the regions' (null without region selection), then the boxes' and the regions' mean tokens (null
+ * without the token-word term).
  */
 export interface TowerArrays {
   readonly slots: Array<Slot | null>;
@@ -65,7 +66,7 @@ const d = workerData as GradWorkerData;
 function slotsOf(t: PretrainTowers): Array<tf.Tensor | null> {
   const none = t.bottomupSelectionProbs.map(() => null);
   const rs = t.regionSelection;
-  return [t.textPooled, t.regionText, t.pooledOutput, t.regionPooled, ...t.bottomupSelectionProbs, ...t.topdownSelectionProbs, ...(rs?.bottomupSelectionProbs ?? none), ...(rs?.topdownSelectionProbs ?? none)];
+  return [t.textPooled, t.regionText, t.pooledOutput, t.regionPooled, ...t.bottomupSelectionProbs, ...t.topdownSelectionProbs, ...(rs?.bottomupSelectionProbs ?? none), ...(rs?.topdownSelectionProbs ?? none), t.boxTokens, t.regionTokens];
 }
 
 /** Blocks until the training thread has sent the gradients of this shard's outputs. */

@@ -36,6 +36,8 @@ export interface LossWeights {
   readonly box?: BoxLossKind;
   /** the caption-word term (`wordLoss`; not the reference's; default 0, off) */
   readonly words?: number;
+  /** the same term on each box's mean high-res token instead of its pooled feature (not the reference's; default 0, off) */
+  readonly tokenWords?: number;
   /** the regions' captions drive selection too, each scored by the box terms against its own box (not the reference's; needs regions) */
   readonly regionSelection?: boolean;
 }
@@ -47,6 +49,8 @@ export interface ObjectiveOutput {
   readonly contrastive: tf.Tensor;
   /** the caption-word term (0 when its weight is) */
   readonly words: tf.Tensor;
+  /** the caption-word term on the boxes' mean tokens (0 when its weight is) */
+  readonly tokenWords: tf.Tensor;
   readonly priorBox: tf.Tensor;
   readonly posteriorBox: tf.Tensor;
   readonly logits: tf.Tensor;
@@ -72,6 +76,9 @@ export interface PretrainTowers {
   readonly pooledOutput: tf.Tensor | null;
   /** [R, D] the other regions' pooled image features (null without regions) */
   readonly regionPooled: tf.Tensor | null;
+  /** [B, D] and [R, D]: the boxes' and the regions' mean high-res tokens (null unless the token-word term is on) */
+  readonly boxTokens: tf.Tensor | null;
+  readonly regionTokens: tf.Tensor | null;
   /** [B, gh, gw] per high-res scale */
   readonly bottomupSelectionProbs: tf.Tensor[];
   readonly topdownSelectionProbs: tf.Tensor[];
@@ -90,7 +97,7 @@ export function pretrainTowers(w: Weights, config: PS3Config, batch: PretrainBat
   const B = pixels.batch;
   if (batch.text.length % B !== 0) throw new UserError(`text: ${batch.text.length} token ids for a batch of ${B}`);
   const text = encodeText(w, config.text, batch.text, B);
-  const selectionOnly = weights.contrastive === 0 && !weights.words;
+  const selectionOnly = weights.contrastive === 0 && !weights.words && !weights.tokenWords;
   // the regions' captions: their pooled features for the contrastive and word terms, their prompts for selection
   const regionText = batch.regions && (!selectionOnly || weights.regionSelection) ? encodeText(w, config.text, batch.regions.text, batch.regions.owner.length) : null;
   const regions = batch.regions && { owner: batch.regions.owner, boxes: batch.regions.boxes, ...(weights.regionSelection && regionText ? { prompt: regionText.prompt } : {}) };
@@ -98,9 +105,9 @@ export function pretrainTowers(w: Weights, config: PS3Config, batch: PretrainBat
   // the look and the pooled features are not computed
   if (selectionOnly) {
     const vision = pretrainSelection(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, regions);
-    return { textPooled: null, regionText: null, pooledOutput: null, regionPooled: null, selectionMaps: [], ...vision };
+    return { textPooled: null, regionText: null, pooledOutput: null, regionPooled: null, boxTokens: null, regionTokens: null, selectionMaps: [], ...vision };
   }
-  const vision = encodePretrain(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, batch.isGlobalText, regions);
+  const vision = encodePretrain(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, batch.isGlobalText, regions, { tokenMeans: Boolean(weights.tokenWords) });
   return { textPooled: text.pooledOutput, regionText: regionText?.pooledOutput ?? null, ...vision };
 }
 
@@ -125,6 +132,7 @@ export function pretrainTerms(w: Weights, config: PS3Config, towers: PretrainTow
       total: tf.addN([tf.mul(priorBox, weights.priorBox), tf.mul(posteriorBox, weights.posteriorBox)]),
       contrastive: tf.scalar(0),
       words: tf.scalar(0),
+      tokenWords: tf.scalar(0),
       priorBox,
       posteriorBox,
       logits: tf.zeros([B, B]),
@@ -142,11 +150,12 @@ export function pretrainTerms(w: Weights, config: PS3Config, towers: PretrainTow
   const bias = w.has('logit_bias') ? w.get('logit_bias') : tf.scalar(config.initLogitBias);
   const { loss: contrastive, logits } = siglipLoss(imageFeatures, textFeatures, scale, bias);
   const words = weights.words ? wordLoss(w, config, towers.pooledOutput, towers.regionPooled, labels) : tf.scalar(0);
+  const tokenWords = weights.tokenWords && towers.boxTokens ? wordLoss(w, config, towers.boxTokens, towers.regionTokens, labels) : tf.scalar(0);
   // a term weighted 0 stays out of the total, so the gradient does not run back through what only it reads
-  const terms = [[contrastive, weights.contrastive], [priorBox, weights.priorBox], [posteriorBox, weights.posteriorBox], [words, weights.words ?? 0]] as const;
+  const terms = [[contrastive, weights.contrastive], [priorBox, weights.priorBox], [posteriorBox, weights.posteriorBox], [words, weights.words ?? 0], [tokenWords, weights.tokenWords ?? 0]] as const;
   const weighted = terms.filter(([, k]) => k !== 0).map(([t, k]) => tf.mul(t, k));
   const total = weighted.length === 1 ? weighted[0]! : tf.addN(weighted);
-  return { total, contrastive, words, priorBox, posteriorBox, logits, imageFeatures, textFeatures, pooledOutput: towers.pooledOutput, ...selection };
+  return { total, contrastive, words, tokenWords, priorBox, posteriorBox, logits, imageFeatures, textFeatures, pooledOutput: towers.pooledOutput, ...selection };
 }
 
 /** One pre-training forward pass and its loss: the towers, then the terms over the whole batch. */
@@ -155,7 +164,7 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
 }
 
 /**
- * The caption-word term: each local pair's pooled box feature [P, D] scores the batch's words —
+ * The caption-word term: each local pair's box feature [P, D] scores the batch's words —
  * those some caption of the batch holds and not every one (padding and the end-of-text token
  * drop out) — through the text tower's token embedding, as the contrastive term scores a pair:
  * e^t cos(feature, embedding) + b with its logit scale and bias, so the scores have a useful range
@@ -165,25 +174,31 @@ export function pretrainObjective(w: Weights, config: PS3Config, batch: Pretrain
  * contrastive term its signal does not come from the batch's other pairs, so a batch of 2 at 4K
  * still says, for every box, which colour, shape and characters its caption names. Not in the
  * reference.
+ *
+ * The box feature is its pooled feature (`words`) or the plain mean of the high-res tokens the
+ * pooling reads (`tokenWords`): the MAP head can learn to read a word from tokens none of which
+ * carries it, while a multimodal model's projector reads the tokens themselves, so the second
+ * puts the words in the tokens. `features` [B, D] (the global rows are skipped), `regionFeatures` [R, D].
  */
-export function wordLoss(w: Weights, config: PS3Config, pooled: tf.Tensor, regionPooled: tf.Tensor | null, batch: PretrainLabels): tf.Tensor {
+export function wordLoss(w: Weights, config: PS3Config, features: tf.Tensor, regionFeatures: tf.Tensor | null, batch: PretrainLabels): tf.Tensor {
+  if (features.shape[1] !== config.text.width) throw new UserError(`the caption-word term compares ${features.shape[1]}-wide image features with the ${config.text.width}-wide token embedding: the trunk and text widths must match`);
   const B = batch.isGlobalText.length;
   const N = batch.text.length / B;
   const local = [...batch.isGlobalText].flatMap((g, b) => (g ? [] : [b]));
   const captions: Int32Array[] = local.map((b) => batch.text.subarray(b * N, (b + 1) * N));
-  const R = regionPooled?.shape[0] ?? 0;
+  const R = regionFeatures?.shape[0] ?? 0;
   for (let k = 0; k < R; k++) captions.push(batch.regions!.text.subarray(k * N, (k + 1) * N));
   const sets = captions.map((ids) => new Set(ids));
   const words = [...new Set(captions.flatMap((ids) => [...ids]))].filter((id) => id !== config.text.padId && !sets.every((s) => s.has(id)));
   if (!words.length) return tf.scalar(0);
   const target = Float32Array.from(sets.flatMap((s) => words.map((id) => (s.has(id) ? 1 : 0))));
   return tf.tidy(() => {
-    const ownLocal = local.length ? tf.gather(pooled, tf.tensor1d(local, 'int32')) : null;
-    const features = ownLocal && regionPooled ? tf.concat([ownLocal, regionPooled]) : (ownLocal ?? regionPooled!);
+    const ownLocal = local.length ? tf.gather(features, tf.tensor1d(local, 'int32')) : null;
+    const boxes = ownLocal && regionFeatures ? tf.concat([ownLocal, regionFeatures]) : (ownLocal ?? regionFeatures!);
     const scale = w.has('logit_scale') ? w.get('logit_scale') : tf.scalar(config.initLogitScale);
     const bias = w.has('logit_bias') ? w.get('logit_bias') : tf.scalar(config.initLogitBias);
     const embeddings = tf.gather(w.get('text_model.token_embedding.weight'), tf.tensor1d(words, 'int32')); // [K, D]
-    const cosines = tf.matMul(l2Normalize(features), l2Normalize(embeddings), false, true);
+    const cosines = tf.matMul(l2Normalize(boxes), l2Normalize(embeddings), false, true);
     const logits = tf.add(tf.mul(cosines, tf.exp(tf.reshape(scale, []))), tf.reshape(bias, [])); // [P, K]
     const y = tf.tensor2d(target, [captions.length, words.length]);
     return tf.neg(tf.mean(tf.add(tf.mul(y, logSigmoid(logits)), tf.mul(tf.sub(1, y), logSigmoid(tf.neg(logits))))));
@@ -197,7 +212,7 @@ const SELECTION_ONLY_UNUSED = [/^vision_model\.trunk\.attn_pool\./, /^vision_mod
 const BOX_ONLY = [/^vision_model\.selection_feature_proj\./, /^vision_model\.highres_selection_feature_module\./, /^vision_model\.prompt_proj_for_highres\./, /^vision_model\.prior_prompt$/, /^text_model\.prompt_proj\./];
 
 export interface LossAndGrads {
-  readonly loss: { total: number; contrastive: number; priorBox: number; posteriorBox: number; words: number };
+  readonly loss: { total: number; contrastive: number; priorBox: number; posteriorBox: number; words: number; tokenWords: number };
   /**
    * The contrastive pairs' in-batch top-1: the share of captions whose own image (box) has the
    * highest logit of the batch's, and the number of pairs (chance is 1 / pairs). The loss alone
@@ -217,8 +232,13 @@ export function gradientKeys(w: Weights, options: { trainable?: readonly string[
   // without the contrastive term the look, the pooling head and the logit scale play no part
   const lw = options.lossWeights;
   const unused = [
-    // the word term alone reads the text tower's token embedding and nothing else of it
-    ...(lw?.contrastive === 0 ? (lw.words ? [/^text_model\.(?!token_embedding\.)/] : SELECTION_ONLY_UNUSED) : []),
+    // the word terms alone read the text tower's token embedding and nothing else of it; the
+    // token-word term alone does not read the pooling head
+    ...(lw?.contrastive === 0
+      ? lw.words || lw.tokenWords
+        ? [/^text_model\.(?!token_embedding\.)/, ...(lw.words ? [] : [/^vision_model\.trunk\.attn_pool\./])]
+        : SELECTION_ONLY_UNUSED
+      : []),
     ...(lw?.priorBox === 0 && lw.posteriorBox === 0 ? BOX_ONLY : []),
   ];
   return all.filter((k) => !unused.some((re) => re.test(k)));
@@ -239,15 +259,15 @@ export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch
       for (const [k, t] of w.entries()) map.set(k, t);
       keys.forEach((k, i) => map.set(k, xs[i]!));
       const out = pretrainObjective(new Weights(map, true), config, batch, options.lossWeights);
-      terms.push(...[out.total, out.contrastive, out.priorBox, out.posteriorBox, out.words].map((t) => t.dataSync()[0]!));
+      terms.push(...[out.total, out.contrastive, out.priorBox, out.posteriorBox, out.words, out.tokenWords].map((t) => t.dataSync()[0]!));
       if (lw?.contrastive !== 0) pairs = inBatchTop1(out.logits);
       return tf.reshape(out.total, []) as tf.Scalar;
     };
     return tf.valueAndGrads(f)(keys.map((k) => w.get(k)));
   });
   value.dispose();
-  const [total, contrastive, priorBox, posteriorBox, words] = terms as [number, number, number, number, number];
-  return { loss: { total, contrastive, priorBox, posteriorBox, words }, pairs, grads: new Map(keys.map((k, i) => [k, grads[i]!])) };
+  const [total, contrastive, priorBox, posteriorBox, words, tokenWords] = terms as [number, number, number, number, number, number];
+  return { loss: { total, contrastive, priorBox, posteriorBox, words, tokenWords }, pairs, grads: new Map(keys.map((k, i) => [k, grads[i]!])) };
 }
 
 /** logits [n images, n texts]: per text (column), is its own image the row of the highest logit. */

@@ -54,6 +54,8 @@ export interface StepMetrics {
   pairs: number;
   /** the caption-word term (`--word-loss`; 0 when off) */
   word_loss: number;
+  /** the caption-word term on the boxes' mean tokens (`--token-word-loss`; 0 when off) */
+  token_word_loss: number;
   prior_box_loss: number;
   posterior_box_loss: number;
   lr: number;
@@ -126,7 +128,7 @@ export async function trainLoop(
       const t0 = performance.now();
       const lr = learningRate(state.step, { lr: options.lr, warmup: options.warmup, steps: options.steps });
       const grads = new Map<string, tf.Tensor>();
-      const terms = { total: 0, contrastive: 0, priorBox: 0, posteriorBox: 0, words: 0 };
+      const terms = { total: 0, contrastive: 0, priorBox: 0, posteriorBox: 0, words: 0, tokenWords: 0 };
       let hits = 0;
       let pairs = 0;
       for (let micro = 0; micro < options.accum; micro++) {
@@ -149,6 +151,7 @@ export async function trainLoop(
         terms.priorBox += r.loss.priorBox / options.accum;
         terms.posteriorBox += r.loss.posteriorBox / options.accum;
         terms.words += r.loss.words / options.accum;
+        terms.tokenWords += r.loss.tokenWords / options.accum;
         hits += r.pairs.top1 * r.pairs.count;
         pairs += r.pairs.count;
       }
@@ -172,6 +175,7 @@ export async function trainLoop(
         pairs_top1: pairs ? hits / pairs : 0,
         pairs: pairs / options.accum,
         word_loss: terms.words,
+        token_word_loss: terms.tokenWords,
         prior_box_loss: terms.priorBox,
         posterior_box_loss: terms.posteriorBox,
         lr,

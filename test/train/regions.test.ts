@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { initEngine, tf } from '../../src/tensor/engine.js';
 import { randomModel, type PS3Model } from '../../src/model/load.js';
 import { presetConfig } from '../../src/model/presets.js';
-import { encodePretrain, pretrainSelection } from '../../src/model/pretrain.js';
+import { encodePretrain, maskedTokenMean, pretrainSelection } from '../../src/model/pretrain.js';
 import { encodeText } from '../../src/model/text.js';
 import { boxLoss, boxTargets } from '../../src/train/loss.js';
 import { boxAreaAtGrid, boxCells, boxToGtMap, forcingCapacity, ownForcedAtTop } from '../../src/model/selection.js';
@@ -164,6 +164,35 @@ test('word loss: BCE of each local box feature\'s word scores (e^t cos with the 
   const r = lossAndGrads(model.weights, model.config, batch, { lossWeights: { contrastive: 0, priorBox: 0, posteriorBox: 0, words: 1 } });
   assert.ok(Math.abs(r.loss.total - r.loss.words) < 1e-6 && r.loss.words > 0);
   assert.ok(r.grads.has('vision_model.trunk.attn_pool.latent') && r.grads.has('logit_scale') && !r.grads.has('text_model.prompt_proj.fc1.weight'));
+  tf.dispose([...r.grads.values()]);
+});
+
+test('masked token mean: the plain mean of the tokens whose mask is above 0; a row that keeps none takes every token', () => {
+  const tokens = tf.tensor3d([[[1, 2], [3, 4], [5, 6]], [[0, 1], [2, 3], [4, 8]]]);
+  const mean = maskedTokenMean(tokens, Float32Array.from([0.5, 0, 0.25, 0, 0, 0]));
+  assert.deepEqual(mean.arraySync(), [[3, 4], [2, 4]]);
+  tf.dispose([tokens, mean]);
+});
+
+test('token-word term: the word loss on each box\'s mean high-res token (the tokens its pooling reads), which reaches the trunk without the pooling head', () => {
+  const batch: PretrainBatch = { pixels: { data: pixels, batch: 2, height: S, width: S }, text: ids(2, 1), gtSelectionMaps: gt(), isGlobalText: Float32Array.from([0, 1]), regions: { owner: Int32Array.from([1]), boxes: [[145, 145, 165, 165]], text: ids(1, 2) } };
+  const lossWeights = { contrastive: 0, priorBox: 0, posteriorBox: 0, tokenWords: 1 };
+  const [objective, byHand, boxTokens, pooled] = tf.tidy(() => {
+    const o = pretrainObjective(model.weights, model.config, batch, lossWeights);
+    const towers = pretrainTowers(model.weights, model.config, batch, lossWeights);
+    return [o.tokenWords, wordLoss(model.weights, model.config, towers.boxTokens!, towers.regionTokens, batch), towers.boxTokens!, towers.pooledOutput!];
+  }) as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+  assert.deepEqual(boxTokens.shape, [2, model.config.vision.trunk.width]);
+  assert.ok(Math.abs(objective.dataSync()[0]! - byHand.dataSync()[0]!) < 1e-6 && objective.dataSync()[0]! > 0);
+  // a mean of tokens, not the pooled feature
+  assert.ok(boxTokens.dataSync().some((v, d) => Math.abs(v - pooled.dataSync()[d]!) > 1e-3));
+  tf.dispose([objective, byHand, boxTokens, pooled]);
+  const r = lossAndGrads(model.weights, model.config, batch, { lossWeights });
+  assert.ok(Math.abs(r.loss.total - r.loss.tokenWords) < 1e-6 && r.loss.words === 0);
+  assert.ok(r.grads.has('vision_model.trunk.blocks.0.attn.qkv.weight') && r.grads.has('text_model.token_embedding.weight'));
+  assert.ok(!r.grads.has('vision_model.trunk.attn_pool.latent') && !r.grads.has('text_model.prompt_proj.fc1.weight'));
+  const norm = tf.tidy(() => tf.norm(r.grads.get('vision_model.trunk.blocks.0.attn.qkv.weight')!).dataSync()[0]!);
+  assert.ok(norm > 0, 'the trunk gets a gradient');
   tf.dispose([...r.grads.values()]);
 });
 

@@ -80,6 +80,9 @@ test('two and three threads give the one-thread loss, top-1 and gradients', asyn
   const model = randomModel(config, 3);
   const weightings: LossWeights[] = [
     { contrastive: 1, priorBox: 1, posteriorBox: 1, words: 0.5 },
+    // the token-word term alone reads no pooling head
+    { contrastive: 1, priorBox: 1, posteriorBox: 1, tokenWords: 0.5 },
+    { contrastive: 0, priorBox: 0, posteriorBox: 0, tokenWords: 1 },
     { contrastive: 1, priorBox: 0, posteriorBox: 0, box: 'balanced' },
     { contrastive: 0, priorBox: 1, posteriorBox: 2 },
     // the regions' selections: rows of shards with and without regions (3 threads: the middle one has none)
@@ -95,7 +98,7 @@ test('two and three threads give the one-thread loss, top-1 and gradients', asyn
       const copies = samples.map((s) => ({ ...s, pixels: s.pixels.slice(), gt: s.gt.slice() }));
       const many = await step.run(model.weights, copies, tokenizer).finally(() => step.close());
       const what = `${JSON.stringify(lossWeights)}, ${threads} threads`;
-      for (const k of ['total', 'contrastive', 'priorBox', 'posteriorBox', 'words'] as const) close(many.loss[k], one.loss[k], `${what}: ${k}`);
+      for (const k of ['total', 'contrastive', 'priorBox', 'posteriorBox', 'words', 'tokenWords'] as const) close(many.loss[k], one.loss[k], `${what}: ${k}`);
       assert.deepEqual(many.pairs, one.pairs, what);
       assert.deepEqual([...many.grads.keys()].sort(), [...one.grads.keys()].sort(), what);
       let largest = 0;
