@@ -1,4 +1,8 @@
-/** Child of `measureLoad`: loads a model folder once and prints its memory as one JSON line. */
+/**
+ * Child of `measureLoad`: loads a model folder once, every weight of the asked parts made into an
+ * engine tensor (a folder's weights are otherwise read on first use, which would measure nothing),
+ * and prints its memory as one JSON line.
+ */
 import { initEngine } from '../tensor/engine.js';
 import { loadModel } from '../model/load.js';
 import { countParams, paramTable, textParams, visionParams } from '../model/params.js';
@@ -8,8 +12,10 @@ await initEngine({ backend });
 const rssBefore = process.memoryUsage().rss;
 const t0 = performance.now();
 const model = loadModel(dir, parts);
+const table = parts === 'all' ? paramTable(model.config) : parts === 'vision' ? visionParams(model.config) : textParams(model.config);
+for (const key of table.keys()) model.weights.get(key);
 const ms = performance.now() - t0;
-const params = countParams(parts === 'all' ? paramTable(model.config) : parts === 'vision' ? visionParams(model.config) : textParams(model.config));
+const params = countParams(table);
 process.stdout.write(`${JSON.stringify({
   backend,
   parts,

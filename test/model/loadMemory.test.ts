@@ -26,6 +26,8 @@ test('a sharded BF16 checkpoint loads within its float32 size + 256 MB', async (
   const over = m.rss_peak_mb - m.rss_before_mb - m.float32_mb;
   t.diagnostic(`float32 ${m.float32_mb.toFixed(0)} MB, engine ${m.rss_before_mb.toFixed(0)} MB, peak ${m.rss_peak_mb.toFixed(0)} MB, load ${(m.load_ms / 1000).toFixed(1)} s`);
   assert.ok(m.float32_mb > 400, `float32 size ${m.float32_mb} MB`);
+  // the weights were made (a load that reads nothing would pass the bound below)
+  assert.ok(m.rss_peak_mb - m.rss_before_mb > 0.9 * m.float32_mb, `peak RSS ${m.rss_peak_mb.toFixed(0)} MB is not the engine ${m.rss_before_mb.toFixed(0)} MB + the weights' ${m.float32_mb.toFixed(0)} MB`);
   assert.ok(over < 256, `peak RSS ${m.rss_peak_mb.toFixed(0)} MB = engine ${m.rss_before_mb.toFixed(0)} + float32 ${m.float32_mb.toFixed(0)} + ${over.toFixed(0)} MB`);
 });
 
