@@ -325,7 +325,7 @@ program
   .option('--concurrency <n>', 'encodes at once', '1')
   .option('--max-body-mb <x>', 'largest request body in MiB; more gets 413', '64')
   .option('--max-pixels <n>', 'largest image by its header in pixels; more gets 413', '67108864')
-  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: onnx or tfjs (default: $PS3_TRUNK or onnx)')
   .action((o: Omit<ServeCliOptions, 'backend'>) => runCommand(() => serveCommand({ ...o, ...program.opts() })));
 
 const queue = program.command('queue').description('a batch encode over many machines: jobs on Redis (BullMQ), taken by `ps3 worker`s');
@@ -356,7 +356,7 @@ program
   .option('--concurrency <n>', 'jobs at once in this process', '1')
   .option('--lock-ms <ms>', 'job lock time: a dead worker\'s job goes back to the queue after about this long', '60000')
   .option('--max-pixels <n>', 'fail images whose header claims more pixels than this', '67108864')
-  .option('--trunk <engine>', 'engine of the trunk\'s blocks: tfjs or onnx (default: $PS3_TRUNK or tfjs)')
+  .option('--trunk <engine>', 'engine of the trunk\'s blocks: onnx or tfjs (default: $PS3_TRUNK or onnx)')
   .action((o: Omit<WorkerCliOptions, 'backend'>) => runCommand(() => workerCommand({ ...o, ...program.opts() })));
 
 const data = program.command('data').description('build and check pre-training data (webdataset shards of images and local captions)');
