@@ -308,8 +308,8 @@ program
 
 program
   .command('info')
-  .description('what a model is: scales, budgets, trunk, text tower, tokenizer, size, dtype, where it is cached')
-  .argument('<model>', 'a PS3 model folder or Hub id ORG/NAME[@REV] (downloaded into the Hugging Face cache if not there)')
+  .description('what a model is: scales, budgets, trunk, text tower, tokenizer, size, dtype, where it is cached; for a VILA-HD folder its LM and methods, then its PS3')
+  .argument('<model>', 'a PS3 model folder or Hub id ORG/NAME[@REV] (downloaded into the Hugging Face cache if not there), or a VILA-HD folder')
   .option('--json', 'print one JSON object')
   .action((spec: string, o: { json?: boolean }) => runCommand(() => infoCommand(spec, o)));
 
