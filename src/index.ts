@@ -65,6 +65,7 @@ export { trainVilaHd, type TrainVilaOptions, type TrainVilaEvents, type VilaStep
 export { answerQuestion as answerVilaQuestion, type AskOptions, type VilaAnswer } from './mllm/answer.js';
 export { loadVilaHd, disposeVilaHd, newVilaConfig, type VilaHd } from './mllm/model.js';
 export { isVilaFolder, type VilaConfig, type LmConfig } from './mllm/config.js';
+export { vilaInfo, type VilaInfo, type VilaMethodInfo } from './mllm/info.js';
 export { evaluateVilaQa, evaluateVilaRuns, scalingCurves, scalingRuns, curvesFrom, plotScaling, type VilaQaReport, type VilaRun, type ScalingCurves, type ScalingPlan } from './eval/qa/vila.js';
 export { wilson, newcombeDifference } from './eval/stats.js';
 
