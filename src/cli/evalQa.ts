@@ -13,7 +13,7 @@ import { withOtherImages } from '../eval/qa/otherImage.js';
 import { evaluateQa, formatQaTable, type QaReport } from '../eval/qa/evaluate.js';
 import { evalTokenizer } from '../eval/qa/text.js';
 import { renderPlot } from '../eval/plot.js';
-import { modelFrom, outputFile, positiveInt, seedOption, warnOldGenerator } from './inputs.js';
+import { benchmarkFile, modelFrom, outputFile, positiveInt, seedOption, warnOldGenerator } from './inputs.js';
 import { qaResultFields, qaRunLabel, qaSettings, runQaMethods, type QaRun } from './qaRuns.js';
 import { isVilaFolder } from '../mllm/config.js';
 import { evalQaVilaCommand } from './evalQaVila.js';
@@ -73,7 +73,8 @@ export function benchItems(bench: string, o: EvalQaCliOptions): BenchItem[] {
   return withOtherImages(items);
 }
 
-export async function evalQaCommand(bench: string, o: EvalQaCliOptions): Promise<number> {
+export async function evalQaCommand(benchArg: string, o: EvalQaCliOptions): Promise<number> {
+  const bench = benchmarkFile(benchArg);
   if (o.out) outputFile('--out', o.out);
   if (o.plot) outputFile('--plot', o.plot);
   seedOption(o.seed);

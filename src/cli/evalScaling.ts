@@ -14,7 +14,7 @@ import type { LookCount } from '../model/selection.js';
 import { plotScaling, scalingCurves } from '../eval/qa/vila.js';
 import { disposeVilaHd, loadVilaHd } from '../mllm/model.js';
 import { isVilaFolder } from '../mllm/config.js';
-import { positiveInt, warnOldGenerator } from './inputs.js';
+import { benchmarkFile, positiveInt, warnOldGenerator } from './inputs.js';
 import { progressBar } from './progress.js';
 
 export interface EvalScalingCliOptions {
@@ -31,7 +31,8 @@ function list(value: string): string[] {
   return value.split(',').map((s) => s.trim()).filter((s) => s !== '');
 }
 
-export async function evalScalingCommand(bench: string, o: EvalScalingCliOptions): Promise<number> {
+export async function evalScalingCommand(benchArg: string, o: EvalScalingCliOptions): Promise<number> {
+  const bench = benchmarkFile(benchArg);
   if (!o.model) throw new UserError('--model DIR is required (a VILA-HD folder)');
   if (!isVilaFolder(o.model)) throw new UserError(`${o.model}: not a VILA-HD folder (config.json model_type is not "vila-hd")`);
   if (!o.out) throw new UserError('--out DIR is required');

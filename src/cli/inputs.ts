@@ -261,3 +261,11 @@ export function warnOldGenerator(bench: string): void {
   const warning = oldGeneratorWarning(bench);
   if (warning) process.stderr.write(`${warning}\n`);
 }
+
+/** A benchmark given as its file, or as the folder `ps3 eval make-4k` wrote (its questions.jsonl). */
+export function benchmarkFile(bench: string): string {
+  if (!fs.existsSync(bench) || !fs.statSync(bench).isDirectory()) return bench;
+  const file = path.join(bench, 'questions.jsonl');
+  if (!fs.existsSync(file)) throw new UserError(`${bench}: a folder without questions.jsonl (give a benchmark's questions.jsonl, or the folder ps3 eval make-4k wrote)`);
+  return file;
+}

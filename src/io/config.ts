@@ -204,6 +204,10 @@ function resolveTrunk(v: z.infer<typeof visionSchema>, where: string): TrunkConf
 
 /** Validate a parsed `config.json`; `where` names the file in error messages. */
 export function parseConfig(json: unknown, where = 'config.json'): PS3Config {
+  const raw = typeof json === 'object' && json !== null ? (json as Record<string, unknown>) : {};
+  if (raw['model_type'] === 'vila-hd') {
+    throw new UserError(`${where}: a VILA-HD model (model_type "vila-hd"), not a PS3 one: give its PS3 folder (ps3_model: ${JSON.stringify(raw['ps3_model'])}), or ask it questions (ps3 ask, ps3 eval qa)`);
+  }
   const parsed = configSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;

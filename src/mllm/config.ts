@@ -105,6 +105,9 @@ function issuePath(p: readonly PropertyKey[]): string {
 }
 
 export function parseVilaConfig(json: unknown, where: string): VilaConfig {
+  if (typeof json === 'object' && json !== null && (json as Record<string, unknown>)['model_type'] === 'ps3') {
+    throw new UserError(`${where}: a PS3 model (model_type "ps3"), not a VILA-HD one: questions need a VILA-HD folder (ps3 train-mllm makes one on this PS3)`);
+  }
   const r = vilaConfigSchema.safeParse(json);
   if (!r.success) {
     const issue = r.error.issues[0]!;

@@ -68,3 +68,22 @@ test('info on a VILA-HD folder without its PS3, or with weights of another shape
   write({ ...config, ps3_model: path.relative(copy, ps3), methods: ['ps3', 'lowres', 's2'] });
   assertBadInput(['info', copy], /model\.safetensors: missing key "s2\.[^"]+" \(the s2 LM\)/);
 });
+
+test('a VILA-HD folder where a PS3 one goes, and the other way round, exit 2 saying which is which', () => {
+  const image = path.join(tmp, 'image.png');
+  fs.writeFileSync(image, Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC', 'base64'));
+  assertBadInput(['encode', image, '--model', vila], /vila\/config\.json: a VILA-HD model \(model_type "vila-hd"\), not a PS3 one: give its PS3 folder \(ps3_model: "\.\.\/ps3"\)/);
+  assertBadInput(['ask', image, '--model', ps3, 'What does the red sign read?'], /ps3\/config\.json: a PS3 model \(model_type "ps3"\), not a VILA-HD one/);
+});
+
+test('eval qa takes the folder make-4k wrote; a folder without questions.jsonl is named', () => {
+  assertBadInput(['eval', 'qa', tmp, '--model', vila, '--method', 'ps3'], /a folder without questions\.jsonl/);
+  const bench = path.join(tmp, 'bench');
+  const made = runCli(['eval', 'make-4k', '--out', bench, '--count', '2', '--size', '224', '--lowres', '56', '--seed', '1000000']);
+  assert.equal(made.status, 0, made.stderr);
+  const out = path.join(tmp, 'qa.json');
+  const r = runCli(['eval', 'qa', bench, '--model', vila, '--method', 'lowres', '--out', out]);
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(fs.readFileSync(out, 'utf8')) as { reports: Array<{ method: string; answered: number }> };
+  assert.deepEqual(report.reports.map((x) => [x.method, x.answered]), [['lowres', 2]]);
+});
