@@ -79,9 +79,8 @@ test('shards are contiguous and as even as can be; a batch\'s labels cut into ro
 test('two and three threads give the one-thread loss, top-1 and gradients', async () => {
   const model = randomModel(config, 3);
   const weightings: LossWeights[] = [
-    { contrastive: 1, priorBox: 1, posteriorBox: 1, words: 0.5 },
+    { contrastive: 1, priorBox: 1, posteriorBox: 1, words: 0.5, tokenWords: 0.5 },
     // the token-word term alone reads no pooling head
-    { contrastive: 1, priorBox: 1, posteriorBox: 1, tokenWords: 0.5 },
     { contrastive: 0, priorBox: 0, posteriorBox: 0, tokenWords: 1 },
     { contrastive: 1, priorBox: 0, posteriorBox: 0, box: 'balanced' },
     { contrastive: 0, priorBox: 1, posteriorBox: 2 },
