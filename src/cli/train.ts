@@ -29,7 +29,7 @@ const schema = z
     warmup: num('warmup').pipe(z.number().int().nonnegative('--warmup must be a non-negative integer')),
     clip: num('clip').pipe(z.number().nonnegative('--clip must be >= 0 (0 = off)')),
     weightDecay: num('weight-decay').pipe(z.number().nonnegative('--weight-decay must be >= 0')),
-    freeze: z.enum(['none', 'text', 'prompts', 'all-but-selection', 'trunk'], { message: '--freeze must be none, text, prompts, all-but-selection or trunk' }),
+    freeze: z.enum(['none', 'text', 'prompts', 'all-but-selection', 'trunk', 'features'], { message: '--freeze must be none, text, prompts, all-but-selection, trunk or features' }),
     seed: num('seed').pipe(z.number().int('--seed must be an integer')),
     saveEvery: num('save-every').pipe(z.number().int().positive('--save-every must be a positive integer')),
     maxMinutes: num('max-minutes').pipe(z.number().nonnegative('--max-minutes must be >= 0')),

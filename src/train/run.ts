@@ -16,7 +16,7 @@ import { forcingCapacity } from '../model/selection.js';
 import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } from './checkpoint.js';
 import { AdamW } from './optimizer.js';
 import { WorkerSampleSource } from './prefetch.js';
-import { trainLoop, type StepMetrics, type TrainLoopOptions } from './trainer.js';
+import { PROMPT_PROJ, trainLoop, type StepMetrics, type TrainLoopOptions } from './trainer.js';
 
 export interface TrainRunOptions extends TrainLoopOptions {
   readonly preset?: string;
@@ -52,16 +52,19 @@ export interface TrainRunOptions extends TrainLoopOptions {
 
 /**
  * `text-tower`: all of `text_model.` but its prompt projection (which the selection reads);
- * `pool-head`: the trunk's attention-pooling head, which makes the contrastive image feature.
+ * `pool-head`: the trunk's attention-pooling head, which makes the contrastive image feature;
+ * `prompt-proj`: the text tower's prompt projection alone (a projection that maps every caption
+ * to one prompt starts distinct captions apart again, the caption features left as they are).
  */
-export const REINIT_GROUPS = ['text-tower', 'pool-head'] as const;
+export const REINIT_GROUPS = ['text-tower', 'pool-head', 'prompt-proj'] as const;
 export type ReinitGroup = (typeof REINIT_GROUPS)[number];
 
 /** The keys of the named groups. */
 export function reinitKeys(keys: Iterable<string>, groups: readonly ReinitGroup[]): string[] {
   const inGroup: Record<ReinitGroup, (k: string) => boolean> = {
-    'text-tower': (k) => k.startsWith('text_model.') && !k.startsWith('text_model.prompt_proj.'),
+    'text-tower': (k) => k.startsWith('text_model.') && !k.startsWith(PROMPT_PROJ),
     'pool-head': (k) => k.startsWith('vision_model.trunk.attn_pool.'),
+    'prompt-proj': (k) => k.startsWith(PROMPT_PROJ),
   };
   return [...keys].filter((k) => groups.some((g) => inGroup[g](k)));
 }

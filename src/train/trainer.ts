@@ -21,7 +21,7 @@ import { ShardedStep } from './gradShards.js';
  * Trained jointly from scratch, prompts and selection features tend to settle on one shared
  * "any object" direction, after which neither side's gradient tells captions apart.
  */
-export type FreezeGroup = 'none' | 'text' | 'prompts' | 'all-but-selection' | 'trunk';
+export type FreezeGroup = 'none' | 'text' | 'prompts' | 'all-but-selection' | 'trunk' | 'features';
 
 export interface TrainLoopOptions {
   readonly steps: number;
@@ -72,6 +72,8 @@ export interface StepMetrics {
 export const SELECTION_MODULES = ['vision_model.selection_feature_proj.', 'vision_model.highres_selection_feature_module.', 'vision_model.prompt_proj_for_highres.'];
 /** Bottom-up selection's learned prompt: part of selection, not of the tokens. */
 const PRIOR_PROMPT = 'vision_model.prior_prompt';
+/** The text tower's prompt projection: a caption's top-down prompt, read by selection alone. */
+export const PROMPT_PROJ = 'text_model.prompt_proj.';
 
 export function trainableKeys(keys: Iterable<string>, freeze: FreezeGroup): string[] {
   const all = [...keys];
@@ -81,6 +83,9 @@ export function trainableKeys(keys: Iterable<string>, freeze: FreezeGroup): stri
   // The vision tower's tokens stay as they are (a VILA-HD LM trained on them stays valid); the
   // text tower, its prompt projection, the selection modules and the bottom-up prior prompt learn.
   if (freeze === 'trunk') return all.filter((k) => !k.startsWith('vision_model.') || k === PRIOR_PROMPT || SELECTION_MODULES.some((m) => k.startsWith(m)));
+  // Everything selection alone reads learns (the selection modules, the prior prompt and the text
+  // tower's prompt projection); the tokens and both towers' contrastive features stay.
+  if (freeze === 'features') return all.filter((k) => k === PRIOR_PROMPT || k.startsWith(PROMPT_PROJ) || SELECTION_MODULES.some((m) => k.startsWith(m)));
   return all;
 }
 

@@ -72,7 +72,7 @@ test('accumulating 2 micro-batches of 1 equals one batch of 2 (loss and gradient
   assert.ok(!close(single.grad_norm, big.grad_norm), `gradient norm of one sample ${single.grad_norm} equals the batch's`);
 });
 
-test('--freeze text, prompts, all-but-selection and trunk: frozen weights stay, the others move', async () => {
+test('--freeze text, prompts, all-but-selection, trunk and features: frozen weights stay, the others move', async () => {
   const changed = async (freeze: FreezeGroup): Promise<{ moved: string[]; still: string[] }> => {
     const model = randomModel(config, 6);
     const before = new Map([...model.weights.entries()].map(([k, t]) => [k, t.dataSync().slice()]));
@@ -107,4 +107,11 @@ test('--freeze text, prompts, all-but-selection and trunk: frozen weights stay, 
   assert.ok(trunk.moved.some((k) => k.startsWith('text_model.')));
   assert.ok(trunk.moved.some((k) => k.startsWith('text_model.prompt_proj.')));
   assert.ok(trunk.moved.some(isSelection));
+  // features: only what selection alone reads moves — the selection modules, the prior prompt, the text prompt projection
+  const features = await changed('features');
+  const selectionOnly = (k: string): boolean => isSelection(k) || k === 'vision_model.prior_prompt' || k.startsWith('text_model.prompt_proj.');
+  assert.deepEqual(features.moved.filter((k) => !selectionOnly(k)), []);
+  assert.ok(features.moved.some((k) => k.startsWith('text_model.prompt_proj.')));
+  assert.ok(features.moved.includes('vision_model.prior_prompt'));
+  assert.ok(features.moved.some(isSelection));
 });

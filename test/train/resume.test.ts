@@ -105,7 +105,7 @@ test('--regions: a run trains with them, and a resume with another count is refu
   assert.match(noRegions.stderr, /^ps3: --region-selection needs other regions to select: give --regions 2 or more\n$/);
 });
 
-test('--reinit text-tower,pool-head: those groups start from fresh random weights, everything else as --init gives it', () => {
+test('--reinit text-tower,pool-head, and prompt-proj: those groups start from fresh random weights, everything else as --init gives it', () => {
   const init = path.join(tmp, 'a', 'checkpoint');
   const e = path.join(tmp, 'e');
   const r = spawnSync(process.execPath, [CLI, 'train', '--init', init, '--data', data, '--out', e, '--steps', '1', '--batch', '2', '--save-every', '1', '--seed', '5', '--lr', '1e-12', '--warmup', '0', '--reinit', 'text-tower,pool-head'], { encoding: 'utf8' });
@@ -124,7 +124,18 @@ test('--reinit text-tower,pool-head: those groups start from fresh random weight
     if (fresh && !/norm.*weight|norm.*bias|\.bias$/.test(k)) assert.ok(maxDiff(k) > 1e-3, `${k} was not drawn afresh`);
     if (!fresh) assert.ok(maxDiff(k) < 1e-6, `${k} changed (${maxDiff(k)})`);
   }
+  // prompt-proj: the prompt projection alone
+  const g = path.join(tmp, 'g');
+  const rp = spawnSync(process.execPath, [CLI, 'train', '--init', init, '--data', data, '--out', g, '--steps', '1', '--batch', '2', '--save-every', '1', '--seed', '5', '--lr', '1e-12', '--warmup', '0', '--reinit', 'prompt-proj'], { encoding: 'utf8' });
+  assert.equal(rp.status, 0, rp.stderr);
+  const afterPrompt = readSafetensors(path.join(g, 'checkpoint', 'model.safetensors'));
+  for (const k of before.keys()) {
+    const a = before.get(k)!.data as Float32Array;
+    const d = (afterPrompt.get(k)!.data as Float32Array).reduce((m, v, i) => Math.max(m, Math.abs(v - a[i]!)), 0);
+    if (/^text_model\.prompt_proj\..*fc\d\.weight$/.test(k)) assert.ok(d > 1e-3, `${k} was not drawn afresh`);
+    if (!k.startsWith('text_model.prompt_proj.')) assert.ok(d < 1e-6, `${k} changed (${d})`);
+  }
   const bad = spawnSync(process.execPath, [CLI, 'train', '--init', init, '--data', data, '--out', path.join(tmp, 'f'), '--steps', '1', '--batch', '2', '--reinit', 'text'], { encoding: 'utf8' });
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /--reinit takes a comma-separated list of text-tower, pool-head/);
+  assert.match(bad.stderr, /--reinit takes a comma-separated list of text-tower, pool-head, prompt-proj/);
 });
