@@ -7,9 +7,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.js';
-import { numel, openSafetensors } from '../io/safetensors.js';
+import { openSafetensors } from '../io/safetensors.js';
 import { readConfigFile } from '../model/load.js';
-import { modelInfo, type ModelInfo } from '../model/info.js';
+import { modelInfo, storedParams, type ModelInfo } from '../model/info.js';
 import { countParams } from '../model/params.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import { lmConfigOf, readVilaConfig, type LmConfig } from './config.js';
@@ -63,13 +63,7 @@ export function vilaInfo(folder: string): VilaInfo {
     }
     return { method, contextLength: lmConfigOf(config, method).contextLength, resolution: config.resolutions[method] ?? null, params: countParams(table) };
   });
-  const dtypes: Record<string, number> = {};
-  let stored = 0;
-  for (const e of file.entries.values()) {
-    const n = numel(e.shape);
-    dtypes[e.dtype] = (dtypes[e.dtype] ?? 0) + n;
-    stored += n;
-  }
+  const { stored, dtypes } = storedParams(file.entries.values());
   const files = ['model.safetensors', 'tokenizer.json'].map((name) => ({ name, bytes: fs.statSync(path.join(folder, name)).size }));
   return {
     kind: 'vila-hd',

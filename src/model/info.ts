@@ -38,16 +38,21 @@ function tokenizerConfig(folder: string): Record<string, unknown> {
   }
 }
 
-export function modelInfo(folder: string): ModelInfo {
-  const config: PS3Config = readConfigFile(path.join(folder, 'config.json'));
-  const stored = openStoredWeights(folder);
+/** Parameters stored, in all and by dtype, from safetensors header entries. */
+export function storedParams(entries: Iterable<{ readonly shape: readonly number[]; readonly dtype: string }>): { stored: number; dtypes: Record<string, number> } {
   const dtypes: Record<string, number> = {};
-  let storedParams = 0;
-  for (const e of stored.entries.values()) {
+  let stored = 0;
+  for (const e of entries) {
     const n = numel(e.shape);
     dtypes[e.dtype] = (dtypes[e.dtype] ?? 0) + n;
-    storedParams += n;
+    stored += n;
   }
+  return { stored, dtypes };
+}
+
+export function modelInfo(folder: string): ModelInfo {
+  const config: PS3Config = readConfigFile(path.join(folder, 'config.json'));
+  const { stored: storedCount, dtypes } = storedParams(openStoredWeights(folder).entries.values());
   const indexFile = path.join(folder, INDEX_FILE);
   const names = fs.existsSync(indexFile) ? [INDEX_FILE, ...[...new Set(readWeightIndex(indexFile).values())].sort()] : ['model.safetensors'];
   const files = names.map((name) => ({ name, bytes: fs.statSync(path.join(folder, name)).size }));
@@ -65,7 +70,7 @@ export function modelInfo(folder: string): ModelInfo {
     trunk: { width: v.trunk.width, depth: v.trunk.depth, heads: v.trunk.heads, patchSize: v.trunk.patchSize, mlpHidden: v.trunk.mlpHidden },
     text: { width: t.width, layers: t.layers, heads: t.heads, vocabSize: t.vocabSize, contextLength: t.contextLength, clean: t.tokenizerClean },
     tokenizer: { own, repo: own ? null : named, tokenizerClass: typeof tokConfig['tokenizer_class'] === 'string' ? tokConfig['tokenizer_class'] : null },
-    params: { vision: countParams(visionParams(config)), text: countParams(textParams(config)), stored: storedParams },
+    params: { vision: countParams(visionParams(config)), text: countParams(textParams(config)), stored: storedCount },
     dtypes,
     files,
     bytes: files.reduce((a, f) => a + f.bytes, 0),
