@@ -202,6 +202,7 @@ program
   .option('--freeze <group>', 'none | text | prompts (text tower and prompt projection) | all-but-selection | trunk (the vision tower but its selection modules and prior prompt: its tokens stay) | features (all but what selection alone reads: the selection modules, prior prompt and text prompt projection learn; tokens and contrastive features stay)', 'none')
   .option('--seed <n>', 'seed of data order, augmentation and random init', '0')
   .option('--save-every <n>', 'steps between checkpoints', '25')
+  .option('--stop-at <step>', 'stop after this step with a checkpoint, the schedule still that of --steps (continue later with --resume)')
   .option('--max-minutes <x>', 'stop (after a whole step, with a checkpoint) after this long; 0 = no limit', '0')
   .option('--shuffle-buffer <n>', 'shuffle buffer size of the data stream', '64')
   .option('--global-caption-prob <x>', 'probability of training on the global caption', '0.25')

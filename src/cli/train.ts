@@ -32,6 +32,7 @@ const schema = z
     freeze: z.enum(['none', 'text', 'prompts', 'all-but-selection', 'trunk', 'features'], { message: '--freeze must be none, text, prompts, all-but-selection, trunk or features' }),
     seed: num('seed').pipe(z.number().int('--seed must be an integer')),
     saveEvery: num('save-every').pipe(z.number().int().positive('--save-every must be a positive integer')),
+    stopAt: num('stop-at').pipe(z.number().int('--stop-at must be an integer').positive('--stop-at must be positive')).optional(),
     maxMinutes: num('max-minutes').pipe(z.number().nonnegative('--max-minutes must be >= 0')),
     shuffleBuffer: num('shuffle-buffer').pipe(z.number().int().positive('--shuffle-buffer must be a positive integer')),
     globalCaptionProb: num('global-caption-prob').pipe(z.number().min(0).max(1, '--global-caption-prob must be in [0, 1]')),
@@ -53,6 +54,7 @@ const schema = z
   })
   .refine((o) => o.resume || o.preset !== undefined || o.init !== undefined, { message: 'give --preset NAME or --init DIR (or --resume)' })
   .refine((o) => !(o.resume && o.preset && o.init), { message: '--resume continues the run as it was: drop --preset and --init' })
+  .refine((o) => o.stopAt === undefined || o.stopAt <= o.steps, { message: '--stop-at must be at most --steps (the schedule\'s length)' })
   .refine((o) => !o.regionSelection || o.regions > 1, { message: '--region-selection needs other regions to select: give --regions 2 or more' })
   .refine((o) => !o.regionSelection || o.lossWeights.posteriorBox > 0 || o.lossWeights.priorBox > 0, { message: '--region-selection feeds the box terms: give --loss-weights a non-zero box weight' });
 
@@ -86,6 +88,7 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
     seed: o.seed,
     saveEvery: o.saveEvery,
     maxSeconds: o.maxMinutes * 60,
+    ...(o.stopAt !== undefined ? { stopAt: o.stopAt } : {}),
     shuffleBuffer: o.shuffleBuffer,
     globalCaptionProb: o.globalCaptionProb,
     evalEvery: o.evalEvery,
@@ -97,9 +100,9 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
   let started = performance.now();
   const result = await runTraining(options, {
     onStart: ({ model, startStep }) => {
-      process.stderr.write(`training ${model.source} -> ${o.out} from step ${startStep} to ${o.steps}${options.threads! > 1 ? ` on ${options.threads} threads` : ''}\n`);
+      process.stderr.write(`training ${model.source} -> ${o.out} from step ${startStep} to ${o.stopAt !== undefined ? `${o.stopAt} (of ${o.steps})` : o.steps}${options.threads! > 1 ? ` on ${options.threads} threads` : ''}\n`);
       // with a time budget the bar counts seconds of it, not steps that will never all run
-      bar = o.maxMinutes > 0 ? progressBar(Math.round(o.maxMinutes * 60), 'train (s of budget)', 'step {step} | loss {loss} | {sps} samples/s') : progressBar(o.steps, 'train', 'loss {loss} | {sps} samples/s');
+      bar = o.maxMinutes > 0 ? progressBar(Math.round(o.maxMinutes * 60), 'train (s of budget)', 'step {step} | loss {loss} | {sps} samples/s') : progressBar(o.stopAt ?? o.steps, 'train', 'loss {loss} | {sps} samples/s');
       started = performance.now();
       bar.update(o.maxMinutes > 0 ? 0 : startStep, { step: String(startStep), loss: '-', sps: '-' });
     },

@@ -127,6 +127,7 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
     // the data stream depends on it: a resume with another count would leave the curve
     const before = typeof s.options['regions'] === 'number' ? s.options['regions'] : 1;
     if ((o.regions ?? 1) !== before) throw new UserError(`--resume: --regions ${o.regions ?? 1} differs from the run's ${before} (${previous})`);
+    if (o.stopAt !== undefined && o.stopAt <= s.step) throw new UserError(`--stop-at ${o.stopAt}: the run is already at step ${s.step} (${previous})`);
     state = { step: s.step, samplesSeen: s.samplesSeen };
     optimizer.load(readOptimizerState(previous), s.optimizerStep);
   }

@@ -35,6 +35,11 @@ export interface TrainLoopOptions {
   readonly lossWeights: LossWeights;
   /** stop early (after a whole step) once this many seconds have passed; 0 = no limit */
   readonly maxSeconds: number;
+  /**
+   * stop after this step, with a checkpoint, the schedule still that of `steps`: a long run's
+   * stages (or another run's `--init`) can then start from a step anyone can re-make
+   */
+  readonly stopAt?: number;
   readonly saveEvery: number;
   /** steps between held-out evaluations (the `evaluate` hook); 0 = never */
   readonly evalEvery?: number;
@@ -191,9 +196,10 @@ export async function trainLoop(
         seconds,
       });
       const outOfTime = options.maxSeconds > 0 && (performance.now() - started) / 1000 >= options.maxSeconds;
-      const last = state.step >= options.steps || outOfTime;
+      const stopHere = outOfTime || (options.stopAt !== undefined && state.step >= options.stopAt);
+      const last = state.step >= options.steps || stopHere;
       if (hooks.save && (last || state.step % options.saveEvery === 0)) await hooks.save(state);
-      if (outOfTime) break;
+      if (stopHere) break;
     }
   } finally {
     await gradients.close();

@@ -22,6 +22,7 @@ interface Metric {
   loss: number;
   contrastive_loss: number;
   posterior_box_loss: number;
+  lr: number;
 }
 
 function metrics(out: string): Metric[] {
@@ -59,6 +60,32 @@ test('killed mid-run and resumed, training follows the uninterrupted loss curve'
   // the resumed checkpoint is a model folder like a released one
   const cp = path.join(b, 'checkpoint');
   for (const f of ['config.json', 'model.safetensors', 'optimizer.safetensors', 'trainer_state.json', 'tokenizer.json']) assert.ok(fs.existsSync(path.join(cp, f)), f);
+});
+
+test('--stop-at: a run stopped at a step with a checkpoint, then resumed, follows the uninterrupted curve (the schedule stays that of --steps)', () => {
+  const full = metrics(path.join(tmp, 'a')).slice(0, Number(STEPS));
+  const h = path.join(tmp, 'h');
+  const r = spawnSync(process.execPath, [...trainArgs(h), '--stop-at', '5'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /trained to step 5;/);
+  assert.equal(metrics(h).length, 5);
+  const state = JSON.parse(fs.readFileSync(path.join(h, 'checkpoint', 'trainer_state.json'), 'utf8')) as { step: number };
+  assert.equal(state.step, 5);
+  const again = spawnSync(process.execPath, [...trainArgs(h), '--resume', '--stop-at', '4'], { encoding: 'utf8' });
+  assert.equal(again.status, 2);
+  assert.match(again.stderr, /^ps3: --stop-at 4: the run is already at step 5 /);
+  const rest = spawnSync(process.execPath, [...trainArgs(h), '--resume'], { encoding: 'utf8' });
+  assert.equal(rest.status, 0, rest.stderr);
+  const resumed = metrics(h);
+  assert.deepEqual(resumed.map((m) => m.step), full.map((m) => m.step));
+  resumed.forEach((m, i) => {
+    const ref = full[i]!;
+    assert.equal(m.lr, ref.lr, `step ${m.step}: learning rate`);
+    assert.ok(Math.abs(m.loss - ref.loss) <= 1e-4 * Math.max(1, Math.abs(ref.loss)), `step ${m.step}: loss ${m.loss} vs uninterrupted ${ref.loss}`);
+  });
+  const beyond = spawnSync(process.execPath, [...trainArgs(path.join(tmp, 'h2')), '--stop-at', '15'], { encoding: 'utf8' });
+  assert.equal(beyond.status, 2);
+  assert.match(beyond.stderr, /^ps3: --stop-at must be at most --steps/);
 });
 
 test('a kill between the two renames of a checkpoint swap leaves the previous checkpoint usable', () => {
