@@ -70,6 +70,13 @@ export interface VilaLookPicture {
   readonly pictures: string[];
 }
 
+export interface ImageControl {
+  readonly method: 'lowres' | 'ps3';
+  readonly own_image: number | null;
+  readonly other_image: number | null;
+  readonly questions: number;
+}
+
 export interface VilaDemoResult {
   readonly model: string;
   readonly ps3_model: string;
@@ -79,10 +86,11 @@ export interface VilaDemoResult {
   readonly differences: Record<string, { difference: number; interval95: [number, number]; questions: number; beyond_noise: boolean }>;
   readonly scaling: ScalingCurves & { chance: number };
   /**
-   * the image-swap control (eval qa --other-image) for the low-res LM, which is fast: its
-   * accuracy on the questions asked of their own images and of other scenes' images
+   * the image-swap control (eval qa --other-image): each LM's accuracy on the same questions asked
+   * of their own images and of other scenes' images — the low-res LM on every question (it is
+   * fast), the ps3 LM (one look) on the scaling curves' first questions; empty with one image
    */
-  readonly image_control: { method: 'lowres'; own_image: number | null; other_image: number | null; questions: number } | null;
+  readonly image_control: ImageControl[];
   readonly look: VilaLookPicture | null;
   readonly pictures: string[];
   readonly seconds: Record<string, number>;
@@ -191,11 +199,15 @@ export async function runVilaDemo(model: VilaHd, o: VilaDemoOptions, log: VilaDe
   const curveRuns = model.config.methods.includes('ps3') ? scalingRuns(model, plan) : [];
   // one look on the first questions is the ps3 run's own answers to them: not asked again
   const reused = curveRuns.map((r) => r.looks === 1 && r.tokens === undefined);
-  // the image-swap control for the low-res LM (fast) rides along: each image is decoded once for all runs
-  const control: VilaRun[] = methods.includes('lowres') && new Set(items.map((i) => i.imagePath)).size > 1 ? [{ method: 'lowres', otherImage: true }] : [];
+  // the image-swap controls ride along (each image is decoded once for all runs): the low-res LM
+  // on every question, the slower ps3 LM on the scaling questions, against its own answers to them
+  const swappable = new Set(items.map((i) => i.imagePath)).size > 1;
+  const control: VilaRun[] = swappable
+    ? [...(methods.includes('lowres') ? [{ method: 'lowres' as const, otherImage: true }] : []), ...(methods.includes('ps3') ? [{ method: 'ps3' as const, looks: 1, otherImage: true, limit: o.scalingQuestions }] : [])]
+    : [];
   const runs = [...qaRuns, ...curveRuns.filter((_, i) => !reused[i]), ...control];
   const total = runs.reduce((a, r) => a + Math.min(items.length, r.limit ?? items.length), 0);
-  log('vila', `answering: ${qaRuns.map((r) => `${r.method} (${Math.min(items.length, r.limit ?? items.length)})`).join(', ')}; scaling curves on ${Math.min(items.length, o.scalingQuestions)} questions (looks ${o.looks.join(', ')}; top scales ${plan.tops.join(', ')} at ${budget} tokens)${control.length ? `; the image-swap control (lowres on other scenes' images, ${items.length})` : ''}; ${total} answers`);
+  log('vila', `answering: ${qaRuns.map((r) => `${r.method} (${Math.min(items.length, r.limit ?? items.length)})`).join(', ')}; scaling curves on ${Math.min(items.length, o.scalingQuestions)} questions (looks ${o.looks.join(', ')}; top scales ${plan.tops.join(', ')} at ${budget} tokens)${control.length ? `; the image-swap control (${control.map((r) => `${r.method} on other scenes' images, ${Math.min(items.length, r.limit ?? items.length)}`).join('; ')})` : ''}; ${total} answers`);
   let done = 0;
   let lastLog = performance.now();
   const reports = await evaluateVilaRuns(model, items, runs, {
@@ -248,8 +260,12 @@ export async function runVilaDemo(model: VilaHd, o: VilaDemoOptions, log: VilaDe
   );
   pictures.push(accuracyPlot);
 
-  const swapped = control.length ? reports.at(-1)! : null;
-  const imageControl: VilaDemoResult['image_control'] = swapped ? { method: 'lowres', own_image: r3(byMethod.get('lowres')!.accuracy), other_image: r3(swapped.accuracy), questions: swapped.answered } : null;
+  const swapped = reports.slice(reports.length - control.length);
+  const imageControl: ImageControl[] = control.map((run, i) => {
+    const own = firstAnswers(byMethod.get(run.method)!, items, run.limit ?? items.length);
+    const ownAccuracy = own.length ? own.filter((p) => p.correct).length / own.length : null;
+    return { method: run.method as ImageControl['method'], own_image: r3(ownAccuracy), other_image: r3(swapped[i]!.accuracy), questions: swapped[i]!.answered };
+  });
 
   let look: VilaLookPicture | null = null;
   if (model.config.methods.includes('ps3')) {

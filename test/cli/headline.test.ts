@@ -156,7 +156,7 @@ test('demo --quick end to end: VILA-HD answers held-out questions, the scaling c
   const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')) as {
     run: { command: string; options: Record<string, unknown>; quick: boolean; date: string; machine: { cores: number; cpu: string }; out_folder_reused: boolean; weights: Record<string, string>; load_average: { start: number[]; end: number[] }; wall_seconds: number };
     qa: Record<string, { accuracy: number | null; tokens: number | null; ms_per_question: number | null; status: string; answered?: number; correct?: number; interval95?: [number, number]; evidence_recall?: number | null; random_recall?: number | null; reason?: string }>;
-    vila: { model: string; benchmark: { questions: number; seed: number; chance: number; options_only: number }; look: { question: string; pictures: string[] } | null; differences: Record<string, { difference: number; interval95: [number, number] }>; image_control: { method: string; own_image: number; other_image: number; questions: number } | null };
+    vila: { model: string; benchmark: { questions: number; seed: number; chance: number; options_only: number }; look: { question: string; pictures: string[] } | null; differences: Record<string, { difference: number; interval95: [number, number] }>; image_control: { method: string; own_image: number; other_image: number; questions: number }[] };
     scaling: { test_time: Point[]; resolution: Point[]; budget: number };
     retrieval: Record<string, number | null>;
     cost: Array<{ method: string; resolution: number; status: string }>;
@@ -200,11 +200,17 @@ test('demo --quick end to end: VILA-HD answers held-out questions, the scaling c
     assert.match(report.qa[m]!.reason!, new RegExp(`holds no ${m} LM`));
   }
   assert.deepEqual(Object.keys(report.vila.differences), ['ps3-lowres']);
-  // the image-swap control: the lowres LM on the same questions asked of other scenes' images
-  assert.equal(report.vila.image_control?.method, 'lowres');
-  assert.equal(report.vila.image_control.questions, 6);
-  assert.equal(report.vila.image_control.own_image, report.qa['lowres']!.accuracy);
-  assert.ok(report.vila.image_control.other_image >= 0 && report.vila.image_control.other_image <= 1);
+  // the image-swap control: the lowres LM on every question, the ps3 LM on the scaling curves'
+  // first 3, each against its own answers to the same questions
+  const [lowControl, ps3Control] = report.vila.image_control;
+  assert.equal(report.vila.image_control.length, 2);
+  assert.equal(lowControl!.method, 'lowres');
+  assert.equal(lowControl!.questions, 6);
+  assert.equal(lowControl!.own_image, report.qa['lowres']!.accuracy);
+  assert.equal(ps3Control!.method, 'ps3');
+  assert.equal(ps3Control!.questions, 3);
+  assert.equal(ps3Control!.own_image, report.scaling.test_time[0]!.accuracy);
+  for (const c of report.vila.image_control) assert.ok(c.other_image >= 0 && c.other_image <= 1);
 
   // the scaling curves: looks 1, 2 (quick) and the high-res top scales, each on the first 3 questions
   assert.deepEqual(report.scaling.test_time.map((p) => p.x), [1, 2]);
