@@ -63,6 +63,15 @@ function jobsFrom(target: string, question: string | undefined, options: string[
   return listImages(target).map((image) => ({ image, question, ...(options ? { options } : {}), id: path.basename(image, path.extname(image)) }));
 }
 
+/**
+ * The answer as the text line shows it. An LM trained on multiple-choice questions often ends a
+ * written answer at once; an empty field would read as a fault, so the line says what happened.
+ */
+export function writtenAnswer(text: string, multipleChoice: boolean): string {
+  if (text !== '' || multipleChoice) return text;
+  return '(no words: the LM ended its answer at once; an LM trained on multiple-choice questions answers with --options "A|B|...")';
+}
+
 export async function askCommand(target: string, question: string | undefined, o: AskCliOptions): Promise<number> {
   if (!o.model) throw new UserError('--model DIR is required (a VILA-HD folder)');
   const method = parseMethod(o.method ?? 'ps3');
@@ -97,7 +106,7 @@ export async function askCommand(target: string, question: string | undefined, o
         results.push(row);
         fs.appendFileSync(path.join(out, 'answers.jsonl'), `${JSON.stringify(row)}\n`);
         if (o.json) process.stdout.write(`${JSON.stringify(row)}\n`);
-        else process.stdout.write(`${job.id}\t${a.text}\t${a.trunkTokens} trunk tokens, ${a.visualTokens} visual tokens\n`);
+        else process.stdout.write(`${job.id}\t${writtenAnswer(a.text, job.options !== undefined)}\t${a.trunkTokens} trunk tokens, ${a.visualTokens} visual tokens\n`);
       } catch (e) {
         // one bad image of many is reported and skipped; a bad question or a single input stops here
         if (!isUserError(e) || jobs.length === 1 || !/cannot decode|cannot read|not found|no such/i.test(e.message)) throw e;

@@ -18,6 +18,7 @@ import { answerQuestion } from '../../src/mllm/answer.js';
 import { disposeVilaHd, loadVilaHd } from '../../src/mllm/model.js';
 import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
 import { assertBadInput, CLI, runCli, writeMicroPs3 } from './helpers.js';
+import { writtenAnswer } from '../../src/cli/ask.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-vila-cli-'));
 const ps3 = path.join(tmp, 'ps3');
@@ -129,6 +130,14 @@ test('ask answers, says the tokens used and draws where it looked; a JSONL of qu
   const many = runCli(['ask', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'lowres', '--out', path.join(tmp, 'ask2')]);
   assert.equal(many.status, 0, many.stderr);
   assert.equal(fs.readFileSync(path.join(tmp, 'ask2', 'answers.jsonl'), 'utf8').trim().split('\n').length, 6);
+});
+
+test('ask\'s text line: a written answer as it is; an empty one says the LM ended at once and points to --options', () => {
+  assert.equal(writtenAnswer('red', false), 'red');
+  assert.equal(writtenAnswer('K3', true), 'K3');
+  assert.match(writtenAnswer('', false), /^\(no words: the LM ended its answer at once; .*--options/);
+  // with options the answer is always one of them, never empty: nothing to explain
+  assert.equal(writtenAnswer('', true), '');
 });
 
 test('without options the LM writes its answer; a method the folder lacks is refused', async () => {
