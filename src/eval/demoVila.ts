@@ -16,7 +16,7 @@ import type { VilaHd } from '../mllm/model.js';
 import { makeBenchmark } from './qa/make4k.js';
 import { loadBenchmark, type BenchItem } from './qa/format.js';
 import { roundedOptionsOnly } from './qa/optionsOnly.js';
-import { curvesFrom, evaluateVilaRuns, evidenceRecall, plotScaling, scalingRuns, type ScalingCurves, type ScalingPlan, type VilaQaReport, type VilaRun } from './qa/vila.js';
+import { accuracyOf, curvesFrom, evaluateVilaRuns, evidenceRecall, plotScaling, scalingRuns, type ScalingCurves, type ScalingPlan, type VilaQaReport, type VilaRun } from './qa/vila.js';
 import { writeLookPictures } from './lookPictures.js';
 import { renderPlot } from './plot.js';
 import { newcombeDifference, wilson } from './stats.js';
@@ -202,7 +202,7 @@ export async function runVilaDemo(model: VilaHd, o: VilaDemoOptions, log: VilaDe
   // the image-swap controls ride along (each image is decoded once for all runs): the low-res LM
   // on every question, the slower ps3 LM on the scaling questions, against its own answers to them
   const swappable = new Set(items.map((i) => i.imagePath)).size > 1;
-  const control: VilaRun[] = swappable
+  const control: Array<VilaRun & { method: ImageControl['method'] }> = swappable
     ? [...(methods.includes('lowres') ? [{ method: 'lowres' as const, otherImage: true }] : []), ...(methods.includes('ps3') ? [{ method: 'ps3' as const, looks: 1, otherImage: true, limit: o.scalingQuestions }] : [])]
     : [];
   const runs = [...qaRuns, ...curveRuns.filter((_, i) => !reused[i]), ...control];
@@ -262,9 +262,8 @@ export async function runVilaDemo(model: VilaHd, o: VilaDemoOptions, log: VilaDe
 
   const swapped = reports.slice(reports.length - control.length);
   const imageControl: ImageControl[] = control.map((run, i) => {
-    const own = firstAnswers(byMethod.get(run.method)!, items, run.limit ?? items.length);
-    const ownAccuracy = own.length ? own.filter((p) => p.correct).length / own.length : null;
-    return { method: run.method as ImageControl['method'], own_image: r3(ownAccuracy), other_image: r3(swapped[i]!.accuracy), questions: swapped[i]!.answered };
+    const own = accuracyOf(firstAnswers(byMethod.get(run.method)!, items, run.limit ?? items.length));
+    return { method: run.method, own_image: r3(own), other_image: r3(swapped[i]!.accuracy), questions: swapped[i]!.answered };
   });
 
   let look: VilaLookPicture | null = null;

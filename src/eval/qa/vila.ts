@@ -278,12 +278,17 @@ export function scalingRuns(model: VilaHd, plan: ScalingPlan): VilaRun[] {
   ];
 }
 
+/** The share of answers that are right; null when there are none. */
+export function accuracyOf(predictions: readonly { correct: boolean }[]): number | null {
+  return predictions.length ? predictions.filter((p) => p.correct).length / predictions.length : null;
+}
+
 /** A curve's point from the answers of one setting (or those of them on the curve's questions). */
 export function scalingPoint(x: number, predictions: readonly VilaPrediction[]): ScalingPoint {
   const recalls = predictions.filter((p) => p.evidence_recall !== null).map((p) => p.evidence_recall!);
   return {
     x,
-    accuracy: predictions.length ? predictions.filter((p) => p.correct).length / predictions.length : null,
+    accuracy: accuracyOf(predictions),
     tokens: median(predictions.map((p) => p.tokens)),
     recall: recalls.length ? recalls.reduce((a, c) => a + c, 0) / recalls.length : null,
     questions: predictions.length,
