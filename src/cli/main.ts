@@ -8,6 +8,7 @@ import { evalQaCommand, QA_HELP, type EvalQaCliOptions } from './evalQa.js';
 import { evalRetrievalCommand, RETRIEVAL_HELP, type EvalRetrievalCliOptions } from './evalRetrieval.js';
 import { evalSelectionCommand, SELECTION_HELP, type EvalSelectionCliOptions } from './evalSelection.js';
 import { evalProbeCommand, PROBE_HELP, type EvalProbeCliOptions } from './evalProbe.js';
+import { CAPTIONS_HELP, evalCaptionsCommand, type EvalCaptionsCliOptions } from './evalCaptions.js';
 import { evalCostCommand, type EvalCostCliOptions } from './evalCost.js';
 import { make4kCommand, type Make4kCliOptions } from './benchmark4k.js';
 import { benchCommand, type BenchOptions } from './bench.js';
@@ -250,6 +251,8 @@ program
   .option('--looks <n>', 'ps3: looks per training question (evidence box first)', '1')
   .option('--min-looks <n>', 'ps3: draw each question\'s number of looks from this to --looks (so the LM learns to read one look or several; default: --looks for all)')
   .option('--evidence-fraction <p>', 'ps3: the share of training questions whose looks take the evidence box first (default 1); the rest look bottom-up, as a look that misses does at test time, so the LM learns to fall back on low-res')
+  .option('--task <task>', 'what each training scene is asked: qa (4KPro-lite questions, default) or captions (the alignment stage: write a region\'s local caption; ps3 looks at the region)')
+  .option('--captions <n>', 'captions task: local captions asked of each training scene (default 4)')
   .option('--per-category <n>', 'questions per category asked of each training scene, about different objects (default 1, as a benchmark asks; more gives more questions per rendered scene)')
   .option('--resolution <px>', 'anyres/s2: resolution tiled (default the top scale); recorded in the folder\'s config (resolutions) as what answering tiles at')
   .option('--selection-weight <x>', 'weight of the selection BCE against the evidence box', '1')
@@ -489,6 +492,18 @@ evaluate
   .option('--out <file>', 'JSON report (the chart goes beside it as .png)')
   .addHelpText('after', PROBE_HELP)
   .action((o: EvalProbeCliOptions) => runCommand(() => evalProbeCommand({ ...o, ...program.opts() })));
+evaluate
+  .command('captions')
+  .description('does a VILA-HD LM read the image: held-out local captions scored with their own scene\'s tokens and with another scene\'s')
+  .option('--model <dir>', 'a VILA-HD folder')
+  .option('--method <m>', 'ps3, lowres, anyres, s2, or several with commas', 'ps3')
+  .option('--seed <n>', 'held-out seed of synthetic scenes')
+  .option('--count <n>', 'scenes', '16')
+  .option('--captions <n>', 'captions asked of each scene', '4')
+  .option('--force', 'allow a seed in the training range')
+  .option('--out <file>', 'JSON report (the chart goes beside it as .png)')
+  .addHelpText('after', CAPTIONS_HELP)
+  .action((o: EvalCaptionsCliOptions) => runCommand(() => evalCaptionsCommand({ ...o, ...program.opts() })));
 evaluate
   .command('cost')
   .description('encode time and tokens versus resolution for PS3, low-res, AnyRes and S², and pre-training step time; JSON and PNG')

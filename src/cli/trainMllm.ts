@@ -34,6 +34,8 @@ const schema = z.object({
   evidenceFraction: num('evidence-fraction').pipe(z.number().min(0, '--evidence-fraction must be from 0 to 1').max(1, '--evidence-fraction must be from 0 to 1')).optional(),
   resolution: int('resolution').optional(),
   perCategory: int('per-category').pipe(z.number().min(1, '--per-category must be from 1 to 16').max(16, '--per-category must be from 1 to 16')).optional(),
+  task: z.enum(['qa', 'captions'], { message: '--task must be qa or captions' }).optional(),
+  captions: int('captions').pipe(z.number().min(1, '--captions must be from 1 to 32').max(32, '--captions must be from 1 to 32')).optional(),
   selectionWeight: num('selection-weight').pipe(z.number().nonnegative('--selection-weight must be >= 0')),
   boxLoss: z.enum(['bce', 'balanced', 'softmax'], { message: '--box-loss must be bce, balanced or softmax' }),
   saveEvery: int('save-every').pipe(z.number().positive('--save-every must be positive')),
@@ -60,6 +62,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
     out: o.out, method: o.method, preset: o.preset, ...(o.context !== undefined ? { contextLength: o.context } : {}), steps: o.steps, batch: o.batch, lr: o.lr, warmup: o.warmup, clip: o.clip, seed: o.seed,
     dataSeed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.resolution !== undefined ? { resolution: o.resolution } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}),
     ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}),
+    ...(o.task !== undefined ? { task: o.task } : {}), ...(o.captions !== undefined ? { captions: o.captions } : {}),
     selectionWeight: o.selectionWeight, boxLoss: o.boxLoss, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
     ...(o.cache ? { cacheRoot: o.cache } : {}),
     tuneSelection: o.tuneSelection, ...(o.selectionLr !== undefined ? { selectionLr: o.selectionLr } : {}),
@@ -78,7 +81,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
       if (done === total) cacheBar.stop();
     },
     onStart: ({ startStep, questions, trainable, checkpoint }) => {
-      process.stderr.write(`training VILA-HD (${o.method}) -> ${o.out} from step ${startStep} to ${o.steps}: ${questions} questions, ${trainable} trainable parameters${checkpoint ? `, from ${checkpoint}` : ''}${o.init && startStep === 0 ? `, initialised from ${o.init} (${o.initMethod ?? o.method})` : ''}\n`);
+      process.stderr.write(`training VILA-HD (${o.method}) -> ${o.out} from step ${startStep} to ${o.steps}: ${questions} ${o.task === 'captions' ? 'captions' : 'questions'}, ${trainable} trainable parameters${checkpoint ? `, from ${checkpoint}` : ''}${o.init && startStep === 0 ? `, initialised from ${o.init} (${o.initMethod ?? o.method})` : ''}\n`);
       bar = budget > 0 ? progressBar(budget, 'train-mllm (s of budget)', 'step {step} | loss {loss} | {sps} samples/s') : progressBar(o.steps, 'train-mllm', 'loss {loss} | {sps} samples/s');
       started = performance.now();
       bar.update(budget > 0 ? 0 : startStep, { step: String(startStep), loss: '-', sps: '-' });

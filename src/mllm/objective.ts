@@ -2,7 +2,8 @@
  * VILA-HD's training objective for one cached question (trainData.ts):
  *
  *  - answer loss: the LM reads [visual tokens, question, answer] and the next-token
- *    cross-entropy is averaged over the answer's words and its [EOS];
+ *    cross-entropy is averaged over the answer's words and its [EOS] (in the captions task the
+ *    "answer" is a region's caption, and there is no selection loss);
  *  - selection loss (ps3): the LM reads [low-res tokens, question]; the prompt head turns its
  *    state at the end of the question into a PS3 prompt; PS3's top-down probabilities for that
  *    prompt (recomputed from the cached selection inputs, PS3's weights constant) are scored
@@ -41,6 +42,26 @@ function tensorOf(arrays: ReadonlyMap<string, NamedArray>, key: string): tf.Tens
   return tf.tensor(a.data, [...a.shape]);
 }
 
+/** A sample's visual tokens for the LM, projected ([m, W]), and (ps3) the projected low-res part alone. */
+export function sampleVisual(w: Weights, method: EncodeMethod, s: SampleInputs): { visual: tf.Tensor; low: tf.Tensor | null } {
+  if (method !== 'ps3') return { visual: project(w, method, tensorOf(s.arrays, 'visual')), low: null };
+  const low = project(w, method, tensorOf(s.arrays, 'low'));
+  return { visual: tf.concat([low, project(w, method, tensorOf(s.arrays, `high.${s.question.index}`))], 0), low };
+}
+
+/**
+ * The LM's states [n, W] that predict the answer's n ids (its words and [EOS]), reading
+ * [visual, question, answer without its last id]: each row predicts the id in `ids` at its place.
+ */
+export function answerRows(w: Weights, method: EncodeMethod, lm: LmConfig, tokenizer: LmTokenizer, q: TrainQuestion, visual: tf.Tensor): { rows: tf.Tensor; ids: Int32Array } {
+  const p = `${method}.lm`;
+  const qIds = tokenizer.encode(questionText(q.question, q.options));
+  const ids = Int32Array.from([...tokenizer.encode(q.target ?? q.options[q.answer]!), tokenizer.eosId]);
+  const inputs = tf.concat([visual, embedTokens(w, p, qIds), embedTokens(w, p, ids.subarray(0, ids.length - 1))], 0);
+  const { hidden } = lmForward(w, p, lm, inputs);
+  return { rows: tf.slice(hidden, [visual.shape[0]! + qIds.length - 1, 0], [ids.length, -1]), ids };
+}
+
 /** The two loss terms of one question, as scalars (the caller is inside a tidy). */
 export function sampleLosses(
   w: Weights,
@@ -54,13 +75,12 @@ export function sampleLosses(
 ): { answer: tf.Tensor; selection: tf.Tensor | null } {
   const p = `${method}.lm`;
   const q = s.question;
-  const qIds = tokenizer.encode(questionText(q.question, q.options));
-  const aIds = Int32Array.from([...tokenizer.encode(q.options[q.answer]!), tokenizer.eosId]);
-  let visual: tf.Tensor;
   let selection: tf.Tensor | null = null;
-  if (method === 'ps3') {
-    const low = project(w, method, tensorOf(s.arrays, 'low'));
+  const { visual, low } = sampleVisual(w, method, s);
+  // a caption's look was its region's box: no selection to learn from it
+  if (low && q.target === undefined) {
     // where to look: [low-res, question] -> state at the question's end -> prompt -> probabilities
+    const qIds = tokenizer.encode(questionText(q.question, q.options));
     const { hidden } = lmForward(w, p, lm, tf.concat([low, embedTokens(w, p, qIds)], 0));
     const prompt = promptHead(w, tf.slice(hidden, [hidden.shape[0]! - 1, 0], [1, -1]));
     const cfg = ps3.config.vision;
@@ -73,16 +93,9 @@ export function sampleLosses(
     const probs = selectionProbs(cfg, selectionLogits(selectionWeights, cfg, layers, conv, prompt), S, S);
     const targets = probs.map((_, i) => s.arrays.get(`target.${q.index}.${i}`)!.data as Float32Array);
     selection = boxLoss(probs, targets, [0], boxLossKind);
-    visual = tf.concat([low, project(w, method, tensorOf(s.arrays, `high.${q.index}`))], 0);
-  } else {
-    visual = project(w, method, tensorOf(s.arrays, 'visual'));
   }
-  // [visual, question, answer without its last id] predicts the answer from the question's last token on
-  const inputs = tf.concat([visual, embedTokens(w, p, qIds), embedTokens(w, p, aIds.subarray(0, aIds.length - 1))], 0);
-  const { hidden } = lmForward(w, p, lm, inputs);
-  const from = visual.shape[0]! + qIds.length - 1;
-  const rows = tf.slice(hidden, [from, 0], [aIds.length, -1]);
-  const answer = tf.neg(tf.mean(targetLogProbs(w, p, lm, rows, aIds)));
+  const { rows, ids } = answerRows(w, method, lm, tokenizer, q, visual);
+  const answer = tf.neg(tf.mean(targetLogProbs(w, p, lm, rows, ids)));
   return { answer, selection };
 }
 

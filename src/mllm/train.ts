@@ -32,7 +32,7 @@ import { methodParams } from './params.js';
 import { ShardedStep } from './gradShards.js';
 import type { BoxLossKind } from '../train/loss.js';
 import { newLmTokenizer, type LmTokenizer } from './tokenizer.js';
-import { buildCache, cacheDir, CacheReader, checkTrainSeed, ps3WeightsHash, type TrainQuestion } from './trainData.js';
+import { buildCache, cacheDir, CacheReader, checkTrainSeed, ps3WeightsHash, TRAIN_TASKS, type TrainQuestion, type TrainTask } from './trainData.js';
 import { trainableKeys } from '../train/trainer.js';
 import { CONVNET_PREFIX } from '../model/convnet.js';
 import { initFrom, type InitSource } from './init.js';
@@ -70,6 +70,10 @@ export interface TrainVilaOptions {
   readonly resolution?: number;
   /** questions per category asked of each training scene (default 1) */
   readonly perCategory?: number;
+  /** what each scene is asked (default 'qa'); 'captions' is the alignment stage (trainData.ts) */
+  readonly task?: TrainTask;
+  /** captions task: captions asked of each scene (default 4) */
+  readonly captions?: number;
   readonly selectionWeight: number;
   /** ps3: the selection loss's form: the pre-training BCE (default) or its balanced form (src/train/loss.ts) */
   readonly boxLoss?: BoxLossKind;
@@ -143,7 +147,7 @@ function readState(dir: string): VilaTrainerState {
 /** Options that fix a run's data and question order: a resume that changed one would leave the run's curve. */
 const CURVE_OPTIONS: ReadonlyArray<readonly [keyof TrainVilaOptions, string]> = [
   ['seed', '--seed'], ['dataSeed', '--data-seed'], ['images', '--images'], ['batch', '--batch'], ['looks', '--looks'], ['minLooks', '--min-looks'],
-  ['perCategory', '--per-category'], ['evidenceFraction', '--evidence-fraction'], ['resolution', '--resolution'],
+  ['perCategory', '--per-category'], ['evidenceFraction', '--evidence-fraction'], ['resolution', '--resolution'], ['task', '--task'], ['captions', '--captions'],
 ];
 
 /** Checks every option before anything expensive. */
@@ -163,6 +167,13 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (o.evidenceFraction !== undefined && !(o.evidenceFraction >= 0 && o.evidenceFraction <= 1)) throw new UserError(`--evidence-fraction must be from 0 to 1, got ${o.evidenceFraction}`);
   if (o.evidenceFraction !== undefined && o.method !== 'ps3') throw new UserError(`--evidence-fraction sets how PS3's training looks are aimed, which only --method ps3 has (got --method ${o.method})`);
   if (o.perCategory !== undefined && (!Number.isInteger(o.perCategory) || o.perCategory < 1 || o.perCategory > 16)) throw new UserError(`--per-category must be an integer from 1 to 16, got ${o.perCategory}`);
+  if (o.task !== undefined && !TRAIN_TASKS.includes(o.task)) throw new UserError(`--task must be one of ${TRAIN_TASKS.join(', ')}, got "${String(o.task)}"`);
+  const captions = o.task === 'captions';
+  if (o.captions !== undefined && !captions) throw new UserError('--captions sets how many captions the captions task asks of a scene: give --task captions too');
+  if (o.captions !== undefined && (!Number.isInteger(o.captions) || o.captions < 1 || o.captions > 32)) throw new UserError(`--captions must be an integer from 1 to 32, got ${o.captions}`);
+  if (captions && o.perCategory !== undefined) throw new UserError('--per-category sets the questions of the qa task; the captions task asks --captions per scene');
+  if (captions && o.evidenceFraction !== undefined) throw new UserError('--evidence-fraction aims the looks of the qa task; a caption\'s look is always at its region');
+  if (captions && o.tuneSelection) throw new UserError('--tune-selection learns from the selection loss, which the captions task does not have');
   if (o.contextLength !== undefined && (!Number.isInteger(o.contextLength) || o.contextLength < 8)) throw new UserError(`--context must be an integer >= 8, got ${o.contextLength}`);
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new UserError(`--threads must be a positive integer, got ${o.threads}`);
   if (o.init && o.resume) throw new UserError('--init starts a new run from another folder\'s weights; a resumed run continues from its own checkpoint (leave --init out)');
@@ -306,10 +317,11 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   if (isTiling(o.method) && config.resolutions[o.method] === undefined) config = withResolution(config, o.method, o.resolution ?? S);
   // a tuned PS3 lives in the folder, rewritten at every checkpoint
   if (tune && config.ps3Model !== 'ps3') config = parseVilaConfig({ ...config.raw, ps3_model: 'ps3' }, 'VILA-HD config');
-  const trainable = [...methodParams(o.method, config, ps3.config).keys()];
+  // the captions task has no selection loss, so the prompt head stays as it is
+  const trainable = [...methodParams(o.method, config, ps3.config).keys()].filter((k) => o.task !== 'captions' || !k.startsWith(`${o.method}.prompt_head.`));
   const ps3Trainable = tune ? trainableKeys(ps3.weights.keys(), 'all-but-selection').filter((k) => tune === 'all' || !k.startsWith(CONVNET_PREFIX)) : [];
   const cacheRoot = o.cacheRoot ?? path.join(o.out, 'cache');
-  const spec = { method: o.method, seed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}), ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), convInput: tune === 'all', ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
+  const spec = { method: o.method, seed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}), ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), ...(o.task !== undefined ? { task: o.task } : {}), ...(o.captions !== undefined ? { captions: o.captions } : {}), convInput: tune === 'all', ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
   // the tokens stay those of the PS3 the run started with: its trunk is frozen, and what a tuned
   // selection would change (the bottom-up rest of a training look) must not move under a resume
   state.ps3Weights ??= ps3WeightsHash(ps3Dir);
@@ -379,7 +391,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
       state.step += 1;
       const seconds = (performance.now() - t0) / 1000;
       const m: VilaStepMetrics = {
-        method: o.method, step: state.step, loss: r.loss, answer_loss: r.answer, selection_loss: o.method === 'ps3' ? r.selection : null,
+        method: o.method, step: state.step, loss: r.loss, answer_loss: r.answer, selection_loss: o.method === 'ps3' && o.task !== 'captions' ? r.selection : null,
         lr, grad_norm: gradNorm, samples_per_s: o.batch / seconds, seconds,
       };
       fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);

@@ -15,6 +15,12 @@
  *    misses does. At test time the looks come from the prompt head (answer.ts).
  *  - `lowres`, `anyres`, `s2`: the method's merged tokens, which do not depend on the question.
  *
+ * The `captions` task (VILA's alignment stage, before the questions) asks instead for a few of each
+ * scene's local captions, each a region the pre-training data describes: the LM reads the visual
+ * tokens and `CAPTION_QUESTION` and writes the caption. PS3's look at a region is its box forced
+ * first, as in pre-training (`gtSelectionMaps`); the other methods read the same question over
+ * their tokens, which do not depend on it. There is no selection loss in this task.
+ *
  * One `NNNNNN.safetensors` per image (written whole, then renamed) and `NNNNNN.json` with its
  * questions, written last, so an interrupted cache resumes where it stopped.
  */
@@ -26,7 +32,9 @@ import { readSafetensors, writeSafetensors, type NamedArray } from '../io/safete
 import { normalise } from '../io/image.js';
 import { UserError } from '../errors.js';
 import { renderScene } from '../data/scene/render.js';
+import type { Scene } from '../data/scene/types.js';
 import { sceneRng } from '../data/synth.js';
+import { Rng } from '../rng.js';
 import { encodeImage, highresSelectionFeatures, ScaledImages, withResizes, type Pixels } from '../model/encoder.js';
 import { CONVNET_INPUT, convnetFor } from '../model/convnet.js';
 import type { PS3Model } from '../model/load.js';
@@ -48,7 +56,16 @@ export interface TrainQuestion {
   readonly answer: number;
   readonly category: string;
   readonly box: [number, number, number, number];
+  /** the captions task: the caption to write (`options` is then empty and `answer` -1) */
+  readonly target?: string;
 }
+
+/** What a training run asks of each scene: 4KPro-lite questions, or local captions (the alignment stage). */
+export type TrainTask = 'qa' | 'captions';
+export const TRAIN_TASKS: readonly TrainTask[] = ['qa', 'captions'];
+
+/** The question every caption sample asks (words the LM's vocabulary has). */
+export const CAPTION_QUESTION = 'what is in the image';
 
 export interface CacheSpec {
   readonly method: EncodeMethod;
@@ -72,6 +89,10 @@ export interface CacheSpec {
   readonly resolution?: number;
   /** questions per category asked of each scene (default 1, as a benchmark asks) */
   readonly perCategory?: number;
+  /** default 'qa' */
+  readonly task?: TrainTask;
+  /** captions task: local captions asked of each scene (default 4; fewer where a scene has fewer) */
+  readonly captions?: number;
   /** ps3: also keep the selection ConvNeXt's input (the image at its size, F16), so a run can train the ConvNeXt */
   readonly convInput?: boolean;
 }
@@ -92,7 +113,9 @@ export function cacheDir(root: string, ps3Dir: string, spec: CacheSpec, weights 
   const drawn = spec.minLooks !== undefined && spec.minLooks !== looks ? { minLooks: spec.minLooks } : {};
   const asked = spec.perCategory !== undefined && spec.perCategory !== 1 ? { perCategory: spec.perCategory } : {};
   const forced = spec.evidenceFraction !== undefined && spec.evidenceFraction !== 1 ? { evidenceFraction: spec.evidenceFraction } : {};
-  const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, ...asked, ...forced, resolution: spec.resolution ?? null, qa: QA_VERSION });
+  // a captions cache is keyed by its task too; a questions cache keeps the key it had before tasks
+  const task = spec.task === 'captions' ? { task: 'captions', captions: spec.captions ?? DEFAULT_CAPTIONS } : {};
+  const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, ...asked, ...forced, ...task, resolution: spec.resolution ?? null, qa: QA_VERSION });
   return path.join(root, `${spec.method}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
 }
 
@@ -109,7 +132,7 @@ function scenePixels(rgb: Uint8Array, size: number, out?: Float32Array): Pixels 
  * Arrays a cache run refills image after image: at 3780 px the pixels are 171 MB and a box map
  * 57 MB, and a fresh array that size costs more in page faults than filling it.
  */
-interface Scratch {
+export interface Scratch {
   pixels?: Float32Array;
   gt?: Float32Array;
 }
@@ -145,13 +168,27 @@ export function evidenceForced(spec: CacheSpec, image: number, index: number): b
   return p >= 1 || sampleSeed(spec.seed ^ 0x65766964, image * 1024 + index) / 2 ** 32 < p;
 }
 
-/** Cache image `i`; returns its questions. */
-async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number, scratch: Scratch): Promise<TrainQuestion[]> {
+export const DEFAULT_CAPTIONS = 4;
+
+/** The captions task's samples of a scene: `count` of its regions, drawn by a function of the seed and the image. */
+export function captionSamples(scene: Scene, seed: number, image: number, count: number): TrainQuestion[] {
+  const order = new Rng(sampleSeed(seed ^ 0x63617074, image)).shuffle(scene.regions.map((_, j) => j));
+  return order.slice(0, count).map((j, index) => {
+    const r = scene.regions[j]!;
+    return { image, index, question: CAPTION_QUESTION, options: [], answer: -1, category: 'caption', box: [...r.box], target: r.caption };
+  });
+}
+
+/** What a training step needs of image `i`: its questions and arrays (`dir`: where a ConvNeXt input is written, when the spec keeps it). */
+export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, scratch: Scratch = {}, dir?: string): Promise<{ questions: TrainQuestion[]; arrays: Map<string, NamedArray>; trunkTokens: number }> {
   const cfg = ps3.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
   const scene = renderScene(sceneRng(spec.seed, i), { width: S, height: S });
-  const drafts = sceneQuestions(scene, questionRng(spec.seed, i), { lowres: cfg.scales[0]!, perCategory: spec.perCategory ?? 1 });
-  const questions: TrainQuestion[] = drafts.map((d, index) => ({ image: i, index, question: d.question, options: d.options, answer: d.answer, category: d.category, box: d.evidence.box }));
+  const captions = spec.task === 'captions';
+  const questions: TrainQuestion[] = captions
+    ? captionSamples(scene, spec.seed, i, spec.captions ?? DEFAULT_CAPTIONS)
+    : sceneQuestions(scene, questionRng(spec.seed, i), { lowres: cfg.scales[0]!, perCategory: spec.perCategory ?? 1 })
+        .map((d, index) => ({ image: i, index, question: d.question, options: d.options, answer: d.answer, category: d.category, box: d.evidence.box }));
   scratch.pixels ??= new Float32Array(3 * S * S);
   // every resize the encoder needs, made once for the image's several encodes
   const pixels = withResizes(cfg, scenePixels(scene.rgb, S, scratch.pixels));
@@ -167,7 +204,7 @@ async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number
       arrays.set(`sel.${layer}`, await arrayOf(h));
       h.dispose();
     }
-    if (spec.convInput && cfg.highresSelectionFeature) writeConvInput(ps3, pixels, dir, i);
+    if (dir && spec.convInput && cfg.highresSelectionFeature) writeConvInput(ps3, pixels, dir, i);
     // the engine's convnet, as encodeImage (and so evaluation) uses
     const convnet = convnetFor(ps3.weights, cfg, false);
     const conv = convnet ? await convnet(new ScaledImages(cfg, pixels).sized(CONVNET_INPUT, CONVNET_INPUT), 1) : highresSelectionFeatures(ps3.weights, cfg, pixels);
@@ -177,7 +214,8 @@ async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number
     }
     for (const q of questions) {
       const gt = boxToGtMap(q.box, S, (scratch.gt ??= new Float32Array(S * S)));
-      const forced = evidenceForced(spec, i, q.index) ? { gtSelectionMaps: gt } : {};
+      // a caption's look is always at its region
+      const forced = captions || evidenceForced(spec, i, q.index) ? { gtSelectionMaps: gt } : {};
       const out = await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: looksOf(spec, i, q.index), ...forced, outputHiddenStates: false });
       const n0 = g0 * g0;
       const high = tf.tidy(() => {
@@ -187,6 +225,7 @@ async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number
       trunkTokens = Math.max(trunkTokens, out.lastHiddenState.shape[1]!);
       arrays.set(`high.${q.index}`, await arrayOf(high));
       tf.dispose([high, out.lastHiddenState, out.pooledOutput, ...out.bottomupSelectionProbs, ...out.selectionProbs]);
+      if (captions) continue;
       boxTargets(groundTruthPerScale(cfg, gt, 1, S, S)).forEach((t, s) => {
         const [gh, gw] = [out.selectionMaps[s]!.height, out.selectionMaps[s]!.width];
         arrays.set(`target.${q.index}.${s}`, { shape: [1, gh, gw], data: t });
@@ -198,6 +237,12 @@ async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number
     trunkTokens = v.trunkTokens;
     v.merged.dispose();
   }
+  return { questions, arrays, trunkTokens };
+}
+
+/** Cache image `i`; returns its questions. */
+async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number, scratch: Scratch): Promise<TrainQuestion[]> {
+  const { questions, arrays, trunkTokens } = await imageSamples(ps3, spec, i, scratch, dir);
   const name = String(i).padStart(6, '0');
   if (arrays.size) writeAtomic(path.join(dir, `${name}.safetensors`), (tmp) => writeSafetensors(tmp, arrays));
   writeAtomic(path.join(dir, `${name}.json`), (tmp) => fs.writeFileSync(tmp, `${JSON.stringify({ questions, trunk_tokens: trunkTokens })}\n`));

@@ -1,0 +1,146 @@
+/**
+ * Does a VILA-HD LM read the image? On held-out scenes, each of a few local captions (the captions
+ * task's samples, src/mllm/trainData.ts: ps3's look is the caption's region) is scored by the
+ * method's LM teacher-forced, once with its own scene's visual tokens and once with another
+ * scene's (the next scene's sample of the same index): the mean negative log-likelihood of its
+ * words, and the share of words whose next-token guess is right — over all words and over the
+ * words that name what is seen (colours, shapes, characters, counts). An LM that ignores the
+ * image scores the same on both; the gap is what it reads.
+ */
+import { tf } from '../tensor/engine.js';
+import type { NamedArray } from '../io/safetensors.js';
+import type { EncodeMethod } from '../model/baselines.js';
+import { COLOUR_NAMES } from '../data/scene/colours.js';
+import { SHAPES, PLURAL } from '../data/scene/shapes.js';
+import { NUMBER_WORDS } from '../data/scene/grammar.js';
+import { wordPieces } from '../data/wordTokenizer.js';
+import type { VilaHd } from '../mllm/model.js';
+import { lmConfigOf } from '../mllm/config.js';
+import { answerRows, sampleVisual } from '../mllm/objective.js';
+import { lmLogits, logSoftmax } from '../mllm/lm.js';
+import { imageSamples, type Scratch, type TrainQuestion } from '../mllm/trainData.js';
+
+export interface CaptionScores {
+  /** mean over captions of the mean negative log-likelihood of its words and [EOS] */
+  readonly nll: number;
+  /** share of all caption words (and [EOS]) the LM's top next-token guess gets right */
+  readonly word_accuracy: number;
+  /** the same over the words that name what is seen */
+  readonly content_accuracy: number;
+}
+
+export interface CaptionReadingReport {
+  readonly method: EncodeMethod;
+  readonly seed: number;
+  readonly images: number;
+  readonly captions: number;
+  readonly words: number;
+  readonly content_words: number;
+  /** each caption with its own scene's visual tokens */
+  readonly own_image: CaptionScores;
+  /** with another scene's */
+  readonly other_image: CaptionScores;
+  /** own minus other: content accuracy, and other minus own NLL (both > 0 when the LM reads the image) */
+  readonly reading: { readonly content_accuracy: number; readonly nll: number };
+  readonly examples: ReadonlyArray<{ readonly image: number; readonly caption: string; readonly own: string; readonly other: string }>;
+}
+
+export interface CaptionReadingOptions {
+  readonly method: EncodeMethod;
+  /** held-out scenes' seed */
+  readonly seed: number;
+  readonly images: number;
+  /** captions per scene */
+  readonly captions: number;
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+/** Words that name what a caption's region shows (a bare "a" is left out: it is mostly the article). */
+export function contentWords(): Set<string> {
+  const words = new Set<string>();
+  for (const c of COLOUR_NAMES) for (const w of wordPieces(c)) words.add(w);
+  for (const s of SHAPES) {
+    words.add(s);
+    for (const w of wordPieces(PLURAL[s])) words.add(w);
+  }
+  for (const n of NUMBER_WORDS) words.add(n);
+  for (const ch of 'bcdefghijklmnopqrstuvwxyz0123456789') words.add(ch);
+  return words;
+}
+
+interface Tally {
+  nll: number;
+  right: number;
+  contentRight: number;
+}
+
+/** One caption teacher-forced over `arrays`: its NLL, the right guesses, and the guessed words. */
+function score(model: VilaHd, method: EncodeMethod, q: TrainQuestion, arrays: ReadonlyMap<string, NamedArray>, content: ReadonlySet<number>): { nll: number; right: number; contentRight: number; guess: Int32Array } {
+  const lm = lmConfigOf(model.config, method);
+  const { nll, guess, ids } = tf.tidy(() => {
+    const { visual } = sampleVisual(model.weights, method, { question: q, arrays });
+    const { rows, ids } = answerRows(model.weights, method, lm, model.tokenizer, q, visual);
+    const lp = logSoftmax(lmLogits(model.weights, `${method}.lm`, lm, rows)); // [n, V]
+    const picked = tf.sum(tf.mul(lp, tf.oneHot(tf.tensor1d(ids, 'int32'), lm.vocabSize)), -1);
+    return { nll: -tf.mean(picked).dataSync()[0]!, guess: tf.argMax(lp, -1).dataSync() as Int32Array, ids };
+  });
+  let right = 0;
+  let contentRight = 0;
+  ids.forEach((id, i) => {
+    if (guess[i] !== id) return;
+    right += 1;
+    if (content.has(id)) contentRight += 1;
+  });
+  return { nll, right, contentRight, guess };
+}
+
+export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOptions): Promise<CaptionReadingReport> {
+  const method = o.method;
+  const resolution = model.config.resolutions[method];
+  const spec = { method, seed: o.seed, images: o.images, looks: 1, task: 'captions' as const, captions: o.captions, ...(resolution !== undefined ? { resolution } : {}) };
+  const contentIds = new Set([...contentWords()].map((w) => model.tokenizer.vocabulary().get(w)).filter((id): id is number => id !== undefined));
+  const scenes: Array<{ questions: TrainQuestion[]; arrays: Map<string, NamedArray> }> = [];
+  const scratch: Scratch = {};
+  for (let i = 0; i < o.images; i++) {
+    const { questions, arrays } = await imageSamples(model.ps3, spec, i, scratch);
+    scenes.push({ questions, arrays });
+    o.onProgress?.(i + 1, 2 * o.images);
+  }
+  const own: Tally = { nll: 0, right: 0, contentRight: 0 };
+  const other: Tally = { nll: 0, right: 0, contentRight: 0 };
+  let captions = 0;
+  let words = 0;
+  let contentCount = 0;
+  const examples: Array<{ image: number; caption: string; own: string; other: string }> = [];
+  scenes.forEach((scene, i) => {
+    // the next scene that has a sample of each index (every scene has at least one region)
+    const next = scenes[(i + 1) % scenes.length]!;
+    for (const q of scene.questions) {
+      const swapped = next.questions[q.index % next.questions.length]!;
+      // the other scene's tokens under this caption's index
+      const otherArrays = method === 'ps3' ? new Map([['low', next.arrays.get('low')!], [`high.${q.index}`, next.arrays.get(`high.${swapped.index}`)!]]) : next.arrays;
+      const mine = score(model, method, q, scene.arrays, contentIds);
+      const theirs = score(model, method, q, otherArrays, contentIds);
+      const ids = [...model.tokenizer.encode(q.target!), model.tokenizer.eosId];
+      captions += 1;
+      words += ids.length;
+      contentCount += ids.filter((id) => contentIds.has(id)).length;
+      for (const [t, s] of [[own, mine], [other, theirs]] as const) {
+        t.nll += s.nll;
+        t.right += s.right;
+        t.contentRight += s.contentRight;
+      }
+      if (examples.length < 8 && q.index === 0) examples.push({ image: i, caption: q.target!, own: model.tokenizer.decode(mine.guess), other: model.tokenizer.decode(theirs.guess) });
+    }
+    o.onProgress?.(o.images + i + 1, 2 * o.images);
+  });
+  const scores = (t: Tally): CaptionScores => ({ nll: t.nll / captions, word_accuracy: t.right / words, content_accuracy: contentCount ? t.contentRight / contentCount : 0 });
+  const a = scores(own);
+  const b = scores(other);
+  return {
+    method, seed: o.seed, images: o.images, captions, words, content_words: contentCount,
+    own_image: a, other_image: b,
+    reading: { content_accuracy: a.content_accuracy - b.content_accuracy, nll: b.nll - a.nll },
+    examples,
+  };
+}

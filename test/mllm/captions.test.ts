@@ -1,0 +1,115 @@
+/**
+ * The captions task (VILA's alignment stage) and `eval captions`: a scene's caption samples are
+ * its own regions, drawn by the seed; a captions run trains the LM and projector and leaves the
+ * prompt head as it was; the reading measure is exactly zero for an LM that cannot see the
+ * visual tokens and not for one that can; bad options are refused in one line.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { initEngine, tf } from '../../src/tensor/engine.js';
+import { readSafetensors } from '../../src/io/safetensors.js';
+import { isUserError } from '../../src/errors.js';
+import { renderScene } from '../../src/data/scene/render.js';
+import { sceneRng } from '../../src/data/synth.js';
+import { captionSamples, CAPTION_QUESTION } from '../../src/mllm/trainData.js';
+import { disposeVilaHd, loadVilaHd } from '../../src/mllm/model.js';
+import { Weights } from '../../src/model/weights.js';
+import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
+import { contentWords, evaluateCaptionReading } from '../../src/eval/captionReading.js';
+import { assertBadInput, runCli, writeMicroPs3, writeMicroVila } from './helpers.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-vila-captions-'));
+const ps3 = path.join(tmp, 'ps3');
+const source = path.join(tmp, 'source');
+const options = (out: string, extra: Partial<TrainVilaOptions> = {}): TrainVilaOptions => ({
+  ps3, out, method: 'ps3', preset: 'micro', steps: 2, batch: 2, lr: 1e-3, warmup: 0, clip: 1, seed: 3, dataSeed: 41, images: 2,
+  looks: 1, selectionWeight: 1, saveEvery: 1, maxSeconds: 0, resume: false, embedPs3: false, cacheRoot: path.join(tmp, 'cache'), threads: 1,
+  task: 'captions', captions: 3, ...extra,
+});
+
+before(async () => {
+  await initEngine({});
+  await writeMicroPs3(ps3, 4);
+  await writeMicroVila(source, ps3, ['ps3', 'lowres'], 17);
+});
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+test('a scene\'s caption samples are distinct regions of it, with their boxes and captions, drawn by the seed', () => {
+  const scene = renderScene(sceneRng(41, 0), { width: 512, height: 512 });
+  assert.ok(scene.regions.length >= 4, `${scene.regions.length} regions`);
+  const samples = captionSamples(scene, 41, 0, 4);
+  assert.equal(samples.length, 4);
+  assert.deepEqual(samples.map((s) => s.index), [0, 1, 2, 3]);
+  const picked = samples.map((s) => scene.regions.findIndex((r) => r.caption === s.target && r.box.every((v, k) => v === s.box[k])));
+  assert.ok(picked.every((j) => j >= 0), 'each sample is one of the scene\'s regions');
+  assert.equal(new Set(picked).size, 4, 'distinct regions');
+  for (const s of samples) assert.deepEqual([s.question, s.options, s.answer, s.category], [CAPTION_QUESTION, [], -1, 'caption']);
+  assert.deepEqual(captionSamples(scene, 41, 0, 4), samples, 'a function of the seed and the image');
+  assert.notDeepEqual(captionSamples(scene, 42, 0, 4).map((s) => s.target), samples.map((s) => s.target));
+  assert.equal(captionSamples(scene, 41, 0, 100).length, scene.regions.length, 'no more than the scene has');
+});
+
+test('a captions run trains the LM and projector on captions and leaves the prompt head as --init gave it', async () => {
+  const out = path.join(tmp, 'cap');
+  const r = await trainVilaHd(options(out, { init: { dir: source, method: 'ps3' } }));
+  assert.equal(r.step, 2);
+  const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { answer_loss: number; selection_loss: number | null });
+  assert.equal(lines.length, 2);
+  assert.ok(lines.every((m) => Number.isFinite(m.answer_loss) && m.selection_loss === null));
+  const before = readSafetensors(path.join(source, 'model.safetensors'));
+  const after = readSafetensors(path.join(out, 'checkpoint', 'model.safetensors'));
+  const same = (k: string): boolean => before.get(k)!.data.every((v, i) => v === after.get(k)!.data[i]);
+  assert.ok(same('ps3.prompt_head.fc2.weight') && same('ps3.prompt_head.fc1.bias'), 'prompt head unchanged');
+  assert.ok(!same('ps3.projector.fc1.weight') && !same('ps3.lm.norm.weight'), 'projector and LM trained');
+  const cached = JSON.parse(fs.readFileSync(path.join(fs.readdirSync(path.join(tmp, 'cache')).map((d) => path.join(tmp, 'cache', d))[0]!, '000000.json'), 'utf8')) as { questions: Array<{ target: string }> };
+  assert.ok(cached.questions.length >= 1 && cached.questions.every((q) => q.target.length > 0));
+});
+
+test('the reading measure: zero for an LM whose projector hides the image, not zero for one that sees it', async () => {
+  const model = loadVilaHd(source, { methods: ['lowres'] });
+  try {
+    const seeing = await evaluateCaptionReading(model, { method: 'lowres', seed: 1_000_000, images: 2, captions: 2 });
+    assert.equal(seeing.captions, 4);
+    assert.ok(seeing.content_words > 0 && seeing.content_words < seeing.words);
+    assert.notEqual(seeing.own_image.nll, seeing.other_image.nll, 'another scene\'s tokens change the scores');
+    // the projector's output no longer depends on the tokens: own and other must score alike
+    const blind = new Map(model.weights.entries());
+    for (const k of ['lowres.projector.fc2.weight']) blind.set(k, tf.zerosLike(blind.get(k)!));
+    const blindModel = { ...model, weights: new Weights(blind) };
+    const r = await evaluateCaptionReading(blindModel, { method: 'lowres', seed: 1_000_000, images: 2, captions: 2 });
+    assert.equal(r.own_image.nll, r.other_image.nll);
+    assert.deepEqual(r.reading, { content_accuracy: 0, nll: 0 });
+    blind.get('lowres.projector.fc2.weight')!.dispose();
+  } finally {
+    disposeVilaHd(model);
+  }
+  assert.ok(contentWords().has('red') && contentWords().has('triangles') && !contentWords().has('a') && !contentWords().has('the'));
+});
+
+test('eval captions writes a report and a chart; train-mllm and eval captions refuse bad options in one line', async () => {
+  const out = path.join(tmp, 'reading', 'r.json');
+  const r = runCli(['eval', 'captions', '--model', source, '--method', 'ps3,lowres', '--count', '2', '--captions', '1', '--out', out]);
+  assert.equal(r.status, 0, r.stderr);
+  const json = JSON.parse(fs.readFileSync(out, 'utf8')) as { reports: Array<{ method: string; own_image: { nll: number }; other_image: { nll: number } }> };
+  assert.deepEqual(json.reports.map((x) => x.method), ['ps3', 'lowres']);
+  assert.ok(json.reports.every((x) => Number.isFinite(x.own_image.nll) && Number.isFinite(x.other_image.nll)));
+  assert.ok(fs.statSync(path.join(tmp, 'reading', 'r.png')).size > 1000);
+  assertBadInput(['eval', 'captions', '--model', source, '--count', '1', '--out', out], /--count must be at least 2/);
+  assertBadInput(['eval', 'captions', '--model', ps3, '--out', out], /not a VILA-HD folder/);
+  assertBadInput(['eval', 'captions', '--model', source, '--seed', '5', '--out', out], /--seed 5 is in the training range/);
+  assertBadInput(['eval', 'captions', '--model', source, '--method', 'dense', '--out', out], /--method must be one of/);
+
+  const cases: Array<[Partial<TrainVilaOptions>, RegExp]> = [
+    [{ task: 'qa' }, /--captions sets how many captions the captions task asks of a scene: give --task captions too/],
+    [{ captions: 0 }, /--captions must be an integer from 1 to 32, got 0/],
+    [{ perCategory: 2 }, /--per-category sets the questions of the qa task/],
+    [{ evidenceFraction: 0.5 }, /a caption's look is always at its region/],
+    [{ tuneSelection: true }, /--tune-selection learns from the selection loss, which the captions task does not have/],
+    [{ task: 'words' as TrainVilaOptions['task'] }, /--task must be one of qa, captions, got "words"/],
+  ];
+  for (const [extra, pattern] of cases) await assert.rejects(trainVilaHd(options(path.join(tmp, 'none'), extra)), (e: unknown) => isUserError(e) && pattern.test(e.message), String(pattern));
+  assert.ok(!fs.existsSync(path.join(tmp, 'none')));
+});
