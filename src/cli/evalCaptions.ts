@@ -94,7 +94,7 @@ export async function evalCaptionsCommand(o: EvalCaptionsCliOptions): Promise<nu
   fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
   fs.writeFileSync(out, `${JSON.stringify({ model: path.resolve(o.model), seed, count, captions, reports }, null, 2)}\n`);
   const picture = out.replace(/\.json$/i, '') + '.png';
-  await renderPlot(chart(reports, `Caption words read: own vs another scene's image, ${count} held-out scenes`), picture);
+  await renderPlot(chart(reports, `Caption words read, ${count} held-out scenes`), picture);
   process.stderr.write(`wrote ${out} and ${picture}\n`);
   return 0;
 }

@@ -18,8 +18,10 @@
  * The `captions` task (VILA's alignment stage, before the questions) asks instead for a few of each
  * scene's local captions, each a region the pre-training data describes: the LM reads the visual
  * tokens and `CAPTION_QUESTION` and writes the caption. PS3's look at a region is its box forced
- * first, as in pre-training (`gtSelectionMaps`); the other methods read the same question over
- * their tokens, which do not depend on it. There is no selection loss in this task.
+ * first, as in pre-training (`gtSelectionMaps`), and keeps only the tokens of the region's cells:
+ * the rest of a look's budget goes to other salient objects, and a caption of one object among
+ * several in view would not say which tokens it reads. The other methods read the same question
+ * over their tokens, which do not depend on it. There is no selection loss in this task.
  *
  * One `NNNNNN.safetensors` per image (written whole, then renamed) and `NNNNNN.json` with its
  * questions, written last, so an interrupted cache resumes where it stopped.
@@ -35,7 +37,7 @@ import { renderScene } from '../data/scene/render.js';
 import type { Scene } from '../data/scene/types.js';
 import { sceneRng } from '../data/synth.js';
 import { Rng } from '../rng.js';
-import { encodeImage, highresSelectionFeatures, ScaledImages, withResizes, type Pixels } from '../model/encoder.js';
+import { encodeImage, highresSelectionFeatures, ScaledImages, withResizes, type Pixels, type SelectionMap } from '../model/encoder.js';
 import { CONVNET_INPUT, convnetFor } from '../model/convnet.js';
 import type { PS3Model } from '../model/load.js';
 import { boxToGtMap, groundTruthPerScale } from '../model/selection.js';
@@ -114,7 +116,7 @@ export function cacheDir(root: string, ps3Dir: string, spec: CacheSpec, weights 
   const asked = spec.perCategory !== undefined && spec.perCategory !== 1 ? { perCategory: spec.perCategory } : {};
   const forced = spec.evidenceFraction !== undefined && spec.evidenceFraction !== 1 ? { evidenceFraction: spec.evidenceFraction } : {};
   // a captions cache is keyed by its task too; a questions cache keeps the key it had before tasks
-  const task = spec.task === 'captions' ? { task: 'captions', captions: spec.captions ?? DEFAULT_CAPTIONS } : {};
+  const task = spec.task === 'captions' ? { task: 'captions', captions: spec.captions ?? DEFAULT_CAPTIONS, look: 'region' } : {};
   const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, ...asked, ...forced, ...task, resolution: spec.resolution ?? null, qa: QA_VERSION });
   return path.join(root, `${spec.method}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
 }
@@ -170,6 +172,20 @@ export function evidenceForced(spec: CacheSpec, image: number, index: number): b
 
 export const DEFAULT_CAPTIONS = 4;
 
+/** Rows of a look's high-res tokens (chosen cells, scale by scale, row-major) whose cells `kept` keeps. */
+export function keptRows(chosen: readonly SelectionMap[], kept: readonly SelectionMap[]): Int32Array {
+  const rows: number[] = [];
+  let row = 0;
+  chosen.forEach((m, s) => {
+    for (let j = 0; j < m.data.length; j++) {
+      if (!m.data[j]) continue;
+      if (kept[s]!.data[j]) rows.push(row);
+      row += 1;
+    }
+  });
+  return Int32Array.from(rows);
+}
+
 /** The captions task's samples of a scene: `count` of its regions, drawn by a function of the seed and the image. */
 export function captionSamples(scene: Scene, seed: number, image: number, count: number): TrainQuestion[] {
   const order = new Rng(sampleSeed(seed ^ 0x63617074, image)).shuffle(scene.regions.map((_, j) => j));
@@ -196,7 +212,8 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
   let trunkTokens = 0;
   if (spec.method === 'ps3' && questions.length) {
     const g0 = lowResGrid(ps3);
-    const { tokens, kept } = lowResTokens(ps3, pixels, cfg.selectBasedOnLayer);
+    // selection's inputs are for the selection loss, which the captions task does not have
+    const { tokens, kept } = lowResTokens(ps3, pixels, captions ? [] : cfg.selectBasedOnLayer);
     const low = mergeTokens(tokens, [{ height: g0, width: g0, offset: 0, ids: null }]);
     arrays.set('low', await arrayOf(low));
     tf.dispose([tokens, low]);
@@ -207,7 +224,7 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
     if (dir && spec.convInput && cfg.highresSelectionFeature) writeConvInput(ps3, pixels, dir, i);
     // the engine's convnet, as encodeImage (and so evaluation) uses
     const convnet = convnetFor(ps3.weights, cfg, false);
-    const conv = convnet ? await convnet(new ScaledImages(cfg, pixels).sized(CONVNET_INPUT, CONVNET_INPUT), 1) : highresSelectionFeatures(ps3.weights, cfg, pixels);
+    const conv = captions ? null : convnet ? await convnet(new ScaledImages(cfg, pixels).sized(CONVNET_INPUT, CONVNET_INPUT), 1) : highresSelectionFeatures(ps3.weights, cfg, pixels);
     if (conv) {
       arrays.set('conv', await arrayOf(conv));
       conv.dispose();
@@ -218,15 +235,19 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
       const forced = captions || evidenceForced(spec, i, q.index) ? { gtSelectionMaps: gt } : {};
       const out = await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: looksOf(spec, i, q.index), ...forced, outputHiddenStates: false });
       const n0 = g0 * g0;
+      const targets = boxTargets(groundTruthPerScale(cfg, gt, 1, S, S));
+      // a caption is of its region alone: its look keeps only the tokens of the region's cells
+      const maps = captions ? out.selectionMaps.map((m, s) => ({ ...m, data: m.data.map((v, j) => (v && targets[s]![j]! > 0 ? 1 : 0)) })) : out.selectionMaps;
       const high = tf.tidy(() => {
         const all = tf.reshape(finalNorm(ps3.weights, cfg.trunk, out.lastHiddenState), [-1, cfg.trunk.width]);
-        return mergeTokens(tf.slice(all, [n0, 0], [-1, -1]), highResGrids(ps3, out.selectionMaps));
+        const chosen = tf.slice(all, [n0, 0], [-1, -1]);
+        return mergeTokens(captions ? tf.gather(chosen, tf.tensor1d(keptRows(out.selectionMaps, maps), 'int32')) : chosen, highResGrids(ps3, maps));
       });
       trunkTokens = Math.max(trunkTokens, out.lastHiddenState.shape[1]!);
       arrays.set(`high.${q.index}`, await arrayOf(high));
       tf.dispose([high, out.lastHiddenState, out.pooledOutput, ...out.bottomupSelectionProbs, ...out.selectionProbs]);
       if (captions) continue;
-      boxTargets(groundTruthPerScale(cfg, gt, 1, S, S)).forEach((t, s) => {
+      targets.forEach((t, s) => {
         const [gh, gw] = [out.selectionMaps[s]!.height, out.selectionMaps[s]!.width];
         arrays.set(`target.${q.index}.${s}`, { shape: [1, gh, gw], data: t });
       });

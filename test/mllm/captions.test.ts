@@ -14,7 +14,7 @@ import { readSafetensors } from '../../src/io/safetensors.js';
 import { isUserError } from '../../src/errors.js';
 import { renderScene } from '../../src/data/scene/render.js';
 import { sceneRng } from '../../src/data/synth.js';
-import { captionSamples, CAPTION_QUESTION } from '../../src/mllm/trainData.js';
+import { captionSamples, CAPTION_QUESTION, keptRows } from '../../src/mllm/trainData.js';
 import { disposeVilaHd, loadVilaHd } from '../../src/mllm/model.js';
 import { Weights } from '../../src/model/weights.js';
 import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
@@ -50,6 +50,15 @@ test('a scene\'s caption samples are distinct regions of it, with their boxes an
   assert.deepEqual(captionSamples(scene, 41, 0, 4), samples, 'a function of the seed and the image');
   assert.notDeepEqual(captionSamples(scene, 42, 0, 4).map((s) => s.target), samples.map((s) => s.target));
   assert.equal(captionSamples(scene, 41, 0, 100).length, scene.regions.length, 'no more than the scene has');
+});
+
+test('a caption\'s look keeps the rows of its region\'s cells among the chosen ones, scale by scale', () => {
+  const map = (height: number, width: number, on: number[]) => ({ height, width, data: Uint8Array.from({ length: height * width }, (_, j) => (on.includes(j) ? 1 : 0)) });
+  // chosen: scale 0 cells 1, 2, 3 (rows 0-2), scale 1 cells 0, 5, 9 (rows 3-5)
+  const chosen = [map(2, 2, [1, 2, 3]), map(4, 4, [0, 5, 9])];
+  assert.deepEqual([...keptRows(chosen, [map(2, 2, [2]), map(4, 4, [0, 9])])], [1, 3, 5]);
+  assert.deepEqual([...keptRows(chosen, chosen)], [0, 1, 2, 3, 4, 5]);
+  assert.deepEqual([...keptRows(chosen, [map(2, 2, []), map(4, 4, [])])], []);
 });
 
 test('a captions run trains the LM and projector on captions and leaves the prompt head as --init gave it', async () => {
