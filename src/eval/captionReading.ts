@@ -74,24 +74,26 @@ interface Tally {
   contentRight: number;
 }
 
-/** One caption teacher-forced over `arrays`: its NLL, the right guesses, and the guessed words. */
-function score(model: VilaHd, method: EncodeMethod, q: TrainQuestion, arrays: ReadonlyMap<string, NamedArray>, content: ReadonlySet<number>): { nll: number; right: number; contentRight: number; guess: Int32Array } {
+/** One caption teacher-forced over `arrays`: its NLL, its ids (words and [EOS]) and the LM's guess of each. */
+function score(model: VilaHd, method: EncodeMethod, q: TrainQuestion, arrays: ReadonlyMap<string, NamedArray>): { nll: number; ids: Int32Array; guess: Int32Array } {
   const lm = lmConfigOf(model.config, method);
-  const { nll, guess, ids } = tf.tidy(() => {
+  return tf.tidy(() => {
     const { visual } = sampleVisual(model.weights, method, { question: q, arrays });
     const { rows, ids } = answerRows(model.weights, method, lm, model.tokenizer, q, visual);
     const lp = logSoftmax(lmLogits(model.weights, `${method}.lm`, lm, rows)); // [n, V]
     const picked = tf.sum(tf.mul(lp, tf.oneHot(tf.tensor1d(ids, 'int32'), lm.vocabSize)), -1);
-    return { nll: -tf.mean(picked).dataSync()[0]!, guess: tf.argMax(lp, -1).dataSync() as Int32Array, ids };
+    return { nll: -tf.mean(picked).dataSync()[0]!, ids, guess: tf.argMax(lp, -1).dataSync() as Int32Array };
   });
-  let right = 0;
-  let contentRight = 0;
-  ids.forEach((id, i) => {
-    if (guess[i] !== id) return;
-    right += 1;
-    if (content.has(id)) contentRight += 1;
+}
+
+/** Adds a scored caption to a tally. */
+function add(t: Tally, s: { nll: number; ids: Int32Array; guess: Int32Array }, content: ReadonlySet<number>): void {
+  t.nll += s.nll;
+  s.ids.forEach((id, i) => {
+    if (s.guess[i] !== id) return;
+    t.right += 1;
+    if (content.has(id)) t.contentRight += 1;
   });
-  return { nll, right, contentRight, guess };
 }
 
 export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOptions): Promise<CaptionReadingReport> {
@@ -119,17 +121,13 @@ export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOpt
       const swapped = next.questions[q.index % next.questions.length]!;
       // the other scene's tokens under this caption's index
       const otherArrays = method === 'ps3' ? new Map([['low', next.arrays.get('low')!], [`high.${q.index}`, next.arrays.get(`high.${swapped.index}`)!]]) : next.arrays;
-      const mine = score(model, method, q, scene.arrays, contentIds);
-      const theirs = score(model, method, q, otherArrays, contentIds);
-      const ids = [...model.tokenizer.encode(q.target!), model.tokenizer.eosId];
+      const mine = score(model, method, q, scene.arrays);
+      const theirs = score(model, method, q, otherArrays);
+      add(own, mine, contentIds);
+      add(other, theirs, contentIds);
       captions += 1;
-      words += ids.length;
-      contentCount += ids.filter((id) => contentIds.has(id)).length;
-      for (const [t, s] of [[own, mine], [other, theirs]] as const) {
-        t.nll += s.nll;
-        t.right += s.right;
-        t.contentRight += s.contentRight;
-      }
+      words += mine.ids.length;
+      contentCount += mine.ids.filter((id) => contentIds.has(id)).length;
       if (examples.length < 8 && q.index === 0) examples.push({ image: i, caption: q.target!, own: model.tokenizer.decode(mine.guess), other: model.tokenizer.decode(theirs.guess) });
     }
     o.onProgress?.(o.images + i + 1, 2 * o.images);

@@ -318,7 +318,8 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   // a tuned PS3 lives in the folder, rewritten at every checkpoint
   if (tune && config.ps3Model !== 'ps3') config = parseVilaConfig({ ...config.raw, ps3_model: 'ps3' }, 'VILA-HD config');
   // the captions task has no selection loss, so the prompt head stays as it is
-  const trainable = [...methodParams(o.method, config, ps3.config).keys()].filter((k) => o.task !== 'captions' || !k.startsWith(`${o.method}.prompt_head.`));
+  const captionsTask = o.task === 'captions';
+  const trainable = [...methodParams(o.method, config, ps3.config).keys()].filter((k) => !captionsTask || !k.startsWith(`${o.method}.prompt_head.`));
   const ps3Trainable = tune ? trainableKeys(ps3.weights.keys(), 'all-but-selection').filter((k) => tune === 'all' || !k.startsWith(CONVNET_PREFIX)) : [];
   const cacheRoot = o.cacheRoot ?? path.join(o.out, 'cache');
   const spec = { method: o.method, seed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}), ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), ...(o.task !== undefined ? { task: o.task } : {}), ...(o.captions !== undefined ? { captions: o.captions } : {}), convInput: tune === 'all', ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
@@ -391,7 +392,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
       state.step += 1;
       const seconds = (performance.now() - t0) / 1000;
       const m: VilaStepMetrics = {
-        method: o.method, step: state.step, loss: r.loss, answer_loss: r.answer, selection_loss: o.method === 'ps3' && o.task !== 'captions' ? r.selection : null,
+        method: o.method, step: state.step, loss: r.loss, answer_loss: r.answer, selection_loss: o.method === 'ps3' && !captionsTask ? r.selection : null,
         lr, grad_norm: gradNorm, samples_per_s: o.batch / seconds, seconds,
       };
       fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);
