@@ -11,6 +11,7 @@ import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import { ENCODE_METHODS } from '../model/baselines.js';
 import { trainVilaHd, type TrainVilaOptions } from '../mllm/train.js';
+import { TRAIN_TASKS } from '../mllm/trainData.js';
 import { progressBar, type Progress } from './progress.js';
 
 const int = (name: string) => num(name).pipe(z.number().int(`--${name} must be an integer`));
@@ -34,8 +35,9 @@ const schema = z.object({
   evidenceFraction: num('evidence-fraction').pipe(z.number().min(0, '--evidence-fraction must be from 0 to 1').max(1, '--evidence-fraction must be from 0 to 1')).optional(),
   resolution: int('resolution').optional(),
   perCategory: int('per-category').pipe(z.number().min(1, '--per-category must be from 1 to 16').max(16, '--per-category must be from 1 to 16')).optional(),
-  task: z.enum(['qa', 'captions'], { message: '--task must be qa or captions' }).optional(),
+  task: z.enum(TRAIN_TASKS, { message: `--task must be one of ${TRAIN_TASKS.join(', ')}` }).optional(),
   captions: int('captions').pipe(z.number().min(1, '--captions must be from 1 to 32').max(32, '--captions must be from 1 to 32')).optional(),
+  captionShare: num('caption-share').optional(),
   selectionWeight: num('selection-weight').pipe(z.number().nonnegative('--selection-weight must be >= 0')),
   boxLoss: z.enum(['bce', 'balanced', 'softmax'], { message: '--box-loss must be bce, balanced or softmax' }),
   saveEvery: int('save-every').pipe(z.number().positive('--save-every must be positive')),
@@ -63,6 +65,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
     dataSeed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.resolution !== undefined ? { resolution: o.resolution } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}),
     ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}),
     ...(o.task !== undefined ? { task: o.task } : {}), ...(o.captions !== undefined ? { captions: o.captions } : {}),
+    ...(o.captionShare !== undefined ? { captionShare: o.captionShare } : {}),
     selectionWeight: o.selectionWeight, boxLoss: o.boxLoss, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
     ...(o.cache ? { cacheRoot: o.cache } : {}),
     tuneSelection: o.tuneSelection, ...(o.selectionLr !== undefined ? { selectionLr: o.selectionLr } : {}),
@@ -75,13 +78,17 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
   let started = performance.now();
   const budget = Math.round(o.maxMinutes * 60);
   const result = await trainVilaHd(options, {
-    onCache: (done, total) => {
-      cacheBar ??= progressBar(total, `PS3 tokens of ${total} training scenes`);
+    onCache: (done, total, task) => {
+      cacheBar ??= progressBar(total, `PS3 tokens of ${total} training scenes${o.task === 'mixed' ? ` (${task})` : ''}`);
       cacheBar.update(done);
-      if (done === total) cacheBar.stop();
+      if (done === total) {
+        cacheBar.stop();
+        cacheBar = undefined;
+      }
     },
-    onStart: ({ startStep, questions, trainable, checkpoint }) => {
-      process.stderr.write(`training VILA-HD (${o.method}) -> ${o.out} from step ${startStep} to ${o.steps}: ${questions} ${o.task === 'captions' ? 'captions' : 'questions'}, ${trainable} trainable parameters${checkpoint ? `, from ${checkpoint}` : ''}${o.init && startStep === 0 ? `, initialised from ${o.init} (${o.initMethod ?? o.method})` : ''}\n`);
+    onStart: ({ startStep, questions, captions, trainable, checkpoint }) => {
+      const samples = [questions ? `${questions} questions` : '', captions ? `${captions} captions` : ''].filter(Boolean).join(' and ');
+      process.stderr.write(`training VILA-HD (${o.method}) -> ${o.out} from step ${startStep} to ${o.steps}: ${samples}, ${trainable} trainable parameters${checkpoint ? `, from ${checkpoint}` : ''}${o.init && startStep === 0 ? `, initialised from ${o.init} (${o.initMethod ?? o.method})` : ''}\n`);
       bar = budget > 0 ? progressBar(budget, 'train-mllm (s of budget)', 'step {step} | loss {loss} | {sps} samples/s') : progressBar(o.steps, 'train-mllm', 'loss {loss} | {sps} samples/s');
       started = performance.now();
       bar.update(budget > 0 ? 0 : startStep, { step: String(startStep), loss: '-', sps: '-' });

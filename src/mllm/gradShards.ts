@@ -17,7 +17,7 @@ import type { EncodeMethod } from '../model/baselines.js';
 import type { LmConfig } from './config.js';
 import { batchLossAndGrads, type BatchLoss, type SampleInputs } from './objective.js';
 import type { LmTokenizer } from './tokenizer.js';
-import type { CacheReader, TrainQuestion } from './trainData.js';
+import type { SampleReader, TrainQuestion } from './trainData.js';
 import type { GradWorkerData, ShardReply, ShardRequest } from './gradWorker.js';
 
 export interface StepSetup {
@@ -26,8 +26,7 @@ export interface StepSetup {
   readonly ps3: PS3Model;
   readonly ps3Dir: string;
   readonly tokenizer: LmTokenizer;
-  readonly reader: CacheReader;
-  readonly cacheDir: string;
+  readonly reader: SampleReader;
   readonly convInput: boolean;
   readonly trainable: readonly string[];
   readonly ps3Trainable: readonly string[];
@@ -47,7 +46,7 @@ export class ShardedStep {
     const data: GradWorkerData = {
       backend: tf.getBackend() as GradWorkerData['backend'],
       ps3Dir: setup.ps3Dir,
-      cacheDir: setup.cacheDir,
+      cacheDirs: setup.reader.dirs,
       convInput: setup.convInput,
       method: setup.method,
       lm: setup.lm,
@@ -91,13 +90,14 @@ export class ShardedStep {
       for (const r of replies) r.catch(() => undefined);
     }
     // this thread's shard runs while the workers run theirs
-    const batch: SampleInputs[] = shards[0]!.map((q) => ({ question: q, arrays: s.reader.image(q.image) }));
+    const batch: SampleInputs[] = shards[0]!.map((q) => ({ question: q, arrays: s.reader.arrays(q) }));
     const own = batchLossAndGrads(weights, s.trainable, s.method, s.lm, s.ps3, s.tokenizer, batch, s.selectionWeight, s.ps3Trainable, s.boxLoss, questions.length);
-    const totals = { loss: own.loss, answer: own.answer, selection: own.selection };
+    const totals = { loss: own.loss, answer: own.answer, caption: own.caption, selection: own.selection };
     for (const pending of replies) {
       const r = await pending;
       totals.loss += r.loss;
       totals.answer += r.answer;
+      totals.caption += r.caption;
       totals.selection += r.selection;
       addInto(own.grads, s.trainable, r.grads);
       addInto(own.ps3Grads, s.ps3Trainable, r.ps3Grads);

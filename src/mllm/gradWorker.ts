@@ -14,13 +14,14 @@ import type { EncodeMethod } from '../model/baselines.js';
 import type { LmConfig } from './config.js';
 import { batchLossAndGrads } from './objective.js';
 import { LmTokenizer } from './tokenizer.js';
-import { CacheReader, type TrainQuestion } from './trainData.js';
+import { SampleReader, type SampleTask, type TrainQuestion } from './trainData.js';
 
 export interface GradWorkerData {
   readonly backend: BackendName;
   readonly ps3Dir: string;
-  readonly cacheDir: string;
-  /** the cache holds the ConvNeXt's inputs, which a run tuning the ConvNeXt reads */
+  /** each task's token cache */
+  readonly cacheDirs: Partial<Record<SampleTask, string>>;
+  /** the qa cache holds the ConvNeXt's inputs, which a run tuning the ConvNeXt reads */
   readonly convInput: boolean;
   readonly method: EncodeMethod;
   readonly lm: LmConfig;
@@ -43,7 +44,7 @@ export interface ShardRequest {
 
 export type ShardReply =
   | { type: 'ready' }
-  | { type: 'shard'; answer: number; selection: number; loss: number; grads: Float32Array[]; ps3Grads: Float32Array[] }
+  | { type: 'shard'; answer: number; caption: number; selection: number; loss: number; grads: Float32Array[]; ps3Grads: Float32Array[] }
   | ErrorReply;
 
 const port = parentPort!;
@@ -53,7 +54,7 @@ async function start(): Promise<void> {
   await initEngine({ backend: d.backend });
   const ps3 = loadModel(d.ps3Dir, 'vision');
   const tokenizer = new LmTokenizer(new Map(d.vocab));
-  const reader = new CacheReader(d.cacheDir, 8, d.convInput);
+  const reader = new SampleReader(d.cacheDirs, d.convInput);
   const keys = d.trainable.map(([k]) => k);
   const ps3Keys = d.ps3Trainable.map(([k]) => k);
   let weights: Weights | undefined;
@@ -62,12 +63,12 @@ async function start(): Promise<void> {
       weights?.dispose();
       weights = new Weights(new Map(d.trainable.map(([k, shape], i) => [k, tf.tensor(r.weights[i]!, [...shape])])));
       d.ps3Trainable.forEach(([k, shape], i) => ps3.weights.replace(k, tf.tensor(r.ps3Weights[i]!, [...shape])));
-      const batch = r.questions.map((q) => ({ question: q, arrays: reader.image(q.image) }));
+      const batch = r.questions.map((q) => ({ question: q, arrays: reader.arrays(q) }));
       const out = batchLossAndGrads(weights, keys, d.method, d.lm, ps3, tokenizer, batch, d.selectionWeight, ps3Keys, d.boxLoss, r.denominator);
       const grads = keys.map((k) => out.grads.get(k)!.dataSync() as Float32Array);
       const ps3Grads = ps3Keys.map((k) => out.ps3Grads.get(k)!.dataSync() as Float32Array);
       tf.dispose([...out.grads.values(), ...out.ps3Grads.values()]);
-      const reply: ShardReply = { type: 'shard', answer: out.answer, selection: out.selection, loss: out.loss, grads, ps3Grads };
+      const reply: ShardReply = { type: 'shard', answer: out.answer, caption: out.caption, selection: out.selection, loss: out.loss, grads, ps3Grads };
       port.postMessage(reply, [...grads, ...ps3Grads].map((a) => a.buffer as ArrayBuffer));
     } catch (e) {
       port.postMessage(errorReply(e));

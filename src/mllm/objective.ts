@@ -101,7 +101,10 @@ export function sampleLosses(
 
 export interface BatchLoss {
   readonly loss: number;
+  /** the answer loss over every sample, captions included */
   readonly answer: number;
+  /** the caption samples' part of `answer` */
+  readonly caption: number;
   readonly selection: number;
   readonly grads: Map<string, tf.Tensor>;
   /** gradients of the PS3 weights asked for (empty when PS3 is frozen) */
@@ -128,7 +131,7 @@ export function batchLossAndGrads(
   boxLossKind: BoxLossKind = 'bce',
   denominator = batch.length,
 ): BatchLoss {
-  const terms = { answer: 0, selection: 0 };
+  const terms = { answer: 0, caption: 0, selection: 0 };
   const { value, grads } = tf.tidy(() => {
     const f = (...xs: tf.Tensor[]): tf.Scalar => {
       const map = new Map<string, tf.Tensor>();
@@ -140,7 +143,9 @@ export function batchLossAndGrads(
       const totals: tf.Tensor[] = [];
       for (const s of batch) {
         const r = sampleLosses(live, method, lm, ps3, tokenizer, s, selection, boxLossKind);
-        terms.answer += r.answer.dataSync()[0]! / denominator;
+        const answer = r.answer.dataSync()[0]! / denominator;
+        terms.answer += answer;
+        if (s.question.target !== undefined) terms.caption += answer;
         if (r.selection) terms.selection += r.selection.dataSync()[0]! / denominator;
         totals.push(r.selection ? tf.add(r.answer, tf.mul(r.selection, selectionWeight)) : r.answer);
       }
@@ -151,7 +156,7 @@ export function batchLossAndGrads(
   const loss = value.dataSync()[0]!;
   value.dispose();
   return {
-    loss, answer: terms.answer, selection: terms.selection,
+    loss, answer: terms.answer, caption: terms.caption, selection: terms.selection,
     grads: new Map(trainable.map((k, i) => [k, grads[i]!])),
     ps3Grads: new Map(ps3Trainable.map((k, i) => [k, grads[trainable.length + i]!])),
   };

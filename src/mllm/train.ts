@@ -32,7 +32,7 @@ import { methodParams } from './params.js';
 import { ShardedStep } from './gradShards.js';
 import type { BoxLossKind } from '../train/loss.js';
 import { newLmTokenizer, type LmTokenizer } from './tokenizer.js';
-import { buildCache, cacheDir, CacheReader, checkTrainSeed, ps3WeightsHash, TRAIN_TASKS, type TrainQuestion, type TrainTask } from './trainData.js';
+import { buildCache, cacheDir, checkTrainSeed, ps3WeightsHash, SampleReader, TRAIN_TASKS, type CacheSpec, type SampleTask, type TrainQuestion, type TrainTask } from './trainData.js';
 import { trainableKeys } from '../train/trainer.js';
 import { CONVNET_PREFIX } from '../model/convnet.js';
 import { initFrom, type InitSource } from './init.js';
@@ -70,10 +70,12 @@ export interface TrainVilaOptions {
   readonly resolution?: number;
   /** questions per category asked of each training scene (default 1) */
   readonly perCategory?: number;
-  /** what each scene is asked (default 'qa'); 'captions' is the alignment stage (trainData.ts) */
+  /** what each scene is asked (default 'qa'); 'captions' is the alignment stage, 'mixed' both in every batch (trainData.ts) */
   readonly task?: TrainTask;
-  /** captions task: captions asked of each scene (default 4) */
+  /** captions and mixed tasks: captions asked of each scene (default 4) */
   readonly captions?: number;
+  /** mixed task: the share of each batch that writes captions (default 0.5; the rest answer questions) */
+  readonly captionShare?: number;
   readonly selectionWeight: number;
   /** ps3: the selection loss's form: the pre-training BCE (default) or its balanced form (src/train/loss.ts) */
   readonly boxLoss?: BoxLossKind;
@@ -104,7 +106,10 @@ export interface VilaStepMetrics {
   method: EncodeMethod;
   step: number;
   loss: number;
+  /** the mean answer loss of the batch's questions (of its captions in the captions task) */
   answer_loss: number;
+  /** mixed task: the mean loss of the batch's captions */
+  caption_loss: number | null;
   selection_loss: number | null;
   lr: number;
   grad_norm: number;
@@ -113,8 +118,10 @@ export interface VilaStepMetrics {
 }
 
 export interface TrainVilaEvents {
-  onCache?(done: number, total: number): void;
-  onStart?(info: { startStep: number; questions: number; trainable: number; checkpoint: string | null }): void;
+  /** each task's cache in turn (a mixed run makes two) */
+  onCache?(done: number, total: number, task: SampleTask): void;
+  /** `questions` and `captions`: the samples of each task the run draws from */
+  onStart?(info: { startStep: number; questions: number; captions: number; trainable: number; checkpoint: string | null }): void;
   onStep?(m: VilaStepMetrics): void;
   onSave?(dir: string): void;
 }
@@ -147,7 +154,7 @@ function readState(dir: string): VilaTrainerState {
 /** Options that fix a run's data and question order: a resume that changed one would leave the run's curve. */
 const CURVE_OPTIONS: ReadonlyArray<readonly [keyof TrainVilaOptions, string]> = [
   ['seed', '--seed'], ['dataSeed', '--data-seed'], ['images', '--images'], ['batch', '--batch'], ['looks', '--looks'], ['minLooks', '--min-looks'],
-  ['perCategory', '--per-category'], ['evidenceFraction', '--evidence-fraction'], ['resolution', '--resolution'], ['task', '--task'], ['captions', '--captions'],
+  ['perCategory', '--per-category'], ['evidenceFraction', '--evidence-fraction'], ['resolution', '--resolution'], ['task', '--task'], ['captions', '--captions'], ['captionShare', '--caption-share'],
 ];
 
 /** Checks every option before anything expensive. */
@@ -169,7 +176,14 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (o.perCategory !== undefined && (!Number.isInteger(o.perCategory) || o.perCategory < 1 || o.perCategory > 16)) throw new UserError(`--per-category must be an integer from 1 to 16, got ${o.perCategory}`);
   if (o.task !== undefined && !TRAIN_TASKS.includes(o.task)) throw new UserError(`--task must be one of ${TRAIN_TASKS.join(', ')}, got "${String(o.task)}"`);
   const captions = o.task === 'captions';
-  if (o.captions !== undefined && !captions) throw new UserError('--captions sets how many captions the captions task asks of a scene: give --task captions too');
+  const mixed = o.task === 'mixed';
+  if (o.captions !== undefined && !captions && !mixed) throw new UserError('--captions sets how many captions a scene is asked: give --task captions or --task mixed too');
+  if (o.captionShare !== undefined && !mixed) throw new UserError('--caption-share sets how much of each batch writes captions: give --task mixed too');
+  if (o.captionShare !== undefined && !(o.captionShare > 0 && o.captionShare < 1)) throw new UserError(`--caption-share must be between 0 and 1 (exclusive), got ${o.captionShare}`);
+  if (mixed && o.batch >= 1 && (taskSplit(o.batch, o.captionShare).captions < 1 || taskSplit(o.batch, o.captionShare).questions < 1)) {
+    throw new UserError(`--batch ${o.batch} with --caption-share ${o.captionShare ?? DEFAULT_CAPTION_SHARE} leaves one task no sample in a batch: give a larger --batch or another share`);
+  }
+  if (mixed && o.tuneSelection) throw new UserError('--tune-selection is for the qa task (the selection loss\'s questions) alone, not --task mixed');
   if (o.captions !== undefined && (!Number.isInteger(o.captions) || o.captions < 1 || o.captions > 32)) throw new UserError(`--captions must be an integer from 1 to 32, got ${o.captions}`);
   if (captions && o.perCategory !== undefined) throw new UserError('--per-category sets the questions of the qa task; the captions task asks --captions per scene');
   if (captions && o.evidenceFraction !== undefined) throw new UserError('--evidence-fraction aims the looks of the qa task; a caption\'s look is always at its region');
@@ -178,6 +192,14 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new UserError(`--threads must be a positive integer, got ${o.threads}`);
   if (o.init && o.resume) throw new UserError('--init starts a new run from another folder\'s weights; a resumed run continues from its own checkpoint (leave --init out)');
   checkTrainSeed(o.dataSeed);
+}
+
+export const DEFAULT_CAPTION_SHARE = 0.5;
+
+/** A mixed batch's samples of each task: captions round(batch x share), questions the rest. */
+export function taskSplit(batch: number, share = DEFAULT_CAPTION_SHARE): { questions: number; captions: number } {
+  const captions = Math.round(batch * share);
+  return { questions: batch - captions, captions };
 }
 
 /** Which of PS3's selection modules a run tunes. */
@@ -319,23 +341,35 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   if (tune && config.ps3Model !== 'ps3') config = parseVilaConfig({ ...config.raw, ps3_model: 'ps3' }, 'VILA-HD config');
   // the captions task has no selection loss, so the prompt head stays as it is
   const captionsTask = o.task === 'captions';
+  const mixedTask = o.task === 'mixed';
   const trainable = [...methodParams(o.method, config, ps3.config).keys()].filter((k) => !captionsTask || !k.startsWith(`${o.method}.prompt_head.`));
   const ps3Trainable = tune ? trainableKeys(ps3.weights.keys(), 'all-but-selection').filter((k) => tune === 'all' || !k.startsWith(CONVNET_PREFIX)) : [];
   const cacheRoot = o.cacheRoot ?? path.join(o.out, 'cache');
-  const spec = { method: o.method, seed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}), ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), ...(o.task !== undefined ? { task: o.task } : {}), ...(o.captions !== undefined ? { captions: o.captions } : {}), convInput: tune === 'all', ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
+  const common = { method: o.method, seed: o.dataSeed, images: o.images, ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
+  // each task's cache is keyed as a run of that task alone makes it, so the runs share caches
+  const specs: Partial<Record<SampleTask, CacheSpec>> = {};
+  if (o.task !== 'captions') specs.qa = { ...common, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}), ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), convInput: tune === 'all' };
+  // a mixed run's captions look once at their region, as the captions task's default does
+  const captionLooks = o.task === 'captions' ? { looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}) } : { looks: 1 };
+  if (o.task === 'captions' || o.task === 'mixed') specs.captions = { ...common, ...captionLooks, task: 'captions', ...(o.captions !== undefined ? { captions: o.captions } : {}) };
   // the tokens stay those of the PS3 the run started with: its trunk is frozen, and what a tuned
   // selection would change (the bottom-up rest of a training look) must not move under a resume
   state.ps3Weights ??= ps3WeightsHash(ps3Dir);
-  const dir = cacheDir(cacheRoot, ps3Dir, spec, state.ps3Weights);
-  const questions = await buildCache(ps3, spec, dir, events.onCache);
-  const reader = new CacheReader(dir, 8, tune === 'all');
+  const dirs: Partial<Record<SampleTask, string>> = {};
+  const pools: Partial<Record<SampleTask, TrainQuestion[]>> = {};
+  for (const [task, spec] of Object.entries(specs) as Array<[SampleTask, CacheSpec]>) {
+    dirs[task] = cacheDir(cacheRoot, ps3Dir, spec, state.ps3Weights);
+    pools[task] = await buildCache(ps3, spec, dirs[task], (done, total) => events.onCache?.(done, total, task));
+  }
+  const reader = new SampleReader(dirs, tune === 'all');
+  const questions = [...(pools.qa ?? []), ...(pools.captions ?? [])];
 
   fs.mkdirSync(o.out, { recursive: true });
   const metricsFile = path.join(o.out, 'metrics.jsonl');
   if (previous) truncateMetrics(metricsFile, o.method, state.step);
   else fs.writeFileSync(metricsFile, '');
   const trainableCount = trainable.reduce((a, k) => a + weights.get(k).size, 0) + ps3Trainable.reduce((a, k) => a + ps3.weights.get(k).size, 0);
-  events.onStart?.({ startStep: state.step, questions: questions.length, trainable: trainableCount, checkpoint: previous });
+  events.onStart?.({ startStep: state.step, questions: pools.qa?.length ?? 0, captions: pools.captions?.length ?? 0, trainable: trainableCount, checkpoint: previous });
 
   const save = async (): Promise<string> => {
     fs.mkdirSync(o.out, { recursive: true });
@@ -365,19 +399,26 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
 
   const threads = Math.min(o.threads ?? 1, o.batch);
   const sharded = await ShardedStep.start(
-    { method: o.method, lm: lmConfigOf(config, o.method), ps3, ps3Dir, tokenizer, reader, cacheDir: dir, convInput: spec.convInput, trainable, ps3Trainable, selectionWeight: o.selectionWeight, boxLoss: o.boxLoss ?? 'bce' },
+    { method: o.method, lm: lmConfigOf(config, o.method), ps3, ps3Dir, tokenizer, reader, convInput: tune === 'all', trainable, ps3Trainable, selectionWeight: o.selectionWeight, boxLoss: o.boxLoss ?? 'bce' },
     threads,
     weights,
   );
   const started = performance.now();
   const memo = { epoch: -1, order: [] as number[] };
+  const captionMemo = { epoch: -1, order: [] as number[] };
+  const split = mixedTask ? taskSplit(o.batch, o.captionShare) : null;
   let checkpoint = previous ?? '';
   try {
     while (state.step < o.steps) {
       const t0 = performance.now();
       const lr = learningRate(state.step, { lr: o.lr, warmup: o.warmup, steps: o.steps });
       const batch: TrainQuestion[] = [];
-      for (let i = 0; i < o.batch; i++) batch.push(questionAt(questions, o.seed, state.samplesSeen + i, memo));
+      if (split) {
+        // each task's samples in its own order; alternated so that every shard holds both
+        const qs = Array.from({ length: split.questions }, (_, i) => questionAt(pools.qa!, o.seed, state.step * split.questions + i, memo));
+        const cs = Array.from({ length: split.captions }, (_, i) => questionAt(pools.captions!, o.seed ^ 0x63617074, state.step * split.captions + i, captionMemo));
+        for (let i = 0; batch.length < o.batch; i++) batch.push(...[qs[i], cs[i]].filter((q): q is TrainQuestion => q !== undefined));
+      } else for (let i = 0; i < o.batch; i++) batch.push(questionAt(questions, o.seed, state.samplesSeen + i, memo));
       state.samplesSeen += o.batch;
       const r = await sharded.run(weights, batch);
       // one clipping over both parts; then each part's own step
@@ -392,7 +433,10 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
       state.step += 1;
       const seconds = (performance.now() - t0) / 1000;
       const m: VilaStepMetrics = {
-        method: o.method, step: state.step, loss: r.loss, answer_loss: r.answer, selection_loss: o.method === 'ps3' && !captionsTask ? r.selection : null,
+        method: o.method, step: state.step, loss: r.loss,
+        answer_loss: split ? ((r.answer - r.caption) * o.batch) / split.questions : r.answer,
+        caption_loss: split ? (r.caption * o.batch) / split.captions : null,
+        selection_loss: o.method === 'ps3' && !captionsTask ? (split ? (r.selection * o.batch) / split.questions : r.selection) : null,
         lr, grad_norm: gradNorm, samples_per_s: o.batch / seconds, seconds,
       };
       fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);

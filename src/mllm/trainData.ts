@@ -22,6 +22,8 @@
  * the rest of a look's budget goes to other salient objects, and a caption of one object among
  * several in view would not say which tokens it reads. The other methods read the same question
  * over their tokens, which do not depend on it. There is no selection loss in this task.
+ * A `mixed` run reads both: its questions from a qa cache and its captions from a captions cache
+ * of the same scenes, each cache as a run of that task alone makes it.
  *
  * One `NNNNNN.safetensors` per image (written whole, then renamed) and `NNNNNN.json` with its
  * questions, written last, so an interrupted cache resumes where it stopped.
@@ -62,9 +64,17 @@ export interface TrainQuestion {
   readonly target?: string;
 }
 
-/** What a training run asks of each scene: 4KPro-lite questions, or local captions (the alignment stage). */
-export type TrainTask = 'qa' | 'captions';
-export const TRAIN_TASKS: readonly TrainTask[] = ['qa', 'captions'];
+/**
+ * What a training run asks of each scene: 4KPro-lite questions, local captions (the alignment
+ * stage), or both in every batch (`mixed`: each task's samples come from its own cache, so
+ * one-word answers train beside the captions and cannot unlearn reading the image).
+ */
+export type TrainTask = 'qa' | 'captions' | 'mixed';
+export const TRAIN_TASKS: readonly TrainTask[] = ['qa', 'captions', 'mixed'];
+
+/** The task a cached sample belongs to: a caption sample carries the caption it writes. */
+export type SampleTask = Exclude<TrainTask, 'mixed'>;
+export const sampleTask = (q: TrainQuestion): SampleTask => (q.target === undefined ? 'qa' : 'captions');
 
 /** The question every caption sample asks (words the LM's vocabulary has). */
 export const CAPTION_QUESTION = 'what is in the image';
@@ -91,8 +101,8 @@ export interface CacheSpec {
   readonly resolution?: number;
   /** questions per category asked of each scene (default 1, as a benchmark asks) */
   readonly perCategory?: number;
-  /** default 'qa' */
-  readonly task?: TrainTask;
+  /** default 'qa' (a cache holds one task's samples: a mixed run reads two caches) */
+  readonly task?: SampleTask;
   /** captions task: local captions asked of each scene (default 4; fewer where a scene has fewer) */
   readonly captions?: number;
   /** ps3: also keep the selection ConvNeXt's input (the image at its size, F16), so a run can train the ConvNeXt */
@@ -295,6 +305,22 @@ export async function buildCache(ps3: PS3Model, spec: CacheSpec, dir: string, on
   }
   if (all.length === 0) throw new UserError(`no questions from ${spec.images} scenes at ${ps3.config.vision.scales.at(-1)} px: details are too large at the low-res scale for 4K-only questions`);
   return all;
+}
+
+/** Reads each sample's arrays from its task's cache (a mixed run has two). */
+export class SampleReader {
+  private readonly readers: Partial<Record<SampleTask, CacheReader>>;
+
+  /** `dirs`: each task's cache folder; `convInput`: the qa cache holds the ConvNeXt's inputs, read too */
+  constructor(readonly dirs: Partial<Record<SampleTask, string>>, convInput = false) {
+    this.readers = Object.fromEntries(Object.entries(dirs).map(([task, dir]) => [task, new CacheReader(dir, 8, convInput && task === 'qa')]));
+  }
+
+  arrays(q: TrainQuestion): Map<string, NamedArray> {
+    const reader = this.readers[sampleTask(q)];
+    if (!reader) throw new Error(`training cache: no ${sampleTask(q)} cache for image ${q.image}`);
+    return reader.image(q.image);
+  }
 }
 
 /** Reads cached images, keeping the last few in memory. */

@@ -14,10 +14,10 @@ import { readSafetensors } from '../../src/io/safetensors.js';
 import { isUserError } from '../../src/errors.js';
 import { renderScene } from '../../src/data/scene/render.js';
 import { sceneRng } from '../../src/data/synth.js';
-import { captionSamples, CAPTION_QUESTION, keptRows } from '../../src/mllm/trainData.js';
+import { cacheDir, captionSamples, CAPTION_QUESTION, keptRows } from '../../src/mllm/trainData.js';
 import { disposeVilaHd, loadVilaHd } from '../../src/mllm/model.js';
 import { Weights } from '../../src/model/weights.js';
-import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
+import { taskSplit, trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
 import { contentWords, evaluateCaptionReading } from '../../src/eval/captionReading.js';
 import { assertBadInput, runCli, writeMicroPs3, writeMicroVila } from './helpers.js';
 
@@ -77,6 +77,34 @@ test('a captions run trains the LM and projector on captions and leaves the prom
   assert.ok(cached.questions.length >= 1 && cached.questions.every((q) => q.target.length > 0));
 });
 
+test('a mixed run answers questions from the qa cache and writes captions from the captions cache, both in every batch and every shard', async () => {
+  assert.deepEqual(taskSplit(4), { questions: 2, captions: 2 });
+  assert.deepEqual(taskSplit(8, 0.25), { questions: 6, captions: 2 });
+  const cacheRoot = path.join(tmp, 'mixcache');
+  type Line = { loss: number; answer_loss: number; caption_loss: number | null; selection_loss: number | null };
+  const run = async (name: string, threads: number): Promise<Line[]> => {
+    const out = path.join(tmp, name);
+    await trainVilaHd(options(out, { task: 'mixed', batch: 4, threads, cacheRoot, init: { dir: source, method: 'ps3' } }));
+    return fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Line);
+  };
+  const one = await run('mix1', 1);
+  assert.equal(one.length, 2);
+  for (const m of one) {
+    assert.ok([m.answer_loss, m.caption_loss, m.selection_loss].every((v) => typeof v === 'number' && Number.isFinite(v) && v > 0), JSON.stringify(m));
+    // the loss is the batch's mean: half questions (answer + selection), half captions
+    assert.ok(Math.abs(m.loss - (m.answer_loss + m.selection_loss! + m.caption_loss!) / 2) < 1e-4, JSON.stringify(m));
+  }
+  // each task's cache is the one a run of that task alone makes, so runs share them
+  const common = { method: 'ps3' as const, seed: 41, images: 2, looks: 1 };
+  assert.deepEqual(fs.readdirSync(cacheRoot).sort(), [cacheDir(cacheRoot, ps3, common), cacheDir(cacheRoot, ps3, { ...common, task: 'captions', captions: 3 })].map((d) => path.basename(d)).sort());
+  const after = readSafetensors(path.join(tmp, 'mix1', 'checkpoint', 'model.safetensors'));
+  const before = readSafetensors(path.join(source, 'model.safetensors'));
+  assert.ok(!before.get('ps3.prompt_head.fc2.weight')!.data.every((v, i) => v === after.get('ps3.prompt_head.fc2.weight')!.data[i]), 'the questions\' selection loss trains the prompt head');
+  // two threads split the batch into shards that each hold a question and a caption: the same curve
+  const two = await run('mix2', 2);
+  two.forEach((m, i) => assert.ok(Math.abs(m.loss - one[i]!.loss) < 1e-4 && Math.abs(m.caption_loss! - one[i]!.caption_loss!) < 1e-4, `step ${i + 1}: ${m.loss} vs ${one[i]!.loss}`));
+});
+
 test('the reading measure: zero for an LM whose projector hides the image, not zero for one that sees it', async () => {
   const model = loadVilaHd(source, { methods: ['lowres'] });
   try {
@@ -112,12 +140,16 @@ test('eval captions writes a report and a chart; train-mllm and eval captions re
   assertBadInput(['eval', 'captions', '--model', source, '--method', 'dense', '--out', out], /--method must be one of/);
 
   const cases: Array<[Partial<TrainVilaOptions>, RegExp]> = [
-    [{ task: 'qa' }, /--captions sets how many captions the captions task asks of a scene: give --task captions too/],
+    [{ task: 'qa' }, /--captions sets how many captions a scene is asked: give --task captions or --task mixed too/],
+    [{ captionShare: 0.5 }, /--caption-share sets how much of each batch writes captions: give --task mixed too/],
+    [{ task: 'mixed', captionShare: 1 }, /--caption-share must be between 0 and 1 \(exclusive\), got 1/],
+    [{ task: 'mixed', batch: 1 }, /--batch 1 with --caption-share 0.5 leaves one task no sample in a batch/],
+    [{ task: 'mixed', tuneSelection: true }, /--tune-selection is for the qa task/],
     [{ captions: 0 }, /--captions must be an integer from 1 to 32, got 0/],
     [{ perCategory: 2 }, /--per-category sets the questions of the qa task/],
     [{ evidenceFraction: 0.5 }, /a caption's look is always at its region/],
     [{ tuneSelection: true }, /--tune-selection learns from the selection loss, which the captions task does not have/],
-    [{ task: 'words' as TrainVilaOptions['task'] }, /--task must be one of qa, captions, got "words"/],
+    [{ task: 'words' as TrainVilaOptions['task'] }, /--task must be one of qa, captions, mixed, got "words"/],
   ];
   for (const [extra, pattern] of cases) await assert.rejects(trainVilaHd(options(path.join(tmp, 'none'), extra)), (e: unknown) => isUserError(e) && pattern.test(e.message), String(pattern));
   assert.ok(!fs.existsSync(path.join(tmp, 'none')));
