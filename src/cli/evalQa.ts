@@ -57,6 +57,8 @@ export interface EvalQaCliOptions {
   plot?: string;
   /** VILA-HD ps3: the evidence box forced into the first look */
   evidenceLooks?: boolean;
+  /** with evidenceLooks: the LM reads only the look's tokens inside the evidence box */
+  evidenceOnly?: boolean;
   /** ask each question of another scene's image (the image-swap control) */
   otherImage?: boolean;
 }
@@ -80,7 +82,7 @@ export async function evalQaCommand(benchArg: string, o: EvalQaCliOptions): Prom
   seedOption(o.seed);
   // a VILA-HD folder answers with its language model
   if (o.model && isVilaFolder(o.model)) return evalQaVilaCommand(bench, o);
-  if (o.evidenceLooks) throw new UserError('--evidence-looks needs a VILA-HD --model (the LM reads the forced look)');
+  if (o.evidenceLooks || o.evidenceOnly) throw new UserError(`${o.evidenceLooks ? '--evidence-looks' : '--evidence-only'} needs a VILA-HD --model (the LM reads the forced look)`);
   const items = benchItems(bench, o);
   const { methods, runs, tokens, resolution, tileBatch } = qaSettings(o);
   await initEngine(o);

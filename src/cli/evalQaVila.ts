@@ -19,10 +19,11 @@ export async function evalQaVilaCommand(bench: string, o: EvalQaCliOptions): Pro
   const items = benchItems(bench, o);
   const { methods, runs, tokens, resolution, tileBatch } = qaSettings(o);
   if (o.evidenceLooks && !methods.includes('ps3')) throw new UserError('--evidence-looks forces the evidence box into ps3\'s first look: give --method ps3');
+  if (o.evidenceOnly && !o.evidenceLooks) throw new UserError('--evidence-only cuts the forced look to the evidence box: give --evidence-looks too');
   await initEngine(o);
   const model = loadVilaHd(o.model!, { methods });
   process.stderr.write(`eval qa: ${items.length} questions from ${bench}; VILA-HD ${model.source} on PS3 ${model.config.ps3Model}; methods ${methods.join(', ')}\n`);
-  const label = (run: QaRun): string => qaRunLabel(run, tokens, o.evidenceLooks ? ', evidence forced' : '');
+  const label = (run: QaRun): string => qaRunLabel(run, tokens, o.evidenceLooks ? `, evidence forced${o.evidenceOnly ? ' (its tokens only)' : ''}` : '');
   let answered: { reports: VilaQaReport[]; notRun: EncodeMethod[] };
   try {
     answered = await runQaMethods(runs, items.length, label, (run, onProgress) =>
@@ -32,7 +33,7 @@ export async function evalQaVilaCommand(bench: string, o: EvalQaCliOptions): Pro
         ...(tokens !== undefined && run.method === 'ps3' ? { tokens } : {}),
         ...(resolution !== undefined ? { resolution } : {}),
         ...(tileBatch !== undefined ? { tileBatch } : {}),
-        ...(o.evidenceLooks && run.method === 'ps3' ? { evidenceLooks: true } : {}),
+        ...(o.evidenceLooks && run.method === 'ps3' ? { evidenceLooks: true, ...(o.evidenceOnly ? { evidenceOnly: true } : {}) } : {}),
         onProgress,
       }),
     );

@@ -431,6 +431,7 @@ evaluate
   .option('--tile-batch <n>', 'tiles per trunk pass')
   .option('--no-hints', 'ignore the items\' prompt and statements')
   .option('--evidence-looks', 'VILA-HD ps3: force each question\'s evidence box into the first look (how well it answers when the looks land)')
+  .option('--evidence-only', 'with --evidence-looks: the LM reads the low-res tokens and only the look\'s tokens inside the evidence box, as the captions task shows a region (does it read the evidence once it knows which tokens it is)')
   .option('--other-image', 'ask each question of another scene\'s image: a control (an answerer that does not use the image scores the same)')
   .option('--limit <n>', 'only the first n questions')
   .option('--out <file>', 'JSON report')

@@ -14,7 +14,8 @@
 import { tf } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import type { Pixels, SelectionMap } from '../model/encoder.js';
-import { boxToGtMap, type LookCount } from '../model/selection.js';
+import { boxToGtMap, groundTruthPerScale, type LookCount } from '../model/selection.js';
+import { boxTargets } from '../train/loss.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import { disposeKv, embedTokens, lmForward, lmLogits, targetLogProbs, type LmKV } from './lm.js';
 import { mergeTokens, project, promptHead } from './projector.js';
@@ -41,6 +42,12 @@ export interface AskOptions {
    * the upper bound of top-down selection
    */
   readonly evidenceBox?: readonly [number, number, number, number];
+  /**
+   * ps3, with `evidenceBox`: the LM reads the low-res tokens and only the look's tokens inside the
+   * box, as the captions task shows a region — whether it reads the evidence once it knows which
+   * tokens are the evidence (a diagnosis, not a way to answer: the box comes from the benchmark)
+   */
+  readonly evidenceOnly?: boolean;
 }
 
 /**
@@ -174,8 +181,9 @@ export async function answerQuestion(
     low.dispose();
     msLmPrompt = performance.now() - t1;
     const look = ask.tokens !== undefined ? { numTokenLookClose: ask.tokens } : { numLookClose: ask.looks ?? 1 };
-    const gt = ask.evidenceBox ? { gtSelectionMaps: boxToGtMap([...ask.evidenceBox], pixels.height) } : {};
-    const r = await ps3Visual(model.ps3, pixels, { prompt, ...look, ...gt, ...(ask.onlySelectFirstNScale !== undefined ? { onlySelectFirstNScale: ask.onlySelectFirstNScale } : {}) });
+    const gtMap = ask.evidenceBox ? boxToGtMap([...ask.evidenceBox], pixels.height) : null;
+    const region = gtMap && ask.evidenceOnly ? boxTargets(groundTruthPerScale(model.ps3.config.vision, gtMap, 1, pixels.height, pixels.width)) : undefined;
+    const r = await ps3Visual(model.ps3, pixels, { prompt, ...look, ...(gtMap ? { gtSelectionMaps: gtMap } : {}), ...(ask.onlySelectFirstNScale !== undefined ? { onlySelectFirstNScale: ask.onlySelectFirstNScale } : {}) }, region);
     prompt.dispose();
     const probs = await Promise.all((r.out.topdownSelectionProbs ?? r.out.selectionProbs).map(async (t) => (await t.data()) as Float32Array));
     selection = { probs, maps: r.out.selectionMaps };

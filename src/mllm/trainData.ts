@@ -39,7 +39,7 @@ import { renderScene } from '../data/scene/render.js';
 import type { Scene } from '../data/scene/types.js';
 import { sceneRng } from '../data/synth.js';
 import { Rng } from '../rng.js';
-import { encodeImage, highresSelectionFeatures, ScaledImages, withResizes, type Pixels, type SelectionMap } from '../model/encoder.js';
+import { encodeImage, highresSelectionFeatures, ScaledImages, withResizes, type Pixels } from '../model/encoder.js';
 import { CONVNET_INPUT, convnetFor } from '../model/convnet.js';
 import type { PS3Model } from '../model/load.js';
 import { boxToGtMap, groundTruthPerScale } from '../model/selection.js';
@@ -49,7 +49,7 @@ import { sampleSeed } from '../train/sampleStream.js';
 import { HELDOUT_SEED_BASE, QA_VERSION, questionRng, sceneQuestions } from '../data/qa/generate.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import { mergeTokens } from './projector.js';
-import { baselineVisual, highResGrids, lowResGrid, lowResTokens } from './visual.js';
+import { baselineVisual, highResGrids, keptRows, lowResGrid, lowResTokens, regionMaps } from './visual.js';
 
 export interface TrainQuestion {
   readonly image: number;
@@ -182,20 +182,6 @@ export function evidenceForced(spec: CacheSpec, image: number, index: number): b
 
 export const DEFAULT_CAPTIONS = 4;
 
-/** Rows of a look's high-res tokens (chosen cells, scale by scale, row-major) whose cells `kept` keeps. */
-export function keptRows(chosen: readonly SelectionMap[], kept: readonly SelectionMap[]): Int32Array {
-  const rows: number[] = [];
-  let row = 0;
-  chosen.forEach((m, s) => {
-    for (let j = 0; j < m.data.length; j++) {
-      if (!m.data[j]) continue;
-      if (kept[s]!.data[j]) rows.push(row);
-      row += 1;
-    }
-  });
-  return Int32Array.from(rows);
-}
-
 /** The captions task's samples of a scene: `count` of its regions, drawn by a function of the seed and the image. */
 export function captionSamples(scene: Scene, seed: number, image: number, count: number): TrainQuestion[] {
   const order = new Rng(sampleSeed(seed ^ 0x63617074, image)).shuffle(scene.regions.map((_, j) => j));
@@ -247,7 +233,7 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
       const n0 = g0 * g0;
       const targets = boxTargets(groundTruthPerScale(cfg, gt, 1, S, S));
       // a caption is of its region alone: its look keeps only the tokens of the region's cells
-      const maps = captions ? out.selectionMaps.map((m, s) => ({ ...m, data: m.data.map((v, j) => (v && targets[s]![j]! > 0 ? 1 : 0)) })) : out.selectionMaps;
+      const maps = captions ? regionMaps(out.selectionMaps, targets) : out.selectionMaps;
       const high = tf.tidy(() => {
         const all = tf.reshape(finalNorm(ps3.weights, cfg.trunk, out.lastHiddenState), [-1, cfg.trunk.width]);
         const chosen = tf.slice(all, [n0, 0], [-1, -1]);

@@ -62,13 +62,40 @@ export function highResGrids(model: PS3Model, maps: readonly SelectionMap[]): To
   return ps3Grids(model, maps).slice(1).map((g) => ({ ...g, offset: g.offset - n0 }));
 }
 
-/** PS3's encode with a prompt, merged for the LM; the encode's output is returned for its maps and probabilities (the caller disposes it). */
-export async function ps3Visual(model: PS3Model, pixels: Pixels, options: EncodeOptions): Promise<VisualTokens & { out: EncodeOutput }> {
+/** A look cut to a region: of the chosen cells, those inside the region's per-scale box targets (`boxTargets`). */
+export function regionMaps(chosen: readonly SelectionMap[], targets: readonly Float32Array[]): SelectionMap[] {
+  return chosen.map((m, s) => ({ ...m, data: m.data.map((v, j) => (v && targets[s]![j]! > 0 ? 1 : 0)) }));
+}
+
+/** Rows of a look's high-res tokens (chosen cells, scale by scale, row-major) whose cells `kept` keeps. */
+export function keptRows(chosen: readonly SelectionMap[], kept: readonly SelectionMap[]): Int32Array {
+  const rows: number[] = [];
+  let row = 0;
+  chosen.forEach((m, s) => {
+    for (let j = 0; j < m.data.length; j++) {
+      if (!m.data[j]) continue;
+      if (kept[s]!.data[j]) rows.push(row);
+      row += 1;
+    }
+  });
+  return Int32Array.from(rows);
+}
+
+/**
+ * PS3's encode with a prompt, merged for the LM; the encode's output is returned for its maps and
+ * probabilities (the caller disposes it). `region` (per-scale box targets) keeps only the look's
+ * tokens inside that box, after the low-res ones, as the captions task reads a region.
+ */
+export async function ps3Visual(model: PS3Model, pixels: Pixels, options: EncodeOptions, region?: readonly Float32Array[]): Promise<VisualTokens & { out: EncodeOutput }> {
   const cfg = model.config.vision;
   const out = await encodeImage(model.weights, model.config, pixels, { ...options, outputHiddenStates: false });
+  const n0 = lowResGrid(model) ** 2;
+  const maps = region ? regionMaps(out.selectionMaps, region) : out.selectionMaps;
   const merged = tf.tidy(() => {
-    const tokens = tf.reshape(finalNorm(model.weights, cfg.trunk, out.lastHiddenState), [-1, cfg.trunk.width]);
-    return mergeTokens(tokens, ps3Grids(model, out.selectionMaps));
+    const all = tf.reshape(finalNorm(model.weights, cfg.trunk, out.lastHiddenState), [-1, cfg.trunk.width]);
+    // [n0 + chosen, D] -> [n0 + kept, D]
+    const tokens = region ? tf.gather(all, tf.tensor1d(Int32Array.from([...Array(n0).keys(), ...[...keptRows(out.selectionMaps, maps)].map((r) => n0 + r)]), 'int32')) : all;
+    return mergeTokens(tokens, ps3Grids(model, maps));
   });
   return { merged, trunkTokens: out.lastHiddenState.shape[1]!, out };
 }

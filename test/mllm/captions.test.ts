@@ -14,7 +14,8 @@ import { readSafetensors } from '../../src/io/safetensors.js';
 import { isUserError } from '../../src/errors.js';
 import { renderScene } from '../../src/data/scene/render.js';
 import { sceneRng } from '../../src/data/synth.js';
-import { cacheDir, captionSamples, CAPTION_QUESTION, keptRows } from '../../src/mllm/trainData.js';
+import { cacheDir, captionSamples, CAPTION_QUESTION } from '../../src/mllm/trainData.js';
+import { keptRows, regionMaps } from '../../src/mllm/visual.js';
 import { disposeVilaHd, loadVilaHd } from '../../src/mllm/model.js';
 import { Weights } from '../../src/model/weights.js';
 import { taskSplit, trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
@@ -59,6 +60,10 @@ test('a caption\'s look keeps the rows of its region\'s cells among the chosen o
   assert.deepEqual([...keptRows(chosen, [map(2, 2, [2]), map(4, 4, [0, 9])])], [1, 3, 5]);
   assert.deepEqual([...keptRows(chosen, chosen)], [0, 1, 2, 3, 4, 5]);
   assert.deepEqual([...keptRows(chosen, [map(2, 2, []), map(4, 4, [])])], []);
+  // a look cut to a region: chosen cells inside the region's box targets
+  const region = regionMaps(chosen, [Float32Array.from([0, 0, 1, 1]), Float32Array.from({ length: 16 }, (_, j) => (j < 8 ? 1 : 0))]);
+  assert.deepEqual(region.map((m) => [...m.data]), [[0, 0, 1, 1], [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]]);
+  assert.deepEqual([...keptRows(chosen, region)], [1, 2, 3, 4]);
 });
 
 test('a captions run trains the LM and projector on captions and leaves the prompt head as --init gave it', async () => {

@@ -103,6 +103,19 @@ test('eval qa with a VILA-HD folder answers with its LMs and reports the usual f
   assert.equal((forced['settings'] as Record<string, unknown>)['evidence_looks'], true);
   assert.ok((forced['evidence_recall_mean'] as number) > 0.8 && (forced['evidence_recall_mean'] as number) >= recall, String(forced['evidence_recall_mean']));
   assert.equal(runCli(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'lowres', '--evidence-looks']).status, 2);
+  // the forced look cut to the evidence box's tokens: the same look, fewer tokens for the LM, other scores
+  const onlyOut = path.join(tmp, 'qa-evidence-only.json');
+  const e = runCli(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'ps3', '--evidence-looks', '--evidence-only', '--out', onlyOut]);
+  assert.equal(e.status, 0, e.stderr);
+  const only = (JSON.parse(fs.readFileSync(onlyOut, 'utf8')) as { reports: Array<Record<string, unknown>> }).reports[0]!;
+  assert.deepEqual([(only['settings'] as Record<string, unknown>)['evidence_only'], (forced['settings'] as Record<string, unknown>)['evidence_only']], [true, false]);
+  assert.equal(only['evidence_recall_mean'], forced['evidence_recall_mean'], 'the same look');
+  assert.ok((only['lm_tokens_median'] as number) < (forced['lm_tokens_median'] as number), `${String(only['lm_tokens_median'])} < ${String(forced['lm_tokens_median'])}`);
+  const scoresOf = (r: Record<string, unknown>): string[] => (r['predictions'] as Array<{ scores: number[] }>).map((x) => x.scores.join());
+  assert.ok(scoresOf(only).some((x, i) => x !== scoresOf(forced)[i]), 'the LM reads other tokens');
+  const bad = runCli(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'ps3', '--evidence-only']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--evidence-only cuts the forced look to the evidence box: give --evidence-looks too/);
   // the image-swap control: the same questions asked of other scenes' images get other scores
   const swappedOut = path.join(tmp, 'qa-swapped.json');
   const sw = runCli(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'lowres', '--other-image', '--out', swappedOut]);

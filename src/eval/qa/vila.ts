@@ -35,7 +35,7 @@ export interface VilaPrediction extends QaPrediction {
 export interface VilaQaReport extends Omit<QaReport, 'predictions'> {
   readonly answered_by: 'vila-hd';
   readonly model: string;
-  readonly settings: QaReport['settings'] & { only_select_first_n_scale: number | null; evidence_looks: boolean };
+  readonly settings: QaReport['settings'] & { only_select_first_n_scale: number | null; evidence_looks: boolean; evidence_only: boolean };
   readonly evidence_recall_mean: number | null;
   readonly random_recall_mean: number | null;
   readonly lm_tokens_median: number | null;
@@ -205,6 +205,7 @@ function runReport(model: VilaHd, items: readonly BenchItem[], s: RunState): Vil
       looks: run.method === 'ps3' && run.tokens === undefined ? (run.looks ?? 1) : null, tokens: run.tokens ?? null, resolution: run.resolution ?? model.config.resolutions[run.method] ?? null, hints: false,
       only_select_first_n_scale: run.onlySelectFirstNScale ?? null,
       evidence_looks: run.method === 'ps3' && run.evidenceLooks === true,
+      evidence_only: run.method === 'ps3' && run.evidenceLooks === true && run.evidenceOnly === true,
     },
     status: s.status,
     error: s.error,
