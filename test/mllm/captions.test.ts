@@ -108,6 +108,14 @@ test('a mixed run answers questions from the qa cache and writes captions from t
   // two threads split the batch into shards that each hold a question and a caption: the same curve
   const two = await run('mix2', 2);
   two.forEach((m, i) => assert.ok(Math.abs(m.loss - one[i]!.loss) < 1e-4 && Math.abs(m.caption_loss! - one[i]!.caption_loss!) < 1e-4, `step ${i + 1}: ${m.loss} vs ${one[i]!.loss}`));
+  // stopped after its first step and resumed, it follows the same curve; another share is refused
+  const cut = path.join(tmp, 'mix-cut');
+  const first = await trainVilaHd(options(cut, { task: 'mixed', batch: 4, cacheRoot, maxSeconds: 1e-6, init: { dir: source, method: 'ps3' } }));
+  assert.equal(first.step, 1);
+  await assert.rejects(trainVilaHd(options(cut, { task: 'mixed', batch: 4, cacheRoot, resume: true, captionShare: 0.25 })), (e: unknown) => isUserError(e) && /--caption-share/.test(e.message));
+  await trainVilaHd(options(cut, { task: 'mixed', batch: 4, cacheRoot, resume: true }));
+  const resumed = fs.readFileSync(path.join(cut, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Line);
+  assert.deepEqual(resumed.map((m) => m.loss.toFixed(5)), one.map((m) => m.loss.toFixed(5)));
 });
 
 test('the reading measure: zero for an LM whose projector hides the image, not zero for one that sees it', async () => {
