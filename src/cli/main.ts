@@ -257,6 +257,7 @@ program
   .option('--per-category <n>', 'questions per category asked of each training scene, about different objects (default 1, as a benchmark asks; more gives more questions per rendered scene)')
   .option('--resolution <px>', 'anyres/s2: resolution tiled (default the top scale); recorded in the folder\'s config (resolutions) as what answering tiles at')
   .option('--selection-weight <x>', 'weight of the selection BCE against the evidence box', '1')
+  .option('--choice-weight <x>', 'weight of the choice term: the softmax over a question\'s options\' log-likelihoods (what eval qa answers by), -log of the truth\'s share (default 0, off)')
   .option('--box-loss <kind>', 'ps3: the selection loss: bce (the pre-training BCE, a mean over all patches) | balanced (box and rest weighed equally) | softmax (the box ranked above the rest: -log of its softmax share)', 'bce')
   .option('--save-every <n>', 'steps between checkpoints', '25')
   .option('--max-minutes <x>', 'stop (after a whole step, with a checkpoint) after this long; 0 = no limit', '0')

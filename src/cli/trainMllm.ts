@@ -39,6 +39,7 @@ const schema = z.object({
   captions: int('captions').pipe(z.number().min(1, '--captions must be from 1 to 32').max(32, '--captions must be from 1 to 32')).optional(),
   captionShare: num('caption-share').optional(),
   selectionWeight: num('selection-weight').pipe(z.number().nonnegative('--selection-weight must be >= 0')),
+  choiceWeight: num('choice-weight').pipe(z.number().nonnegative('--choice-weight must be >= 0')).optional(),
   boxLoss: z.enum(['bce', 'balanced', 'softmax'], { message: '--box-loss must be bce, balanced or softmax' }),
   saveEvery: int('save-every').pipe(z.number().positive('--save-every must be positive')),
   maxMinutes: num('max-minutes').pipe(z.number().nonnegative('--max-minutes must be >= 0')),
@@ -66,7 +67,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
     ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}),
     ...(o.task !== undefined ? { task: o.task } : {}), ...(o.captions !== undefined ? { captions: o.captions } : {}),
     ...(o.captionShare !== undefined ? { captionShare: o.captionShare } : {}),
-    selectionWeight: o.selectionWeight, boxLoss: o.boxLoss, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
+    selectionWeight: o.selectionWeight, ...(o.choiceWeight !== undefined ? { choiceWeight: o.choiceWeight } : {}), boxLoss: o.boxLoss, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
     ...(o.cache ? { cacheRoot: o.cache } : {}),
     tuneSelection: o.tuneSelection, ...(o.selectionLr !== undefined ? { selectionLr: o.selectionLr } : {}),
     // TensorFlow.js's WASM engine runs on one core: one thread per core shares each step

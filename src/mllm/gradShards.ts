@@ -31,6 +31,7 @@ export interface StepSetup {
   readonly trainable: readonly string[];
   readonly ps3Trainable: readonly string[];
   readonly selectionWeight: number;
+  readonly choiceWeight: number;
   readonly boxLoss: BoxLossKind;
 }
 
@@ -52,6 +53,7 @@ export class ShardedStep {
       lm: setup.lm,
       vocab: [...setup.tokenizer.vocabulary()],
       selectionWeight: setup.selectionWeight,
+      choiceWeight: setup.choiceWeight,
       boxLoss: setup.boxLoss,
       trainable: setup.trainable.map((k) => [k, weights.shapeOf(k)]),
       ps3Trainable: setup.ps3Trainable.map((k) => [k, setup.ps3.weights.shapeOf(k)]),
@@ -91,13 +93,14 @@ export class ShardedStep {
     }
     // this thread's shard runs while the workers run theirs
     const batch: SampleInputs[] = shards[0]!.map((q) => ({ question: q, arrays: s.reader.arrays(q) }));
-    const own = batchLossAndGrads(weights, s.trainable, s.method, s.lm, s.ps3, s.tokenizer, batch, s.selectionWeight, s.ps3Trainable, s.boxLoss, questions.length);
-    const totals = { loss: own.loss, answer: own.answer, caption: own.caption, selection: own.selection };
+    const own = batchLossAndGrads(weights, s.trainable, s.method, s.lm, s.ps3, s.tokenizer, batch, s.selectionWeight, s.ps3Trainable, s.boxLoss, questions.length, s.choiceWeight);
+    const totals = { loss: own.loss, answer: own.answer, caption: own.caption, selection: own.selection, choice: own.choice };
     for (const pending of replies) {
       const r = await pending;
       totals.loss += r.loss;
       totals.answer += r.answer;
       totals.caption += r.caption;
+      totals.choice += r.choice;
       totals.selection += r.selection;
       addInto(own.grads, s.trainable, r.grads);
       addInto(own.ps3Grads, s.ps3Trainable, r.ps3Grads);

@@ -27,6 +27,7 @@ export interface GradWorkerData {
   readonly lm: LmConfig;
   readonly vocab: ReadonlyArray<readonly [string, number]>;
   readonly selectionWeight: number;
+  readonly choiceWeight: number;
   readonly boxLoss: BoxLossKind;
   /** VILA-HD's trainable keys and their shapes, in the order weights and gradients travel */
   readonly trainable: ReadonlyArray<readonly [string, readonly number[]]>;
@@ -44,7 +45,7 @@ export interface ShardRequest {
 
 export type ShardReply =
   | { type: 'ready' }
-  | { type: 'shard'; answer: number; caption: number; selection: number; loss: number; grads: Float32Array[]; ps3Grads: Float32Array[] }
+  | { type: 'shard'; answer: number; caption: number; selection: number; choice: number; loss: number; grads: Float32Array[]; ps3Grads: Float32Array[] }
   | ErrorReply;
 
 const port = parentPort!;
@@ -64,11 +65,11 @@ async function start(): Promise<void> {
       weights = new Weights(new Map(d.trainable.map(([k, shape], i) => [k, tf.tensor(r.weights[i]!, [...shape])])));
       d.ps3Trainable.forEach(([k, shape], i) => ps3.weights.replace(k, tf.tensor(r.ps3Weights[i]!, [...shape])));
       const batch = r.questions.map((q) => ({ question: q, arrays: reader.arrays(q) }));
-      const out = batchLossAndGrads(weights, keys, d.method, d.lm, ps3, tokenizer, batch, d.selectionWeight, ps3Keys, d.boxLoss, r.denominator);
+      const out = batchLossAndGrads(weights, keys, d.method, d.lm, ps3, tokenizer, batch, d.selectionWeight, ps3Keys, d.boxLoss, r.denominator, d.choiceWeight);
       const grads = keys.map((k) => out.grads.get(k)!.dataSync() as Float32Array);
       const ps3Grads = ps3Keys.map((k) => out.ps3Grads.get(k)!.dataSync() as Float32Array);
       tf.dispose([...out.grads.values(), ...out.ps3Grads.values()]);
-      const reply: ShardReply = { type: 'shard', answer: out.answer, caption: out.caption, selection: out.selection, loss: out.loss, grads, ps3Grads };
+      const reply: ShardReply = { type: 'shard', answer: out.answer, caption: out.caption, selection: out.selection, choice: out.choice, loss: out.loss, grads, ps3Grads };
       port.postMessage(reply, [...grads, ...ps3Grads].map((a) => a.buffer as ArrayBuffer));
     } catch (e) {
       port.postMessage(errorReply(e));

@@ -11,7 +11,13 @@
  *    form (the box's patches and the rest weighed equally: an evidence box is a few patches of
  *    thousands, so the plain mean leaves "select nothing" close to optimal).
  *
- * Total = answer + selection_weight x selection; the gradient reaches the prompt head through
+ *  - choice (with a choice weight, questions with options): the softmax over the options'
+ *    log-likelihoods (each option's ids and [EOS] read after [visual, question], summed: the score
+ *    `eval qa` answers by), -log of the truth's share. The next-token loss rewards writing one of
+ *    the options long before it rewards telling them apart; this term's gradient is the difference
+ *    between the options, so it asks for the image where the options alone do not decide.
+ *
+ * Total = answer + selection_weight x selection + choice_weight x choice; the gradient reaches the prompt head through
  * the probabilities, and, in a run that tunes the selection, PS3's selection modules (the
  * selection features' projection, the high-res prompt projection and the ConvNeXt, whose features
  * are then recomputed from the cached input image).
@@ -53,16 +59,16 @@ export function sampleVisual(w: Weights, method: EncodeMethod, s: SampleInputs):
  * The LM's states [n, W] that predict the answer's n ids (its words and [EOS]), reading
  * [visual, question, answer without its last id]: each row predicts the id in `ids` at its place.
  */
-export function answerRows(w: Weights, method: EncodeMethod, lm: LmConfig, tokenizer: LmTokenizer, q: TrainQuestion, visual: tf.Tensor): { rows: tf.Tensor; ids: Int32Array } {
+export function answerRows(w: Weights, method: EncodeMethod, lm: LmConfig, tokenizer: LmTokenizer, q: TrainQuestion, visual: tf.Tensor, answer = q.target ?? q.options[q.answer]!): { rows: tf.Tensor; ids: Int32Array } {
   const p = `${method}.lm`;
   const qIds = tokenizer.encode(questionText(q.question, q.options));
-  const ids = Int32Array.from([...tokenizer.encode(q.target ?? q.options[q.answer]!), tokenizer.eosId]);
+  const ids = Int32Array.from([...tokenizer.encode(answer), tokenizer.eosId]);
   const inputs = tf.concat([visual, embedTokens(w, p, qIds), embedTokens(w, p, ids.subarray(0, ids.length - 1))], 0);
   const { hidden } = lmForward(w, p, lm, inputs);
   return { rows: tf.slice(hidden, [visual.shape[0]! + qIds.length - 1, 0], [ids.length, -1]), ids };
 }
 
-/** The two loss terms of one question, as scalars (the caller is inside a tidy). */
+/** The loss terms of one question, as scalars (the caller is inside a tidy); `choice` only with `choiceWeight` > 0. */
 export function sampleLosses(
   w: Weights,
   method: EncodeMethod,
@@ -72,7 +78,8 @@ export function sampleLosses(
   s: SampleInputs,
   selectionWeights: Weights = ps3.weights,
   boxLossKind: BoxLossKind = 'bce',
-): { answer: tf.Tensor; selection: tf.Tensor | null } {
+  choiceWeight = 0,
+): { answer: tf.Tensor; selection: tf.Tensor | null; choice: tf.Tensor | null } {
   const p = `${method}.lm`;
   const q = s.question;
   let selection: tf.Tensor | null = null;
@@ -95,8 +102,18 @@ export function sampleLosses(
     selection = boxLoss(probs, targets, [0], boxLossKind);
   }
   const { rows, ids } = answerRows(w, method, lm, tokenizer, q, visual);
-  const answer = tf.neg(tf.mean(targetLogProbs(w, p, lm, rows, ids)));
-  return { answer, selection };
+  const truth = targetLogProbs(w, p, lm, rows, ids);
+  const answer = tf.neg(tf.mean(truth));
+  let choice: tf.Tensor | null = null;
+  if (choiceWeight > 0 && q.target === undefined && q.options.length > 1) {
+    const scores = q.options.map((o, k) => {
+      if (k === q.answer) return tf.sum(truth);
+      const r = answerRows(w, method, lm, tokenizer, q, visual, o);
+      return tf.sum(targetLogProbs(w, p, lm, r.rows, r.ids));
+    });
+    choice = tf.neg(tf.gather(tf.logSoftmax(tf.stack(scores)), q.answer));
+  }
+  return { answer, selection, choice };
 }
 
 export interface BatchLoss {
@@ -105,6 +122,8 @@ export interface BatchLoss {
   readonly answer: number;
   /** the caption samples' part of `answer` */
   readonly caption: number;
+  /** the choice term (0 without a choice weight) */
+  readonly choice: number;
   readonly selection: number;
   readonly grads: Map<string, tf.Tensor>;
   /** gradients of the PS3 weights asked for (empty when PS3 is frozen) */
@@ -130,8 +149,9 @@ export function batchLossAndGrads(
   ps3Trainable: readonly string[] = [],
   boxLossKind: BoxLossKind = 'bce',
   denominator = batch.length,
+  choiceWeight = 0,
 ): BatchLoss {
-  const terms = { answer: 0, caption: 0, selection: 0 };
+  const terms = { answer: 0, caption: 0, selection: 0, choice: 0 };
   const { value, grads } = tf.tidy(() => {
     const f = (...xs: tf.Tensor[]): tf.Scalar => {
       const map = new Map<string, tf.Tensor>();
@@ -142,12 +162,15 @@ export function batchLossAndGrads(
       const selection = ps3Trainable.length ? new Weights(new Map(ps3Trainable.map((k, i) => [k, xs[trainable.length + i]!])), true) : ps3.weights;
       const totals: tf.Tensor[] = [];
       for (const s of batch) {
-        const r = sampleLosses(live, method, lm, ps3, tokenizer, s, selection, boxLossKind);
+        const r = sampleLosses(live, method, lm, ps3, tokenizer, s, selection, boxLossKind, choiceWeight);
         const answer = r.answer.dataSync()[0]! / denominator;
         terms.answer += answer;
         if (s.question.target !== undefined) terms.caption += answer;
         if (r.selection) terms.selection += r.selection.dataSync()[0]! / denominator;
-        totals.push(r.selection ? tf.add(r.answer, tf.mul(r.selection, selectionWeight)) : r.answer);
+        if (r.choice) terms.choice += r.choice.dataSync()[0]! / denominator;
+        let total = r.selection ? tf.add(r.answer, tf.mul(r.selection, selectionWeight)) : r.answer;
+        if (r.choice) total = tf.add(total, tf.mul(r.choice, choiceWeight));
+        totals.push(total);
       }
       return tf.reshape(tf.div(tf.addN(totals), denominator), []) as tf.Scalar;
     };
@@ -156,7 +179,7 @@ export function batchLossAndGrads(
   const loss = value.dataSync()[0]!;
   value.dispose();
   return {
-    loss, answer: terms.answer, caption: terms.caption, selection: terms.selection,
+    loss, answer: terms.answer, caption: terms.caption, selection: terms.selection, choice: terms.choice,
     grads: new Map(trainable.map((k, i) => [k, grads[i]!])),
     ps3Grads: new Map(ps3Trainable.map((k, i) => [k, grads[trainable.length + i]!])),
   };

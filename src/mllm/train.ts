@@ -77,6 +77,8 @@ export interface TrainVilaOptions {
   /** mixed task: the share of each batch that writes captions (default 0.5; the rest answer questions) */
   readonly captionShare?: number;
   readonly selectionWeight: number;
+  /** weight of the choice term (objective.ts: the softmax over the options' log-likelihoods; default 0, off) */
+  readonly choiceWeight?: number;
   /** ps3: the selection loss's form: the pre-training BCE (default) or its balanced form (src/train/loss.ts) */
   readonly boxLoss?: BoxLossKind;
   readonly saveEvery: number;
@@ -111,6 +113,8 @@ export interface VilaStepMetrics {
   /** mixed task: the mean loss of the batch's captions */
   caption_loss: number | null;
   selection_loss: number | null;
+  /** with a choice weight: the mean choice term of the batch's questions */
+  choice_loss: number | null;
   lr: number;
   grad_norm: number;
   samples_per_s: number;
@@ -166,6 +170,8 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (!(o.lr > 0)) throw new UserError(`--lr must be positive, got ${o.lr}`);
   if (!(o.clip >= 0)) throw new UserError(`--clip must be non-negative, got ${o.clip}`);
   if (!(o.selectionWeight >= 0)) throw new UserError(`--selection-weight must be non-negative, got ${o.selectionWeight}`);
+  if (o.choiceWeight !== undefined && !(o.choiceWeight >= 0)) throw new UserError(`--choice-weight must be non-negative, got ${o.choiceWeight}`);
+  if (o.choiceWeight && o.task === 'captions') throw new UserError('--choice-weight scores a question\'s options, which the captions task does not have');
   if (!(o.maxSeconds >= 0)) throw new UserError(`--max-minutes must be non-negative, got ${o.maxSeconds / 60}`);
   if (o.tuneSelection && o.method !== 'ps3') throw new UserError(`--tune-selection trains PS3's selection, which only --method ps3 uses (got --method ${o.method})`);
   if (o.selectionLr !== undefined && !(o.selectionLr > 0)) throw new UserError(`--selection-lr must be positive, got ${o.selectionLr}`);
@@ -399,7 +405,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
 
   const threads = Math.min(o.threads ?? 1, o.batch);
   const sharded = await ShardedStep.start(
-    { method: o.method, lm: lmConfigOf(config, o.method), ps3, ps3Dir, tokenizer, reader, convInput: tune === 'all', trainable, ps3Trainable, selectionWeight: o.selectionWeight, boxLoss: o.boxLoss ?? 'bce' },
+    { method: o.method, lm: lmConfigOf(config, o.method), ps3, ps3Dir, tokenizer, reader, convInput: tune === 'all', trainable, ps3Trainable, selectionWeight: o.selectionWeight, choiceWeight: o.choiceWeight ?? 0, boxLoss: o.boxLoss ?? 'bce' },
     threads,
     weights,
   );
@@ -437,6 +443,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
         answer_loss: split ? ((r.answer - r.caption) * o.batch) / split.questions : r.answer,
         caption_loss: split ? (r.caption * o.batch) / split.captions : null,
         selection_loss: o.method === 'ps3' && !captionsTask ? (split ? (r.selection * o.batch) / split.questions : r.selection) : null,
+        choice_loss: o.choiceWeight ? (split ? (r.choice * o.batch) / split.questions : r.choice) : null,
         lr, grad_norm: gradNorm, samples_per_s: o.batch / seconds, seconds,
       };
       fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);

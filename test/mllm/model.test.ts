@@ -11,6 +11,7 @@ import { newVilaConfig, randomVilaWeights, loadVilaHd, writeVilaFiles } from '..
 import { loadLmTokenizer, newLmTokenizer, questionText, writeLmTokenizer } from '../../src/mllm/tokenizer.js';
 import { buildCache, cacheDir, CacheReader, evidenceForced, looksOf } from '../../src/mllm/trainData.js';
 import { batchLossAndGrads } from '../../src/mllm/objective.js';
+import { answerQuestion } from '../../src/mllm/answer.js';
 import { renderScene } from '../../src/data/scene/render.js';
 import { sceneRng } from '../../src/data/synth.js';
 import { questionRng, sceneQuestions } from '../../src/data/qa/generate.js';
@@ -226,4 +227,36 @@ test('--per-category: more questions of the same scenes, in a cache of its own',
   const many = await buildCache(ps3, four, cacheDir(root, ps3Dir, four));
   assert.ok(many.length > few.length, `${many.length} questions at four a category, ${few.length} at one`);
   ps3.weights.dispose();
+});
+
+test('the choice term is -log of the truth\'s share of the softmax over the option scores eval qa answers by; off, it leaves the loss as it was', async () => {
+  const ps3 = loadModel(ps3Dir, 'vision');
+  const dir = path.join(tmp, 'choice-vila');
+  fs.mkdirSync(dir, { recursive: true });
+  const config = newVilaConfig({ preset: 'micro', methods: ['lowres'], ps3Model: path.relative(dir, ps3Dir) });
+  const w = randomVilaWeights(config, ps3.config, ['lowres'], 5);
+  await writeVilaFiles(dir, config, w.entries());
+  const model = loadVilaHd(dir);
+  const spec = { method: 'lowres' as const, seed: 23, images: 2, looks: 1 };
+  const cache = cacheDir(path.join(tmp, 'cache'), ps3Dir, spec);
+  const questions = await buildCache(ps3, spec, cache);
+  const reader = new CacheReader(cache);
+  const batch = questions.slice(0, 3).map((q) => ({ question: q, arrays: reader.image(q.image) }));
+  const keys = ['lowres.lm.norm.bias'];
+  const on = batchLossAndGrads(model.weights, keys, 'lowres', config.lm, ps3, model.tokenizer, batch, 0, [], 'bce', batch.length, 0.5);
+  const off = batchLossAndGrads(model.weights, keys, 'lowres', config.lm, ps3, model.tokenizer, batch, 0);
+  assert.equal(off.choice, 0);
+  assert.ok(Math.abs(on.loss - (off.loss + 0.5 * on.choice)) < 1e-5, `${on.loss} vs ${off.loss} + 0.5 x ${on.choice}`);
+  assert.ok(Math.abs(on.answer - off.answer) < 1e-6);
+  // the same scores through the answering path (its KV cache), from the cached tokens
+  let expected = 0;
+  for (const { question: q, arrays } of batch) {
+    const v = arrays.get('visual')!;
+    const merged = tf.tensor(v.data, [...v.shape]);
+    const a = await answerQuestion(model, 'lowres', { data: new Float32Array(0), batch: 1, height: 1, width: 1 }, q.question, q.options, {}, { merged, trunkTokens: 0 });
+    merged.dispose();
+    const top = Math.max(...a.scores);
+    expected += (-(a.scores[q.answer]! - top) + Math.log(a.scores.reduce((s, x) => s + Math.exp(x - top), 0))) / batch.length;
+  }
+  assert.ok(on.choice > 0 && Math.abs(on.choice - expected) < 1e-3, `choice ${on.choice} vs ${expected}`);
 });
