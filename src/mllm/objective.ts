@@ -17,10 +17,10 @@
  *    the options long before it rewards telling them apart; this term's gradient is the difference
  *    between the options, so it asks for the image where the options alone do not decide.
  *
- * Total = answer + selection_weight x selection + choice_weight x choice; the gradient reaches the prompt head through
- * the probabilities, and, in a run that tunes the selection, PS3's selection modules (the
- * selection features' projection, the high-res prompt projection and the ConvNeXt, whose features
- * are then recomputed from the cached input image).
+ * Total = answer + selection_weight x selection + choice_weight x choice; the gradient reaches
+ * the prompt head through the probabilities, and, in a run that tunes the selection, PS3's
+ * selection modules (the selection features' projection, the high-res prompt projection and the
+ * ConvNeXt, whose features are then recomputed from the cached input image).
  */
 import { tf } from '../tensor/engine.js';
 import type { NamedArray } from '../io/safetensors.js';
