@@ -186,7 +186,8 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (o.captions !== undefined && !captions && !mixed) throw new UserError('--captions sets how many captions a scene is asked: give --task captions or --task mixed too');
   if (o.captionShare !== undefined && !mixed) throw new UserError('--caption-share sets how much of each batch writes captions: give --task mixed too');
   if (o.captionShare !== undefined && !(o.captionShare > 0 && o.captionShare < 1)) throw new UserError(`--caption-share must be between 0 and 1 (exclusive), got ${o.captionShare}`);
-  if (mixed && o.batch >= 1 && (taskSplit(o.batch, o.captionShare).captions < 1 || taskSplit(o.batch, o.captionShare).questions < 1)) {
+  const split = mixed && o.batch >= 1 ? taskSplit(o.batch, o.captionShare) : null;
+  if (split && (split.captions < 1 || split.questions < 1)) {
     throw new UserError(`--batch ${o.batch} with --caption-share ${o.captionShare ?? DEFAULT_CAPTION_SHARE} leaves one task no sample in a batch: give a larger --batch or another share`);
   }
   if (mixed && o.tuneSelection) throw new UserError('--tune-selection is for the qa task (the selection loss\'s questions) alone, not --task mixed');
@@ -413,6 +414,9 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   const memo = { epoch: -1, order: [] as number[] };
   const captionMemo = { epoch: -1, order: [] as number[] };
   const split = mixedTask ? taskSplit(o.batch, o.captionShare) : null;
+  // a batch's terms are sums over its samples divided by the batch: in a mixed batch the
+  // questions' terms are reported per question
+  const perQuestion = (term: number): number => (split ? (term * o.batch) / split.questions : term);
   let checkpoint = previous ?? '';
   try {
     while (state.step < o.steps) {
@@ -440,10 +444,10 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
       const seconds = (performance.now() - t0) / 1000;
       const m: VilaStepMetrics = {
         method: o.method, step: state.step, loss: r.loss,
-        answer_loss: split ? ((r.answer - r.caption) * o.batch) / split.questions : r.answer,
+        answer_loss: split ? perQuestion(r.answer - r.caption) : r.answer,
         caption_loss: split ? (r.caption * o.batch) / split.captions : null,
-        selection_loss: o.method === 'ps3' && !captionsTask ? (split ? (r.selection * o.batch) / split.questions : r.selection) : null,
-        choice_loss: o.choiceWeight ? (split ? (r.choice * o.batch) / split.questions : r.choice) : null,
+        selection_loss: o.method === 'ps3' && !captionsTask ? perQuestion(r.selection) : null,
+        choice_loss: o.choiceWeight ? perQuestion(r.choice) : null,
         lr, grad_norm: gradNorm, samples_per_s: o.batch / seconds, seconds,
       };
       fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);

@@ -73,6 +73,7 @@ test('a captions run trains the LM and projector on captions and leaves the prom
   const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { answer_loss: number; selection_loss: number | null });
   assert.equal(lines.length, 2);
   assert.ok(lines.every((m) => Number.isFinite(m.answer_loss) && m.selection_loss === null));
+  assert.ok(lines.every((m) => m.answer_loss > 0), 'the captions task\'s answer loss is its captions\'');
   const before = readSafetensors(path.join(source, 'model.safetensors'));
   const after = readSafetensors(path.join(out, 'checkpoint', 'model.safetensors'));
   const same = (k: string): boolean => before.get(k)!.data.every((v, i) => v === after.get(k)!.data[i]);
