@@ -6,7 +6,8 @@
  * matmuls (layers.ts `attention`): WASM's batched matmuls are several times slower.
  *
  * A KV cache lets a prefix (the visual tokens and the question) run once and every option or
- * generated word run on top of it.
+ * generated word run on top of it; a packed layout runs a prefix and several continuations of it
+ * in one pass, as training's choice term needs.
  */
 import { tf } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
@@ -33,6 +34,40 @@ function causalBias(n: number, cached: number): tf.Tensor {
   return tf.tensor4d(data, [1, 1, n, m]);
 }
 
+/**
+ * Several continuations of one prefix packed into one sequence, [prefix, c_1, ..., c_K]: each
+ * continuation sees the prefix and its own earlier tokens only, and its positions go on from the
+ * prefix's end, so its states are those of [prefix, c_k] run alone — a question's K options for
+ * about the price of one.
+ */
+export interface PackedLayout {
+  /** each token's position, [N] */
+  readonly positions: Int32Array;
+  /** additive attention mask, [N, N] row-major (0 where visible, -Infinity where not) */
+  readonly bias: Float32Array;
+}
+
+export function packedLayout(prefix: number, lengths: readonly number[]): PackedLayout {
+  const n = prefix + lengths.reduce((a, b) => a + b, 0);
+  const positions = new Int32Array(n);
+  const bias = new Float32Array(n * n).fill(-Infinity);
+  for (let i = 0; i < prefix; i++) {
+    positions[i] = i;
+    bias.fill(0, i * n, i * n + i + 1);
+  }
+  let start = prefix;
+  for (const len of lengths) {
+    for (let j = 0; j < len; j++) {
+      const row = (start + j) * n;
+      positions[start + j] = prefix + j;
+      bias.fill(0, row, row + prefix);
+      bias.fill(0, row + start, row + start + j + 1);
+    }
+    start += len;
+  }
+  return { positions, bias };
+}
+
 function lmBlock(w: Weights, p: string, cfg: LmConfig, x: tf.Tensor, bias: tf.Tensor, cache?: LmKV): { x: tf.Tensor; kv: LmKV } {
   const [, N, W] = x.shape as [number, number, number];
   const qkv = linear(w, `${p}.attn.qkv`, layerNorm(w, `${p}.norm1`, x, cfg.normEps));
@@ -52,18 +87,23 @@ export interface LmOutput {
 }
 
 /**
- * Run embeddings [N, W] (positions are added here, after the cache's length) through the blocks.
- * The caller disposes `hidden` and, with `keepKv`, the cache it gets back.
+ * Run embeddings [N, W] (positions are added here, after the cache's length, or as a packed
+ * `layout` places them) through the blocks. The caller disposes `hidden` and, with `keepKv`, the
+ * cache it gets back.
  */
-export function lmForward(w: Weights, prefix: string, cfg: LmConfig, embeddings: tf.Tensor, options: { cache?: readonly LmKV[]; keepKv?: boolean } = {}): LmOutput {
+export function lmForward(w: Weights, prefix: string, cfg: LmConfig, embeddings: tf.Tensor, options: { cache?: readonly LmKV[]; keepKv?: boolean; layout?: PackedLayout } = {}): LmOutput {
   const N = embeddings.shape[0]!;
+  const { layout } = options;
+  if (layout && (options.cache || layout.positions.length !== N)) throw new Error(`a packed layout of ${layout.positions.length} tokens for ${N} embeddings${options.cache ? ', with a cache' : ''}`);
   const cached = options.cache?.[0]?.k.shape[1] ?? 0;
-  if (cached + N > cfg.contextLength) throw new UserError(`the sequence (${cached + N} tokens: visual tokens, question and answer) is longer than the LM's context of ${cfg.contextLength}`);
+  const length = layout ? layout.positions.reduce((a, b) => Math.max(a, b), -1) + 1 : cached + N;
+  if (length > cfg.contextLength) throw new UserError(`the sequence (${length} tokens: visual tokens, question and answer) is longer than the LM's context of ${cfg.contextLength}`);
   const kv: LmKV[] = [];
   const hidden = tf.tidy(() => {
-    const pos = tf.slice(w.get(`${prefix}.embed_positions.weight`), [cached, 0], [N, cfg.width]);
+    const table = w.get(`${prefix}.embed_positions.weight`);
+    const pos = layout ? tf.gather(table, tf.tensor1d(layout.positions, 'int32')) : tf.slice(table, [cached, 0], [N, cfg.width]);
     let x = tf.reshape(tf.add(embeddings, pos), [1, N, cfg.width]);
-    const bias = causalBias(N, cached);
+    const bias = layout ? tf.tensor4d(layout.bias, [1, 1, N, N]) : causalBias(N, cached);
     for (let i = 0; i < cfg.layers; i++) {
       const r = lmBlock(w, `${prefix}.blocks.${i}`, cfg, x, bias, options.cache?.[i]);
       x = r.x;

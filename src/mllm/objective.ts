@@ -15,7 +15,9 @@
  *    log-likelihoods (each option's ids and [EOS] read after [visual, question], summed: the score
  *    `eval qa` answers by), -log of the truth's share. The next-token loss rewards writing one of
  *    the options long before it rewards telling them apart; this term's gradient is the difference
- *    between the options, so it asks for the image where the options alone do not decide.
+ *    between the options, so it asks for the image where the options alone do not decide. The
+ *    options run packed after one [visual, question] (lm.ts `packedLayout`), and the answer loss
+ *    is read from the truth's rows of that same pass.
  *
  * Total = answer + selection_weight x selection + choice_weight x choice; the gradient reaches
  * the prompt head through the probabilities, and, in a run that tunes the selection, PS3's
@@ -31,7 +33,7 @@ import { Weights } from '../model/weights.js';
 import { boxLoss, type BoxLossKind } from '../train/loss.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import type { LmConfig } from './config.js';
-import { embedTokens, lmForward, targetLogProbs } from './lm.js';
+import { embedTokens, lmForward, packedLayout, targetLogProbs } from './lm.js';
 import { project, promptHead } from './projector.js';
 import type { LmTokenizer } from './tokenizer.js';
 import { questionText } from './tokenizer.js';
@@ -59,13 +61,38 @@ export function sampleVisual(w: Weights, method: EncodeMethod, s: SampleInputs):
  * The LM's states [n, W] that predict the answer's n ids (its words and [EOS]), reading
  * [visual, question, answer without its last id]: each row predicts the id in `ids` at its place.
  */
-export function answerRows(w: Weights, method: EncodeMethod, lm: LmConfig, tokenizer: LmTokenizer, q: TrainQuestion, visual: tf.Tensor, answer = q.target ?? q.options[q.answer]!): { rows: tf.Tensor; ids: Int32Array } {
+export function answerRows(w: Weights, method: EncodeMethod, lm: LmConfig, tokenizer: LmTokenizer, q: TrainQuestion, visual: tf.Tensor): { rows: tf.Tensor; ids: Int32Array } {
   const p = `${method}.lm`;
+  const answer = q.target ?? q.options[q.answer]!;
   const qIds = tokenizer.encode(questionText(q.question, q.options));
   const ids = Int32Array.from([...tokenizer.encode(answer), tokenizer.eosId]);
   const inputs = tf.concat([visual, embedTokens(w, p, qIds), embedTokens(w, p, ids.subarray(0, ids.length - 1))], 0);
   const { hidden } = lmForward(w, p, lm, inputs);
   return { rows: tf.slice(hidden, [visual.shape[0]! + qIds.length - 1, 0], [ids.length, -1]), ids };
+}
+
+/**
+ * Every option's rows and ids as `answerRows` gives them for that option, from one pass over
+ * [visual, question, option_1, ..., option_K] with the options packed side by side.
+ */
+export function optionRows(w: Weights, method: EncodeMethod, lm: LmConfig, tokenizer: LmTokenizer, q: TrainQuestion, visual: tf.Tensor): { rows: tf.Tensor; ids: Int32Array }[] {
+  const p = `${method}.lm`;
+  const qIds = tokenizer.encode(questionText(q.question, q.options));
+  const ids = q.options.map((o) => Int32Array.from([...tokenizer.encode(o), tokenizer.eosId]));
+  const prefix = visual.shape[0]! + qIds.length;
+  // an option's last id is only predicted, never read
+  const read = ids.map((x) => x.subarray(0, x.length - 1));
+  const inputs = tf.concat([visual, embedTokens(w, p, qIds), ...read.filter((x) => x.length > 0).map((x) => embedTokens(w, p, x))], 0);
+  const { hidden } = lmForward(w, p, lm, inputs, { layout: packedLayout(prefix, read.map((x) => x.length)) });
+  // the question's last state predicts every option's first id
+  const last = tf.slice(hidden, [prefix - 1, 0], [1, -1]);
+  let start = prefix;
+  return ids.map((x, k) => {
+    const n = read[k]!.length;
+    const rows = n > 0 ? tf.concat([last, tf.slice(hidden, [start, 0], [n, -1])], 0) : last;
+    start += n;
+    return { rows, ids: x };
+  });
 }
 
 /** The loss terms of one question, as scalars (the caller is inside a tidy); `choice` only with `choiceWeight` > 0. */
@@ -101,19 +128,13 @@ export function sampleLosses(
     const targets = probs.map((_, i) => s.arrays.get(`target.${q.index}.${i}`)!.data as Float32Array);
     selection = boxLoss(probs, targets, [0], boxLossKind);
   }
-  const { rows, ids } = answerRows(w, method, lm, tokenizer, q, visual);
-  const truth = targetLogProbs(w, p, lm, rows, ids);
-  const answer = tf.neg(tf.mean(truth));
-  let choice: tf.Tensor | null = null;
   if (choiceWeight > 0 && q.target === undefined && q.options.length > 1) {
-    const scores = q.options.map((o, k) => {
-      if (k === q.answer) return tf.sum(truth);
-      const r = answerRows(w, method, lm, tokenizer, q, visual, o);
-      return tf.sum(targetLogProbs(w, p, lm, r.rows, r.ids));
-    });
-    choice = tf.neg(tf.gather(tf.logSoftmax(tf.stack(scores)), q.answer));
+    const options = optionRows(w, method, lm, tokenizer, q, visual).map((r) => targetLogProbs(w, p, lm, r.rows, r.ids));
+    const choice = tf.neg(tf.gather(tf.logSoftmax(tf.stack(options.map((o) => tf.sum(o)))), q.answer));
+    return { answer: tf.neg(tf.mean(options[q.answer]!)), selection, choice };
   }
-  return { answer, selection, choice };
+  const { rows, ids } = answerRows(w, method, lm, tokenizer, q, visual);
+  return { answer: tf.neg(tf.mean(targetLogProbs(w, p, lm, rows, ids))), selection, choice: null };
 }
 
 export interface BatchLoss {

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { initEngine, tf } from '../../src/tensor/engine.js';
 import { mergePlan, mergeTokens } from '../../src/mllm/projector.js';
-import { embedTokens, lmForward } from '../../src/mllm/lm.js';
+import { embedTokens, lmForward, packedLayout } from '../../src/mllm/lm.js';
 import { newVilaConfig, randomVilaWeights, loadVilaHd, writeVilaFiles } from '../../src/mllm/model.js';
 import { loadLmTokenizer, newLmTokenizer, questionText, writeLmTokenizer } from '../../src/mllm/tokenizer.js';
 import { buildCache, cacheDir, CacheReader, evidenceForced, looksOf } from '../../src/mllm/trainData.js';
@@ -59,6 +59,33 @@ test('the LM is causal, and a KV-cached continuation equals the whole sequence r
   const got = rest.hidden.dataSync();
   for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i]! - expected[i]!) < 1e-5, `row ${i}: ${got[i]} vs ${expected[i]}`);
   assert.throws(() => lmForward(w, 'lowres.lm', config.lm, tf.zeros([config.lm.contextLength + 1, config.lm.width])), (e: unknown) => isUserError(e) && /longer than the LM's context/.test(e.message));
+  w.dispose();
+  ps3.weights.dispose();
+});
+
+test('a packed layout gives each continuation the states of [prefix, continuation] run alone', () => {
+  const ps3 = loadModel(ps3Dir, 'vision');
+  const config = newVilaConfig({ preset: 'micro', methods: ['lowres'], ps3Model: ps3Dir });
+  const w = randomVilaWeights(config, ps3.config, ['lowres'], 2);
+  const p = 'lowres.lm';
+  const prefix = Int32Array.from([5, 9, 12]);
+  const continuations = [[7, 30, 4], [], [8], [31, 2]].map((c) => Int32Array.from(c));
+  const layout = packedLayout(prefix.length, continuations.map((c) => c.length));
+  assert.deepEqual([...layout.positions], [0, 1, 2, 3, 4, 5, 3, 3, 4]);
+  const packed = lmForward(w, p, config.lm, embedTokens(w, p, Int32Array.from([...prefix, ...continuations.flatMap((c) => [...c])])), { layout }).hidden.arraySync() as number[][];
+  let start = prefix.length;
+  for (const c of continuations) {
+    const alone = lmForward(w, p, config.lm, embedTokens(w, p, Int32Array.from([...prefix, ...c]))).hidden.arraySync() as number[][];
+    const expected = alone.flat();
+    const got = [...packed.slice(0, prefix.length), ...packed.slice(start, start + c.length)].flat();
+    got.forEach((x, i) => assert.ok(Math.abs(x - expected[i]!) < 1e-5, `continuation [${[...c]}], value ${i}: ${x} vs ${expected[i]}`));
+    start += c.length;
+  }
+  // the context limit counts the longest continuation, not the packed length
+  const long = packedLayout(config.lm.contextLength - 2, [2, 2, 2]);
+  assert.doesNotThrow(() => lmForward(w, p, config.lm, tf.zeros([long.positions.length, config.lm.width]), { layout: long }).hidden.dispose());
+  const over = packedLayout(config.lm.contextLength - 2, [1, 3]);
+  assert.throws(() => lmForward(w, p, config.lm, tf.zeros([over.positions.length, config.lm.width]), { layout: over }), (e: unknown) => isUserError(e) && /longer than the LM's context/.test(e.message));
   w.dispose();
   ps3.weights.dispose();
 });
