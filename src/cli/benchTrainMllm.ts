@@ -1,6 +1,6 @@
 /**
- * `ps3 bench train-mllm`: samples/s of VILA-HD training steps with 1, 2, ... threads in one
- * process (src/eval/benchTrainMllm.ts), on the shipped PS3 by default. One JSON line with `--json`.
+ * `ps3 bench train-mllm`: samples/s of VILA-HD training steps with 1, 2, ... threads (and each
+ * choice weight asked for) in one process (src/eval/benchTrainMllm.ts), on the shipped PS3 by default. One JSON line with `--json`.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,6 +17,7 @@ export interface BenchTrainMllmOptions {
   method: string;
   preset: string;
   threads: string;
+  choiceWeights: string;
   steps: string;
   batch: string;
   images: string;
@@ -29,13 +30,18 @@ export async function benchTrainMllmCommand(o: BenchTrainMllmOptions): Promise<n
   const ps3 = o.ps3 ?? SHIPPED_MODEL;
   if (!fs.existsSync(path.join(ps3, 'config.json'))) throw new UserError(`--ps3 ${ps3}: not a PS3 model folder (no config.json)`);
   const threads = o.threads.split(',').map((t) => intOption('threads', t.trim(), { min: 1 })!);
+  const choiceWeights = o.choiceWeights.split(',').map((x) => {
+    const v = Number(x.trim());
+    if (x.trim() === '' || !Number.isFinite(v) || v < 0) throw new UserError(`--choice-weights takes non-negative numbers, got "${x}"`);
+    return v;
+  });
   const steps = intOption('steps', o.steps, { min: 1 })!;
   const batch = intOption('batch', o.batch, { min: 1 })!;
   const images = intOption('images', o.images, { min: 1 })!;
   const repeats = intOption('repeats', o.repeats, { min: 1 })!;
   const backend = await initEngine(o);
   const r = await benchTrainMllm({
-    ps3, method: o.method as EncodeMethod, preset: o.preset, threads, steps, batch, images, repeats,
+    ps3, method: o.method as EncodeMethod, preset: o.preset, threads, choiceWeights, steps, batch, images, repeats,
     onRun: (done, total) => {
       if (!o.json) process.stderr.write(`run ${done}/${total} done\n`);
     },
@@ -46,7 +52,7 @@ export async function benchTrainMllmCommand(o: BenchTrainMllmOptions): Promise<n
   }
   process.stdout.write(`VILA-HD ${r.method} (${r.preset} LM), batch ${r.batch}, ${r.steps} timed step(s) a run, ${r.repeats} run(s) per count, ${r.cores} core(s):\n`);
   for (const row of r.rows) {
-    process.stdout.write(`  ${row.threads} thread(s): ${row.samples_per_s.toFixed(2)} samples/s (x${row.speedup.toFixed(2)}), CPU ${row.cpu_ms_per_sample.toFixed(0)} ms a sample\n`);
+    process.stdout.write(`  ${row.threads} thread(s), choice weight ${row.choice_weight}: ${row.samples_per_s.toFixed(2)} samples/s (x${row.speedup.toFixed(2)}), CPU ${row.cpu_ms_per_sample.toFixed(0)} ms a sample\n`);
   }
   return 0;
 }

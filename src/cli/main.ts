@@ -172,11 +172,12 @@ bench
 
 bench
   .command('train-mllm')
-  .description('samples/s of VILA-HD training steps (train-mllm on the token cache of a few scenes) with each number of threads, in one process, and the ratios')
+  .description('samples/s of VILA-HD training steps (train-mllm on the token cache of a few scenes) with each number of threads and choice weight, in one process, and the ratios')
   .option('--ps3 <dir>', 'the PS3 model folder (default: the shipped models/ps3-tiny)')
   .option('--method <name>', 'ps3 | lowres | anyres | s2', 'ps3')
   .option('--preset <name>', 'LM size: micro | tiny', 'tiny')
   .option('--threads <list>', 'comma-separated numbers of threads', '1,2')
+  .option('--choice-weights <list>', 'comma-separated train-mllm --choice-weight values, each timed with each number of threads', '0')
   .option('--steps <n>', 'timed steps a run (after one warm-up step)', '3')
   .option('--batch <n>', 'questions per step', '8')
   .option('--images <n>', 'training scenes (their tokens are cached first, untimed)', '4')

@@ -1,8 +1,9 @@
 /**
  * VILA-HD training benchmark: the same short `train-mllm` run (a fresh LM on the token cache of a
- * few scenes) with each number of threads in turn, repeated, in one process; per thread count the
- * median samples/s over the timed steps (the first step of each run warms up and is not counted)
- * and its ratio to the first count's. The cache is made once, before any run, and not timed.
+ * few scenes) with each number of threads and each choice weight in turn, repeated, in one
+ * process; per pair the median samples/s over the timed steps (the first step of each run warms
+ * up and is not counted) and its ratio to the first pair's. The cache is made once, before any
+ * run, and not timed.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,6 +17,8 @@ export interface TrainMllmBenchOptions {
   readonly method: EncodeMethod;
   readonly preset: string;
   readonly threads: readonly number[];
+  /** `--choice-weight` of each run (default [0]) */
+  readonly choiceWeights?: readonly number[];
   readonly steps: number;
   readonly batch: number;
   readonly images: number;
@@ -26,11 +29,14 @@ export interface TrainMllmBenchOptions {
 
 export interface TrainMllmBenchRow {
   readonly threads: number;
+  readonly choice_weight: number;
   /** median over the repeats of each run's samples/s (its timed steps' samples over their seconds) */
   readonly samples_per_s: number;
   readonly runs_samples_per_s: number[];
   /** process CPU time (every thread) per sample, median over the repeats */
   readonly cpu_ms_per_sample: number;
+  /** the timed steps' mean choice loss (null at choice weight 0): the term was computed */
+  readonly choice_loss: number | null;
   /** samples/s over the first row's */
   readonly speedup: number;
 }
@@ -52,42 +58,48 @@ const middle = (xs: readonly number[]): number => median(xs)!;
 export async function benchTrainMllm(o: TrainMllmBenchOptions): Promise<TrainMllmBench> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-bench-train-mllm-'));
   try {
-    const run = async (threads: number, steps: number, name: string): Promise<{ samplesPerS: number; cpuMsPerSample: number }> => {
+    const run = async (threads: number, choiceWeight: number, steps: number, name: string): Promise<{ samplesPerS: number; cpuMsPerSample: number; choiceLoss: number | null }> => {
       const seconds: number[] = [];
+      const choice: number[] = [];
       let cpu = process.cpuUsage();
       await trainVilaHd(
         {
           ps3: o.ps3, out: path.join(tmp, name), method: o.method, preset: o.preset, steps, batch: o.batch, lr: 1e-3, warmup: 1, clip: 1, seed: 0, dataSeed: 0,
-          images: o.images, looks: 1, selectionWeight: 1, saveEvery: steps, maxSeconds: 0, resume: false, embedPs3: false, cacheRoot: path.join(tmp, 'cache'), threads,
+          images: o.images, looks: 1, selectionWeight: 1, saveEvery: steps, maxSeconds: 0, resume: false, embedPs3: false, cacheRoot: path.join(tmp, 'cache'), threads, choiceWeight,
         },
         {
           onStep: (m) => {
             // the warm-up step's CPU time is left out with it
             if (m.step === 1) cpu = process.cpuUsage();
-            else seconds.push(m.seconds);
+            else {
+              seconds.push(m.seconds);
+              if (m.choice_loss !== null) choice.push(m.choice_loss);
+            }
           },
         },
       );
       const used = process.cpuUsage(cpu);
       const timed = seconds.reduce((a, s) => a + s, 0);
       const samples = seconds.length * o.batch;
-      return { samplesPerS: samples / timed, cpuMsPerSample: (used.user + used.system) / 1000 / samples };
+      return { samplesPerS: samples / timed, cpuMsPerSample: (used.user + used.system) / 1000 / samples, choiceLoss: choice.length ? choice.reduce((a, x) => a + x, 0) / choice.length : null };
     };
     // the cache of the scenes, made once before the timed runs
-    await run(1, 1, 'cache');
-    const per = new Map<number, Array<{ samplesPerS: number; cpuMsPerSample: number }>>(o.threads.map((t) => [t, []]));
+    await run(1, 0, 1, 'cache');
+    const pairs = o.threads.flatMap((threads) => (o.choiceWeights ?? [0]).map((choiceWeight) => ({ threads, choiceWeight, runs: [] as Array<{ samplesPerS: number; cpuMsPerSample: number; choiceLoss: number | null }> })));
     let done = 0;
     for (let r = 0; r < o.repeats; r++) {
-      for (const t of o.threads) {
-        per.get(t)!.push(await run(t, o.steps + 1, `run-${r}-${t}`));
-        o.onRun?.(++done, o.repeats * o.threads.length);
+      for (const p of pairs) {
+        p.runs.push(await run(p.threads, p.choiceWeight, o.steps + 1, `run-${r}-${p.threads}-${p.choiceWeight}`));
+        o.onRun?.(++done, o.repeats * pairs.length);
       }
     }
-    const rows = o.threads.map((t) => ({
-      threads: t,
-      samples_per_s: middle(per.get(t)!.map((x) => x.samplesPerS)),
-      runs_samples_per_s: per.get(t)!.map((x) => x.samplesPerS),
-      cpu_ms_per_sample: middle(per.get(t)!.map((x) => x.cpuMsPerSample)),
+    const rows = pairs.map((p) => ({
+      threads: p.threads,
+      choice_weight: p.choiceWeight,
+      samples_per_s: middle(p.runs.map((x) => x.samplesPerS)),
+      runs_samples_per_s: p.runs.map((x) => x.samplesPerS),
+      cpu_ms_per_sample: middle(p.runs.map((x) => x.cpuMsPerSample)),
+      choice_loss: p.runs[0]!.choiceLoss,
     }));
     return {
       method: o.method, preset: o.preset, batch: o.batch, steps: o.steps, images: o.images, repeats: o.repeats, cores: os.availableParallelism(),

@@ -90,3 +90,11 @@ test('bench train-mllm times each number of threads and reports the ratios', asy
     assert.ok(Math.abs(row.speedup - row.samples_per_s / r.rows[0]!.samples_per_s) < 1e-12);
   }
 });
+
+test('bench train-mllm times each choice weight with each number of threads', async () => {
+  const r = await benchTrainMllm({ ps3, method: 'lowres', preset: 'micro', threads: [1], choiceWeights: [0, 1], steps: 1, batch: 2, images: 2, repeats: 1 });
+  assert.deepEqual(r.rows.map((row) => [row.threads, row.choice_weight]), [[1, 0], [1, 1]]);
+  assert.ok(r.rows.every((row) => row.samples_per_s > 0));
+  assert.equal(r.rows[0]!.choice_loss, null);
+  assert.ok(r.rows[1]!.choice_loss! > 0, 'the choice-weight run computed the term');
+});
