@@ -1,6 +1,7 @@
 /**
  * `ps3 bench train-mllm`: samples/s of VILA-HD training steps with 1, 2, ... threads (and each
- * choice weight asked for) in one process (src/eval/benchTrainMllm.ts), on the shipped PS3 by default. One JSON line with `--json`.
+ * choice weight asked for) in one process (src/eval/benchTrainMllm.ts), on the shipped PS3 by
+ * default. One JSON line with `--json`.
  */
 import fs from 'node:fs';
 import path from 'node:path';

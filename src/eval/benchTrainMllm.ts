@@ -35,7 +35,7 @@ export interface TrainMllmBenchRow {
   readonly runs_samples_per_s: number[];
   /** process CPU time (every thread) per sample, median over the repeats */
   readonly cpu_ms_per_sample: number;
-  /** the timed steps' mean choice loss (null at choice weight 0): the term was computed */
+  /** the first run's timed steps' mean choice loss (null at choice weight 0): the term was computed */
   readonly choice_loss: number | null;
   /** samples/s over the first row's */
   readonly speedup: number;
@@ -52,13 +52,20 @@ export interface TrainMllmBench {
   readonly rows: TrainMllmBenchRow[];
 }
 
+/** One timed run: its samples/s, CPU time a sample, and mean choice loss (null without the term). */
+interface RunResult {
+  readonly samplesPerS: number;
+  readonly cpuMsPerSample: number;
+  readonly choiceLoss: number | null;
+}
+
 /** repeats >= 1, so never empty */
 const middle = (xs: readonly number[]): number => median(xs)!;
 
 export async function benchTrainMllm(o: TrainMllmBenchOptions): Promise<TrainMllmBench> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-bench-train-mllm-'));
   try {
-    const run = async (threads: number, choiceWeight: number, steps: number, name: string): Promise<{ samplesPerS: number; cpuMsPerSample: number; choiceLoss: number | null }> => {
+    const run = async (threads: number, choiceWeight: number, steps: number, name: string): Promise<RunResult> => {
       const seconds: number[] = [];
       const choice: number[] = [];
       let cpu = process.cpuUsage();
@@ -85,7 +92,7 @@ export async function benchTrainMllm(o: TrainMllmBenchOptions): Promise<TrainMll
     };
     // the cache of the scenes, made once before the timed runs
     await run(1, 0, 1, 'cache');
-    const pairs = o.threads.flatMap((threads) => (o.choiceWeights ?? [0]).map((choiceWeight) => ({ threads, choiceWeight, runs: [] as Array<{ samplesPerS: number; cpuMsPerSample: number; choiceLoss: number | null }> })));
+    const pairs = o.threads.flatMap((threads) => (o.choiceWeights ?? [0]).map((choiceWeight) => ({ threads, choiceWeight, runs: [] as RunResult[] })));
     let done = 0;
     for (let r = 0; r < o.repeats; r++) {
       for (const p of pairs) {
