@@ -29,6 +29,17 @@ before(async () => {
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
+/** A micro low-res VILA-HD folder over the micro PS3 in tmp/NAME: its folder, config and weights, and the PS3 loaded. */
+async function microVilaFolder(name: string, seed: number) {
+  const ps3 = loadModel(ps3Dir, 'vision');
+  const dir = path.join(tmp, name);
+  fs.mkdirSync(dir, { recursive: true });
+  const config = newVilaConfig({ preset: 'micro', methods: ['lowres'], ps3Model: path.relative(dir, ps3Dir) });
+  const w = randomVilaWeights(config, ps3.config, ['lowres'], seed);
+  await writeVilaFiles(dir, config, w.entries());
+  return { ps3, dir, config, w };
+}
+
 test('2x2 merging: a fully seen odd grid is zero-filled at its edge; a high-res grid keeps only whole chosen cells', () => {
   // 3 x 3 full grid, rows 0..8; zero row 9
   const full = mergePlan([{ height: 3, width: 3, offset: 0, ids: null }], 9);
@@ -166,12 +177,7 @@ test('the selection loss is what trains the prompt head: its gradient reaches th
 });
 
 test('a VILA-HD folder is loaded with every key checked: missing, misshaped and missing PS3 are named', async () => {
-  const ps3 = loadModel(ps3Dir, 'vision');
-  const dir = path.join(tmp, 'vila');
-  fs.mkdirSync(dir, { recursive: true });
-  const config = newVilaConfig({ preset: 'micro', methods: ['lowres'], ps3Model: path.relative(dir, ps3Dir) });
-  const w = randomVilaWeights(config, ps3.config, ['lowres'], 4);
-  await writeVilaFiles(dir, config, w.entries());
+  const { ps3, dir, w } = await microVilaFolder('vila', 4);
   const ok = loadVilaHd(dir);
   assert.deepEqual(ok.config.methods, ['lowres']);
   ok.weights.dispose();
@@ -257,12 +263,7 @@ test('--per-category: more questions of the same scenes, in a cache of its own',
 });
 
 test('the choice term is -log of the truth\'s share of the softmax over the option scores eval qa answers by; off, it leaves the loss as it was', async () => {
-  const ps3 = loadModel(ps3Dir, 'vision');
-  const dir = path.join(tmp, 'choice-vila');
-  fs.mkdirSync(dir, { recursive: true });
-  const config = newVilaConfig({ preset: 'micro', methods: ['lowres'], ps3Model: path.relative(dir, ps3Dir) });
-  const w = randomVilaWeights(config, ps3.config, ['lowres'], 5);
-  await writeVilaFiles(dir, config, w.entries());
+  const { ps3, dir, config } = await microVilaFolder('choice-vila', 5);
   const model = loadVilaHd(dir);
   const spec = { method: 'lowres' as const, seed: 23, images: 2, looks: 1 };
   const cache = cacheDir(path.join(tmp, 'cache'), ps3Dir, spec);
