@@ -46,6 +46,7 @@ const schema = z.object({
   resume: z.boolean().default(false),
   embedPs3: z.boolean().default(false),
   cache: z.string().optional(),
+  cacheOnly: z.boolean().default(false),
   tuneSelection: z.union([z.boolean(), z.enum(['all', 'projections'], { message: '--tune-selection takes all (the default) or projections' })]).default(false),
   selectionLr: num('selection-lr').pipe(z.number().positive('--selection-lr must be positive')).optional(),
   threads: int('threads').pipe(z.number().positive('--threads must be positive')).optional(),
@@ -68,7 +69,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
     ...(o.task !== undefined ? { task: o.task } : {}), ...(o.captions !== undefined ? { captions: o.captions } : {}),
     ...(o.captionShare !== undefined ? { captionShare: o.captionShare } : {}),
     selectionWeight: o.selectionWeight, ...(o.choiceWeight !== undefined ? { choiceWeight: o.choiceWeight } : {}), boxLoss: o.boxLoss, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
-    ...(o.cache ? { cacheRoot: o.cache } : {}),
+    ...(o.cache ? { cacheRoot: o.cache } : {}), cacheOnly: o.cacheOnly,
     tuneSelection: o.tuneSelection, ...(o.selectionLr !== undefined ? { selectionLr: o.selectionLr } : {}),
     // TensorFlow.js's WASM engine runs on one core: one thread per core shares each step
     threads: o.threads ?? availableParallelism(),
@@ -100,6 +101,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
     },
   });
   bar?.stop();
-  process.stdout.write(`trained ${o.method} to step ${result.step}; checkpoint ${result.checkpoint}\n`);
+  if (result.checkpoint === null) process.stdout.write(`cached the tokens of ${o.images} training scenes for ${o.method}\n`);
+  else process.stdout.write(`trained ${o.method} to step ${result.step}; checkpoint ${result.checkpoint}\n`);
   return 0;
 }

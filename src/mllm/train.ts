@@ -90,6 +90,11 @@ export interface TrainVilaOptions {
   /** where the PS3 token cache lives (default OUT/cache) */
   readonly cacheRoot?: string;
   /**
+   * make the run's token caches and stop, writing nothing in `out`: started beside the run with
+   * the same options, a builder that shares the caches' images with it (cacheClaims.ts)
+   */
+  readonly cacheOnly?: boolean;
+  /**
    * ps3: also train PS3's selection modules (selection features' projection, high-res prompt
    * projection, ConvNeXt) with the selection loss; the tuned PS3 is kept inside the folder.
    * `true` or 'all': every selection module; 'projections': the two projections only, the
@@ -261,7 +266,13 @@ function truncateMetrics(file: string, method: EncodeMethod, step: number): void
   fs.writeFileSync(file, kept.length ? `${kept.join('\n')}\n` : '');
 }
 
-export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents = {}): Promise<{ step: number; checkpoint: string }> {
+/** `checkpoint`: null for a `cacheOnly` run */
+export interface TrainVilaResult {
+  step: number;
+  checkpoint: string | null;
+}
+
+export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents = {}): Promise<TrainVilaResult> {
   checkTrainOptions(o);
   const previous = findCheckpoint(o.out);
   const checkpointDir = path.join(o.out, CHECKPOINT);
@@ -367,6 +378,11 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   for (const [task, spec] of Object.entries(specs) as Array<[SampleTask, CacheSpec]>) {
     dirs[task] = cacheDir(cacheRoot, ps3Dir, spec, state.ps3Weights);
     pools[task] = await buildCache(ps3, spec, dirs[task], (done, total) => events.onCache?.(done, total, task));
+  }
+  if (o.cacheOnly) {
+    weights.dispose();
+    ps3.weights.dispose();
+    return { step: state.step, checkpoint: null };
   }
   const reader = new SampleReader(dirs, tune === 'all');
   const questions = [...(pools.qa ?? []), ...(pools.captions ?? [])];

@@ -26,11 +26,13 @@
  * of the same scenes, each cache as a run of that task alone makes it.
  *
  * One `NNNNNN.safetensors` per image (written whole, then renamed) and `NNNNNN.json` with its
- * questions, written last, so an interrupted cache resumes where it stopped.
+ * questions, written last, so an interrupted cache resumes where it stopped, and several builders
+ * can share a folder (cacheClaims.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tf } from '../tensor/engine.js';
 import { readSafetensors, writeSafetensors, type NamedArray } from '../io/safetensors.js';
 import { normalise } from '../io/image.js';
@@ -48,6 +50,7 @@ import { boxTargets } from '../train/loss.js';
 import { sampleSeed } from '../train/sampleStream.js';
 import { HELDOUT_SEED_BASE, QA_VERSION, questionRng, sceneQuestions } from '../data/qa/generate.js';
 import type { EncodeMethod } from '../model/baselines.js';
+import { claim, release } from './cacheClaims.js';
 import { mergeTokens } from './projector.js';
 import { baselineVisual, highResGrids, keptRows, lowResGrid, lowResTokens, regionMaps } from './visual.js';
 
@@ -266,31 +269,64 @@ async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number
   return questions;
 }
 
+/** How often a builder looks again for the images other builders hold. */
+const CLAIM_POLL_MS = 2000;
+
 /**
  * Make (or finish) the cache of images 0..images-1 in `dir`; returns every question, image by
- * image. `onProgress(done, total)` after each image.
+ * image. `onProgress(done, total)` after each image. Several builders may fill one folder at once
+ * (cacheClaims.ts): each caches the images it claims, then waits for the ones the others hold.
  */
 export async function buildCache(ps3: PS3Model, spec: CacheSpec, dir: string, onProgress?: (done: number, total: number) => void): Promise<TrainQuestion[]> {
   checkTrainSeed(spec.seed);
   fs.mkdirSync(dir, { recursive: true });
-  const all: TrainQuestion[] = [];
   const scratch: Scratch = {};
-  for (let i = 0; i < spec.images; i++) {
-    const meta = path.join(dir, `${String(i).padStart(6, '0')}.json`);
-    let questions: TrainQuestion[];
-    if (fs.existsSync(meta)) {
-      questions = (JSON.parse(fs.readFileSync(meta, 'utf8')) as { questions: TrainQuestion[] }).questions;
-      // a cache made without the ConvNeXt's input gets it now (the rest stays)
-      if (spec.convInput && ps3.config.vision.highresSelectionFeature && questions.length && !fs.existsSync(convInputFile(dir, i))) {
-        const S = ps3.config.vision.scales.at(-1)!;
-        writeConvInput(ps3, scenePixels(renderScene(sceneRng(spec.seed, i), { width: S, height: S }).rgb, S), dir, i);
-      }
-    } else questions = await cacheImage(ps3, spec, dir, i, scratch);
-    all.push(...questions);
-    onProgress?.(i + 1, spec.images);
+  const perImage: TrainQuestion[][] = [];
+  let done = 0;
+  /** image i's questions if it is cached, or cached now by this builder; undefined while another holds it */
+  const fetch = async (i: number): Promise<TrainQuestion[] | undefined> => {
+    const name = String(i).padStart(6, '0');
+    const meta = path.join(dir, `${name}.json`);
+    if (fs.existsSync(meta)) return cachedQuestions(ps3, spec, dir, i, meta);
+    const claimFile = path.join(dir, `${name}.claim`);
+    if (!claim(claimFile)) return undefined;
+    try {
+      // another builder may have finished it between the look and the claim
+      if (fs.existsSync(meta)) return cachedQuestions(ps3, spec, dir, i, meta);
+      return await cacheImage(ps3, spec, dir, i, scratch);
+    } finally {
+      release(claimFile);
+    }
+  };
+  // one pass over the images; then again over those other builders held, until none is left
+  let waiting = Array.from({ length: spec.images }, (_, i) => i);
+  for (;;) {
+    const held: number[] = [];
+    for (const i of waiting) {
+      const questions = await fetch(i);
+      if (questions) {
+        perImage[i] = questions;
+        onProgress?.(++done, spec.images);
+      } else held.push(i);
+    }
+    waiting = held;
+    if (waiting.length === 0) break;
+    await sleep(CLAIM_POLL_MS);
   }
+  const all = perImage.flat();
   if (all.length === 0) throw new UserError(`no questions from ${spec.images} scenes at ${ps3.config.vision.scales.at(-1)} px: details are too large at the low-res scale for 4K-only questions`);
   return all;
+}
+
+/** An image's questions from its cache files. */
+function cachedQuestions(ps3: PS3Model, spec: CacheSpec, dir: string, i: number, meta: string): TrainQuestion[] {
+  const questions = (JSON.parse(fs.readFileSync(meta, 'utf8')) as { questions: TrainQuestion[] }).questions;
+  // a cache made without the ConvNeXt's input gets it now (the rest stays)
+  if (spec.convInput && ps3.config.vision.highresSelectionFeature && questions.length && !fs.existsSync(convInputFile(dir, i))) {
+    const S = ps3.config.vision.scales.at(-1)!;
+    writeConvInput(ps3, scenePixels(renderScene(sceneRng(spec.seed, i), { width: S, height: S }).rgb, S), dir, i);
+  }
+  return questions;
 }
 
 /** Reads each sample's arrays from its task's cache (a mixed run has two). */
