@@ -293,6 +293,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     const s = readState(previous);
     methods = s.methods;
     const own = s.methods[o.method];
+    if (own && o.cacheOnly) throw new UserError(`--cache-only: ${o.out} already holds a ${o.method} run, and a run's caches are made before its first step`);
     if (own && !o.resume) throw new UserError(`${o.out} already holds a ${o.method} run: pass --resume to continue it, or choose another --out`);
     if (!own && o.resume) throw new UserError(`--resume: ${o.out} holds no ${o.method} run (it has ${Object.keys(s.methods).join(', ') || 'none'})`);
     // a method's context shapes its weights: it is the run's, set when the method joined the folder

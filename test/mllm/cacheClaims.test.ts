@@ -12,7 +12,7 @@ import { initEngine } from '../../src/tensor/engine.js';
 import { loadModel, type PS3Model } from '../../src/model/load.js';
 import { CLAIM_STALE_MS, claim, release } from '../../src/mllm/cacheClaims.js';
 import { buildCache, cacheDir, type CacheSpec } from '../../src/mllm/trainData.js';
-import { runCli, writeMicroPs3 } from './helpers.js';
+import { assertBadInput, runCli, writeMicroPs3 } from './helpers.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-cache-claims-'));
 const ps3Dir = path.join(tmp, 'ps3');
@@ -114,13 +114,21 @@ test('a builder waits for an image another builder holds, and finishes once it i
   assert.equal(done, 3);
 });
 
-test('train-mllm --cache-only makes the run\'s cache and writes nothing in --out', () => {
+test('train-mllm --cache-only makes the run\'s cache and writes nothing in --out; the run then trains on it', () => {
   const cache = path.join(tmp, 'cli-cache');
   const out = path.join(tmp, 'cli-out');
-  const r = runCli(['train-mllm', '--ps3', ps3Dir, '--out', out, '--preset', 'micro', '--images', '2', '--data-seed', '43', '--cache', cache, '--cache-only', '--threads', '1']);
+  const args = ['train-mllm', '--ps3', ps3Dir, '--out', out, '--preset', 'micro', '--images', '2', '--data-seed', '43', '--cache', cache, '--steps', '1', '--batch', '2', '--threads', '1'];
+  const r = runCli([...args, '--cache-only']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /cached the tokens of 2 training scenes for ps3/);
   assert.ok(!fs.existsSync(out));
   const [folder] = fs.readdirSync(cache);
-  assert.deepEqual(fs.readdirSync(path.join(cache, folder!)).filter((f) => f.endsWith('.json')), ['000000.json', '000001.json']);
+  const files = (): string[] => fs.readdirSync(path.join(cache, folder!)).sort();
+  const made = files();
+  assert.deepEqual(made.filter((f) => f.endsWith('.json')), ['000000.json', '000001.json']);
+  const trained = runCli(args);
+  assert.equal(trained.status, 0, trained.stderr);
+  assert.match(trained.stdout, /trained ps3 to step 1/);
+  assert.deepEqual(files(), made, 'the run read the cache the builder made');
+  assertBadInput([...args, '--cache-only'], /--cache-only: .* already holds a ps3 run/);
 });
