@@ -14,7 +14,7 @@
 import { tf } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import type { Pixels, SelectionMap } from '../model/encoder.js';
-import { boxToGtMap, groundTruthPerScale, type LookCount } from '../model/selection.js';
+import { boxGroundTruthPerScale, type LookCount } from '../model/selection.js';
 import { boxTargets } from '../train/loss.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import { disposeKv, embedTokens, lmForward, lmLogits, targetLogProbs, type LmKV } from './lm.js';
@@ -181,9 +181,9 @@ export async function answerQuestion(
     low.dispose();
     msLmPrompt = performance.now() - t1;
     const look = ask.tokens !== undefined ? { numTokenLookClose: ask.tokens } : { numLookClose: ask.looks ?? 1 };
-    const gtMap = ask.evidenceBox ? boxToGtMap([...ask.evidenceBox], pixels.height) : null;
-    const region = gtMap && ask.evidenceOnly ? boxTargets(groundTruthPerScale(model.ps3.config.vision, gtMap, 1, pixels.height, pixels.width)) : undefined;
-    const r = await ps3Visual(model.ps3, pixels, { prompt, ...look, ...(gtMap ? { gtSelectionMaps: gtMap } : {}), ...(ask.onlySelectFirstNScale !== undefined ? { onlySelectFirstNScale: ask.onlySelectFirstNScale } : {}) }, region);
+    const gtPerScale = ask.evidenceBox ? boxGroundTruthPerScale(model.ps3.config.vision, [...ask.evidenceBox], pixels.height) : null;
+    const region = gtPerScale && ask.evidenceOnly ? boxTargets(gtPerScale) : undefined;
+    const r = await ps3Visual(model.ps3, pixels, { prompt, ...look, ...(gtPerScale ? { gtPerScale } : {}), ...(ask.onlySelectFirstNScale !== undefined ? { onlySelectFirstNScale: ask.onlySelectFirstNScale } : {}) }, region);
     prompt.dispose();
     const probs = await Promise.all((r.out.topdownSelectionProbs ?? r.out.selectionProbs).map(async (t) => (await t.data()) as Float32Array));
     selection = { probs, maps: r.out.selectionMaps };

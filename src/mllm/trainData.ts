@@ -44,7 +44,7 @@ import { Rng } from '../rng.js';
 import { encodeImage, highresSelectionFeatures, ScaledImages, withResizes, type Pixels } from '../model/encoder.js';
 import { CONVNET_INPUT, convnetFor } from '../model/convnet.js';
 import type { PS3Model } from '../model/load.js';
-import { boxToGtMap, groundTruthPerScale } from '../model/selection.js';
+import { boxGroundTruthPerScale } from '../model/selection.js';
 import { finalNorm } from '../model/vit.js';
 import { boxTargets } from '../train/loss.js';
 import { sampleSeed } from '../train/sampleStream.js';
@@ -144,12 +144,11 @@ function scenePixels(rgb: Uint8Array, size: number, out?: Float32Array): Pixels 
 }
 
 /**
- * Arrays a cache run refills image after image: at 3780 px the pixels are 171 MB and a box map
- * 57 MB, and a fresh array that size costs more in page faults than filling it.
+ * What a cache run refills image after image: at 3780 px the pixels are 171 MB, and a fresh array
+ * that size costs more in page faults than filling it.
  */
 export interface Scratch {
   pixels?: Float32Array;
-  gt?: Float32Array;
 }
 
 async function arrayOf(t: tf.Tensor): Promise<NamedArray> {
@@ -229,12 +228,12 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
       conv.dispose();
     }
     for (const q of questions) {
-      const gt = boxToGtMap(q.box, S, (scratch.gt ??= new Float32Array(S * S)));
+      const gtPerScale = boxGroundTruthPerScale(cfg, q.box, S);
       // a caption's look is always at its region
-      const forced = captions || evidenceForced(spec, i, q.index) ? { gtSelectionMaps: gt } : {};
+      const forced = captions || evidenceForced(spec, i, q.index) ? { gtPerScale } : {};
       const out = await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: looksOf(spec, i, q.index), ...forced, outputHiddenStates: false });
       const n0 = g0 * g0;
-      const targets = boxTargets(groundTruthPerScale(cfg, gt, 1, S, S));
+      const targets = boxTargets(gtPerScale);
       // a caption is of its region alone: its look keeps only the tokens of the region's cells
       const maps = captions ? regionMaps(out.selectionMaps, targets) : out.selectionMaps;
       const high = tf.tidy(() => {

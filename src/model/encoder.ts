@@ -85,6 +85,11 @@ export interface EncodeOptions {
   smoothSelectionProb?: boolean;
   /** 0/1 maps [B, H, W] at input resolution: every patch they touch is chosen first */
   gtSelectionMaps?: Float32Array;
+  /**
+   * instead of `gtSelectionMaps`, the same already on each high-res scale's grid ([B * gh * gw]
+   * each, as `groundTruthPerScale` or `boxGroundTruthPerScale` make it): no map at input resolution
+   */
+  gtPerScale?: readonly Float32Array[];
   /** keep every block's hidden states in the output (default true) */
   outputHiddenStates?: boolean;
   /** when given, filled with each stage's wall time in ms (forces a sync at stage ends) */
@@ -363,6 +368,13 @@ function validateOptions(cfg: VisionConfig, pixels: Pixels, o: EncodeOptions): v
   if (o.gtSelectionMaps && o.gtSelectionMaps.length !== batch * pixels.height * pixels.width) {
     throw new UserError(`gtSelectionMaps: ${o.gtSelectionMaps.length} values do not make [${batch}, ${pixels.height}, ${pixels.width}]`);
   }
+  if (o.gtPerScale) {
+    if (o.gtSelectionMaps) throw new UserError('give gtSelectionMaps or gtPerScale, not both');
+    const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, pixels.height, pixels.width, i + 1));
+    if (o.gtPerScale.length !== ns || o.gtPerScale.some((g, i) => g.length !== batch * grids[i]![0] * grids[i]![1])) {
+      throw new UserError(`gtPerScale: [${o.gtPerScale.map((g) => g.length).join(', ')}] values do not make [${grids.map(([h, w]) => `${batch * h * w}`).join(', ')}] (batch x each high-res grid)`);
+    }
+  }
   if (o.prompt && (o.prompt.rank !== 2 || o.prompt.shape[0] !== batch || o.prompt.shape[1] !== cfg.trunk.width)) {
     throw new UserError(`prompt has shape [${o.prompt.shape.join(', ')}], expected [${batch}, ${cfg.trunk.width}]`);
   }
@@ -432,7 +444,7 @@ export async function encodeImage(w: Weights, config: PS3Config, pixels: Pixels,
   let probs = topdown ?? bottomup;
   if (options.gtSelectionMaps) {
     probs = forceGroundTruth(probs, groundTruthPerScale(cfg, options.gtSelectionMaps, B, pixels.height, pixels.width));
-  }
+  } else if (options.gtPerScale) probs = forceGroundTruth(probs, options.gtPerScale);
   if (options.smoothSelectionProb) {
     const smoothed = smoothProbs(probs);
     if (probs !== bottomup && probs !== topdown) probs.forEach((p) => p.dispose());

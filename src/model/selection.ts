@@ -192,13 +192,29 @@ export function ownForcedAtTop(box: Box, size: number, capacity: ForcingCapacity
 }
 
 /**
+ * `groundTruthPerScale` of `boxToGtMap(box, size)` on a size x size image, computed from the box's
+ * rows and columns (boxAreaAtGrid): the same patches forced and the same targets, without the
+ * size x size map and its area-downsampling (14 M values a question at 3780 px).
+ */
+export function boxGroundTruthPerScale(cfg: VisionConfig, box: Box | null, size: number): Float32Array[] {
+  const [g1h, g1w] = gridAtScale(cfg, size, size, 1);
+  const first = box === null ? new Float32Array(g1h * g1w).fill(1) : boxAreaAtGrid(box, size, g1h, g1w);
+  return perScaleFromFirst(cfg, first, 1, size, size);
+}
+
+/**
  * The ground-truth map [B, H, W] at input resolution, area-downsampled to the first high-res grid
  * and nearest-upsampled to each scale's grid: per scale a [B, gh * gw] array (> 0 forces a patch).
  */
 export function groundTruthPerScale(cfg: VisionConfig, gt: Float32Array, batch: number, height: number, width: number, firstArea?: Float32Array): Float32Array[] {
   const [g1h, g1w] = gridAtScale(cfg, height, width, 1);
   // `firstArea`: the same area-downsampling, when the caller already has it
-  const first = firstArea ?? resize(gt, batch, height, width, g1h, g1w, 'area');
+  return perScaleFromFirst(cfg, firstArea ?? resize(gt, batch, height, width, g1h, g1w, 'area'), batch, height, width);
+}
+
+/** The ground truth on the first high-res grid, [B, g1h * g1w], nearest-upsampled to each scale's grid. */
+function perScaleFromFirst(cfg: VisionConfig, first: Float32Array, batch: number, height: number, width: number): Float32Array[] {
+  const [g1h, g1w] = gridAtScale(cfg, height, width, 1);
   return cfg.scales.slice(1).map((_, i) => {
     const [gh, gw] = gridAtScale(cfg, height, width, i + 1);
     return resize(first, batch, g1h, g1w, gh, gw, 'nearest');

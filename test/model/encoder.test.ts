@@ -13,6 +13,7 @@ import { encodeImage, STAGE_PARTS, type EncodeOptions, type EncodeOutput, type P
 import { positionEmbedding, positionResidual, selectedPositionEmbedding } from '../../src/model/vit.js';
 import { Weights } from '../../src/model/weights.js';
 import { loadModel, type PS3Model } from '../../src/model/load.js';
+import { boxGroundTruthPerScale } from '../../src/model/selection.js';
 import { encodeText, type TextOutput } from '../../src/model/text.js';
 import { initEngine, tf } from '../../src/tensor/engine.js';
 
@@ -113,6 +114,12 @@ test('top-down with smoothing, token budgets, ground truth and no hidden states 
     const gt = new Float32Array(560 * 560);
     for (let y = 100; y < 200; y++) for (let x = 300; x < 420; x++) gt[y * 560 + x] = 1;
     await noLeak('ground truth', () => encodeImage(model.weights, model.config, square, { prompt, gtSelectionMaps: gt, numLookClose: 1 }));
+    // the same ground truth already on each scale's grid: the same look, token for token
+    const fromMap = await encodeImage(model.weights, model.config, square, { prompt, gtSelectionMaps: gt, numLookClose: 1, outputHiddenStates: false });
+    const fromBox = await encodeImage(model.weights, model.config, square, { prompt, gtPerScale: boxGroundTruthPerScale(model.config.vision, [300, 100, 419, 199], 560), numLookClose: 1, outputHiddenStates: false });
+    assert.deepEqual(fromBox.selectionMaps, fromMap.selectionMaps);
+    assert.deepEqual(await fromBox.lastHiddenState.data(), await fromMap.lastHiddenState.data());
+    for (const o of [fromMap, fromBox]) tf.dispose([o.lastHiddenState, o.pooledOutput, ...o.selectionProbs, ...o.bottomupSelectionProbs, ...(o.topdownSelectionProbs ?? [])]);
     await noLeak('first n scales', () => encodeImage(model.weights, model.config, square, { onlySelectFirstNScale: 2 }), (o) => {
       assert.deepEqual(o.selectionMaps.map((m) => m.data.reduce((a, c) => a + c, 0)), [19, 76, 1]);
     });
@@ -202,6 +209,9 @@ test('pixels of the wrong length, or smaller than a patch, are refused', async (
 
 test('ground-truth maps of the wrong size are refused before anything is allocated', async () => {
   await rejectsUserError('gt size', () => encodeImage(model.weights, model.config, square, { gtSelectionMaps: new Float32Array(10) }), 'gtSelectionMaps');
+  const perScale = boxGroundTruthPerScale(model.config.vision, [300, 100, 419, 199], 560);
+  await rejectsUserError('gt per scale size', () => encodeImage(model.weights, model.config, square, { gtPerScale: [perScale[0]!, perScale[1]!] }), 'gtPerScale');
+  await rejectsUserError('gt twice', () => encodeImage(model.weights, model.config, square, { gtPerScale: perScale, gtSelectionMaps: new Float32Array(560 * 560) }), 'not both');
 });
 
 test('onlySelectFirstNScale: 1 on a 3-high-res-scale model is refused as a UserError (or handled), never an internal error', async () => {

@@ -11,9 +11,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig, type VisionConfig } from '../../src/io/config.js';
-import { baseBudgets, boxAreaAtGrid, boxCells, boxesToGtMap, boxToGtMap, chooseLook, forcingCapacity, gridAtScale, groundTruthPerScale, imageSizeAtScale, lookBudgets, ownForcedAtTop, planLooks } from '../../src/model/selection.js';
+import { baseBudgets, boxAreaAtGrid, boxCells, boxesToGtMap, boxGroundTruthPerScale, boxToGtMap, chooseLook, forcingCapacity, gridAtScale, groundTruthPerScale, imageSizeAtScale, lookBudgets, ownForcedAtTop, planLooks } from '../../src/model/selection.js';
 import { presetConfig } from '../../src/model/presets.js';
 import { resize } from '../../src/tensor/resample.js';
+import { boxTargets } from '../../src/train/loss.js';
 
 // Compiled to dist/test/model/, so the repository root is three levels up.
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -285,6 +286,20 @@ test('boxAreaAtGrid equals the box map area-downsampled (adaptive average poolin
     const got = boxAreaAtGrid(box, size, gh, gw);
     assert.equal(got.length, gh * gw);
     got.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) < 1e-6, `${box.join()} at ${gh}x${gw}, cell ${i}: ${v} vs ${want[i]}`));
+  }
+});
+
+test('boxGroundTruthPerScale forces the patches and gives the targets groundTruthPerScale gives for the box\'s map', () => {
+  for (const [cfg, size] of [[presetConfig('tiny').vision, 3780], [fixture, 400]] as const) {
+    for (const box of [[100, 100, 185, 185], [700.5, 1200.2, 1290, 1260.9], [0, 3700, 60, 3780], [-20, 5, 3, 9], null] as const) {
+      const fromMap = groundTruthPerScale(cfg, boxToGtMap(box === null ? null : [...box], size), 1, size, size);
+      const fromBox = boxGroundTruthPerScale(cfg, box === null ? null : [...box], size);
+      assert.equal(fromBox.length, fromMap.length);
+      fromBox.forEach((g, s) => {
+        assert.deepEqual(boxTargets([g]), boxTargets([fromMap[s]!]), `${String(box)} at scale ${s + 1}`);
+        g.forEach((v, i) => assert.ok(Math.abs(v - fromMap[s]![i]!) < 1e-6, `${String(box)} at scale ${s + 1}, cell ${i}`));
+      });
+    }
   }
 });
 

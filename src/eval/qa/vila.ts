@@ -10,7 +10,7 @@
  */
 import { loadPixelValues } from '../../io/image.js';
 import type { Pixels, SelectionMap } from '../../model/encoder.js';
-import { boxToGtMap, groundTruthPerScale, type LookCount } from '../../model/selection.js';
+import { boxGroundTruthPerScale, type LookCount } from '../../model/selection.js';
 import { isOutOfMemory, OutOfMemoryError, type EncodeMethod } from '../../model/baselines.js';
 import { answerQuestion, type AskOptions } from '../../mllm/answer.js';
 import type { VilaHd } from '../../mllm/model.js';
@@ -46,7 +46,7 @@ export interface VilaQaReport extends Omit<QaReport, 'predictions'> {
 export function evidenceRecall(item: BenchItem, maps: readonly SelectionMap[], model: VilaHd, S: number): { recall: number; random: number } | null {
   const box = evidenceBoxAt(item, S);
   if (!box) return null;
-  const targets = groundTruthPerScale(model.ps3.config.vision, boxToGtMap(box, S), 1, S, S);
+  const targets = boxGroundTruthPerScale(model.ps3.config.vision, box, S);
   let hit = 0;
   let total = 0;
   let expected = 0;
