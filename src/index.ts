@@ -39,7 +39,7 @@ export { benchTrain, type TrainBench, type TrainPhases } from './eval/benchTrain
 export { setDefaultTrunk, type DefaultTrunk } from './model/vit.js';
 export { encodePretrain, type PretrainOutput } from './model/pretrain.js';
 export { featureMaps } from './model/featureMaps.js';
-export { baseBudgets, lookBudgets, planLooks, chooseLook, gridAtScale, imageSizeAtScale, type LookCount } from './model/selection.js';
+export { baseBudgets, boxGroundTruthPerScale, lookBudgets, planLooks, chooseLook, gridAtScale, imageSizeAtScale, type LookCount } from './model/selection.js';
 export { heatmapOverlay, displayImage, viridis } from './io/heatmap.js';
 export { writeSelectionPictures } from './eval/selectionPictures.js';
 export { runParity, type ParityReport, type CaseResult } from './eval/parity.js';
