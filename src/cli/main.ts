@@ -264,7 +264,7 @@ program
   .option('--max-minutes <x>', 'stop (after a whole step, with a checkpoint) after this long; 0 = no limit', '0')
   .option('--embed-ps3', 'keep a copy of the PS3 folder inside the VILA-HD folder instead of a relative path', false)
   .option('--cache <dir>', 'where PS3\'s tokens of the training scenes are cached (default OUT/cache)')
-  .option('--cache-only', 'make the token caches and stop, writing nothing in --out; run it beside the training run with the same options (one per core, or on machines sharing --cache): the builders split the scenes', false)
+  .option('--cache-only', 'make the token caches and stop, writing nothing in --out but its default cache (OUT/cache, when --cache is not given); run it beside the training run with the same options (one per core, or on machines sharing --cache): the builders split the scenes', false)
   .option('--tune-selection [which]', 'ps3: also train PS3\'s selection modules (not its trunk) with the selection loss: all (the default) | projections (the ConvNeXt stays frozen: much cheaper); the tuned PS3 is kept in the folder', false)
   .option('--selection-lr <x>', 'peak learning rate of PS3\'s selection modules with --tune-selection (default --lr)')
   .option('--threads <n>', 'threads that share each step\'s batch (default: one per core); a run resumes on the same curve with the same number')

@@ -90,7 +90,7 @@ export interface TrainVilaOptions {
   /** where the PS3 token cache lives (default OUT/cache) */
   readonly cacheRoot?: string;
   /**
-   * make the run's token caches and stop, writing nothing in `out`: started beside the run with
+   * make the run's token caches and stop, writing nothing in `out` but its default cache: started beside the run with
    * the same options, a builder that shares the caches' images with it (cacheClaims.ts)
    */
   readonly cacheOnly?: boolean;
