@@ -156,12 +156,16 @@ async function arrayOf(t: tf.Tensor): Promise<NamedArray> {
 }
 
 function writeAtomic(file: string, write: (tmp: string) => void): void {
-  const tmp = `${file}.tmp`;
+  // the process's own temporary name: builders sharing the folder may write the same file at once
+  const tmp = `${file}.${process.pid}.tmp`;
   write(tmp);
   fs.renameSync(tmp, file);
 }
 
-const convInputFile = (dir: string, i: number): string => path.join(dir, `${String(i).padStart(6, '0')}.convin.safetensors`);
+/** Image i's files are `NNNNNN.*`. */
+const imageName = (i: number): string => String(i).padStart(6, '0');
+
+const convInputFile = (dir: string, i: number): string => path.join(dir, `${imageName(i)}.convin.safetensors`);
 
 /** The selection ConvNeXt's input of a scene ([1, 3, C, C] at CONVNET_INPUT), stored as F16. */
 function writeConvInput(ps3: PS3Model, pixels: Pixels, dir: string, i: number): void {
@@ -262,7 +266,7 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
 /** Cache image `i`; returns its questions. */
 async function cacheImage(ps3: PS3Model, spec: CacheSpec, dir: string, i: number, scratch: Scratch): Promise<TrainQuestion[]> {
   const { questions, arrays, trunkTokens } = await imageSamples(ps3, spec, i, scratch, dir);
-  const name = String(i).padStart(6, '0');
+  const name = imageName(i);
   if (arrays.size) writeAtomic(path.join(dir, `${name}.safetensors`), (tmp) => writeSafetensors(tmp, arrays));
   writeAtomic(path.join(dir, `${name}.json`), (tmp) => fs.writeFileSync(tmp, `${JSON.stringify({ questions, trunk_tokens: trunkTokens })}\n`));
   return questions;
@@ -284,7 +288,7 @@ export async function buildCache(ps3: PS3Model, spec: CacheSpec, dir: string, on
   let done = 0;
   /** image i's questions if it is cached, or cached now by this builder; undefined while another holds it */
   const fetch = async (i: number): Promise<TrainQuestion[] | undefined> => {
-    const name = String(i).padStart(6, '0');
+    const name = imageName(i);
     const meta = path.join(dir, `${name}.json`);
     if (fs.existsSync(meta)) return cachedQuestions(ps3, spec, dir, i, meta);
     const claimFile = path.join(dir, `${name}.claim`);
@@ -354,7 +358,7 @@ export class CacheReader {
   image(i: number): Map<string, NamedArray> {
     const hit = this.recent.get(i);
     if (hit) return hit;
-    const arrays = readSafetensors(path.join(this.dir, `${String(i).padStart(6, '0')}.safetensors`));
+    const arrays = readSafetensors(path.join(this.dir, `${imageName(i)}.safetensors`));
     if (this.convInput) for (const [k, a] of readSafetensors(convInputFile(this.dir, i))) arrays.set(k, a);
     this.recent.set(i, arrays);
     if (this.recent.size > this.keep) this.recent.delete(this.recent.keys().next().value!);
