@@ -10,7 +10,9 @@ import {
   nearestIndex,
   resampleMatrix,
   resize,
+  resizePlanes,
   tapsFor,
+  type Taps,
 } from '../../src/tensor/resample.js';
 import { assertClose, denseMatrix, f32, hashInput, loadNumerics, quantize } from './numerics-fixture.js';
 
@@ -81,6 +83,45 @@ for (const c of data.maxPool) {
     const got = adaptiveMaxPool(x, c.count, c.h, c.w, c.outH, c.outW);
     // A max selects one input, so the result is exact.
     assertClose(got, f32(c.out), 0, 'adaptiveMaxPool');
+  });
+}
+
+/** The separable sum written plainly: every tap of a row into a float64 row, then every tap of a column. */
+function plainResize(x: Float32Array, count: number, h: number, w: number, rows: Taps, cols: Taps): Float32Array {
+  const out = new Float32Array(count * rows.outSize * cols.outSize);
+  for (let p = 0; p < count; p++) {
+    for (let oy = 0; oy < rows.outSize; oy++) {
+      const row = new Float64Array(w);
+      for (let k = 0; k < rows.width; k++) {
+        const wt = rows.weight[oy * rows.width + k]!;
+        if (wt === 0) continue;
+        for (let c = 0; c < w; c++) row[c]! += wt * x[(p * h + rows.index[oy * rows.width + k]!) * w + c]!;
+      }
+      for (let ox = 0; ox < cols.outSize; ox++) {
+        let acc = 0;
+        for (let k = 0; k < cols.width; k++) acc += cols.weight[ox * cols.width + k]! * row[cols.index[ox * cols.width + k]!]!;
+        out[(p * rows.outSize + oy) * cols.outSize + ox] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+// The four-tap paths (plain bicubic) reorder nothing: the same bits as the plain sum, for down-
+// and upscales, a size kept (taps 0, 1, 0, 0: fewer nonzero rows) and wider antialiased taps.
+for (const [mode, h, w, outH, outW] of [
+  ['bicubic', 37, 41, 15, 16],
+  ['bicubic', 9, 11, 20, 23],
+  ['bicubic', 12, 13, 12, 5],
+  ['bicubic-antialias', 30, 31, 7, 9],
+  ['area', 20, 21, 6, 7],
+] as const) {
+  test(`resize ${mode} ${h}x${w} -> ${outH}x${outW} is the plain separable sum, bit for bit`, () => {
+    const x = hashInput(2 * h * w, 7);
+    const rows = tapsFor(mode, h, outH);
+    const cols = tapsFor(mode, w, outW);
+    const got = resizePlanes(x, 2, h, w, rows, cols);
+    assert.deepEqual(Array.from(got), Array.from(plainResize(x, 2, h, w, rows, cols)));
   });
 }
 
