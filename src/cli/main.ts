@@ -252,6 +252,7 @@ program
   .option('--looks <n>', 'ps3: looks per training question (evidence box first)', '1')
   .option('--min-looks <n>', 'ps3: draw each question\'s number of looks from this to --looks (so the LM learns to read one look or several; default: --looks for all)')
   .option('--evidence-fraction <p>', 'ps3: the share of training questions whose looks take the evidence box first (default 1); the rest look bottom-up, as a look that misses does at test time, so the LM learns to fall back on low-res')
+  .option('--decoy-looks <p>', 'ps3: the share of qa samples that read another question\'s look of the same scene (a look at another object, as a look that misses at test time), so the LM learns to check that the look shows what is asked and else to fall back on low-res; uses the same token cache (default 0)')
   .option('--task <task>', 'what each training scene is asked: qa (4KPro-lite questions, default), captions (the alignment stage: write a region\'s local caption; ps3 looks at the region) or mixed (both in every batch, each from its own cache)')
   .option('--captions <n>', 'captions and mixed tasks: local captions asked of each training scene (default 4)')
   .option('--caption-share <p>', 'mixed task: the share of each batch that writes captions (default 0.5; the rest answer questions)')

@@ -50,11 +50,11 @@ function tensorOf(arrays: ReadonlyMap<string, NamedArray>, key: string): tf.Tens
   return tf.tensor(a.data, [...a.shape]);
 }
 
-/** A sample's visual tokens for the LM, projected ([m, W]), and (ps3) the projected low-res part alone. */
+/** A sample's visual tokens for the LM, projected ([m, W]), and (ps3) the projected low-res part alone; a decoy reads another question's look. */
 export function sampleVisual(w: Weights, method: EncodeMethod, s: SampleInputs): { visual: tf.Tensor; low: tf.Tensor | null } {
   if (method !== 'ps3') return { visual: project(w, method, tensorOf(s.arrays, 'visual')), low: null };
   const low = project(w, method, tensorOf(s.arrays, 'low'));
-  return { visual: tf.concat([low, project(w, method, tensorOf(s.arrays, `high.${s.question.index}`))], 0), low };
+  return { visual: tf.concat([low, project(w, method, tensorOf(s.arrays, `high.${s.question.look ?? s.question.index}`))], 0), low };
 }
 
 /**

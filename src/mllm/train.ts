@@ -36,6 +36,7 @@ import { buildCache, cacheDir, checkTrainSeed, ps3WeightsHash, SampleReader, TRA
 import { trainableKeys } from '../train/trainer.js';
 import { CONVNET_PREFIX } from '../model/convnet.js';
 import { initFrom, type InitSource } from './init.js';
+import { qaLooksByImage, withDecoyLook } from './decoyLooks.js';
 import { isTiling, lmConfigOf, parseVilaConfig, readVilaConfig, withContextLength, withResolution, type VilaConfig } from './config.js';
 
 export interface TrainVilaOptions {
@@ -66,6 +67,8 @@ export interface TrainVilaOptions {
   readonly minLooks?: number;
   /** ps3: the share of training questions whose looks take the evidence box first (default 1); the rest look bottom-up */
   readonly evidenceFraction?: number;
+  /** ps3: the share of qa samples that read another question's look of the same scene (decoyLooks.ts; default 0) */
+  readonly decoyLooks?: number;
   /** anyres/s2: resolution tiled (default the top scale) */
   readonly resolution?: number;
   /** questions per category asked of each training scene (default 1) */
@@ -163,7 +166,7 @@ function readState(dir: string): VilaTrainerState {
 /** Options that fix a run's data and question order: a resume that changed one would leave the run's curve. */
 const CURVE_OPTIONS: ReadonlyArray<readonly [keyof TrainVilaOptions, string]> = [
   ['seed', '--seed'], ['dataSeed', '--data-seed'], ['images', '--images'], ['batch', '--batch'], ['looks', '--looks'], ['minLooks', '--min-looks'],
-  ['perCategory', '--per-category'], ['evidenceFraction', '--evidence-fraction'], ['resolution', '--resolution'], ['task', '--task'], ['captions', '--captions'], ['captionShare', '--caption-share'],
+  ['perCategory', '--per-category'], ['evidenceFraction', '--evidence-fraction'], ['decoyLooks', '--decoy-looks'], ['resolution', '--resolution'], ['task', '--task'], ['captions', '--captions'], ['captionShare', '--caption-share'],
 ];
 
 /** Checks every option before anything expensive. */
@@ -184,6 +187,8 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (o.minLooks !== undefined && o.method !== 'ps3') throw new UserError(`--min-looks sets PS3's training looks, which only --method ps3 has (got --method ${o.method})`);
   if (o.evidenceFraction !== undefined && !(o.evidenceFraction >= 0 && o.evidenceFraction <= 1)) throw new UserError(`--evidence-fraction must be from 0 to 1, got ${o.evidenceFraction}`);
   if (o.evidenceFraction !== undefined && o.method !== 'ps3') throw new UserError(`--evidence-fraction sets how PS3's training looks are aimed, which only --method ps3 has (got --method ${o.method})`);
+  if (o.decoyLooks !== undefined && !(o.decoyLooks >= 0 && o.decoyLooks <= 1)) throw new UserError(`--decoy-looks must be from 0 to 1, got ${o.decoyLooks}`);
+  if (o.decoyLooks !== undefined && o.method !== 'ps3') throw new UserError(`--decoy-looks swaps PS3's looks between questions, which only --method ps3 has (got --method ${o.method})`);
   if (o.perCategory !== undefined && (!Number.isInteger(o.perCategory) || o.perCategory < 1 || o.perCategory > 16)) throw new UserError(`--per-category must be an integer from 1 to 16, got ${o.perCategory}`);
   if (o.task !== undefined && !TRAIN_TASKS.includes(o.task)) throw new UserError(`--task must be one of ${TRAIN_TASKS.join(', ')}, got "${String(o.task)}"`);
   const captions = o.task === 'captions';
@@ -199,6 +204,7 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (o.captions !== undefined && (!Number.isInteger(o.captions) || o.captions < 1 || o.captions > 32)) throw new UserError(`--captions must be an integer from 1 to 32, got ${o.captions}`);
   if (captions && o.perCategory !== undefined) throw new UserError('--per-category sets the questions of the qa task; the captions task asks --captions per scene');
   if (captions && o.evidenceFraction !== undefined) throw new UserError('--evidence-fraction aims the looks of the qa task; a caption\'s look is always at its region');
+  if (captions && o.decoyLooks !== undefined) throw new UserError('--decoy-looks swaps the looks of the qa task\'s questions; give --task qa or mixed');
   if (captions && o.tuneSelection) throw new UserError('--tune-selection learns from the selection loss, which the captions task does not have');
   if (o.contextLength !== undefined && (!Number.isInteger(o.contextLength) || o.contextLength < 8)) throw new UserError(`--context must be an integer >= 8, got ${o.contextLength}`);
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new UserError(`--threads must be a positive integer, got ${o.threads}`);
@@ -387,6 +393,9 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   }
   const reader = new SampleReader(dirs, tune === 'all');
   const questions = [...(pools.qa ?? []), ...(pools.captions ?? [])];
+  const qaLooks = qaLooksByImage(pools.qa ?? []);
+  /** sample k's question, a decoy with --decoy-looks */
+  const drawn = (q: TrainQuestion, k: number): TrainQuestion => (o.decoyLooks ? withDecoyLook(q, qaLooks, o.seed, k, o.decoyLooks) : q);
 
   fs.mkdirSync(o.out, { recursive: true });
   const metricsFile = path.join(o.out, 'metrics.jsonl');
@@ -442,10 +451,13 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
       const batch: TrainQuestion[] = [];
       if (split) {
         // each task's samples in its own order; alternated so that every shard holds both
-        const qs = Array.from({ length: split.questions }, (_, i) => questionAt(pools.qa!, o.seed, state.step * split.questions + i, memo));
+        const qs = Array.from({ length: split.questions }, (_, i) => {
+          const k = state.step * split.questions + i;
+          return drawn(questionAt(pools.qa!, o.seed, k, memo), k);
+        });
         const cs = Array.from({ length: split.captions }, (_, i) => questionAt(pools.captions!, o.seed ^ 0x63617074, state.step * split.captions + i, captionMemo));
         for (let i = 0; batch.length < o.batch; i++) batch.push(...[qs[i], cs[i]].filter((q): q is TrainQuestion => q !== undefined));
-      } else for (let i = 0; i < o.batch; i++) batch.push(questionAt(questions, o.seed, state.samplesSeen + i, memo));
+      } else for (let i = 0; i < o.batch; i++) batch.push(drawn(questionAt(questions, o.seed, state.samplesSeen + i, memo), state.samplesSeen + i));
       state.samplesSeen += o.batch;
       const r = await sharded.run(weights, batch);
       // one clipping over both parts; then each part's own step

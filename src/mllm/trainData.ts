@@ -65,6 +65,8 @@ export interface TrainQuestion {
   readonly box: [number, number, number, number];
   /** the captions task: the caption to write (`options` is then empty and `answer` -1) */
   readonly target?: string;
+  /** a decoy sample (decoyLooks.ts): the index of the question of the same image whose look it reads */
+  readonly look?: number;
 }
 
 /**

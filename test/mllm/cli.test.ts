@@ -57,6 +57,7 @@ test('train-mllm runs to the end; the same run again is refused; a second method
   const more = trainArgs(a).slice(1).map((x) => (x === '3' ? '4' : x));
   assertBadInput([...more, '--resume'], /--resume: this ps3 run was made with --images 3, got 4/);
   assertBadInput([...trainArgs(a).slice(1), '--resume', '--evidence-fraction', '0.5'], /made with --evidence-fraction \(not given\), got 0.5/);
+  assertBadInput([...trainArgs(a).slice(1), '--resume', '--decoy-looks', '0.5'], /made with --decoy-looks \(not given\), got 0.5/);
   const rl = spawnSync(process.execPath, trainArgs(a, 'lowres'), { encoding: 'utf8' });
   assert.equal(rl.status, 0, rl.stderr);
   const config = JSON.parse(fs.readFileSync(path.join(a, 'checkpoint', 'config.json'), 'utf8')) as { methods: string[]; ps3_model: string };
@@ -77,6 +78,24 @@ test('train-mllm killed mid-run and resumed follows the uninterrupted loss curve
   const resumed = losses(b);
   assert.deepEqual(resumed.map((m) => m.step), full.map((m) => m.step));
   resumed.forEach((m, i) => assert.ok(Math.abs(m.loss - full[i]!.loss) < 1e-5, `step ${m.step}: ${m.loss} vs ${full[i]!.loss}`));
+});
+
+test('train-mllm --decoy-looks reads the same token cache, other looks, and resumes on its own curve', async () => {
+  const plain = losses(path.join(tmp, 'a'));
+  const caches = fs.readdirSync(cache).sort();
+  const args = (out: string): string[] => [...trainArgs(out), '--decoy-looks', '1'];
+  const d = path.join(tmp, 'decoy');
+  const rd = spawnSync(process.execPath, args(d), { encoding: 'utf8' });
+  assert.equal(rd.status, 0, rd.stderr);
+  assert.deepEqual(fs.readdirSync(cache).sort(), caches, 'no new cache');
+  const full = losses(d);
+  assert.equal(full.length, STEPS);
+  assert.ok(full.some((m, i) => Math.abs(m.loss - plain[i]!.loss) > 1e-4), 'the decoy looks change the losses');
+  const e = path.join(tmp, 'decoy-resumed');
+  assert.ok((await killAfterMetricLines(args(e), e, 3)) < STEPS);
+  const re = spawnSync(process.execPath, [...args(e), '--resume'], { encoding: 'utf8' });
+  assert.equal(re.status, 0, re.stderr);
+  losses(e).forEach((m, i) => assert.ok(Math.abs(m.loss - full[i]!.loss) < 1e-5, `step ${m.step}: ${m.loss} vs ${full[i]!.loss}`));
 });
 
 test('eval qa with a VILA-HD folder answers with its LMs and reports the usual fields plus evidence recall', () => {
@@ -187,6 +206,9 @@ test('train-mllm refuses bad options before any work', async () => {
     [{ ...base, perCategory: 0 }, /--per-category must be an integer from 1 to 16, got 0/],
     [{ ...base, evidenceFraction: 1.5 }, /--evidence-fraction must be from 0 to 1, got 1.5/],
     [{ ...base, method: 'lowres', evidenceFraction: 0.5 }, /--evidence-fraction sets how PS3's training looks are aimed, which only --method ps3 has/],
+    [{ ...base, decoyLooks: 2 }, /--decoy-looks must be from 0 to 1, got 2/],
+    [{ ...base, method: 'lowres', decoyLooks: 0.5 }, /--decoy-looks swaps PS3's looks between questions, which only --method ps3 has/],
+    [{ ...base, task: 'captions', decoyLooks: 0.5 }, /--decoy-looks swaps the looks of the qa task's questions/],
   ];
   for (const [o, pattern] of cases) await assert.rejects(trainVilaHd(o), (e: unknown) => isUserError(e) && pattern.test(e.message), String(pattern));
   assert.ok(!fs.existsSync(path.join(tmp, 'none', 'checkpoint')));
@@ -198,6 +220,7 @@ test('bad input: empty or too long question, an image it cannot take, a VILA-HD 
   assertBadInput([...trainArgs(path.join(tmp, 'none')).slice(1), '--box-loss', 'mean'], /--box-loss must be bce, balanced or softmax/);
   assertBadInput([...trainArgs(path.join(tmp, 'none')).slice(1), '--per-category', '20'], /--per-category must be from 1 to 16/);
   assertBadInput([...trainArgs(path.join(tmp, 'none')).slice(1), '--evidence-fraction', '-0.1'], /--evidence-fraction must be from 0 to 1/);
+  assertBadInput([...trainArgs(path.join(tmp, 'none')).slice(1), '--decoy-looks', 'half'], /--decoy-looks/);
   assertBadInput(['ask', image, '  ', '--model', model], /the question is empty/);
   assertBadInput(['ask', image, 'what '.repeat(300), '--model', model], /longer than the LM's context/);
   const garbage = path.join(tmp, 'garbage.png');

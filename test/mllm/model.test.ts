@@ -10,7 +10,7 @@ import { embedTokens, lmForward, packedLayout } from '../../src/mllm/lm.js';
 import { newVilaConfig, randomVilaWeights, loadVilaHd, writeVilaFiles } from '../../src/mllm/model.js';
 import { loadLmTokenizer, newLmTokenizer, questionText, writeLmTokenizer } from '../../src/mllm/tokenizer.js';
 import { buildCache, cacheDir, CacheReader, evidenceForced, looksOf } from '../../src/mllm/trainData.js';
-import { batchLossAndGrads } from '../../src/mllm/objective.js';
+import { batchLossAndGrads, sampleVisual } from '../../src/mllm/objective.js';
 import { answerQuestion } from '../../src/mllm/answer.js';
 import { renderScene } from '../../src/data/scene/render.js';
 import { sceneRng } from '../../src/data/synth.js';
@@ -246,6 +246,28 @@ test('--evidence-fraction: the drawn share of questions look with the evidence f
     assert.deepEqual([...readHalf!.image(q.image).get(`target.${q.index}.0`)!.data], [...readAll!.image(q.image).get(`target.${q.index}.0`)!.data]);
   });
   assert.ok(differ > 0, 'a forced look differs from a bottom-up one somewhere');
+  ps3.weights.dispose();
+});
+
+test('a decoy sample reads the look of the question it names, and its own question\'s low-res tokens', async () => {
+  const ps3 = loadModel(ps3Dir, 'vision');
+  const spec = { method: 'ps3' as const, seed: 23, images: 3, looks: 1 };
+  const dir = cacheDir(path.join(tmp, 'cache'), ps3Dir, spec);
+  const questions = await buildCache(ps3, spec, dir);
+  const q = questions.find((x) => questions.some((y) => y.image === x.image && y.index !== x.index))!;
+  const other = questions.find((y) => y.image === q.image && y.index !== q.index)!;
+  const config = newVilaConfig({ preset: 'micro', methods: ['ps3'], ps3Model: ps3Dir });
+  const w = randomVilaWeights(config, ps3.config, ['ps3'], 3);
+  const arrays = new CacheReader(dir).image(q.image);
+  const values = (question: typeof q): number[] => {
+    const { visual, low } = sampleVisual(w, 'ps3', { question, arrays });
+    const out = [...visual.dataSync()];
+    tf.dispose([visual, low!]);
+    return out;
+  };
+  assert.notDeepEqual(values(q), values(other), 'the two looks differ');
+  assert.deepEqual(values({ ...q, look: other.index }), values(other));
+  w.dispose();
   ps3.weights.dispose();
 });
 
