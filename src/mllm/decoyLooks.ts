@@ -32,10 +32,8 @@ export function qaLooksByImage(questions: readonly TrainQuestion[]): Map<number,
  * its scene has another qa question; otherwise the question as it is.
  */
 export function withDecoyLook(q: TrainQuestion, looks: ReadonlyMap<number, readonly number[]>, seed: number, k: number, fraction: number): TrainQuestion {
-  if (fraction <= 0 || q.target !== undefined) return q;
+  if (fraction <= 0 || q.target !== undefined || sampleSeed(seed ^ 0x6465636f, k) / 2 ** 32 >= fraction) return q;
   const others = (looks.get(q.image) ?? []).filter((i) => i !== q.index);
   if (others.length === 0) return q;
-  const draw = sampleSeed(seed ^ 0x6465636f, k);
-  if (draw / 2 ** 32 >= fraction) return q;
   return { ...q, look: others[sampleSeed(seed ^ 0x6c6f6f6b, k) % others.length]! };
 }

@@ -12,12 +12,14 @@ export function stableTopK(values: ArrayLike<number>, k: number): Int32Array {
   if (!Number.isInteger(k) || k < 0) throw new RangeError(`stableTopK: k must be a non-negative integer, got ${k}`);
   const m = Math.min(k, n);
   if (m === 0) return new Int32Array(0);
-  const numbers: number[] = [];
-  for (let i = 0; i < n; i++) if (!Number.isNaN(values[i]!)) numbers.push(values[i]!);
+  // the numbers, NaN left out, for the quickselect
+  const numbers = new Float64Array(n);
+  let count = 0;
+  for (let i = 0; i < n; i++) if (!Number.isNaN(values[i]!)) numbers[count++] = values[i]!;
   const chosen = new Int32Array(m);
   let filled = 0;
-  if (m <= numbers.length) {
-    const threshold = kthLargest(Float64Array.from(numbers), m);
+  if (m <= count) {
+    const threshold = kthLargest(numbers.subarray(0, count), m);
     for (let i = 0; i < n; i++) if (values[i]! > threshold) chosen[filled++] = i;
     for (let i = 0; i < n && filled < m; i++) if (values[i] === threshold) chosen[filled++] = i;
   } else {
@@ -25,7 +27,7 @@ export function stableTopK(values: ArrayLike<number>, k: number): Int32Array {
     for (let i = 0; i < n; i++) if (!Number.isNaN(values[i]!)) chosen[filled++] = i;
     for (let i = 0; i < n && filled < m; i++) if (Number.isNaN(values[i]!)) chosen[filled++] = i;
   }
-  return Int32Array.from([...chosen].sort((a, b) => {
+  return chosen.sort((a, b) => {
     const va = values[a]!;
     const vb = values[b]!;
     const nanA = Number.isNaN(va);
@@ -35,7 +37,7 @@ export function stableTopK(values: ArrayLike<number>, k: number): Int32Array {
     if (nanA !== nanB) return nanA ? 1 : -1;
     if (!nanA && va !== vb) return va > vb ? -1 : 1;
     return a - b;
-  }));
+  });
 }
 
 /** The m-th largest of `a` (1-based; no NaN), by quickselect; `a` is reordered. */
