@@ -1,6 +1,6 @@
 /**
  * `ps3 bench train-mllm`: samples/s of VILA-HD training steps with 1, 2, ... threads (and each
- * choice weight asked for) in one process (src/eval/benchTrainMllm.ts), on the shipped PS3 by
+ * choice weight and number of tuned PS3 blocks asked for) in one process (src/eval/benchTrainMllm.ts), on the shipped PS3 by
  * default. One JSON line with `--json`.
  */
 import fs from 'node:fs';
@@ -19,6 +19,7 @@ export interface BenchTrainMllmOptions {
   preset: string;
   threads: string;
   choiceWeights: string;
+  tuneTrunk: string;
   steps: string;
   batch: string;
   images: string;
@@ -36,13 +37,15 @@ export async function benchTrainMllmCommand(o: BenchTrainMllmOptions): Promise<n
     if (x.trim() === '' || !Number.isFinite(v) || v < 0) throw new UserError(`--choice-weights takes non-negative numbers, got "${x}"`);
     return v;
   });
+  const tuneTrunks = o.tuneTrunk.split(',').map((x) => intOption('tune-trunk', x.trim(), { min: 0 })!);
+  if (o.method !== 'ps3' && tuneTrunks.some((k) => k > 0)) throw new UserError(`--tune-trunk tunes PS3's last blocks, which only --method ps3 reads (got --method ${o.method})`);
   const steps = intOption('steps', o.steps, { min: 1 })!;
   const batch = intOption('batch', o.batch, { min: 1 })!;
   const images = intOption('images', o.images, { min: 1 })!;
   const repeats = intOption('repeats', o.repeats, { min: 1 })!;
   const backend = await initEngine(o);
   const r = await benchTrainMllm({
-    ps3, method: o.method as EncodeMethod, preset: o.preset, threads, choiceWeights, steps, batch, images, repeats,
+    ps3, method: o.method as EncodeMethod, preset: o.preset, threads, choiceWeights, tuneTrunks, steps, batch, images, repeats,
     onRun: (done, total) => {
       if (!o.json) process.stderr.write(`run ${done}/${total} done\n`);
     },
@@ -53,7 +56,7 @@ export async function benchTrainMllmCommand(o: BenchTrainMllmOptions): Promise<n
   }
   process.stdout.write(`VILA-HD ${r.method} (${r.preset} LM), batch ${r.batch}, ${r.steps} timed step(s) a run, ${r.repeats} run(s) per count, ${r.cores} core(s):\n`);
   for (const row of r.rows) {
-    process.stdout.write(`  ${row.threads} thread(s), choice weight ${row.choice_weight}: ${row.samples_per_s.toFixed(2)} samples/s (x${row.speedup.toFixed(2)}), CPU ${row.cpu_ms_per_sample.toFixed(0)} ms a sample\n`);
+    process.stdout.write(`  ${row.threads} thread(s), choice weight ${row.choice_weight}, ${row.tune_trunk} tuned block(s): ${row.samples_per_s.toFixed(2)} samples/s (x${row.speedup.toFixed(2)}), CPU ${row.cpu_ms_per_sample.toFixed(0)} ms a sample\n`);
   }
   return 0;
 }

@@ -172,12 +172,13 @@ bench
 
 bench
   .command('train-mllm')
-  .description('samples/s of VILA-HD training steps (train-mllm on the token cache of a few scenes) with each number of threads and choice weight, in one process, and the ratios')
+  .description('samples/s of VILA-HD training steps (train-mllm on the token cache of a few scenes) with each number of threads, choice weight and number of tuned PS3 blocks, in one process, and the ratios')
   .option('--ps3 <dir>', 'the PS3 model folder (default: the shipped models/ps3-tiny)')
   .option('--method <name>', 'ps3 | lowres | anyres | s2', 'ps3')
   .option('--preset <name>', 'LM size: micro | tiny', 'tiny')
   .option('--threads <list>', 'comma-separated numbers of threads', '1,2')
   .option('--choice-weights <list>', 'comma-separated train-mllm --choice-weight values, each timed with each number of threads', '0')
+  .option('--tune-trunk <list>', 'comma-separated train-mllm --tune-trunk values (PS3 blocks trained with the LM; 0 = PS3 frozen), each timed with each of the above', '0')
   .option('--steps <n>', 'timed steps a run (after one warm-up step)', '3')
   .option('--batch <n>', 'questions per step', '8')
   .option('--images <n>', 'training scenes (their tokens are cached first, untimed)', '4')
@@ -268,6 +269,8 @@ program
   .option('--cache-only', 'make the token caches and stop, writing nothing in --out but its default cache (OUT/cache, when --cache is not given); run it beside the training run with the same options (one per core, or on machines sharing --cache): the builders split the scenes', false)
   .option('--tune-selection [which]', 'ps3: also train PS3\'s selection modules (not its trunk) with the selection loss: all (the default) | projections (the ConvNeXt stays frozen: much cheaper); the tuned PS3 is kept in the folder', false)
   .option('--selection-lr <x>', 'peak learning rate of PS3\'s selection modules with --tune-selection (default --lr)')
+  .option('--tune-trunk <blocks>', 'ps3, qa task, --looks 1: also train the last this many blocks of PS3\'s trunk and its final norm with the LM\'s loss (and the selection loss); the cache holds the hidden states entering them, and the tuned PS3 is kept in the folder')
+  .option('--trunk-lr <x>', 'peak learning rate of PS3\'s tuned blocks with --tune-trunk (default --lr)')
   .option('--threads <n>', 'threads that share each step\'s batch (default: one per core); a run resumes on the same curve with the same number')
   .action((o: TrainMllmCliOptions) => runCommand(() => trainMllmCommand({ ...o, ...program.opts() })));
 

@@ -50,6 +50,8 @@ const schema = z.object({
   cacheOnly: z.boolean().default(false),
   tuneSelection: z.union([z.boolean(), z.enum(['all', 'projections'], { message: '--tune-selection takes all (the default) or projections' })]).default(false),
   selectionLr: num('selection-lr').pipe(z.number().positive('--selection-lr must be positive')).optional(),
+  tuneTrunk: int('tune-trunk').pipe(z.number().positive('--tune-trunk must be a positive number of blocks')).optional(),
+  trunkLr: num('trunk-lr').pipe(z.number().positive('--trunk-lr must be positive')).optional(),
   threads: int('threads').pipe(z.number().positive('--threads must be positive')).optional(),
   init: z.string().min(1, '--init needs a VILA-HD folder').optional(),
   initMethod: z.enum(ENCODE_METHODS, { message: `--init-method must be one of ${ENCODE_METHODS.join(', ')}` }).optional(),
@@ -72,6 +74,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
     selectionWeight: o.selectionWeight, ...(o.choiceWeight !== undefined ? { choiceWeight: o.choiceWeight } : {}), boxLoss: o.boxLoss, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
     ...(o.cache ? { cacheRoot: o.cache } : {}), cacheOnly: o.cacheOnly,
     tuneSelection: o.tuneSelection, ...(o.selectionLr !== undefined ? { selectionLr: o.selectionLr } : {}),
+    ...(o.tuneTrunk !== undefined ? { tuneTrunk: o.tuneTrunk } : {}), ...(o.trunkLr !== undefined ? { trunkLr: o.trunkLr } : {}),
     // TensorFlow.js's WASM engine runs on one core: one thread per core shares each step
     threads: o.threads ?? availableParallelism(),
     ...(o.init !== undefined ? { init: { dir: o.init, method: o.initMethod ?? o.method } } : {}),

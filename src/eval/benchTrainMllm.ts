@@ -1,9 +1,9 @@
 /**
  * VILA-HD training benchmark: the same short `train-mllm` run (a fresh LM on the token cache of a
- * few scenes) with each number of threads and each choice weight in turn, repeated, in one
- * process; per pair the median samples/s over the timed steps (the first step of each run warms
- * up and is not counted) and its ratio to the first pair's. The cache is made once, before any
- * run, and not timed.
+ * few scenes) with each number of threads, each choice weight and each number of tuned PS3 blocks
+ * in turn, repeated, in one process; per combination the median samples/s over the timed steps
+ * (the first step of each run warms up and is not counted) and its ratio to the first one's.
+ * The caches (one per number of tuned blocks) are made before any run, and not timed.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -19,6 +19,8 @@ export interface TrainMllmBenchOptions {
   readonly threads: readonly number[];
   /** `--choice-weight` of each run (default [0]) */
   readonly choiceWeights?: readonly number[];
+  /** `--tune-trunk` of each run, 0 for a frozen PS3 (default [0]); ps3 only */
+  readonly tuneTrunks?: readonly number[];
   readonly steps: number;
   readonly batch: number;
   readonly images: number;
@@ -30,6 +32,8 @@ export interface TrainMllmBenchOptions {
 export interface TrainMllmBenchRow {
   readonly threads: number;
   readonly choice_weight: number;
+  /** PS3's last blocks trained with the LM (0: PS3 frozen) */
+  readonly tune_trunk: number;
   /** median over the repeats of each run's samples/s (its timed steps' samples over their seconds) */
   readonly samples_per_s: number;
   readonly runs_samples_per_s: number[];
@@ -65,7 +69,7 @@ const middle = (xs: readonly number[]): number => median(xs)!;
 export async function benchTrainMllm(o: TrainMllmBenchOptions): Promise<TrainMllmBench> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-bench-train-mllm-'));
   try {
-    const run = async (threads: number, choiceWeight: number, steps: number, name: string): Promise<RunResult> => {
+    const run = async (threads: number, choiceWeight: number, tuneTrunk: number, steps: number, name: string): Promise<RunResult> => {
       const seconds: number[] = [];
       const choice: number[] = [];
       let cpu = process.cpuUsage();
@@ -73,6 +77,7 @@ export async function benchTrainMllm(o: TrainMllmBenchOptions): Promise<TrainMll
         {
           ps3: o.ps3, out: path.join(tmp, name), method: o.method, preset: o.preset, steps, batch: o.batch, lr: 1e-3, warmup: 1, clip: 1, seed: 0, dataSeed: 0,
           images: o.images, looks: 1, selectionWeight: 1, saveEvery: steps, maxSeconds: 0, resume: false, embedPs3: false, cacheRoot: path.join(tmp, 'cache'), threads, choiceWeight,
+          ...(tuneTrunk > 0 ? { tuneTrunk } : {}),
         },
         {
           onStep: (m) => {
@@ -90,19 +95,21 @@ export async function benchTrainMllm(o: TrainMllmBenchOptions): Promise<TrainMll
       const samples = seconds.length * o.batch;
       return { samplesPerS: samples / timed, cpuMsPerSample: (used.user + used.system) / 1000 / samples, choiceLoss: choice.length ? choice.reduce((a, x) => a + x, 0) / choice.length : null };
     };
-    // the cache of the scenes, made once before the timed runs
-    await run(1, 0, 1, 'cache');
-    const pairs = o.threads.flatMap((threads) => (o.choiceWeights ?? [0]).map((choiceWeight) => ({ threads, choiceWeight, runs: [] as RunResult[] })));
+    const tuned = o.tuneTrunks ?? [0];
+    // each cache of the scenes, made once before the timed runs
+    for (const k of new Set(tuned)) await run(1, 0, k, 1, `cache-${k}`);
+    const pairs = o.threads.flatMap((threads) => (o.choiceWeights ?? [0]).flatMap((choiceWeight) => tuned.map((tuneTrunk) => ({ threads, choiceWeight, tuneTrunk, runs: [] as RunResult[] }))));
     let done = 0;
     for (let r = 0; r < o.repeats; r++) {
       for (const p of pairs) {
-        p.runs.push(await run(p.threads, p.choiceWeight, o.steps + 1, `run-${r}-${p.threads}-${p.choiceWeight}`));
+        p.runs.push(await run(p.threads, p.choiceWeight, p.tuneTrunk, o.steps + 1, `run-${r}-${p.threads}-${p.choiceWeight}-${p.tuneTrunk}`));
         o.onRun?.(++done, o.repeats * pairs.length);
       }
     }
     const rows = pairs.map((p) => ({
       threads: p.threads,
       choice_weight: p.choiceWeight,
+      tune_trunk: p.tuneTrunk,
       samples_per_s: middle(p.runs.map((x) => x.samplesPerS)),
       runs_samples_per_s: p.runs.map((x) => x.samplesPerS),
       cpu_ms_per_sample: middle(p.runs.map((x) => x.cpuMsPerSample)),

@@ -33,6 +33,8 @@ export interface StepSetup {
   readonly selectionWeight: number;
   readonly choiceWeight: number;
   readonly boxLoss: BoxLossKind;
+  /** the block the cache's hidden states enter, where a run tunes PS3's last blocks (null: PS3's trunk frozen) */
+  readonly trunkFrom: number | null;
 }
 
 /** Computes each step's loss and gradients on this thread and `threads - 1` workers. */
@@ -55,6 +57,7 @@ export class ShardedStep {
       selectionWeight: setup.selectionWeight,
       choiceWeight: setup.choiceWeight,
       boxLoss: setup.boxLoss,
+      trunkFrom: setup.trunkFrom,
       trainable: setup.trainable.map((k) => [k, weights.shapeOf(k)]),
       ps3Trainable: setup.ps3Trainable.map((k) => [k, setup.ps3.weights.shapeOf(k)]),
     };
@@ -93,7 +96,7 @@ export class ShardedStep {
     }
     // this thread's shard runs while the workers run theirs
     const batch: SampleInputs[] = shards[0]!.map((q) => ({ question: q, arrays: s.reader.arrays(q) }));
-    const own = batchLossAndGrads(weights, s.trainable, s.method, s.lm, s.ps3, s.tokenizer, batch, s.selectionWeight, s.ps3Trainable, s.boxLoss, questions.length, s.choiceWeight);
+    const own = batchLossAndGrads(weights, s.trainable, s.method, s.lm, s.ps3, s.tokenizer, batch, s.selectionWeight, s.ps3Trainable, s.boxLoss, questions.length, s.choiceWeight, s.trunkFrom);
     const totals = { loss: own.loss, answer: own.answer, caption: own.caption, selection: own.selection, choice: own.choice };
     for (const pending of replies) {
       const r = await pending;

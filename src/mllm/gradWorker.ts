@@ -29,9 +29,11 @@ export interface GradWorkerData {
   readonly selectionWeight: number;
   readonly choiceWeight: number;
   readonly boxLoss: BoxLossKind;
+  /** the block the cache's hidden states enter (null: PS3's trunk frozen) */
+  readonly trunkFrom: number | null;
   /** VILA-HD's trainable keys and their shapes, in the order weights and gradients travel */
   readonly trainable: ReadonlyArray<readonly [string, readonly number[]]>;
-  /** PS3's tuned selection keys and shapes (empty when PS3 is frozen) */
+  /** PS3's tuned keys (selection modules, trunk blocks) and shapes (empty when PS3 is frozen) */
   readonly ps3Trainable: ReadonlyArray<readonly [string, readonly number[]]>;
 }
 
@@ -65,7 +67,7 @@ async function start(): Promise<void> {
       weights = new Weights(new Map(d.trainable.map(([k, shape], i) => [k, tf.tensor(r.weights[i]!, [...shape])])));
       d.ps3Trainable.forEach(([k, shape], i) => ps3.weights.replace(k, tf.tensor(r.ps3Weights[i]!, [...shape])));
       const batch = r.questions.map((q) => ({ question: q, arrays: reader.arrays(q) }));
-      const out = batchLossAndGrads(weights, keys, d.method, d.lm, ps3, tokenizer, batch, d.selectionWeight, ps3Keys, d.boxLoss, r.denominator, d.choiceWeight);
+      const out = batchLossAndGrads(weights, keys, d.method, d.lm, ps3, tokenizer, batch, d.selectionWeight, ps3Keys, d.boxLoss, r.denominator, d.choiceWeight, d.trunkFrom);
       const grads = keys.map((k) => out.grads.get(k)!.dataSync() as Float32Array);
       const ps3Grads = ps3Keys.map((k) => out.ps3Grads.get(k)!.dataSync() as Float32Array);
       tf.dispose([...out.grads.values(), ...out.ps3Grads.values()]);

@@ -23,21 +23,29 @@
  * the prompt head through the probabilities, and, in a run that tunes the selection, PS3's
  * selection modules (the selection features' projection, the high-res prompt projection and the
  * ConvNeXt, whose features are then recomputed from the cached input image).
+ *
+ * A run that tunes PS3's last blocks (`--tune-trunk`, `TunedTrunk`) reads, instead of the final
+ * tokens, the hidden states entering the first tuned block, runs the tuned blocks (low-res, then
+ * the look attending to the low-res keys and values) and merges their final-normed tokens at each
+ * step, so every term's gradient reaches those blocks; the selection features of the layers they
+ * make come from the same pass.
  */
 import { tf } from '../tensor/engine.js';
 import type { NamedArray } from '../io/safetensors.js';
 import type { PS3Model } from '../model/load.js';
 import { selectionLogits, selectionProbs } from '../model/selection.js';
-import { CONVNET_PREFIX, shallowConvNet } from '../model/convnet.js';
+import { finalNorm, trunk } from '../model/vit.js';
+import { shallowConvNet } from '../model/convnet.js';
 import { Weights } from '../model/weights.js';
 import { boxLoss, type BoxLossKind } from '../train/loss.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import type { LmConfig } from './config.js';
 import { embedTokens, lmForward, packedLayout, targetLogProbs } from './lm.js';
-import { project, promptHead } from './projector.js';
+import { mergeTokens, project, promptHead } from './projector.js';
 import type { LmTokenizer } from './tokenizer.js';
 import { questionText } from './tokenizer.js';
 import type { TrainQuestion } from './trainData.js';
+import { highResGrids, lowResGrid } from './visual.js';
 
 export interface SampleInputs {
   readonly question: TrainQuestion;
@@ -50,11 +58,52 @@ function tensorOf(arrays: ReadonlyMap<string, NamedArray>, key: string): tf.Tens
   return tf.tensor(a.data, [...a.shape]);
 }
 
-/** A sample's visual tokens for the LM, projected ([m, W]), and (ps3) the projected low-res part alone; a decoy reads another question's look. */
-export function sampleVisual(w: Weights, method: EncodeMethod, s: SampleInputs): { visual: tf.Tensor; low: tf.Tensor | null } {
-  if (method !== 'ps3') return { visual: project(w, method, tensorOf(s.arrays, 'visual')), low: null };
-  const low = project(w, method, tensorOf(s.arrays, 'low'));
-  return { visual: tf.concat([low, project(w, method, tensorOf(s.arrays, `high.${s.question.look ?? s.question.index}`))], 0), low };
+/**
+ * PS3's last blocks as a run that tunes them reads them (`--tune-trunk`): the step's PS3 weights
+ * (the tuned keys live) and the first tuned block, whose entering hidden states the cache holds.
+ */
+export interface TunedTrunk {
+  readonly ps3: PS3Model;
+  readonly weights: Weights;
+  readonly firstBlock: number;
+}
+
+/**
+ * The merged low-res and high-res tokens of a sample through the tuned blocks: the low-res states
+ * run them keeping their keys and values, the look's states run them attending to those, as
+ * PS3's high-res pass does; both final-normed and merged for the projector. `hidden` gives the
+ * low-res hidden states of the tuned blocks ([1, N0, D] by block) for the selection features.
+ */
+export function tunedTokens(t: TunedTrunk, s: SampleInputs): { low: tf.Tensor; high: tf.Tensor; hidden: Map<number, tf.Tensor> } {
+  const cfg = t.ps3.config.vision;
+  const D = cfg.trunk.width;
+  const look = s.question.look ?? s.question.index;
+  const low = trunk(t.weights, cfg.trunk, tensorOf(s.arrays, 'lowin'), { keepKv: true, firstBlock: t.firstBlock });
+  const high = trunk(t.weights, cfg.trunk, tensorOf(s.arrays, `highin.${look}`), { cache: low.kvCache, firstBlock: t.firstBlock });
+  const maps = cfg.scales.slice(1).map((_, i) => {
+    const a = s.arrays.get(`chosen.${look}.${i}`);
+    if (!a) throw new Error(`training cache: no "chosen.${look}.${i}"`);
+    return { height: a.shape[0]!, width: a.shape[1]!, data: Uint8Array.from(a.data) };
+  });
+  const g0 = lowResGrid(t.ps3);
+  const tokens = (h: readonly tf.Tensor[]): tf.Tensor => tf.reshape(finalNorm(t.weights, cfg.trunk, h[h.length - 1]!), [-1, D]);
+  return {
+    low: mergeTokens(tokens(low.hiddenStates), [{ height: g0, width: g0, offset: 0, ids: null }]),
+    high: mergeTokens(tokens(high.hiddenStates), highResGrids(t.ps3, maps)),
+    hidden: new Map(low.hiddenStates.map((h, i) => [t.firstBlock + i, h])),
+  };
+}
+
+/**
+ * A sample's visual tokens for the LM, projected ([m, W]), and (ps3) the projected low-res part
+ * alone; a decoy reads another question's look. With `tuned`, PS3's last blocks run first
+ * (`tunedTokens`), and their low-res hidden states come back for the selection.
+ */
+export function sampleVisual(w: Weights, method: EncodeMethod, s: SampleInputs, tuned?: TunedTrunk): { visual: tf.Tensor; low: tf.Tensor | null; hidden: Map<number, tf.Tensor> } {
+  if (method !== 'ps3') return { visual: project(w, method, tensorOf(s.arrays, 'visual')), low: null, hidden: new Map() };
+  const merged = tuned ? tunedTokens(tuned, s) : { low: tensorOf(s.arrays, 'low'), high: tensorOf(s.arrays, `high.${s.question.look ?? s.question.index}`), hidden: new Map<number, tf.Tensor>() };
+  const low = project(w, method, merged.low);
+  return { visual: tf.concat([low, project(w, method, merged.high)], 0), low, hidden: merged.hidden };
 }
 
 /**
@@ -106,11 +155,12 @@ export function sampleLosses(
   selectionWeights: Weights = ps3.weights,
   boxLossKind: BoxLossKind = 'bce',
   choiceWeight = 0,
+  tuned?: TunedTrunk,
 ): { answer: tf.Tensor; selection: tf.Tensor | null; choice: tf.Tensor | null } {
   const p = `${method}.lm`;
   const q = s.question;
   let selection: tf.Tensor | null = null;
-  const { visual, low } = sampleVisual(w, method, s);
+  const { visual, low, hidden: lowHidden } = sampleVisual(w, method, s, tuned);
   // a caption's look was its region's box: no selection to learn from it
   if (low && q.target === undefined) {
     // where to look: [low-res, question] -> state at the question's end -> prompt -> probabilities
@@ -119,9 +169,9 @@ export function sampleLosses(
     const prompt = promptHead(w, tf.slice(hidden, [hidden.shape[0]! - 1, 0], [1, -1]));
     const cfg = ps3.config.vision;
     const layers: tf.Tensor[] = [];
-    for (const l of cfg.selectBasedOnLayer) layers[l] = tensorOf(s.arrays, `sel.${l}`);
-    // a run that tunes the ConvNeXt recomputes its features from its cached input
-    const convIn = selectionWeights !== ps3.weights && [...selectionWeights.keys()].some((k) => k.startsWith(CONVNET_PREFIX)) ? s.arrays.get('convin') : undefined;
+    for (const l of cfg.selectBasedOnLayer) layers[l] = lowHidden.get(l) ?? tensorOf(s.arrays, `sel.${l}`);
+    // a run that tunes the ConvNeXt (the only one whose cache holds its input) recomputes its features
+    const convIn = selectionWeights !== ps3.weights ? s.arrays.get('convin') : undefined;
     const conv = convIn ? shallowConvNet(selectionWeights, cfg, convIn.data as Float32Array, 1) : s.arrays.has('conv') ? tensorOf(s.arrays, 'conv') : null;
     const S = cfg.scales[cfg.scales.length - 1]!;
     const probs = selectionProbs(cfg, selectionLogits(selectionWeights, cfg, layers, conv, prompt), S, S);
@@ -153,8 +203,9 @@ export interface BatchLoss {
 
 /**
  * Mean loss over a batch and its gradient for `trainable` keys (everything else constant), and
- * for `ps3Trainable` keys of PS3's weights (the selection modules, when a run tunes them; their
- * gradients come back under `ps3Grads`). `denominator` (default the batch's size) is what the
+ * for `ps3Trainable` keys of PS3's weights (the selection modules or the trunk's last blocks,
+ * when a run tunes them; their gradients come back under `ps3Grads`). `trunkFrom`: the cache
+ * holds the hidden states entering this block, and the step runs the trunk from it. `denominator` (default the batch's size) is what the
  * sum of the samples' losses is divided by: a shard of a larger batch passes the whole batch's
  * size, so the shards' losses and gradients add up to the batch's.
  */
@@ -171,6 +222,7 @@ export function batchLossAndGrads(
   boxLossKind: BoxLossKind = 'bce',
   denominator = batch.length,
   choiceWeight = 0,
+  trunkFrom: number | null = null,
 ): BatchLoss {
   const terms = { answer: 0, caption: 0, selection: 0, choice: 0 };
   const { value, grads } = tf.tidy(() => {
@@ -179,11 +231,14 @@ export function batchLossAndGrads(
       for (const [k, t] of w.entries()) map.set(k, t);
       trainable.forEach((k, i) => map.set(k, xs[i]!));
       const live = new Weights(map, true);
-      // only the selection modules are read from PS3 here, so they alone make its live weights
-      const selection = ps3Trainable.length ? new Weights(new Map(ps3Trainable.map((k, i) => [k, xs[trainable.length + i]!])), true) : ps3.weights;
+      // PS3 as the step reads it: the tuned keys live, the rest constant
+      const ps3Map = new Map(ps3.weights.entries());
+      ps3Trainable.forEach((k, i) => ps3Map.set(k, xs[trainable.length + i]!));
+      const ps3Live = ps3Trainable.length ? new Weights(ps3Map, true) : ps3.weights;
+      const tuned = trunkFrom === null ? undefined : { ps3, weights: ps3Live, firstBlock: trunkFrom };
       const totals: tf.Tensor[] = [];
       for (const s of batch) {
-        const r = sampleLosses(live, method, lm, ps3, tokenizer, s, selection, boxLossKind, choiceWeight);
+        const r = sampleLosses(live, method, lm, ps3, tokenizer, s, ps3Live, boxLossKind, choiceWeight, tuned);
         const answer = r.answer.dataSync()[0]! / denominator;
         terms.answer += answer;
         if (s.question.target !== undefined) terms.caption += answer;

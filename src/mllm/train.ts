@@ -35,6 +35,7 @@ import { newLmTokenizer, type LmTokenizer } from './tokenizer.js';
 import { buildCache, cacheDir, checkTrainSeed, ps3WeightsHash, SampleReader, TRAIN_TASKS, type CacheSpec, type SampleTask, type TrainQuestion, type TrainTask } from './trainData.js';
 import { trainableKeys } from '../train/trainer.js';
 import { CONVNET_PREFIX } from '../model/convnet.js';
+import { trunkTailKeys } from '../model/vit.js';
 import { initFrom, type InitSource } from './init.js';
 import { qaLooksByImage, withDecoyLook } from './decoyLooks.js';
 import { isTiling, lmConfigOf, parseVilaConfig, readVilaConfig, withContextLength, withResolution, type VilaConfig } from './config.js';
@@ -106,6 +107,15 @@ export interface TrainVilaOptions {
   readonly tuneSelection?: boolean | TuneSelection;
   /** learning rate of PS3's selection modules (default --lr) */
   readonly selectionLr?: number;
+  /**
+   * ps3, qa task, one look a question: also train the last this many blocks of PS3's trunk (and
+   * its final norm) with the LM's loss and the selection loss; the cache then holds the hidden
+   * states entering the first of them (trainData.ts `trunkFrom`), and the tuned PS3 is kept
+   * inside the folder
+   */
+  readonly tuneTrunk?: number;
+  /** learning rate of PS3's tuned blocks (default --lr) */
+  readonly trunkLr?: number;
   /** threads that share each step's batch (gradShards.ts; default 1) */
   readonly threads?: number;
   /** a new run (or a method joining a folder) starts from this folder's trained weights (init.ts) */
@@ -167,6 +177,7 @@ function readState(dir: string): VilaTrainerState {
 const CURVE_OPTIONS: ReadonlyArray<readonly [keyof TrainVilaOptions, string]> = [
   ['seed', '--seed'], ['dataSeed', '--data-seed'], ['images', '--images'], ['batch', '--batch'], ['looks', '--looks'], ['minLooks', '--min-looks'],
   ['perCategory', '--per-category'], ['evidenceFraction', '--evidence-fraction'], ['decoyLooks', '--decoy-looks'], ['resolution', '--resolution'], ['task', '--task'], ['captions', '--captions'], ['captionShare', '--caption-share'],
+  ['tuneTrunk', '--tune-trunk'],
 ];
 
 /** Checks every option before anything expensive. */
@@ -183,6 +194,15 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (!(o.maxSeconds >= 0)) throw new UserError(`--max-minutes must be non-negative, got ${o.maxSeconds / 60}`);
   if (o.tuneSelection && o.method !== 'ps3') throw new UserError(`--tune-selection trains PS3's selection, which only --method ps3 uses (got --method ${o.method})`);
   if (o.selectionLr !== undefined && !(o.selectionLr > 0)) throw new UserError(`--selection-lr must be positive, got ${o.selectionLr}`);
+  if (o.tuneTrunk !== undefined) {
+    if (!Number.isInteger(o.tuneTrunk) || o.tuneTrunk < 1) throw new UserError(`--tune-trunk must be a positive integer (blocks), got ${o.tuneTrunk}`);
+    if (o.method !== 'ps3') throw new UserError(`--tune-trunk trains PS3's last blocks, which only --method ps3 reads (got --method ${o.method})`);
+    if (o.task === 'captions' || o.task === 'mixed') throw new UserError(`--tune-trunk is for the qa task (--task ${o.task} keeps only a region's tokens of a look)`);
+    // a look's tokens attend to each other, and looks never do: the cache holds one look a question
+    if (o.looks !== 1 || (o.minLooks ?? 1) !== 1) throw new UserError(`--tune-trunk runs each training look through PS3's last blocks, one look a question: give --looks 1 (got --looks ${o.looks}${o.minLooks !== undefined ? ` --min-looks ${o.minLooks}` : ''})`);
+  }
+  if (o.trunkLr !== undefined && !(o.trunkLr > 0)) throw new UserError(`--trunk-lr must be positive, got ${o.trunkLr}`);
+  if (o.trunkLr !== undefined && o.tuneTrunk === undefined) throw new UserError('--trunk-lr sets the learning rate of PS3\'s tuned blocks: give --tune-trunk too');
   if (o.minLooks !== undefined && (!Number.isInteger(o.minLooks) || o.minLooks < 1 || o.minLooks > o.looks)) throw new UserError(`--min-looks must be an integer from 1 to --looks (${o.looks}), got ${o.minLooks}`);
   if (o.minLooks !== undefined && o.method !== 'ps3') throw new UserError(`--min-looks sets PS3's training looks, which only --method ps3 has (got --method ${o.method})`);
   if (o.evidenceFraction !== undefined && !(o.evidenceFraction >= 0 && o.evidenceFraction <= 1)) throw new UserError(`--evidence-fraction must be from 0 to 1, got ${o.evidenceFraction}`);
@@ -288,8 +308,8 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   let weights: Weights;
   let tokenizer: LmTokenizer;
   const optimizer = new AdamW(DEFAULT_ADAMW);
-  /** PS3's selection modules' optimizer (a run that tunes them); its state is saved as `m/ps3.vision_model...` */
-  const selectionOptimizer = new AdamW(DEFAULT_ADAMW);
+  /** the optimizer of PS3's tuned weights (selection modules, trunk blocks); its state is saved as `m/ps3.vision_model...` */
+  const ps3Optimizer = new AdamW(DEFAULT_ADAMW);
   let tune: TuneSelection | null = o.tuneSelection === true ? 'all' : o.tuneSelection || null;
   /** other methods' optimizer state, written back untouched */
   let otherOptimizer = new Map<string, NamedArray>();
@@ -344,14 +364,14 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
       tune = before === true ? 'all' : before === 'all' || before === 'projections' ? before : tune;
       state = { ...own, options: { ...o, tuneSelection: tune } };
       optimizer.load(mine, own.optimizerStep);
-      selectionOptimizer.load(selectionState, own.optimizerStep);
+      ps3Optimizer.load(selectionState, own.optimizerStep);
     } else tf.dispose([...mine.values(), ...selectionState.values()]);
   } else {
     if (o.resume) throw new UserError(`--resume: no checkpoint in ${o.out}`);
     if (!o.ps3) throw new UserError('give --ps3 DIR (the PS3 model VILA-HD stands on) for a new run');
     ps3Dir = path.resolve(o.ps3);
     ps3 = loadModel(ps3Dir, 'vision');
-    const ps3Model = o.embedPs3 || tune ? 'ps3' : path.relative(path.resolve(checkpointDir), ps3Dir) || '.';
+    const ps3Model = o.embedPs3 || tune || o.tuneTrunk ? 'ps3' : path.relative(path.resolve(checkpointDir), ps3Dir) || '.';
     config = newVilaConfig({ preset: o.preset, methods: [o.method], ps3Model, seed: o.seed, selectionWeight: o.selectionWeight, ...(o.contextLength !== undefined ? { contextLength: o.contextLength } : {}) });
     weights = new Weights(newMethodWeights(o, config, ps3.config));
     tokenizer = newLmTokenizer();
@@ -362,18 +382,26 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   }
   // a tiling method's LM reads tiles of one resolution: answering defaults to it
   if (isTiling(o.method) && config.resolutions[o.method] === undefined) config = withResolution(config, o.method, o.resolution ?? S);
+  const others = config.methods.filter((m) => m !== o.method);
+  if (o.tuneTrunk !== undefined && others.length) throw new UserError(`--tune-trunk changes the tokens every method of the folder reads, and ${o.out} holds ${others.join(', ')} trained on the PS3 as it is: train into another --out`);
+  const trunkCfg = ps3.config.vision.trunk;
+  if (o.tuneTrunk !== undefined && o.tuneTrunk >= trunkCfg.depth) throw new UserError(`--tune-trunk ${o.tuneTrunk}: PS3's trunk has ${trunkCfg.depth} blocks, and the cache holds the states entering the first tuned one (give at most ${trunkCfg.depth - 1})`);
+  const trunkFrom = o.tuneTrunk !== undefined ? trunkCfg.depth - o.tuneTrunk : null;
+  const tunesPs3 = tune !== null || trunkFrom !== null;
   // a tuned PS3 lives in the folder, rewritten at every checkpoint
-  if (tune && config.ps3Model !== 'ps3') config = parseVilaConfig({ ...config.raw, ps3_model: 'ps3' }, 'VILA-HD config');
+  if (tunesPs3 && config.ps3Model !== 'ps3') config = parseVilaConfig({ ...config.raw, ps3_model: 'ps3' }, 'VILA-HD config');
   // the captions task has no selection loss, so the prompt head stays as it is
   const captionsTask = o.task === 'captions';
   const mixedTask = o.task === 'mixed';
   const trainable = [...methodParams(o.method, config, ps3.config).keys()].filter((k) => !captionsTask || !k.startsWith(`${o.method}.prompt_head.`));
-  const ps3Trainable = tune ? trainableKeys(ps3.weights.keys(), 'all-but-selection').filter((k) => tune === 'all' || !k.startsWith(CONVNET_PREFIX)) : [];
+  const selectionKeys = tune ? trainableKeys(ps3.weights.keys(), 'all-but-selection').filter((k) => tune === 'all' || !k.startsWith(CONVNET_PREFIX)) : [];
+  const trunkKeys = new Set(trunkFrom !== null ? trunkTailKeys(ps3.weights, trunkCfg, trunkFrom) : []);
+  const ps3Trainable = [...selectionKeys, ...trunkKeys];
   const cacheRoot = o.cacheRoot ?? path.join(o.out, 'cache');
   const common = { method: o.method, seed: o.dataSeed, images: o.images, ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
   // each task's cache is keyed as a run of that task alone makes it, so the runs share caches
   const specs: Partial<Record<SampleTask, CacheSpec>> = {};
-  if (o.task !== 'captions') specs.qa = { ...common, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}), ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), convInput: tune === 'all' };
+  if (o.task !== 'captions') specs.qa = { ...common, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}), ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), convInput: tune === 'all', ...(trunkFrom !== null ? { trunkFrom } : {}) };
   // a mixed run's captions look once at their region, as the captions task's default does
   const captionLooks = o.task === 'captions' ? { looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}) } : { looks: 1 };
   if (o.task === 'captions' || o.task === 'mixed') specs.captions = { ...common, ...captionLooks, task: 'captions', ...(o.captions !== undefined ? { captions: o.captions } : {}) };
@@ -412,9 +440,9 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     await writeVilaFiles(incoming, config, weights.entries());
     const opt = new Map(otherOptimizer);
     for (const [k, t] of optimizer.state()) opt.set(k, { shape: t.shape, data: (await t.data()) as Float32Array });
-    for (const [k, t] of selectionOptimizer.state()) opt.set(`${k.slice(0, 2)}${PS3_PREFIX}${k.slice(2)}`, { shape: t.shape, data: (await t.data()) as Float32Array });
+    for (const [k, t] of ps3Optimizer.state()) opt.set(`${k.slice(0, 2)}${PS3_PREFIX}${k.slice(2)}`, { shape: t.shape, data: (await t.data()) as Float32Array });
     writeSafetensors(path.join(incoming, 'optimizer.safetensors'), opt);
-    if (tune) await writeTunedPs3(ps3Dir, path.join(incoming, 'ps3'), ps3.weights, ps3Trainable);
+    if (tunesPs3) await writeTunedPs3(ps3Dir, path.join(incoming, 'ps3'), ps3.weights, ps3Trainable);
     else if (config.ps3Model === 'ps3') copyPs3Folder(ps3Dir, path.join(incoming, 'ps3'));
     state.optimizerStep = optimizer.step;
     methods = { ...methods, [o.method]: { ...state } };
@@ -432,7 +460,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
 
   const threads = Math.min(o.threads ?? 1, o.batch);
   const sharded = await ShardedStep.start(
-    { method: o.method, lm: lmConfigOf(config, o.method), ps3, ps3Dir, tokenizer, reader, convInput: tune === 'all', trainable, ps3Trainable, selectionWeight: o.selectionWeight, choiceWeight: o.choiceWeight ?? 0, boxLoss: o.boxLoss ?? 'bce' },
+    { method: o.method, lm: lmConfigOf(config, o.method), ps3, ps3Dir, tokenizer, reader, convInput: tune === 'all', trainable, ps3Trainable, selectionWeight: o.selectionWeight, choiceWeight: o.choiceWeight ?? 0, boxLoss: o.boxLoss ?? 'bce', trunkFrom },
     threads,
     weights,
   );
@@ -464,9 +492,10 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
       const all = new Map([...r.grads, ...[...r.ps3Grads].map(([k, g]): [string, tf.Tensor] => [`${PS3_PREFIX}${k}`, g])]);
       const gradNorm = clipGradients(all, o.clip);
       optimizer.apply(weights, new Map(trainable.map((k) => [k, all.get(k)!])), lr);
-      if (tune) {
-        const selectionLr = lr * ((o.selectionLr ?? o.lr) / o.lr);
-        selectionOptimizer.apply(ps3.weights, new Map(ps3Trainable.map((k) => [k, all.get(`${PS3_PREFIX}${k}`)!])), selectionLr);
+      if (ps3Trainable.length) {
+        // each group's rate follows the schedule, scaled by its own peak
+        const rate = (k: string): number => lr * ((trunkKeys.has(k) ? (o.trunkLr ?? o.lr) : (o.selectionLr ?? o.lr)) / o.lr);
+        ps3Optimizer.apply(ps3.weights, new Map(ps3Trainable.map((k) => [k, all.get(`${PS3_PREFIX}${k}`)!])), rate);
       }
       tf.dispose([...all.values()]);
       state.step += 1;
@@ -490,7 +519,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   } finally {
     await sharded.close();
     optimizer.dispose();
-    selectionOptimizer.dispose();
+    ps3Optimizer.dispose();
     weights.dispose();
     ps3.weights.dispose();
   }

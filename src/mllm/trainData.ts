@@ -112,6 +112,12 @@ export interface CacheSpec {
   readonly captions?: number;
   /** ps3: also keep the selection ConvNeXt's input (the image at its size, F16), so a run can train the ConvNeXt */
   readonly convInput?: boolean;
+  /**
+   * ps3, qa task, one look: keep the hidden states entering this block of PS3's trunk instead of
+   * the final tokens, so that a run tunes the blocks from it on (`tuneTrunk`): the states before
+   * it are fixed functions of the image and the look, as the final tokens are of a frozen PS3
+   */
+  readonly trunkFrom?: number;
 }
 
 /** The hash a cache is keyed by: PS3's weights' bytes, not the file's path or time (an embedded copy is rewritten at every checkpoint). */
@@ -132,7 +138,8 @@ export function cacheDir(root: string, ps3Dir: string, spec: CacheSpec, weights 
   const forced = spec.evidenceFraction !== undefined && spec.evidenceFraction !== 1 ? { evidenceFraction: spec.evidenceFraction } : {};
   // a captions cache is keyed by its task too; a questions cache keeps the key it had before tasks
   const task = spec.task === 'captions' ? { task: 'captions', captions: spec.captions ?? DEFAULT_CAPTIONS, look: 'region' } : {};
-  const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, ...asked, ...forced, ...task, resolution: spec.resolution ?? null, qa: QA_VERSION });
+  const entering = spec.trunkFrom !== undefined ? { trunkFrom: spec.trunkFrom } : {};
+  const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, ...asked, ...forced, ...task, ...entering, resolution: spec.resolution ?? null, qa: QA_VERSION });
   return path.join(root, `${spec.method}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
 }
 
@@ -216,15 +223,20 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
   let trunkTokens = 0;
   if (spec.method === 'ps3' && questions.length) {
     const g0 = lowResGrid(ps3);
-    // selection's inputs are for the selection loss, which the captions task does not have
-    const { tokens, kept } = lowResTokens(ps3, pixels, captions ? [] : cfg.selectBasedOnLayer);
-    const low = mergeTokens(tokens, [{ height: g0, width: g0, offset: 0, ids: null }]);
-    arrays.set('low', await arrayOf(low));
-    tf.dispose([tokens, low]);
-    for (const [layer, h] of kept) {
-      arrays.set(`sel.${layer}`, await arrayOf(h));
-      h.dispose();
-    }
+    const from = spec.trunkFrom;
+    if (from !== undefined && (captions || (spec.looks ?? 1) !== 1 || (spec.minLooks ?? 1) !== 1)) throw new Error('imageSamples: trunkFrom is for the qa task with one look a question');
+    // selection's inputs are for the selection loss, which the captions task does not have; a
+    // layer the tuned blocks make is recomputed by the step
+    const selected = captions ? [] : cfg.selectBasedOnLayer.filter((l) => from === undefined || l < from);
+    const { tokens, kept } = lowResTokens(ps3, pixels, from === undefined ? selected : [...selected, from - 1]);
+    if (from === undefined) {
+      const low = mergeTokens(tokens, [{ height: g0, width: g0, offset: 0, ids: null }]);
+      arrays.set('low', await arrayOf(low));
+      low.dispose();
+    } else arrays.set('lowin', await arrayOf(kept.get(from - 1)!));
+    tokens.dispose();
+    for (const layer of selected) arrays.set(`sel.${layer}`, await arrayOf(kept.get(layer)!));
+    tf.dispose([...kept.values()]);
     if (dir && spec.convInput && cfg.highresSelectionFeature) writeConvInput(ps3, pixels, dir, i);
     // the engine's convnet, as encodeImage (and so evaluation) uses
     const convnet = convnetFor(ps3.weights, cfg, false);
@@ -237,19 +249,29 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
       const gtPerScale = boxGroundTruthPerScale(cfg, q.box, S);
       // a caption's look is always at its region
       const forced = captions || evidenceForced(spec, i, q.index) ? { gtPerScale } : {};
-      const out = await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: looksOf(spec, i, q.index), ...forced, outputHiddenStates: false });
+      const out = await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: looksOf(spec, i, q.index), ...forced, outputHiddenStates: from !== undefined });
       const n0 = g0 * g0;
       const targets = boxTargets(gtPerScale);
+      if (from !== undefined) {
+        // [1, n0 + chosen, D] entering block `from` -> the look's rows, and which cells they are
+        const entering = tf.slice(out.hiddenStates[from - 1]!, [0, n0, 0], [-1, -1, -1]);
+        arrays.set(`highin.${q.index}`, await arrayOf(entering));
+        tf.dispose([entering, ...out.hiddenStates.filter((h) => h !== out.lastHiddenState)]);
+        out.selectionMaps.forEach((m, s) => arrays.set(`chosen.${q.index}.${s}`, { shape: [m.height, m.width], data: Float32Array.from(m.data) }));
+      }
       // a caption is of its region alone: its look keeps only the tokens of the region's cells
       const maps = captions ? regionMaps(out.selectionMaps, targets) : out.selectionMaps;
-      const high = tf.tidy(() => {
-        const all = tf.reshape(finalNorm(ps3.weights, cfg.trunk, out.lastHiddenState), [-1, cfg.trunk.width]);
-        const chosen = tf.slice(all, [n0, 0], [-1, -1]);
-        return mergeTokens(captions ? tf.gather(chosen, tf.tensor1d(keptRows(out.selectionMaps, maps), 'int32')) : chosen, highResGrids(ps3, maps));
-      });
       trunkTokens = Math.max(trunkTokens, out.lastHiddenState.shape[1]!);
-      arrays.set(`high.${q.index}`, await arrayOf(high));
-      tf.dispose([high, out.lastHiddenState, out.pooledOutput, ...out.bottomupSelectionProbs, ...out.selectionProbs]);
+      if (from === undefined) {
+        const high = tf.tidy(() => {
+          const all = tf.reshape(finalNorm(ps3.weights, cfg.trunk, out.lastHiddenState), [-1, cfg.trunk.width]);
+          const chosen = tf.slice(all, [n0, 0], [-1, -1]);
+          return mergeTokens(captions ? tf.gather(chosen, tf.tensor1d(keptRows(out.selectionMaps, maps), 'int32')) : chosen, highResGrids(ps3, maps));
+        });
+        arrays.set(`high.${q.index}`, await arrayOf(high));
+        high.dispose();
+      }
+      tf.dispose([out.lastHiddenState, out.pooledOutput, ...out.bottomupSelectionProbs, ...out.selectionProbs]);
       if (captions) continue;
       targets.forEach((t, s) => {
         const [gh, gw] = [out.selectionMaps[s]!.height, out.selectionMaps[s]!.width];

@@ -282,15 +282,21 @@ export async function runTrunk(run: TrunkRunner | null, w: Weights, cfg: TrunkCo
  * Run all blocks. With `cache` (the low-res pass's), the tokens are high-res ones that see the
  * low-res tokens; they are not added to the cache, so looks never see each other.
  * `keepKv` keeps each block's keys and values (the low-res pass needs them, looks do not).
+ * `firstBlock` starts at that block (the tokens are the hidden states entering it): hidden
+ * states, keys and values then count from it, and so does `cache`, as a pass from the same block
+ * made it.
  */
-export function trunk(w: Weights, cfg: TrunkConfig, tokens: tf.Tensor, options: { cache?: KV[]; keepKv?: boolean } = {}): TrunkOutput {
+export function trunk(w: Weights, cfg: TrunkConfig, tokens: tf.Tensor, options: { cache?: KV[]; keepKv?: boolean; firstBlock?: number } = {}): TrunkOutput {
   const hiddenStates: tf.Tensor[] = [];
   const kvCache: KV[] = [];
+  const first = options.firstBlock ?? 0;
+  if (!Number.isInteger(first) || first < 0 || first >= cfg.depth) throw new RangeError(`trunk: firstBlock ${first} is not a block of ${cfg.depth}`);
   let x = tokens;
-  for (let i = 0; i < cfg.depth; i++) {
+  for (let i = first; i < cfg.depth; i++) {
+    const cached = options.cache?.[i - first];
     const out = tf.tidy(() => {
-      if (w.trainable) return checkpointedBlock(w, cfg, i, x, options.cache?.[i], options.keepKv ?? false);
-      const r = block(w, cfg, i, x, options.cache?.[i]);
+      if (w.trainable) return checkpointedBlock(w, cfg, i, x, cached, options.keepKv ?? false);
+      const r = block(w, cfg, i, x, cached);
       return options.keepKv ? [r.x, r.kv.k, r.kv.v] : [r.x];
     });
     x = out[0]!;
@@ -301,6 +307,14 @@ export function trunk(w: Weights, cfg: TrunkConfig, tokens: tf.Tensor, options: 
 }
 
 const BLOCK_PARAMS = ['norm1.weight', 'norm1.bias', 'attn.qkv.weight', 'attn.qkv.bias', 'attn.proj.weight', 'attn.proj.bias', 'norm2.weight', 'norm2.bias', 'mlp.fc1.weight', 'mlp.fc1.bias', 'mlp.fc2.weight', 'mlp.fc2.bias'];
+
+/** The weights of the trunk's blocks from `firstBlock` on and of its final norm: what a pass from that block reads to make the final-normed tokens. */
+export function trunkTailKeys(w: Weights, cfg: TrunkConfig, firstBlock: number): string[] {
+  const keys: string[] = [];
+  for (let i = firstBlock; i < cfg.depth; i++) keys.push(...BLOCK_PARAMS.map((k) => `${T}.blocks.${i}.${k}`));
+  keys.push(`${T}.norm.weight`, `${T}.norm.bias`);
+  return keys.filter((k) => w.has(k));
+}
 
 /**
  * One block under autograd with gradient checkpointing: only the block's inputs are kept for the

@@ -30,17 +30,21 @@ export class AdamW {
 
   constructor(readonly options: AdamWOptions = DEFAULT_ADAMW) {}
 
-  /** Apply one update to `weights` in place for every key of `grads`: one kernel a tensor (tensor/adamwKernel.ts). */
-  apply(weights: Weights, grads: ReadonlyMap<string, tf.Tensor>, lr: number): void {
+  /**
+   * Apply one update to `weights` in place for every key of `grads`: one kernel a tensor
+   * (tensor/adamwKernel.ts). `lr` may be a function of the key (parameter groups of their own rates).
+   */
+  apply(weights: Weights, grads: ReadonlyMap<string, tf.Tensor>, lr: number | ((key: string) => number)): void {
     this.step += 1;
     const [beta1, beta2] = this.options.betas;
-    const common = { lr, beta1, beta2, correction1: 1 - beta1 ** this.step, correction2: 1 - beta2 ** this.step, eps: this.options.eps };
+    const common = { beta1, beta2, correction1: 1 - beta1 ** this.step, correction2: 1 - beta2 ** this.step, eps: this.options.eps };
     for (const [key, g] of grads) {
       const p = weights.get(key);
-      const decay = decays(key, p.shape) ? 1 - lr * this.options.weightDecay : 1;
+      const rate = typeof lr === 'function' ? lr(key) : lr;
+      const decay = decays(key, p.shape) ? 1 - rate * this.options.weightDecay : 1;
       const [next, m, v] = tf.tidy(() => {
         const inputs = { p, g, m: this.m.get(key) ?? tf.zerosLike(p), v: this.v.get(key) ?? tf.zerosLike(p) };
-        return tf.engine().runKernel(ADAMW_STEP, inputs, { ...common, decay }) as tf.Tensor[];
+        return tf.engine().runKernel(ADAMW_STEP, inputs, { ...common, lr: rate, decay }) as tf.Tensor[];
       });
       this.m.get(key)?.dispose();
       this.v.get(key)?.dispose();

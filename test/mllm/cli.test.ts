@@ -188,6 +188,27 @@ test('without options the LM writes its answer; a method the folder lacks is ref
   }
 });
 
+test('train-mllm --tune-trunk trains PS3\'s last block with the LM: the folder keeps a PS3 whose earlier weights are the original\'s', () => {
+  const t = path.join(tmp, 'tuned');
+  const args = [...trainArgs(t), '--tune-trunk', '1', '--trunk-lr', '1e-2'];
+  const caches = fs.readdirSync(cache);
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(losses(t).length, STEPS);
+  assert.equal(fs.readdirSync(cache).filter((d) => !caches.includes(d)).length, 1, 'a cache of the states entering the block');
+  const config = JSON.parse(fs.readFileSync(path.join(t, 'checkpoint', 'config.json'), 'utf8')) as { ps3_model: string };
+  assert.equal(config.ps3_model, 'ps3');
+  const before = readSafetensors(path.join(ps3, 'model.safetensors'));
+  const after = readSafetensors(path.join(t, 'checkpoint', 'ps3', 'model.safetensors'));
+  const same = (k: string): boolean => before.get(k)!.data.every((v, i) => v === after.get(k)!.data[i]);
+  assert.ok(same('vision_model.trunk.blocks.0.mlp.fc2.weight') && same('vision_model.trunk.patch_embed.proj.weight'), 'the frozen part is the original');
+  assert.ok(!same('vision_model.trunk.blocks.1.mlp.fc2.weight') && !same('vision_model.trunk.norm.weight'), 'the last block and the final norm learned');
+  assertBadInput([...args.slice(1, -4), '--resume'], /made with --tune-trunk 1, got \(not given\)/);
+  assertBadInput([...trainArgs(path.join(tmp, 'none')).slice(1), '--tune-trunk', '2'], /--tune-trunk 2: PS3's trunk has 2 blocks/);
+  assertBadInput([...trainArgs(path.join(tmp, 'none')).slice(1), '--tune-trunk', 'last'], /--tune-trunk/);
+  assert.ok(!fs.existsSync(path.join(tmp, 'none')));
+});
+
 test('train-mllm refuses bad options before any work', async () => {
   const base: TrainVilaOptions = {
     ps3, out: path.join(tmp, 'none'), method: 'ps3', preset: 'micro', steps: 2, batch: 1, lr: 1e-3, warmup: 0, clip: 1, seed: 0, dataSeed: 0, images: 1,
@@ -209,6 +230,11 @@ test('train-mllm refuses bad options before any work', async () => {
     [{ ...base, decoyLooks: 2 }, /--decoy-looks must be from 0 to 1, got 2/],
     [{ ...base, method: 'lowres', decoyLooks: 0.5 }, /--decoy-looks swaps PS3's looks between questions, which only --method ps3 has/],
     [{ ...base, task: 'captions', decoyLooks: 0.5 }, /--decoy-looks swaps the looks of the qa task's questions/],
+    [{ ...base, tuneTrunk: 0 }, /--tune-trunk must be a positive integer \(blocks\), got 0/],
+    [{ ...base, method: 'lowres', tuneTrunk: 1 }, /--tune-trunk trains PS3's last blocks, which only --method ps3 reads/],
+    [{ ...base, task: 'mixed', tuneTrunk: 1 }, /--tune-trunk is for the qa task/],
+    [{ ...base, looks: 2, tuneTrunk: 1 }, /one look a question: give --looks 1 \(got --looks 2\)/],
+    [{ ...base, trunkLr: 1e-3 }, /--trunk-lr sets the learning rate of PS3's tuned blocks: give --tune-trunk too/],
   ];
   for (const [o, pattern] of cases) await assert.rejects(trainVilaHd(o), (e: unknown) => isUserError(e) && pattern.test(e.message), String(pattern));
   assert.ok(!fs.existsSync(path.join(tmp, 'none', 'checkpoint')));

@@ -98,3 +98,9 @@ test('bench train-mllm times each choice weight with each number of threads', as
   assert.equal(r.rows[0]!.choice_loss, null);
   assert.ok(r.rows[1]!.choice_loss! > 0, 'the choice-weight run computed the term');
 });
+
+test('bench train-mllm times a frozen PS3 and one whose last block trains, each with its own cache', async () => {
+  const r = await benchTrainMllm({ ps3, method: 'ps3', preset: 'micro', threads: [1], tuneTrunks: [0, 1], steps: 1, batch: 2, images: 2, repeats: 1 });
+  assert.deepEqual(r.rows.map((row) => [row.threads, row.tune_trunk]), [[1, 0], [1, 1]]);
+  assert.ok(r.rows.every((row) => row.samples_per_s > 0 && row.cpu_ms_per_sample > 0));
+});
