@@ -38,7 +38,7 @@ export async function benchTrainMllmCommand(o: BenchTrainMllmOptions): Promise<n
     return v;
   });
   const tuneTrunks = o.tuneTrunk.split(',').map((x) => intOption('tune-trunk', x.trim(), { min: 0 })!);
-  if (o.method !== 'ps3' && tuneTrunks.some((k) => k > 0)) throw new UserError(`--tune-trunk tunes PS3's last blocks, which only --method ps3 reads (got --method ${o.method})`);
+  if (o.method !== 'ps3' && o.method !== 'lowres' && tuneTrunks.some((k) => k > 0)) throw new UserError(`--tune-trunk tunes PS3's last blocks for --method ps3 or lowres (got --method ${o.method})`);
   const steps = intOption('steps', o.steps, { min: 1 })!;
   const batch = intOption('batch', o.batch, { min: 1 })!;
   const images = intOption('images', o.images, { min: 1 })!;

@@ -269,7 +269,7 @@ program
   .option('--cache-only', 'make the token caches and stop, writing nothing in --out but its default cache (OUT/cache, when --cache is not given); run it beside the training run with the same options (one per core, or on machines sharing --cache): the builders split the scenes', false)
   .option('--tune-selection [which]', 'ps3: also train PS3\'s selection modules (not its trunk) with the selection loss: all (the default) | projections (the ConvNeXt stays frozen: much cheaper); the tuned PS3 is kept in the folder', false)
   .option('--selection-lr <x>', 'peak learning rate of PS3\'s selection modules with --tune-selection (default --lr)')
-  .option('--tune-trunk <blocks>', 'ps3, qa task, --looks 1: also train the last this many blocks of PS3\'s trunk and its final norm with the LM\'s loss (and the selection loss); the cache holds the hidden states entering them, and the tuned PS3 is kept in the folder')
+  .option('--tune-trunk <blocks>', 'ps3 (qa task, --looks 1) or lowres: also train the last this many blocks of PS3\'s trunk and its final norm with the LM\'s loss (and the selection loss); the cache holds the hidden states entering them, and the tuned PS3 is kept in the folder')
   .option('--trunk-lr <x>', 'peak learning rate of PS3\'s tuned blocks with --tune-trunk (default --lr)')
   .option('--threads <n>', 'threads that share each step\'s batch (default: one per core); a run resumes on the same curve with the same number')
   .action((o: TrainMllmCliOptions) => runCommand(() => trainMllmCommand({ ...o, ...program.opts() })));

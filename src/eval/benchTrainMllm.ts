@@ -19,7 +19,7 @@ export interface TrainMllmBenchOptions {
   readonly threads: readonly number[];
   /** `--choice-weight` of each run (default [0]) */
   readonly choiceWeights?: readonly number[];
-  /** `--tune-trunk` of each run, 0 for a frozen PS3 (default [0]); ps3 only */
+  /** `--tune-trunk` of each run, 0 for a frozen PS3 (default [0]); ps3 and lowres */
   readonly tuneTrunks?: readonly number[];
   readonly steps: number;
   readonly batch: number;

@@ -69,41 +69,42 @@ export interface TunedTrunk {
 }
 
 /**
- * The merged low-res and high-res tokens of a sample through the tuned blocks: the low-res states
- * run them keeping their keys and values, the look's states run them attending to those, as
- * PS3's high-res pass does; both final-normed and merged for the projector. `hidden` gives the
- * low-res hidden states of the tuned blocks ([1, N0, D] by block) for the selection features.
+ * The merged low-res and (with `look`, ps3) high-res tokens of a sample through the tuned blocks:
+ * the low-res states run them keeping their keys and values, the look's states run them attending
+ * to those, as PS3's high-res pass does; both final-normed and merged for the projector.
+ * `hidden` gives the low-res hidden states of the tuned blocks ([1, N0, D] by block) for the
+ * selection features.
  */
-export function tunedTokens(t: TunedTrunk, s: SampleInputs): { low: tf.Tensor; high: tf.Tensor; hidden: Map<number, tf.Tensor> } {
+export function tunedTokens(t: TunedTrunk, s: SampleInputs, look = true): { low: tf.Tensor; high: tf.Tensor | null; hidden: Map<number, tf.Tensor> } {
   const cfg = t.ps3.config.vision;
   const D = cfg.trunk.width;
-  const look = s.question.look ?? s.question.index;
-  const low = trunk(t.weights, cfg.trunk, tensorOf(s.arrays, 'lowin'), { keepKv: true, firstBlock: t.firstBlock });
-  const high = trunk(t.weights, cfg.trunk, tensorOf(s.arrays, `highin.${look}`), { cache: low.kvCache, firstBlock: t.firstBlock });
-  const maps = cfg.scales.slice(1).map((_, i) => {
-    const a = s.arrays.get(`chosen.${look}.${i}`);
-    if (!a) throw new Error(`training cache: no "chosen.${look}.${i}"`);
-    return { height: a.shape[0]!, width: a.shape[1]!, data: Uint8Array.from(a.data) };
-  });
   const g0 = lowResGrid(t.ps3);
   const tokens = (h: readonly tf.Tensor[]): tf.Tensor => tf.reshape(finalNorm(t.weights, cfg.trunk, h[h.length - 1]!), [-1, D]);
-  return {
-    low: mergeTokens(tokens(low.hiddenStates), [{ height: g0, width: g0, offset: 0, ids: null }]),
-    high: mergeTokens(tokens(high.hiddenStates), highResGrids(t.ps3, maps)),
-    hidden: new Map(low.hiddenStates.map((h, i) => [t.firstBlock + i, h])),
-  };
+  const low = trunk(t.weights, cfg.trunk, tensorOf(s.arrays, 'lowin'), { keepKv: look, firstBlock: t.firstBlock });
+  const lowMerged = mergeTokens(tokens(low.hiddenStates), [{ height: g0, width: g0, offset: 0, ids: null }]);
+  const hidden = new Map(low.hiddenStates.map((h, i) => [t.firstBlock + i, h]));
+  if (!look) return { low: lowMerged, high: null, hidden };
+  const own = s.question.look ?? s.question.index;
+  const high = trunk(t.weights, cfg.trunk, tensorOf(s.arrays, `highin.${own}`), { cache: low.kvCache, firstBlock: t.firstBlock });
+  const maps = cfg.scales.slice(1).map((_, i) => {
+    const a = s.arrays.get(`chosen.${own}.${i}`);
+    if (!a) throw new Error(`training cache: no "chosen.${own}.${i}"`);
+    return { height: a.shape[0]!, width: a.shape[1]!, data: Uint8Array.from(a.data) };
+  });
+  return { low: lowMerged, high: mergeTokens(tokens(high.hiddenStates), highResGrids(t.ps3, maps)), hidden };
 }
 
 /**
  * A sample's visual tokens for the LM, projected ([m, W]), and (ps3) the projected low-res part
- * alone; a decoy reads another question's look. With `tuned`, PS3's last blocks run first
- * (`tunedTokens`), and their low-res hidden states come back for the selection.
+ * alone; a decoy reads another question's look. With `tuned` (ps3, lowres), PS3's last blocks run
+ * first (`tunedTokens`), and their low-res hidden states come back for the selection.
  */
 export function sampleVisual(w: Weights, method: EncodeMethod, s: SampleInputs, tuned?: TunedTrunk): { visual: tf.Tensor; low: tf.Tensor | null; hidden: Map<number, tf.Tensor> } {
+  if (method === 'lowres' && tuned) return { visual: project(w, method, tunedTokens(tuned, s, false).low), low: null, hidden: new Map() };
   if (method !== 'ps3') return { visual: project(w, method, tensorOf(s.arrays, 'visual')), low: null, hidden: new Map() };
   const merged = tuned ? tunedTokens(tuned, s) : { low: tensorOf(s.arrays, 'low'), high: tensorOf(s.arrays, `high.${s.question.look ?? s.question.index}`), hidden: new Map<number, tf.Tensor>() };
   const low = project(w, method, merged.low);
-  return { visual: tf.concat([low, project(w, method, merged.high)], 0), low, hidden: merged.hidden };
+  return { visual: tf.concat([low, project(w, method, merged.high!)], 0), low, hidden: merged.hidden };
 }
 
 /**

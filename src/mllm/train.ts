@@ -108,7 +108,7 @@ export interface TrainVilaOptions {
   /** learning rate of PS3's selection modules (default --lr) */
   readonly selectionLr?: number;
   /**
-   * ps3, qa task, one look a question: also train the last this many blocks of PS3's trunk (and
+   * ps3 (qa task, one look a question) or lowres: also train the last this many blocks of PS3's trunk (and
    * its final norm) with the LM's loss and the selection loss; the cache then holds the hidden
    * states entering the first of them (trainData.ts `trunkFrom`), and the tuned PS3 is kept
    * inside the folder
@@ -196,10 +196,10 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (o.selectionLr !== undefined && !(o.selectionLr > 0)) throw new UserError(`--selection-lr must be positive, got ${o.selectionLr}`);
   if (o.tuneTrunk !== undefined) {
     if (!Number.isInteger(o.tuneTrunk) || o.tuneTrunk < 1) throw new UserError(`--tune-trunk must be a positive integer (blocks), got ${o.tuneTrunk}`);
-    if (o.method !== 'ps3') throw new UserError(`--tune-trunk trains PS3's last blocks, which only --method ps3 reads (got --method ${o.method})`);
+    if (o.method !== 'ps3' && o.method !== 'lowres') throw new UserError(`--tune-trunk trains PS3's last blocks for --method ps3 or lowres (got --method ${o.method}: its tiles would each need their states cached)`);
     if (o.task === 'captions' || o.task === 'mixed') throw new UserError(`--tune-trunk is for the qa task (--task ${o.task} keeps only a region's tokens of a look)`);
     // a look's tokens attend to each other, and looks never do: the cache holds one look a question
-    if (o.looks !== 1 || (o.minLooks ?? 1) !== 1) throw new UserError(`--tune-trunk runs each training look through PS3's last blocks, one look a question: give --looks 1 (got --looks ${o.looks}${o.minLooks !== undefined ? ` --min-looks ${o.minLooks}` : ''})`);
+    if (o.method === 'ps3' && (o.looks !== 1 || (o.minLooks ?? 1) !== 1)) throw new UserError(`--tune-trunk runs each training look through PS3's last blocks, one look a question: give --looks 1 (got --looks ${o.looks}${o.minLooks !== undefined ? ` --min-looks ${o.minLooks}` : ''})`);
   }
   if (o.trunkLr !== undefined && !(o.trunkLr > 0)) throw new UserError(`--trunk-lr must be positive, got ${o.trunkLr}`);
   if (o.trunkLr !== undefined && o.tuneTrunk === undefined) throw new UserError('--trunk-lr sets the learning rate of PS3\'s tuned blocks: give --tune-trunk too');

@@ -113,9 +113,10 @@ export interface CacheSpec {
   /** ps3: also keep the selection ConvNeXt's input (the image at its size, F16), so a run can train the ConvNeXt */
   readonly convInput?: boolean;
   /**
-   * ps3, qa task, one look: keep the hidden states entering this block of PS3's trunk instead of
-   * the final tokens, so that a run tunes the blocks from it on (`tuneTrunk`): the states before
-   * it are fixed functions of the image and the look, as the final tokens are of a frozen PS3
+   * ps3 (qa task, one look) or lowres: keep the hidden states entering this block of PS3's trunk
+   * instead of the final tokens, so that a run tunes the blocks from it on (`tuneTrunk`): the
+   * states before it are fixed functions of the image and the look, as the final tokens are of a
+   * frozen PS3
    */
   readonly trunkFrom?: number;
 }
@@ -278,6 +279,12 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
         arrays.set(`target.${q.index}.${s}`, { shape: [1, gh, gw], data: t });
       });
     }
+  } else if (questions.length && spec.trunkFrom !== undefined) {
+    if (spec.method !== 'lowres') throw new Error(`imageSamples: trunkFrom is for ps3 and lowres, not ${spec.method}`);
+    const { tokens, kept } = lowResTokens(ps3, pixels, [spec.trunkFrom - 1]);
+    arrays.set('lowin', await arrayOf(kept.get(spec.trunkFrom - 1)!));
+    tf.dispose([tokens, ...kept.values()]);
+    trunkTokens = lowResGrid(ps3) ** 2;
   } else if (questions.length) {
     const v = await baselineVisual(ps3, pixels, spec.method as Exclude<EncodeMethod, 'ps3'>, spec.resolution !== undefined ? { resolution: spec.resolution } : {});
     arrays.set('visual', await arrayOf(v.merged));

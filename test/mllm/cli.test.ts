@@ -231,7 +231,7 @@ test('train-mllm refuses bad options before any work', async () => {
     [{ ...base, method: 'lowres', decoyLooks: 0.5 }, /--decoy-looks swaps PS3's looks between questions, which only --method ps3 has/],
     [{ ...base, task: 'captions', decoyLooks: 0.5 }, /--decoy-looks swaps the looks of the qa task's questions/],
     [{ ...base, tuneTrunk: 0 }, /--tune-trunk must be a positive integer \(blocks\), got 0/],
-    [{ ...base, method: 'lowres', tuneTrunk: 1 }, /--tune-trunk trains PS3's last blocks, which only --method ps3 reads/],
+    [{ ...base, method: 'anyres', tuneTrunk: 1 }, /--tune-trunk trains PS3's last blocks for --method ps3 or lowres \(got --method anyres/],
     [{ ...base, task: 'mixed', tuneTrunk: 1 }, /--tune-trunk is for the qa task/],
     [{ ...base, looks: 2, tuneTrunk: 1 }, /one look a question: give --looks 1 \(got --looks 2\)/],
     [{ ...base, trunkLr: 1e-3 }, /--trunk-lr sets the learning rate of PS3's tuned blocks: give --tune-trunk too/],

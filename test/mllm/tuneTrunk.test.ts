@@ -1,7 +1,7 @@
 /**
  * Tuning PS3's last blocks with VILA-HD (`train-mllm --tune-trunk`): the trunk run from a block
  * on the states entering it ends where the whole trunk does; a cache of those states gives,
- * through the blocks, the tokens a frozen-PS3 cache holds; the loss's gradient reaches the tuned
+ * through the blocks, the tokens a frozen-PS3 cache holds (ps3 and the lowres baseline); the loss's gradient reaches the tuned
  * blocks, matching a central difference.
  */
 import { test, before, after } from 'node:test';
@@ -75,20 +75,38 @@ test('a cache of the states entering the last block gives through it the frozen 
     const f = frozen.image(q.image);
     const t = tunedTokens(at, { question: q, arrays: entering.image(q.image) });
     assert.ok(maxDiff(t.low, f.get('low')!.data) < 1e-4, `low-res tokens of ${q.image}.${q.index}`);
-    assert.ok(maxDiff(t.high, f.get(`high.${q.index}`)!.data) < 1e-4, `look of ${q.image}.${q.index}`);
+    assert.ok(maxDiff(t.high!, f.get(`high.${q.index}`)!.data) < 1e-4, `look of ${q.image}.${q.index}`);
     for (const l of cfg.selectBasedOnLayer) {
       if (l >= from) assert.ok(maxDiff(t.hidden.get(l)!, f.get(`sel.${l}`)!.data) < 1e-4, `selection layer ${l}`);
       else assert.ok(entering.image(q.image).has(`sel.${l}`), `layer ${l} is cached`);
     }
-    tf.dispose([t.low, t.high, ...t.hidden.values()]);
+    tf.dispose([t.low, t.high!, ...t.hidden.values()]);
   }
   const q = questions.find((x) => questions.some((y) => y.image === x.image && y.index !== x.index))!;
   const other = questions.find((y) => y.image === q.image && y.index !== q.index)!;
   const arrays = entering.image(q.image);
   const decoy = tunedTokens(at, { question: { ...q, look: other.index }, arrays });
   const theirs = tunedTokens(at, { question: other, arrays });
-  assert.equal(maxDiff(decoy.high, theirs.high.dataSync()), 0);
-  tf.dispose([decoy.low, decoy.high, theirs.low, theirs.high, ...decoy.hidden.values(), ...theirs.hidden.values()]);
+  assert.equal(maxDiff(decoy.high!, theirs.high!.dataSync()), 0);
+  tf.dispose([decoy.low, decoy.high!, theirs.low, theirs.high!, ...decoy.hidden.values(), ...theirs.hidden.values()]);
+  ps3.weights.dispose();
+});
+
+test('the lowres baseline\'s cache of entering states gives through the last block its frozen cache\'s tokens', async () => {
+  const ps3 = loadModel(ps3Dir, 'vision');
+  const from = ps3.config.vision.trunk.depth - 1;
+  const spec: CacheSpec = { method: 'lowres', seed: 33, images: 2 };
+  const frozenDir = cacheDir(path.join(tmp, 'cache'), ps3Dir, spec);
+  const tunedDir = cacheDir(path.join(tmp, 'cache'), ps3Dir, { ...spec, trunkFrom: from });
+  const questions = await buildCache(ps3, spec, frozenDir);
+  assert.deepEqual(await buildCache(ps3, { ...spec, trunkFrom: from }, tunedDir), questions);
+  const q = questions[0]!;
+  const entering = new CacheReader(tunedDir).image(q.image);
+  assert.deepEqual([...entering.keys()], ['lowin']);
+  const t = tunedTokens({ ps3, weights: ps3.weights, firstBlock: from }, { question: q, arrays: entering }, false);
+  assert.equal(t.high, null);
+  assert.ok(maxDiff(t.low, new CacheReader(frozenDir).image(q.image).get('visual')!.data) < 1e-4);
+  tf.dispose([t.low, ...t.hidden.values()]);
   ps3.weights.dispose();
 });
 
