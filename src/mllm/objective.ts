@@ -145,7 +145,10 @@ export function optionRows(w: Weights, method: EncodeMethod, lm: LmConfig, token
   });
 }
 
-/** The loss terms of one question, as scalars (the caller is inside a tidy); `choice` only with `choiceWeight` > 0. */
+/**
+ * The loss terms of one question, as scalars (the caller is inside a tidy); `choice` only with
+ * `choiceWeight` > 0. `ps3Weights`: PS3's weights as the step reads them (its tuned keys live).
+ */
 export function sampleLosses(
   w: Weights,
   method: EncodeMethod,
@@ -153,7 +156,7 @@ export function sampleLosses(
   ps3: PS3Model,
   tokenizer: LmTokenizer,
   s: SampleInputs,
-  selectionWeights: Weights = ps3.weights,
+  ps3Weights: Weights = ps3.weights,
   boxLossKind: BoxLossKind = 'bce',
   choiceWeight = 0,
   tuned?: TunedTrunk,
@@ -172,10 +175,10 @@ export function sampleLosses(
     const layers: tf.Tensor[] = [];
     for (const l of cfg.selectBasedOnLayer) layers[l] = lowHidden.get(l) ?? tensorOf(s.arrays, `sel.${l}`);
     // a run that tunes the ConvNeXt (the only one whose cache holds its input) recomputes its features
-    const convIn = selectionWeights !== ps3.weights ? s.arrays.get('convin') : undefined;
-    const conv = convIn ? shallowConvNet(selectionWeights, cfg, convIn.data as Float32Array, 1) : s.arrays.has('conv') ? tensorOf(s.arrays, 'conv') : null;
+    const convIn = ps3Weights !== ps3.weights ? s.arrays.get('convin') : undefined;
+    const conv = convIn ? shallowConvNet(ps3Weights, cfg, convIn.data as Float32Array, 1) : s.arrays.has('conv') ? tensorOf(s.arrays, 'conv') : null;
     const S = cfg.scales[cfg.scales.length - 1]!;
-    const probs = selectionProbs(cfg, selectionLogits(selectionWeights, cfg, layers, conv, prompt), S, S);
+    const probs = selectionProbs(cfg, selectionLogits(ps3Weights, cfg, layers, conv, prompt), S, S);
     const targets = probs.map((_, i) => s.arrays.get(`target.${q.index}.${i}`)!.data as Float32Array);
     selection = boxLoss(probs, targets, [0], boxLossKind);
   }
@@ -205,10 +208,11 @@ export interface BatchLoss {
 /**
  * Mean loss over a batch and its gradient for `trainable` keys (everything else constant), and
  * for `ps3Trainable` keys of PS3's weights (the selection modules or the trunk's last blocks,
- * when a run tunes them; their gradients come back under `ps3Grads`). `trunkFrom`: the cache
- * holds the hidden states entering this block, and the step runs the trunk from it. `denominator` (default the batch's size) is what the
- * sum of the samples' losses is divided by: a shard of a larger batch passes the whole batch's
- * size, so the shards' losses and gradients add up to the batch's.
+ * when a run tunes them; their gradients come back under `ps3Grads`). `denominator` (default
+ * the batch's size) is what the sum of the samples' losses is divided by: a shard of a larger
+ * batch passes the whole batch's size, so the shards' losses and gradients add up to the batch's.
+ * `trunkFrom`: the cache holds the hidden states entering this block, and the step runs the
+ * trunk from it.
  */
 export function batchLossAndGrads(
   w: Weights,

@@ -9,7 +9,9 @@
  * PS3 stays frozen: its tokens are then fixed functions of the image (and, for the looks, of the
  * evidence box), so they are computed once per image and cached (trainData.ts), and a step costs
  * only the LM. The prompt head still learns where to look through the selection loss, whose
- * probabilities are recomputed from cached inputs with PS3's weights held constant.
+ * probabilities are recomputed from cached inputs with PS3's weights held constant. Two options
+ * tune parts of PS3 all the same: `tuneSelection` its selection modules, `tuneTrunk` its last
+ * blocks, whose entering hidden states are then what the cache holds.
  *
  * Several methods live in one folder: training another method on the same `--out` adds its
  * weights and leaves the others' (and their optimizer state) as they were.
@@ -108,10 +110,10 @@ export interface TrainVilaOptions {
   /** learning rate of PS3's selection modules (default --lr) */
   readonly selectionLr?: number;
   /**
-   * ps3 (qa task, one look a question) or lowres: also train the last this many blocks of PS3's trunk (and
-   * its final norm) with the LM's loss and the selection loss; the cache then holds the hidden
-   * states entering the first of them (trainData.ts `trunkFrom`), and the tuned PS3 is kept
-   * inside the folder
+   * ps3 (qa task, one look a question) or lowres: also train the last this many blocks of PS3's
+   * trunk (and its final norm) with the LM's loss and the selection loss; the cache then holds
+   * the hidden states entering the first of them (trainData.ts `trunkFrom`), and the tuned PS3 is
+   * kept inside the folder
    */
   readonly tuneTrunk?: number;
   /** learning rate of PS3's tuned blocks (default --lr) */

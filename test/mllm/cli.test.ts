@@ -191,7 +191,7 @@ test('without options the LM writes its answer; a method the folder lacks is ref
 test('train-mllm --tune-trunk trains PS3\'s last block with the LM: the folder keeps a PS3 whose earlier weights are the original\'s', () => {
   const t = path.join(tmp, 'tuned');
   const args = [...trainArgs(t), '--tune-trunk', '1', '--trunk-lr', '1e-2'];
-  const caches = fs.readdirSync(cache);
+  const caches = fs.existsSync(cache) ? fs.readdirSync(cache) : [];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(losses(t).length, STEPS);
@@ -204,6 +204,8 @@ test('train-mllm --tune-trunk trains PS3\'s last block with the LM: the folder k
   assert.ok(same('vision_model.trunk.blocks.0.mlp.fc2.weight') && same('vision_model.trunk.patch_embed.proj.weight'), 'the frozen part is the original');
   assert.ok(!same('vision_model.trunk.blocks.1.mlp.fc2.weight') && !same('vision_model.trunk.norm.weight'), 'the last block and the final norm learned');
   assertBadInput([...args.slice(1, -4), '--resume'], /made with --tune-trunk 1, got \(not given\)/);
+  // another method tuning the trunk would change the tokens the ps3 LM reads
+  assertBadInput([...trainArgs(t, 'lowres').slice(1), '--tune-trunk', '1'], /--tune-trunk changes the tokens every method of the folder reads, and .* holds ps3 trained on the PS3 as it is/);
   assertBadInput([...trainArgs(path.join(tmp, 'none')).slice(1), '--tune-trunk', '2'], /--tune-trunk 2: PS3's trunk has 2 blocks/);
   assertBadInput([...trainArgs(path.join(tmp, 'none')).slice(1), '--tune-trunk', 'last'], /--tune-trunk/);
   assert.ok(!fs.existsSync(path.join(tmp, 'none')));
