@@ -215,6 +215,8 @@ program
   .option('--reinit <groups>', 'start these weight groups from random weights drawn with --seed, the rest as --init gives it: text-tower (not its prompt projection), pool-head (the attention pooling that makes the contrastive image feature), prompt-proj (the text tower\'s prompt projection alone)')
   .option('--word-loss <x>', 'weight of the caption-word term (not the reference\'s): each local box\'s pooled feature scores the vocabulary through the text tower\'s token embedding against its caption\'s words (0 = off)', '0')
   .option('--token-word-loss <x>', 'weight of the same term on each local box\'s mean high-res token instead of its pooled feature, so the tokens a multimodal model reads carry the words (0 = off)', '0')
+  .option('--hard-negatives <k>', 'captions one word away (another colour, shape, letter or digit of the scenes\' captions) each local box must score below its own, K a box (not the reference\'s; 0 = off)', '0')
+  .option('--hard-negative-weight <x>', 'weight of the hard-negative term', '1')
   .option('--regions <n>', 'local (box, caption) pairs per image in the contrastive term, its own included: one look pools them all (1 = the reference)', '1')
   .option('--region-selection', 'the other regions\' captions drive top-down selection too, each scored by the box terms against its own box (not the reference\'s; needs --regions 2 or more): several captions of one image teach the prompt which object it names', false)
   .option('--eval-every <n>', 'steps between held-out checks (selection recall, retrieval PS3 vs low-res) logged as val_* in metrics.jsonl; 0 = never', '0')

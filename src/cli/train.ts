@@ -5,6 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { lossWeights, num } from './zodArgs.js';
+import { CONTRAST_WORDS } from '../data/scene/contrastWords.js';
 import { initEngine } from '../tensor/engine.js';
 import { resolveModelSpec } from './inputs.js';
 import { UserError } from '../errors.js';
@@ -39,6 +40,8 @@ const schema = z
     lossWeights: lossWeights(),
     wordLoss: num('word-loss').pipe(z.number().nonnegative('--word-loss must be >= 0 (0 = off)')),
     tokenWordLoss: num('token-word-loss').pipe(z.number().nonnegative('--token-word-loss must be >= 0 (0 = off)')),
+    hardNegatives: num('hard-negatives').pipe(z.number().int('--hard-negatives must be an integer').min(0, '--hard-negatives must be >= 0 (0 = off)').max(16, '--hard-negatives must be at most 16')),
+    hardNegativeWeight: num('hard-negative-weight').pipe(z.number().positive('--hard-negative-weight must be positive')),
     boxLoss: z.enum(['bce', 'balanced', 'softmax'], { message: '--box-loss must be bce, balanced or softmax' }),
     logitBias: num('logit-bias').optional(),
     reinit: z
@@ -95,6 +98,7 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
     ...(o.logitBias !== undefined ? { logitBias: o.logitBias } : {}),
     ...(o.regions > 1 ? { regions: o.regions } : {}),
     ...(o.reinit.length ? { reinit: o.reinit } : {}),
+    ...(o.hardNegatives > 0 ? { hardNegatives: { count: o.hardNegatives, weight: o.hardNegativeWeight, words: CONTRAST_WORDS } } : {}),
   };
   let bar: Progress | undefined;
   let started = performance.now();

@@ -8,6 +8,7 @@ import type { Box } from '../io/shards.js';
 import type { Pixels } from '../model/encoder.js';
 import type { BufferPool } from '../tensor/bufferPool.js';
 import type { PretrainBatch, PretrainLabels } from './objective.js';
+import { drawNegatives, type HardNegativeLabels, type HardNegativeSpec } from './hardNegatives.js';
 
 /** One prepared sample: normalised pixels [3, S, S], box map [S, S], caption. */
 export interface TrainSample {
@@ -50,8 +51,11 @@ export function collatePixels(samples: readonly TrainSample[], size: number, poo
   return { pixels: { data: pixels, batch: B, height: size, width: size, ...(resized.size ? { resized } : {}) }, gtSelectionMaps: gt };
 }
 
-/** The captions of a batch of samples, tokenised, with their regions (owners in batch order). */
-export function collateLabels(samples: readonly TrainSample[], tokenizer: TextTokenizer): PretrainLabels {
+/**
+ * The captions of a batch of samples, tokenised, with their regions (owners in batch order);
+ * with `negatives`, each local caption's hard negatives (hardNegatives.ts).
+ */
+export function collateLabels(samples: readonly TrainSample[], tokenizer: TextTokenizer, negatives?: HardNegativeSpec): PretrainLabels {
   const owner: number[] = [];
   const boxes: Box[] = [];
   const captions: string[] = [];
@@ -62,16 +66,20 @@ export function collateLabels(samples: readonly TrainSample[], tokenizer: TextTo
       captions.push(r.caption);
     }),
   );
+  const text = tokenizer.encode(samples.map((s) => s.caption));
+  const isGlobalText = Float32Array.from(samples, (s) => s.isGlobal);
+  const regionText = owner.length ? tokenizer.encode(captions) : undefined;
   return {
-    text: tokenizer.encode(samples.map((s) => s.caption)),
-    isGlobalText: Float32Array.from(samples, (s) => s.isGlobal),
-    ...(owner.length ? { regions: { text: tokenizer.encode(captions), owner: Int32Array.from(owner), boxes } } : {}),
+    text,
+    isGlobalText,
+    ...(regionText ? { regions: { text: regionText, owner: Int32Array.from(owner), boxes } } : {}),
+    ...(negatives ? { negatives: drawNegatives(negatives, text, isGlobalText, regionText) } : {}),
   };
 }
 
 /** A batch from samples; with `pool`, its arrays come from there (hand them back with `releaseBatch`). */
-export function collate(samples: readonly TrainSample[], size: number, tokenizer: TextTokenizer, pool?: BufferPool): PretrainBatch {
-  return { ...collatePixels(samples, size, pool), ...collateLabels(samples, tokenizer) };
+export function collate(samples: readonly TrainSample[], size: number, tokenizer: TextTokenizer, pool?: BufferPool, negatives?: HardNegativeSpec): PretrainBatch {
+  return { ...collatePixels(samples, size, pool), ...collateLabels(samples, tokenizer, negatives) };
 }
 
 /** Rows [from, to) of a batch's labels, regions re-owned to those rows. */
@@ -80,6 +88,7 @@ export function labelRows(labels: PretrainLabels, from: number, to: number): Pre
   const N = labels.text.length / B;
   const r = labels.regions;
   const kept = r ? [...r.owner.keys()].filter((k) => r.owner[k]! >= from && r.owner[k]! < to) : [];
+  const neg = labels.negatives;
   return {
     text: labels.text.slice(from * N, to * N),
     isGlobalText: labels.isGlobalText.slice(from, to),
@@ -92,7 +101,20 @@ export function labelRows(labels: PretrainLabels, from: number, to: number): Pre
           },
         }
       : {}),
+    ...(neg ? { negatives: negativeRows(neg, N, from, to, kept) } : {}),
   };
+}
+
+/** The negatives of rows [from, to) and of the regions `kept`. */
+function negativeRows(neg: HardNegativeLabels, N: number, from: number, to: number, kept: readonly number[]): HardNegativeLabels {
+  const K = neg.count;
+  const rows = (text: Int32Array, valid: Float32Array, picked: readonly number[]): { text: Int32Array; valid: Float32Array } => ({
+    text: Int32Array.from(picked.flatMap((p) => [...text.subarray(p * K * N, (p + 1) * K * N)])),
+    valid: Float32Array.from(picked.flatMap((p) => [...valid.subarray(p * K, (p + 1) * K)])),
+  });
+  const own = rows(neg.text, neg.valid, Array.from({ length: to - from }, (_, i) => from + i));
+  const regions = neg.regionText && neg.regionValid && kept.length ? rows(neg.regionText, neg.regionValid, kept) : null;
+  return { count: K, ...own, ...(regions ? { regionText: regions.text, regionValid: regions.valid } : {}) };
 }
 
 /** A batch's arrays back to the pool they came from, once the step is done with them. */

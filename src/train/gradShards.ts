@@ -17,7 +17,7 @@ import { tf } from '../tensor/engine.js';
 import type { PS3Config } from '../io/config.js';
 import type { TextTokenizer } from '../io/tokenizer.js';
 import { Weights } from '../model/weights.js';
-import { gradientKeys, inBatchTop1, pretrainTerms, type LossAndGrads, type LossWeights, type PretrainLabels, type PretrainTowers } from './objective.js';
+import { gradientKeys, inBatchTop1, pretrainTerms, termValues, type LossAndGrads, type LossTerms, type LossWeights, type PretrainLabels, type PretrainTowers } from './objective.js';
 import { collateLabels, concatArrays, labelRows, type TrainSample } from './batch.js';
 import type { GradWorkerData, ShardRequest, WorkerReply, TowerArrays } from './gradWorker.js';
 import { WorkerLink } from './workerLink.js';
@@ -110,7 +110,7 @@ export class ShardedStep {
   }
 
   private async step(weights: Weights, samples: readonly TrainSample[], tokenizer: TextTokenizer): Promise<ShardedResult> {
-    const labels = collateLabels(samples, tokenizer);
+    const labels = collateLabels(samples, tokenizer, this.lossWeights.hardNegatives);
     const sizes = shardSizes(samples.length, this.workers.length);
     const values = this.trainable.map((k) => weights.values(k));
     const bounds = sizes.map((_, i) => sizes.slice(0, i).reduce((a, n) => a + n, 0));
@@ -174,6 +174,8 @@ export class ShardedStep {
       regionPooled: stacked[3] ?? null,
       boxTokens: stacked[4 + 4 * scales] ?? null,
       regionTokens: stacked[5 + 4 * scales] ?? null,
+      negativeText: stacked[6 + 4 * scales] ?? null,
+      regionNegativeText: stacked[7 + 4 * scales] ?? null,
       bottomupSelectionProbs: stacked.slice(4, 4 + scales) as tf.Tensor[],
       topdownSelectionProbs: stacked.slice(4 + scales, 4 + 2 * scales) as tf.Tensor[],
       gtAtScale,
@@ -186,13 +188,13 @@ export class ShardedStep {
           }
         : null,
     };
-    let values: number[] = [];
+    let values: LossTerms | undefined;
     let pairs = { top1: 0, count: 0 };
     const lw = this.lossWeights;
     const { value, grads } = tf.variableGrads(() =>
       tf.tidy(() => {
         const out = pretrainTerms(w, this.config, towers, labels, lw);
-        values = [out.total, out.contrastive, out.priorBox, out.posteriorBox, out.words, out.tokenWords].map((t) => t.dataSync()[0]!);
+        values = termValues(out);
         if (lw.contrastive !== 0) pairs = inBatchTop1(out.logits);
         return tf.reshape(out.total, []) as tf.Scalar;
       }),
@@ -220,8 +222,7 @@ export class ShardedStep {
       if (g) weightGrads.set(k, g.dataSync() as Float32Array);
     }
     tf.dispose([...Object.values(grads), ...stacked.filter((v) => v !== null), ...own.values()]);
-    const [total, contrastive, priorBox, posteriorBox, words, tokenWords] = values as [number, number, number, number, number, number];
-    return { loss: { total, contrastive, priorBox, posteriorBox, words, tokenWords }, pairs, outputGrads, weightGrads };
+    return { loss: values!, pairs, outputGrads, weightGrads };
   }
 
   private closing: Promise<void> | undefined;

@@ -66,7 +66,7 @@ const d = workerData as GradWorkerData;
 function slotsOf(t: PretrainTowers): Array<tf.Tensor | null> {
   const none = t.bottomupSelectionProbs.map(() => null);
   const rs = t.regionSelection;
-  return [t.textPooled, t.regionText, t.pooledOutput, t.regionPooled, ...t.bottomupSelectionProbs, ...t.topdownSelectionProbs, ...(rs?.bottomupSelectionProbs ?? none), ...(rs?.topdownSelectionProbs ?? none), t.boxTokens, t.regionTokens];
+  return [t.textPooled, t.regionText, t.pooledOutput, t.regionPooled, ...t.bottomupSelectionProbs, ...t.topdownSelectionProbs, ...(rs?.bottomupSelectionProbs ?? none), ...(rs?.topdownSelectionProbs ?? none), t.boxTokens, t.regionTokens, t.negativeText, t.regionNegativeText];
 }
 
 /** Blocks until the training thread has sent the gradients of this shard's outputs. */

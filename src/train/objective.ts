@@ -15,6 +15,7 @@ import { encodeText } from '../model/text.js';
 import { Weights } from '../model/weights.js';
 import { concatArrays } from './batch.js';
 import { boxLoss, boxTargets, logSigmoid, siglipLoss, type BoxLossKind } from './loss.js';
+import { hardNegativeLoss, type HardNegativeLabels, type HardNegativeSpec } from './hardNegatives.js';
 
 /**
  * A pre-training batch: images, caption token ids [B, N], box maps [B, H, W], global-caption
@@ -26,6 +27,8 @@ export interface PretrainBatch {
   readonly gtSelectionMaps: Float32Array;
   readonly isGlobalText: Float32Array;
   readonly regions?: PretrainRegions & { readonly text: Int32Array };
+  /** captions one word away from each pair's own (`LossWeights.hardNegatives`; batch.ts draws them) */
+  readonly negatives?: HardNegativeLabels;
 }
 
 export interface LossWeights {
@@ -40,6 +43,8 @@ export interface LossWeights {
   readonly tokenWords?: number;
   /** the regions' captions drive selection too, each scored by the box terms against its own box (not the reference's; needs regions) */
   readonly regionSelection?: boolean;
+  /** the hard-negative term and how its negatives are drawn (hardNegatives.ts; not the reference's; default off) */
+  readonly hardNegatives?: HardNegativeSpec;
 }
 
 export const DEFAULT_LOSS_WEIGHTS: LossWeights = { contrastive: 1, priorBox: 1, posteriorBox: 1 };
@@ -51,6 +56,8 @@ export interface ObjectiveOutput {
   readonly words: tf.Tensor;
   /** the caption-word term on the boxes' mean tokens (0 when its weight is) */
   readonly tokenWords: tf.Tensor;
+  /** the hard-negative term (0 when off) */
+  readonly hardNegatives: tf.Tensor;
   readonly priorBox: tf.Tensor;
   readonly posteriorBox: tf.Tensor;
   readonly logits: tf.Tensor;
@@ -79,6 +86,9 @@ export interface PretrainTowers {
   /** [B, D] and [R, D]: the boxes' and the regions' mean high-res tokens (null unless the token-word term is on) */
   readonly boxTokens: tf.Tensor | null;
   readonly regionTokens: tf.Tensor | null;
+  /** [B * K, D] and [R * K, D]: the hard negatives' pooled text features (null unless the batch has negatives) */
+  readonly negativeText: tf.Tensor | null;
+  readonly regionNegativeText: tf.Tensor | null;
   /** [B, gh, gw] per high-res scale */
   readonly bottomupSelectionProbs: tf.Tensor[];
   readonly topdownSelectionProbs: tf.Tensor[];
@@ -90,14 +100,14 @@ export interface PretrainTowers {
 }
 
 /** What the terms read of a batch besides the towers' outputs: the captions and which are global. */
-export type PretrainLabels = Pick<PretrainBatch, 'text' | 'isGlobalText' | 'regions'>;
+export type PretrainLabels = Pick<PretrainBatch, 'text' | 'isGlobalText' | 'regions' | 'negatives'>;
 
 export function pretrainTowers(w: Weights, config: PS3Config, batch: PretrainBatch, weights: LossWeights = DEFAULT_LOSS_WEIGHTS): PretrainTowers {
   const { pixels } = batch;
   const B = pixels.batch;
   if (batch.text.length % B !== 0) throw new UserError(`text: ${batch.text.length} token ids for a batch of ${B}`);
   const text = encodeText(w, config.text, batch.text, B);
-  const selectionOnly = weights.contrastive === 0 && !weights.words && !weights.tokenWords;
+  const selectionOnly = weights.contrastive === 0 && !weights.words && !weights.tokenWords && !weights.hardNegatives;
   // the regions' captions: their pooled features for the contrastive and word terms, their prompts for selection
   const regionText = batch.regions && (!selectionOnly || weights.regionSelection) ? encodeText(w, config.text, batch.regions.text, batch.regions.owner.length) : null;
   const regions = batch.regions && { owner: batch.regions.owner, boxes: batch.regions.boxes, ...(weights.regionSelection && regionText ? { prompt: regionText.prompt } : {}) };
@@ -105,10 +115,12 @@ export function pretrainTowers(w: Weights, config: PS3Config, batch: PretrainBat
   // the look and the pooled features are not computed
   if (selectionOnly) {
     const vision = pretrainSelection(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, regions);
-    return { textPooled: null, regionText: null, pooledOutput: null, regionPooled: null, boxTokens: null, regionTokens: null, selectionMaps: [], ...vision };
+    return { textPooled: null, regionText: null, pooledOutput: null, regionPooled: null, boxTokens: null, regionTokens: null, negativeText: null, regionNegativeText: null, selectionMaps: [], ...vision };
   }
   const vision = encodePretrain(w, config.vision, pixels, text.prompt, batch.gtSelectionMaps, batch.isGlobalText, regions, { tokenMeans: Boolean(weights.tokenWords) });
-  return { textPooled: text.pooledOutput, regionText: regionText?.pooledOutput ?? null, ...vision };
+  const neg = weights.hardNegatives && batch.negatives;
+  const pooledOf = (ids: Int32Array | undefined): tf.Tensor | null => (ids?.length ? encodeText(w, config.text, ids, ids.length / (batch.text.length / B)).pooledOutput : null);
+  return { textPooled: text.pooledOutput, regionText: regionText?.pooledOutput ?? null, negativeText: neg ? pooledOf(neg.text) : null, regionNegativeText: neg ? pooledOf(neg.regionText) : null, ...vision };
 }
 
 /**
@@ -133,6 +145,7 @@ export function pretrainTerms(w: Weights, config: PS3Config, towers: PretrainTow
       contrastive: tf.scalar(0),
       words: tf.scalar(0),
       tokenWords: tf.scalar(0),
+      hardNegatives: tf.scalar(0),
       priorBox,
       posteriorBox,
       logits: tf.zeros([B, B]),
@@ -151,11 +164,21 @@ export function pretrainTerms(w: Weights, config: PS3Config, towers: PretrainTow
   const { loss: contrastive, logits } = siglipLoss(imageFeatures, textFeatures, scale, bias);
   const words = weights.words ? wordLoss(w, config, towers.pooledOutput, towers.regionPooled, labels) : tf.scalar(0);
   const tokenWords = weights.tokenWords && towers.boxTokens ? wordLoss(w, config, towers.boxTokens, towers.regionTokens, labels) : tf.scalar(0);
+  const hardNegatives = hardNegativeTerm(towers, labels, imageFeatures, textFeatures, scale);
   // a term weighted 0 stays out of the total, so the gradient does not run back through what only it reads
-  const terms = [[contrastive, weights.contrastive], [priorBox, weights.priorBox], [posteriorBox, weights.posteriorBox], [words, weights.words ?? 0], [tokenWords, weights.tokenWords ?? 0]] as const;
+  const terms = [[contrastive, weights.contrastive], [priorBox, weights.priorBox], [posteriorBox, weights.posteriorBox], [words, weights.words ?? 0], [tokenWords, weights.tokenWords ?? 0], [hardNegatives, weights.hardNegatives?.weight ?? 0]] as const;
   const weighted = terms.filter(([, k]) => k !== 0).map(([t, k]) => tf.mul(t, k));
   const total = weighted.length === 1 ? weighted[0]! : tf.addN(weighted);
-  return { total, contrastive, words, tokenWords, priorBox, posteriorBox, logits, imageFeatures, textFeatures, pooledOutput: towers.pooledOutput, ...selection };
+  return { total, contrastive, words, tokenWords, hardNegatives, priorBox, posteriorBox, logits, imageFeatures, textFeatures, pooledOutput: towers.pooledOutput, ...selection };
+}
+
+/** The hard-negative term over the pairs the contrastive term scores ([B + R] rows: own, then regions'); 0 without negatives. */
+function hardNegativeTerm(towers: PretrainTowers, labels: PretrainLabels, imageFeatures: tf.Tensor, textFeatures: tf.Tensor, scale: tf.Tensor): tf.Tensor {
+  const neg = labels.negatives;
+  if (!neg || !towers.negativeText) return tf.scalar(0);
+  const negatives = l2Normalize(towers.regionNegativeText ? tf.concat([towers.negativeText, towers.regionNegativeText]) : towers.negativeText);
+  const valid = neg.regionValid ? concatArrays([neg.valid, neg.regionValid]) : neg.valid;
+  return hardNegativeLoss(imageFeatures, textFeatures, negatives, valid, scale);
 }
 
 /** One pre-training forward pass and its loss: the towers, then the terms over the whole batch. */
@@ -211,8 +234,25 @@ const SELECTION_ONLY_UNUSED = [/^vision_model\.trunk\.attn_pool\./, /^vision_mod
 /** Weights only the box terms read (selection and prompts): with both box weights 0 their gradient is not asked for (nor applied). */
 const BOX_ONLY = [/^vision_model\.selection_feature_proj\./, /^vision_model\.highres_selection_feature_module\./, /^vision_model\.prompt_proj_for_highres\./, /^vision_model\.prior_prompt$/, /^text_model\.prompt_proj\./];
 
+/** The loss and its terms, as numbers. */
+export interface LossTerms {
+  readonly total: number;
+  readonly contrastive: number;
+  readonly priorBox: number;
+  readonly posteriorBox: number;
+  readonly words: number;
+  readonly tokenWords: number;
+  readonly hardNegatives: number;
+}
+
+/** An objective output's terms, read back. */
+export function termValues(out: ObjectiveOutput): LossTerms {
+  const v = (t: tf.Tensor): number => t.dataSync()[0]!;
+  return { total: v(out.total), contrastive: v(out.contrastive), priorBox: v(out.priorBox), posteriorBox: v(out.posteriorBox), words: v(out.words), tokenWords: v(out.tokenWords), hardNegatives: v(out.hardNegatives) };
+}
+
 export interface LossAndGrads {
-  readonly loss: { total: number; contrastive: number; priorBox: number; posteriorBox: number; words: number; tokenWords: number };
+  readonly loss: LossTerms;
   /**
    * The contrastive pairs' in-batch top-1: the share of captions whose own image (box) has the
    * highest logit of the batch's, and the number of pairs (chance is 1 / pairs). The loss alone
@@ -234,12 +274,14 @@ export function gradientKeys(w: Weights, options: { trainable?: readonly string[
   const unused = [
     // the word terms alone read the text tower's token embedding and nothing else of it; the
     // token-word term alone does not read the pooling head
-    ...(lw?.contrastive === 0
+    ...(lw?.contrastive === 0 && !lw.hardNegatives
       ? lw.words || lw.tokenWords
         ? [/^text_model\.(?!token_embedding\.)/, ...(lw.words ? [] : [/^vision_model\.trunk\.attn_pool\./])]
         : SELECTION_ONLY_UNUSED
       : []),
     ...(lw?.priorBox === 0 && lw.posteriorBox === 0 ? BOX_ONLY : []),
+    // the hard-negative term's softmax cancels the logit bias, which only the others read
+    ...(lw?.contrastive === 0 && lw.hardNegatives && !lw.words && !lw.tokenWords ? [/^logit_bias$/] : []),
   ];
   return all.filter((k) => !unused.some((re) => re.test(k)));
 }
@@ -251,7 +293,7 @@ export function gradientKeys(w: Weights, options: { trainable?: readonly string[
 export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch, options: { trainable?: readonly string[]; lossWeights?: LossWeights } = {}): LossAndGrads {
   const keys = gradientKeys(w, options);
   const lw = options.lossWeights;
-  const terms: number[] = [];
+  let terms: LossTerms | undefined;
   let pairs = { top1: 0, count: 0 };
   const { value, grads } = tf.tidy(() => {
     const f = (...xs: tf.Tensor[]): tf.Scalar => {
@@ -259,15 +301,14 @@ export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch
       for (const [k, t] of w.entries()) map.set(k, t);
       keys.forEach((k, i) => map.set(k, xs[i]!));
       const out = pretrainObjective(new Weights(map, true), config, batch, options.lossWeights);
-      terms.push(...[out.total, out.contrastive, out.priorBox, out.posteriorBox, out.words, out.tokenWords].map((t) => t.dataSync()[0]!));
+      terms = termValues(out);
       if (lw?.contrastive !== 0) pairs = inBatchTop1(out.logits);
       return tf.reshape(out.total, []) as tf.Scalar;
     };
     return tf.valueAndGrads(f)(keys.map((k) => w.get(k)));
   });
   value.dispose();
-  const [total, contrastive, priorBox, posteriorBox, words, tokenWords] = terms as [number, number, number, number, number, number];
-  return { loss: { total, contrastive, priorBox, posteriorBox, words, tokenWords }, pairs, grads: new Map(keys.map((k, i) => [k, grads[i]!])) };
+  return { loss: terms!, pairs, grads: new Map(keys.map((k, i) => [k, grads[i]!])) };
 }
 
 /** logits [n images, n texts]: per text (column), is its own image the row of the highest logit. */

@@ -15,6 +15,7 @@ import { inputResizes } from '../model/encoder.js';
 import { forcingCapacity } from '../model/selection.js';
 import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } from './checkpoint.js';
 import { AdamW } from './optimizer.js';
+import { resolveGroups } from './hardNegatives.js';
 import { WorkerSampleSource } from './prefetch.js';
 import { PROMPT_PROJ, trainLoop, type StepMetrics, type TrainLoopOptions } from './trainer.js';
 
@@ -48,6 +49,11 @@ export interface TrainRunOptions extends TrainLoopOptions {
    * gradient to tell pairs apart; fresh towers start them distinct.
    */
   readonly reinit?: readonly ReinitGroup[];
+  /**
+   * The hard-negative term: `count` captions a local pair, each one word of a group of `words`
+   * away from its own (hardNegatives.ts); the words are resolved to the tokenizer's ids.
+   */
+  readonly hardNegatives?: { readonly count: number; readonly weight: number; readonly words: readonly (readonly string[])[] };
 }
 
 /**
@@ -133,6 +139,7 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   }
   const tokenizerDir = resolveTokenizerDir(previous ?? o.init, o.data);
   const tokenizer: TextTokenizer = await loadTokenizer(tokenizerDir, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
+  const lossWeights = o.hardNegatives ? { ...o.lossWeights, hardNegatives: { count: o.hardNegatives.count, weight: o.hardNegatives.weight, groups: resolveGroups(tokenizer, o.hardNegatives.words) } } : o.lossWeights;
   const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
   fs.mkdirSync(o.out, { recursive: true });
   const metricsFile = path.join(o.out, 'metrics.jsonl');
@@ -160,7 +167,7 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   let final: { step: number; samplesSeen: number };
   try {
     events.onStart?.({ model, startStep: state.step, tokenizerDir, trainable: 0 });
-    final = await trainLoop(model, optimizer, source, tokenizer, o, state, {
+    final = await trainLoop(model, optimizer, source, tokenizer, { ...o, lossWeights }, state, {
       onStep: (m) => {
         fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);
         events.onStep?.(m);

@@ -61,6 +61,8 @@ export interface StepMetrics {
   word_loss: number;
   /** the caption-word term on the boxes' mean tokens (`--token-word-loss`; 0 when off) */
   token_word_loss: number;
+  /** the hard-negative term (`--hard-negatives`; 0 when off) */
+  hard_negative_loss: number;
   prior_box_loss: number;
   posterior_box_loss: number;
   lr: number;
@@ -138,7 +140,7 @@ export async function trainLoop(
       const t0 = performance.now();
       const lr = learningRate(state.step, { lr: options.lr, warmup: options.warmup, steps: options.steps });
       const grads = new Map<string, tf.Tensor>();
-      const terms = { total: 0, contrastive: 0, priorBox: 0, posteriorBox: 0, words: 0, tokenWords: 0 };
+      const terms = { total: 0, contrastive: 0, priorBox: 0, posteriorBox: 0, words: 0, tokenWords: 0, hardNegatives: 0 };
       let hits = 0;
       let pairs = 0;
       for (let micro = 0; micro < options.accum; micro++) {
@@ -162,6 +164,7 @@ export async function trainLoop(
         terms.posteriorBox += r.loss.posteriorBox / options.accum;
         terms.words += r.loss.words / options.accum;
         terms.tokenWords += r.loss.tokenWords / options.accum;
+        terms.hardNegatives += r.loss.hardNegatives / options.accum;
         hits += r.pairs.top1 * r.pairs.count;
         pairs += r.pairs.count;
       }
@@ -186,6 +189,7 @@ export async function trainLoop(
         pairs: pairs / options.accum,
         word_loss: terms.words,
         token_word_loss: terms.tokenWords,
+        hard_negative_loss: terms.hardNegatives,
         prior_box_loss: terms.priorBox,
         posterior_box_loss: terms.posteriorBox,
         lr,
@@ -237,7 +241,7 @@ export class BatchGradients {
       return done;
     }
     const v = this.model.config.vision;
-    const batch = collate(samples, v.scales[v.scales.length - 1]!, this.tokenizer, this.pool);
+    const batch = collate(samples, v.scales[v.scales.length - 1]!, this.tokenizer, this.pool, this.lossWeights.hardNegatives);
     this.source.recycle?.(samples);
     const r = lossAndGrads(this.model.weights, this.model.config, batch, { trainable: this.trainable, lossWeights: this.lossWeights });
     releaseBatch(batch, this.pool);

@@ -1,7 +1,7 @@
 /**
  * `ps3 train --threads`: a batch's towers on worker threads, its loss terms on the training
  * thread (src/train/gradShards.ts), give the loss, in-batch top-1 and gradients of the one-thread
- * step to float rounding — with regions (and their selections), the caption-word term, a global caption, every loss
+ * step to float rounding — with regions (and their selections), the caption-word and hard-negative terms, a global caption, every loss
  * weighting — and a threaded run trains as a one-thread run does.
  */
 import { test, before } from 'node:test';
@@ -18,6 +18,8 @@ import { synthVocabulary, writeWordTokenizer } from '../../src/data/wordTokenize
 import { AdamW } from '../../src/train/optimizer.js';
 import { collate, collateLabels, labelRows, type TrainSample } from '../../src/train/batch.js';
 import { lossAndGrads, type LossWeights } from '../../src/train/objective.js';
+import { resolveGroups } from '../../src/train/hardNegatives.js';
+import { CONTRAST_WORDS } from '../../src/data/scene/contrastWords.js';
 import { isUserError } from '../../src/errors.js';
 import { ShardedStep, shardSizes } from '../../src/train/gradShards.js';
 import { trainLoop, type StepMetrics, type TrainLoopOptions } from '../../src/train/trainer.js';
@@ -78,7 +80,11 @@ test('shards are contiguous and as even as can be; a batch\'s labels cut into ro
 
 test('two and three threads give the one-thread loss, top-1 and gradients', async () => {
   const model = randomModel(config, 3);
+  const hardNegatives = { count: 2, weight: 1.5, groups: resolveGroups(tokenizer, CONTRAST_WORDS) };
   const weightings: LossWeights[] = [
+    // the hard negatives: drawn once for the batch, cut into the shards' rows with their captions
+    { contrastive: 1, priorBox: 1, posteriorBox: 1, hardNegatives },
+    { contrastive: 0, priorBox: 0, posteriorBox: 0, hardNegatives },
     { contrastive: 1, priorBox: 1, posteriorBox: 1, words: 0.5, tokenWords: 0.5 },
     // the token-word term alone reads no pooling head
     { contrastive: 0, priorBox: 0, posteriorBox: 0, tokenWords: 1 },
@@ -90,14 +96,15 @@ test('two and three threads give the one-thread loss, top-1 and gradients', asyn
   ];
   for (const lossWeights of weightings) {
     const trainable = [...model.weights.keys()];
-    const one = lossAndGrads(model.weights, model.config, collate(samples, S, tokenizer), { trainable, lossWeights });
+    const one = lossAndGrads(model.weights, model.config, collate(samples, S, tokenizer, undefined, lossWeights.hardNegatives), { trainable, lossWeights });
+    if (lossWeights.hardNegatives) assert.ok(one.loss.hardNegatives > 0, 'the batch has hard negatives');
     for (const threads of [2, 3]) {
       const step = await ShardedStep.start(model.weights, model.config, { threads, trainable, lossWeights, backend: tf.getBackend() as BackendName });
       // the samples' arrays travel to the workers and back
       const copies = samples.map((s) => ({ ...s, pixels: s.pixels.slice(), gt: s.gt.slice() }));
       const many = await step.run(model.weights, copies, tokenizer).finally(() => step.close());
       const what = `${JSON.stringify(lossWeights)}, ${threads} threads`;
-      for (const k of ['total', 'contrastive', 'priorBox', 'posteriorBox', 'words', 'tokenWords'] as const) close(many.loss[k], one.loss[k], `${what}: ${k}`);
+      for (const k of ['total', 'contrastive', 'priorBox', 'posteriorBox', 'words', 'tokenWords', 'hardNegatives'] as const) close(many.loss[k], one.loss[k], `${what}: ${k}`);
       assert.deepEqual(many.pairs, one.pairs, what);
       assert.deepEqual([...many.grads.keys()].sort(), [...one.grads.keys()].sort(), what);
       let largest = 0;
