@@ -33,6 +33,13 @@ const ZIG_F = new Float64Array(128);
   }
 }
 
+/** FNV-1a over a run of values (each taken whole, as the 32-bit variant takes a byte), from `start`: a seed made from data. */
+export function fnv1a(values: Iterable<number>, start = 0x811c9dc5): number {
+  let h = start;
+  for (const v of values) h = Math.imul(h ^ v, 0x01000193);
+  return h >>> 0;
+}
+
 export class Rng {
   private state: number;
 

@@ -5,7 +5,7 @@
 import { tf } from '../tensor/engine.js';
 import type { NamedArray } from '../io/safetensorsFormat.js';
 import { UserError } from '../errors.js';
-import { Rng } from '../rng.js';
+import { fnv1a, Rng } from '../rng.js';
 import type { ParamTable } from './params.js';
 
 /** A weight not made into a tensor yet: its shape, and how to read its values (from a file, say). */
@@ -206,9 +206,7 @@ export function checkAndLoad(
 
 /** A seed of its own for each key (FNV-1a of the name, mixed with the model's seed). */
 function keySeed(seed: number, key: string): number {
-  let h = 0x811c9dc5 ^ Math.imul(seed >>> 0, 0x9e3779b1);
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return h >>> 0;
+  return fnv1a(Array.from(key, (c) => c.charCodeAt(0)), 0x811c9dc5 ^ Math.imul(seed >>> 0, 0x9e3779b1));
 }
 
 /** One weight's random initial values (see `randomWeights`). */

@@ -101,20 +101,20 @@ export function labelRows(labels: PretrainLabels, from: number, to: number): Pre
           },
         }
       : {}),
-    ...(neg ? { negatives: negativeRows(neg, N, from, to, kept) } : {}),
+    ...(neg ? { negatives: negativeRows(neg, N, B, from, to, kept) } : {}),
   };
 }
 
-/** The negatives of rows [from, to) and of the regions `kept`. */
-function negativeRows(neg: HardNegativeLabels, N: number, from: number, to: number, kept: readonly number[]): HardNegativeLabels {
-  const K = neg.count;
+/** The negatives of rows [from, to) of a batch of B and of the regions `kept`. */
+function negativeRows(neg: HardNegativeLabels, N: number, B: number, from: number, to: number, kept: readonly number[]): HardNegativeLabels {
+  const K = neg.valid.length / B;
   const rows = (text: Int32Array, valid: Float32Array, picked: readonly number[]): { text: Int32Array; valid: Float32Array } => ({
     text: Int32Array.from(picked.flatMap((p) => [...text.subarray(p * K * N, (p + 1) * K * N)])),
     valid: Float32Array.from(picked.flatMap((p) => [...valid.subarray(p * K, (p + 1) * K)])),
   });
   const own = rows(neg.text, neg.valid, Array.from({ length: to - from }, (_, i) => from + i));
   const regions = neg.regionText && neg.regionValid && kept.length ? rows(neg.regionText, neg.regionValid, kept) : null;
-  return { count: K, ...own, ...(regions ? { regionText: regions.text, regionValid: regions.valid } : {}) };
+  return { ...own, ...(regions ? { regionText: regions.text, regionValid: regions.valid } : {}) };
 }
 
 /** A batch's arrays back to the pool they came from, once the step is done with them. */

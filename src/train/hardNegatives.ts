@@ -12,7 +12,7 @@
  */
 import { tf } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
-import { Rng } from '../rng.js';
+import { fnv1a, Rng } from '../rng.js';
 import type { TextTokenizer } from '../io/tokenizer.js';
 
 /** The term's settings, ids resolved: groups of token ids whose members stand in for each other. */
@@ -24,9 +24,8 @@ export interface HardNegativeSpec {
   readonly groups: readonly (readonly number[])[];
 }
 
-/** A batch's negatives: K captions a row, rows in the order of the captions they perturb. */
+/** A batch's negatives: K captions a row, rows in the order of the captions they perturb (K = valid.length / rows). */
 export interface HardNegativeLabels {
-  readonly count: number;
   /** [B * K, N] ids for the batch's own captions, and whether each could be drawn [B * K] */
   readonly text: Int32Array;
   readonly valid: Float32Array;
@@ -56,20 +55,6 @@ export function resolveGroups(tokenizer: TextTokenizer, words: readonly (readonl
   return groups;
 }
 
-/** FNV-1a over the ids: the seed of a batch's draws. */
-function seedOf(...arrays: Int32Array[]): number {
-  let h = 0x811c9dc5;
-  for (const a of arrays) {
-    for (const id of a) {
-      h ^= id & 0xff;
-      h = Math.imul(h, 0x01000193);
-      h ^= (id >>> 8) & 0xffffff;
-      h = Math.imul(h, 0x01000193);
-    }
-  }
-  return h >>> 0;
-}
-
 /**
  * K negatives of each caption row of `ids` [rows, N]: each swaps one position whose id is in a
  * group for another id of that group; the K negatives of a row take different positions while the
@@ -86,18 +71,14 @@ export function perturbCaptions(ids: Int32Array, N: number, count: number, group
     const row = ids.subarray(r * N, (r + 1) * N);
     const positions = skip?.[r] ? [] : [...row.keys()].filter((i) => groupOf.has(row[i]!));
     // a fresh order of the positions, taken in turn (and again from the start past its end)
-    for (let i = positions.length - 1; i > 0; i--) {
-      const j = rng.int(0, i);
-      [positions[i], positions[j]] = [positions[j]!, positions[i]!];
-    }
+    rng.shuffle(positions);
     for (let k = 0; k < count; k++) {
       const out = text.subarray((r * count + k) * N, (r * count + k + 1) * N);
       out.set(row);
       if (!positions.length) continue;
       const at = positions[k % positions.length]!;
       const group = groupOf.get(row[at]!)!;
-      const others = group.filter((id) => id !== row[at]);
-      out[at] = others[rng.int(0, others.length - 1)]!;
+      out[at] = rng.pick(group.filter((id) => id !== row[at]));
       valid[r * count + k] = 1;
     }
   }
@@ -107,10 +88,11 @@ export function perturbCaptions(ids: Int32Array, N: number, count: number, group
 /** A batch's negatives: its own captions' (global rows skipped) and its regions'. */
 export function drawNegatives(spec: HardNegativeSpec, text: Int32Array, isGlobal: Float32Array, regionText?: Int32Array): HardNegativeLabels {
   const N = text.length / isGlobal.length;
-  const rng = new Rng(seedOf(text, ...(regionText ? [regionText] : [])));
+  // seeded by the batch's own ids: the same batch draws the same negatives
+  const rng = new Rng(fnv1a(regionText ? [...text, ...regionText] : text));
   const own = perturbCaptions(text, N, spec.count, spec.groups, rng, isGlobal);
   const regions = regionText ? perturbCaptions(regionText, N, spec.count, spec.groups, rng) : null;
-  return { count: spec.count, ...own, ...(regions ? { regionText: regions.text, regionValid: regions.valid } : {}) };
+  return { ...own, ...(regions ? { regionText: regions.text, regionValid: regions.valid } : {}) };
 }
 
 /**
