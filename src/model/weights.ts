@@ -206,7 +206,8 @@ export function checkAndLoad(
 
 /** A seed of its own for each key (FNV-1a of the name, mixed with the model's seed). */
 function keySeed(seed: number, key: string): number {
-  return fnv1a(Array.from(key, (c) => c.charCodeAt(0)), 0x811c9dc5 ^ Math.imul(seed >>> 0, 0x9e3779b1));
+  // UTF-16 code units, as charCodeAt gives them (iterating the string would give code points)
+  return fnv1a(Array.from({ length: key.length }, (_, i) => key.charCodeAt(i)), 0x811c9dc5 ^ Math.imul(seed >>> 0, 0x9e3779b1));
 }
 
 /** One weight's random initial values (see `randomWeights`). */
