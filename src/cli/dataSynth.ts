@@ -56,13 +56,13 @@ function aspectOption(value: string | undefined): number {
   return ratio;
 }
 
-/** "MIN-MAX" or "N" local captions an image, 1 to 64. */
-function captionsOption(value: string | undefined): readonly [number, number] {
+/** "MIN-MAX" or "N" local captions an image, 1 to 64 (`name` is the option's). */
+export function captionsOption(value: string | undefined, name = '--captions'): readonly [number, number] {
   if (value === undefined) return DEFAULT_CAPTIONS;
   const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(value);
   const lo = m ? Number(m[1]) : NaN;
   const hi = m ? Number(m[2] ?? m[1]) : NaN;
-  if (!(lo >= 1 && hi <= 64 && lo <= hi)) throw new UserError(`--captions must be N or MIN-MAX with 1 <= MIN <= MAX <= 64, got "${value}"`);
+  if (!(lo >= 1 && hi <= 64 && lo <= hi)) throw new UserError(`${name} must be N or MIN-MAX with 1 <= MIN <= MAX <= 64, got "${value}"`);
   return [lo, hi];
 }
 

@@ -13,13 +13,16 @@ import { REINIT_GROUPS, runTraining, type TrainRunOptions } from '../train/run.j
 import { progressBar, type Progress } from './progress.js';
 import { validate } from '../eval/validation.js';
 import { outputFolder } from './inputs.js';
+import { captionsOption } from './dataSynth.js';
+import { parseSynthData } from '../train/synthStream.js';
 
 
 const schema = z
   .object({
     preset: z.string().optional(),
     init: z.string().optional(),
-    data: z.string({ message: '--data DIR is required' }),
+    data: z.string({ message: '--data DIR (or synth[:SEED]) is required' }),
+    synthCaptions: z.string().optional(),
     out: z.string({ message: '--out DIR is required' }),
     resume: z.boolean().default(false),
     steps: num('steps').pipe(z.number().int('--steps must be an integer').positive('--steps must be positive')),
@@ -68,13 +71,16 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
   if (!parsed.success) throw new UserError(parsed.error.issues[0]!.message);
   const o = parsed.data;
   outputFolder('--out', o.out);
+  const synthSeed = parseSynthData(o.data);
+  if (synthSeed === null && o.synthCaptions !== undefined) throw new UserError('--synth-captions is for --data synth[:SEED]');
+  const data = synthSeed === null ? o.data : { synth: { seed: synthSeed, captions: captionsOption(o.synthCaptions, '--synth-captions') } };
   if (o.seed < 0 || o.seed > 0xffffffff) throw new UserError(`--seed must be an integer from 0 to ${0xffffffff}, got "${o.seed}"`);
   await initEngine({ backend: raw['backend'] as string | undefined });
   const options: TrainRunOptions = {
     ...(o.preset ? { preset: o.preset } : {}),
     // a Hub id is brought into the cache; training reads the snapshot folder
     ...(o.init ? { init: (await resolveModelSpec(o.init)).folder } : {}),
-    data: o.data,
+    data,
     out: o.out,
     resume: o.resume,
     steps: o.steps,

@@ -94,7 +94,7 @@ export async function benchTrain(model: PS3Model, data: { images: string; annota
     source = sampleSource(dataset, options.seed, 0, { size: S, globalCaptionProb: 0.25, pool });
   } else {
     source = new WorkerSampleSource(
-      { images: data.images, annotations: data.annotations, seed: options.seed, shuffleBuffer: 0, skip: 0, size: S, globalCaptionProb: 0.25, ahead: 2, resizes: sizes },
+      { data, seed: options.seed, shuffleBuffer: 0, skip: 0, size: S, globalCaptionProb: 0.25, ahead: 2, resizes: sizes },
       () => undefined,
     );
   }

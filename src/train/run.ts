@@ -17,12 +17,16 @@ import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } 
 import { AdamW } from './optimizer.js';
 import { resolveGroups } from './hardNegatives.js';
 import { WorkerSampleSource } from './prefetch.js';
+import type { SampleWorkerData } from './sampleWorker.js';
+import type { SynthStreamSpec } from './synthStream.js';
+import { synthVocabulary, writeWordTokenizer } from '../data/wordTokenizer.js';
 import { PROMPT_PROJ, trainLoop, type StepMetrics, type TrainLoopOptions } from './trainer.js';
 
 export interface TrainRunOptions extends TrainLoopOptions {
   readonly preset?: string;
   readonly init?: string;
-  readonly data: string;
+  /** a data folder (images/ and annotations/ shard sets, and tokenizer/), or an endless stream of fresh synthetic scenes */
+  readonly data: string | { readonly synth: SynthStreamSpec };
   readonly out: string;
   readonly resume: boolean;
   readonly seed: number;
@@ -75,20 +79,43 @@ export function reinitKeys(keys: Iterable<string>, groups: readonly ReinitGroup[
   return [...keys].filter((k) => groups.some((g) => inGroup[g](k)));
 }
 
-function dataPaths(dir: string): { images: string; annotations: string; tokenizer: string } {
+function dataPaths(dir: string): { images: string; annotations: string } {
   const images = path.join(dir, 'images');
   const annotations = path.join(dir, 'annotations');
   if (!fs.existsSync(images) || !fs.existsSync(annotations)) {
     throw new UserError(`${dir}: expected a data folder with images/ and annotations/ shard sets (e.g. from "ps3 data synth")`);
   }
-  return { images, annotations, tokenizer: path.join(dir, 'tokenizer') };
+  return { images, annotations };
 }
 
-function resolveTokenizerDir(model: string | undefined, data: string): string {
-  for (const dir of [model, path.join(data, 'tokenizer')]) {
+/**
+ * The model's tokenizer, else the data folder's; a synth stream's model without one gets the
+ * word tokenizer `ps3 data synth` would write, in OUT/tokenizer.
+ */
+async function resolveTokenizerDir(model: string | undefined, data: TrainRunOptions['data'], out: string, contextLength: number): Promise<string> {
+  const folder = typeof data === 'string' ? path.join(data, 'tokenizer') : undefined;
+  for (const dir of [model, folder]) {
     if (dir && fs.existsSync(path.join(dir, 'tokenizer.json'))) return dir;
   }
-  throw new UserError(`no tokenizer.json in ${model ? `${model} or ` : ''}${path.join(data, 'tokenizer')}`);
+  if (folder) throw new UserError(`no tokenizer.json in ${model ? `${model} or ` : ''}${folder}`);
+  const dir = path.join(out, 'tokenizer');
+  await writeWordTokenizer(dir, synthVocabulary(), { contextLength });
+  return dir;
+}
+
+/** What --data names, as the sample worker takes it; the same scene stream on --resume. */
+function dataSource(data: TrainRunOptions['data'], previous: Record<string, unknown> | null): SampleWorkerData['data'] {
+  // a folder may have moved between runs; a scene stream must be the same one
+  const before = previous?.['data'];
+  const streamBefore = typeof before === 'object' && before !== null;
+  if (previous && (typeof data !== 'string' || streamBefore) && JSON.stringify(data) !== JSON.stringify(before)) {
+    throw new UserError(`--resume: --data ${describeData(data)} differs from the run's ${streamBefore ? describeData(before as TrainRunOptions['data']) : String(before)}`);
+  }
+  return typeof data === 'string' ? dataPaths(data) : data;
+}
+
+function describeData(data: TrainRunOptions['data']): string {
+  return typeof data === 'string' ? data : `synth:${data.synth.seed} (captions ${data.synth.captions.join('-')})`;
 }
 
 export interface RunEvents {
@@ -101,10 +128,10 @@ export interface RunEvents {
 }
 
 export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): Promise<{ step: number; checkpoint: string }> {
-  const paths = dataPaths(o.data);
   const previous = o.resume ? findCheckpoint(o.out) : null;
   if (o.resume && !previous) throw new UserError(`--resume: no checkpoint in ${o.out}`);
   if (!o.resume && findCheckpoint(o.out)) throw new UserError(`${o.out} already holds a checkpoint: pass --resume to continue it, or choose another --out`);
+  const data = dataSource(o.data, previous ? readTrainerState(previous).options : null);
   let model: PS3Model;
   if (previous) model = loadModel(previous);
   else if (o.init && o.preset) {
@@ -137,7 +164,7 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
     state = { step: s.step, samplesSeen: s.samplesSeen };
     optimizer.load(readOptimizerState(previous), s.optimizerStep);
   }
-  const tokenizerDir = resolveTokenizerDir(previous ?? o.init, o.data);
+  const tokenizerDir = await resolveTokenizerDir(previous ?? o.init, o.data, o.out, model.config.text.contextLength);
   const tokenizer: TextTokenizer = await loadTokenizer(tokenizerDir, { contextLength: model.config.text.contextLength, clean: model.config.text.tokenizerClean, padId: model.config.text.padId });
   const lossWeights = o.hardNegatives ? { ...o.lossWeights, hardNegatives: { count: o.hardNegatives.count, weight: o.hardNegatives.weight, groups: resolveGroups(tokenizer, o.hardNegatives.words) } } : o.lossWeights;
   const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
@@ -149,8 +176,7 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   // closed on every way out of the loop, or it would keep the process alive
   const source = new WorkerSampleSource(
     {
-      images: paths.images,
-      annotations: paths.annotations,
+      data,
       seed: o.seed,
       shuffleBuffer: o.shuffleBuffer,
       skip: state.samplesSeen,

@@ -7,7 +7,7 @@ import { isUserError, UserError } from '../errors.js';
 import { Rng } from '../rng.js';
 import type { ShardDataset } from '../io/shards.js';
 import type { ForcingCapacity } from '../model/selection.js';
-import { makeSample } from './samples.js';
+import { makeSample, type SampleOptions } from './samples.js';
 import { resize } from '../tensor/resample.js';
 import type { BufferPool } from '../tensor/bufferPool.js';
 import type { SampleSource, TrainSample } from './batch.js';
@@ -20,6 +20,33 @@ export function sampleSeed(seed: number, index: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
+/** What both streams (shards, synth) make of each entry. */
+export interface StreamOptions {
+  size: number;
+  globalCaptionProb: number;
+  /** local (box, caption) pairs per image for the contrastive term (default 1) */
+  regions?: number;
+  /** what one look can force, for the regions (samples.ts) */
+  forcing?: ForcingCapacity;
+  resizes?: ReadonlyArray<readonly [number, number]>;
+  /** where the samples' big arrays come from (and should go back to once used) */
+  pool?: BufferPool;
+}
+
+/** The sample options every stream shares: the reference's normalisation, and the run's regions. */
+export function sampleOptions(options: StreamOptions): SampleOptions {
+  return { size: options.size, globalCaptionProb: options.globalCaptionProb, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], ...(options.regions ? { regions: options.regions } : {}), ...(options.forcing ? { forcing: options.forcing } : {}) };
+}
+
+/** A sample with the encoder's other sizes added, when the stream is asked for them. */
+export function withResizes<T extends TrainSample>(sample: T, options: StreamOptions): T {
+  if (!options.resizes?.length) return sample;
+  const S = options.size;
+  const { pool } = options;
+  const resized = new Map(options.resizes.map(([h, w]) => [`${h}x${w}`, resize(sample.pixels, 3, S, S, h, w, 'bicubic', pool?.float32(3 * h * w))]));
+  return { ...sample, resized };
+}
+
 /**
  * The samples of a run in order, starting after the first `skip`. An entry whose image does not
  * decode is skipped and counted (it still uses up its index, so resume stays exact).
@@ -28,18 +55,7 @@ export function sampleSource(
   dataset: ShardDataset,
   seed: number,
   skip: number,
-  options: {
-    size: number;
-    globalCaptionProb: number;
-    /** local (box, caption) pairs per image for the contrastive term (default 1) */
-    regions?: number;
-    /** what one look can force, for the regions (samples.ts) */
-    forcing?: ForcingCapacity;
-    onBadImage?: (key: string, message: string) => void;
-    resizes?: ReadonlyArray<readonly [number, number]>;
-    /** where the samples' big arrays come from (and should go back to once used) */
-    pool?: BufferPool;
-  },
+  options: StreamOptions & { onBadImage?: (key: string, message: string) => void },
 ): SampleSource & { readonly seen: number; readonly badImages: number } {
   const stream = dataset.samples({ skip });
   let index = skip;
@@ -57,12 +73,7 @@ export function sampleSource(
         if (r.done) throw new UserError('the data stream ended (no valid samples?)');
         const rng = new Rng(sampleSeed(seed, index++));
         try {
-          const { pool } = options;
-          const sample = await makeSample(r.value, rng, { size: options.size, globalCaptionProb: options.globalCaptionProb, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], ...(options.regions ? { regions: options.regions } : {}), ...(options.forcing ? { forcing: options.forcing } : {}) }, pool);
-          if (!options.resizes?.length) return sample;
-          const S = options.size;
-          const resized = new Map(options.resizes.map(([h, w]) => [`${h}x${w}`, resize(sample.pixels, 3, S, S, h, w, 'bicubic', pool?.float32(3 * h * w))]));
-          return { ...sample, resized };
+          return withResizes(await makeSample(r.value, rng, sampleOptions(options), options.pool), options);
         } catch (e) {
           if (!isUserError(e)) throw e;
           badImages++;
@@ -72,4 +83,3 @@ export function sampleSource(
     },
   };
 }
-

@@ -1,19 +1,21 @@
 /**
- * Worker thread that prepares training samples (decode, random resized crop, PIL resize,
- * normalise, box map, the encoder's resizes) while the main thread trains: on 2 cores the data work then overlaps the
- * model's. It runs exactly the stream `sampleSource` would run in the main thread, so the
- * samples and their order are unchanged.
+ * Worker thread that prepares training samples (decode or draw the scene, random resized crop,
+ * PIL resize, normalise, box map, the encoder's resizes) while the main thread trains: on 2 cores
+ * the data work then overlaps the model's. It runs exactly the stream `sampleSource` (shards) or
+ * `synthSampleSource` (fresh synthetic scenes) would run in the main thread, so the samples and
+ * their order are unchanged.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { ShardDataset } from '../io/shards.js';
 import { BufferPool } from '../tensor/bufferPool.js';
 import type { ForcingCapacity } from '../model/selection.js';
-import { sampleSource } from './sampleStream.js';
-import type { TrainSample } from './batch.js';
+import { sampleSource, type StreamOptions } from './sampleStream.js';
+import { synthSampleSource, type SynthStreamSpec } from './synthStream.js';
+import type { SampleSource, TrainSample } from './batch.js';
 
 export interface SampleWorkerData {
-  readonly images: string;
-  readonly annotations: string;
+  /** the shard sets, or an endless stream of fresh synthetic scenes instead */
+  readonly data: { readonly images: string; readonly annotations: string } | { readonly synth: SynthStreamSpec };
   readonly seed: number;
   readonly shuffleBuffer: number;
   readonly skip: number;
@@ -39,16 +41,26 @@ const port = parentPort!;
 const d = workerData as SampleWorkerData;
 // the samples' arrays come back from the trainer once used ("recycle") and are filled again
 const pool = new BufferPool();
-const dataset = new ShardDataset({ images: d.images, annotations: d.annotations, seed: d.seed, shuffleBuffer: d.shuffleBuffer, resample: true });
-const source = sampleSource(dataset, d.seed, d.skip, {
+const options: StreamOptions = {
   size: d.size,
   globalCaptionProb: d.globalCaptionProb,
   ...(d.regions ? { regions: d.regions } : {}),
   ...(d.forcing ? { forcing: d.forcing } : {}),
-  onBadImage: (key, message) => port.postMessage({ type: 'skipped', key, message } satisfies WorkerMessage),
   resizes: d.resizes,
   pool,
-});
+};
+const stream = streamOf(d);
+
+/** The samples and what to say of them at the end (for shards, images that did not decode too). */
+function streamOf(d: SampleWorkerData): { source: SampleSource; summary: () => { summary: string; badImages: number } } {
+  if ('synth' in d.data) {
+    const source = synthSampleSource(d.data.synth, d.seed, d.skip, options);
+    return { source, summary: () => ({ summary: source.summary(), badImages: 0 }) };
+  }
+  const dataset = new ShardDataset({ images: d.data.images, annotations: d.data.annotations, seed: d.seed, shuffleBuffer: d.shuffleBuffer, resample: true });
+  const source = sampleSource(dataset, d.seed, d.skip, { ...options, onBadImage: (key, message) => port.postMessage({ type: 'skipped', key, message } satisfies WorkerMessage) });
+  return { source, summary: () => ({ summary: dataset.summary(), badImages: source.badImages }) };
+}
 let credit = d.ahead;
 let producing = false;
 
@@ -58,7 +70,7 @@ async function produce(): Promise<void> {
   try {
     while (credit > 0) {
       credit--;
-      const sample = await source.next();
+      const sample = await stream.source.next();
       const buffers = [sample.pixels, sample.gt, ...(sample.resized?.values() ?? [])].map((a) => a.buffer as ArrayBuffer);
       port.postMessage({ type: 'sample', sample } satisfies WorkerMessage, buffers);
     }
@@ -76,7 +88,7 @@ port.on('message', (m: { type: 'more' } | { type: 'summary' } | { type: 'recycle
     credit++;
     void produce();
   } else {
-    port.postMessage({ type: 'summary', summary: dataset.summary(), badImages: source.badImages } satisfies WorkerMessage);
+    port.postMessage({ type: 'summary', ...stream.summary() } satisfies WorkerMessage);
   }
 });
 void produce();

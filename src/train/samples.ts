@@ -18,7 +18,7 @@
  */
 
 import { cropResizeNormalise, decodeImage, type RgbImage } from '../io/image.js';
-import type { Box, RawSample } from '../io/shards.js';
+import type { Annotation, Box, RawSample } from '../io/shards.js';
 import { boxCells, boxToGtMap, ownForcedAtTop, type ForcingCapacity } from '../model/selection.js';
 import type { Rng } from '../rng.js';
 import type { BufferPool } from '../tensor/bufferPool.js';
@@ -131,8 +131,8 @@ export function transformBox(box: Box, window: CropWindow, size: number): Box {
 }
 
 /** The global caption or one random local (box, caption); box null for the global one. */
-function pickCaption(raw: RawSample, rng: Rng, globalCaptionProb: number): { text: string; box: Box | null; index: number } {
-  const { text, box, globalText } = raw.annotation;
+function pickCaption(annotation: Annotation, rng: Rng, globalCaptionProb: number): { text: string; box: Box | null; index: number } {
+  const { text, box, globalText } = annotation;
   // the coin is drawn even when only one kind exists, so the draws stay in step
   const coin = rng.next();
   if (globalText !== null && (coin < globalCaptionProb || text.length === 0)) return { text: globalText, box: null, index: -1 };
@@ -147,8 +147,8 @@ function pickCaption(raw: RawSample, rng: Rng, globalCaptionProb: number): { tex
  * and the kept regions') past the look's top budget: its patches would not all be looked at, and
  * its feature would pool other tokens.
  */
-function otherRegions(raw: RawSample, rng: Rng, exclude: number, own: Box, count: number, window: CropWindow, size: number, forcing?: ForcingCapacity): SampleRegion[] {
-  const { text, box } = raw.annotation;
+function otherRegions(annotation: Annotation, rng: Rng, exclude: number, own: Box, count: number, window: CropWindow, size: number, forcing?: ForcingCapacity): SampleRegion[] {
+  const { text, box } = annotation;
   const order = text.map((_, i) => i).filter((i) => i !== exclude);
   for (let i = order.length - 1; i > 0; i--) {
     const j = rng.int(0, i);
@@ -176,16 +176,21 @@ function otherRegions(raw: RawSample, rng: Rng, exclude: number, own: Box, count
  * (the sample's and the intermediate ones) come from it.
  */
 export async function makeSample(raw: RawSample, rng: Rng, options: SampleOptions, pool?: BufferPool): Promise<TrainSample> {
-  const { size } = options;
-  const picked = pickCaption(raw, rng, options.globalCaptionProb);
-  const caption = maskSentences(cleanCaption(picked.text), rng);
   const name = `${raw.shard}: ${raw.key}.${raw.imageExt}`;
   const image = await decodeImage(raw.image, options.maxPixels === undefined ? { name } : { name, maxPixels: options.maxPixels });
+  return sampleFromImage(raw.key, raw.annotation, image, rng, options, pool);
+}
+
+/** One pre-training sample from an image already decoded (or drawn) and its annotation. */
+export function sampleFromImage(key: string, annotation: Annotation, image: RgbImage, rng: Rng, options: SampleOptions, pool?: BufferPool): TrainSample {
+  const { size } = options;
+  const picked = pickCaption(annotation, rng, options.globalCaptionProb);
+  const caption = maskSentences(cleanCaption(picked.text), rng);
   const window = randomResizedCropWindow(image.width, image.height, rng);
   const pixels = cropResizeNormalise(image, window, size, size, options.mean, options.std, pool?.float32(3 * size * size));
   const box = picked.box === null ? null : transformBox(picked.box, window, size);
-  const sample = { key: raw.key, pixels, gt: boxToGtMap(box, size, pool?.float32(size * size)), isGlobal: box === null ? 1 : 0, caption, box } as const;
+  const sample = { key, pixels, gt: boxToGtMap(box, size, pool?.float32(size * size)), isGlobal: box === null ? 1 : 0, caption, box } as const;
   const regions = options.regions ?? 1;
   if (regions <= 1 || box === null) return sample;
-  return { ...sample, regions: otherRegions(raw, rng, picked.index, box, regions - 1, window, size, options.forcing) };
+  return { ...sample, regions: otherRegions(annotation, rng, picked.index, box, regions - 1, window, size, options.forcing) };
 }

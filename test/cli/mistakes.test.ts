@@ -61,6 +61,9 @@ test('numbers: --seed abc, --timeout 0, --repeats 0, --batch 0, fractions where 
   refused(['eval', 'qa', path.join(tmp, 'q.jsonl'), '--preset', 'micro', '--method', 'ps3', '--seed', 'abc'], /--seed must be an integer.*"abc"/);
   refused(['eval', 'retrieval', '--preset', 'micro', '--seed', '1.5'], /--seed must be an integer.*"1\.5"/);
   refused(['train', '--preset', 'micro', '--data', data, '--out', fresh, '--seed', 'abc'], /--seed must be a number, got "abc"/, [fresh]);
+  refused(['train', '--preset', 'micro', '--data', 'synth:1000000', '--out', fresh], /--data synth:1000000: the synth stream's seed must be an integer from 0 to 999999/, [fresh]);
+  refused(['train', '--preset', 'micro', '--data', data, '--synth-captions', '8', '--out', fresh], /--synth-captions is for --data synth\[:SEED\]/, [fresh]);
+  refused(['train', '--preset', 'micro', '--data', 'synth', '--synth-captions', '9-3', '--out', fresh], /--synth-captions must be N or MIN-MAX/, [fresh]);
   refused(['eval', 'cost', '--preset', 'micro', '--resolutions', '112', '--timeout', '0', '--out', fresh], /--timeout must be a positive integer, got "0"/, [fresh]);
   refused(['eval', 'cost', '--preset', 'micro', '--resolutions', '112', '--repeats', '0', '--out', fresh], /--repeats must be a positive integer, got "0"/, [fresh]);
   refused(['eval', 'cost', '--preset', 'micro', '--resolutions', '112,,224', '--out', fresh], /--resolutions .*"112,,224"/, [fresh]);
