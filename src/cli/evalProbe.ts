@@ -22,6 +22,8 @@ drawn at the model's top scale as "ps3 data synth" draws them) has its box force
 the final-normed top-scale tokens of the patches the box touches give its features:
   mean_tokens  their mean
   grid_tokens  their means over a 4 x 4 grid of the box (where in the box, not only what)
+  pooled       the trunk's attention-pooling head over them, as pre-training pools a box
+               (what an attention readout can take from the tokens that a mean cannot)
   pixels       the box's normalised pixels resized to 8 x 8 (a baseline without the model)
 A one-vs-rest ridge classifier per attribute (colour; shape, signs have none; the character
 written on it, where there is exactly one) is fitted on the first 60 % of the scenes, its λ

@@ -11,6 +11,9 @@
  *  - mean_tokens: their mean [D];
  *  - grid_tokens: a 4 x 4 grid over the box, each cell the mean of the tokens whose patch centre
  *    falls in it (a cell with none takes the box mean) [16 D]: where in the box, not only what;
+ *  - pooled: the trunk's attention-pooling head over them [D], as pre-training pools a box for
+ *    its caption (the feature the contrastive and caption-word terms train): what an attention
+ *    readout, such as a multimodal model's, can take from the tokens that a mean cannot;
  *  - pixels (the baseline): the box's normalised input pixels area-resized to 8 x 8 [3 x 8 x 8].
  * Several objects share a look when their forced patches are disjoint and fit the look's
  * top-scale budget together (selection.ts forcingCapacity): fewer encodes, and each object's
@@ -22,7 +25,7 @@ import type { Box } from '../io/shards.js';
 import type { PS3Model } from '../model/load.js';
 import { encodeImage, withResizes, type Pixels } from '../model/encoder.js';
 import { boxCells, boxesToGtMap, boxPixelSpan, forcingCapacity, gridAtScale, ownForcedAtTop, type ForcingCapacity } from '../model/selection.js';
-import { finalNorm } from '../model/vit.js';
+import { finalNorm, mapPool } from '../model/vit.js';
 import { ps3Grids } from '../mllm/visual.js';
 import { renderScene } from '../data/scene/render.js';
 import type { SceneObject } from '../data/scene/types.js';
@@ -34,7 +37,7 @@ import { fitRidgeClassifier, fromRows, predictRidge } from './ridge.js';
 export const PROBE_ATTRIBUTES = ['colour', 'shape', 'character'] as const;
 export type ProbeAttribute = (typeof PROBE_ATTRIBUTES)[number];
 
-export const PROBE_FEATURES = ['mean_tokens', 'grid_tokens', 'pixels'] as const;
+export const PROBE_FEATURES = ['mean_tokens', 'grid_tokens', 'pooled', 'pixels'] as const;
 export type ProbeFeature = (typeof PROBE_FEATURES)[number];
 
 export const PROBE_SPLITS = ['fit', 'choose', 'test'] as const;
@@ -133,7 +136,7 @@ function cellOf(v: number, a: number, b: number): number {
  * The token features of one box: `tokens` [chosen, D] are a look's final-normed top-scale tokens,
  * `row` maps a top-grid cell to its row there. Null when the look chose none of the box's patches.
  */
-function tokenFeatures(tokens: Float32Array, row: ReadonlyMap<number, number>, box: Box, size: number, grid: readonly [number, number], D: number): Pick<ObjectFeatures, 'mean_tokens' | 'grid_tokens' | 'tokens'> | null {
+function tokenFeatures(tokens: Float32Array, row: ReadonlyMap<number, number>, box: Box, size: number, grid: readonly [number, number], D: number): (Pick<ObjectFeatures, 'mean_tokens' | 'grid_tokens' | 'tokens'> & { rows: number[] }) | null {
   const [gh, gw] = grid;
   const cells = boxCells(box, size, gh, gw).filter((g) => row.has(g));
   if (cells.length === 0) return null;
@@ -155,7 +158,7 @@ function tokenFeatures(tokens: Float32Array, row: ReadonlyMap<number, number>, b
     if (counts[c] === 0) cell.set(mean);
     else for (let d = 0; d < D; d++) cell[d]! /= counts[c]!;
   }
-  return { mean_tokens: mean, grid_tokens: cellSums, tokens: cells.length };
+  return { mean_tokens: mean, grid_tokens: cellSums, tokens: cells.length, rows: cells.map((g) => row.get(g)!) };
 }
 
 /**
@@ -180,14 +183,19 @@ export async function objectFeatures(model: PS3Model, pixels: Pixels, boxes: rea
     // the top scale's tokens: after the low-res ones and the lower scales', in row-major cell order
     const top = ps3Grids(model, out.selectionMaps)[ns]!;
     const ids = Array.from(top.ids!);
-    const normed = tf.tidy(() => finalNorm(model.weights, cfg.trunk, tf.slice(out.lastHiddenState, [0, top.offset, 0], [1, ids.length, D])));
+    const normed = tf.tidy(() => tf.reshape(finalNorm(model.weights, cfg.trunk, tf.slice(out.lastHiddenState, [0, top.offset, 0], [1, ids.length, D])), [ids.length, D]));
     const tokens = (await normed.data()) as Float32Array;
-    tf.dispose([normed, out.lastHiddenState, out.pooledOutput, ...out.selectionProbs, ...out.bottomupSelectionProbs]);
+    tf.dispose([out.lastHiddenState, out.pooledOutput, ...out.selectionProbs, ...out.bottomupSelectionProbs]);
     const row = new Map(ids.map((g, r) => [g, r]));
     for (const k of members) {
       const own = tokenFeatures(tokens, row, boxes[k]!, size, grid, D);
-      if (own) features[k] = { ...own, pixels: boxPixels(pixels, boxes[k]!) };
+      if (!own) continue;
+      const { rows, ...rest } = own;
+      const pooled = tf.tidy(() => mapPool(model.weights, cfg.trunk, tf.expandDims(tf.gather(normed, tf.tensor1d(rows, 'int32')), 0)));
+      features[k] = { ...rest, pooled: (await pooled.data()) as Float32Array, pixels: boxPixels(pixels, boxes[k]!) };
+      pooled.dispose();
     }
+    normed.dispose();
   }
   return { features, looks: looks.length };
 }
@@ -244,6 +252,7 @@ export interface AttributeReport {
   /** test accuracy of each feature set */
   readonly mean_tokens: number | null;
   readonly grid_tokens: number | null;
+  readonly pooled: number | null;
   readonly pixels: number | null;
   /** the λ the choose split picked, per feature set */
   readonly lambda: Record<ProbeFeature, number | null>;
@@ -296,8 +305,9 @@ function attributeReport(samples: readonly Sample[], attribute: ProbeAttribute, 
     majority: majorityAccuracy(labels.fit, labels.test),
     mean_tokens: probes.mean_tokens.accuracy,
     grid_tokens: probes.grid_tokens.accuracy,
+    pooled: probes.pooled.accuracy,
     pixels: probes.pixels.accuracy,
-    lambda: { mean_tokens: probes.mean_tokens.lambda, grid_tokens: probes.grid_tokens.lambda, pixels: probes.pixels.lambda },
+    lambda: { mean_tokens: probes.mean_tokens.lambda, grid_tokens: probes.grid_tokens.lambda, pooled: probes.pooled.lambda, pixels: probes.pixels.lambda },
     n: { fit: labels.fit.length, choose: labels.choose.length, test: labels.test.length },
     test_unseen: labels.test.filter((l) => !seen.has(l)).length,
   };
@@ -339,7 +349,7 @@ export async function evaluateProbe(model: PS3Model, scenes: readonly ProbeScene
     tokens_per_object: samples.length ? tokens / samples.length : null,
     attributes,
     seconds: { encode: (encoded - started) / 1000, probe: (performance.now() - encoded) / 1000 },
-    how: `each object's box forced into one look (objects with disjoint forced patches share a look; the rest of the look bottom-up); features from the final-normed top-scale tokens of the patches the box touches: mean_tokens (their mean), grid_tokens (means over a ${GRID_SIDE} x ${GRID_SIDE} grid of the box, an empty cell the box mean), pixels (the box's normalised pixels area-resized to ${PIXEL_SIDE} x ${PIXEL_SIDE}, a baseline); one-vs-rest ridge regression on standardised features, fitted on the first scenes (fit), λ from {${lambdas.join(', ')}} by accuracy on the next (choose), accuracy on the last (test); majority: the fit split's most frequent class`,
+    how: `each object's box forced into one look (objects with disjoint forced patches share a look; the rest of the look bottom-up); features from the final-normed top-scale tokens of the patches the box touches: mean_tokens (their mean), grid_tokens (means over a ${GRID_SIDE} x ${GRID_SIDE} grid of the box, an empty cell the box mean), pooled (the trunk's attention-pooling head over them, as pre-training pools a box), pixels (the box's normalised pixels area-resized to ${PIXEL_SIDE} x ${PIXEL_SIDE}, a baseline); one-vs-rest ridge regression on standardised features, fitted on the first scenes (fit), λ from {${lambdas.join(', ')}} by accuracy on the next (choose), accuracy on the last (test); majority: the fit split's most frequent class`,
   };
 }
 

@@ -76,9 +76,14 @@ test('features of forced looks: sizes; a box that fits its look has every patch 
     assert.equal(f.tokens, boxCells(boxes[k]!, S, gh, gw).length, `object ${k}: every patch chosen`);
     assert.equal(f.mean_tokens.length, D);
     assert.equal(f.grid_tokens.length, 16 * D);
+    assert.equal(f.pooled.length, D);
     assert.equal(f.pixels.length, 3 * 8 * 8);
-    assert.ok([...f.mean_tokens, ...f.grid_tokens, ...f.pixels].every(Number.isFinite));
+    assert.ok([...f.mean_tokens, ...f.grid_tokens, ...f.pooled, ...f.pixels].every(Number.isFinite));
   });
+  // the pooling head's output, not the tokens' mean, and each box's own
+  const pooled = features.filter((f) => f !== null).map((f) => f.pooled);
+  assert.notDeepEqual(pooled[0], features.find((f) => f !== null)!.mean_tokens);
+  assert.notDeepEqual(pooled[0], pooled[1]);
 });
 
 /** Labelled rows of `count` objects over `classes` classes, features from `feature(label index)`. */
@@ -141,8 +146,8 @@ test('end to end on micro (random weights, 5 scenes): the report\'s shape, accur
   }
   assert.ok(report.attributes.colour.classes.fit <= 12 && report.attributes.shape.classes.fit <= 9);
   const svg = plotSvg(probeChart(report, 'probe'));
-  // three bars (the feature sets) per attribute, the majority dashed across each
-  assert.equal((svg.match(/<rect x="[\d.]+" y="[\d.]+" width="[\d.]+" height="[\d.]+" fill="#/g) ?? []).length, 3 * 3 + 3);
+  // a bar per feature set and attribute, and a legend swatch per feature set; the majority dashed across each
+  assert.equal((svg.match(/<rect x="[\d.]+" y="[\d.]+" width="[\d.]+" height="[\d.]+" fill="#/g) ?? []).length, PROBE_FEATURES.length * 3 + PROBE_FEATURES.length);
   for (const a of PROBE_ATTRIBUTES) assert.match(svg, new RegExp(`>${a}<`));
   assert.match(svg, />majority class</);
 });

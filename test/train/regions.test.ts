@@ -165,6 +165,15 @@ test('word loss: BCE of each local box feature\'s word scores (e^t cos with the 
   assert.ok(Math.abs(r.loss.total - r.loss.words) < 1e-6 && r.loss.words > 0);
   assert.ok(r.grads.has('vision_model.trunk.attn_pool.latent') && r.grads.has('logit_scale') && !r.grads.has('text_model.prompt_proj.fc1.weight'));
   tf.dispose([...r.grads.values()]);
+  // a batch of global captions alone has no word to score: the term and its gradient are zero
+  const global: PretrainBatch = { ...batch, isGlobalText: Float32Array.from([1, 1]), gtSelectionMaps: new Float32Array(2 * S * S).fill(1) };
+  delete (global as { regions?: unknown }).regions;
+  for (const lw of [{ words: 1 }, { tokenWords: 1 }]) {
+    const g = lossAndGrads(model.weights, model.config, global, { lossWeights: { contrastive: 0, priorBox: 0, posteriorBox: 0, ...lw } });
+    assert.ok(g.loss.total === 0, `${g.loss.total}`);
+    assert.ok(g.grads.size > 0 && [...g.grads.values()].every((t) => t.dataSync().every((v) => v === 0)));
+    tf.dispose([...g.grads.values()]);
+  }
 });
 
 test('masked token mean: the plain mean of the tokens whose mask is above 0; a row that keeps none takes every token', () => {
