@@ -2,6 +2,7 @@
  * `ps3 train --preset NAME | --init DIR --data DIR --steps N --batch B --out DIR [--resume]`:
  * options validated once here, then the run with a progress bar (step, loss, samples/s, ETA).
  */
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { lossWeights, num } from './zodArgs.js';
@@ -72,6 +73,7 @@ export async function trainCommand(raw: TrainCliOptions): Promise<number> {
   const o = parsed.data;
   outputFolder('--out', o.out);
   const synthSeed = parseSynthData(o.data);
+  if (synthSeed !== null && existsSync(o.data)) throw new UserError(`--data ${o.data}: a folder here has the synthetic stream's name; give the folder as ./${o.data}`);
   if (synthSeed === null && o.synthCaptions !== undefined) throw new UserError('--synth-captions is for --data synth[:SEED]');
   const data = synthSeed === null ? o.data : { synth: { seed: synthSeed, captions: captionsOption(o.synthCaptions, '--synth-captions') } };
   if (o.seed < 0 || o.seed > 0xffffffff) throw new UserError(`--seed must be an integer from 0 to ${0xffffffff}, got "${o.seed}"`);

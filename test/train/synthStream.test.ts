@@ -89,5 +89,11 @@ test('ps3 train --data synth: a run stopped and resumed follows the uninterrupte
   const other = spawnSync(process.execPath, [...args(b, 'synth:5'), '--resume'].filter((x) => x !== 'micro' && x !== '--preset'), { encoding: 'utf8' });
   assert.equal(other.status, 2);
   assert.match(other.stderr.trim(), /^ps3: --resume: --data synth:5 \(captions 6-6\) differs from the run's synth:4 \(captions 6-6\)$/);
+  // a folder with the stream's name is not silently passed over
+  fs.mkdirSync(path.join(tmp, 'synth'));
+  const clash = spawnSync(process.execPath, [CLI, 'train', '--preset', 'micro', '--data', 'synth', '--out', 'c'], { encoding: 'utf8', cwd: tmp });
+  assert.equal(clash.status, 2);
+  assert.equal(clash.stderr.trim(), "ps3: --data synth: a folder here has the synthetic stream's name; give the folder as ./synth");
+  assert.ok(!fs.existsSync(path.join(tmp, 'c')));
   fs.rmSync(tmp, { recursive: true, force: true });
 });
