@@ -167,7 +167,7 @@ test('option values: negative, not numbers, out of range; too many looks are cla
 test('options commander refuses (unknown, misspelt, required but missing, unknown command) exit 2 naming the option, with no help dump, on sub-commands too', () => {
   const cases: Array<[string[], RegExp]> = [
     [['eval', 'selection', '--modle', 'x'], /unknown option '--modle'/],
-    [['train', '--stepz', '3'], /required option '--data <dir>' not specified|unknown option '--stepz'/],
+    [['train', '--stepz', '3'], /required option '--data <dir\|synth\[:SEED\]>' not specified|unknown option '--stepz'/],
     [['encode', '--bogus'], /unknown option '--bogus'/],
     [['no-such-command'], /unknown command 'no-such-command'/],
   ];
