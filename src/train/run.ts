@@ -204,8 +204,9 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
         events.onSave?.(checkpoint);
       },
     });
-    const data = await source.summary();
-    events.onData?.(`${data.summary}; images that did not decode: ${data.badImages}`);
+    const read = await source.summary();
+    // drawn scenes have nothing to decode
+    events.onData?.('synth' in data ? read.summary : `${read.summary}; images that did not decode: ${read.badImages}`);
   } finally {
     await source.close();
   }
