@@ -191,15 +191,24 @@ export class ShardedStep {
     let values: LossTerms | undefined;
     let pairs = { top1: 0, count: 0 };
     const lw = this.lossWeights;
-    const { value, grads } = tf.variableGrads(() =>
-      tf.tidy(() => {
-        const out = pretrainTerms(w, this.config, towers, labels, lw);
-        values = termValues(out);
-        if (lw.contrastive !== 0) pairs = inBatchTop1(out.logits);
-        return tf.reshape(out.total, []) as tf.Scalar;
-      }),
-      [...stacked.filter((v): v is tf.Variable => v !== null), ...own.values()],
+    // as lossAndGrads: what the batch's terms leave unread (possibly everything) has no gradient, not an error
+    const xs = [...stacked.filter((v): v is tf.Variable => v !== null), ...own.values()];
+    const { value, grads: list } = tf.engine().gradients(
+      () =>
+        tf.tidy(() => {
+          const out = pretrainTerms(w, this.config, towers, labels, lw);
+          values = termValues(out);
+          if (lw.contrastive !== 0) pairs = inBatchTop1(out.logits);
+          return tf.reshape(out.total, []) as tf.Scalar;
+        }),
+      xs,
+      undefined,
+      true,
     );
+    const grads: Record<string, tf.Tensor> = {};
+    list.forEach((g, i) => {
+      if (g) grads[xs[i]!.name] = g;
+    });
     value.dispose();
     // each stacked output's gradient, cut back into the shards' rows
     const rows = shards.map((s) => s.slots.map((t) => t?.shape[0] ?? 0));

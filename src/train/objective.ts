@@ -213,14 +213,7 @@ export function wordLoss(w: Weights, config: PS3Config, features: tf.Tensor, reg
   for (let k = 0; k < R; k++) captions.push(batch.regions!.text.subarray(k * N, (k + 1) * N));
   const sets = captions.map((ids) => new Set(ids));
   const words = [...new Set(captions.flatMap((ids) => [...ids]))].filter((id) => id !== config.text.padId && !sets.every((s) => s.has(id)));
-  // a batch with no local pair (every row global, no regions) has no word to score: a zero that
-  // still reads what the term reads, so a step whose only term this is gets a zero gradient, not none
-  if (!words.length) {
-    return tf.tidy(() => {
-      const read = [features, ...(regionFeatures ? [regionFeatures] : []), w.get('text_model.token_embedding.weight'), ...['logit_scale', 'logit_bias'].filter((k) => w.has(k)).map((k) => w.get(k))];
-      return tf.mul(tf.addN(read.map((t) => tf.sum(t))), 0);
-    });
-  }
+  if (!words.length) return tf.scalar(0);
   const target = Float32Array.from(sets.flatMap((s) => words.map((id) => (s.has(id) ? 1 : 0))));
   return tf.tidy(() => {
     const ownLocal = local.length ? tf.gather(features, tf.tensor1d(local, 'int32')) : null;
@@ -312,7 +305,11 @@ export function lossAndGrads(w: Weights, config: PS3Config, batch: PretrainBatch
       if (lw?.contrastive !== 0) pairs = inBatchTop1(out.logits);
       return tf.reshape(out.total, []) as tf.Scalar;
     };
-    return tf.valueAndGrads(f)(keys.map((k) => w.get(k)));
+    // a batch can leave some keys, or all, unread by its terms (global captions alone under the word
+    // or hard-negative term: nothing to score): their gradient is zero, not an error
+    const xs = keys.map((k) => w.get(k));
+    const r = tf.engine().gradients(() => f(...xs), xs, undefined, true);
+    return { value: r.value, grads: r.grads.map((g, i) => g ?? tf.zerosLike(xs[i]!)) };
   });
   value.dispose();
   return { loss: terms!, pairs, grads: new Map(keys.map((k, i) => [k, grads[i]!])) };
