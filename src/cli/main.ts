@@ -31,6 +31,7 @@ import { queueAddCommand, queueStatusCommand, type QueueAddOptions } from './que
 import { workerCommand, type WorkerCliOptions } from './worker.js';
 import { DEFAULT_QUEUE } from '../serve/batchJobs.js';
 import { trainMllmCommand, type TrainMllmCliOptions } from './trainMllm.js';
+import { trainReadCommand, type TrainReadCliOptions } from './trainRead.js';
 import { benchTrainMllmCommand, type BenchTrainMllmOptions } from './benchTrainMllm.js';
 import { askCommand, type AskCliOptions } from './ask.js';
 import { evalScalingCommand, type EvalScalingCliOptions } from './evalScaling.js';
@@ -233,6 +234,29 @@ program
   .option('--add <checkpoint>', 'VILA-HD: join the methods of another checkpoint (same LM shape, tokenizer and PS3 trunk; repeatable)', (v: string, prev: string[] = []) => [...prev, v])
   .option('--replace', 'VILA-HD: a method an --add checkpoint holds replaces the one already in the folder (else exit 2)')
   .action((from: string, o: ExportCliOptions) => runCommand(async () => exportCommand(from, o)));
+
+program
+  .command('train-read')
+  .description('a reading stage (not the reference\'s): PS3\'s trunk taught to name the character in glyph crops placed on the top scale\'s grid, palettes along a curriculum (greys first); a PS3 folder to go on from; resumable')
+  .option('--init <dir|id>', 'start from a PS3 model folder or Hub id ORG/NAME[@REV]')
+  .option('--preset <name>', 'start from a named shape with random weights')
+  .requiredOption('--out <dir>', 'output folder: checkpoint/ (a PS3 folder plus reading_head.safetensors) and metrics.jsonl')
+  .option('--resume', 'continue the run in --out from its last checkpoint', false)
+  .option('--curriculum <stages>', 'palettes in order, PALETTE:CROPS,...,PALETTE (the last goes on): grey (two greys), named (the scenes\' label colours), random (any two colours 90 apart in luminance)', 'grey:15000,named')
+  .option('--glyph-px <min-max>', 'glyph heights in pixels', '18-32')
+  .option('--crop <px>', 'crop side in pixels, a whole number of patches', '56')
+  .option('--steps <n>', 'optimizer steps in all (the schedule\'s length)', '5000')
+  .option('--batch <n>', 'crops a step', '64')
+  .option('--lr <x>', 'peak learning rate', '1e-3')
+  .option('--warmup <n>', 'linear warm-up steps before the cosine decay', '20')
+  .option('--clip <x>', 'clip the global gradient norm to this (0 = off)', '1')
+  .option('--weight-decay <x>', 'AdamW decoupled weight decay', '0')
+  .option('--seed <n>', `seed of the crops and the head (below ${1_000_000}; held-out crops use ${1_000_000} + seed)`, '0')
+  .option('--save-every <n>', 'steps between checkpoints', '100')
+  .option('--max-minutes <x>', 'stop (after a whole step, with a checkpoint) after this long; 0 = no limit', '0')
+  .option('--eval-every <n>', 'steps between held-out accuracy checks, per palette of the curriculum (val_PALETTE in metrics.jsonl); 0 = never', '100')
+  .option('--eval-crops <n>', 'held-out crops a palette', '720')
+  .action((o: TrainReadCliOptions) => runCommand(() => trainReadCommand({ ...o, ...program.opts() })));
 
 program
   .command('train-mllm')

@@ -37,13 +37,18 @@ async function toArrays(tensors: Iterable<[string, tf.Tensor]>): Promise<Map<str
   return out;
 }
 
-export async function saveCheckpoint(outDir: string, model: PS3Model, optimizer: AdamW, state: TrainerState, tokenizerDir?: string): Promise<string> {
+/**
+ * `extra`: more weights that are not the model's (a reading stage's head), each file name to its
+ * tensors, written into the same folder so that they land with it.
+ */
+export async function saveCheckpoint(outDir: string, model: PS3Model, optimizer: AdamW, state: TrainerState, tokenizerDir?: string, extra: ReadonlyMap<string, Iterable<[string, tf.Tensor]>> = new Map()): Promise<string> {
   fs.mkdirSync(outDir, { recursive: true });
   const incoming = path.join(outDir, INCOMING);
   fs.rmSync(incoming, { recursive: true, force: true });
   fs.mkdirSync(incoming);
   writeSafetensors(path.join(incoming, 'model.safetensors'), await toArrays(model.weights.entries()), { format: 'pt' });
   writeSafetensors(path.join(incoming, 'optimizer.safetensors'), await toArrays(optimizer.state().entries()));
+  for (const [file, tensors] of extra) writeSafetensors(path.join(incoming, file), await toArrays(tensors));
   fs.writeFileSync(path.join(incoming, 'config.json'), `${JSON.stringify(officialConfigJson(model.config), null, 2)}\n`);
   const S = model.config.vision.scales[model.config.vision.scales.length - 1]!;
   fs.writeFileSync(path.join(incoming, 'preprocessor_config.json'), `${JSON.stringify(preprocessorJson(S), null, 2)}\n`);

@@ -14,6 +14,7 @@ import { growModel } from '../model/grow.js';
 import { inputResizes } from '../model/encoder.js';
 import { forcingCapacity } from '../model/selection.js';
 import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } from './checkpoint.js';
+import { truncateMetrics } from './metricsFile.js';
 import { AdamW } from './optimizer.js';
 import { resolveGroups } from './hardNegatives.js';
 import { WorkerSampleSource } from './prefetch.js';
@@ -213,21 +214,4 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   optimizer.dispose();
   model.weights.dispose();
   return { step: final.step, checkpoint };
-}
-
-/** On resume, keep only the metrics of steps the checkpoint has (a kill may have logged more). */
-function truncateMetrics(file: string, step: number): void {
-  if (!fs.existsSync(file)) return;
-  const kept = fs
-    .readFileSync(file, 'utf8')
-    .split('\n')
-    .filter((line) => {
-      if (!line.trim()) return false;
-      try {
-        return (JSON.parse(line) as { step: number }).step <= step;
-      } catch {
-        return false;
-      }
-    });
-  fs.writeFileSync(file, kept.length ? `${kept.join('\n')}\n` : '');
 }

@@ -1,0 +1,94 @@
+/**
+ * `ps3 train-read --init DIR --out DIR`: a reading stage for PS3's trunk (train/readingRun.ts);
+ * options validated once here, then the run with a progress bar (step, loss, accuracy, ETA).
+ */
+import { z } from 'zod';
+import { num } from './zodArgs.js';
+import { initEngine } from '../tensor/engine.js';
+import { UserError } from '../errors.js';
+import { outputFolder, resolveModelSpec } from './inputs.js';
+import { progressBar, type Progress } from './progress.js';
+import { parseCurriculum } from '../data/glyphCrops.js';
+import { READING_HELDOUT_BASE, runReading, type ReadingRunOptions } from '../train/readingRun.js';
+
+const integer = (name: string, min: number) => num(name).pipe(z.number().int(`--${name} must be an integer`).min(min, `--${name} must be at least ${min}`));
+
+const schema = z
+  .object({
+    preset: z.string().optional(),
+    init: z.string().optional(),
+    out: z.string({ message: '--out DIR is required' }),
+    resume: z.boolean().default(false),
+    curriculum: z.string(),
+    glyphPx: z.string(),
+    crop: integer('crop', 1),
+    steps: integer('steps', 1),
+    batch: integer('batch', 1),
+    lr: num('lr').pipe(z.number().positive('--lr must be positive')),
+    warmup: integer('warmup', 0),
+    clip: num('clip').pipe(z.number().nonnegative('--clip must be >= 0 (0 = off)')),
+    weightDecay: num('weight-decay').pipe(z.number().nonnegative('--weight-decay must be >= 0')),
+    seed: integer('seed', 0).pipe(z.number().max(READING_HELDOUT_BASE - 1, `--seed must be below ${READING_HELDOUT_BASE} (the held-out crops' base)`)),
+    saveEvery: integer('save-every', 1),
+    maxMinutes: num('max-minutes').pipe(z.number().nonnegative('--max-minutes must be >= 0')),
+    evalEvery: integer('eval-every', 0),
+    evalCrops: integer('eval-crops', 1),
+  })
+  .refine((o) => o.resume || o.preset !== undefined || o.init !== undefined, { message: 'give --init DIR or --preset NAME (or --resume)' })
+  .refine((o) => !(o.resume && (o.preset || o.init)), { message: '--resume continues the run as it was: drop --preset and --init' })
+  .refine((o) => !(o.preset && o.init), { message: 'give --init DIR or --preset NAME, not both' });
+
+function glyphRange(text: string): [number, number] {
+  const m = /^(\d+)-(\d+)$/.exec(text.trim());
+  if (!m) throw new UserError(`--glyph-px must be MIN-MAX in pixels (e.g. 18-32), got "${text}"`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+export type TrainReadCliOptions = Record<string, string | boolean | undefined>;
+
+export async function trainReadCommand(raw: TrainReadCliOptions): Promise<number> {
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new UserError(parsed.error.issues[0]!.message);
+  const o = parsed.data;
+  outputFolder('--out', o.out);
+  const crops = { size: o.crop, glyphPx: glyphRange(o.glyphPx), curriculum: parseCurriculum(o.curriculum) };
+  await initEngine({ backend: raw['backend'] as string | undefined });
+  const options: ReadingRunOptions = {
+    ...(o.preset ? { preset: o.preset } : {}),
+    ...(o.init ? { init: (await resolveModelSpec(o.init)).folder } : {}),
+    out: o.out,
+    resume: o.resume,
+    crops,
+    steps: o.steps,
+    batch: o.batch,
+    lr: o.lr,
+    warmup: o.warmup,
+    clip: o.clip,
+    adamw: { betas: [0.9, 0.999], eps: 1e-8, weightDecay: o.weightDecay },
+    seed: o.seed,
+    saveEvery: o.saveEvery,
+    maxSeconds: o.maxMinutes * 60,
+    evalEvery: o.evalEvery,
+    evalCrops: o.evalCrops,
+  };
+  let bar: Progress | undefined;
+  let started = performance.now();
+  const budget = Math.round(o.maxMinutes * 60);
+  const result = await runReading(options, {
+    onStart: ({ model, startStep, trainable }) => {
+      process.stderr.write(`reading stage: ${model.source} -> ${o.out} from step ${startStep} to ${o.steps} (${trainable} trainable weights)\n`);
+      bar = budget > 0 ? progressBar(budget, 'train-read (s of budget)', 'step {step} | loss {loss} | acc {acc}') : progressBar(o.steps, 'train-read', 'loss {loss} | acc {acc}');
+      started = performance.now();
+      bar.update(budget > 0 ? 0 : startStep, { step: String(startStep), loss: '-', acc: '-' });
+    },
+    onStep: (m) => {
+      const val = Object.entries(m).filter(([k]) => k.startsWith('val_'));
+      if (val.length) process.stderr.write(`\nstep ${m.step} held-out accuracy: ${val.map(([k, v]) => `${k.slice(4)} ${(v as number).toFixed(3)}`).join(', ')}\n`);
+      const fields = { step: String(m.step), loss: m.loss.toFixed(3), acc: m.accuracy.toFixed(2) };
+      bar?.update(budget > 0 ? Math.min(Math.round((performance.now() - started) / 1000), budget) : m.step, fields);
+    },
+  });
+  bar?.stop();
+  process.stdout.write(`trained to step ${result.step}; checkpoint ${result.checkpoint}\n`);
+  return 0;
+}

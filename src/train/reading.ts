@@ -1,0 +1,100 @@
+/**
+ * The reading objective: glyph crops through PS3's trunk as a look sees them at the top scale,
+ * the mean token through a linear head (`reading_head`) scored against the character. Not the
+ * reference's: a stage that teaches a trunk strokes that local captions name too weakly for a
+ * small model to learn them (models/ps3-tiny/TRAINING.md).
+ *
+ * A crop's tokens take the top scale's position embedding (and residual) of the grid cells it
+ * covers, so what the trunk learns is what it meets in a high-res look. They attend to each other
+ * only: a look's tokens also attend to the low-res tokens, which a crop has none of.
+ */
+import { tf } from '../tensor/engine.js';
+import type { VisionConfig } from '../io/config.js';
+import { Rng } from '../rng.js';
+import { linear } from '../model/layers.js';
+import { finalNorm, patchEmbed, patchify, selectedPositionEmbedding, trunk } from '../model/vit.js';
+import { Weights } from '../model/weights.js';
+
+export const READING_HEAD = 'reading_head';
+const PATCH_EMBED = 'vision_model.trunk.patch_embed.';
+const BLOCKS = 'vision_model.trunk.blocks.';
+
+/**
+ * What the stage trains: the patch embedding, the blocks and the head. Position embeddings stay,
+ * so the low-res tokens keep their places and a look its own; the pooling head and the text side
+ * play no part.
+ */
+export function readingTrainable(keys: Iterable<string>): string[] {
+  return [...keys].filter((k) => k.startsWith(PATCH_EMBED) || k.startsWith(BLOCKS) || k.startsWith(`${READING_HEAD}.`));
+}
+
+/** A fresh head: weight [classes, width] ~ N(0, 0.02^2), bias zero (timm's classifier init). */
+export function newReadingHead(width: number, classes: number, seed: number): Map<string, tf.Tensor> {
+  const weight = new Rng(seed).fillNormal(new Float32Array(classes * width), 0.02);
+  return new Map([
+    [`${READING_HEAD}.weight`, tf.tensor2d(weight, [classes, width])],
+    [`${READING_HEAD}.bias`, tf.zeros([classes])],
+  ]);
+}
+
+export interface ReadingBatch {
+  readonly batch: number;
+  /** crop side in pixels, a whole number of patches */
+  readonly side: number;
+  /** [batch, 3, side, side], normalised as the model's processor does */
+  readonly pixels: Float32Array;
+  /** [batch * cells] flat indices into the top scale's patch grid of each crop's cells, row-major */
+  readonly cells: Int32Array;
+  /** [batch] character indices */
+  readonly labels: Int32Array;
+}
+
+/** Logits [B, classes]. */
+export function readingLogits(w: Weights, cfg: VisionConfig, b: ReadingBatch): tf.Tensor {
+  return tf.tidy(() => {
+    const P = cfg.trunk.patchSize;
+    const S = cfg.scales[cfg.scales.length - 1]!;
+    const grid = Math.floor(S / P);
+    const { data } = patchify(b.pixels, { batch: b.batch, channels: 3, height: b.side, width: b.side }, P);
+    const embedded = patchEmbed(w, tf.tensor2d(data, [data.length / (3 * P * P), 3 * P * P]), b.batch); // [B, n, D]
+    const pos = selectedPositionEmbedding(w, grid, grid, b.cells, cfg.separatePosEmb ? cfg.scales.length - 2 : undefined); // [B * n, D]
+    const { hiddenStates } = trunk(w, cfg.trunk, tf.add(embedded, tf.reshape(pos, embedded.shape)));
+    const tokens = finalNorm(w, cfg.trunk, hiddenStates[hiddenStates.length - 1]!);
+    return linear(w, READING_HEAD, tf.mean(tokens, 1)); // [B, D] -> [B, classes]
+  });
+}
+
+export interface ReadingStep {
+  readonly loss: number;
+  /** crops of the batch whose character scored highest */
+  readonly correct: number;
+  readonly grads: Map<string, tf.Tensor>;
+}
+
+/** Softmax cross-entropy of the batch and its gradient with respect to `trainable`; other weights are constants. */
+export function readingLossAndGrads(w: Weights, cfg: VisionConfig, b: ReadingBatch, trainable: readonly string[]): ReadingStep {
+  let correct = 0;
+  const { value, grads } = tf.tidy(() => {
+    const xs = trainable.map((k) => w.get(k));
+    const f = (): tf.Scalar => {
+      const map = new Map(w.entries());
+      trainable.forEach((k, i) => map.set(k, xs[i]!));
+      const logits = readingLogits(new Weights(map, true), cfg, b);
+      const classes = logits.shape[1]!;
+      const hits = tf.equal(tf.argMax(logits, 1), tf.tensor1d(b.labels, 'int32'));
+      correct = tf.sum(tf.cast(hits, 'int32')).dataSync()[0]!;
+      return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(b.labels, 'int32'), classes), logits) as tf.Scalar;
+    };
+    const r = tf.engine().gradients(f, xs, undefined, true);
+    return { value: r.value, grads: r.grads.map((g, i) => g ?? tf.zerosLike(xs[i]!)) };
+  });
+  const loss = value.dataSync()[0]!;
+  value.dispose();
+  return { loss, correct, grads: new Map(trainable.map((k, i) => [k, grads[i]!])) };
+}
+
+/** Crops of the batch scored highest on their own character, without gradients. */
+export function readingCorrect(w: Weights, cfg: VisionConfig, b: ReadingBatch): number {
+  const predicted = tf.tidy(() => tf.argMax(readingLogits(w, cfg, b), 1).dataSync());
+  return b.labels.reduce((n, label, i) => n + (predicted[i] === label ? 1 : 0), 0);
+}

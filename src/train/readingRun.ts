@@ -1,0 +1,208 @@
+/**
+ * A reading stage (`ps3 train-read`): PS3's trunk taught to name the character of glyph crops
+ * (reading.ts) drawn along a palette curriculum (data/glyphCrops.ts), with the trainer's
+ * guarantees: AdamW, warm-up + cosine, clipping, atomic checkpoints in `OUT/checkpoint/` (a PS3
+ * model folder, plus `reading_head.safetensors`, `optimizer.safetensors`, `trainer_state.json`),
+ * `OUT/metrics.jsonl`, a time budget, and kill-and-resume on the same curve (a crop is a function
+ * of the seed and its index). Held-out accuracy is measured on crops of another seed, per palette.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { tf } from '../tensor/engine.js';
+import { UserError } from '../errors.js';
+import { fnv1a, Rng } from '../rng.js';
+import { readSafetensors } from '../io/safetensors.js';
+import { imageProcessor, loadModel, randomModel, type PS3Model } from '../model/load.js';
+import { presetConfig } from '../model/presets.js';
+import { Weights } from '../model/weights.js';
+import { GLYPH_CHARS } from '../data/glyphs.js';
+import { checkGlyphCropSpec, glyphCrop, paletteAt, type GlyphCropSpec, type Palette } from '../data/glyphCrops.js';
+import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } from './checkpoint.js';
+import { AdamW, clipGradients, type AdamWOptions } from './optimizer.js';
+import { learningRate } from './schedule.js';
+import { truncateMetrics } from './metricsFile.js';
+import { newReadingHead, readingCorrect, readingLossAndGrads, readingTrainable, type ReadingBatch } from './reading.js';
+
+export const READING_HEAD_FILE = 'reading_head.safetensors';
+/** Held-out crops come from this seed plus the run's (training seeds stay below it). */
+export const READING_HELDOUT_BASE = 1_000_000;
+
+export interface ReadingRunOptions {
+  readonly preset?: string;
+  readonly init?: string;
+  readonly out: string;
+  readonly resume: boolean;
+  readonly crops: GlyphCropSpec;
+  readonly steps: number;
+  readonly batch: number;
+  readonly lr: number;
+  readonly warmup: number;
+  readonly clip: number;
+  readonly adamw: AdamWOptions;
+  readonly seed: number;
+  readonly saveEvery: number;
+  /** stop (after a whole step, with a checkpoint) after this long; 0 = no limit */
+  readonly maxSeconds: number;
+  /** steps between held-out checks; 0 = never */
+  readonly evalEvery: number;
+  /** held-out crops per palette of the curriculum */
+  readonly evalCrops: number;
+}
+
+export interface ReadingMetrics {
+  step: number;
+  loss: number;
+  /** share of the step's crops named right */
+  accuracy: number;
+  palette: Palette;
+  lr: number;
+  grad_norm: number;
+  samples_per_s: number;
+  seconds: number;
+  /** held-out accuracy per palette (`val_grey`, …), on the steps that ran a check */
+  [val: `val_${string}`]: number;
+}
+
+export interface ReadingEvents {
+  onStart?(info: { model: PS3Model; startStep: number; trainable: number }): void;
+  onStep?(m: ReadingMetrics): void;
+  onSave?(dir: string): void;
+}
+
+/** The options a resumed run must share with the run it continues: they decide its crops and schedule. */
+const CURVE_OPTIONS = ['crops', 'seed', 'batch', 'steps'] as const;
+
+/**
+ * Crops `from` .. `from + count - 1` of stream `seed` as a batch: pixels normalised as the
+ * model's processor does, each crop at a random place on the top scale's patch grid.
+ */
+export function readingBatch(model: PS3Model, spec: GlyphCropSpec, seed: number, from: number, count: number, palette?: Palette): ReadingBatch {
+  const v = model.config.vision;
+  const P = v.trunk.patchSize;
+  const grid = Math.floor(v.scales[v.scales.length - 1]! / P);
+  const g = spec.size / P;
+  const { mean, std } = imageProcessor(model);
+  const C = spec.size;
+  const pixels = new Float32Array(count * 3 * C * C);
+  const cells = new Int32Array(count * g * g);
+  const labels = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    const crop = glyphCrop(spec, seed, from + i, palette);
+    labels[i] = crop.char;
+    for (let c = 0; c < 3; c++) {
+      const base = (i * 3 + c) * C * C;
+      for (let p = 0; p < C * C; p++) pixels[base + p] = (crop.rgb[p * 3 + c]! / 255 - mean[c]!) / std[c]!;
+    }
+    const place = new Rng(fnv1a([seed, from + i], 0x706c6163));
+    const row0 = place.int(0, grid - g);
+    const col0 = place.int(0, grid - g);
+    for (let r = 0; r < g; r++) for (let q = 0; q < g; q++) cells[i * g * g + r * g + q] = (row0 + r) * grid + col0 + q;
+  }
+  return { batch: count, side: C, pixels, cells, labels };
+}
+
+/** Held-out accuracy per palette the curriculum meets, on `crops` crops of the held-out seed each. */
+export function readingAccuracy(model: PS3Model, w: Weights, spec: GlyphCropSpec, seed: number, crops: number): Record<`val_${string}`, number> {
+  const out: Record<`val_${string}`, number> = {};
+  const palettes = [...new Set(spec.curriculum.map((s) => s.palette))];
+  const chunk = 64;
+  for (const palette of palettes) {
+    let correct = 0;
+    for (let from = 0; from < crops; from += chunk) {
+      correct += readingCorrect(w, model.config.vision, readingBatch(model, spec, READING_HELDOUT_BASE + seed, from, Math.min(chunk, crops - from), palette));
+    }
+    out[`val_${palette}`] = correct / crops;
+  }
+  return out;
+}
+
+function checkCropFits(model: PS3Model, spec: GlyphCropSpec): void {
+  const v = model.config.vision;
+  const P = v.trunk.patchSize;
+  const S = v.scales[v.scales.length - 1]!;
+  if (spec.size % P !== 0 || spec.size < P) throw new UserError(`--crop ${spec.size}: a crop must be a whole number of ${P} px patches`);
+  if (spec.size > S) throw new UserError(`--crop ${spec.size}: larger than the model's top scale (${S} px)`);
+}
+
+function sameOptions(before: Record<string, unknown>, o: ReadingRunOptions): string | null {
+  for (const k of CURVE_OPTIONS) {
+    if (JSON.stringify(before[k]) !== JSON.stringify(o[k])) return k;
+  }
+  return null;
+}
+
+export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {}): Promise<{ step: number; checkpoint: string }> {
+  checkGlyphCropSpec(o.crops);
+  const previous = o.resume ? findCheckpoint(o.out) : null;
+  if (o.resume && !previous) throw new UserError(`--resume: no checkpoint in ${o.out}`);
+  if (!o.resume && findCheckpoint(o.out)) throw new UserError(`${o.out} already holds a checkpoint: pass --resume to continue it, or choose another --out`);
+  let state = { step: 0, samplesSeen: 0 };
+  let optimizerState: { tensors: Map<string, tf.Tensor>; step: number } | null = null;
+  let model: PS3Model;
+  let head: Map<string, tf.Tensor>;
+  if (previous) {
+    const s = readTrainerState(previous);
+    const differs = sameOptions(s.options, o);
+    if (differs) throw new UserError(`--resume: --${differs} differs from the run's (${JSON.stringify(s.options[differs])}): a resumed run keeps its crops and schedule`);
+    const headFile = path.join(previous, READING_HEAD_FILE);
+    if (!fs.existsSync(headFile)) throw new UserError(`--resume: ${previous} has no ${READING_HEAD_FILE} (not a reading run's checkpoint)`);
+    model = loadModel(previous);
+    head = new Map([...readSafetensors(headFile)].map(([k, a]) => [k, tf.tensor(a.data, [...a.shape])]));
+    state = { step: s.step, samplesSeen: s.samplesSeen };
+    optimizerState = { tensors: readOptimizerState(previous), step: s.optimizerStep };
+  } else {
+    if (o.init) model = loadModel(o.init);
+    else if (o.preset) model = randomModel(presetConfig(o.preset), o.seed);
+    else throw new UserError('give --init DIR or --preset NAME (or --resume)');
+    head = newReadingHead(model.config.vision.trunk.width, GLYPH_CHARS.length, o.seed);
+  }
+  checkCropFits(model, o.crops);
+  // one set of weights the steps update, the model's and the head's; the model's alone are saved as the model
+  const weights = new Weights(new Map([...model.weights.entries(), ...head]));
+  const modelKeys = [...model.weights.keys()];
+  const trainable = readingTrainable(weights.keys());
+  const optimizer = new AdamW(o.adamw);
+  if (optimizerState) optimizer.load(optimizerState.tensors, optimizerState.step);
+  const tokenizerDir = [previous, o.init].find((d): d is string => d !== undefined && d !== null && fs.existsSync(path.join(d, 'tokenizer.json')));
+
+  fs.mkdirSync(o.out, { recursive: true });
+  const metricsFile = path.join(o.out, 'metrics.jsonl');
+  if (previous) truncateMetrics(metricsFile, state.step);
+  else fs.writeFileSync(metricsFile, '');
+  let checkpoint = previous ?? '';
+  const save = async (): Promise<void> => {
+    const asModel: PS3Model = { ...model, weights: new Weights(new Map(modelKeys.map((k) => [k, weights.get(k)]))) };
+    const headNow = [...head.keys()].map((k): [string, tf.Tensor] => [k, weights.get(k)]);
+    checkpoint = await saveCheckpoint(o.out, asModel, optimizer, { ...state, optimizerStep: optimizer.step, options: { ...o } }, tokenizerDir, new Map([[READING_HEAD_FILE, headNow]]));
+    events.onSave?.(checkpoint);
+  };
+  events.onStart?.({ model, startStep: state.step, trainable: trainable.reduce((n, k) => n + weights.get(k).size, 0) });
+  const started = performance.now();
+  try {
+    while (state.step < o.steps) {
+      const t0 = performance.now();
+      const lr = learningRate(state.step, { lr: o.lr, warmup: o.warmup, steps: o.steps });
+      const palette = paletteAt(o.crops.curriculum, state.samplesSeen);
+      const batch = readingBatch(model, o.crops, o.seed, state.samplesSeen, o.batch);
+      state.samplesSeen += o.batch;
+      const r = readingLossAndGrads(weights, model.config.vision, batch, trainable);
+      const gradNorm = clipGradients(r.grads, o.clip);
+      optimizer.apply(weights, r.grads, lr);
+      tf.dispose([...r.grads.values()]);
+      state.step += 1;
+      const evaluation = o.evalEvery > 0 && state.step % o.evalEvery === 0 ? readingAccuracy(model, weights, o.crops, o.seed, o.evalCrops) : {};
+      const seconds = (performance.now() - t0) / 1000;
+      const m: ReadingMetrics = { ...evaluation, step: state.step, loss: r.loss, accuracy: r.correct / o.batch, palette, lr, grad_norm: gradNorm, samples_per_s: o.batch / seconds, seconds };
+      fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);
+      events.onStep?.(m);
+      const outOfTime = o.maxSeconds > 0 && (performance.now() - started) / 1000 >= o.maxSeconds;
+      if (state.step >= o.steps || outOfTime || state.step % o.saveEvery === 0) await save();
+      if (outOfTime) break;
+    }
+    if (!checkpoint) await save();
+  } finally {
+    optimizer.dispose();
+    weights.dispose();
+  }
+  return { step: state.step, checkpoint };
+}

@@ -1,0 +1,193 @@
+/**
+ * The reading stage: glyph crops along a palette curriculum, the objective on PS3's trunk, and
+ * `ps3 train-read` (kill-and-resume on the same curve, a PS3 folder to go on from, refusals).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { initEngine, tf } from '../../src/tensor/engine.js';
+import { randomModel, loadModel } from '../../src/model/load.js';
+import { presetConfig } from '../../src/model/presets.js';
+import { Weights } from '../../src/model/weights.js';
+import { GLYPH_CHARS } from '../../src/data/glyphs.js';
+import { COLOURS, luminance } from '../../src/data/scene/colours.js';
+import { glyphCrop, paletteAt, parseCurriculum, type GlyphCropSpec } from '../../src/data/glyphCrops.js';
+import { newReadingHead, readingLogits, readingLossAndGrads, readingTrainable } from '../../src/train/reading.js';
+import { readingBatch } from '../../src/train/readingRun.js';
+import { readSafetensors } from '../../src/io/safetensors.js';
+import { killAfterMetricLines } from '../killMidRun.js';
+
+const CLI = path.resolve('dist/src/cli/main.js');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-read-'));
+const spec = (curriculum = 'grey:4,named'): GlyphCropSpec => ({ size: 56, glyphPx: [18, 32], curriculum: parseCurriculum(curriculum) });
+
+/** The distinct colours of a crop, and whether its one-pixel border holds the background alone. */
+function inspect(rgb: Uint8Array, size: number): { colours: Array<[number, number, number]>; borderPlain: boolean; background: [number, number, number] } {
+  const seen = new Map<string, [number, number, number]>();
+  for (let p = 0; p < size * size; p++) {
+    const c: [number, number, number] = [rgb[p * 3]!, rgb[p * 3 + 1]!, rgb[p * 3 + 2]!];
+    seen.set(c.join(','), c);
+  }
+  const background: [number, number, number] = [rgb[0]!, rgb[1]!, rgb[2]!];
+  let borderPlain = true;
+  for (let i = 0; i < size; i++) {
+    for (const [x, y] of [[i, 0], [i, size - 1], [0, i], [size - 1, i]] as const) {
+      const p = (y * size + x) * 3;
+      if (rgb[p] !== background[0] || rgb[p + 1] !== background[1] || rgb[p + 2] !== background[2]) borderPlain = false;
+    }
+  }
+  return { colours: [...seen.values()], borderPlain, background };
+}
+
+test('parseCurriculum: counted stages, then one that goes on; mistakes refused by name', () => {
+  const c = parseCurriculum('grey:10,random:5,named');
+  assert.deepEqual(c, [{ palette: 'grey', crops: 10 }, { palette: 'random', crops: 5 }, { palette: 'named', crops: null }]);
+  assert.equal(paletteAt(c, 9), 'grey');
+  assert.equal(paletteAt(c, 10), 'random');
+  assert.equal(paletteAt(c, 15), 'named');
+  assert.equal(paletteAt(c, 10_000_000), 'named');
+  assert.deepEqual(parseCurriculum('named'), [{ palette: 'named', crops: null }]);
+  assert.throws(() => parseCurriculum('grey'.concat(',')), /PALETTE:CROPS/);
+  assert.throws(() => parseCurriculum('blue:3,named'), /unknown palette "blue"/);
+  assert.throws(() => parseCurriculum('grey,named'), /stage "grey" needs a positive whole count/);
+  assert.throws(() => parseCurriculum('grey:0,named'), /stage "grey:0" needs a positive whole count/);
+  assert.throws(() => parseCurriculum('grey:5,named:9'), /last stage goes on/);
+});
+
+test('glyph crops: a function of seed and index; each palette as described; the glyph whole inside', () => {
+  const s = spec('grey:50,random:50,named');
+  assert.deepEqual(glyphCrop(s, 3, 7).rgb, glyphCrop(s, 3, 7).rgb);
+  assert.notDeepEqual(glyphCrop(s, 3, 7).rgb, glyphCrop(s, 3, 8).rgb);
+  assert.notDeepEqual(glyphCrop(s, 3, 7).rgb, glyphCrop(s, 4, 7).rgb);
+  const named = COLOURS.map((c) => c.rgb);
+  const chars = new Set<number>();
+  for (let i = 0; i < 150; i++) {
+    const crop = glyphCrop(s, 1, i);
+    chars.add(crop.char);
+    assert.equal(crop.palette, i < 50 ? 'grey' : i < 100 ? 'random' : 'named');
+    const { colours, borderPlain, background } = inspect(crop.rgb, s.size);
+    assert.equal(colours.length, 2, `crop ${i}: a glyph in one colour on a plain ground`);
+    assert.ok(borderPlain, `crop ${i}: the glyph touches the edge`);
+    const ink = colours.find((c) => c.join() !== background.join())!;
+    if (crop.palette === 'grey') {
+      for (const c of colours) assert.ok(c[0] === c[1] && c[1] === c[2], `crop ${i}: ${c} is not a grey`);
+      assert.ok(Math.abs(ink[0] - background[0]) >= 100);
+    } else if (crop.palette === 'random') {
+      assert.ok(Math.abs(luminance(ink) - luminance(background)) > 90);
+    } else {
+      // each within the scenes' jitter (8) of a named colour, the pair far apart in luminance
+      for (const c of colours) assert.ok(named.some((n) => n.every((v, k) => Math.abs(v - c[k]!) <= 8)), `crop ${i}: ${c} is no named colour`);
+      assert.ok(Math.abs(luminance(ink) - luminance(background)) > 90 - 16);
+    }
+  }
+  assert.ok(chars.size > 25, `characters drawn: ${chars.size} of ${GLYPH_CHARS.length}`);
+});
+
+test('reading batch: each crop a g x g block of the top-scale grid, pixels normalised', async () => {
+  await initEngine();
+  const model = randomModel(presetConfig('micro'), 1);
+  const b = readingBatch(model, spec(), 0, 0, 5);
+  const grid = 224 / 14;
+  assert.equal(b.cells.length, 5 * 16);
+  for (let i = 0; i < 5; i++) {
+    const cells = b.cells.subarray(i * 16, i * 16 + 16);
+    const [r0, c0] = [Math.floor(cells[0]! / grid), cells[0]! % grid];
+    cells.forEach((cell, k) => assert.equal(cell, (r0 + Math.floor(k / 4)) * grid + c0 + (k % 4)));
+    assert.ok(r0 + 4 <= grid && c0 + 4 <= grid);
+  }
+  const crop = glyphCrop(spec(), 0, 2);
+  assert.ok(Math.abs(b.pixels[2 * 3 * 56 * 56 + 1 * 56 * 56]! - (crop.rgb[1]! / 127.5 - 1)) < 1e-6);
+  assert.equal(b.labels[2], crop.char);
+  model.weights.dispose();
+});
+
+test('reading objective: the loss is the softmax cross-entropy of the logits; steps on a batch lower it; only the trunk and head learn', async () => {
+  await initEngine();
+  const model = randomModel(presetConfig('micro'), 2);
+  const w = new Weights(new Map([...model.weights.entries(), ...newReadingHead(32, GLYPH_CHARS.length, 2)]));
+  const trainable = readingTrainable(w.keys());
+  assert.ok(trainable.includes('reading_head.weight') && trainable.includes('vision_model.trunk.blocks.0.attn.qkv.weight') && trainable.includes('vision_model.trunk.patch_embed.proj.weight'));
+  assert.ok(!trainable.some((k) => k.includes('pos_emb') || k.startsWith('text_model.') || k.includes('attn_pool') || k.includes('selection')));
+  const b = readingBatch(model, spec(), 0, 0, 6);
+  const logits = readingLogits(w, model.config.vision, b).arraySync() as number[][];
+  const expected = logits.reduce((sum, row, i) => {
+    const max = Math.max(...row);
+    const lse = max + Math.log(row.reduce((a, v) => a + Math.exp(v - max), 0));
+    return sum + lse - row[b.labels[i]!]!;
+  }, 0) / logits.length;
+  const first = readingLossAndGrads(w, model.config.vision, b, trainable);
+  assert.ok(Math.abs(first.loss - expected) < 1e-4, `loss ${first.loss} vs ${expected}`);
+  assert.deepEqual([...first.grads.keys()], trainable);
+  tf.dispose([...first.grads.values()]);
+  let loss = first.loss;
+  for (let step = 0; step < 8; step++) {
+    const r = readingLossAndGrads(w, model.config.vision, b, trainable);
+    for (const [k, g] of r.grads) w.replace(k, tf.tidy(() => tf.sub(w.get(k), tf.mul(g, 0.5))));
+    tf.dispose([...r.grads.values()]);
+    loss = r.loss;
+  }
+  assert.ok(loss < first.loss - 0.5, `loss after 8 steps ${loss} against ${first.loss}`);
+  w.dispose();
+});
+
+const readArgs = (out: string, extra: string[] = []): string[] => [CLI, 'train-read', '--preset', 'micro', '--out', out, '--steps', '10', '--batch', '4', '--save-every', '2', '--warmup', '2', '--curriculum', 'grey:16,named', '--eval-every', '5', '--eval-crops', '16', ...extra];
+
+function metrics(out: string): Array<Record<string, number | string>> {
+  return fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number | string>);
+}
+
+test('ps3 train-read: killed mid-run and resumed, it follows the uninterrupted curve; the checkpoint is a PS3 folder plus its head', async () => {
+  const a = path.join(tmp, 'a');
+  const ra = spawnSync(process.execPath, readArgs(a), { encoding: 'utf8' });
+  assert.equal(ra.status, 0, ra.stderr);
+  const full = metrics(a);
+  assert.deepEqual(full.map((m) => m.step), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  assert.deepEqual(full.map((m) => m.palette), ['grey', 'grey', 'grey', 'grey', 'named', 'named', 'named', 'named', 'named', 'named']);
+  for (const m of [full[4]!, full[9]!]) assert.ok(typeof m['val_grey'] === 'number' && typeof m['val_named'] === 'number');
+
+  const b = path.join(tmp, 'b');
+  const killedAt = await killAfterMetricLines(readArgs(b), b, 5);
+  assert.ok(killedAt < 10);
+  const rb = spawnSync(process.execPath, [...readArgs(b, ['--resume'])].filter((x) => x !== '--preset' && x !== 'micro'), { encoding: 'utf8' });
+  assert.equal(rb.status, 0, rb.stderr);
+  const resumed = metrics(b);
+  assert.deepEqual(resumed.map((m) => m.step), full.map((m) => m.step));
+  resumed.forEach((m, i) => assert.ok(Math.abs((m.loss as number) - (full[i]!.loss as number)) < 1e-4, `step ${m.step}: ${m.loss} vs ${full[i]!.loss}`));
+
+  await initEngine();
+  const model = loadModel(path.join(a, 'checkpoint'));
+  assert.equal(model.config.vision.trunk.width, 32);
+  const head = readSafetensors(path.join(a, 'checkpoint', 'reading_head.safetensors'));
+  assert.deepEqual(head.get('reading_head.weight')!.shape, [GLYPH_CHARS.length, 32]);
+  // the trunk learnt, the position embedding stayed
+  const start = randomModel(presetConfig('micro'), 0);
+  const moved = (k: string): boolean => model.weights.values(k).some((v, i) => v !== start.weights.values(k)[i]);
+  assert.ok(moved('vision_model.trunk.blocks.1.mlp.fc2.weight'));
+  assert.ok(!moved('vision_model.trunk.pos_embed'));
+  model.weights.dispose();
+  start.weights.dispose();
+});
+
+test('ps3 train-read: mistakes exit 2 with one line naming them, before any step', () => {
+  const refused = (args: string[], pattern: RegExp): void => {
+    const r = spawnSync(process.execPath, [CLI, 'train-read', ...args], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    const lines = r.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, pattern);
+  };
+  const out = path.join(tmp, 'never');
+  refused(['--preset', 'micro', '--out', out, '--crop', '50'], /--crop 50: a crop must be a whole number of 14 px patches/);
+  refused(['--preset', 'micro', '--out', out, '--crop', '56', '--glyph-px', '20-60'], /a 60 px glyph does not fit a 56 px crop/);
+  refused(['--preset', 'micro', '--out', out, '--glyph-px', 'big'], /--glyph-px must be MIN-MAX/);
+  refused(['--preset', 'micro', '--out', out, '--curriculum', 'grey:10,blue'], /unknown palette "blue"/);
+  refused(['--preset', 'micro', '--out', out, '--seed', '1000000'], /--seed must be below 1000000/);
+  refused(['--out', out], /give --init DIR or --preset NAME/);
+  refused(['--init', path.join(tmp, 'nowhere'), '--out', out], /nowhere/);
+  assert.ok(!fs.existsSync(out), 'a refused run wrote its --out');
+  refused(['--out', path.join(tmp, 'a'), '--resume', '--curriculum', 'named'], /--resume: --crops differs/);
+  refused(['--preset', 'micro', '--out', path.join(tmp, 'a')], /already holds a checkpoint/);
+});
