@@ -242,7 +242,7 @@ program
   .option('--preset <name>', 'start from a named shape with random weights')
   .requiredOption('--out <dir>', 'output folder: checkpoint/ (a PS3 folder plus reading_head.safetensors) and metrics.jsonl')
   .option('--resume', 'continue the run in --out from its last checkpoint', false)
-  .option('--curriculum <stages>', 'palettes in order, PALETTE:CROPS,...,PALETTE (the last goes on): grey (two greys), named (the scenes\' label colours), random (any two colours 90 apart in luminance)', 'grey:15000,named')
+  .option('--curriculum <stages>', 'palettes in order, PALETTE:CROPS,...,PALETTE (the last goes on): grey (two greys), named (the scenes\' label colours), random (any two colours 90 apart in luminance), shape (the glyph on a labelled scene shape, on a muted ground)', 'grey:15000,named')
   .option('--glyph-px <min-max>', 'glyph heights in pixels', '18-32')
   .option('--crop <px>', 'crop side in pixels, a whole number of patches', '56')
   .option('--steps <n>', 'optimizer steps in all (the schedule\'s length)', '5000')

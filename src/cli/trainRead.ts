@@ -75,8 +75,8 @@ export async function trainReadCommand(raw: TrainReadCliOptions): Promise<number
   let started = performance.now();
   const budget = Math.round(o.maxMinutes * 60);
   const result = await runReading(options, {
-    onStart: ({ model, startStep, trainable }) => {
-      process.stderr.write(`reading stage: ${model.source} -> ${o.out} from step ${startStep} to ${o.steps} (${trainable} trainable weights)\n`);
+    onStart: ({ model, startStep, trainable, headFrom }) => {
+      process.stderr.write(`reading stage: ${model.source} -> ${o.out} from step ${startStep} to ${o.steps} (${trainable} trainable weights; head ${headFrom ? `from ${headFrom}` : 'new'})\n`);
       bar = budget > 0 ? progressBar(budget, 'train-read (s of budget)', 'step {step} | loss {loss} | acc {acc}') : progressBar(o.steps, 'train-read', 'loss {loss} | acc {acc}');
       started = performance.now();
       bar.update(budget > 0 ? 0 : startStep, { step: String(startStep), loss: '-', acc: '-' });

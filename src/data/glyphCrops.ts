@@ -13,16 +13,22 @@
  */
 import { UserError } from '../errors.js';
 import { fnv1a, Rng } from '../rng.js';
-import { createCanvas, fillRect, type Rgb } from './draw.js';
+import { createCanvas, fillPolygon, fillRect, type Rgb } from './draw.js';
 import { drawText, GLYPH_CHARS, GLYPH_COLS, GLYPH_ROWS } from './glyphs.js';
-import { COLOURS, contrastingColours, jitter, luminance, rgbOf } from './scene/colours.js';
+import { COLOUR_NAMES, contrastingColours, jitter, luminance, rgbOf } from './scene/colours.js';
+import { mutedColour } from './scene/background.js';
+import { shapeRings } from './scene/drawObjects.js';
+import { LABEL_FIT, SHAPES } from './scene/shapes.js';
 
 /**
  * `grey`: two greys at least 100 apart, either one the glyph; `named`: the scenes' label colours,
  * a named colour on a named colour at least 90 apart in luminance, each jittered as the scenes
- * jitter them; `random`: any two colours at least 90 apart in luminance.
+ * jitter them; `random`: any two colours at least 90 apart in luminance; `shape`: a labelled
+ * object as the scenes draw one — the glyph in a named colour on a shape of a contrasting named
+ * colour, sized to hold it as the scenes size it, on a muted ground; the shape's edges may run
+ * through the crop.
  */
-export const PALETTES = ['grey', 'named', 'random'] as const;
+export const PALETTES = ['grey', 'named', 'random', 'shape'] as const;
 export type Palette = (typeof PALETTES)[number];
 
 export interface CurriculumStage {
@@ -50,8 +56,14 @@ export interface GlyphCrop {
 /** Luminance contrast of the scenes' labels against what they are drawn on (colours.ts). */
 const MIN_LUMINANCE_CONTRAST = 90;
 const MIN_GREY_CONTRAST = 100;
-/** the scenes jitter a label's colour by this much (drawObjects.ts) */
+/** the scenes jitter a label's colour by this much, and a shape's by this (drawObjects.ts) */
 const SCENE_JITTER = 8;
+const SHAPE_JITTER = 12;
+/** shapes that hold a label, and how (shapes.ts) */
+const LABELLED = SHAPES.flatMap((shape) => {
+  const fit = LABEL_FIT[shape];
+  return fit === null ? [] : [{ shape, fit }];
+});
 
 /** `grey:15000,named`: every stage but the last with its crop count, the last going on. */
 export function parseCurriculum(text: string): CurriculumStage[] {
@@ -99,10 +111,10 @@ function colours(rng: Rng, palette: Palette): [Rgb, Rgb] {
     while (Math.abs(a - b) < MIN_GREY_CONTRAST) [a, b] = [rng.int(0, 255), rng.int(0, 255)];
     return [[a, a, a], [b, b, b]];
   }
-  if (palette === 'named') {
-    const ground = rng.pick(COLOURS.map((c) => c.name));
+  if (palette === 'named' || palette === 'shape') {
+    const ground = rng.pick(COLOUR_NAMES);
     const glyph = rng.pick(contrastingColours(rgbOf(ground)));
-    return [jitter(rng, rgbOf(ground), SCENE_JITTER), jitter(rng, rgbOf(glyph), SCENE_JITTER)];
+    return [jitter(rng, rgbOf(ground), palette === 'shape' ? SHAPE_JITTER : SCENE_JITTER), jitter(rng, rgbOf(glyph), SCENE_JITTER)];
   }
   const ground = randomRgb(rng);
   let glyph = randomRgb(rng);
@@ -116,13 +128,20 @@ export function glyphCrop(spec: GlyphCropSpec, seed: number, index: number, pale
   const C = spec.size;
   const canvas = createCanvas(C, C);
   const [ground, ink] = colours(rng, palette);
-  fillRect(canvas, 0, 0, C, C, { colour: ground });
   const height = rng.int(spec.glyphPx[0], spec.glyphPx[1]);
   const width = (height * GLYPH_COLS) / GLYPH_ROWS;
   const char = rng.int(0, GLYPH_CHARS.length - 1);
   // anywhere, whole, a pixel from each edge
   const cx = width / 2 + 1 + rng.next() * (C - width - 2);
   const cy = height / 2 + 1 + rng.next() * (C - height - 2);
+  if (palette === 'shape') {
+    // the shape's colour is `ground`; around it a muted scene ground
+    fillRect(canvas, 0, 0, C, C, { colour: mutedColour(rng, rng.uniform(50, 210)) });
+    const { shape, fit } = rng.pick(LABELLED);
+    const size = height / fit.scale;
+    const rotation = shape === 'circle' ? 0 : rng.uniform(-0.25, 0.25);
+    fillPolygon(canvas, shapeRings(shape, cx, cy - fit.dy * size, size, rotation), { colour: ground });
+  } else fillRect(canvas, 0, 0, C, C, { colour: ground });
   drawText(canvas, GLYPH_CHARS[char]!, cx, cy, height, { colour: ink });
   return { rgb: canvas.rgb, char, palette };
 }

@@ -21,7 +21,7 @@ import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } 
 import { AdamW, clipGradients, type AdamWOptions } from './optimizer.js';
 import { learningRate } from './schedule.js';
 import { truncateMetrics } from './metricsFile.js';
-import { newReadingHead, readingCorrect, readingLossAndGrads, readingTrainable, type ReadingBatch } from './reading.js';
+import { newReadingHead, READING_HEAD, readingCorrect, readingLossAndGrads, readingTrainable, type ReadingBatch } from './reading.js';
 
 export const READING_HEAD_FILE = 'reading_head.safetensors';
 /** Held-out crops come from this seed plus the run's (training seeds stay below it). */
@@ -64,7 +64,8 @@ export interface ReadingMetrics {
 }
 
 export interface ReadingEvents {
-  onStart?(info: { model: PS3Model; startStep: number; trainable: number }): void;
+  /** `headFrom`: the file the head was read from (a resumed run's, or an `--init` reading checkpoint's), null for a fresh one */
+  onStart?(info: { model: PS3Model; startStep: number; trainable: number; headFrom: string | null }): void;
   onStep?(m: ReadingMetrics): void;
   onSave?(dir: string): void;
 }
@@ -116,6 +117,18 @@ export function readingAccuracy(model: PS3Model, w: Weights, spec: GlyphCropSpec
   return out;
 }
 
+/** A reading head as saved, checked against the model's width and the glyph classes. */
+function readHead(file: string, width: number): Map<string, tf.Tensor> {
+  const arrays = readSafetensors(file);
+  const expected: Record<string, number[]> = { [`${READING_HEAD}.weight`]: [GLYPH_CHARS.length, width], [`${READING_HEAD}.bias`]: [GLYPH_CHARS.length] };
+  for (const [k, shape] of Object.entries(expected)) {
+    const a = arrays.get(k);
+    if (!a) throw new UserError(`${file}: no "${k}"`);
+    if (a.shape.join('x') !== shape.join('x')) throw new UserError(`${file}: "${k}" is [${a.shape.join(', ')}], expected [${shape.join(', ')}]`);
+  }
+  return new Map(Object.keys(expected).map((k) => [k, tf.tensor(arrays.get(k)!.data, [...arrays.get(k)!.shape])]));
+}
+
 function checkCropFits(model: PS3Model, spec: GlyphCropSpec): void {
   const v = model.config.vision;
   const P = v.trunk.patchSize;
@@ -140,6 +153,7 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
   let optimizerState: { tensors: Map<string, tf.Tensor>; step: number } | null = null;
   let model: PS3Model;
   let head: Map<string, tf.Tensor>;
+  let headFrom: string | null = null;
   if (previous) {
     const s = readTrainerState(previous);
     const differs = sameOptions(s.options, o);
@@ -147,14 +161,18 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
     const headFile = path.join(previous, READING_HEAD_FILE);
     if (!fs.existsSync(headFile)) throw new UserError(`--resume: ${previous} has no ${READING_HEAD_FILE} (not a reading run's checkpoint)`);
     model = loadModel(previous);
-    head = new Map([...readSafetensors(headFile)].map(([k, a]) => [k, tf.tensor(a.data, [...a.shape])]));
+    head = readHead(headFile, model.config.vision.trunk.width);
+    headFrom = headFile;
     state = { step: s.step, samplesSeen: s.samplesSeen };
     optimizerState = { tensors: readOptimizerState(previous), step: s.optimizerStep };
   } else {
     if (o.init) model = loadModel(o.init);
     else if (o.preset) model = randomModel(presetConfig(o.preset), o.seed);
     else throw new UserError('give --init DIR or --preset NAME (or --resume)');
-    head = newReadingHead(model.config.vision.trunk.width, GLYPH_CHARS.length, o.seed);
+    // a reading run's checkpoint carries its head on into the next stage
+    const headFile = o.init ? path.join(o.init, READING_HEAD_FILE) : null;
+    head = headFile && fs.existsSync(headFile) ? readHead(headFile, model.config.vision.trunk.width) : newReadingHead(model.config.vision.trunk.width, GLYPH_CHARS.length, o.seed);
+    headFrom = headFile && fs.existsSync(headFile) ? headFile : null;
   }
   checkCropFits(model, o.crops);
   // one set of weights the steps update, the model's and the head's; the model's alone are saved as the model
@@ -176,7 +194,7 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
     checkpoint = await saveCheckpoint(o.out, asModel, optimizer, { ...state, optimizerStep: optimizer.step, options: { ...o } }, tokenizerDir, new Map([[READING_HEAD_FILE, headNow]]));
     events.onSave?.(checkpoint);
   };
-  events.onStart?.({ model, startStep: state.step, trainable: trainable.reduce((n, k) => n + weights.get(k).size, 0) });
+  events.onStart?.({ model, startStep: state.step, trainable: trainable.reduce((n, k) => n + weights.get(k).size, 0), headFrom });
   const started = performance.now();
   try {
     while (state.step < o.steps) {

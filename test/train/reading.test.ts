@@ -17,7 +17,7 @@ import { COLOURS, luminance } from '../../src/data/scene/colours.js';
 import { glyphCrop, paletteAt, parseCurriculum, type GlyphCropSpec } from '../../src/data/glyphCrops.js';
 import { newReadingHead, readingLogits, readingLossAndGrads, readingTrainable } from '../../src/train/reading.js';
 import { readingBatch } from '../../src/train/readingRun.js';
-import { readSafetensors } from '../../src/io/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
 import { killAfterMetricLines } from '../killMidRun.js';
 
 const CLI = path.resolve('dist/src/cli/main.js');
@@ -84,6 +84,19 @@ test('glyph crops: a function of seed and index; each palette as described; the 
     }
   }
   assert.ok(chars.size > 25, `characters drawn: ${chars.size} of ${GLYPH_CHARS.length}`);
+  // a labelled shape on a muted ground: the glyph and the shape in named colours (jittered by 8
+  // and 12), far apart in luminance, and the ground around the shape somewhere
+  const near = (c: readonly number[], by: number): boolean => named.some((n) => n.every((v, k) => Math.abs(v - c[k]!) <= by));
+  let grounds = 0;
+  for (let i = 0; i < 40; i++) {
+    const crop = glyphCrop(s, 2, i, 'shape');
+    const { colours } = inspect(crop.rgb, s.size);
+    const inks = colours.filter((c) => near(c, 8));
+    const shapes = colours.filter((c) => near(c, 12));
+    assert.ok(inks.some((ink) => shapes.some((sh) => Math.abs(luminance(ink) - luminance(sh)) > 90 - 20)), `shape crop ${i}: no named glyph on a named shape among ${colours.length} colours`);
+    if (colours.length >= 3) grounds++;
+  }
+  assert.ok(grounds > 20, `crops showing the ground beside the shape: ${grounds} of 40`);
 });
 
 test('reading batch: each crop a g x g block of the top-scale grid, pixels normalised', async () => {
@@ -169,6 +182,13 @@ test('ps3 train-read: killed mid-run and resumed, it follows the uninterrupted c
   assert.ok(!moved('vision_model.trunk.pos_embed'));
   model.weights.dispose();
   start.weights.dispose();
+
+  // the next stage: another curriculum from the checkpoint, its head carried on
+  const c = path.join(tmp, 'c');
+  const rc = spawnSync(process.execPath, [CLI, 'train-read', '--init', path.join(a, 'checkpoint'), '--out', c, '--steps', '2', '--batch', '4', '--curriculum', 'shape', '--eval-every', '0'], { encoding: 'utf8' });
+  assert.equal(rc.status, 0, rc.stderr);
+  assert.match(rc.stderr, /head from .*a\/checkpoint\/reading_head\.safetensors/);
+  assert.deepEqual(metrics(c).map((m) => m.palette), ['shape', 'shape']);
 });
 
 test('ps3 train-read: mistakes exit 2 with one line naming them, before any step', () => {
@@ -190,4 +210,10 @@ test('ps3 train-read: mistakes exit 2 with one line naming them, before any step
   assert.ok(!fs.existsSync(out), 'a refused run wrote its --out');
   refused(['--out', path.join(tmp, 'a'), '--resume', '--curriculum', 'named'], /--resume: --crops differs/);
   refused(['--preset', 'micro', '--out', path.join(tmp, 'a')], /already holds a checkpoint/);
+  // a head of another shape in the --init folder
+  const odd = path.join(tmp, 'odd');
+  fs.cpSync(path.join(tmp, 'a', 'checkpoint'), odd, { recursive: true });
+  writeSafetensors(path.join(odd, 'reading_head.safetensors'), new Map([['reading_head.weight', { shape: [10, 32], data: new Float32Array(320) }], ['reading_head.bias', { shape: [10], data: new Float32Array(10) }]]));
+  refused(['--init', odd, '--out', out], /reading_head\.safetensors: "reading_head\.weight" is \[10, 32\], expected \[36, 32\]/);
+  assert.ok(!fs.existsSync(out), 'a refused run wrote its --out');
 });

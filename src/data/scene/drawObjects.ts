@@ -8,7 +8,7 @@ import { LABEL_FIT, type ShapeName } from './shapes.js';
 import type { SceneObject } from './types.js';
 
 /** The rings of a shape of diameter s centred at (cx, cy), for fillPolygon. */
-function shapeRings(shape: ShapeName, cx: number, cy: number, s: number, rot: number): Point[][] {
+export function shapeRings(shape: ShapeName, cx: number, cy: number, s: number, rot: number): Point[][] {
   const r = s / 2;
   switch (shape) {
     case 'circle':
