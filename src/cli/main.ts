@@ -32,6 +32,7 @@ import { workerCommand, type WorkerCliOptions } from './worker.js';
 import { DEFAULT_QUEUE } from '../serve/batchJobs.js';
 import { trainMllmCommand, type TrainMllmCliOptions } from './trainMllm.js';
 import { trainReadCommand, type TrainReadCliOptions } from './trainRead.js';
+import { evalReadingCommand, type EvalReadingCliOptions } from './evalReading.js';
 import { benchTrainMllmCommand, type BenchTrainMllmOptions } from './benchTrainMllm.js';
 import { askCommand, type AskCliOptions } from './ask.js';
 import { evalScalingCommand, type EvalScalingCliOptions } from './evalScaling.js';
@@ -256,6 +257,7 @@ program
   .option('--max-minutes <x>', 'stop (after a whole step, with a checkpoint) after this long; 0 = no limit', '0')
   .option('--eval-every <n>', 'steps between held-out accuracy checks, per palette of the curriculum (val_PALETTE in metrics.jsonl); 0 = never', '100')
   .option('--eval-crops <n>', 'held-out crops a palette', '720')
+  .option('--eval-scenes <n>', 'held-out scenes (seeds from 1000000, drawn once at the start) whose one-character labels, cut as a look sees them, are read at every check (val_scene): whether the crops carry over to the scenes; 0 = none', '20')
   .action((o: TrainReadCliOptions) => runCommand(() => trainReadCommand({ ...o, ...program.opts() })));
 
 program
@@ -528,6 +530,15 @@ evaluate
   .option('--out <file>', 'JSON report (the chart goes beside it as .png)')
   .addHelpText('after', PROBE_HELP)
   .action((o: EvalProbeCliOptions) => runCommand(() => evalProbeCommand({ ...o, ...program.opts() })));
+evaluate
+  .command('reading')
+  .description('a reading stage\'s head ("ps3 train-read" checkpoint) on held-out glyph crops of every palette and on the one-character labels of held-out scenes, cut as a look sees them')
+  .option('--model <dir>', 'a "ps3 train-read" checkpoint folder (holds reading_head.safetensors)')
+  .option('--seed <n>', 'held-out seed of the scenes (from 1000000); the crops use the training stream\'s held-out seed plus its offset', '1000000')
+  .option('--scenes <n>', 'held-out scenes drawn at the model\'s top scale', '60')
+  .option('--crops <n>', 'held-out glyph crops a palette (the run\'s crop size and glyph heights)', '720')
+  .option('--out <file>', 'JSON report (the chart goes beside it as .png)')
+  .action((o: EvalReadingCliOptions) => runCommand(() => evalReadingCommand({ ...o, ...program.opts() })));
 evaluate
   .command('captions')
   .description('does a VILA-HD LM read the image: held-out local captions scored with their own scene\'s tokens and with another scene\'s')

@@ -9,7 +9,8 @@ import { UserError } from '../errors.js';
 import { outputFolder, resolveModelSpec } from './inputs.js';
 import { progressBar, type Progress } from './progress.js';
 import { parseCurriculum } from '../data/glyphCrops.js';
-import { READING_HELDOUT_BASE, runReading, type ReadingRunOptions } from '../train/readingRun.js';
+import { runReading, type ReadingRunOptions } from '../train/readingRun.js';
+import { READING_HELDOUT_BASE } from '../train/readingEval.js';
 
 const integer = (name: string, min: number) => num(name).pipe(z.number().int(`--${name} must be an integer`).min(min, `--${name} must be at least ${min}`));
 
@@ -33,6 +34,7 @@ const schema = z
     maxMinutes: num('max-minutes').pipe(z.number().nonnegative('--max-minutes must be >= 0')),
     evalEvery: integer('eval-every', 0),
     evalCrops: integer('eval-crops', 1),
+    evalScenes: integer('eval-scenes', 0),
   })
   .refine((o) => o.resume || o.preset !== undefined || o.init !== undefined, { message: 'give --init DIR or --preset NAME (or --resume)' })
   .refine((o) => !(o.resume && (o.preset || o.init)), { message: '--resume continues the run as it was: drop --preset and --init' })
@@ -70,11 +72,18 @@ export async function trainReadCommand(raw: TrainReadCliOptions): Promise<number
     maxSeconds: o.maxMinutes * 60,
     evalEvery: o.evalEvery,
     evalCrops: o.evalCrops,
+    evalScenes: o.evalScenes,
   };
   let bar: Progress | undefined;
   let started = performance.now();
   const budget = Math.round(o.maxMinutes * 60);
+  let scenesBar: Progress | undefined;
   const result = await runReading(options, {
+    onScenes: (done, total) => {
+      scenesBar ??= progressBar(total, 'held-out scenes');
+      scenesBar.update(done);
+      if (done === total) scenesBar.stop();
+    },
     onStart: ({ model, startStep, trainable, headFrom }) => {
       process.stderr.write(`reading stage: ${model.source} -> ${o.out} from step ${startStep} to ${o.steps} (${trainable} trainable weights; head ${headFrom ? `from ${headFrom}` : 'new'})\n`);
       bar = budget > 0 ? progressBar(budget, 'train-read (s of budget)', 'step {step} | loss {loss} | acc {acc}') : progressBar(o.steps, 'train-read', 'loss {loss} | acc {acc}');

@@ -93,8 +93,7 @@ export function readingLossAndGrads(w: Weights, cfg: VisionConfig, b: ReadingBat
   return { loss, correct, grads: new Map(trainable.map((k, i) => [k, grads[i]!])) };
 }
 
-/** Crops of the batch scored highest on their own character, without gradients. */
-export function readingCorrect(w: Weights, cfg: VisionConfig, b: ReadingBatch): number {
-  const predicted = tf.tidy(() => tf.argMax(readingLogits(w, cfg, b), 1).dataSync());
-  return b.labels.reduce((n, label, i) => n + (predicted[i] === label ? 1 : 0), 0);
+/** The character each crop of the batch scores highest, without gradients: [B] indices. */
+export function readingPredictions(w: Weights, cfg: VisionConfig, b: ReadingBatch): Int32Array {
+  return tf.tidy(() => tf.argMax(readingLogits(w, cfg, b), 1).dataSync() as Int32Array);
 }

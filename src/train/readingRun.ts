@@ -10,22 +10,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { tf } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
-import { fnv1a, Rng } from '../rng.js';
 import { readSafetensors } from '../io/safetensors.js';
-import { imageProcessor, loadModel, randomModel, type PS3Model } from '../model/load.js';
+import { loadModel, randomModel, type PS3Model } from '../model/load.js';
 import { presetConfig } from '../model/presets.js';
 import { Weights } from '../model/weights.js';
 import { GLYPH_CHARS } from '../data/glyphs.js';
-import { checkGlyphCropSpec, glyphCrop, paletteAt, type GlyphCropSpec, type Palette } from '../data/glyphCrops.js';
+import { checkGlyphCropSpec, paletteAt, type GlyphCropSpec, type Palette } from '../data/glyphCrops.js';
 import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } from './checkpoint.js';
 import { AdamW, clipGradients, type AdamWOptions } from './optimizer.js';
 import { learningRate } from './schedule.js';
 import { truncateMetrics } from './metricsFile.js';
-import { newReadingHead, READING_HEAD, readingCorrect, readingLossAndGrads, readingTrainable, type ReadingBatch } from './reading.js';
+import { newReadingHead, READING_HEAD, readingLossAndGrads, readingTrainable } from './reading.js';
+import { glyphBatch, READING_HELDOUT_BASE, readingAccuracy, sceneReadingAccuracy, sceneReadingSet } from './readingEval.js';
 
 export const READING_HEAD_FILE = 'reading_head.safetensors';
-/** Held-out crops come from this seed plus the run's (training seeds stay below it). */
-export const READING_HELDOUT_BASE = 1_000_000;
 
 export interface ReadingRunOptions {
   readonly preset?: string;
@@ -47,6 +45,8 @@ export interface ReadingRunOptions {
   readonly evalEvery: number;
   /** held-out crops per palette of the curriculum */
   readonly evalCrops: number;
+  /** held-out scenes whose single characters are read at every check (`val_scene`); 0 = none */
+  readonly evalScenes: number;
 }
 
 export interface ReadingMetrics {
@@ -59,62 +59,37 @@ export interface ReadingMetrics {
   grad_norm: number;
   samples_per_s: number;
   seconds: number;
-  /** held-out accuracy per palette (`val_grey`, …), on the steps that ran a check */
+  /** held-out accuracy per palette (`val_grey`, …) and on scenes' characters (`val_scene`), on the steps that ran a check */
   [val: `val_${string}`]: number;
 }
 
 export interface ReadingEvents {
   /** `headFrom`: the file the head was read from (a resumed run's, or an `--init` reading checkpoint's), null for a fresh one */
   onStart?(info: { model: PS3Model; startStep: number; trainable: number; headFrom: string | null }): void;
+  /** the held-out scenes drawn so far, before the first step */
+  onScenes?(done: number, total: number): void;
   onStep?(m: ReadingMetrics): void;
   onSave?(dir: string): void;
 }
 
 /** The options a resumed run must share with the run it continues: they decide its crops and schedule. */
 const CURVE_OPTIONS = ['crops', 'seed', 'batch', 'steps'] as const;
+/** Held-out scenes come from this seed (the probe's and the QA benchmark's base). */
+const SCENE_SEED = READING_HELDOUT_BASE;
 
 /**
- * Crops `from` .. `from + count - 1` of stream `seed` as a batch: pixels normalised as the
- * model's processor does, each crop at a random place on the top scale's patch grid.
+ * A reading run's checkpoint (or any PS3 folder holding `reading_head.safetensors`): the model,
+ * one set of weights with the head beside the model's, and the crops the run drew when the
+ * folder says (its `trainer_state.json`).
  */
-export function readingBatch(model: PS3Model, spec: GlyphCropSpec, seed: number, from: number, count: number, palette?: Palette): ReadingBatch {
-  const v = model.config.vision;
-  const P = v.trunk.patchSize;
-  const grid = Math.floor(v.scales[v.scales.length - 1]! / P);
-  const g = spec.size / P;
-  const { mean, std } = imageProcessor(model);
-  const C = spec.size;
-  const pixels = new Float32Array(count * 3 * C * C);
-  const cells = new Int32Array(count * g * g);
-  const labels = new Int32Array(count);
-  for (let i = 0; i < count; i++) {
-    const crop = glyphCrop(spec, seed, from + i, palette);
-    labels[i] = crop.char;
-    for (let c = 0; c < 3; c++) {
-      const base = (i * 3 + c) * C * C;
-      for (let p = 0; p < C * C; p++) pixels[base + p] = (crop.rgb[p * 3 + c]! / 255 - mean[c]!) / std[c]!;
-    }
-    const place = new Rng(fnv1a([seed, from + i], 0x706c6163));
-    const row0 = place.int(0, grid - g);
-    const col0 = place.int(0, grid - g);
-    for (let r = 0; r < g; r++) for (let q = 0; q < g; q++) cells[i * g * g + r * g + q] = (row0 + r) * grid + col0 + q;
-  }
-  return { batch: count, side: C, pixels, cells, labels };
-}
-
-/** Held-out accuracy per palette the curriculum meets, on `crops` crops of the held-out seed each. */
-export function readingAccuracy(model: PS3Model, w: Weights, spec: GlyphCropSpec, seed: number, crops: number): Record<`val_${string}`, number> {
-  const out: Record<`val_${string}`, number> = {};
-  const palettes = [...new Set(spec.curriculum.map((s) => s.palette))];
-  const chunk = 64;
-  for (const palette of palettes) {
-    let correct = 0;
-    for (let from = 0; from < crops; from += chunk) {
-      correct += readingCorrect(w, model.config.vision, readingBatch(model, spec, READING_HELDOUT_BASE + seed, from, Math.min(chunk, crops - from), palette));
-    }
-    out[`val_${palette}`] = correct / crops;
-  }
-  return out;
+export function loadReader(folder: string): { model: PS3Model; weights: Weights; crops: GlyphCropSpec | null } {
+  const headFile = path.join(folder, READING_HEAD_FILE);
+  if (!fs.existsSync(headFile)) throw new UserError(`${folder}: no ${READING_HEAD_FILE} (give a "ps3 train-read" checkpoint folder)`);
+  const model = loadModel(folder);
+  const head = readHead(headFile, model.config.vision.trunk.width);
+  const state = fs.existsSync(path.join(folder, 'trainer_state.json')) ? readTrainerState(folder) : null;
+  const crops = (state?.options['crops'] as GlyphCropSpec | undefined) ?? null;
+  return { model, weights: new Weights(new Map([...model.weights.entries(), ...head])), crops };
 }
 
 /** A reading head as saved, checked against the model's width and the glyph classes. */
@@ -175,6 +150,7 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
     headFrom = headFile && fs.existsSync(headFile) ? headFile : null;
   }
   checkCropFits(model, o.crops);
+  const scenes = o.evalScenes > 0 && o.evalEvery > 0 ? sceneReadingSet(model, SCENE_SEED, o.evalScenes, o.crops.size, (done) => events.onScenes?.(done, o.evalScenes)) : null;
   // one set of weights the steps update, the model's and the head's; the model's alone are saved as the model
   const weights = new Weights(new Map([...model.weights.entries(), ...head]));
   const modelKeys = [...model.weights.keys()];
@@ -201,14 +177,15 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
       const t0 = performance.now();
       const lr = learningRate(state.step, { lr: o.lr, warmup: o.warmup, steps: o.steps });
       const palette = paletteAt(o.crops.curriculum, state.samplesSeen);
-      const batch = readingBatch(model, o.crops, o.seed, state.samplesSeen, o.batch);
+      const batch = glyphBatch(model, o.crops, o.seed, state.samplesSeen, o.batch);
       state.samplesSeen += o.batch;
       const r = readingLossAndGrads(weights, model.config.vision, batch, trainable);
       const gradNorm = clipGradients(r.grads, o.clip);
       optimizer.apply(weights, r.grads, lr);
       tf.dispose([...r.grads.values()]);
       state.step += 1;
-      const evaluation = o.evalEvery > 0 && state.step % o.evalEvery === 0 ? readingAccuracy(model, weights, o.crops, o.seed, o.evalCrops) : {};
+      const check = o.evalEvery > 0 && state.step % o.evalEvery === 0;
+      const evaluation = check ? { ...readingAccuracy(model, weights, o.crops, o.seed, o.evalCrops), ...(scenes ? { val_scene: sceneReadingAccuracy(model, weights, scenes).accuracy } : {}) } : {};
       const seconds = (performance.now() - t0) / 1000;
       const m: ReadingMetrics = { ...evaluation, step: state.step, loss: r.loss, accuracy: r.correct / o.batch, palette, lr, grad_norm: gradNorm, samples_per_s: o.batch / seconds, seconds };
       fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);

@@ -16,7 +16,10 @@ import { GLYPH_CHARS } from '../../src/data/glyphs.js';
 import { COLOURS, luminance } from '../../src/data/scene/colours.js';
 import { glyphCrop, paletteAt, parseCurriculum, type GlyphCropSpec } from '../../src/data/glyphCrops.js';
 import { newReadingHead, readingLogits, readingLossAndGrads, readingTrainable } from '../../src/train/reading.js';
-import { readingBatch } from '../../src/train/readingRun.js';
+import { glyphBatch } from '../../src/train/readingEval.js';
+import { sceneGlyphs } from '../../src/data/sceneGlyphs.js';
+import { renderScene } from '../../src/data/scene/render.js';
+import { sceneRng } from '../../src/data/synth.js';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
 import { killAfterMetricLines } from '../killMidRun.js';
 
@@ -99,22 +102,47 @@ test('glyph crops: a function of seed and index; each palette as described; the 
   assert.ok(grounds > 20, `crops showing the ground beside the shape: ${grounds} of 40`);
 });
 
-test('reading batch: each crop a g x g block of the top-scale grid, pixels normalised', async () => {
+test('glyph batch: each crop a g x g block of the top-scale grid, pixels normalised', async () => {
   await initEngine();
   const model = randomModel(presetConfig('micro'), 1);
-  const b = readingBatch(model, spec(), 0, 0, 5);
+  const b = glyphBatch(model, spec(), 0, 0, 5);
   const grid = 224 / 14;
   assert.equal(b.cells.length, 5 * 16);
   for (let i = 0; i < 5; i++) {
     const cells = b.cells.subarray(i * 16, i * 16 + 16);
     const [r0, c0] = [Math.floor(cells[0]! / grid), cells[0]! % grid];
-    cells.forEach((cell, k) => assert.equal(cell, (r0 + Math.floor(k / 4)) * grid + c0 + (k % 4)));
+    cells.forEach((cell: number, k: number) => assert.equal(cell, (r0 + Math.floor(k / 4)) * grid + c0 + (k % 4)));
     assert.ok(r0 + 4 <= grid && c0 + 4 <= grid);
   }
   const crop = glyphCrop(spec(), 0, 2);
   assert.ok(Math.abs(b.pixels[2 * 3 * 56 * 56 + 1 * 56 * 56]! - (crop.rgb[1]! / 127.5 - 1)) < 1e-6);
   assert.equal(b.labels[2], crop.char);
   model.weights.dispose();
+});
+
+test('scene glyphs: each one-character label cut whole in the block of patches nearest centred on it, with its label colour', () => {
+  let found = 0;
+  const heights: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const scene = renderScene(sceneRng(1_000_000, i), { width: 1512, height: 1512 });
+    const glyphs = sceneGlyphs(scene, 14, 4);
+    const labelled = scene.objects.filter((o) => o.label !== null && o.label.length === 1);
+    assert.ok(glyphs.length <= labelled.length && glyphs.length > 0, `scene ${i}: ${glyphs.length} of ${labelled.length}`);
+    for (const g of glyphs) {
+      assert.equal(g.rgb.length, 56 * 56 * 3);
+      assert.ok(g.row0 >= 0 && g.col0 >= 0 && (g.row0 + 4) * 14 <= 1512 && (g.col0 + 4) * 14 <= 1512);
+      // the object whose label it is: its label colour is in the block, and its box overlaps it
+      const o = labelled.find((o) => GLYPH_CHARS[g.char] === o.label!.toUpperCase() && o.box[0] < (g.col0 + 4) * 14 && o.box[2] > g.col0 * 14 && o.box[1] < (g.row0 + 4) * 14 && o.box[3] > g.row0 * 14);
+      assert.ok(o, `a ${GLYPH_CHARS[g.char]} at cell (${g.row0}, ${g.col0}) is no labelled object's`);
+      let ink = 0;
+      for (let p = 0; p < 56 * 56; p++) if (g.rgb[p * 3] === o.labelRgb![0] && g.rgb[p * 3 + 1] === o.labelRgb![1] && g.rgb[p * 3 + 2] === o.labelRgb![2]) ink++;
+      assert.ok(ink >= 6, `the ${GLYPH_CHARS[g.char]} at (${g.row0}, ${g.col0}) shows ${ink} pixels of its label colour`);
+      heights.push(g.height);
+      found++;
+    }
+  }
+  assert.ok(found >= 5, `glyphs found: ${found}`);
+  assert.ok(Math.max(...heights) <= 56 && Math.min(...heights) >= 12);
 });
 
 test('reading objective: the loss is the softmax cross-entropy of the logits; steps on a batch lower it; only the trunk and head learn', async () => {
@@ -124,7 +152,7 @@ test('reading objective: the loss is the softmax cross-entropy of the logits; st
   const trainable = readingTrainable(w.keys());
   assert.ok(trainable.includes('reading_head.weight') && trainable.includes('vision_model.trunk.blocks.0.attn.qkv.weight') && trainable.includes('vision_model.trunk.patch_embed.proj.weight'));
   assert.ok(!trainable.some((k) => k.includes('pos_emb') || k.startsWith('text_model.') || k.includes('attn_pool') || k.includes('selection')));
-  const b = readingBatch(model, spec(), 0, 0, 6);
+  const b = glyphBatch(model, spec(), 0, 0, 6);
   const logits = readingLogits(w, model.config.vision, b).arraySync() as number[][];
   const expected = logits.reduce((sum, row, i) => {
     const max = Math.max(...row);
@@ -146,7 +174,7 @@ test('reading objective: the loss is the softmax cross-entropy of the logits; st
   w.dispose();
 });
 
-const readArgs = (out: string, extra: string[] = []): string[] => [CLI, 'train-read', '--preset', 'micro', '--out', out, '--steps', '10', '--batch', '4', '--save-every', '2', '--warmup', '2', '--curriculum', 'grey:16,named', '--eval-every', '5', '--eval-crops', '16', ...extra];
+const readArgs = (out: string, extra: string[] = []): string[] => [CLI, 'train-read', '--preset', 'micro', '--out', out, '--steps', '10', '--batch', '4', '--save-every', '2', '--warmup', '2', '--curriculum', 'grey:16,named', '--eval-every', '5', '--eval-crops', '16', '--eval-scenes', '2', ...extra];
 
 function metrics(out: string): Array<Record<string, number | string>> {
   return fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, number | string>);
@@ -159,7 +187,7 @@ test('ps3 train-read: killed mid-run and resumed, it follows the uninterrupted c
   const full = metrics(a);
   assert.deepEqual(full.map((m) => m.step), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   assert.deepEqual(full.map((m) => m.palette), ['grey', 'grey', 'grey', 'grey', 'named', 'named', 'named', 'named', 'named', 'named']);
-  for (const m of [full[4]!, full[9]!]) assert.ok(typeof m['val_grey'] === 'number' && typeof m['val_named'] === 'number');
+  for (const m of [full[4]!, full[9]!]) assert.ok(typeof m['val_grey'] === 'number' && typeof m['val_named'] === 'number' && typeof m['val_scene'] === 'number');
 
   const b = path.join(tmp, 'b');
   const killedAt = await killAfterMetricLines(readArgs(b), b, 5);
@@ -189,6 +217,23 @@ test('ps3 train-read: killed mid-run and resumed, it follows the uninterrupted c
   assert.equal(rc.status, 0, rc.stderr);
   assert.match(rc.stderr, /head from .*a\/checkpoint\/reading_head\.safetensors/);
   assert.deepEqual(metrics(c).map((m) => m.palette), ['shape', 'shape']);
+});
+
+test('ps3 eval reading: the head on crops of every palette and on held-out scenes\' characters; JSON and a chart', () => {
+  const report = path.join(tmp, 'reading', 'r.json');
+  const r = spawnSync(process.execPath, [CLI, 'eval', 'reading', '--model', path.join(tmp, 'a', 'checkpoint'), '--scenes', '3', '--crops', '20', '--out', report], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(fs.readFileSync(report, 'utf8')) as { crops: Record<string, number>; crop: number; scenes: { count: number; glyphs: number; accuracy: number | null; byHeight: Array<{ n: number }> }; chance: number };
+  assert.deepEqual(Object.keys(j.crops), ['grey', 'named', 'random', 'shape']);
+  for (const v of Object.values(j.crops)) assert.ok(v >= 0 && v <= 1 && Math.abs(v * 20 - Math.round(v * 20)) < 1e-9);
+  assert.equal(j.crop, 56);
+  assert.equal(j.scenes.count, 3);
+  assert.equal(j.scenes.byHeight.reduce((n, b) => n + b.n, 0), j.scenes.glyphs);
+  assert.ok(Math.abs(j.chance - 1 / 36) < 1e-12);
+  assert.ok(fs.statSync(report.replace(/\.json$/, '.png')).size > 1000);
+  const plain = spawnSync(process.execPath, [CLI, 'eval', 'reading', '--model', 'models/ps3-tiny', '--out', path.join(tmp, 'reading', 'x.json')], { encoding: 'utf8' });
+  assert.equal(plain.status, 2);
+  assert.match(plain.stderr.trim(), /^ps3: models\/ps3-tiny: no reading_head\.safetensors \(give a "ps3 train-read" checkpoint folder\)$/);
 });
 
 test('ps3 train-read: mistakes exit 2 with one line naming them, before any step', () => {

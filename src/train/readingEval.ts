@@ -1,0 +1,165 @@
+/**
+ * Batches for the reading objective and its held-out measures: glyph crops of the curriculum's
+ * palettes (another seed than training's), and the single characters of held-out scenes cut as a
+ * look sees them (data/sceneGlyphs.ts) — whether what the crops teach carries over to the scenes.
+ */
+import { fnv1a, Rng } from '../rng.js';
+import { imageProcessor, type PS3Model } from '../model/load.js';
+import type { Weights } from '../model/weights.js';
+import { renderScene } from '../data/scene/render.js';
+import { sceneRng } from '../data/synth.js';
+import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
+import { glyphCrop, PALETTES, type GlyphCropSpec, type Palette } from '../data/glyphCrops.js';
+import { GLYPH_CHARS } from '../data/glyphs.js';
+import { sceneGlyphs, type SceneGlyph } from '../data/sceneGlyphs.js';
+import { readingPredictions, type ReadingBatch } from './reading.js';
+
+/** Held-out glyph crops come from this seed plus the run's (training seeds stay below it). */
+export const READING_HELDOUT_BASE = HELDOUT_SEED_BASE;
+const CHUNK = 64;
+
+interface PlacedCrop {
+  /** [side, side, 3] bytes */
+  readonly rgb: Uint8Array;
+  readonly char: number;
+  /** first row and column of the crop's block on the top scale's patch grid */
+  readonly row0: number;
+  readonly col0: number;
+}
+
+function topGrid(model: PS3Model): number {
+  const v = model.config.vision;
+  return Math.floor(v.scales[v.scales.length - 1]! / v.trunk.patchSize);
+}
+
+/** Crops as a batch: pixels normalised as the model's processor does, each crop's cells on the top scale's grid. */
+export function toReadingBatch(model: PS3Model, side: number, crops: readonly PlacedCrop[]): ReadingBatch {
+  const P = model.config.vision.trunk.patchSize;
+  const grid = topGrid(model);
+  const g = side / P;
+  const { mean, std } = imageProcessor(model);
+  const pixels = new Float32Array(crops.length * 3 * side * side);
+  const cells = new Int32Array(crops.length * g * g);
+  crops.forEach((crop, i) => {
+    for (let c = 0; c < 3; c++) {
+      const base = (i * 3 + c) * side * side;
+      for (let p = 0; p < side * side; p++) pixels[base + p] = (crop.rgb[p * 3 + c]! / 255 - mean[c]!) / std[c]!;
+    }
+    for (let r = 0; r < g; r++) for (let q = 0; q < g; q++) cells[i * g * g + r * g + q] = (crop.row0 + r) * grid + crop.col0 + q;
+  });
+  return { batch: crops.length, side, pixels, cells, labels: Int32Array.from(crops, (c) => c.char) };
+}
+
+/**
+ * Glyph crops `from` .. `from + count - 1` of stream `seed` as a batch, each at a random place on
+ * the top scale's grid (a function of the seed and the crop's index), in the curriculum's palette
+ * for its index unless one is given.
+ */
+export function glyphBatch(model: PS3Model, spec: GlyphCropSpec, seed: number, from: number, count: number, palette?: Palette): ReadingBatch {
+  const room = topGrid(model) - spec.size / model.config.vision.trunk.patchSize;
+  const crops = Array.from({ length: count }, (_, i): PlacedCrop => {
+    const place = new Rng(fnv1a([seed, from + i], 0x706c6163));
+    return { ...glyphCrop(spec, seed, from + i, palette), row0: place.int(0, room), col0: place.int(0, room) };
+  });
+  return toReadingBatch(model, spec.size, crops);
+}
+
+function accuracyOf(w: Weights, model: PS3Model, batches: Iterable<ReadingBatch>): number {
+  let correct = 0;
+  let n = 0;
+  for (const b of batches) {
+    const predicted = readingPredictions(w, model.config.vision, b);
+    correct += b.labels.filter((label, i) => predicted[i] === label).length;
+    n += b.batch;
+  }
+  return n ? correct / n : NaN;
+}
+
+/** Held-out accuracy per palette the curriculum meets, on `crops` crops of the held-out seed each. */
+export function readingAccuracy(model: PS3Model, w: Weights, spec: GlyphCropSpec, seed: number, crops: number): Record<`val_${string}`, number> {
+  const out: Record<`val_${string}`, number> = {};
+  for (const palette of new Set(spec.curriculum.map((s) => s.palette))) {
+    const batches = function* (): Generator<ReadingBatch> {
+      for (let from = 0; from < crops; from += CHUNK) yield glyphBatch(model, spec, READING_HELDOUT_BASE + seed, from, Math.min(CHUNK, crops - from), palette);
+    };
+    out[`val_${palette}`] = accuracyOf(w, model, batches());
+  }
+  return out;
+}
+
+/** The single characters of held-out scenes, cut and batched once, to be read again at every check. */
+export interface SceneReadingSet {
+  readonly batches: readonly ReadingBatch[];
+  readonly glyphs: readonly Omit<SceneGlyph, 'rgb'>[];
+  readonly scenes: number;
+}
+
+/**
+ * Scenes `seed`, indices 0 .. scenes - 1 (held-out seeds: from 1000000), drawn at the model's top
+ * scale as `ps3 data synth` draws them; their one-character labels that lie whole in a block of
+ * `side` px.
+ */
+export function sceneReadingSet(model: PS3Model, seed: number, scenes: number, side: number, onScene?: (done: number) => void): SceneReadingSet {
+  const v = model.config.vision;
+  const S = v.scales[v.scales.length - 1]!;
+  const P = v.trunk.patchSize;
+  const glyphs: SceneGlyph[] = [];
+  for (let i = 0; i < scenes; i++) {
+    glyphs.push(...sceneGlyphs(renderScene(sceneRng(seed, i), { width: S, height: S }), P, side / P));
+    onScene?.(i + 1);
+  }
+  const batches: ReadingBatch[] = [];
+  for (let from = 0; from < glyphs.length; from += CHUNK) batches.push(toReadingBatch(model, side, glyphs.slice(from, from + CHUNK)));
+  return { batches, glyphs: glyphs.map(({ rgb: _rgb, ...rest }) => rest), scenes };
+}
+
+/** Accuracy on the set's scene glyphs, and whether each was read right (in the set's order). */
+export function sceneReadingAccuracy(model: PS3Model, w: Weights, set: SceneReadingSet): { accuracy: number; correct: boolean[] } {
+  const correct: boolean[] = [];
+  for (const b of set.batches) {
+    const predicted = readingPredictions(w, model.config.vision, b);
+    b.labels.forEach((label, i) => correct.push(predicted[i] === label));
+  }
+  return { accuracy: correct.length ? correct.filter(Boolean).length / correct.length : NaN, correct };
+}
+
+/** Glyph height bins of the scene report, in pixels (the scenes' labels are 12-57 px at 3780). */
+const HEIGHT_BINS: readonly (readonly [number, number])[] = [[0, 20], [20, 28], [28, 36], [36, 44], [44, Infinity]];
+
+export interface ReadingReport {
+  /** held-out accuracy on glyph crops of each palette */
+  readonly crops: Record<Palette, number>;
+  readonly cropsPerPalette: number;
+  readonly scenes: {
+    readonly count: number;
+    readonly glyphs: number;
+    readonly accuracy: number;
+    readonly byKind: Record<string, { n: number; accuracy: number }>;
+    readonly byHeight: Array<{ px: string; n: number; accuracy: number }>;
+  };
+  readonly chance: number;
+}
+
+/** The reading head on crops of every palette (another seed than training's) and on held-out scenes' characters. */
+export function readingReport(model: PS3Model, w: Weights, o: { spec: GlyphCropSpec; cropSeed: number; crops: number; scenes: SceneReadingSet }): ReadingReport {
+  const crops = {} as Record<Palette, number>;
+  for (const palette of PALETTES) crops[palette] = readingAccuracy(model, w, { ...o.spec, curriculum: [{ palette, crops: null }] }, o.cropSeed, o.crops)[`val_${palette}`]!;
+  const { accuracy, correct } = sceneReadingAccuracy(model, w, o.scenes);
+  const share = (keep: (g: Omit<SceneGlyph, 'rgb'>) => boolean): { n: number; accuracy: number } => {
+    const hits = o.scenes.glyphs.flatMap((g, i) => (keep(g) ? [correct[i]!] : []));
+    return { n: hits.length, accuracy: hits.length ? hits.filter(Boolean).length / hits.length : NaN };
+  };
+  const kinds = [...new Set(o.scenes.glyphs.map((g) => g.kind))];
+  return {
+    crops,
+    cropsPerPalette: o.crops,
+    scenes: {
+      count: o.scenes.scenes,
+      glyphs: o.scenes.glyphs.length,
+      accuracy,
+      byKind: Object.fromEntries(kinds.map((k) => [k, share((g) => g.kind === k)])),
+      byHeight: HEIGHT_BINS.map(([lo, hi]) => ({ px: hi === Infinity ? `${lo}+` : `${lo}-${hi}`, ...share((g) => g.height >= lo && g.height < hi) })),
+    },
+    chance: 1 / GLYPH_CHARS.length,
+  };
+}
