@@ -110,6 +110,9 @@ function checkCropFits(model: PS3Model, spec: GlyphCropSpec): void {
   const S = v.scales[v.scales.length - 1]!;
   if (spec.size % P !== 0 || spec.size < P) throw new UserError(`--crop ${spec.size}: a crop must be a whole number of ${P} px patches`);
   if (spec.size > S) throw new UserError(`--crop ${spec.size}: larger than the model's top scale (${S} px)`);
+  // a crop stands for what one look holds
+  const patches = (spec.size / P) ** 2;
+  if (patches > v.maxSelectNum) throw new UserError(`--crop ${spec.size}: ${patches} patches, more than a look of this model holds (${v.maxSelectNum}; at most ${Math.floor(Math.sqrt(v.maxSelectNum)) * P} px)`);
 }
 
 function sameOptions(before: Record<string, unknown>, o: ReadingRunOptions): string | null {

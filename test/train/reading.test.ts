@@ -246,6 +246,7 @@ test('ps3 train-read: mistakes exit 2 with one line naming them, before any step
   };
   const out = path.join(tmp, 'never');
   refused(['--preset', 'micro', '--out', out, '--crop', '50'], /--crop 50: a crop must be a whole number of 14 px patches/);
+  refused(['--preset', 'micro', '--out', out, '--crop', '84'], /--crop 84: 36 patches, more than a look of this model holds \(24; at most 56 px\)/);
   refused(['--preset', 'micro', '--out', out, '--crop', '56', '--glyph-px', '20-60'], /a 60 px glyph does not fit a 56 px crop/);
   refused(['--preset', 'micro', '--out', out, '--glyph-px', 'big'], /--glyph-px must be MIN-MAX/);
   refused(['--preset', 'micro', '--out', out, '--curriculum', 'grey:10,blue'], /unknown palette "blue"/);
