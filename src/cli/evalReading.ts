@@ -12,7 +12,7 @@ import { checkGlyphCropSpec, PALETTES, parseCurriculum, type GlyphCropSpec } fro
 import { renderPlot } from '../eval/plot.js';
 import { checkHeldOutSeed } from '../eval/retrieval.js';
 import { loadReader } from '../train/readingRun.js';
-import { READING_HELDOUT_BASE, readingReport, sceneReadingSet, type ReadingReport } from '../train/readingEval.js';
+import { readingReport, sceneReadingSet, type ReadingReport } from '../train/readingEval.js';
 import { outputFile, positiveInt, seedOption } from './inputs.js';
 import { progressBar } from './progress.js';
 
@@ -57,8 +57,7 @@ export async function evalReadingCommand(o: EvalReadingCliOptions): Promise<numb
   const bar = progressBar(scenes, 'scenes');
   const set = sceneReadingSet(reader.model, seed, scenes, spec.size, (done) => bar.update(done));
   bar.stop();
-  // the crops of held-out seed `seed`, as a training run's checks draw them (their seed less the held-out base)
-  const report = readingReport(reader.model, reader.weights, { spec, cropSeed: seed - READING_HELDOUT_BASE, crops, scenes: set });
+  const report = readingReport(reader.model, reader.weights, { spec, cropSeed: seed, crops, scenes: set });
   reader.weights.dispose();
   process.stdout.write(`${formatReport(report, o.model)}\n`);
   fs.mkdirSync(path.dirname(out), { recursive: true });

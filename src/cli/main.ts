@@ -252,12 +252,12 @@ program
   .option('--warmup <n>', 'linear warm-up steps before the cosine decay', '20')
   .option('--clip <x>', 'clip the global gradient norm to this (0 = off)', '1')
   .option('--weight-decay <x>', 'AdamW decoupled weight decay', '0')
-  .option('--seed <n>', `seed of the crops and the head (below ${1_000_000}; held-out crops use ${1_000_000} + seed)`, '0')
+  .option('--seed <n>', 'seed of the crops and the head (below 1000000, the held-out base; the checks\' crops use 1900000 + seed, validation seeds)', '0')
   .option('--save-every <n>', 'steps between checkpoints', '100')
   .option('--max-minutes <x>', 'stop (after a whole step, with a checkpoint) after this long; 0 = no limit', '0')
   .option('--eval-every <n>', 'steps between held-out accuracy checks, per palette of the curriculum (val_PALETTE in metrics.jsonl); 0 = never', '100')
   .option('--eval-crops <n>', 'held-out crops a palette', '720')
-  .option('--eval-scenes <n>', 'held-out scenes (seeds from 1000000, drawn once at the start) whose one-character labels, cut as a look sees them, are read at every check (val_scene): whether the crops carry over to the scenes; 0 = none', '20')
+  .option('--eval-scenes <n>', 'held-out scenes (validation seeds from 1900000, apart from the evaluation\'s; drawn once at the start) whose one-character labels, cut as a look sees them, are read at every check (val_scene): whether the crops carry over to the scenes; 0 = none', '20')
   .action((o: TrainReadCliOptions) => runCommand(() => trainReadCommand({ ...o, ...program.opts() })));
 
 program
@@ -534,7 +534,7 @@ evaluate
   .command('reading')
   .description('a reading stage\'s head ("ps3 train-read" checkpoint) on held-out glyph crops of every palette and on the one-character labels of held-out scenes, cut as a look sees them')
   .option('--model <dir>', 'a "ps3 train-read" checkpoint folder (holds reading_head.safetensors)')
-  .option('--seed <n>', 'held-out seed of the scenes (from 1000000); the crops use the training stream\'s held-out seed plus its offset', '1000000')
+  .option('--seed <n>', 'held-out seed (from 1000000) of the scenes and of the crops\' stream', '1000000')
   .option('--scenes <n>', 'held-out scenes drawn at the model\'s top scale', '60')
   .option('--crops <n>', 'held-out glyph crops a palette (the run\'s crop size and glyph heights)', '720')
   .option('--out <file>', 'JSON report (the chart goes beside it as .png)')

@@ -10,7 +10,7 @@ import { outputFolder, resolveModelSpec } from './inputs.js';
 import { progressBar, type Progress } from './progress.js';
 import { parseCurriculum } from '../data/glyphCrops.js';
 import { runReading, type ReadingRunOptions } from '../train/readingRun.js';
-import { READING_HELDOUT_BASE } from '../train/readingEval.js';
+import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
 
 const integer = (name: string, min: number) => num(name).pipe(z.number().int(`--${name} must be an integer`).min(min, `--${name} must be at least ${min}`));
 
@@ -29,7 +29,7 @@ const schema = z
     warmup: integer('warmup', 0),
     clip: num('clip').pipe(z.number().nonnegative('--clip must be >= 0 (0 = off)')),
     weightDecay: num('weight-decay').pipe(z.number().nonnegative('--weight-decay must be >= 0')),
-    seed: integer('seed', 0).pipe(z.number().max(READING_HELDOUT_BASE - 1, `--seed must be below ${READING_HELDOUT_BASE} (the held-out crops' base)`)),
+    seed: integer('seed', 0).pipe(z.number().max(HELDOUT_SEED_BASE - 1, `--seed must be below ${HELDOUT_SEED_BASE} (the held-out base)`)),
     saveEvery: integer('save-every', 1),
     maxMinutes: num('max-minutes').pipe(z.number().nonnegative('--max-minutes must be >= 0')),
     evalEvery: integer('eval-every', 0),

@@ -6,12 +6,11 @@
  */
 import type { TextTokenizer } from '../io/tokenizer.js';
 import type { PS3Model } from '../model/load.js';
-import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
+import { VALIDATION_SEED } from '../data/qa/generate.js';
 import { evaluateRetrieval, retrievalTasks, synthRetrievalImages } from './retrieval.js';
 import { evaluateSelection } from './selectionRecall.js';
 
-/** First seed of validation scenes: held out from training, and not the evaluation's default. */
-export const VALIDATION_SEED = HELDOUT_SEED_BASE + 900_000;
+export { VALIDATION_SEED };
 
 export interface ValidationOptions {
   /** scenes for selection recall; retrieval asks 2 triples of each */

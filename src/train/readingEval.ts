@@ -8,14 +8,18 @@ import { imageProcessor, type PS3Model } from '../model/load.js';
 import type { Weights } from '../model/weights.js';
 import { renderScene } from '../data/scene/render.js';
 import { sceneRng } from '../data/synth.js';
-import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
+import { VALIDATION_SEED } from '../data/qa/generate.js';
 import { glyphCrop, PALETTES, type GlyphCropSpec, type Palette } from '../data/glyphCrops.js';
 import { GLYPH_CHARS } from '../data/glyphs.js';
 import { sceneGlyphs, type SceneGlyph } from '../data/sceneGlyphs.js';
 import { readingPredictions, type ReadingBatch } from './reading.js';
 
-/** Held-out glyph crops come from this seed plus the run's (training seeds stay below it). */
-export const READING_HELDOUT_BASE = HELDOUT_SEED_BASE;
+/**
+ * A run's own checks draw their crops from this seed plus the run's, and their scenes from this
+ * seed (as `ps3 train --eval-every` does): held out, and apart from `ps3 eval reading`'s default
+ * seeds, so that watching them while choosing a curriculum never tunes on the evaluation.
+ */
+export const READING_VALIDATION_BASE = VALIDATION_SEED;
 const CHUNK = 64;
 
 interface PlacedCrop {
@@ -75,12 +79,12 @@ function accuracyOf(w: Weights, model: PS3Model, batches: Iterable<ReadingBatch>
   return n ? correct / n : NaN;
 }
 
-/** Held-out accuracy per palette the curriculum meets, on `crops` crops of the held-out seed each. */
+/** Held-out accuracy per palette the curriculum meets, on `crops` crops of held-out stream `seed` each. */
 export function readingAccuracy(model: PS3Model, w: Weights, spec: GlyphCropSpec, seed: number, crops: number): Record<`val_${string}`, number> {
   const out: Record<`val_${string}`, number> = {};
   for (const palette of new Set(spec.curriculum.map((s) => s.palette))) {
     const batches = function* (): Generator<ReadingBatch> {
-      for (let from = 0; from < crops; from += CHUNK) yield glyphBatch(model, spec, READING_HELDOUT_BASE + seed, from, Math.min(CHUNK, crops - from), palette);
+      for (let from = 0; from < crops; from += CHUNK) yield glyphBatch(model, spec, seed, from, Math.min(CHUNK, crops - from), palette);
     };
     out[`val_${palette}`] = accuracyOf(w, model, batches());
   }
@@ -141,6 +145,7 @@ export interface ReadingReport {
 }
 
 /** The reading head on crops of every palette (another seed than training's) and on held-out scenes' characters. */
+/** `cropSeed`: the held-out stream the crops come from. */
 export function readingReport(model: PS3Model, w: Weights, o: { spec: GlyphCropSpec; cropSeed: number; crops: number; scenes: SceneReadingSet }): ReadingReport {
   const crops = {} as Record<Palette, number>;
   for (const palette of PALETTES) crops[palette] = readingAccuracy(model, w, { ...o.spec, curriculum: [{ palette, crops: null }] }, o.cropSeed, o.crops)[`val_${palette}`]!;

@@ -21,7 +21,7 @@ import { AdamW, clipGradients, type AdamWOptions } from './optimizer.js';
 import { learningRate } from './schedule.js';
 import { truncateMetrics } from './metricsFile.js';
 import { newReadingHead, READING_HEAD, readingLossAndGrads, readingTrainable } from './reading.js';
-import { glyphBatch, READING_HELDOUT_BASE, readingAccuracy, sceneReadingAccuracy, sceneReadingSet } from './readingEval.js';
+import { glyphBatch, READING_VALIDATION_BASE, readingAccuracy, sceneReadingAccuracy, sceneReadingSet } from './readingEval.js';
 
 export const READING_HEAD_FILE = 'reading_head.safetensors';
 
@@ -74,8 +74,7 @@ export interface ReadingEvents {
 
 /** The options a resumed run must share with the run it continues: they decide its crops and schedule. */
 const CURVE_OPTIONS = ['crops', 'seed', 'batch', 'steps'] as const;
-/** Held-out scenes come from this seed (the probe's and the QA benchmark's base). */
-const SCENE_SEED = READING_HELDOUT_BASE;
+
 
 /**
  * A reading run's checkpoint (or any PS3 folder holding `reading_head.safetensors`): the model,
@@ -153,7 +152,7 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
     headFrom = headFile && fs.existsSync(headFile) ? headFile : null;
   }
   checkCropFits(model, o.crops);
-  const scenes = o.evalScenes > 0 && o.evalEvery > 0 ? sceneReadingSet(model, SCENE_SEED, o.evalScenes, o.crops.size, (done) => events.onScenes?.(done, o.evalScenes)) : null;
+  const scenes = o.evalScenes > 0 && o.evalEvery > 0 ? sceneReadingSet(model, READING_VALIDATION_BASE, o.evalScenes, o.crops.size, (done) => events.onScenes?.(done, o.evalScenes)) : null;
   // one set of weights the steps update, the model's and the head's; the model's alone are saved as the model
   const weights = new Weights(new Map([...model.weights.entries(), ...head]));
   const modelKeys = [...model.weights.keys()];
@@ -188,7 +187,7 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
       tf.dispose([...r.grads.values()]);
       state.step += 1;
       const check = o.evalEvery > 0 && state.step % o.evalEvery === 0;
-      const evaluation = check ? { ...readingAccuracy(model, weights, o.crops, o.seed, o.evalCrops), ...(scenes ? { val_scene: sceneReadingAccuracy(model, weights, scenes).accuracy } : {}) } : {};
+      const evaluation = check ? { ...readingAccuracy(model, weights, o.crops, READING_VALIDATION_BASE + o.seed, o.evalCrops), ...(scenes ? { val_scene: sceneReadingAccuracy(model, weights, scenes).accuracy } : {}) } : {};
       const seconds = (performance.now() - t0) / 1000;
       const m: ReadingMetrics = { ...evaluation, step: state.step, loss: r.loss, accuracy: r.correct / o.batch, palette, lr, grad_norm: gradNorm, samples_per_s: o.batch / seconds, seconds };
       fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);

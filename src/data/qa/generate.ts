@@ -45,6 +45,11 @@ export const QA_VERSION = 2;
 
 /** Scenes with seeds from here up are held out from training. */
 export const HELDOUT_SEED_BASE = 1_000_000;
+/**
+ * First seed of validation data: held out from training, and not the evaluation's default, so
+ * that checks watched while choosing a recipe never tune on the reported evaluation.
+ */
+export const VALIDATION_SEED = HELDOUT_SEED_BASE + 900_000;
 export const QA_CATEGORIES = ['sign-reading', 'attribute', 'counting', 'lookalike'] as const;
 export type QaCategory = (typeof QA_CATEGORIES)[number];
 
