@@ -72,8 +72,8 @@ export interface ReadingEvents {
   onSave?(dir: string): void;
 }
 
-/** The options a resumed run must share with the run it continues: they decide its crops and schedule. */
-const CURVE_OPTIONS = ['crops', 'seed', 'batch', 'steps'] as const;
+/** The options a resumed run must share with the run it continues (they decide its crops and schedule), with their flags. */
+const CURVE_OPTIONS = { crops: '--curriculum, --glyph-px and --crop', seed: '--seed', batch: '--batch', steps: '--steps' } as const;
 
 
 /**
@@ -114,9 +114,10 @@ function checkCropFits(model: PS3Model, spec: GlyphCropSpec): void {
   if (patches > v.maxSelectNum) throw new UserError(`--crop ${spec.size}: ${patches} patches, more than a look of this model holds (${v.maxSelectNum}; at most ${Math.floor(Math.sqrt(v.maxSelectNum)) * P} px)`);
 }
 
-function sameOptions(before: Record<string, unknown>, o: ReadingRunOptions): string | null {
-  for (const k of CURVE_OPTIONS) {
-    if (JSON.stringify(before[k]) !== JSON.stringify(o[k])) return k;
+/** What the first curve option that differs from the run's is (its flags and the run's value); null when none does. */
+function differingOption(before: Record<string, unknown>, o: ReadingRunOptions): string | null {
+  for (const [k, flags] of Object.entries(CURVE_OPTIONS) as Array<[keyof typeof CURVE_OPTIONS, string]>) {
+    if (JSON.stringify(before[k]) !== JSON.stringify(o[k])) return `${flags} ${flags.includes(' and ') ? 'differ' : 'differs'} from the run's (${JSON.stringify(before[k])})`;
   }
   return null;
 }
@@ -133,8 +134,8 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
   let headFrom: string | null = null;
   if (previous) {
     const s = readTrainerState(previous);
-    const differs = sameOptions(s.options, o);
-    if (differs) throw new UserError(`--resume: --${differs} differs from the run's (${JSON.stringify(s.options[differs])}): a resumed run keeps its crops and schedule`);
+    const differs = differingOption(s.options, o);
+    if (differs) throw new UserError(`--resume: ${differs}; a resumed run keeps its crops and schedule`);
     const headFile = path.join(previous, READING_HEAD_FILE);
     if (!fs.existsSync(headFile)) throw new UserError(`--resume: ${previous} has no ${READING_HEAD_FILE} (not a reading run's checkpoint)`);
     model = loadModel(previous);

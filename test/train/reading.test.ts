@@ -254,7 +254,7 @@ test('ps3 train-read: mistakes exit 2 with one line naming them, before any step
   refused(['--out', out], /give --init DIR or --preset NAME/);
   refused(['--init', path.join(tmp, 'nowhere'), '--out', out], /nowhere/);
   assert.ok(!fs.existsSync(out), 'a refused run wrote its --out');
-  refused(['--out', path.join(tmp, 'a'), '--resume', '--curriculum', 'named'], /--resume: --crops differs/);
+  refused(['--out', path.join(tmp, 'a'), '--resume', '--curriculum', 'named'], /--resume: --curriculum, --glyph-px and --crop differ from the run's \(.*\); a resumed run keeps its crops and schedule/);
   refused(['--preset', 'micro', '--out', path.join(tmp, 'a')], /already holds a checkpoint/);
   // a head of another shape in the --init folder
   const odd = path.join(tmp, 'odd');
