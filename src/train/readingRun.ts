@@ -4,7 +4,8 @@
  * guarantees: AdamW, warm-up + cosine, clipping, atomic checkpoints in `OUT/checkpoint/` (a PS3
  * model folder, plus `reading_head.safetensors`, `optimizer.safetensors`, `trainer_state.json`),
  * `OUT/metrics.jsonl`, a time budget, and kill-and-resume on the same curve (a crop is a function
- * of the seed and its index). Held-out accuracy is measured on crops of another seed, per palette.
+ * of the seed and its index). Its checks read held-out crops of each palette and the one-character
+ * labels of held-out scenes, on validation seeds (readingEval.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
