@@ -5,6 +5,7 @@
  */
 import { fnv1a, Rng } from '../rng.js';
 import { imageProcessor, type PS3Model } from '../model/load.js';
+import { normalise } from '../io/pixels.js';
 import type { Weights } from '../model/weights.js';
 import { renderScene } from '../data/scene/render.js';
 import { sceneRng } from '../data/synth.js';
@@ -45,10 +46,7 @@ export function toReadingBatch(model: PS3Model, side: number, crops: readonly Pl
   const pixels = new Float32Array(crops.length * 3 * side * side);
   const cells = new Int32Array(crops.length * g * g);
   crops.forEach((crop, i) => {
-    for (let c = 0; c < 3; c++) {
-      const base = (i * 3 + c) * side * side;
-      for (let p = 0; p < side * side; p++) pixels[base + p] = (crop.rgb[p * 3 + c]! / 255 - mean[c]!) / std[c]!;
-    }
+    normalise({ data: crop.rgb, width: side, height: side }, mean, std, pixels.subarray(i * 3 * side * side, (i + 1) * 3 * side * side));
     for (let r = 0; r < g; r++) for (let q = 0; q < g; q++) cells[i * g * g + r * g + q] = (crop.row0 + r) * grid + crop.col0 + q;
   });
   return { batch: crops.length, side, pixels, cells, labels: Int32Array.from(crops, (c) => c.char) };
@@ -68,27 +66,33 @@ export function glyphBatch(model: PS3Model, spec: GlyphCropSpec, seed: number, f
   return toReadingBatch(model, spec.size, crops);
 }
 
-function accuracyOf(w: Weights, model: PS3Model, batches: Iterable<ReadingBatch>): number {
-  let correct = 0;
-  let n = 0;
-  for (const b of batches) {
+/** Whether each crop of the batches was read right, in order. */
+function verdicts(w: Weights, model: PS3Model, batches: readonly ReadingBatch[]): boolean[] {
+  return batches.flatMap((b) => {
     const predicted = readingPredictions(w, model.config.vision, b);
-    correct += b.labels.filter((label, i) => predicted[i] === label).length;
-    n += b.batch;
-  }
-  return n ? correct / n : NaN;
+    return Array.from(b.labels, (label, i) => predicted[i] === label);
+  });
 }
 
-/** Held-out accuracy per palette the curriculum meets, on `crops` crops of held-out stream `seed` each. */
-export function readingAccuracy(model: PS3Model, w: Weights, spec: GlyphCropSpec, seed: number, crops: number): Record<`val_${string}`, number> {
-  const out: Record<`val_${string}`, number> = {};
-  for (const palette of new Set(spec.curriculum.map((s) => s.palette))) {
-    const batches = function* (): Generator<ReadingBatch> {
-      for (let from = 0; from < crops; from += CHUNK) yield glyphBatch(model, spec, seed, from, Math.min(CHUNK, crops - from), palette);
-    };
-    out[`val_${palette}`] = accuracyOf(w, model, batches());
-  }
-  return out;
+function shareTrue(xs: readonly boolean[]): number {
+  return xs.length ? xs.filter(Boolean).length / xs.length : NaN;
+}
+
+/** `crops` held-out crops of stream `seed` in one palette, batched once to be read again at every check. */
+export function heldOutCrops(model: PS3Model, spec: GlyphCropSpec, seed: number, crops: number, palette: Palette): ReadingBatch[] {
+  const batches: ReadingBatch[] = [];
+  for (let from = 0; from < crops; from += CHUNK) batches.push(glyphBatch(model, spec, seed, from, Math.min(CHUNK, crops - from), palette));
+  return batches;
+}
+
+/** Held-out crops of each palette the curriculum meets (`heldOutCrops`). */
+export function curriculumCrops(model: PS3Model, spec: GlyphCropSpec, seed: number, crops: number): Map<Palette, ReadingBatch[]> {
+  return new Map([...new Set(spec.curriculum.map((s) => s.palette))].map((p) => [p, heldOutCrops(model, spec, seed, crops, p)]));
+}
+
+/** Accuracy on each palette's held-out crops, as `val_PALETTE`. */
+export function readingAccuracy(model: PS3Model, w: Weights, sets: ReadonlyMap<Palette, readonly ReadingBatch[]>): Record<`val_${string}`, number> {
+  return Object.fromEntries([...sets].map(([palette, batches]) => [`val_${palette}`, shareTrue(verdicts(w, model, batches))]));
 }
 
 /** The single characters of held-out scenes, cut and batched once, to be read again at every check. */
@@ -119,12 +123,8 @@ export function sceneReadingSet(model: PS3Model, seed: number, scenes: number, s
 
 /** Accuracy on the set's scene glyphs, and whether each was read right (in the set's order). */
 export function sceneReadingAccuracy(model: PS3Model, w: Weights, set: SceneReadingSet): { accuracy: number; correct: boolean[] } {
-  const correct: boolean[] = [];
-  for (const b of set.batches) {
-    const predicted = readingPredictions(w, model.config.vision, b);
-    b.labels.forEach((label, i) => correct.push(predicted[i] === label));
-  }
-  return { accuracy: correct.length ? correct.filter(Boolean).length / correct.length : NaN, correct };
+  const correct = verdicts(w, model, set.batches);
+  return { accuracy: shareTrue(correct), correct };
 }
 
 /** Glyph height bins of the scene report, in pixels (the scenes' labels are 12-57 px at 3780). */
@@ -144,15 +144,14 @@ export interface ReadingReport {
   readonly chance: number;
 }
 
-/** The reading head on crops of every palette (another seed than training's) and on held-out scenes' characters. */
-/** `cropSeed`: the held-out stream the crops come from. */
+/** The reading head on held-out crops of every palette (stream `cropSeed`) and on held-out scenes' characters. */
 export function readingReport(model: PS3Model, w: Weights, o: { spec: GlyphCropSpec; cropSeed: number; crops: number; scenes: SceneReadingSet }): ReadingReport {
   const crops = {} as Record<Palette, number>;
-  for (const palette of PALETTES) crops[palette] = readingAccuracy(model, w, { ...o.spec, curriculum: [{ palette, crops: null }] }, o.cropSeed, o.crops)[`val_${palette}`]!;
+  for (const palette of PALETTES) crops[palette] = shareTrue(verdicts(w, model, heldOutCrops(model, o.spec, o.cropSeed, o.crops, palette)));
   const { accuracy, correct } = sceneReadingAccuracy(model, w, o.scenes);
   const share = (keep: (g: Omit<SceneGlyph, 'rgb'>) => boolean): { n: number; accuracy: number } => {
     const hits = o.scenes.glyphs.flatMap((g, i) => (keep(g) ? [correct[i]!] : []));
-    return { n: hits.length, accuracy: hits.length ? hits.filter(Boolean).length / hits.length : NaN };
+    return { n: hits.length, accuracy: shareTrue(hits) };
   };
   const kinds = [...new Set(o.scenes.glyphs.map((g) => g.kind))];
   return {

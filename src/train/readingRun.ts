@@ -22,7 +22,7 @@ import { AdamW, clipGradients, type AdamWOptions } from './optimizer.js';
 import { learningRate } from './schedule.js';
 import { truncateMetrics } from './metricsFile.js';
 import { newReadingHead, READING_HEAD, readingLossAndGrads, readingTrainable } from './reading.js';
-import { glyphBatch, READING_VALIDATION_BASE, readingAccuracy, sceneReadingAccuracy, sceneReadingSet } from './readingEval.js';
+import { curriculumCrops, glyphBatch, READING_VALIDATION_BASE, readingAccuracy, sceneReadingAccuracy, sceneReadingSet } from './readingEval.js';
 
 export const READING_HEAD_FILE = 'reading_head.safetensors';
 
@@ -96,12 +96,14 @@ export function loadReader(folder: string): { model: PS3Model; weights: Weights;
 function readHead(file: string, width: number): Map<string, tf.Tensor> {
   const arrays = readSafetensors(file);
   const expected: Record<string, number[]> = { [`${READING_HEAD}.weight`]: [GLYPH_CHARS.length, width], [`${READING_HEAD}.bias`]: [GLYPH_CHARS.length] };
-  for (const [k, shape] of Object.entries(expected)) {
-    const a = arrays.get(k);
-    if (!a) throw new UserError(`${file}: no "${k}"`);
-    if (a.shape.join('x') !== shape.join('x')) throw new UserError(`${file}: "${k}" is [${a.shape.join(', ')}], expected [${shape.join(', ')}]`);
-  }
-  return new Map(Object.keys(expected).map((k) => [k, tf.tensor(arrays.get(k)!.data, [...arrays.get(k)!.shape])]));
+  return new Map(
+    Object.entries(expected).map(([k, shape]) => {
+      const a = arrays.get(k);
+      if (!a) throw new UserError(`${file}: no "${k}"`);
+      if (a.shape.join('x') !== shape.join('x')) throw new UserError(`${file}: "${k}" is [${a.shape.join(', ')}], expected [${shape.join(', ')}]`);
+      return [k, tf.tensor(a.data, shape)];
+    }),
+  );
 }
 
 function checkCropFits(model: PS3Model, spec: GlyphCropSpec): void {
@@ -154,6 +156,8 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
     headFrom = headFile && fs.existsSync(headFile) ? headFile : null;
   }
   checkCropFits(model, o.crops);
+  // the checks' crops and scenes, made once
+  const checkCrops = o.evalEvery > 0 ? curriculumCrops(model, o.crops, READING_VALIDATION_BASE + o.seed, o.evalCrops) : new Map();
   const scenes = o.evalScenes > 0 && o.evalEvery > 0 ? sceneReadingSet(model, READING_VALIDATION_BASE, o.evalScenes, o.crops.size, (done) => events.onScenes?.(done, o.evalScenes)) : null;
   // one set of weights the steps update, the model's and the head's; the model's alone are saved as the model
   const weights = new Weights(new Map([...model.weights.entries(), ...head]));
@@ -189,7 +193,7 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
       tf.dispose([...r.grads.values()]);
       state.step += 1;
       const check = o.evalEvery > 0 && state.step % o.evalEvery === 0;
-      const evaluation = check ? { ...readingAccuracy(model, weights, o.crops, READING_VALIDATION_BASE + o.seed, o.evalCrops), ...(scenes ? { val_scene: sceneReadingAccuracy(model, weights, scenes).accuracy } : {}) } : {};
+      const evaluation = check ? { ...readingAccuracy(model, weights, checkCrops), ...(scenes ? { val_scene: sceneReadingAccuracy(model, weights, scenes).accuracy } : {}) } : {};
       const seconds = (performance.now() - t0) / 1000;
       const m: ReadingMetrics = { ...evaluation, step: state.step, loss: r.loss, accuracy: r.correct / o.batch, palette, lr, grad_norm: gradNorm, samples_per_s: o.batch / seconds, seconds };
       fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);
