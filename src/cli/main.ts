@@ -258,6 +258,10 @@ program
   .option('--eval-every <n>', 'steps between held-out accuracy checks, per palette of the curriculum (val_PALETTE in metrics.jsonl); 0 = never', '100')
   .option('--eval-crops <n>', 'held-out crops a palette', '720')
   .option('--eval-scenes <n>', 'held-out scenes (validation seeds from 1900000, apart from the evaluation\'s; drawn once at the start) whose one-character labels, cut as a look sees them, are read at every check (val_scene): whether the crops carry over to the scenes; 0 = none', '20')
+  .option('--keep <dir|id>', 'a PS3 model whose tokens the trunk stays near: each step adds the mean squared difference between the trunk\'s tokens and this model\'s on crops of natural training scenes at every scale (val_keep: the same on validation scenes)')
+  .option('--keep-weight <x>', 'weight of the keep term beside the reading loss', '1')
+  .option('--keep-scenes <n>', 'training scenes (the --seed stream) cut for the keep term, 24 crops a scale each, drawn once at the start', '32')
+  .option('--keep-batch <n>', 'keep crops a step (one scale a step, the scales taking turns)', '32')
   .action((o: TrainReadCliOptions) => runCommand(() => trainReadCommand({ ...o, ...program.opts() })));
 
 program

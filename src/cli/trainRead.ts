@@ -35,6 +35,10 @@ const schema = z
     evalEvery: integer('eval-every', 0),
     evalCrops: integer('eval-crops', 1),
     evalScenes: integer('eval-scenes', 0),
+    keep: z.string().optional(),
+    keepWeight: num('keep-weight').pipe(z.number().positive('--keep-weight must be positive')),
+    keepScenes: integer('keep-scenes', 1),
+    keepBatch: integer('keep-batch', 1),
   })
   .refine((o) => o.resume || o.preset !== undefined || o.init !== undefined, { message: 'give --init DIR or --preset NAME (or --resume)' })
   .refine((o) => !(o.resume && (o.preset || o.init)), { message: '--resume continues the run as it was: drop --preset and --init' })
@@ -73,16 +77,23 @@ export async function trainReadCommand(raw: TrainReadCliOptions): Promise<number
     evalEvery: o.evalEvery,
     evalCrops: o.evalCrops,
     evalScenes: o.evalScenes,
+    ...(o.keep ? { keep: { from: (await resolveModelSpec(o.keep)).folder, weight: o.keepWeight, scenes: o.keepScenes, batch: o.keepBatch } } : {}),
   };
   let bar: Progress | undefined;
   let started = performance.now();
   const budget = Math.round(o.maxMinutes * 60);
   let scenesBar: Progress | undefined;
+  let keepBar: Progress | undefined;
   const result = await runReading(options, {
     onScenes: (done, total) => {
       scenesBar ??= progressBar(total, 'held-out scenes');
       scenesBar.update(done);
       if (done === total) scenesBar.stop();
+    },
+    onKeepScenes: (done, total) => {
+      keepBar ??= progressBar(total, 'keep scenes');
+      keepBar.update(done);
+      if (done === total) keepBar.stop();
     },
     onStart: ({ model, startStep, trainable, headFrom }) => {
       process.stderr.write(`reading stage: ${model.source} -> ${o.out} from step ${startStep} to ${o.steps} (${trainable} trainable weights; head ${headFrom ? `from ${headFrom}` : 'new'})\n`);
@@ -93,7 +104,7 @@ export async function trainReadCommand(raw: TrainReadCliOptions): Promise<number
     onStep: (m) => {
       const val = Object.entries(m).filter(([k]) => k.startsWith('val_'));
       if (val.length) process.stderr.write(`\nstep ${m.step} held-out accuracy: ${val.map(([k, v]) => `${k.slice(4)} ${(v as number).toFixed(3)}`).join(', ')}\n`);
-      const fields = { step: String(m.step), loss: m.loss.toFixed(3), acc: m.accuracy.toFixed(2) };
+      const fields = { step: String(m.step), loss: m.keep === undefined ? m.loss.toFixed(3) : `${m.loss.toFixed(3)} keep ${m.keep.toFixed(4)}`, acc: m.accuracy.toFixed(2) };
       bar?.update(budget > 0 ? Math.min(Math.round((performance.now() - started) / 1000), budget) : m.step, fields);
     },
   });

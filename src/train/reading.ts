@@ -7,6 +7,9 @@
  * A crop's tokens take the top scale's position embedding (and residual) of the grid cells it
  * covers, so what the trunk learns is what it meets in a high-res look. They attend to each other
  * only: a look's tokens also attend to the low-res tokens, which a crop has none of.
+ *
+ * The keep term (`keepLoss`, crops in readingKeep.ts) holds the trunk's tokens on natural scenes
+ * near another trunk's, so that a stage rewarding strokes alone does not wear the rest out.
  */
 import { tf } from '../tensor/engine.js';
 import type { VisionConfig } from '../io/config.js';
@@ -37,60 +40,101 @@ export function newReadingHead(width: number, classes: number, seed: number): Ma
   ]);
 }
 
-export interface ReadingBatch {
+/** Square crops of one scale, each a block of that scale's patch grid. */
+export interface CropBatch {
   readonly batch: number;
   /** crop side in pixels, a whole number of patches */
   readonly side: number;
   /** [batch, 3, side, side], normalised as the model's processor does */
   readonly pixels: Float32Array;
-  /** [batch * cells] flat indices into the top scale's patch grid of each crop's cells, row-major */
+  /** [batch * cells] flat indices into the scale's patch grid of each crop's cells, row-major */
   readonly cells: Int32Array;
+  /** index into the config's scales; the top scale when absent */
+  readonly scale?: number;
+}
+
+export interface ReadingBatch extends CropBatch {
   /** [batch] character indices */
   readonly labels: Int32Array;
 }
 
-/** Logits [B, classes]. */
-export function readingLogits(w: Weights, cfg: VisionConfig, b: ReadingBatch): tf.Tensor {
+/**
+ * The crops' final tokens [B, n, D], each crop's tokens attending to each other, with the scale's
+ * position embedding of the cells it covers (and the scale's residual, as a look adds it; the
+ * low-res scale has none).
+ */
+export function cropTokens(w: Weights, cfg: VisionConfig, b: CropBatch): tf.Tensor {
   return tf.tidy(() => {
     const P = cfg.trunk.patchSize;
-    const S = cfg.scales[cfg.scales.length - 1]!;
-    const grid = Math.floor(S / P);
+    const scale = b.scale ?? cfg.scales.length - 1;
+    const grid = Math.floor(cfg.scales[scale]! / P);
     const { data } = patchify(b.pixels, { batch: b.batch, channels: 3, height: b.side, width: b.side }, P);
     const embedded = patchEmbed(w, tf.tensor2d(data, [data.length / (3 * P * P), 3 * P * P]), b.batch); // [B, n, D]
-    const pos = selectedPositionEmbedding(w, grid, grid, b.cells, cfg.separatePosEmb ? cfg.scales.length - 2 : undefined); // [B * n, D]
+    const residual = cfg.separatePosEmb && scale > 0 ? scale - 1 : undefined;
+    const pos = selectedPositionEmbedding(w, grid, grid, b.cells, residual); // [B * n, D]
     const { hiddenStates } = trunk(w, cfg.trunk, tf.add(embedded, tf.reshape(pos, embedded.shape)));
-    const tokens = finalNorm(w, cfg.trunk, hiddenStates[hiddenStates.length - 1]!);
-    return linear(w, READING_HEAD, tf.mean(tokens, 1)); // [B, D] -> [B, classes]
+    return finalNorm(w, cfg.trunk, hiddenStates[hiddenStates.length - 1]!);
+  });
+}
+
+/** Logits [B, classes]: the head on the crops' mean token. */
+export function readingLogits(w: Weights, cfg: VisionConfig, b: ReadingBatch): tf.Tensor {
+  return tf.tidy(() => linear(w, READING_HEAD, tf.mean(cropTokens(w, cfg, b), 1))); // [B, D] -> [B, classes]
+}
+
+/** Crops of natural scenes with the tokens another trunk (the kept one) gives them: [batch * n * D]. */
+export interface KeepBatch extends CropBatch {
+  readonly kept: Float32Array;
+}
+
+/** Mean squared difference between the crops' tokens and the kept trunk's, over every token and channel. */
+export function keepLoss(w: Weights, cfg: VisionConfig, b: KeepBatch): tf.Scalar {
+  return tf.tidy(() => {
+    const tokens = cropTokens(w, cfg, b);
+    return tf.mean(tf.squaredDifference(tokens, tf.tensor(b.kept, tokens.shape))) as tf.Scalar;
   });
 }
 
 export interface ReadingStep {
+  /** the reading cross-entropy */
   readonly loss: number;
+  /** the keep term before its weight; NaN without one */
+  readonly keep: number;
   /** crops of the batch whose character scored highest */
   readonly correct: number;
   readonly grads: Map<string, tf.Tensor>;
 }
 
-/** Softmax cross-entropy of the batch and its gradient with respect to `trainable`; other weights are constants. */
-export function readingLossAndGrads(w: Weights, cfg: VisionConfig, b: ReadingBatch, trainable: readonly string[]): ReadingStep {
+/**
+ * Softmax cross-entropy of the batch, plus `keep.weight` times the keep term of `keep.batch` when
+ * given, and the sum's gradient with respect to `trainable`; other weights are constants.
+ */
+export function readingLossAndGrads(w: Weights, cfg: VisionConfig, b: ReadingBatch, trainable: readonly string[], keep?: { batch: KeepBatch; weight: number }): ReadingStep {
   let correct = 0;
+  let ce = NaN;
+  let kept = NaN;
   const { value, grads } = tf.tidy(() => {
     const xs = trainable.map((k) => w.get(k));
     const f = (): tf.Scalar => {
       const map = new Map(w.entries());
       trainable.forEach((k, i) => map.set(k, xs[i]!));
-      const logits = readingLogits(new Weights(map, true), cfg, b);
+      const weights = new Weights(map, true);
+      const logits = readingLogits(weights, cfg, b);
       const classes = logits.shape[1]!;
       const hits = tf.equal(tf.argMax(logits, 1), tf.tensor1d(b.labels, 'int32'));
       correct = tf.sum(tf.cast(hits, 'int32')).dataSync()[0]!;
-      return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(b.labels, 'int32'), classes), logits) as tf.Scalar;
+      const reading = tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(b.labels, 'int32'), classes), logits) as tf.Scalar;
+      ce = reading.dataSync()[0]!;
+      if (!keep) return reading;
+      const term = keepLoss(weights, cfg, keep.batch);
+      kept = term.dataSync()[0]!;
+      return tf.add(reading, tf.mul(term, keep.weight)) as tf.Scalar;
     };
     const r = tf.engine().gradients(f, xs, undefined, true);
     return { value: r.value, grads: r.grads.map((g, i) => g ?? tf.zerosLike(xs[i]!)) };
   });
-  const loss = value.dataSync()[0]!;
   value.dispose();
-  return { loss, correct, grads: new Map(trainable.map((k, i) => [k, grads[i]!])) };
+  return { loss: ce, keep: kept, correct, grads: new Map(trainable.map((k, i) => [k, grads[i]!])) };
 }
 
 /** The character each crop of the batch scores highest, without gradients: [B] indices. */

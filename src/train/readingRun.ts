@@ -5,7 +5,9 @@
  * model folder, plus `reading_head.safetensors`, `optimizer.safetensors`, `trainer_state.json`),
  * `OUT/metrics.jsonl`, a time budget, and kill-and-resume on the same curve (a crop is a function
  * of the seed and its index). Its checks read held-out crops of each palette and the one-character
- * labels of held-out scenes, on validation seeds (readingEval.ts).
+ * labels of held-out scenes, on validation seeds (readingEval.ts). With a kept trunk, each step
+ * also pulls the tokens of natural-scene crops toward that trunk's (readingKeep.ts), and the checks
+ * say how far they have moved on validation scenes (`val_keep`).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -21,7 +23,8 @@ import { findCheckpoint, readOptimizerState, readTrainerState, saveCheckpoint } 
 import { AdamW, clipGradients, type AdamWOptions } from './optimizer.js';
 import { learningRate } from './schedule.js';
 import { truncateMetrics } from './metricsFile.js';
-import { newReadingHead, READING_HEAD, readingLossAndGrads, readingTrainable } from './reading.js';
+import { newReadingHead, READING_HEAD, readingLossAndGrads, readingTrainable, type KeepBatch } from './reading.js';
+import { keepBatchAt, keepDistance, keepPool } from './readingKeep.js';
 import { curriculumCrops, glyphBatch, READING_VALIDATION_BASE, readingAccuracy, sceneReadingAccuracy, sceneReadingSet } from './readingEval.js';
 
 export const READING_HEAD_FILE = 'reading_head.safetensors';
@@ -48,19 +51,34 @@ export interface ReadingRunOptions {
   readonly evalCrops: number;
   /** held-out scenes whose single characters are read at every check (`val_scene`); 0 = none */
   readonly evalScenes: number;
+  /** the keep term: whose tokens to stay near, its weight, the training scenes cut for it, and crops a step */
+  readonly keep?: KeepOptions;
 }
+
+export interface KeepOptions {
+  readonly from: string;
+  readonly weight: number;
+  readonly scenes: number;
+  readonly batch: number;
+}
+
+/** Crops a scale of each scene of the keep pool; the validation pool's scenes. */
+const KEEP_CROPS_PER_SCALE = 24;
+const KEEP_CHECK_SCENES = 8;
 
 export interface ReadingMetrics {
   step: number;
   loss: number;
   /** share of the step's crops named right */
   accuracy: number;
+  /** the keep term before its weight, on the step's keep batch (with a kept trunk) */
+  keep?: number;
   palette: Palette;
   lr: number;
   grad_norm: number;
   samples_per_s: number;
   seconds: number;
-  /** held-out accuracy per palette (`val_grey`, …) and on scenes' characters (`val_scene`), on the steps that ran a check */
+  /** held-out accuracy per palette (`val_grey`, …) and on scenes' characters (`val_scene`), and the keep term on validation scenes (`val_keep`), on the steps that ran a check */
   [val: `val_${string}`]: number;
 }
 
@@ -69,13 +87,14 @@ export interface ReadingEvents {
   onStart?(info: { model: PS3Model; startStep: number; trainable: number; headFrom: string | null }): void;
   /** the held-out scenes drawn so far, before the first step */
   onScenes?(done: number, total: number): void;
+  /** the keep pool's scenes cut so far (training and validation together), before the first step */
+  onKeepScenes?(done: number, total: number): void;
   onStep?(m: ReadingMetrics): void;
   onSave?(dir: string): void;
 }
 
 /** The options a resumed run must share with the run it continues (they decide its crops and schedule), with their flags. */
-const CURVE_OPTIONS = { crops: '--curriculum, --glyph-px and --crop', seed: '--seed', batch: '--batch', steps: '--steps' } as const;
-
+const CURVE_OPTIONS = { crops: '--curriculum, --glyph-px and --crop', seed: '--seed', batch: '--batch', steps: '--steps', keep: '--keep, --keep-weight, --keep-scenes and --keep-batch' } as const;
 
 /**
  * A reading run's checkpoint (or any PS3 folder holding `reading_head.safetensors`): the model,
@@ -106,6 +125,18 @@ function readHead(file: string, width: number): Map<string, tf.Tensor> {
   );
 }
 
+/** The kept trunk's weights, checked against the model's: the same trunk, key for key and shape for shape. */
+function loadKept(folder: string, model: PS3Model): Weights {
+  const kept = loadModel(folder, 'vision');
+  for (const k of model.weights.keys()) {
+    if (!k.startsWith('vision_model.')) continue;
+    if (!kept.weights.has(k)) throw new UserError(`--keep ${folder}: no "${k}" (not the same PS3 trunk as the model trained)`);
+    const [a, b] = [kept.weights.shapeOf(k), model.weights.shapeOf(k)];
+    if (a.join('x') !== b.join('x')) throw new UserError(`--keep ${folder}: "${k}" is [${a.join(', ')}], the model's is [${b.join(', ')}]`);
+  }
+  return kept.weights;
+}
+
 function checkCropFits(model: PS3Model, spec: GlyphCropSpec): void {
   const v = model.config.vision;
   const P = v.trunk.patchSize;
@@ -123,6 +154,20 @@ function differingOption(before: Record<string, unknown>, o: ReadingRunOptions):
     if (JSON.stringify(before[k]) !== JSON.stringify(o[k])) return `${flags} ${flags.includes(' and ') ? 'differ' : 'differs'} from the run's (${JSON.stringify(before[k])})`;
   }
   return null;
+}
+
+/** The keep pools: training scenes of the run's seed, and validation scenes for the checks; the kept trunk is read for them and let go. */
+function keepPools(model: PS3Model, o: ReadingRunOptions, kept: Weights, events: ReadingEvents): { train: KeepBatch[]; check: KeepBatch[] | null } {
+  const k = o.keep!;
+  const checkScenes = o.evalEvery > 0 ? KEEP_CHECK_SCENES : 0;
+  const total = k.scenes + checkScenes;
+  try {
+    const pool = (seed: number, scenes: number, before: number): KeepBatch[] =>
+      keepPool(model, kept, { seed, scenes, cropsPerScale: KEEP_CROPS_PER_SCALE, side: o.crops.size, batch: k.batch }, (done) => events.onKeepScenes?.(before + done, total));
+    return { train: pool(o.seed, k.scenes, 0), check: checkScenes ? pool(READING_VALIDATION_BASE, checkScenes, k.scenes) : null };
+  } finally {
+    kept.dispose();
+  }
 }
 
 export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {}): Promise<{ step: number; checkpoint: string }> {
@@ -156,9 +201,12 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
     headFrom = headFile && fs.existsSync(headFile) ? headFile : null;
   }
   checkCropFits(model, o.crops);
+  if (o.keep && o.keep.batch > KEEP_CROPS_PER_SCALE * o.keep.scenes) throw new UserError(`--keep-batch ${o.keep.batch}: more than the ${KEEP_CROPS_PER_SCALE * o.keep.scenes} crops a scale that --keep-scenes ${o.keep.scenes} give`);
+  const kept = o.keep ? loadKept(o.keep.from, model) : null;
   // the checks' crops and scenes, made once
   const checkCrops = o.evalEvery > 0 ? curriculumCrops(model, o.crops, READING_VALIDATION_BASE + o.seed, o.evalCrops) : new Map();
   const scenes = o.evalScenes > 0 && o.evalEvery > 0 ? sceneReadingSet(model, READING_VALIDATION_BASE, o.evalScenes, o.crops.size, (done) => events.onScenes?.(done, o.evalScenes)) : null;
+  const keep = kept ? keepPools(model, o, kept, events) : null;
   // one set of weights the steps update, the model's and the head's; the model's alone are saved as the model
   const weights = new Weights(new Map([...model.weights.entries(), ...head]));
   const modelKeys = [...model.weights.keys()];
@@ -187,15 +235,21 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
       const palette = paletteAt(o.crops.curriculum, state.samplesSeen);
       const batch = glyphBatch(model, o.crops, o.seed, state.samplesSeen, o.batch);
       state.samplesSeen += o.batch;
-      const r = readingLossAndGrads(weights, model.config.vision, batch, trainable);
+      const r = readingLossAndGrads(weights, model.config.vision, batch, trainable, keep ? { batch: keepBatchAt(keep.train, state.step), weight: o.keep!.weight } : undefined);
       const gradNorm = clipGradients(r.grads, o.clip);
       optimizer.apply(weights, r.grads, lr);
       tf.dispose([...r.grads.values()]);
       state.step += 1;
       const check = o.evalEvery > 0 && state.step % o.evalEvery === 0;
-      const evaluation = check ? { ...readingAccuracy(model, weights, checkCrops), ...(scenes ? { val_scene: sceneReadingAccuracy(model, weights, scenes).accuracy } : {}) } : {};
+      const evaluation = check
+        ? {
+            ...readingAccuracy(model, weights, checkCrops),
+            ...(scenes ? { val_scene: sceneReadingAccuracy(model, weights, scenes).accuracy } : {}),
+            ...(keep?.check ? { val_keep: keepDistance(weights, model, keep.check) } : {}),
+          }
+        : {};
       const seconds = (performance.now() - t0) / 1000;
-      const m: ReadingMetrics = { ...evaluation, step: state.step, loss: r.loss, accuracy: r.correct / o.batch, palette, lr, grad_norm: gradNorm, samples_per_s: o.batch / seconds, seconds };
+      const m: ReadingMetrics = { ...evaluation, step: state.step, loss: r.loss, accuracy: r.correct / o.batch, ...(keep ? { keep: r.keep } : {}), palette, lr, grad_norm: gradNorm, samples_per_s: o.batch / seconds, seconds };
       fs.appendFileSync(metricsFile, `${JSON.stringify(m)}\n`);
       events.onStep?.(m);
       const outOfTime = o.maxSeconds > 0 && (performance.now() - started) / 1000 >= o.maxSeconds;

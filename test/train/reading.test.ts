@@ -15,7 +15,10 @@ import { Weights } from '../../src/model/weights.js';
 import { GLYPH_CHARS } from '../../src/data/glyphs.js';
 import { COLOURS, luminance } from '../../src/data/scene/colours.js';
 import { glyphCrop, paletteAt, parseCurriculum, type GlyphCropSpec } from '../../src/data/glyphCrops.js';
-import { newReadingHead, readingLogits, readingLossAndGrads, readingTrainable } from '../../src/train/reading.js';
+import { cropTokens, keepLoss, newReadingHead, readingLogits, readingLossAndGrads, readingTrainable } from '../../src/train/reading.js';
+import { keepBatchAt, keepDistance, keepPool } from '../../src/train/readingKeep.js';
+import { ScaledImages } from '../../src/model/encoder.js';
+import { normalise } from '../../src/io/pixels.js';
 import { glyphBatch } from '../../src/train/readingEval.js';
 import { sceneGlyphs } from '../../src/data/sceneGlyphs.js';
 import { renderScene } from '../../src/data/scene/render.js';
@@ -174,6 +177,70 @@ test('reading objective: the loss is the softmax cross-entropy of the logits; st
   w.dispose();
 });
 
+test('keep term: crops of every scale cut as the encoder resizes the scene, with the kept trunk\'s tokens; no pull at the kept trunk itself', async () => {
+  await initEngine();
+  const model = randomModel(presetConfig('micro'), 2);
+  const other = randomModel(presetConfig('micro'), 5);
+  const cfg = model.config.vision;
+  const pool = keepPool(model, other.weights, { seed: 4, scenes: 2, cropsPerScale: 6, side: 56, batch: 4 });
+  // 2 scenes x 6 crops a scale = 12 a scale, 3 batches of 4 each, the scales taking turns
+  assert.deepEqual(pool.map((b) => b.scale), [0, 1, 2, 0, 1, 2, 0, 1, 2]);
+  assert.equal(keepBatchAt(pool, 10), pool[1]);
+  const again = keepPool(model, other.weights, { seed: 4, scenes: 2, cropsPerScale: 6, side: 56, batch: 4 });
+  assert.deepEqual(again.map((b) => [...b.cells]), pool.map((b) => [...b.cells]));
+  // each crop is its block of the scene as the encoder sees that scale
+  const S = cfg.scales[2]!;
+  const scenes = [0, 1].map((i) => new ScaledImages(cfg, { data: normalise({ data: renderScene(sceneRng(4, i), { width: S, height: S }).rgb, width: S, height: S }, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]), batch: 1, height: S, width: S }));
+  for (const b of pool.slice(0, 3)) {
+    const image = scenes.map((sc) => sc.at(b.scale!));
+    const grid = image[0]!.width / 14;
+    const [row0, col0] = [Math.floor(b.cells[0]! / grid), b.cells[0]! % grid];
+    assert.deepEqual([...b.cells.slice(0, 4)], [0, 1, 2, 3].map((q) => row0 * grid + col0 + q));
+    const at = (c: number, y: number, x: number): number[] => image.map((im) => im.data[c * im.height * im.width + (row0 * 14 + y) * im.width + col0 * 14 + x]!);
+    for (const [c, y, x] of [[0, 0, 0], [1, 20, 33], [2, 55, 55]] as const) assert.ok(at(c, y, x).includes(b.pixels[(c * 56 + y) * 56 + x]!), `scale ${b.scale} pixel ${c},${y},${x}`);
+    // the kept tokens are the other trunk's
+    const kept = cropTokens(other.weights, cfg, b);
+    assert.deepEqual([...(kept.dataSync() as Float32Array)], [...b.kept]);
+    kept.dispose();
+  }
+  assert.equal(keepDistance(other.weights, model, pool), 0);
+  // the term is the mean squared difference of every token's every channel
+  const mine = Array.from(cropTokens(model.weights, cfg, pool[0]!).dataSync());
+  const hand = mine.reduce((sum, v, i) => sum + (v - pool[0]!.kept[i]!) ** 2, 0) / mine.length;
+  const term = keepLoss(model.weights, cfg, pool[0]!);
+  assert.ok(Math.abs(term.dataSync()[0]! - hand) < 1e-5 * hand, `${term.dataSync()[0]} vs ${hand}`);
+  term.dispose();
+
+  const w = new Weights(new Map([...model.weights.entries(), ...newReadingHead(32, GLYPH_CHARS.length, 2)]));
+  const trainable = readingTrainable(w.keys());
+  const b = glyphBatch(model, spec(), 0, 0, 4);
+  const plain = readingLossAndGrads(w, cfg, b, trainable);
+  assert.ok(Number.isNaN(plain.keep));
+  // kept at its own tokens, the term is zero and pulls nowhere
+  const self = readingLossAndGrads(w, cfg, b, trainable, { batch: keepPool(model, model.weights, { seed: 4, scenes: 1, cropsPerScale: 4, side: 56, batch: 4 })[0]!, weight: 3 });
+  assert.equal(self.keep, 0);
+  assert.ok(Math.abs(self.loss - plain.loss) < 1e-6);
+  for (const k of trainable) {
+    const [g0, g1] = [plain.grads.get(k)!.dataSync(), self.grads.get(k)!.dataSync()];
+    assert.ok(g0.every((v, i) => Math.abs(v - g1[i]!) < 1e-5), k);
+  }
+  // kept at another trunk's, the term is as reported and its steps bring the tokens nearer
+  const before = keepDistance(w, model, pool);
+  for (let step = 0; step < 6; step++) {
+    const r = readingLossAndGrads(w, cfg, b, trainable, { batch: keepBatchAt(pool, step), weight: 50 });
+    assert.ok(r.keep > 0);
+    // the loss reported is the reading cross-entropy alone
+    if (step === 0) assert.ok(Math.abs(r.loss - plain.loss) < 1e-6);
+    for (const [k, g] of r.grads) w.replace(k, tf.tidy(() => tf.sub(w.get(k), tf.mul(g, 0.01))));
+    tf.dispose([...r.grads.values()]);
+  }
+  const after = keepDistance(w, model, pool);
+  assert.ok(after < before * 0.9, `keep distance ${after} against ${before}`);
+  tf.dispose([...plain.grads.values(), ...self.grads.values()]);
+  w.dispose();
+  other.weights.dispose();
+});
+
 const readArgs = (out: string, extra: string[] = []): string[] => [CLI, 'train-read', '--preset', 'micro', '--out', out, '--steps', '10', '--batch', '4', '--save-every', '2', '--warmup', '2', '--curriculum', 'grey:16,named', '--eval-every', '5', '--eval-crops', '16', '--eval-scenes', '2', ...extra];
 
 function metrics(out: string): Array<Record<string, number | string>> {
@@ -236,6 +303,24 @@ test('ps3 eval reading: the head on crops of every palette and on held-out scene
   assert.match(plain.stderr.trim(), /^ps3: models\/ps3-tiny: no reading_head\.safetensors \(give a "ps3 train-read" checkpoint folder\)$/);
 });
 
+test('ps3 train-read --keep: the keep term in metrics.jsonl and at the checks (val_keep); a resume keeps it', () => {
+  const from = path.join(tmp, 'a', 'checkpoint');
+  const k = path.join(tmp, 'k');
+  const args = (out: string, extra: string[]): string[] => [CLI, 'train-read', '--out', out, '--steps', '4', '--batch', '4', '--curriculum', 'named', '--eval-every', '2', '--eval-crops', '8', '--eval-scenes', '1', '--keep', from, '--keep-scenes', '2', '--keep-batch', '4', ...extra];
+  const r = spawnSync(process.execPath, args(k, ['--init', from, '--keep-weight', '2']), { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  const m = metrics(k);
+  assert.deepEqual(m.map((x) => x.step), [1, 2, 3, 4]);
+  // the run starts at the kept trunk: nothing to keep at the first step, then the tokens move
+  assert.equal(m[0]!['keep'], 0);
+  assert.ok((m[3]!['keep'] as number) > 0);
+  for (const x of [m[1]!, m[3]!]) assert.ok(typeof x['val_keep'] === 'number' && x['val_keep'] >= 0);
+  assert.ok((m[3]!['val_keep'] as number) > 0);
+  const again = spawnSync(process.execPath, args(k, ['--resume', '--keep-weight', '3']), { encoding: 'utf8' });
+  assert.equal(again.status, 2);
+  assert.match(again.stderr.trim(), /^ps3: --resume: --keep, --keep-weight, --keep-scenes and --keep-batch differ from the run's \(\{"from":".*","weight":2,"scenes":2,"batch":4\}\); a resumed run keeps its crops and schedule$/);
+});
+
 test('ps3 train-read: mistakes exit 2 with one line naming them, before any step', () => {
   const refused = (args: string[], pattern: RegExp): void => {
     const r = spawnSync(process.execPath, [CLI, 'train-read', ...args], { encoding: 'utf8', timeout: 60_000 });
@@ -253,6 +338,10 @@ test('ps3 train-read: mistakes exit 2 with one line naming them, before any step
   refused(['--preset', 'micro', '--out', out, '--seed', '1000000'], /--seed must be below 1000000/);
   refused(['--out', out], /give --init DIR or --preset NAME/);
   refused(['--init', path.join(tmp, 'nowhere'), '--out', out], /nowhere/);
+  refused(['--preset', 'micro', '--out', out, '--keep', 'models/ps3-tiny'], /--keep models\/ps3-tiny: "vision_model\.[a-z_.0-9]+" is \[[0-9, ]+\], the model's is \[[0-9, ]+\]/);
+  refused(['--preset', 'micro', '--out', out, '--keep', path.join(tmp, 'nowhere')], /nowhere/);
+  refused(['--preset', 'micro', '--out', out, '--keep', path.join(tmp, 'a', 'checkpoint'), '--keep-weight', '0'], /--keep-weight must be positive/);
+  refused(['--preset', 'micro', '--out', out, '--keep', path.join(tmp, 'a', 'checkpoint'), '--keep-scenes', '1', '--keep-batch', '30'], /--keep-batch 30: more than the 24 crops a scale that --keep-scenes 1 give/);
   assert.ok(!fs.existsSync(out), 'a refused run wrote its --out');
   refused(['--out', path.join(tmp, 'a'), '--resume', '--curriculum', 'named'], /--resume: --curriculum, --glyph-px and --crop differ from the run's \(.*\); a resumed run keeps its crops and schedule/);
   refused(['--preset', 'micro', '--out', path.join(tmp, 'a')], /already holds a checkpoint/);

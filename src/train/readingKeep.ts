@@ -1,0 +1,131 @@
+/**
+ * The keep term of a reading stage: crops of natural scenes, at every scale, with the tokens a
+ * kept trunk (the one the run must not drift from, e.g. the shipped model) gives them. A stage
+ * that rewards strokes alone wears other things out of the tokens — colour above all
+ * (models/ps3-tiny/TRAINING.md) — so the step also pulls the trunk's tokens on these crops back
+ * toward the kept trunk's (reading.ts `keepLoss`), a distillation in the manner of "learning
+ * without forgetting".
+ *
+ * Crops are cut as the encoder sees a scale: the scene drawn at the top scale, normalised, and
+ * resized to the scale as the encoder resizes it (`ScaledImages`). Half of a scale's crops are
+ * centred on the scene's objects, half lie anywhere. The pool is made once, at the start: the
+ * kept tokens are fixed, and the step takes batch `step mod batches`, so a resumed run draws the
+ * same batches.
+ */
+import { tf } from '../tensor/engine.js';
+import { fnv1a, Rng } from '../rng.js';
+import { imageProcessor, type PS3Model } from '../model/load.js';
+import { ScaledImages } from '../model/encoder.js';
+import type { Weights } from '../model/weights.js';
+import { normalise } from '../io/pixels.js';
+import { renderScene } from '../data/scene/render.js';
+import { sceneRng } from '../data/synth.js';
+import { cropTokens, keepLoss, type KeepBatch } from './reading.js';
+
+export interface KeepPoolOptions {
+  /** scene stream: training scenes below the held-out base, or a validation seed for the checks */
+  readonly seed: number;
+  readonly scenes: number;
+  /** crops a scale of each scene */
+  readonly cropsPerScale: number;
+  /** crop side in pixels, a whole number of patches */
+  readonly side: number;
+  readonly batch: number;
+}
+
+interface Crop {
+  readonly pixels: Float32Array;
+  readonly cells: Int32Array;
+}
+
+/** [3, side, side] of a [3, height, width] plane at block (row0, col0) of the patch grid, and the block's cells. */
+function cutBlock(image: { data: Float32Array; height: number; width: number }, P: number, side: number, row0: number, col0: number): Crop {
+  const { data, height, width } = image;
+  const pixels = new Float32Array(3 * side * side);
+  for (let c = 0; c < 3; c++) {
+    for (let y = 0; y < side; y++) {
+      const from = c * height * width + (row0 * P + y) * width + col0 * P;
+      pixels.set(data.subarray(from, from + side), (c * side + y) * side);
+    }
+  }
+  const g = side / P;
+  const grid = Math.floor(width / P);
+  const cells = new Int32Array(g * g);
+  for (let r = 0; r < g; r++) for (let q = 0; q < g; q++) cells[r * g + q] = (row0 + r) * grid + col0 + q;
+  return { pixels, cells };
+}
+
+function toBatch(crops: readonly Crop[], side: number, scale: number): Omit<KeepBatch, 'kept'> {
+  const pixels = new Float32Array(crops.length * 3 * side * side);
+  crops.forEach((c, i) => pixels.set(c.pixels, i * c.pixels.length));
+  const cells = new Int32Array(crops.length * crops[0]!.cells.length);
+  crops.forEach((c, i) => cells.set(c.cells, i * c.cells.length));
+  return { batch: crops.length, side, pixels, cells, scale };
+}
+
+/**
+ * The pool: scenes `seed`, 0 .. scenes - 1, cut at every scale of the model, batched one scale a
+ * batch (the scales taking turns), each batch with `kept`'s tokens. `onScene` hears each scene cut.
+ */
+export function keepPool(model: PS3Model, kept: Weights, o: KeepPoolOptions, onScene?: (done: number) => void): KeepBatch[] {
+  const cfg = model.config.vision;
+  const P = cfg.trunk.patchSize;
+  const S = cfg.scales[cfg.scales.length - 1]!;
+  const g = o.side / P;
+  const { mean, std } = imageProcessor(model);
+  const byScale: Crop[][] = cfg.scales.map(() => []);
+  for (let i = 0; i < o.scenes; i++) {
+    const scene = renderScene(sceneRng(o.seed, i), { width: S, height: S });
+    const images = new ScaledImages(cfg, { data: normalise({ data: scene.rgb, width: S, height: S }, mean, std), batch: 1, height: S, width: S });
+    const place = new Rng(fnv1a([o.seed, i], 0x6b656570));
+    cfg.scales.forEach((_, s) => {
+      const image = images.at(s);
+      const grid = Math.floor(image.width / P);
+      const room = grid - g;
+      if (room < 0) return;
+      const objects = scene.objects.slice(0, Math.floor(o.cropsPerScale / 2));
+      const at = (centre: number): number => Math.min(room, Math.max(0, Math.round((centre * image.width) / S / P - g / 2)));
+      for (let k = 0; k < o.cropsPerScale; k++) {
+        const object = objects[k];
+        const [row0, col0] = object ? [at(object.center[1]), at(object.center[0])] : [place.int(0, room), place.int(0, room)];
+        byScale[s]!.push(cutBlock(image, P, o.side, row0, col0));
+      }
+    });
+    onScene?.(i + 1);
+  }
+  const order = new Rng(fnv1a([o.seed, o.scenes], 0x6f726472));
+  const perScale = byScale.map((crops, scale) => {
+    const shuffled = [...crops];
+    for (let i = shuffled.length - 1; i > 0; i--) {
+      const j = order.int(0, i);
+      [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+    }
+    const batches: Omit<KeepBatch, 'kept'>[] = [];
+    for (let from = 0; from + o.batch <= shuffled.length; from += o.batch) batches.push(toBatch(shuffled.slice(from, from + o.batch), o.side, scale));
+    return batches;
+  });
+  const pool: KeepBatch[] = [];
+  for (let j = 0; perScale.some((b) => j < b.length); j++) {
+    for (const batches of perScale) {
+      const b = batches[j];
+      if (b) pool.push({ ...b, kept: tf.tidy(() => cropTokens(kept, cfg, b).dataSync() as Float32Array) });
+    }
+  }
+  return pool;
+}
+
+/** The keep batch of a step. */
+export function keepBatchAt(pool: readonly KeepBatch[], step: number): KeepBatch {
+  return pool[step % pool.length]!;
+}
+
+/** The keep term over a whole pool, without gradients: how far the trunk's tokens have moved from the kept ones. */
+export function keepDistance(w: Weights, model: PS3Model, pool: readonly KeepBatch[]): number {
+  let sum = 0;
+  let n = 0;
+  for (const b of pool) {
+    sum += tf.tidy(() => keepLoss(w, model.config.vision, b).dataSync()[0]!) * b.batch;
+    n += b.batch;
+  }
+  return n ? sum / n : NaN;
+}
