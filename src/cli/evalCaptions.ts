@@ -10,7 +10,7 @@ import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
 import { checkHeldOutSeed } from '../eval/retrieval.js';
-import { evaluateCaptionReading, type CaptionReadingReport } from '../eval/captionReading.js';
+import { CONTENT_KINDS, evaluateCaptionReading, type CaptionReadingReport } from '../eval/captionReading.js';
 import { renderPlot, type PlotSpec } from '../eval/plot.js';
 import { isVilaFolder } from '../mllm/config.js';
 import { disposeVilaHd, loadVilaHd } from '../mllm/model.js';
@@ -41,11 +41,12 @@ export interface EvalCaptionsCliOptions {
 const signed = (x: number, digits: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
 
 export function formatCaptionReading(r: CaptionReadingReport): string {
-  const pct = (x: number): string => `${(100 * x).toFixed(1)}%`;
+  const pct = (x: number): string => (Number.isNaN(x) ? '-' : `${(100 * x).toFixed(1)}%`);
   return [
     `${r.method}: ${r.captions} captions of ${r.images} scenes (${r.content_words} content words of ${r.words})`,
     `  own image    NLL ${r.own_image.nll.toFixed(3)}  words ${pct(r.own_image.word_accuracy)}  content words ${pct(r.own_image.content_accuracy)}`,
     `  other image  NLL ${r.other_image.nll.toFixed(3)}  words ${pct(r.other_image.word_accuracy)}  content words ${pct(r.other_image.content_accuracy)}`,
+    `  by kind, own / other: ${CONTENT_KINDS.map((k) => `${k} ${pct(r.own_image.by_kind[k])} / ${pct(r.other_image.by_kind[k])} (${r.content_words_by_kind[k]})`).join(', ')}`,
     `  reading      content words ${signed(100 * r.reading.content_accuracy, 1)} points, NLL ${signed(-r.reading.nll, 3)} with its own image`,
   ].join('\n');
 }

@@ -27,7 +27,12 @@ export interface CaptionScores {
   readonly word_accuracy: number;
   /** the same over the words that name what is seen */
   readonly content_accuracy: number;
+  /** the same for each kind of those words (NaN for a kind the captions never name) */
+  readonly by_kind: Record<ContentKind, number>;
 }
+
+export const CONTENT_KINDS = ['colour', 'shape', 'character', 'count'] as const;
+export type ContentKind = (typeof CONTENT_KINDS)[number];
 
 export interface CaptionReadingReport {
   readonly method: EncodeMethod;
@@ -36,6 +41,7 @@ export interface CaptionReadingReport {
   readonly captions: number;
   readonly words: number;
   readonly content_words: number;
+  readonly content_words_by_kind: Record<ContentKind, number>;
   /** each caption with its own scene's visual tokens */
   readonly own_image: CaptionScores;
   /** with another scene's */
@@ -55,24 +61,31 @@ export interface CaptionReadingOptions {
   readonly onProgress?: (done: number, total: number) => void;
 }
 
-/** Words that name what a caption's region shows (a bare "a" is left out: it is mostly the article). */
-export function contentWords(): Set<string> {
-  const words = new Set<string>();
-  for (const c of COLOUR_NAMES) for (const w of wordPieces(c)) words.add(w);
+/** Words that name what a caption's region shows, with their kind (a bare "a" is left out: it is mostly the article). */
+export function contentKinds(): Map<string, ContentKind> {
+  const words = new Map<string, ContentKind>();
+  for (const c of COLOUR_NAMES) for (const w of wordPieces(c)) words.set(w, 'colour');
   for (const s of SHAPES) {
-    words.add(s);
-    for (const w of wordPieces(PLURAL[s])) words.add(w);
+    words.set(s, 'shape');
+    for (const w of wordPieces(PLURAL[s])) words.set(w, 'shape');
   }
-  for (const n of NUMBER_WORDS) words.add(n);
-  for (const ch of 'bcdefghijklmnopqrstuvwxyz0123456789') words.add(ch);
+  for (const n of NUMBER_WORDS) words.set(n, 'count');
+  for (const ch of 'bcdefghijklmnopqrstuvwxyz0123456789') words.set(ch, 'character');
   return words;
+}
+
+export function contentWords(): Set<string> {
+  return new Set(contentKinds().keys());
 }
 
 interface Tally {
   nll: number;
   right: number;
   contentRight: number;
+  kindRight: Record<ContentKind, number>;
 }
+
+const newTally = (): Tally => ({ nll: 0, right: 0, contentRight: 0, kindRight: { colour: 0, shape: 0, character: 0, count: 0 } });
 
 /** One caption teacher-forced over `arrays`: its NLL, its ids (words and [EOS]) and the LM's guess of each. */
 function score(model: VilaHd, method: EncodeMethod, q: TrainQuestion, arrays: ReadonlyMap<string, NamedArray>): { nll: number; ids: Int32Array; guess: Int32Array } {
@@ -87,12 +100,15 @@ function score(model: VilaHd, method: EncodeMethod, q: TrainQuestion, arrays: Re
 }
 
 /** Adds a scored caption to a tally. */
-function add(t: Tally, s: { nll: number; ids: Int32Array; guess: Int32Array }, content: ReadonlySet<number>): void {
+function add(t: Tally, s: { nll: number; ids: Int32Array; guess: Int32Array }, content: ReadonlyMap<number, ContentKind>): void {
   t.nll += s.nll;
   s.ids.forEach((id, i) => {
     if (s.guess[i] !== id) return;
     t.right += 1;
-    if (content.has(id)) t.contentRight += 1;
+    const kind = content.get(id);
+    if (kind === undefined) return;
+    t.contentRight += 1;
+    t.kindRight[kind] += 1;
   });
 }
 
@@ -100,7 +116,8 @@ export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOpt
   const method = o.method;
   const resolution = model.config.resolutions[method];
   const spec = { method, seed: o.seed, images: o.images, looks: 1, task: 'captions' as const, captions: o.captions, ...(resolution !== undefined ? { resolution } : {}) };
-  const contentIds = new Set([...contentWords()].map((w) => model.tokenizer.vocabulary().get(w)).filter((id): id is number => id !== undefined));
+  const vocabulary = model.tokenizer.vocabulary();
+  const contentIds = new Map([...contentKinds()].flatMap(([w, kind]): Array<[number, ContentKind]> => (vocabulary.has(w) ? [[vocabulary.get(w)!, kind]] : [])));
   const scenes: Array<{ questions: TrainQuestion[]; arrays: Map<string, NamedArray> }> = [];
   const scratch: Scratch = {};
   for (let i = 0; i < o.images; i++) {
@@ -108,11 +125,12 @@ export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOpt
     scenes.push({ questions, arrays });
     o.onProgress?.(i + 1, 2 * o.images);
   }
-  const own: Tally = { nll: 0, right: 0, contentRight: 0 };
-  const other: Tally = { nll: 0, right: 0, contentRight: 0 };
+  const own = newTally();
+  const other = newTally();
   let captions = 0;
   let words = 0;
   let contentCount = 0;
+  const kindCount: Record<ContentKind, number> = { colour: 0, shape: 0, character: 0, count: 0 };
   const examples: Array<{ image: number; caption: string; own: string; other: string }> = [];
   scenes.forEach((scene, i) => {
     // the next scene that has a sample of each index (every scene has at least one region)
@@ -127,16 +145,26 @@ export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOpt
       add(other, theirs, contentIds);
       captions += 1;
       words += mine.ids.length;
-      contentCount += mine.ids.filter((id) => contentIds.has(id)).length;
+      for (const id of mine.ids) {
+        const kind = contentIds.get(id);
+        if (kind === undefined) continue;
+        contentCount += 1;
+        kindCount[kind] += 1;
+      }
       if (examples.length < 8 && q.index === 0) examples.push({ image: i, caption: q.target!, own: model.tokenizer.decode(mine.guess), other: model.tokenizer.decode(theirs.guess) });
     }
     o.onProgress?.(o.images + i + 1, 2 * o.images);
   });
-  const scores = (t: Tally): CaptionScores => ({ nll: t.nll / captions, word_accuracy: t.right / words, content_accuracy: contentCount ? t.contentRight / contentCount : 0 });
+  const scores = (t: Tally): CaptionScores => ({
+    nll: t.nll / captions,
+    word_accuracy: t.right / words,
+    content_accuracy: contentCount ? t.contentRight / contentCount : 0,
+    by_kind: Object.fromEntries(CONTENT_KINDS.map((k) => [k, t.kindRight[k] / kindCount[k]])) as Record<ContentKind, number>,
+  });
   const a = scores(own);
   const b = scores(other);
   return {
-    method, seed: o.seed, images: o.images, captions, words, content_words: contentCount,
+    method, seed: o.seed, images: o.images, captions, words, content_words: contentCount, content_words_by_kind: kindCount,
     own_image: a, other_image: b,
     reading: { content_accuracy: a.content_accuracy - b.content_accuracy, nll: b.nll - a.nll },
     examples,

@@ -19,7 +19,7 @@ import { keptRows, regionMaps } from '../../src/mllm/visual.js';
 import { disposeVilaHd, loadVilaHd } from '../../src/mllm/model.js';
 import { Weights } from '../../src/model/weights.js';
 import { taskSplit, trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
-import { contentWords, evaluateCaptionReading } from '../../src/eval/captionReading.js';
+import { contentKinds, contentWords, evaluateCaptionReading } from '../../src/eval/captionReading.js';
 import { assertBadInput, runCli, writeMicroPs3, writeMicroVila } from './helpers.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ps3-vila-captions-'));
@@ -125,6 +125,12 @@ test('the reading measure: zero for an LM whose projector hides the image, not z
     const seeing = await evaluateCaptionReading(model, { method: 'lowres', seed: 1_000_000, images: 2, captions: 2 });
     assert.equal(seeing.captions, 4);
     assert.ok(seeing.content_words > 0 && seeing.content_words < seeing.words);
+    // every content word is of one kind; a kind's accuracy is its right guesses over its words
+    const kinds = seeing.content_words_by_kind;
+    assert.equal(kinds.colour + kinds.shape + kinds.character + kinds.count, seeing.content_words);
+    assert.ok(kinds.colour > 0 && kinds.shape > 0);
+    const weighted = (['colour', 'shape', 'character', 'count'] as const).reduce((sum, k) => sum + (kinds[k] ? seeing.own_image.by_kind[k] * kinds[k] : 0), 0);
+    assert.ok(Math.abs(weighted / seeing.content_words - seeing.own_image.content_accuracy) < 1e-9);
     assert.notEqual(seeing.own_image.nll, seeing.other_image.nll, 'another scene\'s tokens change the scores');
     // the projector's output no longer depends on the tokens: own and other must score alike
     const blind = new Map(model.weights.entries());
@@ -138,6 +144,7 @@ test('the reading measure: zero for an LM whose projector hides the image, not z
     disposeVilaHd(model);
   }
   assert.ok(contentWords().has('red') && contentWords().has('triangles') && !contentWords().has('a') && !contentWords().has('the'));
+  assert.deepEqual(['red', 'triangles', 'q', '7', 'three'].map((w) => contentKinds().get(w)), ['colour', 'shape', 'character', 'character', 'count']);
 });
 
 test('eval captions writes a report and a chart; train-mllm and eval captions refuse bad options in one line', async () => {
