@@ -134,7 +134,10 @@ export class StandInHub {
     const cut = this.hooks.cut;
     if (cut && cut.sha256 === sha && cut.times > 0 && cut.after < body.length) {
       cut.times--;
-      res.write(body.subarray(0, cut.after), () => res.destroy());
+      // the break comes a moment after the bytes, as on a real network: a fetch body errored while
+      // its chunks still wait in the stream's queue drops them (WHATWG streams clear the queue on
+      // error), so an immediate break on a loaded machine could leave the client nothing to keep
+      res.write(body.subarray(0, cut.after), () => setTimeout(() => res.destroy(), 100));
       return;
     }
     res.end(body);
