@@ -96,7 +96,7 @@ export async function trainReadCommand(raw: TrainReadCliOptions): Promise<number
       if (done === total) keepBar.stop();
     },
     onStart: ({ model, startStep, trainable, headFrom }) => {
-      process.stderr.write(`reading stage: ${model.source} -> ${o.out} from step ${startStep} to ${o.steps} (${trainable} trainable weights; head ${headFrom ? `from ${headFrom}` : 'new'})\n`);
+      process.stderr.write(`reading stage: ${model.source} -> ${o.out} from step ${startStep} to ${o.steps} (${trainable} trainable weights; head ${headFrom ? `from ${headFrom}` : 'new'}${options.keep ? `; tokens kept near ${options.keep.from}'s, weight ${options.keep.weight}` : ''})\n`);
       bar = budget > 0 ? progressBar(budget, 'train-read (s of budget)', 'step {step} | loss {loss} | acc {acc}') : progressBar(o.steps, 'train-read', 'loss {loss} | acc {acc}');
       started = performance.now();
       bar.update(budget > 0 ? 0 : startStep, { step: String(startStep), loss: '-', acc: '-' });
