@@ -81,11 +81,10 @@ export function contentWords(): Set<string> {
 interface Tally {
   nll: number;
   right: number;
-  contentRight: number;
   kindRight: Record<ContentKind, number>;
 }
 
-const newTally = (): Tally => ({ nll: 0, right: 0, contentRight: 0, kindRight: { colour: 0, shape: 0, character: 0, count: 0 } });
+const newTally = (): Tally => ({ nll: 0, right: 0, kindRight: { colour: 0, shape: 0, character: 0, count: 0 } });
 
 /** One caption teacher-forced over `arrays`: its NLL, its ids (words and [EOS]) and the LM's guess of each. */
 function score(model: VilaHd, method: EncodeMethod, q: TrainQuestion, arrays: ReadonlyMap<string, NamedArray>): { nll: number; ids: Int32Array; guess: Int32Array } {
@@ -106,9 +105,7 @@ function add(t: Tally, s: { nll: number; ids: Int32Array; guess: Int32Array }, c
     if (s.guess[i] !== id) return;
     t.right += 1;
     const kind = content.get(id);
-    if (kind === undefined) return;
-    t.contentRight += 1;
-    t.kindRight[kind] += 1;
+    if (kind !== undefined) t.kindRight[kind] += 1;
   });
 }
 
@@ -129,7 +126,6 @@ export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOpt
   const other = newTally();
   let captions = 0;
   let words = 0;
-  let contentCount = 0;
   const kindCount: Record<ContentKind, number> = { colour: 0, shape: 0, character: 0, count: 0 };
   const examples: Array<{ image: number; caption: string; own: string; other: string }> = [];
   scenes.forEach((scene, i) => {
@@ -147,18 +143,17 @@ export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOpt
       words += mine.ids.length;
       for (const id of mine.ids) {
         const kind = contentIds.get(id);
-        if (kind === undefined) continue;
-        contentCount += 1;
-        kindCount[kind] += 1;
+        if (kind !== undefined) kindCount[kind] += 1;
       }
       if (examples.length < 8 && q.index === 0) examples.push({ image: i, caption: q.target!, own: model.tokenizer.decode(mine.guess), other: model.tokenizer.decode(theirs.guess) });
     }
     o.onProgress?.(o.images + i + 1, 2 * o.images);
   });
+  const contentCount = CONTENT_KINDS.reduce((n, k) => n + kindCount[k], 0);
   const scores = (t: Tally): CaptionScores => ({
     nll: t.nll / captions,
     word_accuracy: t.right / words,
-    content_accuracy: contentCount ? t.contentRight / contentCount : 0,
+    content_accuracy: contentCount ? CONTENT_KINDS.reduce((n, k) => n + t.kindRight[k], 0) / contentCount : 0,
     by_kind: Object.fromEntries(CONTENT_KINDS.map((k) => [k, t.kindRight[k] / kindCount[k]])) as Record<ContentKind, number>,
   });
   const a = scores(own);

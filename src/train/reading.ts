@@ -58,6 +58,13 @@ export interface ReadingBatch extends CropBatch {
   readonly labels: Int32Array;
 }
 
+/** [g * g] flat indices of the g x g block at (row0, col0) of a grid `grid` cells wide, row-major. */
+export function blockCells(row0: number, col0: number, g: number, grid: number): Int32Array {
+  const cells = new Int32Array(g * g);
+  for (let r = 0; r < g; r++) for (let q = 0; q < g; q++) cells[r * g + q] = (row0 + r) * grid + col0 + q;
+  return cells;
+}
+
 /**
  * The crops' final tokens [B, n, D], each crop's tokens attending to each other, with the scale's
  * position embedding of the cells it covers (and the scale's residual, as a look adds it; the

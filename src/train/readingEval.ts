@@ -13,7 +13,7 @@ import { VALIDATION_SEED } from '../data/qa/generate.js';
 import { glyphCrop, PALETTES, type GlyphCropSpec, type Palette } from '../data/glyphCrops.js';
 import { GLYPH_CHARS } from '../data/glyphs.js';
 import { sceneGlyphs, type SceneGlyph } from '../data/sceneGlyphs.js';
-import { readingPredictions, type ReadingBatch } from './reading.js';
+import { blockCells, readingPredictions, type ReadingBatch } from './reading.js';
 
 /**
  * A run's own checks draw their crops from this seed plus the run's, and their scenes from this
@@ -47,7 +47,7 @@ export function toReadingBatch(model: PS3Model, side: number, crops: readonly Pl
   const cells = new Int32Array(crops.length * g * g);
   crops.forEach((crop, i) => {
     normalise({ data: crop.rgb, width: side, height: side }, mean, std, pixels.subarray(i * 3 * side * side, (i + 1) * 3 * side * side));
-    for (let r = 0; r < g; r++) for (let q = 0; q < g; q++) cells[i * g * g + r * g + q] = (crop.row0 + r) * grid + crop.col0 + q;
+    cells.set(blockCells(crop.row0, crop.col0, g, grid), i * g * g);
   });
   return { batch: crops.length, side, pixels, cells, labels: Int32Array.from(crops, (c) => c.char) };
 }

@@ -20,7 +20,7 @@ import type { Weights } from '../model/weights.js';
 import { normalise } from '../io/pixels.js';
 import { renderScene } from '../data/scene/render.js';
 import { sceneRng } from '../data/synth.js';
-import { cropTokens, keepLoss, type KeepBatch } from './reading.js';
+import { blockCells, cropTokens, keepLoss, type KeepBatch } from './reading.js';
 
 export interface KeepPoolOptions {
   /** scene stream: training scenes below the held-out base, or a validation seed for the checks */
@@ -48,11 +48,7 @@ function cutBlock(image: { data: Float32Array; height: number; width: number }, 
       pixels.set(data.subarray(from, from + side), (c * side + y) * side);
     }
   }
-  const g = side / P;
-  const grid = Math.floor(width / P);
-  const cells = new Int32Array(g * g);
-  for (let r = 0; r < g; r++) for (let q = 0; q < g; q++) cells[r * g + q] = (row0 + r) * grid + col0 + q;
-  return { pixels, cells };
+  return { pixels, cells: blockCells(row0, col0, side / P, Math.floor(width / P)) };
 }
 
 function toBatch(crops: readonly Crop[], side: number, scale: number): Omit<KeepBatch, 'kept'> {
@@ -78,12 +74,12 @@ export function keepPool(model: PS3Model, kept: Weights, o: KeepPoolOptions, onS
     const scene = renderScene(sceneRng(o.seed, i), { width: S, height: S });
     const images = new ScaledImages(cfg, { data: normalise({ data: scene.rgb, width: S, height: S }, mean, std), batch: 1, height: S, width: S });
     const place = new Rng(fnv1a([o.seed, i], 0x6b656570));
+    const objects = scene.objects.slice(0, Math.floor(o.cropsPerScale / 2));
     cfg.scales.forEach((_, s) => {
       const image = images.at(s);
       const grid = Math.floor(image.width / P);
       const room = grid - g;
       if (room < 0) return;
-      const objects = scene.objects.slice(0, Math.floor(o.cropsPerScale / 2));
       const at = (centre: number): number => Math.min(room, Math.max(0, Math.round((centre * image.width) / S / P - g / 2)));
       for (let k = 0; k < o.cropsPerScale; k++) {
         const object = objects[k];
@@ -95,11 +91,7 @@ export function keepPool(model: PS3Model, kept: Weights, o: KeepPoolOptions, onS
   }
   const order = new Rng(fnv1a([o.seed, o.scenes], 0x6f726472));
   const perScale = byScale.map((crops, scale) => {
-    const shuffled = [...crops];
-    for (let i = shuffled.length - 1; i > 0; i--) {
-      const j = order.int(0, i);
-      [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
-    }
+    const shuffled = order.shuffle([...crops]);
     const batches: Omit<KeepBatch, 'kept'>[] = [];
     for (let from = 0; from + o.batch <= shuffled.length; from += o.batch) batches.push(toBatch(shuffled.slice(from, from + o.batch), o.side, scale));
     return batches;
