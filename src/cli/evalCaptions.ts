@@ -34,6 +34,7 @@ export interface EvalCaptionsCliOptions {
   seed?: string;
   count?: string;
   captions?: string;
+  glyphs?: boolean;
   force?: boolean;
   out?: string;
 }
@@ -42,8 +43,10 @@ const signed = (x: number, digits: number): string => `${x >= 0 ? '+' : ''}${x.t
 
 export function formatCaptionReading(r: CaptionReadingReport): string {
   const pct = (x: number): string => (Number.isNaN(x) ? '-' : `${(100 * x).toFixed(1)}%`);
+  const glyphs = r.task === 'glyphs' ? [`  characters read (the first word), own / other: ${pct(r.own_image.first_word_accuracy)} / ${pct(r.other_image.first_word_accuracy)}`] : [];
   return [
-    `${r.method}: ${r.captions} captions of ${r.images} scenes (${r.content_words} content words of ${r.words})`,
+    `${r.method}: ${r.captions} ${r.task === 'glyphs' ? 'one-character labels' : 'captions'} of ${r.images} scenes (${r.content_words} content words of ${r.words})`,
+    ...glyphs,
     `  own image    NLL ${r.own_image.nll.toFixed(3)}  words ${pct(r.own_image.word_accuracy)}  content words ${pct(r.own_image.content_accuracy)}`,
     `  other image  NLL ${r.other_image.nll.toFixed(3)}  words ${pct(r.other_image.word_accuracy)}  content words ${pct(r.other_image.content_accuracy)}`,
     `  by kind, own / other: ${CONTENT_KINDS.map((k) => `${k} ${pct(r.own_image.by_kind[k])} / ${pct(r.other_image.by_kind[k])} (${r.content_words_by_kind[k]})`).join(', ')}`,
@@ -52,16 +55,18 @@ export function formatCaptionReading(r: CaptionReadingReport): string {
 }
 
 function chart(reports: readonly CaptionReadingReport[], title: string): PlotSpec {
+  // glyphs: the character is the sample's one content word
+  const score = (x: CaptionReadingReport['own_image']): number => (reports[0]?.task === 'glyphs' ? x.first_word_accuracy : x.content_accuracy);
   return {
     title,
     xLabel: 'method',
-    yLabel: 'content words guessed (%)',
+    yLabel: reports[0]?.task === 'glyphs' ? 'characters read (%)' : 'content words guessed (%)',
     kind: 'bar',
     xTickLabels: reports.map((r) => r.method),
     yDomain: [0, 100],
     series: [
-      { name: 'own image', points: reports.map((r, i) => ({ x: i, y: 100 * r.own_image.content_accuracy, label: (100 * r.own_image.content_accuracy).toFixed(1) })) },
-      { name: "another scene's image", points: reports.map((r, i) => ({ x: i, y: 100 * r.other_image.content_accuracy, label: (100 * r.other_image.content_accuracy).toFixed(1) })) },
+      { name: 'own image', points: reports.map((r, i) => ({ x: i, y: 100 * score(r.own_image), label: (100 * score(r.own_image)).toFixed(1) })) },
+      { name: "another scene's image", points: reports.map((r, i) => ({ x: i, y: 100 * score(r.other_image), label: (100 * score(r.other_image)).toFixed(1) })) },
     ],
   };
 }
@@ -79,13 +84,15 @@ export async function evalCaptionsCommand(o: EvalCaptionsCliOptions): Promise<nu
   if (captions < 1 || captions > 32) throw new UserError(`--captions must be from 1 to 32, got ${captions}`);
   const seed = seedOption(o.seed) ?? HELDOUT_SEED_BASE;
   checkHeldOutSeed(seed, o.force ?? false);
+  const task = o.glyphs ? 'glyphs' : 'captions';
+  if (o.glyphs && methods.some((m) => m !== 'ps3')) throw new UserError(`--glyphs reads a label's block of a look, which only --method ps3 has (got --method ${methods.join(',')})`);
   await initEngine(o);
   const model = loadVilaHd(o.model, { methods });
   const reports: CaptionReadingReport[] = [];
   try {
     for (const method of methods) {
       const bar = progressBar(2 * count, `captions ${method} (scenes encoded, then scored)`);
-      reports.push(await evaluateCaptionReading(model, { method, seed, images: count, captions, onProgress: (done) => bar.update(done) }));
+      reports.push(await evaluateCaptionReading(model, { method, seed, images: count, captions, task, onProgress: (done) => bar.update(done) }));
       bar.stop();
     }
   } finally {
@@ -93,9 +100,9 @@ export async function evalCaptionsCommand(o: EvalCaptionsCliOptions): Promise<nu
   }
   for (const r of reports) process.stdout.write(`${formatCaptionReading(r)}\n`);
   fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify({ model: path.resolve(o.model), seed, count, captions, reports }, null, 2)}\n`);
+  fs.writeFileSync(out, `${JSON.stringify({ model: path.resolve(o.model), seed, count, task, ...(o.glyphs ? {} : { captions }), reports }, null, 2)}\n`);
   const picture = out.replace(/\.json$/i, '') + '.png';
-  await renderPlot(chart(reports, `Caption words read, ${count} held-out scenes`), picture);
+  await renderPlot(chart(reports, `${task === 'glyphs' ? 'Characters' : 'Caption words'} read, ${count} held-out scenes`), picture);
   process.stderr.write(`wrote ${out} and ${picture}\n`);
   return 0;
 }

@@ -13,6 +13,7 @@ import { renderPlot } from '../eval/plot.js';
 import { checkHeldOutSeed } from '../eval/retrieval.js';
 import { loadReader } from '../train/readingRun.js';
 import { readingReport, sceneReadingSet, type ReadingReport } from '../train/readingEval.js';
+import { sceneReadingInLook, type LookReading } from '../train/readingLook.js';
 import { outputFile, positiveInt, seedOption } from './inputs.js';
 import { progressBar } from './progress.js';
 
@@ -22,16 +23,19 @@ export interface EvalReadingCliOptions {
   seed?: string;
   scenes?: string;
   crops?: string;
+  inLook?: boolean;
   out?: string;
 }
 
-function formatReport(r: ReadingReport, source: string): string {
+function formatReport(r: ReadingReport, source: string, inLook: LookReading | null): string {
   const pct = (x: number): string => (Number.isNaN(x) ? '—' : `${(100 * x).toFixed(1)}%`);
+  const look = inLook ? [`  scene characters in a look (${inLook.lookTokens} high-res tokens a look, median): ${pct(inLook.accuracy)} of ${inLook.glyphs}`] : [];
   return [
     `reading head of ${source} (chance ${pct(r.chance)})`,
     `  glyph crops (${r.cropsPerPalette} a palette): ${PALETTES.map((p) => `${p} ${pct(r.crops[p])}`).join(', ')}`,
     `  scene characters: ${pct(r.scenes.accuracy)} of ${r.scenes.glyphs} in ${r.scenes.count} scenes; ${Object.entries(r.scenes.byKind).map(([k, v]) => `${k}s ${pct(v.accuracy)} of ${v.n}`).join(', ')}`,
     `  by glyph height: ${r.scenes.byHeight.map((b) => `${b.px} px ${pct(b.accuracy)} of ${b.n}`).join(', ')}`,
+    ...look,
   ].join('\n');
 }
 
@@ -58,13 +62,20 @@ export async function evalReadingCommand(o: EvalReadingCliOptions): Promise<numb
   const set = sceneReadingSet(reader.model, seed, scenes, spec.size, (done) => bar.update(done));
   bar.stop();
   const report = readingReport(reader.model, reader.weights, { spec, cropSeed: seed, crops, scenes: set });
+  let inLook: LookReading | null = null;
+  if (o.inLook) {
+    const lookBar = progressBar(scenes, 'scenes in a look');
+    inLook = await sceneReadingInLook(reader.model, reader.weights, seed, scenes, spec.size, (done) => lookBar.update(done));
+    lookBar.stop();
+  }
   reader.weights.dispose();
-  process.stdout.write(`${formatReport(report, o.model)}\n`);
+  process.stdout.write(`${formatReport(report, o.model, inLook)}\n`);
+  const scenesOut = inLook ? { ...report.scenes, in_look: { accuracy: inLook.accuracy, glyphs: inLook.glyphs, look_tokens: inLook.lookTokens } } : report.scenes;
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify({ model: o.model, seed, scale: S, crop: spec.size, glyph_px: spec.glyphPx, ...report }, null, 2)}\n`);
+  fs.writeFileSync(out, `${JSON.stringify({ model: o.model, seed, scale: S, crop: spec.size, glyph_px: spec.glyphPx, ...report, scenes: scenesOut }, null, 2)}\n`);
   const kinds = Object.entries(report.scenes.byKind);
-  const labels = [...PALETTES, ...kinds.map(([k, v]) => `${k}s (${v.n})`)];
-  const values = [...PALETTES.map((p) => report.crops[p]), ...kinds.map(([, v]) => v.accuracy)];
+  const labels = [...PALETTES, ...kinds.map(([k, v]) => `${k}s (${v.n})`), ...(inLook ? ['in a look (all)'] : [])];
+  const values = [...PALETTES.map((p) => report.crops[p]), ...kinds.map(([, v]) => v.accuracy), ...(inLook ? [inLook.accuracy] : [])];
   await renderPlot(
     {
       title: `Reading head: ${o.model.length > 40 ? `…${o.model.slice(-39)}` : o.model}`,

@@ -287,7 +287,7 @@ program
   .option('--min-looks <n>', 'ps3: draw each question\'s number of looks from this to --looks (so the LM learns to read one look or several; default: --looks for all)')
   .option('--evidence-fraction <p>', 'ps3: the share of training questions whose looks take the evidence box first (default 1); the rest look bottom-up, as a look that misses does at test time, so the LM learns to fall back on low-res')
   .option('--decoy-looks <p>', 'ps3: the share of qa samples that read another question\'s look of the same scene (a look at another object, as a look that misses at test time), so the LM learns to check that the look shows what is asked and else to fall back on low-res; uses the same token cache (default 0)')
-  .option('--task <task>', 'what each training scene is asked: qa (4KPro-lite questions, default), captions (the alignment stage: write a region\'s local caption; ps3 looks at the region) or mixed (both in every batch, each from its own cache)')
+  .option('--task <task>', 'what each training scene is asked: qa (4KPro-lite questions, default), captions (the alignment stage: write a region\'s local caption; ps3 looks at the region) mixed (both in every batch, each from its own cache) or glyphs (ps3: name each one-character label from its block\'s tokens, one look a scene forced onto them: the LM\'s reading stage)')
   .option('--captions <n>', 'captions and mixed tasks: local captions asked of each training scene (default 4)')
   .option('--caption-share <p>', 'mixed task: the share of each batch that writes captions (default 0.5; the rest answer questions)')
   .option('--per-category <n>', 'questions per category asked of each training scene, about different objects (default 1, as a benchmark asks; more gives more questions per rendered scene)')
@@ -541,6 +541,7 @@ evaluate
   .option('--seed <n>', 'held-out seed (from 1000000) of the scenes and of the crops\' stream', '1000000')
   .option('--scenes <n>', 'held-out scenes drawn at the model\'s top scale', '60')
   .option('--crops <n>', 'held-out glyph crops a palette (the run\'s crop size and glyph heights)', '720')
+  .option('--in-look', 'also read the scene characters from a real look\'s tokens (each scene encoded once, its look forced onto its glyphs\' blocks on the top scale): what an LM is given', false)
   .option('--out <file>', 'JSON report (the chart goes beside it as .png)')
   .action((o: EvalReadingCliOptions) => runCommand(() => evalReadingCommand({ ...o, ...program.opts() })));
 evaluate
@@ -551,6 +552,7 @@ evaluate
   .option('--seed <n>', 'held-out seed of synthetic scenes')
   .option('--count <n>', 'scenes', '16')
   .option('--captions <n>', 'captions asked of each scene', '4')
+  .option('--glyphs', 'ps3: score each scene\'s one-character labels from their blocks\' tokens instead (train-mllm --task glyphs), the character read reported', false)
   .option('--force', 'allow a seed in the training range')
   .option('--out <file>', 'JSON report (the chart goes beside it as .png)')
   .addHelpText('after', CAPTIONS_HELP)

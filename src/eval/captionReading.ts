@@ -5,7 +5,9 @@
  * scene's (the next scene's sample of the same index): the mean negative log-likelihood of its
  * words, and the share of words whose next-token guess is right — over all words and over the
  * words that name what is seen (colours, shapes, characters, counts). An LM that ignores the
- * image scores the same on both; the gap is what it reads.
+ * image scores the same on both; the gap is what it reads. With the glyphs task the samples are
+ * the scenes' one-character labels, each asked of its block's tokens (trainData.ts `glyphSamples`),
+ * and the first word, the character, is what is read.
  */
 import { tf } from '../tensor/engine.js';
 import type { NamedArray } from '../io/safetensors.js';
@@ -29,13 +31,17 @@ export interface CaptionScores {
   readonly content_accuracy: number;
   /** the same for each kind of those words (NaN for a kind the captions never name) */
   readonly by_kind: Record<ContentKind, number>;
+  /** share of captions whose first word the LM guesses (glyphs: the character read) */
+  readonly first_word_accuracy: number;
 }
 
 export const CONTENT_KINDS = ['colour', 'shape', 'character', 'count'] as const;
+export type CaptionTask = 'captions' | 'glyphs';
 export type ContentKind = (typeof CONTENT_KINDS)[number];
 
 export interface CaptionReadingReport {
   readonly method: EncodeMethod;
+  readonly task: CaptionTask;
   readonly seed: number;
   readonly images: number;
   readonly captions: number;
@@ -56,8 +62,10 @@ export interface CaptionReadingOptions {
   /** held-out scenes' seed */
   readonly seed: number;
   readonly images: number;
-  /** captions per scene */
+  /** captions per scene (the captions task) */
   readonly captions: number;
+  /** default 'captions'; 'glyphs' (ps3): every one-character label of each scene */
+  readonly task?: CaptionTask;
   readonly onProgress?: (done: number, total: number) => void;
 }
 
@@ -81,10 +89,11 @@ export function contentWords(): Set<string> {
 interface Tally {
   nll: number;
   right: number;
+  first: number;
   kindRight: Record<ContentKind, number>;
 }
 
-const newTally = (): Tally => ({ nll: 0, right: 0, kindRight: { colour: 0, shape: 0, character: 0, count: 0 } });
+const newTally = (): Tally => ({ nll: 0, right: 0, first: 0, kindRight: { colour: 0, shape: 0, character: 0, count: 0 } });
 
 /** One caption teacher-forced over `arrays`: its NLL, its ids (words and [EOS]) and the LM's guess of each. */
 function score(model: VilaHd, method: EncodeMethod, q: TrainQuestion, arrays: ReadonlyMap<string, NamedArray>): { nll: number; ids: Int32Array; guess: Int32Array } {
@@ -101,6 +110,7 @@ function score(model: VilaHd, method: EncodeMethod, q: TrainQuestion, arrays: Re
 /** Adds a scored caption to a tally. */
 function add(t: Tally, s: { nll: number; ids: Int32Array; guess: Int32Array }, content: ReadonlyMap<number, ContentKind>): void {
   t.nll += s.nll;
+  if (s.guess[0] === s.ids[0]) t.first += 1;
   s.ids.forEach((id, i) => {
     if (s.guess[i] !== id) return;
     t.right += 1;
@@ -112,7 +122,8 @@ function add(t: Tally, s: { nll: number; ids: Int32Array; guess: Int32Array }, c
 export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOptions): Promise<CaptionReadingReport> {
   const method = o.method;
   const resolution = model.config.resolutions[method];
-  const spec = { method, seed: o.seed, images: o.images, looks: 1, task: 'captions' as const, captions: o.captions, ...(resolution !== undefined ? { resolution } : {}) };
+  const task = o.task ?? 'captions';
+  const spec = { method, seed: o.seed, images: o.images, looks: 1, task, captions: o.captions, ...(resolution !== undefined ? { resolution } : {}) };
   const vocabulary = model.tokenizer.vocabulary();
   const contentIds = new Map([...contentKinds()].flatMap(([w, kind]): Array<[number, ContentKind]> => (vocabulary.has(w) ? [[vocabulary.get(w)!, kind]] : [])));
   const scenes: Array<{ questions: TrainQuestion[]; arrays: Map<string, NamedArray> }> = [];
@@ -129,8 +140,9 @@ export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOpt
   const kindCount: Record<ContentKind, number> = { colour: 0, shape: 0, character: 0, count: 0 };
   const examples: Array<{ image: number; caption: string; own: string; other: string }> = [];
   scenes.forEach((scene, i) => {
-    // the next scene that has a sample of each index (every scene has at least one region)
-    const next = scenes[(i + 1) % scenes.length]!;
+    // the next scene that has a sample of each index (every scene has at least one region; a
+    // scene may have no one-character label)
+    const next = scenes.slice(i + 1).concat(scenes.slice(0, i + 1)).find((n) => n.questions.length > 0)!;
     for (const q of scene.questions) {
       const swapped = next.questions[q.index % next.questions.length]!;
       // the other scene's tokens under this caption's index
@@ -155,11 +167,12 @@ export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOpt
     word_accuracy: t.right / words,
     content_accuracy: contentCount ? CONTENT_KINDS.reduce((n, k) => n + t.kindRight[k], 0) / contentCount : 0,
     by_kind: Object.fromEntries(CONTENT_KINDS.map((k) => [k, t.kindRight[k] / kindCount[k]])) as Record<ContentKind, number>,
+    first_word_accuracy: captions ? t.first / captions : NaN,
   });
   const a = scores(own);
   const b = scores(other);
   return {
-    method, seed: o.seed, images: o.images, captions, words, content_words: contentCount, content_words_by_kind: kindCount,
+    method, task, seed: o.seed, images: o.images, captions, words, content_words: contentCount, content_words_by_kind: kindCount,
     own_image: a, other_image: b,
     reading: { content_accuracy: a.content_accuracy - b.content_accuracy, nll: b.nll - a.nll },
     examples,

@@ -76,7 +76,7 @@ export interface TrainVilaOptions {
   readonly resolution?: number;
   /** questions per category asked of each training scene (default 1) */
   readonly perCategory?: number;
-  /** what each scene is asked (default 'qa'); 'captions' is the alignment stage, 'mixed' both in every batch (trainData.ts) */
+  /** what each scene is asked (default 'qa'); 'captions' is the alignment stage, 'mixed' both in every batch, 'glyphs' the LM's reading stage (trainData.ts) */
   readonly task?: TrainTask;
   /** captions and mixed tasks: captions asked of each scene (default 4) */
   readonly captions?: number;
@@ -145,7 +145,7 @@ export interface TrainVilaEvents {
   /** each task's cache in turn (a mixed run makes two) */
   onCache?(done: number, total: number, task: SampleTask): void;
   /** `questions` and `captions`: the samples of each task the run draws from */
-  onStart?(info: { startStep: number; questions: number; captions: number; trainable: number; checkpoint: string | null }): void;
+  onStart?(info: { startStep: number; questions: number; captions: number; glyphs: number; trainable: number; checkpoint: string | null }): void;
   onStep?(m: VilaStepMetrics): void;
   onSave?(dir: string): void;
 }
@@ -192,14 +192,14 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (!(o.clip >= 0)) throw new UserError(`--clip must be non-negative, got ${o.clip}`);
   if (!(o.selectionWeight >= 0)) throw new UserError(`--selection-weight must be non-negative, got ${o.selectionWeight}`);
   if (o.choiceWeight !== undefined && !(o.choiceWeight >= 0)) throw new UserError(`--choice-weight must be non-negative, got ${o.choiceWeight}`);
-  if (o.choiceWeight && o.task === 'captions') throw new UserError('--choice-weight scores a question\'s options, which the captions task does not have');
+  if (o.choiceWeight && (o.task === 'captions' || o.task === 'glyphs')) throw new UserError(`--choice-weight scores a question's options, which the ${o.task} task does not have`);
   if (!(o.maxSeconds >= 0)) throw new UserError(`--max-minutes must be non-negative, got ${o.maxSeconds / 60}`);
   if (o.tuneSelection && o.method !== 'ps3') throw new UserError(`--tune-selection trains PS3's selection, which only --method ps3 uses (got --method ${o.method})`);
   if (o.selectionLr !== undefined && !(o.selectionLr > 0)) throw new UserError(`--selection-lr must be positive, got ${o.selectionLr}`);
   if (o.tuneTrunk !== undefined) {
     if (!Number.isInteger(o.tuneTrunk) || o.tuneTrunk < 1) throw new UserError(`--tune-trunk must be a positive integer (blocks), got ${o.tuneTrunk}`);
     if (o.method !== 'ps3' && o.method !== 'lowres') throw new UserError(`--tune-trunk trains PS3's last blocks for --method ps3 or lowres (got --method ${o.method}: its tiles would each need their states cached)`);
-    if (o.task === 'captions' || o.task === 'mixed') throw new UserError(`--tune-trunk is for the qa task (--task ${o.task} keeps only a region's tokens of a look)`);
+    if (o.task === 'captions' || o.task === 'mixed' || o.task === 'glyphs') throw new UserError(`--tune-trunk is for the qa task (--task ${o.task} keeps only a region's tokens of a look)`);
     // a look's tokens attend to each other, and looks never do: the cache holds one look a question
     if (o.method === 'ps3' && (o.looks !== 1 || (o.minLooks ?? 1) !== 1)) throw new UserError(`--tune-trunk runs each training look through PS3's last blocks, one look a question: give --looks 1 (got --looks ${o.looks}${o.minLooks !== undefined ? ` --min-looks ${o.minLooks}` : ''})`);
   }
@@ -215,6 +215,12 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (o.task !== undefined && !TRAIN_TASKS.includes(o.task)) throw new UserError(`--task must be one of ${TRAIN_TASKS.join(', ')}, got "${String(o.task)}"`);
   const captions = o.task === 'captions';
   const mixed = o.task === 'mixed';
+  if (o.task === 'glyphs') {
+    if (o.method !== 'ps3') throw new UserError(`--task glyphs reads a label's block of a look, which only --method ps3 has (got --method ${o.method})`);
+    const given: Array<[string, unknown]> = [['--per-category', o.perCategory], ['--evidence-fraction', o.evidenceFraction], ['--decoy-looks', o.decoyLooks], ['--min-looks', o.minLooks], ['--tune-selection', o.tuneSelection || undefined]];
+    const extra = given.find(([, v]) => v !== undefined);
+    if (extra) throw new UserError(`${extra[0]} is for the qa task; --task glyphs asks each scene's one-character labels, one look a scene forced onto them`);
+  }
   if (o.captions !== undefined && !captions && !mixed) throw new UserError('--captions sets how many captions a scene is asked: give --task captions or --task mixed too');
   if (o.captionShare !== undefined && !mixed) throw new UserError('--caption-share sets how much of each batch writes captions: give --task mixed too');
   if (o.captionShare !== undefined && !(o.captionShare > 0 && o.captionShare < 1)) throw new UserError(`--caption-share must be between 0 and 1 (exclusive), got ${o.captionShare}`);
@@ -393,7 +399,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   // a tuned PS3 lives in the folder, rewritten at every checkpoint
   if (tunesPs3 && config.ps3Model !== 'ps3') config = parseVilaConfig({ ...config.raw, ps3_model: 'ps3' }, 'VILA-HD config');
   // the captions task has no selection loss, so the prompt head stays as it is
-  const captionsTask = o.task === 'captions';
+  const captionsTask = o.task === 'captions' || o.task === 'glyphs';
   const mixedTask = o.task === 'mixed';
   const trainable = [...methodParams(o.method, config, ps3.config).keys()].filter((k) => !captionsTask || !k.startsWith(`${o.method}.prompt_head.`));
   const selectionKeys = tune ? trainableKeys(ps3.weights.keys(), 'all-but-selection').filter((k) => tune === 'all' || !k.startsWith(CONVNET_PREFIX)) : [];
@@ -403,10 +409,11 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   const common = { method: o.method, seed: o.dataSeed, images: o.images, ...(o.resolution !== undefined ? { resolution: o.resolution } : {}) };
   // each task's cache is keyed as a run of that task alone makes it, so the runs share caches
   const specs: Partial<Record<SampleTask, CacheSpec>> = {};
-  if (o.task !== 'captions') specs.qa = { ...common, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}), ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), convInput: tune === 'all', ...(trunkFrom !== null ? { trunkFrom } : {}) };
+  if (o.task !== 'captions' && o.task !== 'glyphs') specs.qa = { ...common, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}), ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), convInput: tune === 'all', ...(trunkFrom !== null ? { trunkFrom } : {}) };
   // a mixed run's captions look once at their region, as the captions task's default does
   const captionLooks = o.task === 'captions' ? { looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}) } : { looks: 1 };
   if (o.task === 'captions' || o.task === 'mixed') specs.captions = { ...common, ...captionLooks, task: 'captions', ...(o.captions !== undefined ? { captions: o.captions } : {}) };
+  if (o.task === 'glyphs') specs.glyphs = { ...common, looks: 1, task: 'glyphs' };
   // the tokens stay those of the PS3 the run started with: its trunk is frozen, and what a tuned
   // selection would change (the bottom-up rest of a training look) must not move under a resume
   state.ps3Weights ??= ps3WeightsHash(ps3Dir);
@@ -422,7 +429,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     return { step: state.step, checkpoint: null };
   }
   const reader = new SampleReader(dirs, tune === 'all');
-  const questions = [...(pools.qa ?? []), ...(pools.captions ?? [])];
+  const questions = [...(pools.qa ?? []), ...(pools.captions ?? []), ...(pools.glyphs ?? [])];
   const qaLooks = qaLooksByImage(pools.qa ?? []);
   /** sample k's question, a decoy with --decoy-looks */
   const drawn = (q: TrainQuestion, k: number): TrainQuestion => (o.decoyLooks ? withDecoyLook(q, qaLooks, o.seed, k, o.decoyLooks) : q);
@@ -432,7 +439,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   if (previous) truncateMetrics(metricsFile, o.method, state.step);
   else fs.writeFileSync(metricsFile, '');
   const trainableCount = trainable.reduce((a, k) => a + weights.get(k).size, 0) + ps3Trainable.reduce((a, k) => a + ps3.weights.get(k).size, 0);
-  events.onStart?.({ startStep: state.step, questions: pools.qa?.length ?? 0, captions: pools.captions?.length ?? 0, trainable: trainableCount, checkpoint: previous });
+  events.onStart?.({ startStep: state.step, questions: pools.qa?.length ?? 0, captions: pools.captions?.length ?? 0, glyphs: pools.glyphs?.length ?? 0, trainable: trainableCount, checkpoint: previous });
 
   const save = async (): Promise<string> => {
     fs.mkdirSync(o.out, { recursive: true });

@@ -25,6 +25,13 @@
  * A `mixed` run reads both: its questions from a qa cache and its captions from a captions cache
  * of the same scenes, each cache as a run of that task alone makes it.
  *
+ * The `glyphs` task (ps3 only) is a reading stage for the LM: each of a scene's one-character labels
+ * (data/sceneGlyphs.ts: the block of 4 x 4 top-scale patches a look sees it in) is a sample whose
+ * answer is the character, asked `GLYPH_QUESTION` over the low-res tokens and the block's tokens
+ * at every high-res scale. A caption names a character about once in thirteen words, too seldom for
+ * an LM to learn 36 of them; a scene holds a dozen such labels. One look a scene, forced onto all
+ * its labels' blocks at once, gives every sample its tokens in the context a look gives them.
+ *
  * One `NNNNNN.safetensors` per image (written whole, then renamed) and `NNNNNN.json` with its
  * questions, written last, so an interrupted cache resumes where it stopped, and several builders
  * can share a folder (cacheClaims.ts).
@@ -40,11 +47,14 @@ import { UserError } from '../errors.js';
 import { renderScene } from '../data/scene/render.js';
 import type { Scene } from '../data/scene/types.js';
 import { sceneRng } from '../data/synth.js';
+import { sceneGlyphs } from '../data/sceneGlyphs.js';
+import { GLYPH_CHARS } from '../data/glyphs.js';
 import { Rng } from '../rng.js';
-import { encodeImage, highresSelectionFeatures, ScaledImages, withResizes, type Pixels } from '../model/encoder.js';
+import { encodeImage, highresSelectionFeatures, ScaledImages, withResizes, type EncodeOutput, type Pixels } from '../model/encoder.js';
 import { CONVNET_INPUT, convnetFor } from '../model/convnet.js';
 import type { PS3Model } from '../model/load.js';
-import { boxGroundTruthPerScale } from '../model/selection.js';
+import { boxGroundTruthPerScale, gridAtScale, packForced, topBudget } from '../model/selection.js';
+import type { VisionConfig } from '../io/config.js';
 import { finalNorm } from '../model/vit.js';
 import { boxTargets } from '../train/loss.js';
 import { sampleSeed } from '../train/sampleStream.js';
@@ -74,15 +84,19 @@ export interface TrainQuestion {
  * stage), or both in every batch (`mixed`: each task's samples come from its own cache, so
  * one-word answers train beside the captions and cannot unlearn reading the image).
  */
-export type TrainTask = 'qa' | 'captions' | 'mixed';
-export const TRAIN_TASKS: readonly TrainTask[] = ['qa', 'captions', 'mixed'];
+export type TrainTask = 'qa' | 'captions' | 'mixed' | 'glyphs';
+export const TRAIN_TASKS: readonly TrainTask[] = ['qa', 'captions', 'mixed', 'glyphs'];
 
 /** The task a cached sample belongs to: a caption sample carries the caption it writes. */
 export type SampleTask = Exclude<TrainTask, 'mixed'>;
-export const sampleTask = (q: TrainQuestion): SampleTask => (q.target === undefined ? 'qa' : 'captions');
+export const sampleTask = (q: TrainQuestion): SampleTask => (q.target === undefined ? 'qa' : q.category === GLYPH_CATEGORY ? 'glyphs' : 'captions');
 
 /** The question every caption sample asks (words the LM's vocabulary has). */
 export const CAPTION_QUESTION = 'what is in the image';
+
+/** The question every glyph sample asks, and its category. */
+export const GLYPH_QUESTION = 'what is marked in the image';
+export const GLYPH_CATEGORY = 'glyph';
 
 export interface CacheSpec {
   readonly method: EncodeMethod;
@@ -138,7 +152,7 @@ export function cacheDir(root: string, ps3Dir: string, spec: CacheSpec, weights 
   const asked = spec.perCategory !== undefined && spec.perCategory !== 1 ? { perCategory: spec.perCategory } : {};
   const forced = spec.evidenceFraction !== undefined && spec.evidenceFraction !== 1 ? { evidenceFraction: spec.evidenceFraction } : {};
   // a captions cache is keyed by its task too; a questions cache keeps the key it had before tasks
-  const task = spec.task === 'captions' ? { task: 'captions', captions: spec.captions ?? DEFAULT_CAPTIONS, look: 'region' } : {};
+  const task = spec.task === 'captions' ? { task: 'captions', captions: spec.captions ?? DEFAULT_CAPTIONS, look: 'region' } : spec.task === 'glyphs' ? { task: 'glyphs', look: 'packed' } : {};
   const entering = spec.trunkFrom !== undefined ? { trunkFrom: spec.trunkFrom } : {};
   const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, ...asked, ...forced, ...task, ...entering, resolution: spec.resolution ?? null, qa: QA_VERSION });
   return path.join(root, `${spec.method}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
@@ -207,15 +221,63 @@ export function captionSamples(scene: Scene, seed: number, image: number, count:
   });
 }
 
+/** The reading stage's block (`ps3 train-read`'s 56 px crops): 4 x 4 patches of the top scale. */
+export const GLYPH_CELLS = 4;
+
+/** Per scale, the patches any of the maps forces. */
+function unionOf(maps: readonly Float32Array[][]): Float32Array[] {
+  return maps[0]!.map((_, s) => Float32Array.from(maps[0]![s]!, (_v, j) => (maps.some((m) => m[s]![j]! > 0) ? 1 : 0)));
+}
+
+/**
+ * A glyph sample's block forced on the top scale alone, exactly its cells: a box's ground truth
+ * (`boxGroundTruthPerScale`) is drawn on the first high-res grid and upsampled, so a 56 px block
+ * would force 50-100 top-scale cells, and a scene's dozen labels would overflow one look.
+ */
+function glyphBlockPerScale(cfg: VisionConfig, box: readonly number[], size: number): Float32Array[] {
+  const P = cfg.trunk.patchSize;
+  const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, size, size, i + 1));
+  const maps = grids.map(([h, w]) => new Float32Array(h * w));
+  const [, gw] = grids[grids.length - 1]!;
+  const top = maps[maps.length - 1]!;
+  for (let r = box[1]! / P; r < box[3]! / P; r++) for (let c = box[0]! / P; c < box[2]! / P; c++) top[r * gw + c] = 1;
+  return maps;
+}
+
+/**
+ * The glyphs task's samples of a scene: each one-character label, its answer the character, its
+ * box the top-scale block a look sees it in (`sceneGlyphs`) widened to whole 2 x 2 cells: the
+ * projector merges only cells whose four patches were all chosen (projector.ts), so a block at an
+ * odd row or column would reach the LM as one or two merged tokens of its four.
+ */
+export function glyphSamples(scene: Scene, image: number, patch: number, maxCells = Infinity): TrainQuestion[] {
+  const even = (x: number, up: boolean): number => (x % 2 === 0 ? x : up ? x + 1 : x - 1);
+  return sceneGlyphs(scene, patch, GLYPH_CELLS)
+    .map((g) => {
+      const [r0, r1] = [even(g.row0, false), even(g.row0 + GLYPH_CELLS, true)];
+      const [c0, c1] = [even(g.col0, false), even(g.col0 + GLYPH_CELLS, true)];
+      return { rows: [r0, r1], cols: [c0, c1], target: GLYPH_CHARS[g.char]! };
+    })
+    // a block larger than a look's top-scale budget (a model of very few patches a look) is left out
+    .filter((b) => (b.rows[1]! - b.rows[0]!) * (b.cols[1]! - b.cols[0]!) <= maxCells)
+    .map((b, index) => ({ image, index, question: GLYPH_QUESTION, options: [], answer: -1, category: GLYPH_CATEGORY, box: [b.cols[0]! * patch, b.rows[0]! * patch, b.cols[1]! * patch, b.rows[1]! * patch], target: b.target }));
+}
+
 /** What a training step needs of image `i`: its questions and arrays (`dir`: where a ConvNeXt input is written, when the spec keeps it). */
 export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, scratch: Scratch = {}, dir?: string): Promise<{ questions: TrainQuestion[]; arrays: Map<string, NamedArray>; trunkTokens: number }> {
   const cfg = ps3.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
   const scene = renderScene(sceneRng(spec.seed, i), { width: S, height: S });
   const captions = spec.task === 'captions';
+  const glyphs = spec.task === 'glyphs';
+  if (glyphs && spec.method !== 'ps3') throw new Error(`imageSamples: the glyphs task is ps3's, not ${spec.method}'s`);
+  // a region's tokens, not a look's: no selection loss to learn from it
+  const region = captions || glyphs;
   const questions: TrainQuestion[] = captions
     ? captionSamples(scene, spec.seed, i, spec.captions ?? DEFAULT_CAPTIONS)
-    : sceneQuestions(scene, questionRng(spec.seed, i), { lowres: cfg.scales[0]!, perCategory: spec.perCategory ?? 1 })
+    : glyphs
+      ? glyphSamples(scene, i, cfg.trunk.patchSize, topBudget(cfg))
+      : sceneQuestions(scene, questionRng(spec.seed, i), { lowres: cfg.scales[0]!, perCategory: spec.perCategory ?? 1 })
         .map((d, index) => ({ image: i, index, question: d.question, options: d.options, answer: d.answer, category: d.category, box: d.evidence.box }));
   scratch.pixels ??= new Float32Array(3 * S * S);
   // every resize the encoder needs, made once for the image's several encodes
@@ -225,10 +287,10 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
   if (spec.method === 'ps3' && questions.length) {
     const g0 = lowResGrid(ps3);
     const from = spec.trunkFrom;
-    if (from !== undefined && (captions || (spec.looks ?? 1) !== 1 || (spec.minLooks ?? 1) !== 1)) throw new Error('imageSamples: trunkFrom is for the qa task with one look a question');
+    if (from !== undefined && (region || (spec.looks ?? 1) !== 1 || (spec.minLooks ?? 1) !== 1)) throw new Error('imageSamples: trunkFrom is for the qa task with one look a question');
     // selection's inputs are for the selection loss, which the captions task does not have; a
     // layer the tuned blocks make is recomputed by the step
-    const selected = captions ? [] : cfg.selectBasedOnLayer.filter((l) => from === undefined || l < from);
+    const selected = region ? [] : cfg.selectBasedOnLayer.filter((l) => from === undefined || l < from);
     const { tokens, kept } = lowResTokens(ps3, pixels, from === undefined ? selected : [...selected, from - 1]);
     if (from === undefined) {
       const low = mergeTokens(tokens, [{ height: g0, width: g0, offset: 0, ids: null }]);
@@ -241,16 +303,27 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
     if (dir && spec.convInput && cfg.highresSelectionFeature) writeConvInput(ps3, pixels, dir, i);
     // the engine's convnet, as encodeImage (and so evaluation) uses
     const convnet = convnetFor(ps3.weights, cfg, false);
-    const conv = captions ? null : convnet ? await convnet(new ScaledImages(cfg, pixels).sized(CONVNET_INPUT, CONVNET_INPUT), 1) : highresSelectionFeatures(ps3.weights, cfg, pixels);
+    const conv = region ? null : convnet ? await convnet(new ScaledImages(cfg, pixels).sized(CONVNET_INPUT, CONVNET_INPUT), 1) : highresSelectionFeatures(ps3.weights, cfg, pixels);
     if (conv) {
       arrays.set('conv', await arrayOf(conv));
       conv.dispose();
     }
+    const forcedOf = (q: TrainQuestion): Float32Array[] => (glyphs ? glyphBlockPerScale(cfg, q.box, S) : boxGroundTruthPerScale(cfg, q.box, S));
+    // the glyphs task's looks: each forced onto as many labels' blocks as its top-scale budget takes
+    const shared: EncodeOutput[] = [];
+    const lookOf: number[] = [];
+    if (glyphs) {
+      const cells = questions.map((q) => forcedOf(q).at(-1)!.reduce((a, v) => a + (v > 0 ? 1 : 0), 0));
+      for (const group of packForced(cells, topBudget(cfg))) {
+        group.forEach((k) => (lookOf[k] = shared.length));
+        shared.push(await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: 1, gtPerScale: unionOf(group.map((k) => forcedOf(questions[k]!))) }));
+      }
+    }
     for (const q of questions) {
-      const gtPerScale = boxGroundTruthPerScale(cfg, q.box, S);
+      const gtPerScale = forcedOf(q);
       // a caption's look is always at its region
       const forced = captions || evidenceForced(spec, i, q.index) ? { gtPerScale } : {};
-      const out = await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: looksOf(spec, i, q.index), ...forced, outputHiddenStates: from !== undefined });
+      const out = glyphs ? shared[lookOf[q.index]!]! : (await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: looksOf(spec, i, q.index), ...forced, outputHiddenStates: from !== undefined }));
       const n0 = g0 * g0;
       const targets = boxTargets(gtPerScale);
       if (from !== undefined) {
@@ -261,24 +334,25 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
         out.selectionMaps.forEach((m, s) => arrays.set(`chosen.${q.index}.${s}`, { shape: [m.height, m.width], data: Float32Array.from(m.data) }));
       }
       // a caption is of its region alone: its look keeps only the tokens of the region's cells
-      const maps = captions ? regionMaps(out.selectionMaps, targets) : out.selectionMaps;
+      const maps = region ? regionMaps(out.selectionMaps, targets) : out.selectionMaps;
       trunkTokens = Math.max(trunkTokens, out.lastHiddenState.shape[1]!);
       if (from === undefined) {
         const high = tf.tidy(() => {
           const all = tf.reshape(finalNorm(ps3.weights, cfg.trunk, out.lastHiddenState), [-1, cfg.trunk.width]);
           const chosen = tf.slice(all, [n0, 0], [-1, -1]);
-          return mergeTokens(captions ? tf.gather(chosen, tf.tensor1d(keptRows(out.selectionMaps, maps), 'int32')) : chosen, highResGrids(ps3, maps));
+          return mergeTokens(region ? tf.gather(chosen, tf.tensor1d(keptRows(out.selectionMaps, maps), 'int32')) : chosen, highResGrids(ps3, maps));
         });
         arrays.set(`high.${q.index}`, await arrayOf(high));
         high.dispose();
       }
-      tf.dispose([out.lastHiddenState, out.pooledOutput, ...out.bottomupSelectionProbs, ...out.selectionProbs]);
-      if (captions) continue;
+      if (!glyphs) tf.dispose([out.lastHiddenState, out.pooledOutput, ...out.bottomupSelectionProbs, ...out.selectionProbs]);
+      if (region) continue;
       targets.forEach((t, s) => {
         const [gh, gw] = [out.selectionMaps[s]!.height, out.selectionMaps[s]!.width];
         arrays.set(`target.${q.index}.${s}`, { shape: [1, gh, gw], data: t });
       });
     }
+    for (const o of shared) tf.dispose([o.lastHiddenState, o.pooledOutput, ...o.bottomupSelectionProbs, ...o.selectionProbs]);
   } else if (questions.length && spec.trunkFrom !== undefined) {
     if (spec.method !== 'lowres') throw new Error(`imageSamples: trunkFrom is for ps3 and lowres, not ${spec.method}`);
     const { tokens, kept } = lowResTokens(ps3, pixels, [spec.trunkFrom - 1]);

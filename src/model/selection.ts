@@ -251,6 +251,30 @@ export function baseBudgets(cfg: VisionConfig): number[] {
   return budgets;
 }
 
+/** How many top-scale patches one full look takes. */
+export function topBudget(cfg: VisionConfig): number {
+  return baseBudgets(cfg).at(-1)!;
+}
+
+/**
+ * Blocks of `cells[k]` top-scale patches each, to be forced into looks: their indices in groups,
+ * in order, each group within one look's top-scale `budget` (a block larger than the budget gets
+ * a group of its own, and only part of it is seen).
+ */
+export function packForced(cells: readonly number[], budget: number): number[][] {
+  const groups: number[][] = [];
+  let used = Infinity;
+  cells.forEach((n, k) => {
+    if (used + n > budget) {
+      groups.push([]);
+      used = 0;
+    }
+    groups.at(-1)!.push(k);
+    used += n;
+  });
+  return groups;
+}
+
 function sum(xs: readonly number[]): number {
   return xs.reduce((a, c) => a + c, 0);
 }

@@ -170,7 +170,7 @@ test('eval captions writes a report and a chart; train-mllm and eval captions re
     [{ perCategory: 2 }, /--per-category sets the questions of the qa task/],
     [{ evidenceFraction: 0.5 }, /a caption's look is always at its region/],
     [{ tuneSelection: true }, /--tune-selection learns from the selection loss, which the captions task does not have/],
-    [{ task: 'words' as TrainVilaOptions['task'] }, /--task must be one of qa, captions, mixed, got "words"/],
+    [{ task: 'words' as TrainVilaOptions['task'] }, /--task must be one of qa, captions, mixed, glyphs, got "words"/],
   ];
   for (const [extra, pattern] of cases) await assert.rejects(trainVilaHd(options(path.join(tmp, 'none'), extra)), (e: unknown) => isUserError(e) && pattern.test(e.message), String(pattern));
   assert.ok(!fs.existsSync(path.join(tmp, 'none')));

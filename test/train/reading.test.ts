@@ -15,7 +15,9 @@ import { Weights } from '../../src/model/weights.js';
 import { GLYPH_CHARS } from '../../src/data/glyphs.js';
 import { COLOURS, luminance } from '../../src/data/scene/colours.js';
 import { glyphCrop, paletteAt, parseCurriculum, type GlyphCropSpec } from '../../src/data/glyphCrops.js';
-import { cropTokens, keepLoss, newReadingHead, readingLogits, readingLossAndGrads, readingTrainable } from '../../src/train/reading.js';
+import { lookRows } from '../../src/train/readingLook.js';
+import { packForced } from '../../src/model/selection.js';
+import { blockCells, cropTokens, keepLoss, newReadingHead, readingLogits, readingLossAndGrads, readingTrainable } from '../../src/train/reading.js';
 import { keepBatchAt, keepDistance, keepPool } from '../../src/train/readingKeep.js';
 import { ScaledImages } from '../../src/model/encoder.js';
 import { normalise } from '../../src/io/pixels.js';
@@ -286,6 +288,16 @@ test('ps3 train-read: killed mid-run and resumed, it follows the uninterrupted c
   assert.deepEqual(metrics(c).map((m) => m.palette), ['shape', 'shape']);
 });
 
+test('a look\'s rows of a block: the chosen cells numbered scale by scale, row-major; a cell not chosen is an error', () => {
+  const map = (height: number, width: number, on: number[]) => ({ height, width, data: Uint8Array.from({ length: height * width }, (_, j) => (on.includes(j) ? 1 : 0)) });
+  // scale 1: cells 1, 3 (rows 0, 1); scale 2: cells 0, 5, 6, 9, 10 (rows 2-6)
+  const maps = [map(2, 2, [1, 3]), map(4, 4, [0, 5, 6, 9, 10])];
+  assert.deepEqual([...lookRows(maps, 1, blockCells(1, 1, 2, 4))], [3, 4, 5, 6]);
+  assert.deepEqual([...lookRows(maps, 0, Int32Array.from([3]))], [1]);
+  assert.throws(() => lookRows(maps, 1, blockCells(0, 0, 2, 4)), /cell 1 of scale 2 is not in the look/);
+  assert.deepEqual(packForced([16, 16, 4, 36, 8], 36), [[0, 1, 2], [3], [4]]);
+});
+
 test('ps3 eval reading: the head on crops of every palette and on held-out scenes\' characters; JSON and a chart', () => {
   const report = path.join(tmp, 'reading', 'r.json');
   const r = spawnSync(process.execPath, [CLI, 'eval', 'reading', '--model', path.join(tmp, 'a', 'checkpoint'), '--scenes', '3', '--crops', '20', '--out', report], { encoding: 'utf8' });
@@ -298,6 +310,19 @@ test('ps3 eval reading: the head on crops of every palette and on held-out scene
   assert.equal(j.scenes.byHeight.reduce((n, b) => n + b.n, 0), j.scenes.glyphs);
   assert.ok(Math.abs(j.chance - 1 / 36) < 1e-12);
   assert.ok(fs.statSync(report.replace(/\.json$/, '.png')).size > 1000);
+  // --in-look: the same scenes' characters, each read from the look forced onto its block
+  const looked = path.join(tmp, 'reading', 'look.json');
+  const rl = spawnSync(process.execPath, [CLI, 'eval', 'reading', '--model', path.join(tmp, 'a', 'checkpoint'), '--scenes', '3', '--crops', '20', '--in-look', '--out', looked], { encoding: 'utf8' });
+  assert.equal(rl.status, 0, rl.stderr);
+  const jl = JSON.parse(fs.readFileSync(looked, 'utf8')) as { scenes: { glyphs: number; accuracy: number; in_look: { glyphs: number; accuracy: number; look_tokens: number } } };
+  assert.ok(j.scenes.glyphs > 0);
+  assert.equal(jl.scenes.glyphs, j.scenes.glyphs);
+  assert.equal(jl.scenes.accuracy, j.scenes.accuracy, 'the crop reading is unchanged');
+  assert.equal(jl.scenes.in_look.glyphs, j.scenes.glyphs);
+  assert.ok(jl.scenes.in_look.accuracy >= 0 && jl.scenes.in_look.accuracy <= 1);
+  // micro's look takes 24 patches: each block's 16 and a few more
+  assert.ok(jl.scenes.in_look.look_tokens >= 16 && jl.scenes.in_look.look_tokens <= 24, String(jl.scenes.in_look.look_tokens));
+  assert.match(rl.stdout, /scene characters in a look/);
   const plain = spawnSync(process.execPath, [CLI, 'eval', 'reading', '--model', 'models/ps3-tiny', '--out', path.join(tmp, 'reading', 'x.json')], { encoding: 'utf8' });
   assert.equal(plain.status, 2);
   assert.match(plain.stderr.trim(), /^ps3: models\/ps3-tiny: no reading_head\.safetensors \(give a "ps3 train-read" checkpoint folder\)$/);
