@@ -261,6 +261,7 @@ program
   .option('--keep <dir|id>', 'a PS3 model whose tokens the trunk stays near: each step adds the mean squared difference between the trunk\'s tokens and this model\'s on crops of natural training scenes at every scale (val_keep: the same on validation scenes)')
   .option('--keep-weight <x>', 'weight of the keep term beside the reading loss', '1')
   .option('--keep-scenes <n>', 'training scenes (the --seed stream) cut for the keep term, 24 crops a scale each, drawn once at the start', '32')
+  .option('--context-scenes <n>', 'read in a look: each step\'s crops run together as one look beside the low-res tokens of one of this many training scenes (the --seed stream, taking turns), as a look\'s tokens attend to the scene; the checks then also read the held-out scenes\' characters from real looks (val_scene_look); 0 = each crop alone', '0')
   .option('--keep-batch <n>', 'keep crops a step (one scale a step, the scales taking turns)', '32')
   .action((o: TrainReadCliOptions) => runCommand(() => trainReadCommand({ ...o, ...program.opts() })));
 

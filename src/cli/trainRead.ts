@@ -39,6 +39,7 @@ const schema = z
     keepWeight: num('keep-weight').pipe(z.number().positive('--keep-weight must be positive')),
     keepScenes: integer('keep-scenes', 1),
     keepBatch: integer('keep-batch', 1),
+    contextScenes: integer('context-scenes', 0),
   })
   .refine((o) => o.resume || o.preset !== undefined || o.init !== undefined, { message: 'give --init DIR or --preset NAME (or --resume)' })
   .refine((o) => !(o.resume && (o.preset || o.init)), { message: '--resume continues the run as it was: drop --preset and --init' })
@@ -78,12 +79,14 @@ export async function trainReadCommand(raw: TrainReadCliOptions): Promise<number
     evalCrops: o.evalCrops,
     evalScenes: o.evalScenes,
     ...(o.keep ? { keep: { from: (await resolveModelSpec(o.keep)).folder, weight: o.keepWeight, scenes: o.keepScenes, batch: o.keepBatch } } : {}),
+    ...(o.contextScenes > 0 ? { contextScenes: o.contextScenes } : {}),
   };
   let bar: Progress | undefined;
   let started = performance.now();
   const budget = Math.round(o.maxMinutes * 60);
   let scenesBar: Progress | undefined;
   let keepBar: Progress | undefined;
+  let contextBar: Progress | undefined;
   const result = await runReading(options, {
     onScenes: (done, total) => {
       scenesBar ??= progressBar(total, 'held-out scenes');
@@ -95,8 +98,13 @@ export async function trainReadCommand(raw: TrainReadCliOptions): Promise<number
       keepBar.update(done);
       if (done === total) keepBar.stop();
     },
+    onContextScenes: (done, total) => {
+      contextBar ??= progressBar(total, 'context scenes');
+      contextBar.update(done);
+      if (done === total) contextBar.stop();
+    },
     onStart: ({ model, startStep, trainable, headFrom }) => {
-      process.stderr.write(`reading stage: ${model.source} -> ${o.out} from step ${startStep} to ${o.steps} (${trainable} trainable weights; head ${headFrom ? `from ${headFrom}` : 'new'}${options.keep ? `; tokens kept near ${options.keep.from}'s, weight ${options.keep.weight}` : ''})\n`);
+      process.stderr.write(`reading stage: ${model.source} -> ${o.out} from step ${startStep} to ${o.steps} (${trainable} trainable weights; head ${headFrom ? `from ${headFrom}` : 'new'}${options.keep ? `; tokens kept near ${options.keep.from}'s, weight ${options.keep.weight}` : ''}${options.contextScenes ? `; crops read as one look beside the low-res tokens of ${options.contextScenes} scenes` : ''})\n`);
       bar = budget > 0 ? progressBar(budget, 'train-read (s of budget)', 'step {step} | loss {loss} | acc {acc}') : progressBar(o.steps, 'train-read', 'loss {loss} | acc {acc}');
       started = performance.now();
       bar.update(budget > 0 ? 0 : startStep, { step: String(startStep), loss: '-', acc: '-' });

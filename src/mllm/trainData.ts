@@ -28,9 +28,10 @@
  * The `glyphs` task (ps3 only) is a reading stage for the LM: each of a scene's one-character labels
  * (data/sceneGlyphs.ts: the block of 4 x 4 top-scale patches a look sees it in) is a sample whose
  * answer is the character, asked `GLYPH_QUESTION` over the low-res tokens and the block's tokens
- * at every high-res scale. A caption names a character about once in thirteen words, too seldom for
- * an LM to learn 36 of them; a scene holds a dozen such labels. One look a scene, forced onto all
- * its labels' blocks at once, gives every sample its tokens in the context a look gives them.
+ * on the top scale. A caption names a character about once in thirteen words, too seldom for an
+ * LM to learn 36 of them; a scene holds a dozen such labels. Looks forced onto the labels' blocks,
+ * as many blocks a look as its top-scale budget takes (one look for most scenes of the tiny
+ * model), give every sample its tokens in the context a look gives them.
  *
  * One `NNNNNN.safetensors` per image (written whole, then renamed) and `NNNNNN.json` with its
  * questions, written last, so an interrupted cache resumes where it stopped, and several builders

@@ -15,7 +15,7 @@ import { tf } from '../tensor/engine.js';
 import type { VisionConfig } from '../io/config.js';
 import { Rng } from '../rng.js';
 import { linear } from '../model/layers.js';
-import { finalNorm, patchEmbed, patchify, selectedPositionEmbedding, trunk } from '../model/vit.js';
+import { finalNorm, patchEmbed, patchify, selectedPositionEmbedding, trunk, type KV } from '../model/vit.js';
 import { Weights } from '../model/weights.js';
 
 export const READING_HEAD = 'reading_head';
@@ -51,6 +51,12 @@ export interface CropBatch {
   readonly cells: Int32Array;
   /** index into the config's scales; the top scale when absent */
   readonly scale?: number;
+  /**
+   * a scene's low-res keys and values (constants): the crops then run as one look, each crop's
+   * tokens attending to every crop's and to the scene's low-res tokens, as a look's tokens do
+   * (readingContext.ts), instead of each crop alone
+   */
+  readonly context?: readonly KV[];
 }
 
 export interface ReadingBatch extends CropBatch {
@@ -79,8 +85,14 @@ export function cropTokens(w: Weights, cfg: VisionConfig, b: CropBatch): tf.Tens
     const embedded = patchEmbed(w, tf.tensor2d(data, [data.length / (3 * P * P), 3 * P * P]), b.batch); // [B, n, D]
     const residual = cfg.separatePosEmb && scale > 0 ? scale - 1 : undefined;
     const pos = selectedPositionEmbedding(w, grid, grid, b.cells, residual); // [B * n, D]
-    const { hiddenStates } = trunk(w, cfg.trunk, tf.add(embedded, tf.reshape(pos, embedded.shape)));
-    return finalNorm(w, cfg.trunk, hiddenStates[hiddenStates.length - 1]!);
+    const tokens = tf.add(embedded, tf.reshape(pos, embedded.shape));
+    if (!b.context) {
+      const { hiddenStates } = trunk(w, cfg.trunk, tokens);
+      return finalNorm(w, cfg.trunk, hiddenStates[hiddenStates.length - 1]!);
+    }
+    // [B, n, D] -> one look [1, B * n, D] beside the scene's low-res tokens -> [B, n, D]
+    const { hiddenStates } = trunk(w, cfg.trunk, tf.reshape(tokens, [1, -1, cfg.trunk.width]), { cache: [...b.context] });
+    return tf.reshape(finalNorm(w, cfg.trunk, hiddenStates[hiddenStates.length - 1]!), tokens.shape);
   });
 }
 

@@ -7,7 +7,9 @@
  * of the seed and its index). Its checks read held-out crops of each palette and the one-character
  * labels of held-out scenes, on validation seeds (readingEval.ts). With a kept trunk, each step
  * also pulls the tokens of natural-scene crops toward that trunk's (readingKeep.ts), and the checks
- * say how far they have moved on validation scenes (`val_keep`).
+ * say how far they have moved on validation scenes (`val_keep`). With a context pool the crops run
+ * as one look beside a scene's low-res tokens (readingContext.ts), and the checks also read the
+ * held-out scenes' characters from the encoder's own looks (`val_scene_look`, readingLook.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -25,6 +27,8 @@ import { learningRate } from './schedule.js';
 import { truncateMetrics } from './metricsFile.js';
 import { newReadingHead, READING_HEAD, readingLossAndGrads, readingTrainable, type KeepBatch } from './reading.js';
 import { keepBatchAt, keepDistance, keepPool } from './readingKeep.js';
+import { contextAt, contextPool, disposeContext } from './readingContext.js';
+import { sceneReadingInLook } from './readingLook.js';
 import { curriculumCrops, glyphBatch, READING_VALIDATION_BASE, readingAccuracy, sceneReadingAccuracy, sceneReadingSet } from './readingEval.js';
 
 export const READING_HEAD_FILE = 'reading_head.safetensors';
@@ -53,6 +57,8 @@ export interface ReadingRunOptions {
   readonly evalScenes: number;
   /** the keep term: whose tokens to stay near, its weight, the training scenes cut for it, and crops a step */
   readonly keep?: KeepOptions;
+  /** training scenes whose low-res tokens each step's crops attend to, as one look (readingContext.ts); 0 or absent: each crop alone */
+  readonly contextScenes?: number;
 }
 
 export interface KeepOptions {
@@ -89,12 +95,14 @@ export interface ReadingEvents {
   onScenes?(done: number, total: number): void;
   /** the keep pool's scenes cut so far (training and validation together), before the first step */
   onKeepScenes?(done: number, total: number): void;
+  /** the context pool's scenes drawn so far, before the first step */
+  onContextScenes?(done: number, total: number): void;
   onStep?(m: ReadingMetrics): void;
   onSave?(dir: string): void;
 }
 
 /** The options a resumed run must share with the run it continues (they decide its crops and schedule), with their flags. */
-const CURVE_OPTIONS = { crops: '--curriculum, --glyph-px and --crop', seed: '--seed', batch: '--batch', steps: '--steps', keep: '--keep, --keep-weight, --keep-scenes and --keep-batch' } as const;
+const CURVE_OPTIONS = { crops: '--curriculum, --glyph-px and --crop', seed: '--seed', batch: '--batch', steps: '--steps', keep: '--keep, --keep-weight, --keep-scenes and --keep-batch', contextScenes: '--context-scenes' } as const;
 
 /**
  * A reading run's checkpoint (or any PS3 folder holding `reading_head.safetensors`): the model,
@@ -207,6 +215,7 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
   const checkCrops = o.evalEvery > 0 ? curriculumCrops(model, o.crops, READING_VALIDATION_BASE + o.seed, o.evalCrops) : new Map();
   const scenes = o.evalScenes > 0 && o.evalEvery > 0 ? sceneReadingSet(model, READING_VALIDATION_BASE, o.evalScenes, o.crops.size, (done) => events.onScenes?.(done, o.evalScenes)) : null;
   const keep = kept ? keepPools(model, o, kept, events) : null;
+  const context = o.contextScenes ? contextPool(model, o.seed, o.contextScenes, (done) => events.onContextScenes?.(done, o.contextScenes!)) : null;
   // one set of weights the steps update, the model's and the head's; the model's alone are saved as the model
   const weights = new Weights(new Map([...model.weights.entries(), ...head]));
   const modelKeys = [...model.weights.keys()];
@@ -233,9 +242,12 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
       const t0 = performance.now();
       const lr = learningRate(state.step, { lr: o.lr, warmup: o.warmup, steps: o.steps });
       const palette = paletteAt(o.crops.curriculum, state.samplesSeen);
-      const batch = glyphBatch(model, o.crops, o.seed, state.samplesSeen, o.batch);
+      const crops = glyphBatch(model, o.crops, o.seed, state.samplesSeen, o.batch);
+      const kv = context ? contextAt(weights, model, context, state.step) : null;
+      const batch = kv ? { ...crops, context: kv } : crops;
       state.samplesSeen += o.batch;
       const r = readingLossAndGrads(weights, model.config.vision, batch, trainable, keep ? { batch: keepBatchAt(keep.train, state.step), weight: o.keep!.weight } : undefined);
+      if (kv) disposeContext(kv);
       const gradNorm = clipGradients(r.grads, o.clip);
       optimizer.apply(weights, r.grads, lr);
       tf.dispose([...r.grads.values()]);
@@ -246,6 +258,7 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
             ...readingAccuracy(model, weights, checkCrops),
             ...(scenes ? { val_scene: sceneReadingAccuracy(model, weights, scenes).accuracy } : {}),
             ...(keep?.check ? { val_keep: keepDistance(weights, model, keep.check) } : {}),
+            ...(scenes && context ? { val_scene_look: (await sceneReadingInLook(model, weights, READING_VALIDATION_BASE, o.evalScenes, o.crops.size)).accuracy } : {}),
           }
         : {};
       const seconds = (performance.now() - t0) / 1000;

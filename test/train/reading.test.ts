@@ -19,7 +19,8 @@ import { lookRows } from '../../src/train/readingLook.js';
 import { packForced } from '../../src/model/selection.js';
 import { blockCells, cropTokens, keepLoss, newReadingHead, readingLogits, readingLossAndGrads, readingTrainable } from '../../src/train/reading.js';
 import { keepBatchAt, keepDistance, keepPool } from '../../src/train/readingKeep.js';
-import { ScaledImages } from '../../src/model/encoder.js';
+import { look, lowRes, ScaledImages } from '../../src/model/encoder.js';
+import { finalNorm } from '../../src/model/vit.js';
 import { normalise } from '../../src/io/pixels.js';
 import { glyphBatch } from '../../src/train/readingEval.js';
 import { sceneGlyphs } from '../../src/data/sceneGlyphs.js';
@@ -288,6 +289,43 @@ test('ps3 train-read: killed mid-run and resumed, it follows the uninterrupted c
   assert.deepEqual(metrics(c).map((m) => m.palette), ['shape', 'shape']);
 });
 
+test('read in a look: crops beside a scene\'s low-res keys and values are the encoder\'s own look at those cells', async () => {
+  await initEngine();
+  const model = randomModel(presetConfig('micro'), 3);
+  const cfg = model.config.vision;
+  const [S, P, side] = [224, 14, 28];
+  const scene = renderScene(sceneRng(1_000_000, 0), { width: S, height: S });
+  const pixels = { data: normalise({ data: scene.rgb, width: S, height: S }, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]), batch: 1, height: S, width: S };
+  const images = new ScaledImages(cfg, pixels);
+  const top = images.at(cfg.scales.length - 1);
+  const grid = S / P;
+  // two 2 x 2 blocks of the top scale, cut from the image the encoder sees there
+  const blocks: Array<[number, number]> = [[2, 4], [9, 1]];
+  const crops = new Float32Array(blocks.length * 3 * side * side);
+  blocks.forEach(([r0, c0], b) => {
+    for (let c = 0; c < 3; c++) for (let y = 0; y < side; y++) for (let x = 0; x < side; x++) crops[((b * 3 + c) * side + y) * side + x] = top.data[(c * S + r0 * P + y) * S + c0 * P + x]!;
+  });
+  const cells = blocks.map(([r, c]) => blockCells(r, c, 2, grid));
+  const low = lowRes(model.weights, cfg, pixels, true, images);
+  const batch = { batch: 2, side, pixels: crops, cells: Int32Array.from(cells.flatMap((x) => [...x])) };
+  const inLook = cropTokens(model.weights, cfg, { ...batch, context: low.kvCache }); // [2, 4, D]
+  const alone = cropTokens(model.weights, cfg, batch);
+  // the encoder's look at exactly those cells: its tokens in row-major order of the cells
+  const ids = [...cells.flatMap((x) => [...x])].sort((a, b) => a - b);
+  const chosen = cfg.scales.slice(1).map((_, i) => [i === cfg.scales.length - 2 ? Int32Array.from(ids) : new Int32Array(0)]);
+  const hidden = look(model.weights, cfg, images, 1, chosen, low.kvCache);
+  const theirs = finalNorm(model.weights, cfg.trunk, hidden[hidden.length - 1]!).arraySync() as number[][][];
+  const mine = inLook.arraySync() as number[][][];
+  let worst = 0;
+  cells.forEach((block, b) => block.forEach((cell, j) => mine[b]![j]!.forEach((v, d) => (worst = Math.max(worst, Math.abs(v - theirs[0]![ids.indexOf(cell)]![d]!))))));
+  assert.ok(worst < 1e-4, `largest difference ${worst}`);
+  const apart = tf.max(tf.abs(tf.sub(inLook, alone))).dataSync()[0]!;
+  assert.ok(apart > 1e-2, `alone and in a look alike (${apart})`);
+  tf.dispose([inLook, alone, ...hidden, ...low.hiddenStates]);
+  low.kvCache.forEach((kv) => tf.dispose([kv.k, kv.v]));
+  model.weights.dispose();
+});
+
 test('a look\'s rows of a block: the chosen cells numbered scale by scale, row-major; a cell not chosen is an error', () => {
   const map = (height: number, width: number, on: number[]) => ({ height, width, data: Uint8Array.from({ length: height * width }, (_, j) => (on.includes(j) ? 1 : 0)) });
   // scale 1: cells 1, 3 (rows 0, 1); scale 2: cells 0, 5, 6, 9, 10 (rows 2-6)
@@ -344,6 +382,27 @@ test('ps3 train-read --keep: the keep term in metrics.jsonl and at the checks (v
   const again = spawnSync(process.execPath, args(k, ['--resume', '--keep-weight', '3']), { encoding: 'utf8' });
   assert.equal(again.status, 2);
   assert.match(again.stderr.trim(), /^ps3: --resume: --keep, --keep-weight, --keep-scenes and --keep-batch differ from the run's \(\{"from":".*","weight":2,"scenes":2,"batch":4\}\); a resumed run keeps its crops and schedule$/);
+});
+
+test('ps3 train-read --context-scenes: the crops read as one look beside a scene; the checks read real looks too (val_scene_look); a resume keeps it', () => {
+  const from = path.join(tmp, 'a', 'checkpoint');
+  const c = path.join(tmp, 'ctx');
+  const args = (extra: string[]): string[] => [CLI, 'train-read', '--out', c, '--steps', '3', '--batch', '4', '--curriculum', 'named', '--eval-every', '3', '--eval-crops', '8', '--eval-scenes', '2', ...extra];
+  const r = spawnSync(process.execPath, args(['--init', from, '--context-scenes', '2']), { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /crops read as one look beside the low-res tokens of 2 scenes/);
+  const m = metrics(c);
+  assert.deepEqual(m.map((x) => x.step), [1, 2, 3]);
+  assert.ok(m.every((x) => Number.isFinite(x.loss as number)));
+  const v = m[2]!['val_scene_look'];
+  assert.ok(typeof v === 'number' && v >= 0 && v <= 1, String(v));
+  assert.ok(!('val_scene_look' in m[0]!));
+  const again = spawnSync(process.execPath, args(['--resume', '--steps', '4']), { encoding: 'utf8' });
+  assert.equal(again.status, 2);
+  assert.match(again.stderr.trim(), /^ps3: --resume: --steps differs from the run's \(3\)/);
+  const other = spawnSync(process.execPath, args(['--resume', '--context-scenes', '3']), { encoding: 'utf8' });
+  assert.equal(other.status, 2);
+  assert.match(other.stderr.trim(), /^ps3: --resume: --context-scenes differs from the run's \(2\); a resumed run keeps its crops and schedule$/);
 });
 
 test('ps3 train-read: mistakes exit 2 with one line naming them, before any step', () => {
