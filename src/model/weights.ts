@@ -113,10 +113,15 @@ export class Weights {
     return data;
   }
 
-  /** Swap in a new value for `key` (disposing the old one): how an optimizer step lands. */
+  /**
+   * Swap in a new value for `key` (disposing the old one): how an optimizer step lands. What other
+   * engines made of these weights (ONNX Runtime's sessions) holds the old values, so it is let go,
+   * to be made again from the new ones on next use.
+   */
   replace(key: string, value: tf.Tensor): void {
     const old = this.get(key);
     this.tensors.set(key, value);
+    for (const release of this.disposers.splice(0)) release();
     for (const [cacheKey, t] of this.transposedCache) {
       if (cacheKey === key || cacheKey.startsWith(`${key}@`)) {
         t.dispose();

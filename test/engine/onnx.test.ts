@@ -255,6 +255,31 @@ test('trunk sessions without weight prepacking (the default) give the same outpu
   }
 });
 
+test('a weight replaced (an optimizer step) lets the ONNX sessions go: the next run reads the new values', async () => {
+  const m = randomModel(presetConfig('micro'), 5);
+  const cfg = m.config.vision.trunk;
+  const run = onnxTrunkRunner(m.weights, cfg);
+  const x = tf.randomNormal([1, 6, cfg.width], 0, 1, 'float32', 7);
+  const last = async (): Promise<tf.Tensor> => {
+    const o = await run(x, {});
+    const h = o.hiddenStates[o.hiddenStates.length - 1]!;
+    const kept = tf.clone(h);
+    disposeTrunk(o);
+    return kept;
+  };
+  const before = await last();
+  const key = 'vision_model.trunk.blocks.0.mlp.fc2.weight';
+  m.weights.replace(key, tf.mul(m.weights.get(key), 3));
+  const after = await last();
+  const reference = trunk(m.weights, cfg, x);
+  assert.ok(maxAbsDiff(before, after) > 1e-3, 'the step changed what the trunk computes');
+  assert.ok(maxAbsDiff(after, reference.hiddenStates[reference.hiddenStates.length - 1]!) < 1e-4, 'ONNX Runtime reads the new weights');
+  disposeTrunk(reference);
+  tf.dispose([x, before, after]);
+  await releaseOnnxTrunk(m.weights);
+  m.weights.dispose();
+});
+
 test('ONNX Runtime sessions are built from the weights\' source: the blocks never become TensorFlow.js tensors', async () => {
   const fresh = loadModel(fixtures);
   const before = tf.memory().numTensors;
