@@ -14,7 +14,7 @@
 import { tf } from '../tensor/engine.js';
 import { imageProcessor, type PS3Model } from '../model/load.js';
 import { lowRes, ScaledImages } from '../model/encoder.js';
-import { disposeKv, type KV } from '../model/vit.js';
+import type { KV } from '../model/vit.js';
 import type { Weights } from '../model/weights.js';
 import { normalise } from '../io/pixels.js';
 import { renderScene } from '../data/scene/render.js';
@@ -35,7 +35,7 @@ export function contextPool(model: PS3Model, seed: number, scenes: number, onSce
   return pool;
 }
 
-/** Step `step`'s scene's low-res keys and values under weights `w`, one per block (the caller disposes them). */
+/** Step `step`'s scene's low-res keys and values under weights `w`, one per block (the caller frees them with `disposeKv`). */
 export function contextAt(w: Weights, model: PS3Model, pool: readonly Float32Array[], step: number): KV[] {
   const cfg = model.config.vision;
   const s0 = cfg.scales[0]!;
@@ -43,5 +43,3 @@ export function contextAt(w: Weights, model: PS3Model, pool: readonly Float32Arr
   tf.dispose(out.hiddenStates);
   return out.kvCache;
 }
-
-export const disposeContext = disposeKv;

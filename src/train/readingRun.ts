@@ -27,7 +27,8 @@ import { learningRate } from './schedule.js';
 import { truncateMetrics } from './metricsFile.js';
 import { newReadingHead, READING_HEAD, readingLossAndGrads, readingTrainable, type KeepBatch } from './reading.js';
 import { keepBatchAt, keepDistance, keepPool } from './readingKeep.js';
-import { contextAt, contextPool, disposeContext } from './readingContext.js';
+import { contextAt, contextPool } from './readingContext.js';
+import { disposeKv } from '../model/vit.js';
 import { sceneReadingInLook } from './readingLook.js';
 import { curriculumCrops, glyphBatch, READING_VALIDATION_BASE, readingAccuracy, sceneReadingAccuracy, sceneReadingSet } from './readingEval.js';
 
@@ -247,7 +248,7 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
       const batch = kv ? { ...crops, context: kv } : crops;
       state.samplesSeen += o.batch;
       const r = readingLossAndGrads(weights, model.config.vision, batch, trainable, keep ? { batch: keepBatchAt(keep.train, state.step), weight: o.keep!.weight } : undefined);
-      if (kv) disposeContext(kv);
+      if (kv) disposeKv(kv);
       const gradNorm = clipGradients(r.grads, o.clip);
       optimizer.apply(weights, r.grads, lr);
       tf.dispose([...r.grads.values()]);
