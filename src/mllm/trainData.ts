@@ -54,7 +54,7 @@ import { Rng } from '../rng.js';
 import { encodeImage, highresSelectionFeatures, ScaledImages, withResizes, type EncodeOutput, type Pixels } from '../model/encoder.js';
 import { CONVNET_INPUT, convnetFor } from '../model/convnet.js';
 import type { PS3Model } from '../model/load.js';
-import { boxGroundTruthPerScale, gridAtScale, packForced, topBudget } from '../model/selection.js';
+import { boxGroundTruthPerScale, gridAtScale, packForced, topBudget, topCellsForced } from '../model/selection.js';
 import type { VisionConfig } from '../io/config.js';
 import { finalNorm } from '../model/vit.js';
 import { boxTargets } from '../train/loss.js';
@@ -225,24 +225,17 @@ export function captionSamples(scene: Scene, seed: number, image: number, count:
 /** The reading stage's block (`ps3 train-read`'s 56 px crops): 4 x 4 patches of the top scale. */
 export const GLYPH_CELLS = 4;
 
-/** Per scale, the patches any of the maps forces. */
-function unionOf(maps: readonly Float32Array[][]): Float32Array[] {
-  return maps[0]!.map((_, s) => Float32Array.from(maps[0]![s]!, (_v, j) => (maps.some((m) => m[s]![j]! > 0) ? 1 : 0)));
-}
-
 /**
- * A glyph sample's block forced on the top scale alone, exactly its cells: a box's ground truth
+ * A glyph sample's top-scale cells, exactly its block: a box's ground truth
  * (`boxGroundTruthPerScale`) is drawn on the first high-res grid and upsampled, so a 56 px block
  * would force 50-100 top-scale cells, and a scene's dozen labels would overflow one look.
  */
-function glyphBlockPerScale(cfg: VisionConfig, box: readonly number[], size: number): Float32Array[] {
+function glyphCells(cfg: VisionConfig, box: readonly number[], size: number): number[] {
   const P = cfg.trunk.patchSize;
-  const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, size, size, i + 1));
-  const maps = grids.map(([h, w]) => new Float32Array(h * w));
-  const [, gw] = grids[grids.length - 1]!;
-  const top = maps[maps.length - 1]!;
-  for (let r = box[1]! / P; r < box[3]! / P; r++) for (let c = box[0]! / P; c < box[2]! / P; c++) top[r * gw + c] = 1;
-  return maps;
+  const [, gw] = gridAtScale(cfg, size, size, cfg.scales.length - 1);
+  const cells: number[] = [];
+  for (let r = box[1]! / P; r < box[3]! / P; r++) for (let c = box[0]! / P; c < box[2]! / P; c++) cells.push(r * gw + c);
+  return cells;
 }
 
 /**
@@ -309,19 +302,16 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
       arrays.set('conv', await arrayOf(conv));
       conv.dispose();
     }
-    const forcedOf = (q: TrainQuestion): Float32Array[] => (glyphs ? glyphBlockPerScale(cfg, q.box, S) : boxGroundTruthPerScale(cfg, q.box, S));
     // the glyphs task's looks: each forced onto as many labels' blocks as its top-scale budget takes
+    const cellsOf = glyphs ? questions.map((q) => glyphCells(cfg, q.box, S)) : [];
     const shared: EncodeOutput[] = [];
     const lookOf: number[] = [];
-    if (glyphs) {
-      const cells = questions.map((q) => forcedOf(q).at(-1)!.reduce((a, v) => a + (v > 0 ? 1 : 0), 0));
-      for (const group of packForced(cells, topBudget(cfg))) {
-        group.forEach((k) => (lookOf[k] = shared.length));
-        shared.push(await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: 1, gtPerScale: unionOf(group.map((k) => forcedOf(questions[k]!))) }));
-      }
+    for (const group of packForced(cellsOf.map((c) => c.length), topBudget(cfg))) {
+      group.forEach((k) => (lookOf[k] = shared.length));
+      shared.push(await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: 1, gtPerScale: topCellsForced(cfg, S, group.flatMap((k) => cellsOf[k]!)) }));
     }
     for (const q of questions) {
-      const gtPerScale = forcedOf(q);
+      const gtPerScale = glyphs ? topCellsForced(cfg, S, cellsOf[q.index]!) : boxGroundTruthPerScale(cfg, q.box, S);
       // a caption's look is always at its region
       const forced = captions || evidenceForced(spec, i, q.index) ? { gtPerScale } : {};
       const out = glyphs ? shared[lookOf[q.index]!]! : (await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: looksOf(spec, i, q.index), ...forced, outputHiddenStates: from !== undefined }));

@@ -251,6 +251,16 @@ export function baseBudgets(cfg: VisionConfig): number[] {
   return budgets;
 }
 
+/** Per high-res scale of a size x size input, maps forcing exactly `cells` of the top scale's grid and nothing on the other scales. */
+export function topCellsForced(cfg: VisionConfig, size: number, cells: Iterable<number>): Float32Array[] {
+  const maps = cfg.scales.slice(1).map((_, i) => {
+    const [h, w] = gridAtScale(cfg, size, size, i + 1);
+    return new Float32Array(h * w);
+  });
+  for (const c of cells) maps[maps.length - 1]![c] = 1;
+  return maps;
+}
+
 /** How many top-scale patches one full look takes. */
 export function topBudget(cfg: VisionConfig): number {
   return baseBudgets(cfg).at(-1)!;

@@ -11,7 +11,7 @@ import { tf } from '../tensor/engine.js';
 import { normalise } from '../io/pixels.js';
 import { imageProcessor, type PS3Model } from '../model/load.js';
 import { encodeImage, withResizes, type SelectionMap } from '../model/encoder.js';
-import { gridAtScale, packForced, topBudget } from '../model/selection.js';
+import { gridAtScale, packForced, topBudget, topCellsForced } from '../model/selection.js';
 import { linear } from '../model/layers.js';
 import { finalNorm } from '../model/vit.js';
 import type { Weights } from '../model/weights.js';
@@ -53,7 +53,7 @@ export async function sceneReadingInLook(model: PS3Model, w: Weights, seed: numb
   const P = cfg.trunk.patchSize;
   const cells = side / P;
   const top = cfg.scales.length - 2;
-  const grids = cfg.scales.slice(1).map((_, i) => gridAtScale(cfg, S, S, i + 1));
+  const [, gw] = gridAtScale(cfg, S, S, cfg.scales.length - 1);
   const n0 = gridAtScale(cfg, S, S, 0).reduce((a, b) => a * b, 1);
   const { mean, std } = imageProcessor(model);
   const scratch = new Float32Array(3 * S * S);
@@ -62,15 +62,11 @@ export async function sceneReadingInLook(model: PS3Model, w: Weights, seed: numb
   for (let i = 0; i < scenes; i++) {
     const scene = renderScene(sceneRng(seed, i), { width: S, height: S });
     const glyphs: SceneGlyph[] = sceneGlyphs(scene, P, cells);
-    const [, gw] = grids[top]!;
     const blocks = glyphs.map((g) => blockCells(g.row0, g.col0, cells, gw));
     const pixels = glyphs.length ? withResizes(cfg, { data: normalise({ data: scene.rgb, width: S, height: S }, mean, std, scratch), batch: 1, height: S, width: S }) : null;
     const predicted = new Int32Array(glyphs.length);
     for (const group of packForced(blocks.map((b) => b.length), topBudget(cfg))) {
-      // the group's blocks on the top scale, nothing forced on the others
-      const gtPerScale = grids.map(([h, ww]) => new Float32Array(h * ww));
-      for (const k of group) for (const c of blocks[k]!) gtPerScale[top]![c] = 1;
-      const out = await encodeImage(w, model.config, pixels!, { gtPerScale });
+      const out = await encodeImage(w, model.config, pixels!, { gtPerScale: topCellsForced(cfg, S, group.flatMap((k) => [...blocks[k]!])) });
       const best = tf.tidy(() => {
         const all = tf.reshape(finalNorm(w, cfg.trunk, out.lastHiddenState), [-1, cfg.trunk.width]); // [n0 + chosen, D]
         const means = group.map((k) => tf.mean(tf.gather(all, tf.tensor1d(lookRows(out.selectionMaps, top, blocks[k]!).map((r) => n0 + r), 'int32')), 0));
