@@ -14,6 +14,7 @@ import { CONTENT_KINDS, evaluateCaptionReading, type CaptionReadingReport } from
 import { renderPlot, type PlotSpec } from '../eval/plot.js';
 import { isVilaFolder } from '../mllm/config.js';
 import { disposeVilaHd, loadVilaHd } from '../mllm/model.js';
+import { GLYPH_CATEGORY, SIGN_CATEGORY } from '../mllm/trainData.js';
 import { parseMethod, type EncodeMethod } from '../model/baselines.js';
 import { outputFile, positiveInt, seedOption } from './inputs.js';
 import { progressBar } from './progress.js';
@@ -43,9 +44,15 @@ const signed = (x: number, digits: number): string => `${x >= 0 ? '+' : ''}${x.t
 
 export function formatCaptionReading(r: CaptionReadingReport): string {
   const pct = (x: number): string => (Number.isNaN(x) ? '-' : `${(100 * x).toFixed(1)}%`);
-  const glyphs = r.task === 'glyphs' ? [`  characters read (the first word), own / other: ${pct(r.own_image.first_word_accuracy)} / ${pct(r.other_image.first_word_accuracy)}`] : [];
+  const of = (x: CaptionReadingReport['own_image'], c: string, k: 'first_word_accuracy' | 'exact_accuracy'): number => x.by_category[c]?.[k] ?? NaN;
+  const glyphs = r.task === 'glyphs'
+    ? [
+        `  labels' characters read, own / other: ${pct(of(r.own_image, GLYPH_CATEGORY, 'first_word_accuracy'))} / ${pct(of(r.other_image, GLYPH_CATEGORY, 'first_word_accuracy'))} of ${r.own_image.by_category[GLYPH_CATEGORY]?.count ?? 0}`,
+        `  signs read whole (first character), own / other: ${pct(of(r.own_image, SIGN_CATEGORY, 'exact_accuracy'))} (${pct(of(r.own_image, SIGN_CATEGORY, 'first_word_accuracy'))}) / ${pct(of(r.other_image, SIGN_CATEGORY, 'exact_accuracy'))} (${pct(of(r.other_image, SIGN_CATEGORY, 'first_word_accuracy'))}) of ${r.own_image.by_category[SIGN_CATEGORY]?.count ?? 0}`,
+      ]
+    : [];
   return [
-    `${r.method}: ${r.captions} ${r.task === 'glyphs' ? 'one-character labels' : 'captions'} of ${r.images} scenes (${r.content_words} content words of ${r.words})`,
+    `${r.method}: ${r.captions} ${r.task === 'glyphs' ? 'labels and signs' : 'captions'} of ${r.images} scenes (${r.content_words} content words of ${r.words})`,
     ...glyphs,
     `  own image    NLL ${r.own_image.nll.toFixed(3)}  words ${pct(r.own_image.word_accuracy)}  content words ${pct(r.own_image.content_accuracy)}`,
     `  other image  NLL ${r.other_image.nll.toFixed(3)}  words ${pct(r.other_image.word_accuracy)}  content words ${pct(r.other_image.content_accuracy)}`,
@@ -55,12 +62,12 @@ export function formatCaptionReading(r: CaptionReadingReport): string {
 }
 
 function chart(reports: readonly CaptionReadingReport[], title: string): PlotSpec {
-  // glyphs: the character is the sample's one content word
-  const score = (x: CaptionReadingReport['own_image']): number => (reports[0]?.task === 'glyphs' ? x.first_word_accuracy : x.content_accuracy);
+  // glyphs: every character of the answer (a label's one, a sign's code)
+  const score = (x: CaptionReadingReport['own_image']): number => (reports[0]?.task === 'glyphs' ? x.exact_accuracy : x.content_accuracy);
   return {
     title,
     xLabel: 'method',
-    yLabel: reports[0]?.task === 'glyphs' ? 'characters read (%)' : 'content words guessed (%)',
+    yLabel: reports[0]?.task === 'glyphs' ? 'labels and signs read whole (%)' : 'content words guessed (%)',
     kind: 'bar',
     xTickLabels: reports.map((r) => r.method),
     yDomain: [0, 100],

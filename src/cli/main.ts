@@ -263,6 +263,7 @@ program
   .option('--keep-scenes <n>', 'training scenes (the --seed stream) cut for the keep term, 24 crops a scale each, drawn once at the start', '32')
   .option('--context-scenes <n>', 'read in a look: each step\'s crops run together as one look beside the low-res tokens of one of this many training scenes (the --seed stream, taking turns), as a look\'s tokens attend to the scene; the checks then also read the held-out scenes\' characters from real looks (val_scene_look); 0 = each crop alone', '0')
   .option('--keep-batch <n>', 'keep crops a step (one scale a step, the scales taking turns)', '32')
+  .option('--keep-in-look', 'read the keep term in a look: each keep batch is one scene\'s --keep-batch crops of a high-res scale, run as one look beside the scene\'s own low-res pass, the low-res tokens and the look\'s both kept near --keep\'s', false)
   .action((o: TrainReadCliOptions) => runCommand(() => trainReadCommand({ ...o, ...program.opts() })));
 
 program
@@ -288,7 +289,7 @@ program
   .option('--min-looks <n>', 'ps3: draw each question\'s number of looks from this to --looks (so the LM learns to read one look or several; default: --looks for all)')
   .option('--evidence-fraction <p>', 'ps3: the share of training questions whose looks take the evidence box first (default 1); the rest look bottom-up, as a look that misses does at test time, so the LM learns to fall back on low-res')
   .option('--decoy-looks <p>', 'ps3: the share of qa samples that read another question\'s look of the same scene (a look at another object, as a look that misses at test time), so the LM learns to check that the look shows what is asked and else to fall back on low-res; uses the same token cache (default 0)')
-  .option('--task <task>', 'what each training scene is asked: qa (4KPro-lite questions, default), captions (the alignment stage: write a region\'s local caption; ps3 looks at the region) mixed (both in every batch, each from its own cache) or glyphs (ps3: name each one-character label from its block\'s tokens, one look a scene forced onto them: the LM\'s reading stage)')
+  .option('--task <task>', 'what each training scene is asked: qa (4KPro-lite questions, default), captions (the alignment stage: write a region\'s local caption; ps3 looks at the region) mixed (both in every batch, each from its own cache) or glyphs (ps3: name each one-character label and read each sign\'s code from its block\'s tokens, one look a scene forced onto them: the LM\'s reading stage)')
   .option('--captions <n>', 'captions and mixed tasks: local captions asked of each training scene (default 4)')
   .option('--caption-share <p>', 'mixed task: the share of each batch that writes captions (default 0.5; the rest answer questions)')
   .option('--per-category <n>', 'questions per category asked of each training scene, about different objects (default 1, as a benchmark asks; more gives more questions per rendered scene)')
@@ -553,7 +554,7 @@ evaluate
   .option('--seed <n>', 'held-out seed of synthetic scenes')
   .option('--count <n>', 'scenes', '16')
   .option('--captions <n>', 'captions asked of each scene', '4')
-  .option('--glyphs', 'ps3: score each scene\'s one-character labels from their blocks\' tokens instead (train-mllm --task glyphs), the character read reported', false)
+  .option('--glyphs', 'ps3: score each scene\'s one-character labels and signs from their blocks\' tokens instead (train-mllm --task glyphs): labels\' characters and signs read whole', false)
   .option('--force', 'allow a seed in the training range')
   .option('--out <file>', 'JSON report (the chart goes beside it as .png)')
   .addHelpText('after', CAPTIONS_HELP)

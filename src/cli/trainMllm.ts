@@ -93,7 +93,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
       }
     },
     onStart: ({ startStep, questions, captions, glyphs, trainable, checkpoint }) => {
-      const samples = [questions ? `${questions} questions` : '', captions ? `${captions} captions` : '', glyphs ? `${glyphs} labels to read` : ''].filter(Boolean).join(' and ');
+      const samples = [questions ? `${questions} questions` : '', captions ? `${captions} captions` : '', glyphs ? `${glyphs} labels and signs to read` : ''].filter(Boolean).join(' and ');
       process.stderr.write(`training VILA-HD (${o.method}) -> ${o.out} from step ${startStep} to ${o.steps}: ${samples}, ${trainable} trainable parameters${checkpoint ? `, from ${checkpoint}` : ''}${o.init && startStep === 0 ? `, initialised from ${o.init} (${o.initMethod ?? o.method})` : ''}\n`);
       bar = budget > 0 ? progressBar(budget, 'train-mllm (s of budget)', 'step {step} | loss {loss} | {sps} samples/s') : progressBar(o.steps, 'train-mllm', 'loss {loss} | {sps} samples/s');
       started = performance.now();

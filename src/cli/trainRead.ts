@@ -40,10 +40,12 @@ const schema = z
     keepScenes: integer('keep-scenes', 1),
     keepBatch: integer('keep-batch', 1),
     contextScenes: integer('context-scenes', 0),
+    keepInLook: z.boolean().default(false),
   })
   .refine((o) => o.resume || o.preset !== undefined || o.init !== undefined, { message: 'give --init DIR or --preset NAME (or --resume)' })
   .refine((o) => !(o.resume && (o.preset || o.init)), { message: '--resume continues the run as it was: drop --preset and --init' })
-  .refine((o) => !(o.preset && o.init), { message: 'give --init DIR or --preset NAME, not both' });
+  .refine((o) => !(o.preset && o.init), { message: 'give --init DIR or --preset NAME, not both' })
+  .refine((o) => !o.keepInLook || o.keep !== undefined, { message: '--keep-in-look reads the keep term in a look: give --keep DIR too' });
 
 function glyphRange(text: string): [number, number] {
   const m = /^(\d+)-(\d+)$/.exec(text.trim());
@@ -78,7 +80,7 @@ export async function trainReadCommand(raw: TrainReadCliOptions): Promise<number
     evalEvery: o.evalEvery,
     evalCrops: o.evalCrops,
     evalScenes: o.evalScenes,
-    ...(o.keep ? { keep: { from: (await resolveModelSpec(o.keep)).folder, weight: o.keepWeight, scenes: o.keepScenes, batch: o.keepBatch } } : {}),
+    ...(o.keep ? { keep: { from: (await resolveModelSpec(o.keep)).folder, weight: o.keepWeight, scenes: o.keepScenes, batch: o.keepBatch, ...(o.keepInLook ? { inLook: true } : {}) } } : {}),
     ...(o.contextScenes > 0 ? { contextScenes: o.contextScenes } : {}),
   };
   let bar: Progress | undefined;
@@ -104,7 +106,7 @@ export async function trainReadCommand(raw: TrainReadCliOptions): Promise<number
       if (done === total) contextBar.stop();
     },
     onStart: ({ model, startStep, trainable, headFrom }) => {
-      process.stderr.write(`reading stage: ${model.source} -> ${o.out} from step ${startStep} to ${o.steps} (${trainable} trainable weights; head ${headFrom ? `from ${headFrom}` : 'new'}${options.keep ? `; tokens kept near ${options.keep.from}'s, weight ${options.keep.weight}` : ''}${options.contextScenes ? `; crops read as one look beside the low-res tokens of ${options.contextScenes} scenes` : ''})\n`);
+      process.stderr.write(`reading stage: ${model.source} -> ${o.out} from step ${startStep} to ${o.steps} (${trainable} trainable weights; head ${headFrom ? `from ${headFrom}` : 'new'}${options.keep ? `; tokens kept near ${options.keep.from}'s${options.keep.inLook ? ' in looks' : ''}, weight ${options.keep.weight}` : ''}${options.contextScenes ? `; crops read as one look beside the low-res tokens of ${options.contextScenes} scenes` : ''})\n`);
       bar = budget > 0 ? progressBar(budget, 'train-read (s of budget)', 'step {step} | loss {loss} | acc {acc}') : progressBar(o.steps, 'train-read', 'loss {loss} | acc {acc}');
       started = performance.now();
       bar.update(budget > 0 ? 0 : startStep, { step: String(startStep), loss: '-', acc: '-' });

@@ -54,3 +54,36 @@ export function sceneGlyphs(scene: Scene, patch: number, cells: number): SceneGl
   return out;
 }
 
+
+/** A sign's code as a look sees it: the patch-grid span of its text. */
+export interface SceneSign {
+  readonly code: string;
+  readonly colour: string;
+  /** first row and column, and one past the last, on the scene's patch grid */
+  readonly rows: readonly [number, number];
+  readonly cols: readonly [number, number];
+  /** text height in pixels */
+  readonly height: number;
+}
+
+/**
+ * Every sign of a scene with the grid span of its text (1-3 characters, centred on the plate,
+ * drawn 1 / SIGN_PLATE_HEIGHTS of the plate's height), grown to at least `cells` patches each way
+ * around its centre, as the one-character blocks are, and kept inside the grid.
+ */
+export function sceneSigns(scene: Scene, patch: number, cells: number): SceneSign[] {
+  const grid = [Math.floor(scene.height / patch), Math.floor(scene.width / patch)] as const;
+  const span = (centre: number, half: number, size: number): [number, number] => {
+    let [a, b] = [Math.floor((centre - half) / patch), Math.ceil((centre + half) / patch)];
+    const grow = Math.max(0, cells - (b - a));
+    [a, b] = [a - Math.floor(grow / 2), b + Math.ceil(grow / 2)];
+    const shift = a < 0 ? -a : b > size ? size - b : 0;
+    return [Math.max(0, a + shift), Math.min(size, b + shift)];
+  };
+  return scene.objects.flatMap((o): SceneSign[] => {
+    if (o.kind !== 'sign') return [];
+    const height = (o.box[3] - o.box[1]) / SIGN_PLATE_HEIGHTS;
+    const [cx, cy] = o.center;
+    return [{ code: o.label, colour: o.colour, rows: span(cy, height / 2, grid[0]), cols: span(cx, textWidth(o.label, height) / 2, grid[1]), height }];
+  });
+}

@@ -6,8 +6,9 @@
  * words, and the share of words whose next-token guess is right — over all words and over the
  * words that name what is seen (colours, shapes, characters, counts). An LM that ignores the
  * image scores the same on both; the gap is what it reads. With the glyphs task the samples are
- * the scenes' one-character labels, each asked of its block's tokens (trainData.ts `glyphSamples`),
- * and the first word, the character, is what is read.
+ * the scenes' one-character labels and their signs, each asked of its block's tokens (trainData.ts
+ * `glyphSamples`): a label's first word, the character, is what is read, and a sign is read when
+ * every character of its code is.
  */
 import { tf } from '../tensor/engine.js';
 import type { NamedArray } from '../io/safetensors.js';
@@ -33,6 +34,10 @@ export interface CaptionScores {
   readonly by_kind: Record<ContentKind, number>;
   /** share of captions whose first word the LM guesses (glyphs: the character read) */
   readonly first_word_accuracy: number;
+  /** share of captions whose every word (not [EOS]) the LM guesses: a sign's whole code */
+  readonly exact_accuracy: number;
+  /** the first-word and exact shares of each category of sample (glyphs: labels and signs) */
+  readonly by_category: Record<string, { readonly count: number; readonly first_word_accuracy: number; readonly exact_accuracy: number }>;
 }
 
 export const CONTENT_KINDS = ['colour', 'shape', 'character', 'count'] as const;
@@ -90,10 +95,12 @@ interface Tally {
   nll: number;
   right: number;
   first: number;
+  exact: number;
   kindRight: Record<ContentKind, number>;
+  byCategory: Map<string, { count: number; first: number; exact: number }>;
 }
 
-const newTally = (): Tally => ({ nll: 0, right: 0, first: 0, kindRight: { colour: 0, shape: 0, character: 0, count: 0 } });
+const newTally = (): Tally => ({ nll: 0, right: 0, first: 0, exact: 0, kindRight: { colour: 0, shape: 0, character: 0, count: 0 }, byCategory: new Map() });
 
 /** One caption teacher-forced over `arrays`: its NLL, its ids (words and [EOS]) and the LM's guess of each. */
 function score(model: VilaHd, method: EncodeMethod, q: TrainQuestion, arrays: ReadonlyMap<string, NamedArray>): { nll: number; ids: Int32Array; guess: Int32Array } {
@@ -107,10 +114,16 @@ function score(model: VilaHd, method: EncodeMethod, q: TrainQuestion, arrays: Re
   });
 }
 
-/** Adds a scored caption to a tally. */
-function add(t: Tally, s: { nll: number; ids: Int32Array; guess: Int32Array }, content: ReadonlyMap<number, ContentKind>): void {
+/** Adds a scored caption of category `category` to a tally. */
+function add(t: Tally, category: string, s: { nll: number; ids: Int32Array; guess: Int32Array }, content: ReadonlyMap<number, ContentKind>): void {
   t.nll += s.nll;
-  if (s.guess[0] === s.ids[0]) t.first += 1;
+  const first = s.guess[0] === s.ids[0] ? 1 : 0;
+  // the last id is [EOS]
+  const exact = s.ids.subarray(0, -1).every((id, i) => s.guess[i] === id) ? 1 : 0;
+  t.first += first;
+  t.exact += exact;
+  const c = t.byCategory.get(category) ?? { count: 0, first: 0, exact: 0 };
+  t.byCategory.set(category, { count: c.count + 1, first: c.first + first, exact: c.exact + exact });
   s.ids.forEach((id, i) => {
     if (s.guess[i] !== id) return;
     t.right += 1;
@@ -144,13 +157,16 @@ export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOpt
     // scene may have no one-character label)
     const next = scenes.slice(i + 1).concat(scenes.slice(0, i + 1)).find((n) => n.questions.length > 0)!;
     for (const q of scene.questions) {
-      const swapped = next.questions[q.index % next.questions.length]!;
+      // of the same category where the other scene has one (a sign's tokens for a sign)
+      const rank = scene.questions.filter((c) => c.category === q.category).indexOf(q);
+      const same = next.questions.filter((c) => c.category === q.category);
+      const swapped = same.length ? same[rank % same.length]! : next.questions[q.index % next.questions.length]!;
       // the other scene's tokens under this caption's index
       const otherArrays = method === 'ps3' ? new Map([['low', next.arrays.get('low')!], [`high.${q.index}`, next.arrays.get(`high.${swapped.index}`)!]]) : next.arrays;
       const mine = score(model, method, q, scene.arrays);
       const theirs = score(model, method, q, otherArrays);
-      add(own, mine, contentIds);
-      add(other, theirs, contentIds);
+      add(own, q.category, mine, contentIds);
+      add(other, q.category, theirs, contentIds);
       captions += 1;
       words += mine.ids.length;
       for (const id of mine.ids) {
@@ -168,6 +184,8 @@ export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOpt
     content_accuracy: contentCount ? CONTENT_KINDS.reduce((n, k) => n + t.kindRight[k], 0) / contentCount : 0,
     by_kind: Object.fromEntries(CONTENT_KINDS.map((k) => [k, t.kindRight[k] / kindCount[k]])) as Record<ContentKind, number>,
     first_word_accuracy: captions ? t.first / captions : NaN,
+    exact_accuracy: captions ? t.exact / captions : NaN,
+    by_category: Object.fromEntries([...t.byCategory].map(([c, v]) => [c, { count: v.count, first_word_accuracy: v.first / v.count, exact_accuracy: v.exact / v.count }])),
   });
   const a = scores(own);
   const b = scores(other);

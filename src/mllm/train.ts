@@ -219,7 +219,7 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
     if (o.method !== 'ps3') throw new UserError(`--task glyphs reads a label's block of a look, which only --method ps3 has (got --method ${o.method})`);
     const given: Array<[string, unknown]> = [['--per-category', o.perCategory], ['--evidence-fraction', o.evidenceFraction], ['--decoy-looks', o.decoyLooks], ['--min-looks', o.minLooks], ['--tune-selection', o.tuneSelection || undefined]];
     const extra = given.find(([, v]) => v !== undefined);
-    if (extra) throw new UserError(`${extra[0]} is for the qa task; --task glyphs asks each scene's one-character labels, one look a scene forced onto them`);
+    if (extra) throw new UserError(`${extra[0]} is for the qa task; --task glyphs asks each scene's one-character labels and signs, one look a scene forced onto them`);
   }
   if (o.captions !== undefined && !captions && !mixed) throw new UserError('--captions sets how many captions a scene is asked: give --task captions or --task mixed too');
   if (o.captionShare !== undefined && !mixed) throw new UserError('--caption-share sets how much of each batch writes captions: give --task mixed too');

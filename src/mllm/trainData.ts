@@ -25,10 +25,12 @@
  * A `mixed` run reads both: its questions from a qa cache and its captions from a captions cache
  * of the same scenes, each cache as a run of that task alone makes it.
  *
- * The `glyphs` task (ps3 only) is a reading stage for the LM: each of a scene's one-character labels
- * (data/sceneGlyphs.ts: the block of 4 x 4 top-scale patches a look sees it in) is a sample whose
- * answer is the character, asked `GLYPH_QUESTION` over the low-res tokens and the block's tokens
- * on the top scale. A caption names a character about once in thirteen words, too seldom for an
+ * The `glyphs` task (ps3 only) is a reading stage for the LM: each of a scene's one-character
+ * shape labels (data/sceneGlyphs.ts: the block of 4 x 4 top-scale patches a look sees it in) is a
+ * sample whose answer is the character, asked `GLYPH_QUESTION` over the low-res tokens and the
+ * block's tokens on the top scale; each sign is a sample whose answer is its code (1-3
+ * characters, each its own word), asked 4KPro-lite's own sign-reading question over its text's
+ * block. A caption names a character about once in thirteen words, too seldom for an
  * LM to learn 36 of them; a scene holds a dozen such labels. Looks forced onto the labels' blocks,
  * as many blocks a look as its top-scale budget takes (one look for most scenes of the tiny
  * model), give every sample its tokens in the context a look gives them.
@@ -48,7 +50,7 @@ import { UserError } from '../errors.js';
 import { renderScene } from '../data/scene/render.js';
 import type { Scene } from '../data/scene/types.js';
 import { sceneRng } from '../data/synth.js';
-import { sceneGlyphs } from '../data/sceneGlyphs.js';
+import { sceneGlyphs, sceneSigns } from '../data/sceneGlyphs.js';
 import { GLYPH_CHARS } from '../data/glyphs.js';
 import { Rng } from '../rng.js';
 import { encodeImage, highresSelectionFeatures, ScaledImages, withResizes, type EncodeOutput, type Pixels } from '../model/encoder.js';
@@ -59,7 +61,7 @@ import type { VisionConfig } from '../io/config.js';
 import { finalNorm } from '../model/vit.js';
 import { boxTargets } from '../train/loss.js';
 import { sampleSeed } from '../train/sampleStream.js';
-import { HELDOUT_SEED_BASE, QA_VERSION, questionRng, sceneQuestions } from '../data/qa/generate.js';
+import { HELDOUT_SEED_BASE, QA_VERSION, questionRng, sceneQuestions, signReadingQuestion } from '../data/qa/generate.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import { claim, release } from './cacheClaims.js';
 import { mergeTokens } from './projector.js';
@@ -90,14 +92,15 @@ export const TRAIN_TASKS: readonly TrainTask[] = ['qa', 'captions', 'mixed', 'gl
 
 /** The task a cached sample belongs to: a caption sample carries the caption it writes. */
 export type SampleTask = Exclude<TrainTask, 'mixed'>;
-export const sampleTask = (q: TrainQuestion): SampleTask => (q.target === undefined ? 'qa' : q.category === GLYPH_CATEGORY ? 'glyphs' : 'captions');
+export const sampleTask = (q: TrainQuestion): SampleTask => (q.target === undefined ? 'qa' : q.category === GLYPH_CATEGORY || q.category === SIGN_CATEGORY ? 'glyphs' : 'captions');
 
 /** The question every caption sample asks (words the LM's vocabulary has). */
 export const CAPTION_QUESTION = 'what is in the image';
 
-/** The question every glyph sample asks, and its category. */
+/** The question every label sample of the glyphs task asks, and its category; a sign sample's category. */
 export const GLYPH_QUESTION = 'what is marked in the image';
 export const GLYPH_CATEGORY = 'glyph';
+export const SIGN_CATEGORY = 'sign';
 
 export interface CacheSpec {
   readonly method: EncodeMethod;
@@ -153,7 +156,7 @@ export function cacheDir(root: string, ps3Dir: string, spec: CacheSpec, weights 
   const asked = spec.perCategory !== undefined && spec.perCategory !== 1 ? { perCategory: spec.perCategory } : {};
   const forced = spec.evidenceFraction !== undefined && spec.evidenceFraction !== 1 ? { evidenceFraction: spec.evidenceFraction } : {};
   // a captions cache is keyed by its task too; a questions cache keeps the key it had before tasks
-  const task = spec.task === 'captions' ? { task: 'captions', captions: spec.captions ?? DEFAULT_CAPTIONS, look: 'region' } : spec.task === 'glyphs' ? { task: 'glyphs', look: 'packed' } : {};
+  const task = spec.task === 'captions' ? { task: 'captions', captions: spec.captions ?? DEFAULT_CAPTIONS, look: 'region' } : spec.task === 'glyphs' ? { task: 'glyphs', look: 'packed', samples: 'labels+signs' } : {};
   const entering = spec.trunkFrom !== undefined ? { trunkFrom: spec.trunkFrom } : {};
   const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, ...asked, ...forced, ...task, ...entering, resolution: spec.resolution ?? null, qa: QA_VERSION });
   return path.join(root, `${spec.method}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
@@ -239,22 +242,23 @@ function glyphCells(cfg: VisionConfig, box: readonly number[], size: number): nu
 }
 
 /**
- * The glyphs task's samples of a scene: each one-character label, its answer the character, its
- * box the top-scale block a look sees it in (`sceneGlyphs`) widened to whole 2 x 2 cells: the
+ * The glyphs task's samples of a scene: each one-character shape label, its answer the character,
+ * its box the top-scale block a look sees it in (`sceneGlyphs`); then each sign, its answer the
+ * code, its box its text's block (`sceneSigns`). Boxes are widened to whole 2 x 2 cells: the
  * projector merges only cells whose four patches were all chosen (projector.ts), so a block at an
  * odd row or column would reach the LM as one or two merged tokens of its four.
  */
 export function glyphSamples(scene: Scene, image: number, patch: number, maxCells = Infinity): TrainQuestion[] {
-  const even = (x: number, up: boolean): number => (x % 2 === 0 ? x : up ? x + 1 : x - 1);
-  return sceneGlyphs(scene, patch, GLYPH_CELLS)
-    .map((g) => {
-      const [r0, r1] = [even(g.row0, false), even(g.row0 + GLYPH_CELLS, true)];
-      const [c0, c1] = [even(g.col0, false), even(g.col0 + GLYPH_CELLS, true)];
-      return { rows: [r0, r1], cols: [c0, c1], target: GLYPH_CHARS[g.char]! };
-    })
+  const even = ([a, b]: readonly [number, number]): [number, number] => [a - (a % 2), b + (b % 2)];
+  const labels = sceneGlyphs(scene, patch, GLYPH_CELLS)
+    .filter((g) => g.kind === 'shape')
+    .map((g) => ({ rows: even([g.row0, g.row0 + GLYPH_CELLS]), cols: even([g.col0, g.col0 + GLYPH_CELLS]), question: GLYPH_QUESTION, category: GLYPH_CATEGORY, target: GLYPH_CHARS[g.char]! }));
+  const signs = sceneSigns(scene, patch, GLYPH_CELLS)
+    .map((s) => ({ rows: even(s.rows), cols: even(s.cols), question: signReadingQuestion(s.colour), category: SIGN_CATEGORY, target: s.code }));
+  return [...labels, ...signs]
     // a block larger than a look's top-scale budget (a model of very few patches a look) is left out
-    .filter((b) => (b.rows[1]! - b.rows[0]!) * (b.cols[1]! - b.cols[0]!) <= maxCells)
-    .map((b, index) => ({ image, index, question: GLYPH_QUESTION, options: [], answer: -1, category: GLYPH_CATEGORY, box: [b.cols[0]! * patch, b.rows[0]! * patch, b.cols[1]! * patch, b.rows[1]! * patch], target: b.target }));
+    .filter((b) => (b.rows[1] - b.rows[0]) * (b.cols[1] - b.cols[0]) <= maxCells)
+    .map((b, index) => ({ image, index, question: b.question, options: [], answer: -1, category: b.category, box: [b.cols[0] * patch, b.rows[0] * patch, b.cols[1] * patch, b.rows[1] * patch], target: b.target }));
 }
 
 /** What a training step needs of image `i`: its questions and arrays (`dir`: where a ConvNeXt input is written, when the spec keeps it). */

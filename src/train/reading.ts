@@ -16,6 +16,7 @@ import type { VisionConfig } from '../io/config.js';
 import { Rng } from '../rng.js';
 import { linear } from '../model/layers.js';
 import { finalNorm, patchEmbed, patchify, selectedPositionEmbedding, trunk, type KV } from '../model/vit.js';
+import { lowRes } from '../model/encoder.js';
 import { Weights } from '../model/weights.js';
 
 export const READING_HEAD = 'reading_head';
@@ -104,13 +105,30 @@ export function readingLogits(w: Weights, cfg: VisionConfig, b: ReadingBatch): t
 /** Crops of natural scenes with the tokens another trunk (the kept one) gives them: [batch * n * D]. */
 export interface KeepBatch extends CropBatch {
   readonly kept: Float32Array;
+  /**
+   * in a look: the crops' scene's low-res image [3, s0, s0] and the kept trunk's final low-res
+   * tokens [n0 * D]; the crops then run as one look beside the trunk's own low-res pass
+   */
+  readonly lowres?: { readonly pixels: Float32Array; readonly kept: Float32Array };
 }
 
-/** Mean squared difference between the crops' tokens and the kept trunk's, over every token and channel. */
+/**
+ * Mean squared difference between the crops' tokens and the kept trunk's, over every token and
+ * channel; in a look, over the low-res tokens and the look's together, the gradient reaching the
+ * low-res pass through the look's attention too.
+ */
 export function keepLoss(w: Weights, cfg: VisionConfig, b: KeepBatch): tf.Scalar {
   return tf.tidy(() => {
-    const tokens = cropTokens(w, cfg, b);
-    return tf.mean(tf.squaredDifference(tokens, tf.tensor(b.kept, tokens.shape))) as tf.Scalar;
+    if (!b.lowres) {
+      const tokens = cropTokens(w, cfg, b);
+      return tf.mean(tf.squaredDifference(tokens, tf.tensor(b.kept, tokens.shape))) as tf.Scalar;
+    }
+    const s0 = cfg.scales[0]!;
+    const pass = lowRes(w, cfg, { data: b.lowres.pixels, batch: 1, height: s0, width: s0 }, true);
+    const low = finalNorm(w, cfg.trunk, pass.hiddenStates[pass.hiddenStates.length - 1]!); // [1, n0, D]
+    const look = cropTokens(w, cfg, { ...b, context: pass.kvCache }); // [B, n, D]
+    const sum = tf.add(tf.sum(tf.squaredDifference(low, tf.tensor(b.lowres.kept, low.shape))), tf.sum(tf.squaredDifference(look, tf.tensor(b.kept, look.shape))));
+    return tf.div(sum, low.size + look.size) as tf.Scalar;
   });
 }
 

@@ -11,11 +11,18 @@
  * centred on the scene's objects, half lie anywhere. The pool is made once, at the start: the
  * kept tokens are fixed, and the step takes batch `step mod batches`, so a resumed run draws the
  * same batches.
+ *
+ * In a look (`inLook`): crops alone keep the tokens of crops alone, and a look's tokens also
+ * attend to the scene's low-res tokens — a run that kept its crops' colour lost it in the looks
+ * (models/ps3-tiny/TRAINING.md). Then a batch is one scene's crops of one high-res scale, run as
+ * one look beside the scene's own low-res pass, and both the low-res tokens and the look's are
+ * held near the kept trunk's in the same pass.
  */
 import { tf } from '../tensor/engine.js';
 import { fnv1a, Rng } from '../rng.js';
 import { imageProcessor, type PS3Model } from '../model/load.js';
-import { ScaledImages } from '../model/encoder.js';
+import { lowRes, ScaledImages } from '../model/encoder.js';
+import { finalNorm } from '../model/vit.js';
 import type { Weights } from '../model/weights.js';
 import { normalise } from '../io/pixels.js';
 import { renderScene } from '../data/scene/render.js';
@@ -31,6 +38,8 @@ export interface KeepPoolOptions {
   /** crop side in pixels, a whole number of patches */
   readonly side: number;
   readonly batch: number;
+  /** each batch one scene's crops of a high-res scale (`batch` of them), read in a look beside the scene's low-res pass */
+  readonly inLook?: boolean;
 }
 
 interface Crop {
@@ -61,35 +70,54 @@ function toBatch(crops: readonly Crop[], side: number, scale: number): Omit<Keep
 
 /**
  * The pool: scenes `seed`, 0 .. scenes - 1, cut at every scale of the model, batched one scale a
- * batch (the scales taking turns), each batch with `kept`'s tokens. `onScene` hears each scene cut.
+ * batch (the scales taking turns), each batch with `kept`'s tokens; in a look, one batch a scene
+ * and high-res scale, in a fixed shuffled order. `onScene` hears each scene cut.
  */
 export function keepPool(model: PS3Model, kept: Weights, o: KeepPoolOptions, onScene?: (done: number) => void): KeepBatch[] {
   const cfg = model.config.vision;
   const P = cfg.trunk.patchSize;
   const S = cfg.scales[cfg.scales.length - 1]!;
+  const s0 = cfg.scales[0]!;
   const g = o.side / P;
   const { mean, std } = imageProcessor(model);
   const byScale: Crop[][] = cfg.scales.map(() => []);
+  const looks: KeepBatch[] = [];
   for (let i = 0; i < o.scenes; i++) {
     const scene = renderScene(sceneRng(o.seed, i), { width: S, height: S });
     const images = new ScaledImages(cfg, { data: normalise({ data: scene.rgb, width: S, height: S }, mean, std), batch: 1, height: S, width: S });
     const place = new Rng(fnv1a([o.seed, i], 0x6b656570));
-    const objects = scene.objects.slice(0, Math.floor(o.cropsPerScale / 2));
-    cfg.scales.forEach((_, s) => {
+    const perScale = o.inLook ? o.batch : o.cropsPerScale;
+    const objects = scene.objects.slice(0, Math.floor(perScale / 2));
+    const cut = cfg.scales.map((_, s): Crop[] => {
+      if (o.inLook && s === 0) return [];
       const image = images.at(s);
       const grid = Math.floor(image.width / P);
       const room = grid - g;
-      if (room < 0) return;
+      if (room < 0) return [];
       const at = (centre: number): number => Math.min(room, Math.max(0, Math.round((centre * image.width) / S / P - g / 2)));
-      for (let k = 0; k < o.cropsPerScale; k++) {
+      return Array.from({ length: perScale }, (_, k) => {
         const object = objects[k];
         const [row0, col0] = object ? [at(object.center[1]), at(object.center[0])] : [place.int(0, room), place.int(0, room)];
-        byScale[s]!.push(cutBlock(image, P, o.side, row0, col0));
-      }
+        return cutBlock(image, P, o.side, row0, col0);
+      });
     });
+    if (o.inLook) {
+      const low = images.sized(s0, s0);
+      tf.tidy(() => {
+        // the kept trunk's low-res pass, and each scale's crops as a look beside it
+        const pass = lowRes(kept, cfg, { data: low, batch: 1, height: s0, width: s0 }, true);
+        const lowres = { pixels: Float32Array.from(low), kept: finalNorm(kept, cfg.trunk, pass.hiddenStates[pass.hiddenStates.length - 1]!).dataSync() as Float32Array };
+        cut.forEach((crops, scale) => {
+          if (crops.length === 0) return;
+          const b = toBatch(crops, o.side, scale);
+          looks.push({ ...b, lowres, kept: cropTokens(kept, cfg, { ...b, context: pass.kvCache }).dataSync() as Float32Array });
+        });
+      });
+    } else cut.forEach((crops, s) => byScale[s]!.push(...crops));
     onScene?.(i + 1);
   }
   const order = new Rng(fnv1a([o.seed, o.scenes], 0x6f726472));
+  if (o.inLook) return order.shuffle(looks);
   const perScale = byScale.map((crops, scale) => {
     const shuffled = order.shuffle([...crops]);
     const batches: Omit<KeepBatch, 'kept'>[] = [];

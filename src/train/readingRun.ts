@@ -67,6 +67,8 @@ export interface KeepOptions {
   readonly weight: number;
   readonly scenes: number;
   readonly batch: number;
+  /** each batch one scene's crops of a scale read in a look beside the scene's low-res pass, both kept (readingKeep.ts) */
+  readonly inLook?: boolean;
 }
 
 /** Crops a scale of each scene of the keep pool; the validation pool's scenes. */
@@ -103,7 +105,7 @@ export interface ReadingEvents {
 }
 
 /** The options a resumed run must share with the run it continues (they decide its crops and schedule), with their flags. */
-const CURVE_OPTIONS = { crops: '--curriculum, --glyph-px and --crop', seed: '--seed', batch: '--batch', steps: '--steps', keep: '--keep, --keep-weight, --keep-scenes and --keep-batch', contextScenes: '--context-scenes' } as const;
+const CURVE_OPTIONS = { crops: '--curriculum, --glyph-px and --crop', seed: '--seed', batch: '--batch', steps: '--steps', keep: '--keep, --keep-weight, --keep-scenes, --keep-batch and --keep-in-look', contextScenes: '--context-scenes' } as const;
 
 /**
  * A reading run's checkpoint (or any PS3 folder holding `reading_head.safetensors`): the model,
@@ -172,7 +174,7 @@ function keepPools(model: PS3Model, o: ReadingRunOptions, kept: Weights, events:
   const total = k.scenes + checkScenes;
   try {
     const pool = (seed: number, scenes: number, before: number): KeepBatch[] =>
-      keepPool(model, kept, { seed, scenes, cropsPerScale: KEEP_CROPS_PER_SCALE, side: o.crops.size, batch: k.batch }, (done) => events.onKeepScenes?.(before + done, total));
+      keepPool(model, kept, { seed, scenes, cropsPerScale: KEEP_CROPS_PER_SCALE, side: o.crops.size, batch: k.batch, ...(k.inLook ? { inLook: true } : {}) }, (done) => events.onKeepScenes?.(before + done, total));
     return { train: pool(o.seed, k.scenes, 0), check: checkScenes ? pool(READING_VALIDATION_BASE, checkScenes, k.scenes) : null };
   } finally {
     kept.dispose();
@@ -210,7 +212,7 @@ export async function runReading(o: ReadingRunOptions, events: ReadingEvents = {
     headFrom = headFile && fs.existsSync(headFile) ? headFile : null;
   }
   checkCropFits(model, o.crops);
-  if (o.keep && o.keep.batch > KEEP_CROPS_PER_SCALE * o.keep.scenes) throw new UserError(`--keep-batch ${o.keep.batch}: more than the ${KEEP_CROPS_PER_SCALE * o.keep.scenes} crops a scale that --keep-scenes ${o.keep.scenes} give`);
+  if (o.keep && !o.keep.inLook && o.keep.batch > KEEP_CROPS_PER_SCALE * o.keep.scenes) throw new UserError(`--keep-batch ${o.keep.batch}: more than the ${KEEP_CROPS_PER_SCALE * o.keep.scenes} crops a scale that --keep-scenes ${o.keep.scenes} give`);
   const kept = o.keep ? loadKept(o.keep.from, model) : null;
   // the checks' crops and scenes, made once
   const checkCrops = o.evalEvery > 0 ? curriculumCrops(model, o.crops, READING_VALIDATION_BASE + o.seed, o.evalCrops) : new Map();

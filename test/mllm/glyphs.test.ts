@@ -1,7 +1,7 @@
 /**
  * The glyphs task (the LM's reading stage) and `eval captions --glyphs`: a scene's glyph samples
- * are its one-character labels, each in whole 2 x 2 cells of the top scale; every sample's block
- * reaches the LM whole, from looks that take as many blocks as their budget allows; a glyphs run
+ * are its one-character shape labels and its signs, each in whole 2 x 2 cells of the top scale;
+ * every sample's block reaches the LM whole, from looks that take as many blocks as their budget allows; a glyphs run
  * trains the LM and projector, not the prompt head; mistakes are refused in one line.
  */
 import { test, before, after } from 'node:test';
@@ -14,10 +14,10 @@ import { readSafetensors } from '../../src/io/safetensors.js';
 import { isUserError } from '../../src/errors.js';
 import { renderScene } from '../../src/data/scene/render.js';
 import { sceneRng } from '../../src/data/synth.js';
-import { sceneGlyphs } from '../../src/data/sceneGlyphs.js';
-import { GLYPH_CHARS } from '../../src/data/glyphs.js';
+import { sceneGlyphs, sceneSigns } from '../../src/data/sceneGlyphs.js';
+import { GLYPH_CHARS, textWidth } from '../../src/data/glyphs.js';
 import { loadModel } from '../../src/model/load.js';
-import { GLYPH_CATEGORY, GLYPH_CELLS, GLYPH_QUESTION, glyphSamples, imageSamples, sampleTask } from '../../src/mllm/trainData.js';
+import { GLYPH_CATEGORY, GLYPH_CELLS, GLYPH_QUESTION, SIGN_CATEGORY, glyphSamples, imageSamples, sampleTask } from '../../src/mllm/trainData.js';
 import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
 import { assertBadInput, runCli, writeMicroPs3, writeMicroVila } from './helpers.js';
 
@@ -37,21 +37,38 @@ before(async () => {
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-test('a scene\'s glyph samples: its one-character labels, each block widened to whole 2 x 2 cells around the block a look sees it in', () => {
+test('a scene\'s glyph samples: its shape labels\' characters and its signs\' codes, each block widened to whole 2 x 2 cells around the block a look sees it in', () => {
   const scene = renderScene(sceneRng(41, 0), { width: 1512, height: 1512 });
-  const glyphs = sceneGlyphs(scene, 14, GLYPH_CELLS);
+  const labels = sceneGlyphs(scene, 14, GLYPH_CELLS).filter((g) => g.kind === 'shape');
+  const signs = sceneSigns(scene, 14, GLYPH_CELLS);
   const samples = glyphSamples(scene, 0, 14);
-  assert.ok(glyphs.length >= 3, `${glyphs.length} glyphs`);
-  assert.equal(samples.length, glyphs.length);
+  assert.ok(labels.length >= 3 && signs.some((s) => s.code.length > 1), `${labels.length} labels, signs ${signs.map((s) => s.code)}`);
+  assert.equal(samples.length, labels.length + signs.length);
+  const cellsOf = (box: readonly number[]): [number, number, number, number] => box.map((v) => v / 14) as [number, number, number, number];
   samples.forEach((s, k) => {
-    const g = glyphs[k]!;
-    assert.deepEqual([s.index, s.question, s.options, s.answer, s.category, s.target], [k, GLYPH_QUESTION, [], -1, GLYPH_CATEGORY, GLYPH_CHARS[g.char]]);
+    assert.equal(s.index, k);
+    assert.deepEqual([s.options, s.answer], [[], -1]);
     assert.equal(sampleTask(s), 'glyphs');
-    const [c0, r0, c1, r1] = s.box.map((v) => v / 14) as [number, number, number, number];
+    const [c0, r0, c1, r1] = cellsOf(s.box);
     assert.ok([c0, r0, c1, r1].every((v) => Number.isInteger(v) && v % 2 === 0), `box ${s.box}`);
-    // the sceneGlyphs block inside, at most one cell more on each side
-    assert.ok(r0 <= g.row0 && r1 >= g.row0 + GLYPH_CELLS && g.row0 - r0 <= 1 && r1 - (g.row0 + GLYPH_CELLS) <= 1);
-    assert.ok(c0 <= g.col0 && c1 >= g.col0 + GLYPH_CELLS && g.col0 - c0 <= 1 && c1 - (g.col0 + GLYPH_CELLS) <= 1);
+    // the block a look sees inside, at most one cell more on each side
+    const [rows, cols] = k < labels.length
+      ? [[labels[k]!.row0, labels[k]!.row0 + GLYPH_CELLS], [labels[k]!.col0, labels[k]!.col0 + GLYPH_CELLS]]
+      : [signs[k - labels.length]!.rows, signs[k - labels.length]!.cols];
+    assert.ok(r0 <= rows[0]! && r1 >= rows[1]! && rows[0]! - r0 <= 1 && r1 - rows[1]! <= 1, `rows ${[r0, r1]} around ${rows}`);
+    assert.ok(c0 <= cols[0]! && c1 >= cols[1]! && cols[0]! - c0 <= 1 && c1 - cols[1]! <= 1, `cols ${[c0, c1]} around ${cols}`);
+  });
+  labels.forEach((g, k) => assert.deepEqual([samples[k]!.question, samples[k]!.category, samples[k]!.target], [GLYPH_QUESTION, GLYPH_CATEGORY, GLYPH_CHARS[g.char]]));
+  signs.forEach((g, k) => {
+    const s = samples[labels.length + k]!;
+    // 4KPro-lite's own question, answered with the code
+    assert.deepEqual([s.question, s.category, s.target], [`What does the ${g.colour} sign read?`, SIGN_CATEGORY, g.code]);
+    // the sign's text (1 / 1.7 of its plate, centred) lies inside the block
+    const o = scene.objects.filter((x) => x.kind === 'sign')[k]!;
+    const h = (o.box[3] - o.box[1]) / 1.7;
+    const w = textWidth(g.code, h);
+    assert.ok(g.cols[0] * 14 <= o.center[0] - w / 2 && g.cols[1] * 14 >= o.center[0] + w / 2 && g.rows[0] * 14 <= o.center[1] - h / 2 && g.rows[1] * 14 >= o.center[1] + h / 2, `${g.code} text outside its block`);
+    assert.ok(g.rows[1] - g.rows[0] >= GLYPH_CELLS && g.cols[1] - g.cols[0] >= GLYPH_CELLS);
   });
   // blocks larger than a look's top-scale budget are left out, the rest numbered afresh
   const small = glyphSamples(scene, 0, 14, 16);
@@ -69,7 +86,7 @@ test('every glyph sample\'s block reaches the LM whole: all its cells chosen and
     assert.equal(arrays.get('low')!.shape[0], low);
     for (const q of questions) {
       const cells = ((q.box[2] - q.box[0]) / 14) * ((q.box[3] - q.box[1]) / 14);
-      // micro's look takes 20 top-scale patches: a 4 x 4 block fits, a 6 x 6 one does not
+      // micro's look takes 20 top-scale patches: a 4 x 4 block fits, a 4 x 6 or 6 x 6 one does not
       assert.equal(cells, 16);
       assert.deepEqual(arrays.get(`high.${q.index}`)!.shape, [cells / 4, 4 * 32], `scene ${i} sample ${q.index}`);
       seen++;
@@ -95,14 +112,22 @@ test('a glyphs run trains the LM and projector, not the prompt head; eval captio
   const report = path.join(tmp, 'eval', 'g.json');
   const e = runCli(['eval', 'captions', '--model', path.join(out, 'checkpoint'), '--glyphs', '--count', '3', '--out', report]);
   assert.equal(e.status, 0, e.stderr);
-  assert.match(e.stdout, /characters read \(the first word\), own \/ other: /);
-  const j = JSON.parse(fs.readFileSync(report, 'utf8')) as { task: string; reports: Array<{ task: string; captions: number; content_words_by_kind: Record<string, number>; own_image: { first_word_accuracy: number } }> };
+  assert.match(e.stdout, /labels' characters read, own \/ other: \S+ \/ \S+ of \d+/);
+  assert.match(e.stdout, /signs read whole \(first character\), own \/ other: /);
+  type Scores = { first_word_accuracy: number; exact_accuracy: number; by_category: Record<string, { count: number; first_word_accuracy: number; exact_accuracy: number }> };
+  const j = JSON.parse(fs.readFileSync(report, 'utf8')) as { task: string; reports: Array<{ task: string; captions: number; content_words_by_kind: Record<string, number>; own_image: Scores; other_image: Scores }> };
   assert.equal(j.task, 'glyphs');
   const g = j.reports[0]!;
   assert.ok(g.captions > 0);
-  // each sample's one word is a character ("a" aside, which content words leave out as the article)
-  assert.ok(g.content_words_by_kind['character']! <= g.captions && g.content_words_by_kind['colour'] === 0);
-  assert.ok(g.own_image.first_word_accuracy >= 0 && g.own_image.first_word_accuracy <= 1);
+  // the answers are characters only ("a" aside, which content words leave out as the article)
+  assert.ok(g.content_words_by_kind['colour'] === 0 && g.content_words_by_kind['shape'] === 0);
+  for (const x of [g.own_image, g.other_image]) {
+    assert.ok(x.exact_accuracy >= 0 && x.exact_accuracy <= x.first_word_accuracy + 1e-9 && x.first_word_accuracy <= 1);
+    assert.equal(Object.values(x.by_category).reduce((n, c) => n + c.count, 0), g.captions);
+    // a label's answer is one character: read whole when its first word is right
+    const label = x.by_category[GLYPH_CATEGORY];
+    if (label) assert.equal(label.exact_accuracy, label.first_word_accuracy);
+  }
   assert.ok(fs.statSync(report.replace(/\.json$/, '.png')).size > 1000);
   assertBadInput(['eval', 'captions', '--model', source, '--glyphs', '--method', 'lowres', '--out', report], /--glyphs reads a label's block of a look, which only --method ps3 has/);
 });
@@ -111,7 +136,7 @@ test('train-mllm --task glyphs refuses what the task does not have, in one line,
   const cases: Array<[Partial<TrainVilaOptions>, RegExp]> = [
     [{ method: 'lowres' }, /--task glyphs reads a label's block of a look, which only --method ps3 has \(got --method lowres\)/],
     [{ choiceWeight: 1 }, /--choice-weight scores a question's options, which the glyphs task does not have/],
-    [{ perCategory: 2 }, /--per-category is for the qa task; --task glyphs asks each scene's one-character labels/],
+    [{ perCategory: 2 }, /--per-category is for the qa task; --task glyphs asks each scene's one-character labels and signs/],
     [{ decoyLooks: 0.5 }, /--decoy-looks is for the qa task/],
     [{ captions: 3 }, /--captions sets how many captions a scene is asked/],
     [{ tuneTrunk: 1 }, /--tune-trunk is for the qa task/],

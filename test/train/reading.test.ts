@@ -366,6 +366,63 @@ test('ps3 eval reading: the head on crops of every palette and on held-out scene
   assert.match(plain.stderr.trim(), /^ps3: models\/ps3-tiny: no reading_head\.safetensors \(give a "ps3 train-read" checkpoint folder\)$/);
 });
 
+test('keep term in a look: one scene\'s crops of a high-res scale beside its own low-res pass, both kept; no pull at the kept trunk itself', async () => {
+  await initEngine();
+  const model = randomModel(presetConfig('micro'), 2);
+  const other = randomModel(presetConfig('micro'), 5);
+  const cfg = model.config.vision;
+  const o = { seed: 4, scenes: 2, cropsPerScale: 6, side: 56, batch: 3, inLook: true };
+  const pool = keepPool(model, other.weights, o);
+  // 2 scenes x the 2 high-res scales, 3 crops each, in a fixed order
+  assert.equal(pool.length, 4);
+  assert.deepEqual(pool.map((b) => b.scale).sort(), [1, 1, 2, 2]);
+  assert.ok(pool.every((b) => b.batch === 3 && b.lowres !== undefined));
+  assert.deepEqual(keepPool(model, other.weights, o).map((b) => [b.scale, ...b.cells]), pool.map((b) => [b.scale, ...b.cells]));
+  const s0 = cfg.scales[0]!;
+  const b = pool[0]!;
+  // the kept tokens: the other trunk's low-res pass, and the crops as a look beside it, not alone
+  const pass = lowRes(other.weights, cfg, { data: b.lowres!.pixels, batch: 1, height: s0, width: s0 }, true);
+  const low = finalNorm(other.weights, cfg.trunk, pass.hiddenStates[pass.hiddenStates.length - 1]!);
+  const near = (x: ArrayLike<number>, y: ArrayLike<number>): boolean => Array.from(x).every((v, i) => Math.abs(v - y[i]!) < 1e-5);
+  assert.ok(near(low.dataSync(), b.lowres!.kept));
+  const look = cropTokens(other.weights, cfg, { ...b, context: pass.kvCache });
+  assert.ok(near(look.dataSync(), b.kept));
+  const alone = cropTokens(other.weights, cfg, b);
+  assert.ok(!near(alone.dataSync(), b.kept), 'the look\'s kept tokens are not the crops\' alone');
+  tf.dispose([low, look, alone, ...pass.hiddenStates, ...pass.kvCache.flatMap((kv) => [kv.k, kv.v])]);
+  assert.equal(keepDistance(other.weights, model, pool), 0);
+  // the term: the mean squared difference over the low-res tokens and the look's together
+  const mine = tf.tidy(() => {
+    const p = lowRes(model.weights, cfg, { data: b.lowres!.pixels, batch: 1, height: s0, width: s0 }, true);
+    return [finalNorm(model.weights, cfg.trunk, p.hiddenStates[p.hiddenStates.length - 1]!).dataSync(), cropTokens(model.weights, cfg, { ...b, context: p.kvCache }).dataSync()];
+  });
+  const sq = (x: ArrayLike<number>, y: ArrayLike<number>): number => Array.from(x).reduce((sum, v, i) => sum + (v - y[i]!) ** 2, 0);
+  const hand = (sq(mine[0]!, b.lowres!.kept) + sq(mine[1]!, b.kept)) / (mine[0]!.length + mine[1]!.length);
+  const term = keepLoss(model.weights, cfg, b);
+  assert.ok(Math.abs(term.dataSync()[0]! - hand) < 1e-5 * hand, `${term.dataSync()[0]} vs ${hand}`);
+  term.dispose();
+
+  const w = new Weights(new Map([...model.weights.entries(), ...newReadingHead(32, GLYPH_CHARS.length, 2)]));
+  const trainable = readingTrainable(w.keys());
+  const batch = glyphBatch(model, spec(), 0, 0, 4);
+  const plain = readingLossAndGrads(w, cfg, batch, trainable);
+  const self = readingLossAndGrads(w, cfg, batch, trainable, { batch: keepPool(model, model.weights, { ...o, scenes: 1 })[0]!, weight: 3 });
+  // zero up to rounding: the pool's pass and the step's order their sums alike but not always identically
+  assert.ok(self.keep < 1e-9, String(self.keep));
+  for (const k of trainable) assert.ok(near(plain.grads.get(k)!.dataSync(), self.grads.get(k)!.dataSync()), k);
+  const before = keepDistance(w, model, pool);
+  for (let step = 0; step < 6; step++) {
+    const r = readingLossAndGrads(w, cfg, batch, trainable, { batch: keepBatchAt(pool, step), weight: 50 });
+    for (const [k, g] of r.grads) w.replace(k, tf.tidy(() => tf.sub(w.get(k), tf.mul(g, 0.01))));
+    tf.dispose([...r.grads.values()]);
+  }
+  const after = keepDistance(w, model, pool);
+  assert.ok(after < before * 0.9, `keep distance ${after} against ${before}`);
+  tf.dispose([...plain.grads.values(), ...self.grads.values()]);
+  w.dispose();
+  other.weights.dispose();
+});
+
 test('ps3 train-read --keep: the keep term in metrics.jsonl and at the checks (val_keep); a resume keeps it', () => {
   const from = path.join(tmp, 'a', 'checkpoint');
   const k = path.join(tmp, 'k');
@@ -381,7 +438,17 @@ test('ps3 train-read --keep: the keep term in metrics.jsonl and at the checks (v
   assert.ok((m[3]!['val_keep'] as number) > 0);
   const again = spawnSync(process.execPath, args(k, ['--resume', '--keep-weight', '3']), { encoding: 'utf8' });
   assert.equal(again.status, 2);
-  assert.match(again.stderr.trim(), /^ps3: --resume: --keep, --keep-weight, --keep-scenes and --keep-batch differ from the run's \(\{"from":".*","weight":2,"scenes":2,"batch":4\}\); a resumed run keeps its crops and schedule$/);
+  // in a look: the keep term and val_keep are the look's, and a resume must keep it
+  const l = path.join(tmp, 'kl');
+  const inLook = spawnSync(process.execPath, args(l, ['--init', from, '--keep-weight', '2', '--keep-in-look', '--steps', '2']), { encoding: 'utf8' });
+  assert.equal(inLook.status, 0, inLook.stderr);
+  const ml = metrics(l);
+  assert.ok((ml[0]!['keep'] as number) < 1e-9);
+  assert.ok((ml[1]!['keep'] as number) > 0 && (ml[1]!['val_keep'] as number) > 0);
+  const plain = spawnSync(process.execPath, args(l, ['--resume', '--keep-weight', '2', '--steps', '2']), { encoding: 'utf8' });
+  assert.equal(plain.status, 2);
+  assert.match(plain.stderr.trim(), /--keep-in-look differ from the run's \(\{.*"inLook":true\}\)/);
+  assert.match(again.stderr.trim(), /^ps3: --resume: --keep, --keep-weight, --keep-scenes, --keep-batch and --keep-in-look differ from the run's \(\{"from":".*","weight":2,"scenes":2,"batch":4\}\); a resumed run keeps its crops and schedule$/);
 });
 
 test('ps3 train-read --context-scenes: the crops read as one look beside a scene; the checks read real looks too (val_scene_look); a resume keeps it', () => {
@@ -426,6 +493,7 @@ test('ps3 train-read: mistakes exit 2 with one line naming them, before any step
   refused(['--preset', 'micro', '--out', out, '--keep', path.join(tmp, 'nowhere')], /nowhere/);
   refused(['--preset', 'micro', '--out', out, '--keep', path.join(tmp, 'a', 'checkpoint'), '--keep-weight', '0'], /--keep-weight must be positive/);
   refused(['--preset', 'micro', '--out', out, '--keep', path.join(tmp, 'a', 'checkpoint'), '--keep-scenes', '1', '--keep-batch', '30'], /--keep-batch 30: more than the 24 crops a scale that --keep-scenes 1 give/);
+  refused(['--preset', 'micro', '--out', out, '--keep-in-look'], /--keep-in-look reads the keep term in a look: give --keep DIR too/);
   assert.ok(!fs.existsSync(out), 'a refused run wrote its --out');
   refused(['--out', path.join(tmp, 'a'), '--resume', '--curriculum', 'named'], /--resume: --curriculum, --glyph-px and --crop differ from the run's \(.*\); a resumed run keeps its crops and schedule/);
   refused(['--preset', 'micro', '--out', path.join(tmp, 'a')], /already holds a checkpoint/);

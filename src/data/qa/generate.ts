@@ -132,6 +132,11 @@ function evidence(objects: readonly SceneObject[], detailPx: number, lowres: num
   return { object_ids: objects.map((o) => o.id), box: union(objects.map((o) => o.box)), detail_px_at_lowres: Math.round(detailPx * 100) / 100, lowres };
 }
 
+/** The sign-reading question about the sign of colour `colour` (the LM's reading stage asks it too). */
+export function signReadingQuestion(colour: string): string {
+  return `What does the ${colour} sign read?`;
+}
+
 function signReading(scene: Scene, rng: Rng, k: number, lowres: number): QuestionDraft | null {
   const signs = scene.objects.filter((o): o is SignObject => o.kind === 'sign');
   const candidates = signs.filter((s) => signs.filter((t) => t.colour === s.colour).length === 1 && signGlyphPx(s) * k <= MAX_DETAIL_PX.glyph);
@@ -141,7 +146,7 @@ function signReading(scene: Scene, rng: Rng, k: number, lowres: number): Questio
   if (!distractors) return null;
   const { options, answer, statements } = shuffled(rng, s.label, distractors, (c) => withArticles(`a ${s.colour} sign reading ${c}`));
   return {
-    category: 'sign-reading', question: `What does the ${s.colour} sign read?`, options, answer, statements,
+    category: 'sign-reading', question: signReadingQuestion(s.colour), options, answer, statements,
     prompt: withArticles(`a ${s.colour} sign`), evidence: evidence([s], signGlyphPx(s) * k, lowres),
   };
 }
