@@ -16,7 +16,8 @@
  * attend to the scene's low-res tokens — a run that kept its crops' colour lost it in the looks
  * (models/ps3-tiny/TRAINING.md). Then a batch is one scene's crops of one high-res scale, run as
  * one look beside the scene's own low-res pass, and both the low-res tokens and the look's are
- * held near the kept trunk's in the same pass.
+ * held near the kept trunk's in the same pass. No crop of a look touches a label or a sign: kept
+ * trunks do not read, and a keep term on the characters in a real look undid the reading there.
  */
 import { tf } from '../tensor/engine.js';
 import { fnv1a, Rng } from '../rng.js';
@@ -41,6 +42,9 @@ export interface KeepPoolOptions {
   /** each batch one scene's crops of a high-res scale (`batch` of them), read in a look beside the scene's low-res pass */
   readonly inLook?: boolean;
 }
+
+/** Random places tried for a look's keep crop clear of labels and signs before it is left out. */
+const KEEP_TRIES = 50;
 
 interface Crop {
   readonly pixels: Float32Array;
@@ -87,7 +91,8 @@ export function keepPool(model: PS3Model, kept: Weights, o: KeepPoolOptions, onS
     const images = new ScaledImages(cfg, { data: normalise({ data: scene.rgb, width: S, height: S }, mean, std), batch: 1, height: S, width: S });
     const place = new Rng(fnv1a([o.seed, i], 0x6b656570));
     const perScale = o.inLook ? o.batch : o.cropsPerScale;
-    const objects = scene.objects.slice(0, Math.floor(perScale / 2));
+    const written = scene.objects.filter((x) => x.label !== null).map((x) => x.box);
+    const objects = (o.inLook ? scene.objects.filter((x) => x.label === null) : scene.objects).slice(0, Math.floor(perScale / 2));
     const cut = cfg.scales.map((_, s): Crop[] => {
       if (o.inLook && s === 0) return [];
       const image = images.at(s);
@@ -95,11 +100,22 @@ export function keepPool(model: PS3Model, kept: Weights, o: KeepPoolOptions, onS
       const room = grid - g;
       if (room < 0) return [];
       const at = (centre: number): number => Math.min(room, Math.max(0, Math.round((centre * image.width) / S / P - g / 2)));
-      return Array.from({ length: perScale }, (_, k) => {
+      // the block's box in top-scale pixels, against the boxes of everything written on
+      const px = (P * S) / image.width;
+      const clear = ([row0, col0]: readonly number[]): boolean => written.every((w) => w[2] <= col0! * px || w[0] >= (col0! + g) * px || w[3] <= row0! * px || w[1] >= (row0! + g) * px);
+      const anywhere = (): number[] | null => {
+        if (!o.inLook) return [place.int(0, room), place.int(0, room)];
+        for (let tries = 0; tries < KEEP_TRIES; tries++) {
+          const rc = [place.int(0, room), place.int(0, room)];
+          if (clear(rc)) return rc;
+        }
+        return null;
+      };
+      return Array.from({ length: perScale }, (_, k): number[] | null => {
         const object = objects[k];
-        const [row0, col0] = object ? [at(object.center[1]), at(object.center[0])] : [place.int(0, room), place.int(0, room)];
-        return cutBlock(image, P, o.side, row0, col0);
-      });
+        const rc = object ? [at(object.center[1]), at(object.center[0])] : anywhere();
+        return rc && (!o.inLook || clear(rc)) ? rc : null;
+      }).flatMap((rc) => (rc ? [cutBlock(image, P, o.side, rc[0]!, rc[1]!)] : []));
     });
     if (o.inLook) {
       const low = images.sized(s0, s0);
