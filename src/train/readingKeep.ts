@@ -102,20 +102,21 @@ export function keepPool(model: PS3Model, kept: Weights, o: KeepPoolOptions, onS
       const at = (centre: number): number => Math.min(room, Math.max(0, Math.round((centre * image.width) / S / P - g / 2)));
       // the block's box in top-scale pixels, against the boxes of everything written on
       const px = (P * S) / image.width;
-      const clear = ([row0, col0]: readonly number[]): boolean => written.every((w) => w[2] <= col0! * px || w[0] >= (col0! + g) * px || w[3] <= row0! * px || w[1] >= (row0! + g) * px);
-      const anywhere = (): number[] | null => {
+      type Place = readonly [number, number];
+      const clear = ([row0, col0]: Place): boolean => written.every((w) => w[2] <= col0 * px || w[0] >= (col0 + g) * px || w[3] <= row0 * px || w[1] >= (row0 + g) * px);
+      const anywhere = (): Place | null => {
         if (!o.inLook) return [place.int(0, room), place.int(0, room)];
         for (let tries = 0; tries < KEEP_TRIES; tries++) {
-          const rc = [place.int(0, room), place.int(0, room)];
+          const rc: Place = [place.int(0, room), place.int(0, room)];
           if (clear(rc)) return rc;
         }
         return null;
       };
-      return Array.from({ length: perScale }, (_, k): number[] | null => {
+      return Array.from({ length: perScale }, (_, k): Place | null => {
         const object = objects[k];
-        const rc = object ? [at(object.center[1]), at(object.center[0])] : anywhere();
+        const rc: Place | null = object ? [at(object.center[1]), at(object.center[0])] : anywhere();
         return rc && (!o.inLook || clear(rc)) ? rc : null;
-      }).flatMap((rc) => (rc ? [cutBlock(image, P, o.side, rc[0]!, rc[1]!)] : []));
+      }).flatMap((rc) => (rc ? [cutBlock(image, P, o.side, rc[0], rc[1])] : []));
     });
     if (o.inLook) {
       const low = images.sized(s0, s0);

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { initEngine, tf } from '../../src/tensor/engine.js';
-import { randomModel, loadModel } from '../../src/model/load.js';
+import { randomModel, loadModel, type PS3Model } from '../../src/model/load.js';
 import { presetConfig } from '../../src/model/presets.js';
 import { Weights } from '../../src/model/weights.js';
 import { GLYPH_CHARS } from '../../src/data/glyphs.js';
@@ -17,7 +17,7 @@ import { COLOURS, luminance } from '../../src/data/scene/colours.js';
 import { glyphCrop, paletteAt, parseCurriculum, type GlyphCropSpec } from '../../src/data/glyphCrops.js';
 import { lookRows } from '../../src/train/readingLook.js';
 import { packForced } from '../../src/model/selection.js';
-import { blockCells, cropTokens, keepLoss, newReadingHead, readingLogits, readingLossAndGrads, readingTrainable } from '../../src/train/reading.js';
+import { blockCells, cropTokens, keepLoss, newReadingHead, readingLogits, readingLossAndGrads, readingTrainable, type KeepBatch, type ReadingBatch, type ReadingStep } from '../../src/train/reading.js';
 import { keepBatchAt, keepDistance, keepPool } from '../../src/train/readingKeep.js';
 import { look, lowRes, ScaledImages } from '../../src/model/encoder.js';
 import { finalNorm } from '../../src/model/vit.js';
@@ -180,6 +180,19 @@ test('reading objective: the loss is the softmax cross-entropy of the logits; st
   w.dispose();
 });
 
+/** Six descent steps on the reading loss plus the keep term at weight 50 bring the trunk's tokens nearer the kept ones; `check` sees each step. */
+function keepDescent(w: Weights, model: PS3Model, batch: ReadingBatch, trainable: string[], pool: KeepBatch[], check?: (r: ReadingStep, step: number) => void): void {
+  const before = keepDistance(w, model, pool);
+  for (let step = 0; step < 6; step++) {
+    const r = readingLossAndGrads(w, model.config.vision, batch, trainable, { batch: keepBatchAt(pool, step), weight: 50 });
+    check?.(r, step);
+    for (const [k, g] of r.grads) w.replace(k, tf.tidy(() => tf.sub(w.get(k), tf.mul(g, 0.01))));
+    tf.dispose([...r.grads.values()]);
+  }
+  const after = keepDistance(w, model, pool);
+  assert.ok(after < before * 0.9, `keep distance ${after} against ${before}`);
+}
+
 test('keep term: crops of every scale cut as the encoder resizes the scene, with the kept trunk\'s tokens; no pull at the kept trunk itself', async () => {
   await initEngine();
   const model = randomModel(presetConfig('micro'), 2);
@@ -228,17 +241,11 @@ test('keep term: crops of every scale cut as the encoder resizes the scene, with
     assert.ok(g0.every((v, i) => Math.abs(v - g1[i]!) < 1e-5), k);
   }
   // kept at another trunk's, the term is as reported and its steps bring the tokens nearer
-  const before = keepDistance(w, model, pool);
-  for (let step = 0; step < 6; step++) {
-    const r = readingLossAndGrads(w, cfg, b, trainable, { batch: keepBatchAt(pool, step), weight: 50 });
+  keepDescent(w, model, b, trainable, pool, (r, step) => {
     assert.ok(r.keep > 0);
     // the loss reported is the reading cross-entropy alone
     if (step === 0) assert.ok(Math.abs(r.loss - plain.loss) < 1e-6);
-    for (const [k, g] of r.grads) w.replace(k, tf.tidy(() => tf.sub(w.get(k), tf.mul(g, 0.01))));
-    tf.dispose([...r.grads.values()]);
-  }
-  const after = keepDistance(w, model, pool);
-  assert.ok(after < before * 0.9, `keep distance ${after} against ${before}`);
+  });
   tf.dispose([...plain.grads.values(), ...self.grads.values()]);
   w.dispose();
   other.weights.dispose();
@@ -426,14 +433,7 @@ test('keep term in a look: one scene\'s crops of a high-res scale, clear of its 
   // zero up to rounding: the pool's pass and the step's order their sums alike but not always identically
   assert.ok(self.keep < 1e-9, String(self.keep));
   for (const k of trainable) assert.ok(near(plain.grads.get(k)!.dataSync(), self.grads.get(k)!.dataSync()), k);
-  const before = keepDistance(w, model, pool);
-  for (let step = 0; step < 6; step++) {
-    const r = readingLossAndGrads(w, cfg, batch, trainable, { batch: keepBatchAt(pool, step), weight: 50 });
-    for (const [k, g] of r.grads) w.replace(k, tf.tidy(() => tf.sub(w.get(k), tf.mul(g, 0.01))));
-    tf.dispose([...r.grads.values()]);
-  }
-  const after = keepDistance(w, model, pool);
-  assert.ok(after < before * 0.9, `keep distance ${after} against ${before}`);
+  keepDescent(w, model, batch, trainable, pool);
   tf.dispose([...plain.grads.values(), ...self.grads.values()]);
   w.dispose();
   other.weights.dispose();
