@@ -54,7 +54,6 @@ export function sceneGlyphs(scene: Scene, patch: number, cells: number): SceneGl
   return out;
 }
 
-
 /** A sign's code as a look sees it: the patch-grid span of its text. */
 export interface SceneSign {
   readonly code: string;
@@ -62,8 +61,6 @@ export interface SceneSign {
   /** first row and column, and one past the last, on the scene's patch grid */
   readonly rows: readonly [number, number];
   readonly cols: readonly [number, number];
-  /** text height in pixels */
-  readonly height: number;
 }
 
 /**
@@ -84,6 +81,6 @@ export function sceneSigns(scene: Scene, patch: number, cells: number): SceneSig
     if (o.kind !== 'sign') return [];
     const height = (o.box[3] - o.box[1]) / SIGN_PLATE_HEIGHTS;
     const [cx, cy] = o.center;
-    return [{ code: o.label, colour: o.colour, rows: span(cy, height / 2, grid[0]), cols: span(cx, textWidth(o.label, height) / 2, grid[1]), height }];
+    return [{ code: o.label, colour: o.colour, rows: span(cy, height / 2, grid[0]), cols: span(cx, textWidth(o.label, height) / 2, grid[1]) }];
   });
 }

@@ -19,17 +19,23 @@ import type { Weights } from '../model/weights.js';
 import { normalise } from '../io/pixels.js';
 import { renderScene } from '../data/scene/render.js';
 import { sceneRng } from '../data/synth.js';
+import type { Scene } from '../data/scene/types.js';
+
+/** Scene `index` of stream `seed` drawn at the top scale, normalised as the model's processor does, at every scale the encoder resizes it to. */
+export function scaledScene(model: PS3Model, seed: number, index: number): { scene: Scene; images: ScaledImages } {
+  const cfg = model.config.vision;
+  const S = cfg.scales[cfg.scales.length - 1]!;
+  const { mean, std } = imageProcessor(model);
+  const scene = renderScene(sceneRng(seed, index), { width: S, height: S });
+  return { scene, images: new ScaledImages(cfg, { data: normalise({ data: scene.rgb, width: S, height: S }, mean, std), batch: 1, height: S, width: S }) };
+}
 
 /** Low-res images [3, s0, s0] of scenes `seed`, 0 .. scenes - 1. */
 export function contextPool(model: PS3Model, seed: number, scenes: number, onScene?: (done: number) => void): Float32Array[] {
-  const cfg = model.config.vision;
-  const S = cfg.scales[cfg.scales.length - 1]!;
-  const s0 = cfg.scales[0]!;
-  const { mean, std } = imageProcessor(model);
+  const s0 = model.config.vision.scales[0]!;
   const pool: Float32Array[] = [];
   for (let i = 0; i < scenes; i++) {
-    const scene = renderScene(sceneRng(seed, i), { width: S, height: S });
-    pool.push(new ScaledImages(cfg, { data: normalise({ data: scene.rgb, width: S, height: S }, mean, std), batch: 1, height: S, width: S }).sized(s0, s0));
+    pool.push(scaledScene(model, seed, i).images.sized(s0, s0));
     onScene?.(i + 1);
   }
   return pool;

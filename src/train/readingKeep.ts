@@ -7,7 +7,7 @@
  * without forgetting".
  *
  * Crops are cut as the encoder sees a scale: the scene drawn at the top scale, normalised, and
- * resized to the scale as the encoder resizes it (`ScaledImages`). Half of a scale's crops are
+ * resized to the scale as the encoder resizes it (`scaledScene`). Half of a scale's crops are
  * centred on the scene's objects, half lie anywhere. The pool is made once, at the start: the
  * kept tokens are fixed, and the step takes batch `step mod batches`, so a resumed run draws the
  * same batches.
@@ -21,14 +21,12 @@
  */
 import { tf } from '../tensor/engine.js';
 import { fnv1a, Rng } from '../rng.js';
-import { imageProcessor, type PS3Model } from '../model/load.js';
-import { lowRes, ScaledImages } from '../model/encoder.js';
+import type { PS3Model } from '../model/load.js';
+import { lowRes } from '../model/encoder.js';
 import { finalNorm } from '../model/vit.js';
 import type { Weights } from '../model/weights.js';
-import { normalise } from '../io/pixels.js';
-import { renderScene } from '../data/scene/render.js';
-import { sceneRng } from '../data/synth.js';
 import { blockCells, cropTokens, keepLoss, type KeepBatch } from './reading.js';
+import { scaledScene } from './readingContext.js';
 
 export interface KeepPoolOptions {
   /** scene stream: training scenes below the held-out base, or a validation seed for the checks */
@@ -83,12 +81,10 @@ export function keepPool(model: PS3Model, kept: Weights, o: KeepPoolOptions, onS
   const S = cfg.scales[cfg.scales.length - 1]!;
   const s0 = cfg.scales[0]!;
   const g = o.side / P;
-  const { mean, std } = imageProcessor(model);
   const byScale: Crop[][] = cfg.scales.map(() => []);
   const looks: KeepBatch[] = [];
   for (let i = 0; i < o.scenes; i++) {
-    const scene = renderScene(sceneRng(o.seed, i), { width: S, height: S });
-    const images = new ScaledImages(cfg, { data: normalise({ data: scene.rgb, width: S, height: S }, mean, std), batch: 1, height: S, width: S });
+    const { scene, images } = scaledScene(model, o.seed, i);
     const place = new Rng(fnv1a([o.seed, i], 0x6b656570));
     const perScale = o.inLook ? o.batch : o.cropsPerScale;
     const written = scene.objects.filter((x) => x.label !== null).map((x) => x.box);
