@@ -11,7 +11,7 @@ import { initEngine } from '../tensor/engine.js';
 import { UserError } from '../errors.js';
 import { ENCODE_METHODS } from '../model/baselines.js';
 import { trainVilaHd, type TrainVilaOptions } from '../mllm/train.js';
-import { TRAIN_TASKS } from '../mllm/trainData.js';
+import { MIX_TASKS, TRAIN_TASKS } from '../mllm/trainData.js';
 import { progressBar, type Progress } from './progress.js';
 
 const int = (name: string) => num(name).pipe(z.number().int(`--${name} must be an integer`));
@@ -38,6 +38,7 @@ const schema = z.object({
   perCategory: int('per-category').pipe(z.number().min(1, '--per-category must be from 1 to 16').max(16, '--per-category must be from 1 to 16')).optional(),
   task: z.enum(TRAIN_TASKS, { message: `--task must be one of ${TRAIN_TASKS.join(', ')}` }).optional(),
   captions: int('captions').pipe(z.number().min(1, '--captions must be from 1 to 32').max(32, '--captions must be from 1 to 32')).optional(),
+  mix: z.enum(MIX_TASKS, { message: `--mix must be one of ${MIX_TASKS.join(', ')}` }).optional(),
   captionShare: num('caption-share').optional(),
   selectionWeight: num('selection-weight').pipe(z.number().nonnegative('--selection-weight must be >= 0')),
   choiceWeight: num('choice-weight').pipe(z.number().nonnegative('--choice-weight must be >= 0')).optional(),
@@ -70,7 +71,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
     dataSeed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.resolution !== undefined ? { resolution: o.resolution } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}),
     ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), ...(o.decoyLooks !== undefined ? { decoyLooks: o.decoyLooks } : {}),
     ...(o.task !== undefined ? { task: o.task } : {}), ...(o.captions !== undefined ? { captions: o.captions } : {}),
-    ...(o.captionShare !== undefined ? { captionShare: o.captionShare } : {}),
+    ...(o.mix !== undefined ? { mix: o.mix } : {}), ...(o.captionShare !== undefined ? { captionShare: o.captionShare } : {}),
     selectionWeight: o.selectionWeight, ...(o.choiceWeight !== undefined ? { choiceWeight: o.choiceWeight } : {}), boxLoss: o.boxLoss, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
     ...(o.cache ? { cacheRoot: o.cache } : {}), cacheOnly: o.cacheOnly,
     tuneSelection: o.tuneSelection, ...(o.selectionLr !== undefined ? { selectionLr: o.selectionLr } : {}),

@@ -34,7 +34,7 @@ import { methodParams } from './params.js';
 import { ShardedStep } from './gradShards.js';
 import type { BoxLossKind } from '../train/loss.js';
 import { newLmTokenizer, type LmTokenizer } from './tokenizer.js';
-import { buildCache, cacheDir, checkTrainSeed, ps3WeightsHash, SampleReader, TRAIN_TASKS, type CacheSpec, type SampleTask, type TrainQuestion, type TrainTask } from './trainData.js';
+import { buildCache, cacheDir, checkTrainSeed, MIX_TASKS, ps3WeightsHash, SampleReader, TRAIN_TASKS, type CacheSpec, type MixTask, type SampleTask, type TrainQuestion, type TrainTask } from './trainData.js';
 import { trainableKeys } from '../train/trainer.js';
 import { CONVNET_PREFIX } from '../model/convnet.js';
 import { trunkTailKeys } from '../model/vit.js';
@@ -80,7 +80,13 @@ export interface TrainVilaOptions {
   readonly task?: TrainTask;
   /** captions and mixed tasks: captions asked of each scene (default 4) */
   readonly captions?: number;
-  /** mixed task: the share of each batch that writes captions (default 0.5; the rest answer questions) */
+  /**
+   * mixed task: what joins the questions in every batch (default 'captions'); 'glyphs' (ps3) the
+   * LM's reading stage, so that reading labels and signs from a block is not unlearned while the
+   * questions teach reading them among a whole look's tokens
+   */
+  readonly mix?: MixTask;
+  /** mixed task: the share of each batch that writes captions or reads glyphs, as `mix` says (default 0.5; the rest answer questions) */
   readonly captionShare?: number;
   readonly selectionWeight: number;
   /** weight of the choice term (objective.ts: the softmax over the options' log-likelihoods; default 0, off) */
@@ -130,7 +136,7 @@ export interface VilaStepMetrics {
   loss: number;
   /** the mean answer loss of the batch's questions (of its captions in the captions task) */
   answer_loss: number;
-  /** mixed task: the mean loss of the batch's captions */
+  /** mixed task: the mean loss of the batch's samples of the mixed-in task (captions, or glyphs with `mix`) */
   caption_loss: number | null;
   selection_loss: number | null;
   /** with a choice weight: the mean choice term of the batch's questions */
@@ -178,7 +184,7 @@ function readState(dir: string): VilaTrainerState {
 /** Options that fix a run's data and question order: a resume that changed one would leave the run's curve. */
 const CURVE_OPTIONS: ReadonlyArray<readonly [keyof TrainVilaOptions, string]> = [
   ['seed', '--seed'], ['dataSeed', '--data-seed'], ['images', '--images'], ['batch', '--batch'], ['looks', '--looks'], ['minLooks', '--min-looks'],
-  ['perCategory', '--per-category'], ['evidenceFraction', '--evidence-fraction'], ['decoyLooks', '--decoy-looks'], ['resolution', '--resolution'], ['task', '--task'], ['captions', '--captions'], ['captionShare', '--caption-share'],
+  ['perCategory', '--per-category'], ['evidenceFraction', '--evidence-fraction'], ['decoyLooks', '--decoy-looks'], ['resolution', '--resolution'], ['task', '--task'], ['mix', '--mix'], ['captions', '--captions'], ['captionShare', '--caption-share'],
   ['tuneTrunk', '--tune-trunk'],
 ];
 
@@ -221,8 +227,11 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
     const extra = given.find(([, v]) => v !== undefined);
     if (extra) throw new UserError(`${extra[0]} is for the qa task; --task glyphs asks each scene's one-character labels and signs, one look a scene forced onto them`);
   }
-  if (o.captions !== undefined && !captions && !mixed) throw new UserError('--captions sets how many captions a scene is asked: give --task captions or --task mixed too');
-  if (o.captionShare !== undefined && !mixed) throw new UserError('--caption-share sets how much of each batch writes captions: give --task mixed too');
+  if (o.mix !== undefined && !MIX_TASKS.includes(o.mix)) throw new UserError(`--mix must be one of ${MIX_TASKS.join(', ')}, got "${String(o.mix)}"`);
+  if (o.mix !== undefined && !mixed) throw new UserError('--mix says what joins the questions in every batch: give --task mixed too');
+  if (o.mix === 'glyphs' && o.method !== 'ps3') throw new UserError(`--mix glyphs reads a label's block of a look, which only --method ps3 has (got --method ${o.method})`);
+  if (o.captions !== undefined && !captions && !(mixed && (o.mix ?? 'captions') === 'captions')) throw new UserError('--captions sets how many captions a scene is asked: give --task captions or --task mixed (with captions mixed in) too');
+  if (o.captionShare !== undefined && !mixed) throw new UserError('--caption-share sets how much of each batch writes captions or reads glyphs: give --task mixed too');
   if (o.captionShare !== undefined && !(o.captionShare > 0 && o.captionShare < 1)) throw new UserError(`--caption-share must be between 0 and 1 (exclusive), got ${o.captionShare}`);
   const split = mixed && o.batch >= 1 ? taskSplit(o.batch, o.captionShare) : null;
   if (split && (split.captions < 1 || split.questions < 1)) {
@@ -412,8 +421,9 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   if (o.task !== 'captions' && o.task !== 'glyphs') specs.qa = { ...common, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}), ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), convInput: tune === 'all', ...(trunkFrom !== null ? { trunkFrom } : {}) };
   // a mixed run's captions look once at their region, as the captions task's default does
   const captionLooks = o.task === 'captions' ? { looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}) } : { looks: 1 };
-  if (o.task === 'captions' || o.task === 'mixed') specs.captions = { ...common, ...captionLooks, task: 'captions', ...(o.captions !== undefined ? { captions: o.captions } : {}) };
-  if (o.task === 'glyphs') specs.glyphs = { ...common, looks: 1, task: 'glyphs' };
+  const mixIn = mixedTask ? (o.mix ?? 'captions') : null;
+  if (o.task === 'captions' || mixIn === 'captions') specs.captions = { ...common, ...captionLooks, task: 'captions', ...(o.captions !== undefined ? { captions: o.captions } : {}) };
+  if (o.task === 'glyphs' || mixIn === 'glyphs') specs.glyphs = { ...common, looks: 1, task: 'glyphs' };
   // the tokens stay those of the PS3 the run started with: its trunk is frozen, and what a tuned
   // selection would change (the bottom-up rest of a training look) must not move under a resume
   state.ps3Weights ??= ps3WeightsHash(ps3Dir);
@@ -492,7 +502,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
           const k = state.step * split.questions + i;
           return drawn(questionAt(pools.qa!, o.seed, k, memo), k);
         });
-        const cs = Array.from({ length: split.captions }, (_, i) => questionAt(pools.captions!, o.seed ^ 0x63617074, state.step * split.captions + i, captionMemo));
+        const cs = Array.from({ length: split.captions }, (_, i) => questionAt(pools[mixIn!]!, o.seed ^ 0x63617074, state.step * split.captions + i, captionMemo));
         for (let i = 0; batch.length < o.batch; i++) batch.push(...[qs[i], cs[i]].filter((q): q is TrainQuestion => q !== undefined));
       } else for (let i = 0; i < o.batch; i++) batch.push(drawn(questionAt(questions, o.seed, state.samplesSeen + i, memo), state.samplesSeen + i));
       state.samplesSeen += o.batch;

@@ -23,7 +23,8 @@
  * several in view would not say which tokens it reads. The other methods read the same question
  * over their tokens, which do not depend on it. There is no selection loss in this task.
  * A `mixed` run reads both: its questions from a qa cache and its captions from a captions cache
- * of the same scenes, each cache as a run of that task alone makes it.
+ * of the same scenes (or, `mix` glyphs, its labels and signs from a glyphs cache), each cache as a
+ * run of that task alone makes it.
  *
  * The `glyphs` task (ps3 only) is a reading stage for the LM: each of a scene's one-character
  * shape labels (data/sceneGlyphs.ts: the block of 4 x 4 top-scale patches a look sees it in) is a
@@ -89,6 +90,10 @@ export interface TrainQuestion {
  */
 export type TrainTask = 'qa' | 'captions' | 'mixed' | 'glyphs';
 export const TRAIN_TASKS: readonly TrainTask[] = ['qa', 'captions', 'mixed', 'glyphs'];
+
+/** What a mixed run's batches hold beside the questions (`--mix`). */
+export type MixTask = 'captions' | 'glyphs';
+export const MIX_TASKS: readonly MixTask[] = ['captions', 'glyphs'];
 
 /** The task a cached sample belongs to: a caption sample carries the caption it writes. */
 export type SampleTask = Exclude<TrainTask, 'mixed'>;

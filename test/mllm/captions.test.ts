@@ -161,8 +161,8 @@ test('eval captions writes a report and a chart; train-mllm and eval captions re
   assertBadInput(['eval', 'captions', '--model', source, '--method', 'dense', '--out', out], /--method must be one of/);
 
   const cases: Array<[Partial<TrainVilaOptions>, RegExp]> = [
-    [{ task: 'qa' }, /--captions sets how many captions a scene is asked: give --task captions or --task mixed too/],
-    [{ captionShare: 0.5 }, /--caption-share sets how much of each batch writes captions: give --task mixed too/],
+    [{ task: 'qa' }, /--captions sets how many captions a scene is asked: give --task captions or --task mixed \(with captions mixed in\) too/],
+    [{ captionShare: 0.5 }, /--caption-share sets how much of each batch writes captions or reads glyphs: give --task mixed too/],
     [{ task: 'mixed', captionShare: 1 }, /--caption-share must be between 0 and 1 \(exclusive\), got 1/],
     [{ task: 'mixed', batch: 1 }, /--batch 1 with --caption-share 0.5 leaves one task no sample in a batch/],
     [{ task: 'mixed', tuneSelection: true }, /--tune-selection is for the qa task/],

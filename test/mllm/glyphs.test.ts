@@ -17,7 +17,7 @@ import { sceneRng } from '../../src/data/synth.js';
 import { sceneGlyphs, sceneSigns } from '../../src/data/sceneGlyphs.js';
 import { GLYPH_CHARS, textWidth } from '../../src/data/glyphs.js';
 import { loadModel } from '../../src/model/load.js';
-import { GLYPH_CATEGORY, GLYPH_CELLS, GLYPH_QUESTION, SIGN_CATEGORY, glyphSamples, imageSamples, sampleTask } from '../../src/mllm/trainData.js';
+import { GLYPH_CATEGORY, GLYPH_CELLS, GLYPH_QUESTION, SIGN_CATEGORY, cacheDir, glyphSamples, imageSamples, sampleTask } from '../../src/mllm/trainData.js';
 import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
 import { assertBadInput, runCli, writeMicroPs3, writeMicroVila } from './helpers.js';
 
@@ -132,6 +132,28 @@ test('a glyphs run trains the LM and projector, not the prompt head; eval captio
   assertBadInput(['eval', 'captions', '--model', source, '--glyphs', '--method', 'lowres', '--out', report], /--glyphs reads a label's block of a look, which only --method ps3 has/);
 });
 
+test('a run mixing glyphs into the questions reads both caches in every batch, and trains the prompt head on the questions alone', async () => {
+  const cacheRoot = path.join(tmp, 'mixcache');
+  const out = path.join(tmp, 'mixg');
+  await trainVilaHd(options(out, { task: 'mixed', mix: 'glyphs', batch: 4, cacheRoot, init: { dir: source, method: 'ps3' } }));
+  type Line = { loss: number; answer_loss: number; caption_loss: number | null; selection_loss: number | null };
+  const lines = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Line);
+  assert.equal(lines.length, 2);
+  for (const m of lines) {
+    assert.ok([m.answer_loss, m.caption_loss, m.selection_loss].every((v) => typeof v === 'number' && Number.isFinite(v) && v > 0), JSON.stringify(m));
+    // half questions (answer + selection), half glyph samples (their answer alone)
+    assert.ok(Math.abs(m.loss - (m.answer_loss + m.selection_loss! + m.caption_loss!) / 2) < 1e-4, JSON.stringify(m));
+  }
+  // the caches a qa run and a glyphs run of the same scenes make
+  const common = { method: 'ps3' as const, seed: 41, images: 3, looks: 1 };
+  assert.deepEqual(fs.readdirSync(cacheRoot).sort(), [cacheDir(cacheRoot, ps3, common), cacheDir(cacheRoot, ps3, { ...common, task: 'glyphs' })].map((d) => path.basename(d)).sort());
+  const before = readSafetensors(path.join(source, 'model.safetensors'));
+  const after = readSafetensors(path.join(out, 'checkpoint', 'model.safetensors'));
+  assert.ok(!before.get('ps3.prompt_head.fc2.weight')!.data.every((v, i) => v === after.get('ps3.prompt_head.fc2.weight')!.data[i]), 'the questions\' selection loss trains the prompt head');
+  // --mix is part of the curve: a resume without it would read captions instead
+  await assert.rejects(trainVilaHd(options(out, { task: 'mixed', batch: 4, cacheRoot, resume: true, steps: 3 })), (e: unknown) => isUserError(e) && /--mix/.test(e.message));
+});
+
 test('train-mllm --task glyphs refuses what the task does not have, in one line, before any work', async () => {
   const cases: Array<[Partial<TrainVilaOptions>, RegExp]> = [
     [{ method: 'lowres' }, /--task glyphs reads a label's block of a look, which only --method ps3 has \(got --method lowres\)/],
@@ -140,6 +162,10 @@ test('train-mllm --task glyphs refuses what the task does not have, in one line,
     [{ decoyLooks: 0.5 }, /--decoy-looks is for the qa task/],
     [{ captions: 3 }, /--captions sets how many captions a scene is asked/],
     [{ tuneTrunk: 1 }, /--tune-trunk is for the qa task/],
+    [{ mix: 'glyphs' }, /--mix says what joins the questions in every batch: give --task mixed too/],
+    [{ task: 'mixed', mix: 'glyphs', method: 'lowres' }, /--mix glyphs reads a label's block of a look, which only --method ps3 has \(got --method lowres\)/],
+    [{ task: 'mixed', mix: 'glyphs', captions: 3 }, /--captions sets how many captions a scene is asked/],
+    [{ task: 'mixed', mix: 'words' as TrainVilaOptions['mix'] }, /--mix must be one of captions, glyphs, got "words"/],
   ];
   for (const [extra, pattern] of cases) await assert.rejects(trainVilaHd(options(path.join(tmp, 'none'), extra)), (e: unknown) => isUserError(e) && pattern.test(e.message), String(pattern));
   assert.ok(!fs.existsSync(path.join(tmp, 'none')));
