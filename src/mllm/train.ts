@@ -485,7 +485,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   );
   const started = performance.now();
   const memo = { epoch: -1, order: [] as number[] };
-  const captionMemo = { epoch: -1, order: [] as number[] };
+  const mixMemo = { epoch: -1, order: [] as number[] };
   const split = mixedTask ? taskSplit(o.batch, o.captionShare) : null;
   // a batch's terms are sums over its samples divided by the batch: in a mixed batch the
   // questions' terms are reported per question
@@ -502,7 +502,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
           const k = state.step * split.questions + i;
           return drawn(questionAt(pools.qa!, o.seed, k, memo), k);
         });
-        const cs = Array.from({ length: split.captions }, (_, i) => questionAt(pools[mixIn!]!, o.seed ^ 0x63617074, state.step * split.captions + i, captionMemo));
+        const cs = Array.from({ length: split.captions }, (_, i) => questionAt(pools[mixIn!]!, o.seed ^ 0x63617074, state.step * split.captions + i, mixMemo));
         for (let i = 0; batch.length < o.batch; i++) batch.push(...[qs[i], cs[i]].filter((q): q is TrainQuestion => q !== undefined));
       } else for (let i = 0; i < o.batch; i++) batch.push(drawn(questionAt(questions, o.seed, state.samplesSeen + i, memo), state.samplesSeen + i));
       state.samplesSeen += o.batch;
