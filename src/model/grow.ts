@@ -5,6 +5,12 @@
  * (`selection_feature_proj.fc2`, `prompt_proj_for_highres`): their first chunk is copied and the
  * new chunks keep the fresh initialisation. A new scale's `pos_emb_residual` starts at zero, so
  * the new scale first sees the resampled position embedding alone.
+ *
+ * The target may also have another selection ConvNeXt (a finer stem, more channels or blocks: a
+ * `*-select` preset). Its weights cannot carry over in part — a finer stem sees other pixels — so
+ * the whole module and the prompt projection that meets it (`prompt_proj_for_highres`) start from
+ * the target's fresh initialisation, and the rest (trunk, text tower, the low-res selection
+ * projection, prior prompt) is copied.
  */
 import { tf } from '../tensor/engine.js';
 import type { PS3Config } from '../io/config.js';
@@ -27,23 +33,35 @@ export interface GrowReport {
   readonly firstChunk: string[];
   /** keys started at zero: new scales' position residuals */
   readonly zeroed: string[];
+  /** keys drawn afresh: the selection ConvNeXt and its prompt projection, when the target's differs */
+  readonly fresh: string[];
 }
+
+const CONVNET_PREFIX = 'vision_model.highres_selection_feature_module.';
+const CONVNET_PROMPT = 'vision_model.prompt_proj_for_highres.';
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
-/** `source`'s weights in a model of `target` (same trunk and text tower, more high-res scales). */
+/** `source`'s weights in a model of `target` (same trunk and text tower; more high-res scales, or another selection ConvNeXt). */
 export function growModel(source: PS3Model, target: PS3Config, seed = 0): { model: PS3Model; report: GrowReport } {
   const from = source.config.vision.scales;
   const to = target.vision.scales;
   if (!from.every((s, i) => to[i] === s) || to.length < from.length) {
     throw new UserError(`cannot grow ${source.source} (scales ${from.join(', ')}) to scales ${to.join(', ')}: the target must keep the source's scales and may only add larger ones`);
   }
+  const a = source.config.vision;
+  const b = target.vision;
+  if (a.highresSelectionFeature !== b.highresSelectionFeature) {
+    throw new UserError(`cannot grow ${source.source}: it ${a.highresSelectionFeature ? 'has a' : 'has no'} selection ConvNeXt and the target ${b.highresSelectionFeature ? 'has one' : 'has none'}`);
+  }
+  const newConvnet = b.highresSelectionFeature && (['kernel', 'hidden', 'out', 'depth'] as const).some((k) => a.convnet[k] !== b.convnet[k]);
   const fresh = randomModel(target, seed);
   const tensors = new Map<string, tf.Tensor>();
   const firstChunk: string[] = [];
   const zeroed: string[] = [];
+  const drawn: string[] = [];
   let copied = 0;
   const newResiduals = new Set(to.slice(from.length).map((_, i) => `vision_model.pos_emb_residual.${from.length - 1 + i}`));
   for (const [key, init] of fresh.weights.entries()) {
@@ -51,6 +69,11 @@ export function growModel(source: PS3Model, target: PS3Config, seed = 0): { mode
     if (newResiduals.has(key)) {
       tensors.set(key, tf.zerosLike(init));
       zeroed.push(key);
+      continue;
+    }
+    if (newConvnet && (key.startsWith(CONVNET_PREFIX) || key.startsWith(CONVNET_PROMPT))) {
+      tensors.set(key, tf.clone(init));
+      drawn.push(key);
       continue;
     }
     if (!source.weights.has(key)) {
@@ -69,5 +92,6 @@ export function growModel(source: PS3Model, target: PS3Config, seed = 0): { mode
     }
   }
   fresh.weights.dispose();
-  return { model: { config: target, weights: new Weights(tensors), source: `${source.source} grown to scales ${to.join(', ')}` }, report: { copied, firstChunk, zeroed } };
+  const what = [to.length > from.length ? `scales ${to.join(', ')}` : '', newConvnet ? `a ${b.convnet.kernel} px, ${b.convnet.hidden}-channel, ${b.convnet.depth}-block selection ConvNeXt` : ''].filter(Boolean).join(' and ') || 'the same shape';
+  return { model: { config: target, weights: new Weights(tensors), source: `${source.source} grown to ${what}` }, report: { copied, firstChunk, zeroed, fresh: drawn } };
 }

@@ -116,6 +116,16 @@ PRESETS['tiny-wide-select-1.5k'] = {
   config: { ...PRESETS['tiny-1.5k']!.config, vision_config: wideSelection(PRESETS['tiny-1.5k']!.config['vision_config'] as Json) },
 };
 
+// tiny with a selection ConvNeXt whose stem is 14 px at 1512 (tiny's: 28), 64 channels, 2 blocks:
+// the evidence objects measure 13-34 px at 1512, so the 28 px stem sees most of them as a fraction
+// of one patch; the 108 x 108 map is max-pooled to the low-res grid as before. Grown onto a trained
+// tiny (`train --init DIR --preset tiny-fine-select`), the new module starts fresh.
+const fineSelection = (base: Json): Json => ({ ...base, highres_selection_module_kernel_size: 14, highres_selection_module_hidden_dim: 64, highres_selection_module_out_dim: 64, highres_selection_module_depth: 2 });
+PRESETS['tiny-fine-select'] = {
+  description: 'tiny-4k with a 14 px, 64-channel, 2-block selection ConvNeXt (tiny\'s: 28 px, 32 channels, 1 block)',
+  config: { ...PRESETS['tiny-4k']!.config, vision_config: fineSelection(PRESETS['tiny-4k']!.config['vision_config'] as Json) },
+};
+
 // `tiny` is the name the trainer's docs use for the 4K-capable small model
 PRESETS['tiny'] = { ...PRESETS['tiny-4k']!, description: `same as tiny-4k: ${PRESETS['tiny-4k']!.description}` };
 

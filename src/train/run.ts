@@ -136,10 +136,11 @@ export async function runTraining(o: TrainRunOptions, events: RunEvents = {}): P
   let model: PS3Model;
   if (previous) model = loadModel(previous);
   else if (o.init && o.preset) {
-    // a resolution curriculum: the checkpoint's weights in the preset's (larger) shape
+    // a resolution curriculum or a new selection ConvNeXt: the checkpoint's weights in the preset's shape
     const grown = growModel(loadModel(o.init), presetConfig(o.preset), o.seed);
     model = grown.model;
-    events.onData?.(`grew ${o.init} to ${o.preset}: ${grown.report.copied} weights copied, first chunk of ${grown.report.firstChunk.length}, ${grown.report.zeroed.join(', ') || 'none'} started at zero`);
+    const r = grown.report;
+    events.onData?.(`grew ${o.init} to ${o.preset}: ${r.copied} weights copied, first chunk of ${r.firstChunk.length}, ${r.zeroed.join(', ') || 'none'} started at zero${r.fresh.length ? `, ${r.fresh.length} of the selection ConvNeXt and its prompt projection drawn afresh (seed ${o.seed})` : ''}`);
   } else if (o.init) model = loadModel(o.init);
   else if (o.preset) model = randomModel(presetConfig(o.preset), o.seed);
   else throw new UserError('give --preset NAME or --init DIR (or --resume)');
