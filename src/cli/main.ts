@@ -191,7 +191,7 @@ bench
 program
   .command('train')
   .description('pre-train or fine-tune PS3 on shards of (image, box, caption) data; resumable')
-  .option('--preset <name>', 'start from a named shape with random weights (e.g. tiny-4k); with --init, the shape to grow the checkpoint to (more high-res scales)')
+  .option('--preset <name>', 'start from a named shape with random weights (e.g. tiny-4k); with --init, the shape to grow the checkpoint to (more high-res scales, or another selection ConvNeXt: tiny-fine-select)')
   .option('--init <dir|id>', 'start from a checkpoint folder (ours or a released one) or Hub id ORG/NAME[@REV]')
   .requiredOption('--data <dir|synth[:SEED]>', 'data folder with images/ and annotations/ shard sets (and tokenizer/), or synth[:SEED]: an endless stream of synthetic scenes drawn afresh at the top scale, none seen twice (SEED below 1000000, the held-out base; default 0)')
   .option('--synth-captions <n|min-max>', 'local captions a scene of the synth stream (as "ps3 data synth --captions"; default 4-8)')
