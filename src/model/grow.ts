@@ -18,6 +18,7 @@ import { UserError } from '../errors.js';
 import type { PS3Model } from './load.js';
 import { randomModel } from './load.js';
 import { Weights } from './weights.js';
+import { CONVNET_PREFIX } from './convnet.js';
 
 /** Keys whose leading dimension is one chunk per high-res scale, of which only the first is used. */
 const PER_SCALE_CHUNKED = [
@@ -37,7 +38,6 @@ export interface GrowReport {
   readonly fresh: string[];
 }
 
-const CONVNET_PREFIX = 'vision_model.highres_selection_feature_module.';
 const CONVNET_PROMPT = 'vision_model.prompt_proj_for_highres.';
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {

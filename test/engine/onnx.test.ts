@@ -3,7 +3,7 @@
  * ways of writing attention, one session or several) against the TensorFlow.js trunk — hidden
  * states, keys and values of the low-res pass, hidden states of a look attending to its cache;
  * the low-res cache kept on ONNX Runtime; the fixture's cases with the trunk on ONNX Runtime; no
- * TensorFlow.js tensors leak through it.
+ * TensorFlow.js tensors leak through it; the selector ConvNeXt of another shape against TensorFlow.js's.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +11,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Message } from '../../src/engine/onnx/protobuf.js';
 import { OnnxTrunk, groupBlocks } from '../../src/engine/onnx/onnxTrunk.js';
+import { OnnxConvnet } from '../../src/engine/onnx/onnxConvnet.js';
+import { CONVNET_INPUT, shallowConvNet } from '../../src/model/convnet.js';
 import { onnxProjectionRunner, onnxTrunkRunner, releaseOnnxTrunk } from '../../src/engine/onnx/perModel.js';
 import { resolveTrunkEngine, useTrunkEngine } from '../../src/engine/trunkEngine.js';
 import { isUserError } from '../../src/errors.js';
@@ -316,4 +318,18 @@ test('pixels in shared memory (a large image\'s, made on two threads) run on ONN
     small.weights.dispose();
     useTrunkEngine('tfjs');
   }
+});
+
+test('the selector ConvNeXt on ONNX Runtime equals TensorFlow.js\'s for a finer module too (tiny-fine-select: 14 px stem, 2 blocks, 108 x 108 map)', async () => {
+  const fine = randomModel(presetConfig('tiny-fine-select'), 4);
+  const cfg = fine.config.vision;
+  const image = Float32Array.from({ length: 3 * CONVNET_INPUT * CONVNET_INPUT }, (_, i) => Math.sin(i * 0.013) * 0.8);
+  const ref = shallowConvNet(fine.weights, cfg, image, 1);
+  const onnx = await OnnxConvnet.create(fine.weights, cfg);
+  const got = await onnx.run(image, 1);
+  assert.deepEqual(ref.shape, [1, 108, 108, 64]);
+  assert.ok(maxAbsDiff(ref, got) < 1e-4, `max diff ${maxAbsDiff(ref, got)}`);
+  tf.dispose([ref, got]);
+  await onnx.release();
+  fine.weights.dispose();
 });
