@@ -65,7 +65,7 @@ test('grow: shared weights copied, first chunk kept, new residual zero; selectio
   model.weights.dispose();
 });
 
-test('grow to another selection ConvNeXt: the module and its prompt projection drawn afresh, all else copied; the low-res half of selection unchanged', async () => {
+test('grow to another selection ConvNeXt: the module and its prompt projection drawn afresh, all else copied; the grown convnet runs at its finer grid', async () => {
   const source = randomModel(microWith([56, 112, 224]), 3);
   const finer = { highres_selection_module_kernel_size: 14, highres_selection_module_hidden_dim: 12, highres_selection_module_depth: 2 };
   const target = microWith([56, 112, 224], 4, finer);
