@@ -61,6 +61,8 @@ export interface EvalQaCliOptions {
   evidenceOnly?: boolean;
   /** ask each question of another scene's image (the image-swap control) */
   otherImage?: boolean;
+  /** VILA-HD ps3: the looks aimed by the text tower's prompt of each item's prompt field */
+  hintPrompts?: boolean;
 }
 
 /** The benchmark's items, the first --limit of them, asked of other scenes' images with --other-image. */
@@ -83,6 +85,7 @@ export async function evalQaCommand(benchArg: string, o: EvalQaCliOptions): Prom
   // a VILA-HD folder answers with its language model
   if (o.model && isVilaFolder(o.model)) return evalQaVilaCommand(bench, o);
   if (o.evidenceLooks || o.evidenceOnly) throw new UserError(`${o.evidenceLooks ? '--evidence-looks' : '--evidence-only'} needs a VILA-HD --model (the LM reads the forced look)`);
+  if (o.hintPrompts) throw new UserError('--hint-prompts needs a VILA-HD --model (the encoder alone already looks with the items\' prompts; --no-hints turns that off)');
   const items = benchItems(bench, o);
   const { methods, runs, tokens, resolution, tileBatch } = qaSettings(o);
   await initEngine(o);

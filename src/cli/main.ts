@@ -476,6 +476,7 @@ evaluate
   .option('--evidence-looks', 'VILA-HD ps3: force each question\'s evidence box into the first look (how well it answers when the looks land)')
   .option('--evidence-only', 'with --evidence-looks: the LM reads the low-res tokens and only the look\'s tokens inside the evidence box, as the captions task shows a region (does it read the evidence once it knows which tokens it is)')
   .option('--other-image', 'ask each question of another scene\'s image: a control (an answerer that does not use the image scores the same)')
+  .option('--hint-prompts', 'VILA-HD ps3: aim the looks with the text tower\'s prompt of each item\'s "prompt" field instead of the LM\'s prompt head (how well it answers when the head aims as PS3\'s own text prompts do)')
   .option('--limit <n>', 'only the first n questions')
   .option('--out <file>', 'JSON report')
   .option('--plot <file>', 'accuracy-vs-tokens PNG')

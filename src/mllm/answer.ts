@@ -48,6 +48,12 @@ export interface AskOptions {
    * tokens are the evidence (a diagnosis, not a way to answer: the box comes from the benchmark)
    */
   readonly evidenceOnly?: boolean;
+  /**
+   * ps3: PS3's top-down prompt [D] to look with instead of the prompt head's — e.g. the text
+   * tower's prompt of the benchmark's caption-style `prompt` field: how well the LM answers when
+   * its looks are aimed as PS3's own text prompts aim them (a diagnosis of the prompt head)
+   */
+  readonly prompt?: Float32Array;
 }
 
 /**
@@ -170,16 +176,24 @@ export async function answerQuestion(
   let selection: VilaAnswer['selection'] = null;
   let msLmPrompt = 0;
   if (method === 'ps3') {
-    const g0 = lowResGrid(model.ps3);
-    const low = lowResTokens(model.ps3, pixels).tokens;
-    const t1 = performance.now();
-    const prompt = tf.tidy(() => {
-      const projected = project(w, 'ps3', mergeTokens(low, [{ height: g0, width: g0, offset: 0, ids: null }]));
-      const { hidden } = lmForward(w, p, lmConfigOf(model.config, method), tf.concat([projected, embedTokens(w, p, qIds)], 0));
-      return promptHead(w, tf.slice(hidden, [hidden.shape[0]! - 1, 0], [1, -1]));
-    });
-    low.dispose();
-    msLmPrompt = performance.now() - t1;
+    const given = ask.prompt;
+    let prompt: tf.Tensor;
+    if (given) {
+      const D = model.ps3.config.vision.trunk.width;
+      if (given.length !== D) throw new Error(`answerQuestion: a prompt of ${given.length} values for PS3's width ${D}`);
+      prompt = tf.tensor(given, [1, D]);
+    } else {
+      const g0 = lowResGrid(model.ps3);
+      const low = lowResTokens(model.ps3, pixels).tokens;
+      const t1 = performance.now();
+      prompt = tf.tidy(() => {
+        const projected = project(w, 'ps3', mergeTokens(low, [{ height: g0, width: g0, offset: 0, ids: null }]));
+        const { hidden } = lmForward(w, p, lmConfigOf(model.config, method), tf.concat([projected, embedTokens(w, p, qIds)], 0));
+        return promptHead(w, tf.slice(hidden, [hidden.shape[0]! - 1, 0], [1, -1]));
+      });
+      low.dispose();
+      msLmPrompt = performance.now() - t1;
+    }
     const look = ask.tokens !== undefined ? { numTokenLookClose: ask.tokens } : { numLookClose: ask.looks ?? 1 };
     const gtPerScale = ask.evidenceBox ? boxGroundTruthPerScale(model.ps3.config.vision, [...ask.evidenceBox], pixels.height) : null;
     const region = gtPerScale && ask.evidenceOnly ? boxTargets(gtPerScale) : undefined;

@@ -15,7 +15,7 @@ import type { Weights } from '../model/weights.js';
 import type { BoxLossKind } from '../train/loss.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import type { LmConfig } from './config.js';
-import { batchLossAndGrads, type BatchLoss, type SampleInputs } from './objective.js';
+import { batchLossAndGrads, type BatchLoss, type LossTerms, type SampleInputs } from './objective.js';
 import type { LmTokenizer } from './tokenizer.js';
 import type { SampleReader, TrainQuestion } from './trainData.js';
 import type { GradWorkerData, ShardReply, ShardRequest } from './gradWorker.js';
@@ -96,7 +96,7 @@ export class ShardedStep {
     }
     // this thread's shard runs while the workers run theirs
     const batch: SampleInputs[] = shards[0]!.map((q) => ({ question: q, arrays: s.reader.arrays(q) }));
-    const own = batchLossAndGrads(weights, s.trainable, s.method, s.lm, s.ps3, s.tokenizer, batch, s.selectionWeight, s.ps3Trainable, s.boxLoss, questions.length, s.choiceWeight, s.trunkFrom);
+    const own = batchLossAndGrads(weights, s.trainable, s.method, s.lm, s.ps3, s.tokenizer, batch, lossTerms(s, questions.length, s.ps3Trainable));
     const totals = { loss: own.loss, answer: own.answer, caption: own.caption, selection: own.selection, choice: own.choice };
     for (const pending of replies) {
       const r = await pending;
@@ -123,4 +123,9 @@ function addInto(grads: Map<string, tf.Tensor>, keys: readonly string[], values:
     grads.set(k, tf.tidy(() => tf.add(old, tf.tensor(values[i]!, old.shape))));
     old.dispose();
   });
+}
+
+/** The loss terms of a step's setup (or a worker's data), for a shard of a batch of `denominator`. */
+export function lossTerms(s: Pick<StepSetup, 'selectionWeight' | 'boxLoss' | 'choiceWeight' | 'trunkFrom'>, denominator: number, ps3Trainable: readonly string[] = []): LossTerms {
+  return { selectionWeight: s.selectionWeight, ps3Trainable, boxLoss: s.boxLoss, denominator, choiceWeight: s.choiceWeight, trunkFrom: s.trunkFrom };
 }

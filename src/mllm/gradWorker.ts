@@ -13,6 +13,7 @@ import { errorReply, type ErrorReply } from '../train/workerLink.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import type { LmConfig } from './config.js';
 import { batchLossAndGrads } from './objective.js';
+import { lossTerms } from './gradShards.js';
 import { LmTokenizer } from './tokenizer.js';
 import { SampleReader, type SampleTask, type TrainQuestion } from './trainData.js';
 
@@ -67,7 +68,7 @@ async function start(): Promise<void> {
       weights = new Weights(new Map(d.trainable.map(([k, shape], i) => [k, tf.tensor(r.weights[i]!, [...shape])])));
       d.ps3Trainable.forEach(([k, shape], i) => ps3.weights.replace(k, tf.tensor(r.ps3Weights[i]!, [...shape])));
       const batch = r.questions.map((q) => ({ question: q, arrays: reader.arrays(q) }));
-      const out = batchLossAndGrads(weights, keys, d.method, d.lm, ps3, tokenizer, batch, d.selectionWeight, ps3Keys, d.boxLoss, r.denominator, d.choiceWeight, d.trunkFrom);
+      const out = batchLossAndGrads(weights, keys, d.method, d.lm, ps3, tokenizer, batch, lossTerms(d, r.denominator, ps3Keys));
       const grads = keys.map((k) => out.grads.get(k)!.dataSync() as Float32Array);
       const ps3Grads = ps3Keys.map((k) => out.ps3Grads.get(k)!.dataSync() as Float32Array);
       tf.dispose([...out.grads.values(), ...out.ps3Grads.values()]);

@@ -36,9 +36,10 @@ export function ps3PathOf(dir: string, config: VilaConfig): string {
 /**
  * Load a VILA-HD folder; `methods` (default all it holds) limits which weights are read. `ps3`:
  * the folder's PS3, already loaded by the caller, who keeps it (one copy of its weights serves
- * both; dispose only the VILA-HD's own `weights` then, not `disposeVilaHd`).
+ * both; dispose only the VILA-HD's own `weights` then, not `disposeVilaHd`). `withText`: PS3's text
+ * tower too.
  */
-export function loadVilaHd(dir: string, options: { methods?: readonly EncodeMethod[]; ps3?: PS3Model } = {}): VilaHd {
+export function loadVilaHd(dir: string, options: { methods?: readonly EncodeMethod[]; ps3?: PS3Model; withText?: boolean } = {}): VilaHd {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UserError(`${dir}: model folder not found`);
   const configFile = path.join(dir, 'config.json');
   const config = readVilaConfig(configFile);
@@ -47,7 +48,8 @@ export function loadVilaHd(dir: string, options: { methods?: readonly EncodeMeth
   for (const m of options.methods ?? []) {
     if (!config.methods.includes(m)) throw new UserError(`${dir}: holds no LM for method "${m}" (it has ${config.methods.join(', ')})`);
   }
-  const ps3 = options.ps3 ?? loadModel(ps3Dir, 'vision');
+  // the text tower only for a caller that makes PS3 prompts from text (eval qa --hint-prompts)
+  const ps3 = options.ps3 ?? loadModel(ps3Dir, options.withText ? 'all' : 'vision');
   try {
     const tokenizer = loadLmTokenizer(dir);
     if (tokenizer.size > config.lm.vocabSize) throw new UserError(`${path.join(dir, 'tokenizer.json')}: ${tokenizer.size} ids do not fit the LM's vocab_size ${config.lm.vocabSize}`);

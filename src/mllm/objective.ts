@@ -205,14 +205,29 @@ export interface BatchLoss {
   readonly ps3Grads: Map<string, tf.Tensor>;
 }
 
+/** What a batch's loss is made of, beside the answer loss. */
+export interface LossTerms {
+  readonly selectionWeight: number;
+  /**
+   * PS3's keys trained with the LM (the selection modules or the trunk's last blocks, when a run
+   * tunes them; their gradients come back under `ps3Grads`); default none
+   */
+  readonly ps3Trainable?: readonly string[];
+  readonly boxLoss?: BoxLossKind;
+  /**
+   * what the sum of the samples' losses is divided by (default the batch's size): a shard of a
+   * larger batch passes the whole batch's size, so the shards' losses and gradients add up to the
+   * batch's
+   */
+  readonly denominator?: number;
+  readonly choiceWeight?: number;
+  /** the cache holds the hidden states entering this block, and the step runs the trunk from it */
+  readonly trunkFrom?: number | null;
+}
+
 /**
  * Mean loss over a batch and its gradient for `trainable` keys (everything else constant), and
- * for `ps3Trainable` keys of PS3's weights (the selection modules or the trunk's last blocks,
- * when a run tunes them; their gradients come back under `ps3Grads`). `denominator` (default
- * the batch's size) is what the sum of the samples' losses is divided by: a shard of a larger
- * batch passes the whole batch's size, so the shards' losses and gradients add up to the batch's.
- * `trunkFrom`: the cache holds the hidden states entering this block, and the step runs the
- * trunk from it.
+ * for `o.ps3Trainable` keys of PS3's weights.
  */
 export function batchLossAndGrads(
   w: Weights,
@@ -222,13 +237,12 @@ export function batchLossAndGrads(
   ps3: PS3Model,
   tokenizer: LmTokenizer,
   batch: readonly SampleInputs[],
-  selectionWeight: number,
-  ps3Trainable: readonly string[] = [],
-  boxLossKind: BoxLossKind = 'bce',
-  denominator = batch.length,
-  choiceWeight = 0,
-  trunkFrom: number | null = null,
+  o: LossTerms,
 ): BatchLoss {
+  const ps3Trainable = o.ps3Trainable ?? [];
+  const denominator = o.denominator ?? batch.length;
+  const choiceWeight = o.choiceWeight ?? 0;
+  const trunkFrom = o.trunkFrom ?? null;
   const terms = { answer: 0, caption: 0, selection: 0, choice: 0 };
   const { value, grads } = tf.tidy(() => {
     const f = (...xs: tf.Tensor[]): tf.Scalar => {
@@ -243,13 +257,13 @@ export function batchLossAndGrads(
       const tuned = trunkFrom === null ? undefined : { ps3, weights: ps3Live, firstBlock: trunkFrom };
       const totals: tf.Tensor[] = [];
       for (const s of batch) {
-        const r = sampleLosses(live, method, lm, ps3, tokenizer, s, ps3Live, boxLossKind, choiceWeight, tuned);
+        const r = sampleLosses(live, method, lm, ps3, tokenizer, s, ps3Live, o.boxLoss ?? 'bce', choiceWeight, tuned);
         const answer = r.answer.dataSync()[0]! / denominator;
         terms.answer += answer;
         if (s.question.target !== undefined) terms.caption += answer;
         if (r.selection) terms.selection += r.selection.dataSync()[0]! / denominator;
         if (r.choice) terms.choice += r.choice.dataSync()[0]! / denominator;
-        let total = r.selection ? tf.add(r.answer, tf.mul(r.selection, selectionWeight)) : r.answer;
+        let total = r.selection ? tf.add(r.answer, tf.mul(r.selection, o.selectionWeight)) : r.answer;
         if (r.choice) total = tf.add(total, tf.mul(r.choice, choiceWeight));
         totals.push(total);
       }

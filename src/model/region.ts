@@ -8,6 +8,7 @@ import { tf } from '../tensor/engine.js';
 import { encodeImage, type EncodeOptions, type EncodeOutput, type Pixels } from './encoder.js';
 import { l2Normalize } from './layers.js';
 import type { PS3Model } from './load.js';
+import type { TextTokenizer } from '../io/tokenizer.js';
 import { encodeText } from './text.js';
 import { finalNorm, mapPool } from './vit.js';
 
@@ -23,6 +24,23 @@ export function textFeatures(model: PS3Model, ids: Int32Array, count: number): {
     const t = encodeText(model.weights, model.config.text, ids, count);
     return { features: l2Normalize(t.pooledOutput), prompts: t.prompt };
   });
+}
+
+/**
+ * The text tower's top-down prompt ([D] each) of every text, in batches of `batch`: what PS3 looks
+ * for when a caption-style text drives its selection.
+ */
+export function textPrompts(model: PS3Model, tokenizer: TextTokenizer, texts: readonly string[], batch = 32): Float32Array[] {
+  const out: Float32Array[] = [];
+  for (let i = 0; i < texts.length; i += batch) {
+    const part = texts.slice(i, i + batch);
+    const { features, prompts } = textFeatures(model, tokenizer.encode(part), part.length);
+    const D = prompts.shape[1]!;
+    const data = prompts.dataSync() as Float32Array;
+    tf.dispose([features, prompts]);
+    part.forEach((_, k) => out.push(data.slice(k * D, (k + 1) * D)));
+  }
+  return out;
 }
 
 /**

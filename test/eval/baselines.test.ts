@@ -20,7 +20,7 @@ import { loadBenchmark } from '../../src/eval/qa/format.js';
 import { evaluateQa, formatQaTable } from '../../src/eval/qa/evaluate.js';
 import { answerText } from '../../src/eval/qa/answer.js';
 import { evalTokenizer, type EvalTokenizer } from '../../src/eval/qa/text.js';
-import { textFeatures } from '../../src/model/region.js';
+import { textFeatures, textPrompts } from '../../src/model/region.js';
 import { tinyConfig } from './tinyConfig.js';
 
 
@@ -153,4 +153,18 @@ test('answer text: hints when present, else the question and question + option',
   const item = { question: 'What does the red sign read?', options: ['K3', 'K8'], prompt: 'a red sign', statements: ['a red sign reading K3', 'a red sign reading K8'] };
   assert.deepEqual(answerText(item), { prompt: 'a red sign', statements: item.statements });
   assert.deepEqual(answerText(item, false), { prompt: item.question, statements: ['What does the red sign read? K3', 'What does the red sign read? K8'] });
+});
+
+test('textPrompts gives each text the prompt textFeatures gives it, batch by batch', () => {
+  const texts = ['a red sign', 'a blue star marked with the letter K', 'a green ring'];
+  const batched = textPrompts(model, tok.tokenizer, texts, 2);
+  const whole = textFeatures(model, tok.tokenizer.encode(texts), texts.length);
+  const D = whole.prompts.shape[1]!;
+  const all = whole.prompts.dataSync();
+  tf.dispose([whole.features, whole.prompts]);
+  assert.equal(batched.length, 3);
+  batched.forEach((p, k) => {
+    assert.equal(p.length, D);
+    p.forEach((x, j) => assert.ok(Math.abs(x - all[k * D + j]!) < 1e-5, `text ${k}, value ${j}: ${x} vs ${all[k * D + j]}`));
+  });
 });

@@ -148,6 +148,32 @@ test('eval qa with a VILA-HD folder answers with its LMs and reports the usual f
   assertBadInput(['eval', 'qa', path.join(bench, 'questions.jsonl'), '--model', model, '--method', 'ps3', '--evidence-looks', '--other-image'], /--evidence-looks forces each question's own evidence box, which --other-image takes away/);
 });
 
+test('eval qa --hint-prompts aims the LM\'s looks with the text tower\'s prompt of each item\'s prompt field', () => {
+  const model = path.join(tmp, 'a', 'checkpoint');
+  const items = path.join(bench, 'questions.jsonl');
+  const run = (extra: string[], out: string): Record<string, unknown> => {
+    const r = runCli(['eval', 'qa', items, '--model', model, '--method', 'ps3', '--looks', '1', '--out', out, ...extra]);
+    assert.equal(r.status, 0, r.stderr);
+    return (JSON.parse(fs.readFileSync(out, 'utf8')) as { reports: Array<Record<string, unknown>> }).reports[0]!;
+  };
+  const head = run([], path.join(tmp, 'qa-head.json'));
+  const hinted = run(['--hint-prompts'], path.join(tmp, 'qa-hint.json'));
+  assert.deepEqual([(head['settings'] as Record<string, unknown>)['hint_prompts'], (hinted['settings'] as Record<string, unknown>)['hint_prompts']], [false, true]);
+  assert.equal(hinted['answered'], 6);
+  // another prompt chooses other patches, so the LM reads other tokens
+  const scoresOf = (r: Record<string, unknown>): string[] => (r['predictions'] as Array<{ scores: number[] }>).map((x) => x.scores.join());
+  assert.ok(scoresOf(hinted).some((x, i) => x !== scoresOf(head)[i]), 'the hint prompts change the looks');
+  assertBadInput(['eval', 'qa', items, '--model', model, '--method', 'lowres', '--hint-prompts'], /--hint-prompts aims ps3's looks: give --method ps3/);
+  assertBadInput(['eval', 'qa', items, '--model', model, '--method', 'ps3', '--hint-prompts', '--evidence-looks'], /--hint-prompts aims the looks, --evidence-looks forces them: give one of them/);
+  assertBadInput(['eval', 'qa', items, '--model', ps3, '--method', 'ps3', '--hint-prompts'], /--hint-prompts needs a VILA-HD --model/);
+  const bare = path.join(bench, 'no-prompts.jsonl');
+  fs.writeFileSync(bare, fs.readFileSync(items, 'utf8').split('\n').filter(Boolean).map((l) => {
+    const { prompt: _, ...item } = JSON.parse(l) as Record<string, unknown>;
+    return JSON.stringify(item);
+  }).join('\n'));
+  assertBadInput(['eval', 'qa', bare, '--model', model, '--method', 'ps3', '--hint-prompts'], /--hint-prompts: no item of .*no-prompts\.jsonl has a "prompt" field/);
+});
+
 test('ask answers, says the tokens used and draws where it looked; a JSONL of questions streams', () => {
   const model = path.join(tmp, 'a', 'checkpoint');
   const out = path.join(tmp, 'ask');

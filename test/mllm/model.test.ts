@@ -139,8 +139,8 @@ test('the selection loss is what trains the prompt head: its gradient reaches th
   const tok = newLmTokenizer();
   const keys = ['ps3.prompt_head.fc2.weight', 'ps3.prompt_head.fc1.weight', 'ps3.lm.blocks.0.attn.qkv.weight'];
   const norm = (t: tf.Tensor): number => tf.tidy(() => tf.norm(t).dataSync()[0]!);
-  const withSel = batchLossAndGrads(w, keys, 'ps3', config.lm, ps3, tok, batch, 1);
-  const without = batchLossAndGrads(w, keys, 'ps3', config.lm, ps3, tok, batch, 0);
+  const withSel = batchLossAndGrads(w, keys, 'ps3', config.lm, ps3, tok, batch, { selectionWeight: 1 });
+  const without = batchLossAndGrads(w, keys, 'ps3', config.lm, ps3, tok, batch, { selectionWeight: 0 });
   assert.ok(withSel.selection > 0 && Number.isFinite(withSel.selection));
   assert.ok(norm(withSel.grads.get('ps3.prompt_head.fc2.weight')!) > 1e-6, 'selection loss must reach the prompt head');
   assert.ok(norm(withSel.grads.get('ps3.prompt_head.fc1.weight')!) > 1e-6);
@@ -149,7 +149,7 @@ test('the selection loss is what trains the prompt head: its gradient reaches th
   // a central-difference check of the whole loss's gradient on one coordinate upstream of the
   // prompt head (the max pool and clamp of the selection make the head's own coordinates kinked)
   const key = 'ps3.lm.norm.bias';
-  const g = batchLossAndGrads(w, [key], 'ps3', config.lm, ps3, tok, batch, 1);
+  const g = batchLossAndGrads(w, [key], 'ps3', config.lm, ps3, tok, batch, { selectionWeight: 1 });
   const analytic = g.grads.get(key)!.dataSync()[0]!;
   const base = w.get(key).dataSync();
   const eps = 1e-3;
@@ -157,18 +157,18 @@ test('the selection loss is what trains the prompt head: its gradient reaches th
     const v = Float32Array.from(base);
     v[0]! += delta;
     w.replace(key, tf.tensor(v, w.get(key).shape));
-    return batchLossAndGrads(w, [key], 'ps3', config.lm, ps3, tok, batch, 1).loss;
+    return batchLossAndGrads(w, [key], 'ps3', config.lm, ps3, tok, batch, { selectionWeight: 1 }).loss;
   };
   const numeric = (at(eps) - at(-eps)) / (2 * eps);
   at(0);
   assert.ok(Math.abs(numeric - analytic) < 0.03 * Math.abs(analytic) + 2e-4, `numeric ${numeric} vs analytic ${analytic}`);
   // the balanced and softmax forms (their values are tested in test/train/boxLoss.test.ts) reaches the objective
   // and train the head too
-  const balanced = batchLossAndGrads(w, keys, 'ps3', config.lm, ps3, tok, batch, 1, [], 'balanced');
+  const balanced = batchLossAndGrads(w, keys, 'ps3', config.lm, ps3, tok, batch, { selectionWeight: 1, boxLoss: 'balanced' });
   assert.equal(balanced.answer, withSel.answer, 'the answer loss does not depend on the selection loss\'s form');
   assert.ok(balanced.selection > 0 && Math.abs(balanced.selection - withSel.selection) > 1e-3, `balanced ${balanced.selection} vs bce ${withSel.selection}`);
   assert.ok(norm(balanced.grads.get('ps3.prompt_head.fc2.weight')!) > 1e-6);
-  const ranked = batchLossAndGrads(w, keys, 'ps3', config.lm, ps3, tok, batch, 1, [], 'softmax');
+  const ranked = batchLossAndGrads(w, keys, 'ps3', config.lm, ps3, tok, batch, { selectionWeight: 1, boxLoss: 'softmax' });
   assert.equal(ranked.answer, withSel.answer);
   assert.ok(ranked.selection > 0 && Math.abs(ranked.selection - balanced.selection) > 1e-3, `softmax ${ranked.selection} vs balanced ${balanced.selection}`);
   assert.ok(norm(ranked.grads.get('ps3.prompt_head.fc2.weight')!) > 1e-6);
@@ -293,8 +293,8 @@ test('the choice term is -log of the truth\'s share of the softmax over the opti
   const reader = new CacheReader(cache);
   const batch = questions.slice(0, 3).map((q) => ({ question: q, arrays: reader.image(q.image) }));
   const keys = ['lowres.lm.norm.bias'];
-  const on = batchLossAndGrads(model.weights, keys, 'lowres', config.lm, ps3, model.tokenizer, batch, 0, [], 'bce', batch.length, 0.5);
-  const off = batchLossAndGrads(model.weights, keys, 'lowres', config.lm, ps3, model.tokenizer, batch, 0);
+  const on = batchLossAndGrads(model.weights, keys, 'lowres', config.lm, ps3, model.tokenizer, batch, { selectionWeight: 0, choiceWeight: 0.5 });
+  const off = batchLossAndGrads(model.weights, keys, 'lowres', config.lm, ps3, model.tokenizer, batch, { selectionWeight: 0 });
   assert.equal(off.choice, 0);
   assert.ok(Math.abs(on.loss - (off.loss + 0.5 * on.choice)) < 1e-5, `${on.loss} vs ${off.loss} + 0.5 x ${on.choice}`);
   assert.ok(Math.abs(on.answer - off.answer) < 1e-6);

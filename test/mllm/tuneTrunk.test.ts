@@ -124,7 +124,7 @@ test('the loss\'s gradient reaches the tuned block (a central difference agrees)
   const tok = newLmTokenizer();
   const ps3Keys = trunkTailKeys(ps3.weights, cfg.trunk, from);
   const lmKey = 'ps3.lm.norm.bias';
-  const run = (): ReturnType<typeof batchLossAndGrads> => batchLossAndGrads(w, [lmKey], 'ps3', config.lm, ps3, tok, batch, 1, ps3Keys, 'bce', batch.length, 0, from);
+  const run = (): ReturnType<typeof batchLossAndGrads> => batchLossAndGrads(w, [lmKey], 'ps3', config.lm, ps3, tok, batch, { selectionWeight: 1, ps3Trainable: ps3Keys, trunkFrom: from });
   const g = run();
   assert.deepEqual([...g.ps3Grads.keys()], ps3Keys);
   for (const [k, t] of g.ps3Grads) assert.ok(t.dataSync().every(Number.isFinite), k);

@@ -35,7 +35,7 @@ export interface VilaPrediction extends QaPrediction {
 export interface VilaQaReport extends Omit<QaReport, 'predictions'> {
   readonly answered_by: 'vila-hd';
   readonly model: string;
-  readonly settings: QaReport['settings'] & { only_select_first_n_scale: number | null; evidence_looks: boolean; evidence_only: boolean };
+  readonly settings: QaReport['settings'] & { only_select_first_n_scale: number | null; evidence_looks: boolean; evidence_only: boolean; hint_prompts: boolean };
   readonly evidence_recall_mean: number | null;
   readonly random_recall_mean: number | null;
   readonly lm_tokens_median: number | null;
@@ -78,6 +78,11 @@ export interface VilaRun extends AskOptions {
   readonly evidenceLooks?: boolean;
   /** the image-swap control: each question asked of another scene's image (otherImage.ts) */
   readonly otherImage?: boolean;
+  /**
+   * ps3: the prompt each question's looks are aimed with instead of the prompt head's (AskOptions
+   * `prompt`), null where it has none — the text tower's prompt of the item's `prompt` field
+   */
+  readonly promptOf?: (item: BenchItem) => Float32Array | null;
 }
 
 /** The question's evidence box in the coordinates of the S x S pixels the model sees. */
@@ -148,7 +153,9 @@ export async function evaluateVilaRuns(model: VilaHd, items: readonly BenchItem[
         for (const i of questionsOf.get(s)!) {
           const item = s.items[i]!;
           const box = s.run.evidenceLooks && method === 'ps3' ? evidenceBoxAt(item, S) : null;
-          const a = await answerQuestion(model, method, pixels, item.question, item.options, box ? { ...s.run, evidenceBox: box } : s.run, visual ?? undefined);
+          const prompt = method === 'ps3' ? s.run.promptOf?.(item) : null;
+          const ask = { ...s.run, ...(box ? { evidenceBox: box } : {}), ...(prompt ? { prompt } : {}) };
+          const a = await answerQuestion(model, method, pixels, item.question, item.options, ask, visual ?? undefined);
           if (a.visual) visual = a.visual;
           const ok = a.predicted === item.answer;
           if (ok) s.correct++;
@@ -206,6 +213,7 @@ function runReport(model: VilaHd, items: readonly BenchItem[], s: RunState): Vil
       only_select_first_n_scale: run.onlySelectFirstNScale ?? null,
       evidence_looks: run.method === 'ps3' && run.evidenceLooks === true,
       evidence_only: run.method === 'ps3' && run.evidenceLooks === true && run.evidenceOnly === true,
+      hint_prompts: run.method === 'ps3' && run.promptOf !== undefined,
     },
     status: s.status,
     error: s.error,
