@@ -15,7 +15,7 @@ import type { Weights } from '../model/weights.js';
 import type { BoxLossKind } from '../train/loss.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import type { LmConfig } from './config.js';
-import { batchLossAndGrads, type BatchLoss, type LossTerms, type SampleInputs } from './objective.js';
+import { batchLossAndGrads, lossTerms, type BatchLoss, type SampleInputs } from './objective.js';
 import type { LmTokenizer } from './tokenizer.js';
 import type { SampleReader, TrainQuestion } from './trainData.js';
 import type { GradWorkerData, ShardReply, ShardRequest } from './gradWorker.js';
@@ -125,7 +125,3 @@ function addInto(grads: Map<string, tf.Tensor>, keys: readonly string[], values:
   });
 }
 
-/** The loss terms of a step's setup (or a worker's data), for a shard of a batch of `denominator`. */
-export function lossTerms(s: Pick<StepSetup, 'selectionWeight' | 'boxLoss' | 'choiceWeight' | 'trunkFrom'>, denominator: number, ps3Trainable: readonly string[] = []): LossTerms {
-  return { selectionWeight: s.selectionWeight, ps3Trainable, boxLoss: s.boxLoss, denominator, choiceWeight: s.choiceWeight, trunkFrom: s.trunkFrom };
-}

@@ -12,8 +12,7 @@ import type { BoxLossKind } from '../train/loss.js';
 import { errorReply, type ErrorReply } from '../train/workerLink.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import type { LmConfig } from './config.js';
-import { batchLossAndGrads } from './objective.js';
-import { lossTerms } from './gradShards.js';
+import { batchLossAndGrads, lossTerms } from './objective.js';
 import { LmTokenizer } from './tokenizer.js';
 import { SampleReader, type SampleTask, type TrainQuestion } from './trainData.js';
 

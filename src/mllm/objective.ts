@@ -225,6 +225,11 @@ export interface LossTerms {
   readonly trunkFrom?: number | null;
 }
 
+/** The terms a training step's setup (or a gradient worker's data) names, for a shard of a batch of `denominator`. */
+export function lossTerms(s: { readonly selectionWeight: number; readonly boxLoss: BoxLossKind; readonly choiceWeight: number; readonly trunkFrom: number | null }, denominator: number, ps3Trainable: readonly string[] = []): LossTerms {
+  return { selectionWeight: s.selectionWeight, ps3Trainable, boxLoss: s.boxLoss, denominator, choiceWeight: s.choiceWeight, trunkFrom: s.trunkFrom };
+}
+
 /**
  * Mean loss over a batch and its gradient for `trainable` keys (everything else constant), and
  * for `o.ps3Trainable` keys of PS3's weights.
