@@ -60,7 +60,7 @@ function vilaLines(spec: string, info: VilaInfo): string[] {
     `model      ${spec} (VILA-HD)`,
     `lm         width ${lm.width}, ${lm.layers} layers, ${lm.heads} heads, MLP ${lm.mlpHidden}, vocabulary ${lm.vocabSize} (tokenizer.json: ${info.vocabulary} words), ${lm.tieWordEmbeddings ? 'tied' : 'separate'} input and output embeddings`,
     `methods    ${methods.join(', ')}: an LM and a projector each`,
-    `projector  2 x 2 token merge, then LayerNorm, Linear, GELU, Linear to width ${lm.width}`,
+    `projector  2 x 2 token merge, then LayerNorm, Linear to ${info.projectorHidden}, GELU, Linear to width ${lm.width}`,
     `prompt     ps3: a head (hidden width ${info.promptHidden}) on the LM's state at the question's end makes PS3's prompt; selection loss weight ${info.selectionWeight}`,
     `params     ${millions(info.params.total)} in the methods; stored ${millions(info.params.stored)}`,
     `dtype      ${dtypeList(info.dtypes)}; float32 in memory ${megabytes(4 * info.params.stored)}`,

@@ -22,6 +22,7 @@ const schema = z.object({
   method: z.enum(ENCODE_METHODS, { message: `--method must be one of ${ENCODE_METHODS.join(', ')}` }),
   preset: z.string(),
   context: int('context').pipe(z.number().min(8, '--context must be an integer >= 8')).optional(),
+  projectorHidden: int('projector-hidden').pipe(z.number().positive('--projector-hidden must be positive')).optional(),
   steps: int('steps').pipe(z.number().positive('--steps must be positive')),
   batch: int('batch').pipe(z.number().positive('--batch must be positive')),
   lr: num('lr').pipe(z.number().positive('--lr must be positive')),
@@ -67,7 +68,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
   await initEngine({ backend: raw['backend'] as string | undefined });
   const options: TrainVilaOptions = {
     ...(o.ps3 ? { ps3: o.ps3 } : {}),
-    out: o.out, method: o.method, preset: o.preset, ...(o.context !== undefined ? { contextLength: o.context } : {}), steps: o.steps, batch: o.batch, lr: o.lr, warmup: o.warmup, clip: o.clip, seed: o.seed,
+    out: o.out, method: o.method, preset: o.preset, ...(o.context !== undefined ? { contextLength: o.context } : {}), ...(o.projectorHidden !== undefined ? { projectorHidden: o.projectorHidden } : {}), steps: o.steps, batch: o.batch, lr: o.lr, warmup: o.warmup, clip: o.clip, seed: o.seed,
     dataSeed: o.dataSeed, images: o.images, looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}), ...(o.resolution !== undefined ? { resolution: o.resolution } : {}), ...(o.perCategory !== undefined ? { perCategory: o.perCategory } : {}),
     ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), ...(o.decoyLooks !== undefined ? { decoyLooks: o.decoyLooks } : {}),
     ...(o.task !== undefined ? { task: o.task } : {}), ...(o.captions !== undefined ? { captions: o.captions } : {}),

@@ -7,13 +7,15 @@
  * { "model_type": "vila-hd", "ps3_model": "../ps3-tiny",
  *   "lm": { "vocab_size": 160, "width": 128, "layers": 4, "heads": 4, "mlp_ratio": 4, "context_length": 1024,
  *           "tie_word_embeddings": true, "norm_eps": 1e-5 },
- *   "projector": { "merge": 2 }, "prompt_head": { "hidden": 128 },
+ *   "projector": { "merge": 2, "hidden": 128 }, "prompt_head": { "hidden": 128 },
  *   "methods": ["ps3", "lowres", "anyres"], "selection_weight": 1,
  *   "context_lengths": { "anyres": 2048 } }
  * ```
  *
  * `ps3_model` is a path relative to the folder (or absolute): a PS3 model folder, or `ps3`
- * for a copy kept inside the VILA-HD folder.
+ * for a copy kept inside the VILA-HD folder. `projector.hidden` is the width between the
+ * projector's two Linears (default `lm.width`, as VILA's projector has): a merged cell's four
+ * tokens (4 x the vision width) pass through it on their way to the LM's width.
  *
  * Every method has an LM of its own with the shape `lm` gives; `context_lengths` (optional) gives
  * some of them another context length than `lm.context_length` — the learned positions are the
@@ -43,7 +45,7 @@ export const vilaConfigSchema = z.object({
   model_type: z.literal('vila-hd'),
   ps3_model: z.string().min(1),
   lm: lmSchema,
-  projector: z.object({ merge: z.literal(2).default(2) }).default({ merge: 2 }),
+  projector: z.object({ merge: z.literal(2).default(2), hidden: z.number().int().positive().optional() }).default({ merge: 2 }),
   prompt_head: z.object({ hidden: z.number().int().positive() }),
   methods: z.array(z.enum(ENCODE_METHODS)).min(1).refine((m) => new Set(m).size === m.length, { message: 'methods must be distinct' }),
   /** weight of the selection BCE against the answer's next-token loss */
@@ -94,6 +96,8 @@ export interface VilaConfig {
   /** the tiling methods' training resolutions (answering's default) */
   readonly resolutions: Readonly<Partial<Record<EncodeMethod, number>>>;
   readonly promptHidden: number;
+  /** width between the projector's two Linears */
+  readonly projectorHidden: number;
   readonly methods: readonly EncodeMethod[];
   readonly selectionWeight: number;
   /** the JSON as read (unknown fields kept), for writing back */
@@ -121,6 +125,7 @@ export function parseVilaConfig(json: unknown, where: string): VilaConfig {
       contextLength: c.lm.context_length, tieWordEmbeddings: c.lm.tie_word_embeddings, normEps: c.lm.norm_eps,
     },
     promptHidden: c.prompt_head.hidden,
+    projectorHidden: c.projector.hidden ?? c.lm.width,
     contextLengths: (c.context_lengths ?? {}) as Partial<Record<EncodeMethod, number>>,
     resolutions: (c.resolutions ?? {}) as Partial<Record<EncodeMethod, number>>,
     methods: c.methods,
@@ -176,8 +181,13 @@ export function withResolution(config: VilaConfig, method: EncodeMethod, px: num
   return parseVilaConfig({ ...config.raw, resolutions: { ...config.resolutions, [method]: px } }, 'VILA-HD config');
 }
 
-/** Sizes of the LM presets: `micro` for tests, `tiny` to stand on the tiny PS3. */
-export const LM_PRESETS: Readonly<Record<string, Omit<VilaConfigJson['lm'], 'vocab_size'> & { prompt_hidden: number }>> = {
-  micro: { width: 32, layers: 2, heads: 2, mlp_ratio: 2, context_length: 256, tie_word_embeddings: true, norm_eps: 1e-5, prompt_hidden: 32 },
-  tiny: { width: 128, layers: 4, heads: 4, mlp_ratio: 4, context_length: 1024, tie_word_embeddings: true, norm_eps: 1e-5, prompt_hidden: 128 },
+/**
+ * Sizes of the LM presets: `micro` for tests, `tiny` to stand on the tiny PS3, `small` wider and
+ * deeper, with a projector that keeps a merged cell's 4 x 128 numbers at full width before it
+ * narrows them to the LM's (about 3.4x tiny's multiply-adds a token).
+ */
+export const LM_PRESETS: Readonly<Record<string, Omit<VilaConfigJson['lm'], 'vocab_size'> & { prompt_hidden: number; projector_hidden: number }>> = {
+  micro: { width: 32, layers: 2, heads: 2, mlp_ratio: 2, context_length: 256, tie_word_embeddings: true, norm_eps: 1e-5, prompt_hidden: 32, projector_hidden: 32 },
+  tiny: { width: 128, layers: 4, heads: 4, mlp_ratio: 4, context_length: 1024, tie_word_embeddings: true, norm_eps: 1e-5, prompt_hidden: 128, projector_hidden: 128 },
+  small: { width: 192, layers: 6, heads: 6, mlp_ratio: 4, context_length: 1024, tie_word_embeddings: true, norm_eps: 1e-5, prompt_hidden: 192, projector_hidden: 512 },
 };

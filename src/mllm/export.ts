@@ -79,6 +79,8 @@ export function exportVilaHd(from: string, out: string, floats: FloatStorage, ad
     if (shared.length && !replace) throw new UserError(`--add ${other}: method ${shared.join(', ')} is already in the folder (--replace to take ${other}'s)`);
     for (const m of shared) for (const k of [...weights.keys()]) if (k.startsWith(`${m}.`)) weights.delete(k);
     if (lmShape(part.config) !== lmShape(config)) throw new UserError(`--add ${other}: its LM (field lm) differs from ${from}'s`);
+    if (part.config.projectorHidden !== config.projectorHidden) throw new UserError(`--add ${other}: its projector.hidden ${part.config.projectorHidden} differs from ${from}'s ${config.projectorHidden}`);
+    if (part.config.methods.includes('ps3') && part.config.promptHidden !== config.promptHidden) throw new UserError(`--add ${other}: its prompt_head.hidden ${part.config.promptHidden} differs from ${from}'s ${config.promptHidden}`);
     const theirs = fs.existsSync(path.join(other, 'tokenizer.json')) ? fs.readFileSync(path.join(other, 'tokenizer.json'), 'utf8') : null;
     if (theirs !== tokenizer) throw new UserError(`--add ${other}: its tokenizer.json differs from ${from}'s`);
     const differs = visionDifference(ps3Dir, part.ps3Dir);

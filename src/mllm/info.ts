@@ -34,6 +34,7 @@ export interface VilaInfo {
   readonly ps3: ModelInfo;
   readonly lm: Omit<LmConfig, 'contextLength'> & { readonly contextLength: number };
   readonly promptHidden: number;
+  readonly projectorHidden: number;
   readonly selectionWeight: number;
   readonly methods: readonly VilaMethodInfo[];
   /** words in the LM's tokenizer */
@@ -73,6 +74,7 @@ export function vilaInfo(folder: string): VilaInfo {
     ps3: modelInfo(ps3Folder),
     lm: config.lm,
     promptHidden: config.promptHidden,
+    projectorHidden: config.projectorHidden,
     selectionWeight: config.selectionWeight,
     methods,
     vocabulary: tokenizer.size,

@@ -27,8 +27,8 @@ const SHAPE_FIELDS: ReadonlyArray<[keyof LmConfig, string]> = [
   ['width', 'lm.width'], ['layers', 'lm.layers'], ['heads', 'lm.heads'], ['mlpHidden', 'lm.mlp_ratio'], ['vocabSize', 'lm.vocab_size'], ['tieWordEmbeddings', 'lm.tie_word_embeddings'],
 ];
 
-/** Checks what `--init` names before anything expensive: the folder, its method, its LM's shape against `lm`. */
-export function checkInitSource(source: InitSource, lm: LmConfig): void {
+/** Checks what `--init` names before anything expensive: the folder, its method, its LM's shape against `lm`, its projector's hidden width against `projectorHidden`. */
+export function checkInitSource(source: InitSource, lm: LmConfig, projectorHidden: number): void {
   const configFile = path.join(source.dir, 'config.json');
   if (!fs.existsSync(configFile)) throw new UserError(`--init ${source.dir}: not a VILA-HD folder (no config.json)`);
   if (!isVilaFolder(source.dir)) throw new UserError(`--init ${source.dir}: not a VILA-HD folder (its config.json has no model_type "vila-hd"; a PS3 folder goes to --ps3)`);
@@ -37,6 +37,7 @@ export function checkInitSource(source: InitSource, lm: LmConfig): void {
   for (const [field, name] of SHAPE_FIELDS) {
     if (theirs.lm[field] !== lm[field]) throw new UserError(`--init ${source.dir}: field ${name} of ${configFile} is ${String(theirs.lm[field])}, the LM trained has ${String(lm[field])}`);
   }
+  if (theirs.projectorHidden !== projectorHidden) throw new UserError(`--init ${source.dir}: field projector.hidden of ${configFile} is ${theirs.projectorHidden}, the LM trained has ${projectorHidden} (--projector-hidden)`);
   const ours = newLmTokenizer().vocabulary();
   const vocab = loadLmTokenizer(source.dir).vocabulary();
   const differs = vocab.size !== ours.size || [...ours].some(([w, i]) => vocab.get(w) !== i);
@@ -49,7 +50,7 @@ export function checkInitSource(source: InitSource, lm: LmConfig): void {
  * from a ps3 LM; positions are copied for the shorter of the two contexts.
  */
 export function initFrom(source: InitSource, method: EncodeMethod, config: VilaConfig, ps3: PS3Config, fresh: Map<string, tf.Tensor>): { copied: number } {
-  checkInitSource(source, lmConfigOf(config, method));
+  checkInitSource(source, lmConfigOf(config, method), config.projectorHidden);
   const file = openSafetensors(path.join(source.dir, 'model.safetensors'));
   let copied = 0;
   for (const [key, shape] of methodParams(method, config, ps3)) {

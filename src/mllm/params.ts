@@ -50,11 +50,12 @@ export function methodParams(method: EncodeMethod, config: VilaConfig, ps3: PS3C
   const W = config.lm.width;
   lmParams(`${method}.lm`, lmConfigOf(config, method), out);
   const din = 4 * visionWidth(method, ps3);
+  const P = config.projectorHidden;
   out.set(`${method}.projector.pre_norm.weight`, [din]);
   out.set(`${method}.projector.pre_norm.bias`, [din]);
-  out.set(`${method}.projector.fc1.weight`, [W, din]);
-  out.set(`${method}.projector.fc1.bias`, [W]);
-  out.set(`${method}.projector.fc2.weight`, [W, W]);
+  out.set(`${method}.projector.fc1.weight`, [P, din]);
+  out.set(`${method}.projector.fc1.bias`, [P]);
+  out.set(`${method}.projector.fc2.weight`, [W, P]);
   out.set(`${method}.projector.fc2.bias`, [W]);
   if (method === 'ps3') {
     const H = config.promptHidden;

@@ -47,8 +47,10 @@ export interface TrainVilaOptions {
   readonly ps3?: string;
   readonly out: string;
   readonly method: EncodeMethod;
-  /** LM size: `micro` or `tiny` (config.ts LM_PRESETS) */
+  /** LM size: `micro`, `tiny` or `small` (config.ts LM_PRESETS) */
   readonly preset: string;
+  /** the projector's hidden width in a new folder (default the preset's); a folder keeps its own */
+  readonly projectorHidden?: number;
   /**
    * the LM context length of the method trained (default: the preset's in a new folder, the
    * folder's `lm.context_length` when a method joins one); a resumed run keeps its own
@@ -244,6 +246,7 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   if (captions && o.decoyLooks !== undefined) throw new UserError('--decoy-looks swaps the looks of the qa task\'s questions; give --task qa or mixed');
   if (captions && o.tuneSelection) throw new UserError('--tune-selection learns from the selection loss, which the captions task does not have');
   if (o.contextLength !== undefined && (!Number.isInteger(o.contextLength) || o.contextLength < 8)) throw new UserError(`--context must be an integer >= 8, got ${o.contextLength}`);
+  if (o.projectorHidden !== undefined && (!Number.isInteger(o.projectorHidden) || o.projectorHidden < 1)) throw new UserError(`--projector-hidden must be a positive integer, got ${o.projectorHidden}`);
   if (o.threads !== undefined && (!Number.isInteger(o.threads) || o.threads < 1)) throw new UserError(`--threads must be a positive integer, got ${o.threads}`);
   if (o.init && o.resume) throw new UserError('--init starts a new run from another folder\'s weights; a resumed run continues from its own checkpoint (leave --init out)');
   checkTrainSeed(o.dataSeed);
@@ -345,6 +348,10 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
       const theirs = lmConfigOf(onDisk, o.method).contextLength;
       if (theirs !== o.contextLength) throw new UserError(`--context ${o.contextLength}: the ${o.method} LM in ${previous} has context ${theirs} (give --context ${theirs} or leave it out)`);
     }
+    // every method of a folder has the projector shape its config gives
+    if (o.projectorHidden !== undefined && o.projectorHidden !== onDisk.projectorHidden) {
+      throw new UserError(`--projector-hidden ${o.projectorHidden}: the folder ${previous} has projector.hidden ${onDisk.projectorHidden} (give ${onDisk.projectorHidden} or leave it out)`);
+    }
     const loaded = loadVilaHd(previous);
     ps3 = loaded.ps3;
     ps3Dir = ps3PathOf(previous, loaded.config);
@@ -389,7 +396,10 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
     ps3Dir = path.resolve(o.ps3);
     ps3 = loadModel(ps3Dir, 'vision');
     const ps3Model = o.embedPs3 || tune || o.tuneTrunk ? 'ps3' : path.relative(path.resolve(checkpointDir), ps3Dir) || '.';
-    config = newVilaConfig({ preset: o.preset, methods: [o.method], ps3Model, seed: o.seed, selectionWeight: o.selectionWeight, ...(o.contextLength !== undefined ? { contextLength: o.contextLength } : {}) });
+    config = newVilaConfig({
+      preset: o.preset, methods: [o.method], ps3Model, seed: o.seed, selectionWeight: o.selectionWeight,
+      ...(o.contextLength !== undefined ? { contextLength: o.contextLength } : {}), ...(o.projectorHidden !== undefined ? { projectorHidden: o.projectorHidden } : {}),
+    });
     weights = new Weights(newMethodWeights(o, config, ps3.config));
     tokenizer = newLmTokenizer();
   }

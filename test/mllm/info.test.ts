@@ -50,6 +50,7 @@ test('info on a VILA-HD folder: its methods, their parameters and its PS3', () =
   assert.equal(text.status, 0, text.stderr);
   assert.match(text.stdout, /^model {6}.* \(VILA-HD\)\n/);
   assert.match(text.stdout, /\nmethods {4}ps3 \([\d.]+M, context \d+\), lowres /);
+  assert.match(text.stdout, new RegExp(`\nprojector  2 x 2 token merge, then LayerNorm, Linear to ${info.lm.width}, GELU, Linear to width ${info.lm.width}\n`));
   assert.match(text.stdout, /\n {2}trunk {6}vit_micro_patch14/);
 });
 

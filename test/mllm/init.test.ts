@@ -17,6 +17,7 @@ import { readConfigFile } from '../../src/model/load.js';
 import { newVilaConfig, randomVilaWeights } from '../../src/mllm/model.js';
 import { initFrom } from '../../src/mllm/init.js';
 import { methodParams, positionsKey } from '../../src/mllm/params.js';
+import { parseVilaConfig, readVilaConfig } from '../../src/mllm/config.js';
 import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
 import { exportVilaHd } from '../../src/mllm/export.js';
 import { assertBadInput, writeMicroPs3, writeMicroVila } from './helpers.js';
@@ -85,6 +86,49 @@ test('a ps3 LM initialised from a lowres one keeps its own prompt head; s2 (wide
   tf.dispose([...freshS2.values()]);
 });
 
+test('projector.hidden: the width between the projector\'s Linears, the LM width by default; --init refuses another', async () => {
+  const ps3Config = readConfigFile(path.join(ps3, 'config.json'));
+  const micro = newVilaConfig({ preset: 'micro', methods: ['lowres'], ps3Model: '.' });
+  const wide = newVilaConfig({ preset: 'micro', methods: ['lowres'], ps3Model: '.', projectorHidden: 48 });
+  const W = micro.lm.width;
+  const din = 4 * ps3Config.vision.trunk.width;
+  assert.equal(micro.projectorHidden, W);
+  assert.deepEqual(methodParams('lowres', wide, ps3Config).get('lowres.projector.fc1.weight'), [48, din]);
+  assert.deepEqual(methodParams('lowres', wide, ps3Config).get('lowres.projector.fc2.weight'), [W, 48]);
+  // a config written before the field existed reads as the LM width
+  const { hidden: _hidden, ...projector } = micro.raw['projector'] as { hidden: number };
+  assert.equal(parseVilaConfig({ ...micro.raw, projector }, 'old').projectorHidden, W);
+  assert.throws(() => parseVilaConfig({ ...micro.raw, projector: { merge: 2, hidden: 0 } }, 'x/config.json'), (e: unknown) => isUserError(e) && /x\/config\.json: field projector\.hidden: /.test((e as Error).message));
+
+  const fresh = new Map(randomVilaWeights(wide, ps3Config, ['lowres'], 3).entries());
+  assert.throws(() => initFrom({ dir: source, method: 'lowres' }, 'lowres', wide, ps3Config, fresh), (e: unknown) => isUserError(e) && new RegExp(`field projector\\.hidden of .*config\\.json is ${W}, the LM trained has 48 \\(--projector-hidden\\)`).test((e as Error).message));
+  tf.dispose([...fresh.values()]);
+
+  // a new run's folder has the projector it was given, and trains and loads with it
+  const out = path.join(tmp, 'wide-projector');
+  await trainVilaHd(options(out, { projectorHidden: 40 }));
+  const got = stored(path.join(out, 'checkpoint'));
+  assert.equal(got.get('lowres.projector.fc1.weight')!.length, 40 * din);
+  assert.equal(got.get('lowres.projector.fc2.weight')!.length, W * 40);
+  assert.equal(readVilaConfig(path.join(out, 'checkpoint', 'config.json')).projectorHidden, 40);
+  // a method joining the folder gets the folder's projector; another width is refused
+  await assert.rejects(trainVilaHd(options(out, { method: 'ps3', projectorHidden: 64 })), (e: unknown) => isUserError(e) && /--projector-hidden 64: the folder .* has projector\.hidden 40 \(give 40 or leave it out\)/.test((e as Error).message));
+  // and a folder of another projector does not join this one at export
+  assert.throws(() => exportVilaHd(source, path.join(tmp, 'joined-wide'), 'F32', [path.join(out, 'checkpoint')], true), (e: unknown) => isUserError(e) && new RegExp(`--add .*wide-projector.checkpoint: its projector\\.hidden 40 differs from .*source's ${W}`).test((e as Error).message));
+  assert.equal(fs.existsSync(path.join(tmp, 'joined-wide')), false, 'nothing written');
+});
+
+test('the small preset: wider and deeper than tiny, with a wider projector', () => {
+  const ps3Config = readConfigFile(path.join(ps3, 'config.json'));
+  const tiny = newVilaConfig({ preset: 'tiny', methods: ['ps3'], ps3Model: '.' });
+  const small = newVilaConfig({ preset: 'small', methods: ['ps3'], ps3Model: '.' });
+  assert.ok(small.lm.width > tiny.lm.width && small.lm.layers > tiny.lm.layers && small.projectorHidden > small.lm.width);
+  assert.equal(tiny.projectorHidden, tiny.lm.width, 'tiny keeps the projector the shipped folders have');
+  const count = (c: typeof tiny): number => [...methodParams('ps3', c, ps3Config).values()].reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
+  assert.ok(count(small) > 2 * count(tiny));
+  assert.throws(() => newVilaConfig({ preset: 'huge', methods: ['ps3'], ps3Model: '.' }), (e: unknown) => isUserError(e) && /unknown LM preset "huge" \(known: micro, tiny, small\)/.test((e as Error).message));
+});
+
 test('a run with --init starts from the source: one step moves each weight by about the learning rate', async () => {
   const out = path.join(tmp, 'tuned');
   await trainVilaHd(options(out, { init: { dir: source, method: 'lowres' } }));
@@ -121,5 +165,6 @@ test('--init is checked at the edge: exit 2 with one line, before any work', () 
   assertBadInput([...base, '--init', source, '--resume'], /--init starts a new run .*\(leave --init out\)/);
   assertBadInput([...base, '--init', ps3], /--init .*ps3: not a VILA-HD folder \(its config\.json has no model_type "vila-hd"; a PS3 folder goes to --ps3\)/);
   assertBadInput([...base.map((a) => (a === 'micro' ? 'tiny' : a)), '--init', source], /--init .*source: field lm\.width of .*config\.json is \d+, the LM trained has 128/);
+  assertBadInput([...base, '--projector-hidden', '0'], /--projector-hidden must be positive/);
   assert.equal(fs.existsSync(out), false, 'nothing written');
 });
