@@ -273,7 +273,7 @@ program
   .requiredOption('--out <dir>', 'output folder: checkpoint/ (a VILA-HD folder), metrics.jsonl, cache/')
   .option('--method <name>', 'whose tokens the LM reads: ps3 | lowres | anyres | s2 (one LM per method, all in one folder)', 'ps3')
   .option('--preset <name>', 'LM size: micro | tiny | small (config.ts LM_PRESETS)', 'tiny')
-  .option('--projector-hidden <n>', 'a new folder\'s projector width between its two Linears (default: the preset\'s; a folder keeps its own)')
+  .option('--projector-hidden <n>', 'a new folder\'s projector width between its two Linears (default: the LM width; a folder keeps its own)')
   .option('--context <n>', 'LM context length (tokens) of this method when it is new (default: the preset\'s, or the folder\'s lm.context_length); other methods keep theirs; a resume keeps the run\'s')
   .option('--resume', 'continue this method\'s run in --out from its last checkpoint', false)
   .option('--init <dir>', 'a new run starts from the LM, projector and prompt head this VILA-HD folder trained (same LM shape and tokenizer; positions of a longer context stay as initialised) instead of random weights')

@@ -183,12 +183,12 @@ export function withResolution(config: VilaConfig, method: EncodeMethod, px: num
 
 /**
  * Sizes of the LM presets: `micro` for tests, `tiny` to stand on the tiny PS3, `small` wider and
- * deeper (about 3.4x tiny's multiply-adds a token). Each projector's hidden width is its LM's, as
- * VILA's is: a wider one (`--projector-hidden 512` on tiny) learnt the reading stage more slowly
- * (models/vila-hd-tiny/TRAINING.md, "A wider projector").
+ * deeper (about 3.4x tiny's multiply-adds a token). A preset's projector is as wide as its LM (the
+ * config's default), as VILA's is: a wider one (`--projector-hidden 512` on tiny) learnt the
+ * reading stage more slowly (models/vila-hd-tiny/TRAINING.md, "A wider projector").
  */
-export const LM_PRESETS: Readonly<Record<string, Omit<VilaConfigJson['lm'], 'vocab_size'> & { prompt_hidden: number; projector_hidden: number }>> = {
-  micro: { width: 32, layers: 2, heads: 2, mlp_ratio: 2, context_length: 256, tie_word_embeddings: true, norm_eps: 1e-5, prompt_hidden: 32, projector_hidden: 32 },
-  tiny: { width: 128, layers: 4, heads: 4, mlp_ratio: 4, context_length: 1024, tie_word_embeddings: true, norm_eps: 1e-5, prompt_hidden: 128, projector_hidden: 128 },
-  small: { width: 192, layers: 6, heads: 6, mlp_ratio: 4, context_length: 1024, tie_word_embeddings: true, norm_eps: 1e-5, prompt_hidden: 192, projector_hidden: 192 },
+export const LM_PRESETS: Readonly<Record<string, Omit<VilaConfigJson['lm'], 'vocab_size'> & { prompt_hidden: number }>> = {
+  micro: { width: 32, layers: 2, heads: 2, mlp_ratio: 2, context_length: 256, tie_word_embeddings: true, norm_eps: 1e-5, prompt_hidden: 32 },
+  tiny: { width: 128, layers: 4, heads: 4, mlp_ratio: 4, context_length: 1024, tie_word_embeddings: true, norm_eps: 1e-5, prompt_hidden: 128 },
+  small: { width: 192, layers: 6, heads: 6, mlp_ratio: 4, context_length: 1024, tie_word_embeddings: true, norm_eps: 1e-5, prompt_hidden: 192 },
 };

@@ -97,7 +97,7 @@ export interface NewVilaOptions {
   readonly selectionWeight?: number;
   /** the LM's context length instead of the preset's */
   readonly contextLength?: number;
-  /** the projector's hidden width instead of the preset's */
+  /** the projector's hidden width instead of the LM width */
   readonly projectorHidden?: number;
 }
 
@@ -106,11 +106,11 @@ export function newVilaConfig(o: NewVilaOptions): VilaConfig {
   const name = o.preset ?? 'tiny';
   const p = LM_PRESETS[name];
   if (!p) throw new UserError(`unknown LM preset "${name}" (known: ${Object.keys(LM_PRESETS).join(', ')})`);
-  const { prompt_hidden, projector_hidden, ...lm } = p;
+  const { prompt_hidden, ...lm } = p;
   const json: VilaConfigJson = {
     model_type: 'vila-hd', ps3_model: o.ps3Model,
     lm: { ...lm, vocab_size: SPECIAL_TOKENS.length + lmVocabulary().length, ...(o.contextLength !== undefined ? { context_length: o.contextLength } : {}) },
-    projector: { merge: 2, hidden: o.projectorHidden ?? projector_hidden }, prompt_head: { hidden: prompt_hidden }, methods: [...o.methods], selection_weight: o.selectionWeight ?? 1,
+    projector: { merge: 2, ...(o.projectorHidden !== undefined ? { hidden: o.projectorHidden } : {}) }, prompt_head: { hidden: prompt_hidden }, methods: [...o.methods], selection_weight: o.selectionWeight ?? 1,
   };
   return parseVilaConfig(json, `LM preset ${name}`);
 }

@@ -49,7 +49,7 @@ export interface TrainVilaOptions {
   readonly method: EncodeMethod;
   /** LM size: `micro`, `tiny` or `small` (config.ts LM_PRESETS) */
   readonly preset: string;
-  /** the projector's hidden width in a new folder (default the preset's); a folder keeps its own */
+  /** the projector's hidden width in a new folder (default the LM width); a folder keeps its own */
   readonly projectorHidden?: number;
   /**
    * the LM context length of the method trained (default: the preset's in a new folder, the
