@@ -14,7 +14,7 @@ import { CONTENT_KINDS, evaluateCaptionReading, type CaptionReadingReport } from
 import { renderPlot, type PlotSpec } from '../eval/plot.js';
 import { isVilaFolder } from '../mllm/config.js';
 import { disposeVilaHd, loadVilaHd } from '../mllm/model.js';
-import { GLYPH_CATEGORY, SIGN_CATEGORY } from '../mllm/trainData.js';
+import { GLYPH_CATEGORY, OBJECT_COLOUR_CATEGORY, OBJECT_SHAPE_CATEGORY, SIGN_CATEGORY } from '../mllm/trainData.js';
 import { parseMethod, type EncodeMethod } from '../model/baselines.js';
 import { outputFile, positiveInt, seedOption } from './inputs.js';
 import { progressBar } from './progress.js';
@@ -36,6 +36,7 @@ export interface EvalCaptionsCliOptions {
   count?: string;
   captions?: string;
   glyphs?: boolean;
+  readObjects?: boolean;
   force?: boolean;
   out?: string;
 }
@@ -49,10 +50,14 @@ export function formatCaptionReading(r: CaptionReadingReport): string {
     ? [
         `  labels' characters read, own / other: ${pct(of(r.own_image, GLYPH_CATEGORY, 'first_word_accuracy'))} / ${pct(of(r.other_image, GLYPH_CATEGORY, 'first_word_accuracy'))} of ${r.own_image.by_category[GLYPH_CATEGORY]?.count ?? 0}`,
         `  signs read whole (first character), own / other: ${pct(of(r.own_image, SIGN_CATEGORY, 'exact_accuracy'))} (${pct(of(r.own_image, SIGN_CATEGORY, 'first_word_accuracy'))}) / ${pct(of(r.other_image, SIGN_CATEGORY, 'exact_accuracy'))} (${pct(of(r.other_image, SIGN_CATEGORY, 'first_word_accuracy'))}) of ${r.own_image.by_category[SIGN_CATEGORY]?.count ?? 0}`,
+        // the object samples, when asked: a colour or shape named whole
+        ...([[OBJECT_COLOUR_CATEGORY, 'colours'], [OBJECT_SHAPE_CATEGORY, 'shapes']] as const)
+          .filter(([c]) => r.own_image.by_category[c] !== undefined)
+          .map(([c, what]) => `  objects' ${what} named, own / other: ${pct(of(r.own_image, c, 'exact_accuracy'))} / ${pct(of(r.other_image, c, 'exact_accuracy'))} of ${r.own_image.by_category[c]!.count}`),
       ]
     : [];
   return [
-    `${r.method}: ${r.captions} ${r.task === 'glyphs' ? 'labels and signs' : 'captions'} of ${r.images} scenes (${r.content_words} content words of ${r.words})`,
+    `${r.method}: ${r.captions} ${r.task === 'glyphs' ? (r.own_image.by_category[OBJECT_SHAPE_CATEGORY] ? 'labels, signs and objects' : 'labels and signs') : 'captions'} of ${r.images} scenes (${r.content_words} content words of ${r.words})`,
     ...glyphs,
     `  own image    NLL ${r.own_image.nll.toFixed(3)}  words ${pct(r.own_image.word_accuracy)}  content words ${pct(r.own_image.content_accuracy)}`,
     `  other image  NLL ${r.other_image.nll.toFixed(3)}  words ${pct(r.other_image.word_accuracy)}  content words ${pct(r.other_image.content_accuracy)}`,
@@ -67,7 +72,7 @@ function chart(reports: readonly CaptionReadingReport[], title: string): PlotSpe
   return {
     title,
     xLabel: 'method',
-    yLabel: reports[0]?.task === 'glyphs' ? 'labels and signs read whole (%)' : 'content words guessed (%)',
+    yLabel: reports[0]?.task === 'glyphs' ? `${reports[0].own_image.by_category[OBJECT_SHAPE_CATEGORY] ? 'labels, signs and objects' : 'labels and signs'} read whole (%)` : 'content words guessed (%)',
     kind: 'bar',
     xTickLabels: reports.map((r) => r.method),
     yDomain: [0, 100],
@@ -92,6 +97,7 @@ export async function evalCaptionsCommand(o: EvalCaptionsCliOptions): Promise<nu
   const seed = seedOption(o.seed) ?? HELDOUT_SEED_BASE;
   checkHeldOutSeed(seed, o.force ?? false);
   const task = o.glyphs ? 'glyphs' : 'captions';
+  if (o.readObjects && !o.glyphs) throw new UserError('--read-objects adds the objects to the reading samples: give --glyphs too');
   if (o.glyphs && methods.some((m) => m !== 'ps3')) throw new UserError(`--glyphs reads a label's block of a look, which only --method ps3 has (got --method ${methods.join(',')})`);
   await initEngine(o);
   const model = loadVilaHd(o.model, { methods });
@@ -99,7 +105,7 @@ export async function evalCaptionsCommand(o: EvalCaptionsCliOptions): Promise<nu
   try {
     for (const method of methods) {
       const bar = progressBar(2 * count, `captions ${method} (scenes encoded, then scored)`);
-      reports.push(await evaluateCaptionReading(model, { method, seed, images: count, captions, task, onProgress: (done) => bar.update(done) }));
+      reports.push(await evaluateCaptionReading(model, { method, seed, images: count, captions, task, ...(o.readObjects ? { objects: true } : {}), onProgress: (done) => bar.update(done) }));
       bar.stop();
     }
   } finally {
@@ -107,7 +113,7 @@ export async function evalCaptionsCommand(o: EvalCaptionsCliOptions): Promise<nu
   }
   for (const r of reports) process.stdout.write(`${formatCaptionReading(r)}\n`);
   fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-  fs.writeFileSync(out, `${JSON.stringify({ model: path.resolve(o.model), seed, count, task, ...(o.glyphs ? {} : { captions }), reports }, null, 2)}\n`);
+  fs.writeFileSync(out, `${JSON.stringify({ model: path.resolve(o.model), seed, count, task, ...(o.glyphs ? { objects: o.readObjects ?? false } : { captions }), reports }, null, 2)}\n`);
   const picture = out.replace(/\.json$/i, '') + '.png';
   await renderPlot(chart(reports, `${task === 'glyphs' ? 'Characters' : 'Caption words'} read, ${count} held-out scenes`), picture);
   process.stderr.write(`wrote ${out} and ${picture}\n`);

@@ -41,6 +41,7 @@ const schema = z.object({
   captions: int('captions').pipe(z.number().min(1, '--captions must be from 1 to 32').max(32, '--captions must be from 1 to 32')).optional(),
   mix: z.enum(MIX_TASKS, { message: `--mix must be one of ${MIX_TASKS.join(', ')}` }).optional(),
   captionShare: num('caption-share').optional(),
+  readObjects: z.boolean().default(false),
   selectionWeight: num('selection-weight').pipe(z.number().nonnegative('--selection-weight must be >= 0')),
   choiceWeight: num('choice-weight').pipe(z.number().nonnegative('--choice-weight must be >= 0')).optional(),
   boxLoss: z.enum(['bce', 'balanced', 'softmax'], { message: '--box-loss must be bce, balanced or softmax' }),
@@ -73,6 +74,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
     ...(o.evidenceFraction !== undefined ? { evidenceFraction: o.evidenceFraction } : {}), ...(o.decoyLooks !== undefined ? { decoyLooks: o.decoyLooks } : {}),
     ...(o.task !== undefined ? { task: o.task } : {}), ...(o.captions !== undefined ? { captions: o.captions } : {}),
     ...(o.mix !== undefined ? { mix: o.mix } : {}), ...(o.captionShare !== undefined ? { captionShare: o.captionShare } : {}),
+    ...(o.readObjects ? { readObjects: true } : {}),
     selectionWeight: o.selectionWeight, ...(o.choiceWeight !== undefined ? { choiceWeight: o.choiceWeight } : {}), boxLoss: o.boxLoss, saveEvery: o.saveEvery, maxSeconds: o.maxMinutes * 60, resume: o.resume, embedPs3: o.embedPs3,
     ...(o.cache ? { cacheRoot: o.cache } : {}), cacheOnly: o.cacheOnly,
     tuneSelection: o.tuneSelection, ...(o.selectionLr !== undefined ? { selectionLr: o.selectionLr } : {}),
@@ -95,7 +97,7 @@ export async function trainMllmCommand(raw: TrainMllmCliOptions): Promise<number
       }
     },
     onStart: ({ startStep, questions, captions, glyphs, trainable, checkpoint }) => {
-      const samples = [questions ? `${questions} questions` : '', captions ? `${captions} captions` : '', glyphs ? `${glyphs} labels and signs to read` : ''].filter(Boolean).join(' and ');
+      const samples = [questions ? `${questions} questions` : '', captions ? `${captions} captions` : '', glyphs ? `${glyphs} ${o.readObjects ? 'labels, signs and objects' : 'labels and signs'} to read` : ''].filter(Boolean).join(' and ');
       process.stderr.write(`training VILA-HD (${o.method}) -> ${o.out} from step ${startStep} to ${o.steps}: ${samples}, ${trainable} trainable parameters${checkpoint ? `, from ${checkpoint}` : ''}${o.init && startStep === 0 ? `, initialised from ${o.init} (${o.initMethod ?? o.method})` : ''}\n`);
       bar = budget > 0 ? progressBar(budget, 'train-mllm (s of budget)', 'step {step} | loss {loss} | {sps} samples/s') : progressBar(o.steps, 'train-mllm', 'loss {loss} | {sps} samples/s');
       started = performance.now();

@@ -71,6 +71,8 @@ export interface CaptionReadingOptions {
   readonly captions: number;
   /** default 'captions'; 'glyphs' (ps3): every one-character label of each scene */
   readonly task?: CaptionTask;
+  /** glyphs: also the colour and shape of each labelled or tiny shape (trainData.ts `objectBlocks`) */
+  readonly objects?: boolean;
   readonly onProgress?: (done: number, total: number) => void;
 }
 
@@ -136,7 +138,7 @@ export async function evaluateCaptionReading(model: VilaHd, o: CaptionReadingOpt
   const method = o.method;
   const resolution = model.config.resolutions[method];
   const task = o.task ?? 'captions';
-  const spec = { method, seed: o.seed, images: o.images, looks: 1, task, captions: o.captions, ...(resolution !== undefined ? { resolution } : {}) };
+  const spec = { method, seed: o.seed, images: o.images, looks: 1, task, captions: o.captions, ...(o.objects ? { objects: true } : {}), ...(resolution !== undefined ? { resolution } : {}) };
   const vocabulary = model.tokenizer.vocabulary();
   const contentIds = new Map([...contentKinds()].flatMap(([w, kind]): Array<[number, ContentKind]> => (vocabulary.has(w) ? [[vocabulary.get(w)!, kind]] : [])));
   const scenes: Array<{ questions: TrainQuestion[]; arrays: Map<string, NamedArray> }> = [];

@@ -90,6 +90,8 @@ export interface TrainVilaOptions {
   readonly mix?: MixTask;
   /** mixed task: the share of each batch that writes captions or reads glyphs, as `mix` says (default 0.5; the rest answer questions) */
   readonly captionShare?: number;
+  /** glyphs task (or mix glyphs): also ask the colour and shape of each labelled or tiny shape, over its own tokens (trainData.ts `objectBlocks`) */
+  readonly readObjects?: boolean;
   readonly selectionWeight: number;
   /** weight of the choice term (objective.ts: the softmax over the options' log-likelihoods; default 0, off) */
   readonly choiceWeight?: number;
@@ -187,7 +189,7 @@ function readState(dir: string): VilaTrainerState {
 const CURVE_OPTIONS: ReadonlyArray<readonly [keyof TrainVilaOptions, string]> = [
   ['seed', '--seed'], ['dataSeed', '--data-seed'], ['images', '--images'], ['batch', '--batch'], ['looks', '--looks'], ['minLooks', '--min-looks'],
   ['perCategory', '--per-category'], ['evidenceFraction', '--evidence-fraction'], ['decoyLooks', '--decoy-looks'], ['resolution', '--resolution'], ['task', '--task'], ['mix', '--mix'], ['captions', '--captions'], ['captionShare', '--caption-share'],
-  ['tuneTrunk', '--tune-trunk'],
+  ['readObjects', '--read-objects'], ['tuneTrunk', '--tune-trunk'],
 ];
 
 /** Checks every option before anything expensive. */
@@ -231,6 +233,7 @@ export function checkTrainOptions(o: TrainVilaOptions): void {
   }
   if (o.mix !== undefined && !MIX_TASKS.includes(o.mix)) throw new UserError(`--mix must be one of ${MIX_TASKS.join(', ')}, got "${String(o.mix)}"`);
   if (o.mix !== undefined && !mixed) throw new UserError('--mix says what joins the questions in every batch: give --task mixed too');
+  if (o.readObjects && o.task !== 'glyphs' && o.mix !== 'glyphs') throw new UserError('--read-objects adds samples to the reading stage: give --task glyphs, or --task mixed --mix glyphs, too');
   if (o.mix === 'glyphs' && o.method !== 'ps3') throw new UserError(`--mix glyphs reads a label's block of a look, which only --method ps3 has (got --method ${o.method})`);
   if (o.captions !== undefined && !captions && !(mixed && (o.mix ?? 'captions') === 'captions')) throw new UserError('--captions sets how many captions a scene is asked: give --task captions or --task mixed (with captions mixed in) too');
   if (o.captionShare !== undefined && !mixed) throw new UserError('--caption-share sets how much of each batch writes captions or reads glyphs: give --task mixed too');
@@ -433,7 +436,7 @@ export async function trainVilaHd(o: TrainVilaOptions, events: TrainVilaEvents =
   const captionLooks = o.task === 'captions' ? { looks: o.looks, ...(o.minLooks !== undefined ? { minLooks: o.minLooks } : {}) } : { looks: 1 };
   const mixIn = mixedTask ? (o.mix ?? 'captions') : null;
   if (o.task === 'captions' || mixIn === 'captions') specs.captions = { ...common, ...captionLooks, task: 'captions', ...(o.captions !== undefined ? { captions: o.captions } : {}) };
-  if (o.task === 'glyphs' || mixIn === 'glyphs') specs.glyphs = { ...common, looks: 1, task: 'glyphs' };
+  if (o.task === 'glyphs' || mixIn === 'glyphs') specs.glyphs = { ...common, looks: 1, task: 'glyphs', ...(o.readObjects ? { objects: true } : {}) };
   // the tokens stay those of the PS3 the run started with: its trunk is frozen, and what a tuned
   // selection would change (the bottom-up rest of a training look) must not move under a resume
   state.ps3Weights ??= ps3WeightsHash(ps3Dir);

@@ -34,7 +34,9 @@
  * block. A caption names a character about once in thirteen words, too seldom for an
  * LM to learn 36 of them; a scene holds a dozen such labels. Looks forced onto the labels' blocks,
  * as many blocks a look as its top-scale budget takes (one look for most scenes of the tiny
- * model), give every sample its tokens in the context a look gives them.
+ * model), give every sample its tokens in the context a look gives them. With `objects`, each
+ * labelled or tiny shape is asked its colour and its shape too, as 4KPro-lite's attribute questions
+ * ask them, over its box's tokens (`objectBlocks`).
  *
  * One `NNNNNN.safetensors` per image (written whole, then renamed) and `NNNNNN.json` with its
  * questions, written last, so an interrupted cache resumes where it stopped, and several builders
@@ -62,7 +64,7 @@ import type { VisionConfig } from '../io/config.js';
 import { finalNorm } from '../model/vit.js';
 import { boxTargets } from '../train/loss.js';
 import { sampleSeed } from '../train/sampleStream.js';
-import { HELDOUT_SEED_BASE, QA_VERSION, questionRng, sceneQuestions, signReadingQuestion } from '../data/qa/generate.js';
+import { attributeColourQuestion, attributeShapeQuestion, HELDOUT_SEED_BASE, MAX_DETAIL_PX, QA_VERSION, questionRng, sceneQuestions, signReadingQuestion } from '../data/qa/generate.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import { claim, release } from './cacheClaims.js';
 import { mergeTokens } from './projector.js';
@@ -97,7 +99,7 @@ export const MIX_TASKS: readonly MixTask[] = ['captions', 'glyphs'];
 
 /** The task a cached sample belongs to: a caption sample carries the caption it writes. */
 export type SampleTask = Exclude<TrainTask, 'mixed'>;
-export const sampleTask = (q: TrainQuestion): SampleTask => (q.target === undefined ? 'qa' : q.category === GLYPH_CATEGORY || q.category === SIGN_CATEGORY ? 'glyphs' : 'captions');
+export const sampleTask = (q: TrainQuestion): SampleTask => (q.target === undefined ? 'qa' : READING_CATEGORIES.includes(q.category) ? 'glyphs' : 'captions');
 
 /** The question every caption sample asks (words the LM's vocabulary has). */
 export const CAPTION_QUESTION = 'what is in the image';
@@ -106,6 +108,10 @@ export const CAPTION_QUESTION = 'what is in the image';
 export const GLYPH_QUESTION = 'what is marked in the image';
 export const GLYPH_CATEGORY = 'glyph';
 export const SIGN_CATEGORY = 'sign';
+/** The categories of the glyphs task's object samples (`objectBlocks`): a shape's colour, and its shape. */
+export const OBJECT_COLOUR_CATEGORY = 'object-colour';
+export const OBJECT_SHAPE_CATEGORY = 'object-shape';
+const READING_CATEGORIES: readonly string[] = [GLYPH_CATEGORY, SIGN_CATEGORY, OBJECT_COLOUR_CATEGORY, OBJECT_SHAPE_CATEGORY];
 
 export interface CacheSpec {
   readonly method: EncodeMethod;
@@ -133,6 +139,8 @@ export interface CacheSpec {
   readonly task?: SampleTask;
   /** captions task: local captions asked of each scene (default 4; fewer where a scene has fewer) */
   readonly captions?: number;
+  /** glyphs task: also ask the colour and the shape of the scene's labelled and tiny shapes (`objectBlocks`) */
+  readonly objects?: boolean;
   /** ps3: also keep the selection ConvNeXt's input (the image at its size, F16), so a run can train the ConvNeXt */
   readonly convInput?: boolean;
   /**
@@ -161,7 +169,7 @@ export function cacheDir(root: string, ps3Dir: string, spec: CacheSpec, weights 
   const asked = spec.perCategory !== undefined && spec.perCategory !== 1 ? { perCategory: spec.perCategory } : {};
   const forced = spec.evidenceFraction !== undefined && spec.evidenceFraction !== 1 ? { evidenceFraction: spec.evidenceFraction } : {};
   // a captions cache is keyed by its task too; a questions cache keeps the key it had before tasks
-  const task = spec.task === 'captions' ? { task: 'captions', captions: spec.captions ?? DEFAULT_CAPTIONS, look: 'region' } : spec.task === 'glyphs' ? { task: 'glyphs', look: 'packed', samples: 'labels+signs' } : {};
+  const task = spec.task === 'captions' ? { task: 'captions', captions: spec.captions ?? DEFAULT_CAPTIONS, look: 'region' } : spec.task === 'glyphs' ? { task: 'glyphs', look: 'packed', samples: spec.objects ? 'labels+signs+objects' : 'labels+signs' } : {};
   const entering = spec.trunkFrom !== undefined ? { trunkFrom: spec.trunkFrom } : {};
   const key = JSON.stringify({ weights, method: spec.method, seed: spec.seed, looks, ...drawn, ...asked, ...forced, ...task, ...entering, resolution: spec.resolution ?? null, qa: QA_VERSION });
   return path.join(root, `${spec.method}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
@@ -246,24 +254,65 @@ function glyphCells(cfg: VisionConfig, box: readonly number[], size: number): nu
   return cells;
 }
 
+/** A reading sample before it is numbered: its block of top-scale cells (one past the last), question and answer. */
+interface ReadBlock {
+  readonly rows: readonly [number, number];
+  readonly cols: readonly [number, number];
+  readonly question: string;
+  readonly category: string;
+  readonly target: string;
+}
+
+/** A span of the grid widened to whole 2 x 2 cells, within `size`. */
+const evenSpan = ([a, b]: readonly [number, number], size = Infinity): [number, number] => [a - (a % 2), Math.min(size, b + (b % 2))];
+
 /**
  * The glyphs task's samples of a scene: each one-character shape label, its answer the character,
  * its box the top-scale block a look sees it in (`sceneGlyphs`); then each sign, its answer the
- * code, its box its text's block (`sceneSigns`). Boxes are widened to whole 2 x 2 cells: the
- * projector merges only cells whose four patches were all chosen (projector.ts), so a block at an
- * odd row or column would reach the LM as one or two merged tokens of its four.
+ * code, its box its text's block (`sceneSigns`); then, with `objects`, the object samples
+ * (`objectBlocks`). Boxes are widened to whole 2 x 2 cells: the projector merges only cells whose
+ * four patches were all chosen (projector.ts), so a block at an odd row or column would reach the
+ * LM as one or two merged tokens of its four.
  */
-export function glyphSamples(scene: Scene, image: number, patch: number, maxCells = Infinity): TrainQuestion[] {
-  const even = ([a, b]: readonly [number, number]): [number, number] => [a - (a % 2), b + (b % 2)];
+export function glyphSamples(scene: Scene, image: number, patch: number, maxCells = Infinity, objects?: { readonly lowres: number }): TrainQuestion[] {
   const labels = sceneGlyphs(scene, patch, GLYPH_CELLS)
     .filter((g) => g.kind === 'shape')
-    .map((g) => ({ rows: even([g.row0, g.row0 + GLYPH_CELLS]), cols: even([g.col0, g.col0 + GLYPH_CELLS]), question: GLYPH_QUESTION, category: GLYPH_CATEGORY, target: GLYPH_CHARS[g.char]! }));
+    .map((g): ReadBlock => ({ rows: evenSpan([g.row0, g.row0 + GLYPH_CELLS]), cols: evenSpan([g.col0, g.col0 + GLYPH_CELLS]), question: GLYPH_QUESTION, category: GLYPH_CATEGORY, target: GLYPH_CHARS[g.char]! }));
   const signs = sceneSigns(scene, patch, GLYPH_CELLS)
-    .map((s) => ({ rows: even(s.rows), cols: even(s.cols), question: signReadingQuestion(s.colour), category: SIGN_CATEGORY, target: s.code }));
-  return [...labels, ...signs]
+    .map((s): ReadBlock => ({ rows: evenSpan(s.rows), cols: evenSpan(s.cols), question: signReadingQuestion(s.colour), category: SIGN_CATEGORY, target: s.code }));
+  return [...labels, ...signs, ...(objects ? objectBlocks(scene, patch, objects.lowres) : [])]
     // a block larger than a look's top-scale budget (a model of very few patches a look) is left out
     .filter((b) => (b.rows[1] - b.rows[0]) * (b.cols[1] - b.cols[0]) <= maxCells)
     .map((b, index) => ({ image, index, question: b.question, options: [], answer: -1, category: b.category, box: [b.cols[0] * patch, b.rows[0] * patch, b.cols[1] * patch, b.rows[1] * patch], target: b.target }));
+}
+
+/**
+ * The object samples of a scene: each shape whose label is one character (what an attribute
+ * question asks about) or that is tiny at low res (what counting and look-alike questions ask
+ * about: `MAX_DETAIL_PX.shape` or less across at `lowres`), asked its colour and then its shape
+ * over its box's top-scale cells. A labelled shape is asked 4KPro-lite's own attribute questions,
+ * which name it by its label; another, the same questions naming it by its other attribute. The
+ * label's character alone is what the glyph samples teach; these teach what the attribute
+ * questions ask of it, the shape and colour a look shows, which no other stage names one object
+ * at a time.
+ */
+function objectBlocks(scene: Scene, patch: number, lowres: number): ReadBlock[] {
+  const k = lowres / Math.max(scene.width, scene.height);
+  const [gh, gw] = [Math.floor(scene.height / patch), Math.floor(scene.width / patch)];
+  return scene.objects.flatMap((o): ReadBlock[] => {
+    if (o.kind !== 'shape') return [];
+    const labelled = o.label !== null && o.label.length === 1;
+    if (!labelled && o.size * k > MAX_DETAIL_PX.shape) return [];
+    const rows = evenSpan([Math.max(0, Math.floor(o.box[1] / patch)), Math.ceil(o.box[3] / patch)], gh);
+    const cols = evenSpan([Math.max(0, Math.floor(o.box[0] / patch)), Math.ceil(o.box[2] / patch)], gw);
+    const [colour, shape] = labelled
+      ? [attributeColourQuestion(o.shape, o.label!), attributeShapeQuestion(o.colour, o.label!)]
+      : [`What colour is the ${o.shape} in the image?`, `What shape is the ${o.colour} object in the image?`];
+    return [
+      { rows, cols, question: colour, category: OBJECT_COLOUR_CATEGORY, target: o.colour },
+      { rows, cols, question: shape, category: OBJECT_SHAPE_CATEGORY, target: o.shape },
+    ];
+  });
 }
 
 /** What a training step needs of image `i`: its questions and arrays (`dir`: where a ConvNeXt input is written, when the spec keeps it). */
@@ -279,7 +328,7 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
   const questions: TrainQuestion[] = captions
     ? captionSamples(scene, spec.seed, i, spec.captions ?? DEFAULT_CAPTIONS)
     : glyphs
-      ? glyphSamples(scene, i, cfg.trunk.patchSize, topBudget(cfg))
+      ? glyphSamples(scene, i, cfg.trunk.patchSize, topBudget(cfg), spec.objects ? { lowres: cfg.scales[0]! } : undefined)
       : sceneQuestions(scene, questionRng(spec.seed, i), { lowres: cfg.scales[0]!, perCategory: spec.perCategory ?? 1 })
         .map((d, index) => ({ image: i, index, question: d.question, options: d.options, answer: d.answer, category: d.category, box: d.evidence.box }));
   scratch.pixels ??= new Float32Array(3 * S * S);
@@ -311,19 +360,24 @@ export async function imageSamples(ps3: PS3Model, spec: CacheSpec, i: number, sc
       arrays.set('conv', await arrayOf(conv));
       conv.dispose();
     }
-    // the glyphs task's looks: each forced onto as many labels' blocks as its top-scale budget takes
+    // the glyphs task's looks: each forced onto as many blocks as its top-scale budget takes (a
+    // block two samples share, an object's colour and shape, once)
     const cellsOf = glyphs ? questions.map((q) => glyphCells(cfg, q.box, S)) : [];
+    const blockKey = (q: TrainQuestion): string => q.box.join(',');
+    const firstOfBlock = new Map<string, number>();
+    for (const q of questions) if (!firstOfBlock.has(blockKey(q))) firstOfBlock.set(blockKey(q), q.index);
+    const firsts = [...firstOfBlock.values()];
     const shared: EncodeOutput[] = [];
     const lookOf: number[] = [];
-    for (const group of packForced(cellsOf.map((c) => c.length), topBudget(cfg))) {
-      group.forEach((k) => (lookOf[k] = shared.length));
-      shared.push(await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: 1, gtPerScale: topCellsForced(cfg, S, group.flatMap((k) => cellsOf[k]!)) }));
+    for (const group of glyphs ? packForced(firsts.map((k) => cellsOf[k]!.length), topBudget(cfg)) : []) {
+      group.forEach((g) => (lookOf[firsts[g]!] = shared.length));
+      shared.push(await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: 1, gtPerScale: topCellsForced(cfg, S, group.flatMap((g) => cellsOf[firsts[g]!]!)) }));
     }
     for (const q of questions) {
       const gtPerScale = glyphs ? topCellsForced(cfg, S, cellsOf[q.index]!) : boxGroundTruthPerScale(cfg, q.box, S);
       // a caption's look is always at its region
       const forced = captions || evidenceForced(spec, i, q.index) ? { gtPerScale } : {};
-      const out = glyphs ? shared[lookOf[q.index]!]! : (await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: looksOf(spec, i, q.index), ...forced, outputHiddenStates: from !== undefined }));
+      const out = glyphs ? shared[lookOf[firstOfBlock.get(blockKey(q))!]!]! : (await encodeImage(ps3.weights, ps3.config, pixels, { numLookClose: looksOf(spec, i, q.index), ...forced, outputHiddenStates: from !== undefined }));
       const n0 = g0 * g0;
       const targets = boxTargets(gtPerScale);
       if (from !== undefined) {

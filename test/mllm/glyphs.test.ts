@@ -17,7 +17,8 @@ import { sceneRng } from '../../src/data/synth.js';
 import { sceneGlyphs, sceneSigns } from '../../src/data/sceneGlyphs.js';
 import { GLYPH_CHARS, textWidth } from '../../src/data/glyphs.js';
 import { loadModel } from '../../src/model/load.js';
-import { GLYPH_CATEGORY, GLYPH_CELLS, GLYPH_QUESTION, SIGN_CATEGORY, cacheDir, glyphSamples, imageSamples, sampleTask } from '../../src/mllm/trainData.js';
+import { GLYPH_CATEGORY, GLYPH_CELLS, GLYPH_QUESTION, OBJECT_COLOUR_CATEGORY, OBJECT_SHAPE_CATEGORY, SIGN_CATEGORY, cacheDir, glyphSamples, imageSamples, sampleTask } from '../../src/mllm/trainData.js';
+import { attributeColourQuestion, attributeShapeQuestion, MAX_DETAIL_PX } from '../../src/data/qa/generate.js';
 import { trainVilaHd, type TrainVilaOptions } from '../../src/mllm/train.js';
 import { assertBadInput, runCli, writeMicroPs3, writeMicroVila } from './helpers.js';
 
@@ -166,7 +167,80 @@ test('train-mllm --task glyphs refuses what the task does not have, in one line,
     [{ task: 'mixed', mix: 'glyphs', method: 'lowres' }, /--mix glyphs reads a label's block of a look, which only --method ps3 has \(got --method lowres\)/],
     [{ task: 'mixed', mix: 'glyphs', captions: 3 }, /--captions sets how many captions a scene is asked/],
     [{ task: 'mixed', mix: 'words' as TrainVilaOptions['mix'] }, /--mix must be one of captions, glyphs, got "words"/],
+    [{ task: 'qa', readObjects: true }, /--read-objects adds samples to the reading stage: give --task glyphs, or --task mixed --mix glyphs, too/],
+    [{ task: 'mixed', readObjects: true }, /--read-objects adds samples to the reading stage/],
   ];
   for (const [extra, pattern] of cases) await assert.rejects(trainVilaHd(options(path.join(tmp, 'none'), extra)), (e: unknown) => isUserError(e) && pattern.test(e.message), String(pattern));
   assert.ok(!fs.existsSync(path.join(tmp, 'none')));
+});
+
+test('with objects, each labelled or tiny shape is asked its colour, then its shape, over its box in whole 2 x 2 cells; the cache is keyed apart', () => {
+  const scene = renderScene(sceneRng(41, 0), { width: 3780, height: 3780 });
+  const plain = glyphSamples(scene, 0, 14);
+  const all = glyphSamples(scene, 0, 14, Infinity, { lowres: 378 });
+  // the labels and signs first, as without objects
+  assert.deepEqual(all.slice(0, plain.length), plain);
+  const objects = all.slice(plain.length);
+  const k = 378 / 3780;
+  const asked = scene.objects.filter((o) => o.kind === 'shape' && ((o.label !== null && o.label.length === 1) || o.size * k <= MAX_DETAIL_PX.shape));
+  assert.ok(asked.some((o) => o.label !== null) && asked.some((o) => o.label === null), 'labelled and unlabelled shapes both asked');
+  assert.equal(objects.length, 2 * asked.length);
+  asked.forEach((o, j) => {
+    const [colour, shape] = [objects[2 * j]!, objects[2 * j + 1]!];
+    assert.equal(o.kind, 'shape');
+    if (o.kind !== 'shape') return;
+    assert.deepEqual([colour.category, colour.target, shape.category, shape.target], [OBJECT_COLOUR_CATEGORY, o.colour, OBJECT_SHAPE_CATEGORY, o.shape]);
+    // a labelled shape is asked 4KPro-lite's own attribute questions
+    if (o.label !== null) assert.deepEqual([colour.question, shape.question], [attributeColourQuestion(o.shape, o.label), attributeShapeQuestion(o.colour, o.label)]);
+    else assert.deepEqual([colour.question, shape.question], [`What colour is the ${o.shape} in the image?`, `What shape is the ${o.colour} object in the image?`]);
+    assert.deepEqual(colour.box, shape.box);
+    assert.ok(colour.box.every((v) => v % 28 === 0), `box ${colour.box}`);
+    // the object's box inside, at most one cell and a partial one more each side
+    assert.ok(colour.box[0] <= o.box[0] && colour.box[1] <= o.box[1] && colour.box[2] >= o.box[2] && colour.box[3] >= o.box[3], `${colour.box} around ${o.box}`);
+    assert.ok(o.box[0] - colour.box[0] < 28 && o.box[1] - colour.box[1] < 28 && colour.box[2] - o.box[2] < 28 && colour.box[3] - o.box[3] < 28);
+    assert.equal(sampleTask(colour), 'glyphs');
+  });
+  assert.deepEqual(all.map((q) => q.index), all.map((_, i) => i));
+  const spec = { method: 'ps3' as const, seed: 41, images: 3, looks: 1, task: 'glyphs' as const };
+  assert.notEqual(cacheDir('/c', ps3, { ...spec, objects: true }), cacheDir('/c', ps3, spec));
+  assert.equal(cacheDir('/c', ps3, { ...spec, objects: false }), cacheDir('/c', ps3, spec));
+});
+
+test('an object\'s colour and shape samples read the same tokens, its box\'s cells whole; eval captions --glyphs --read-objects names colours and shapes', async () => {
+  const model = loadModel(ps3, 'vision');
+  let pairs = 0;
+  for (let i = 0; i < 3; i++) {
+    const { questions, arrays } = await imageSamples(model, { method: 'ps3', seed: 41, images: 3, looks: 1, task: 'glyphs', objects: true }, i);
+    for (const q of questions.filter((x) => x.category === OBJECT_COLOUR_CATEGORY)) {
+      const twin = questions[q.index + 1]!;
+      assert.equal(twin.category, OBJECT_SHAPE_CATEGORY);
+      const [a, b] = [arrays.get(`high.${q.index}`)!, arrays.get(`high.${twin.index}`)!];
+      const cells = ((q.box[2] - q.box[0]) / 14) * ((q.box[3] - q.box[1]) / 14);
+      assert.deepEqual(a.shape, [cells / 4, 4 * 32]);
+      assert.deepEqual(a.data, b.data);
+      pairs++;
+    }
+  }
+  assert.ok(pairs >= 2, `${pairs} objects`);
+  model.weights.dispose();
+
+  const report = path.join(tmp, 'eval', 'objects.json');
+  const e = runCli(['eval', 'captions', '--model', source, '--glyphs', '--read-objects', '--count', '2', '--out', report]);
+  assert.equal(e.status, 0, e.stderr);
+  assert.match(e.stdout, /objects' colours named, own \/ other: \S+ \/ \S+ of \d+/);
+  assert.match(e.stdout, /objects' shapes named, own \/ other: \S+ \/ \S+ of \d+/);
+  const j = JSON.parse(fs.readFileSync(report, 'utf8')) as { objects: boolean; reports: Array<{ own_image: { by_category: Record<string, { count: number }> } }> };
+  assert.equal(j.objects, true);
+  const by = j.reports[0]!.own_image.by_category;
+  assert.ok(by[OBJECT_COLOUR_CATEGORY]!.count > 0 && by[OBJECT_COLOUR_CATEGORY]!.count === by[OBJECT_SHAPE_CATEGORY]!.count);
+  assertBadInput(['eval', 'captions', '--model', source, '--read-objects', '--out', report], /--read-objects adds the objects to the reading samples: give --glyphs too/);
+});
+
+test('train-mllm --read-objects trains on the objects too, and a resume keeps them', () => {
+  const out = path.join(tmp, 'ro');
+  const args = ['train-mllm', '--ps3', ps3, '--out', out, '--method', 'ps3', '--preset', 'micro', '--task', 'glyphs', '--images', '2', '--data-seed', '41', '--cache', path.join(tmp, 'rocache'), '--batch', '2', '--threads', '1'];
+  const r = runCli([...args, '--init', source, '--read-objects', '--steps', '1']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /\d+ labels, signs and objects to read/);
+  assertBadInput([...args, '--steps', '2', '--resume'], /--resume: this ps3 run was made with --read-objects true, got \(not given\)/);
 });

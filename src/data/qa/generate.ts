@@ -151,24 +151,36 @@ function signReading(scene: Scene, rng: Rng, k: number, lowres: number): Questio
   };
 }
 
+const markedWith = (label: string): string => `marked with the ${kindOf(label)} ${label}`;
+
+/** The attribute question asking the colour of the `shape` marked with the one-character `label` (the LM's reading stage asks it too). */
+export function attributeColourQuestion(shape: string, label: string): string {
+  return `What colour is the ${shape} ${markedWith(label)}?`;
+}
+
+/** The attribute question asking the shape of the `colour` object marked with `label`. */
+export function attributeShapeQuestion(colour: string, label: string): string {
+  return withArticles(`What shape is the ${colour} object ${markedWith(label)}?`);
+}
+
 function attribute(scene: Scene, rng: Rng, k: number, lowres: number): QuestionDraft | null {
   const labelled = scene.objects.filter((o): o is ShapeObject => o.kind === 'shape' && o.label !== null);
   const candidates = labelled.filter((s) => labelled.filter((t) => t.label === s.label).length === 1 && labelGlyphPx(s) * k <= MAX_DETAIL_PX.glyph);
   if (candidates.length === 0) return null;
   const s = rng.pick(candidates);
   const label = s.label!;
-  const marked = `marked with the ${kindOf(label)} ${label}`;
+  const marked = markedWith(label);
   const ev = evidence([s], labelGlyphPx(s) * k, lowres);
   if (rng.next() < 0.5) {
     const distractors = aroundHiddenCentre(rng, s.colour, colourStep, (c) => c, () => true);
     if (!distractors) return null;
     const { options, answer, statements } = shuffled(rng, s.colour, distractors, (c) => withArticles(`a ${c} ${s.shape} ${marked}`));
-    return { category: 'attribute', question: `What colour is the ${s.shape} ${marked}?`, options, answer, statements, prompt: `a ${s.shape} ${marked}`, evidence: ev };
+    return { category: 'attribute', question: attributeColourQuestion(s.shape, label), options, answer, statements, prompt: `a ${s.shape} ${marked}`, evidence: ev };
   }
   const distractors = rng.shuffle(LABELLED_SHAPES.filter((x) => x !== s.shape)).slice(0, 3);
   const { options, answer, statements } = shuffled(rng, s.shape, distractors, (x) => withArticles(`a ${s.colour} ${x} ${marked}`));
   return {
-    category: 'attribute', question: withArticles(`What shape is the ${s.colour} object ${marked}?`), options, answer, statements,
+    category: 'attribute', question: attributeShapeQuestion(s.colour, label), options, answer, statements,
     prompt: withArticles(`a ${s.colour} shape ${marked}`), evidence: ev,
   };
 }
