@@ -41,6 +41,9 @@ export interface EvalCaptionsCliOptions {
   out?: string;
 }
 
+/** What a glyphs report's samples are: with `--read-objects` its objects too. */
+const readSamples = (r: CaptionReadingReport): string => (r.own_image.by_category[OBJECT_SHAPE_CATEGORY] ? 'labels, signs and objects' : 'labels and signs');
+
 const signed = (x: number, digits: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
 
 export function formatCaptionReading(r: CaptionReadingReport): string {
@@ -57,7 +60,7 @@ export function formatCaptionReading(r: CaptionReadingReport): string {
       ]
     : [];
   return [
-    `${r.method}: ${r.captions} ${r.task === 'glyphs' ? (r.own_image.by_category[OBJECT_SHAPE_CATEGORY] ? 'labels, signs and objects' : 'labels and signs') : 'captions'} of ${r.images} scenes (${r.content_words} content words of ${r.words})`,
+    `${r.method}: ${r.captions} ${r.task === 'glyphs' ? readSamples(r) : 'captions'} of ${r.images} scenes (${r.content_words} content words of ${r.words})`,
     ...glyphs,
     `  own image    NLL ${r.own_image.nll.toFixed(3)}  words ${pct(r.own_image.word_accuracy)}  content words ${pct(r.own_image.content_accuracy)}`,
     `  other image  NLL ${r.other_image.nll.toFixed(3)}  words ${pct(r.other_image.word_accuracy)}  content words ${pct(r.other_image.content_accuracy)}`,
@@ -72,7 +75,7 @@ function chart(reports: readonly CaptionReadingReport[], title: string): PlotSpe
   return {
     title,
     xLabel: 'method',
-    yLabel: reports[0]?.task === 'glyphs' ? `${reports[0].own_image.by_category[OBJECT_SHAPE_CATEGORY] ? 'labels, signs and objects' : 'labels and signs'} read whole (%)` : 'content words guessed (%)',
+    yLabel: reports[0]?.task === 'glyphs' ? `${readSamples(reports[0])} read whole (%)` : 'content words guessed (%)',
     kind: 'bar',
     xTickLabels: reports.map((r) => r.method),
     yDomain: [0, 100],
