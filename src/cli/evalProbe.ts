@@ -1,9 +1,10 @@
 /**
- * `ps3 eval probe --model DIR|ID [--seed S] [--count N] --out FILE`: what PS3's top-scale tokens
- * carry about an object — a linear (ridge) probe of each object's colour, shape and character from
- * the tokens of its box, forced into a look, on held-out synthetic scenes at the model's top
- * scale, against the box's raw pixels and the majority class; JSON report plus a bar chart beside
- * it (src/eval/probe.ts).
+ * `ps3 eval probe --model DIR|ID | --vila DIR [--seed S] [--count N] --out FILE`: what PS3's
+ * top-scale tokens carry about an object — a linear (ridge) probe of each object's colour, shape
+ * and character from the tokens of its box, forced into a look, on held-out synthetic scenes at
+ * the model's top scale, against the box's raw pixels and the majority class; with a VILA-HD
+ * folder, its PS3 and what its ps3 projector passes on to the LM as well; JSON report plus a bar
+ * chart beside it (src/eval/probe.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,7 +13,8 @@ import { UserError } from '../errors.js';
 import { HELDOUT_SEED_BASE } from '../data/qa/generate.js';
 import { renderPlot } from '../eval/plot.js';
 import { checkHeldOutSeed } from '../eval/retrieval.js';
-import { evaluateProbe, MIN_PROBE_SCENES, PROBE_ATTRIBUTES, PROBE_FEATURES, PROBE_LAMBDAS, probeChart, splitSizes, synthProbeScenes, type ProbeReport } from '../eval/probe.js';
+import { evaluateProbe, MIN_PROBE_SCENES, PROBE_ATTRIBUTES, PROBE_LAMBDAS, probeChart, splitSizes, synthProbeScenes, type ProbeReport } from '../eval/probe.js';
+import { loadVilaHd } from '../mllm/model.js';
 import { modelFrom, outputFile, positiveInt, seedOption } from './inputs.js';
 import { progressBar } from './progress.js';
 
@@ -28,12 +30,19 @@ the final-normed top-scale tokens of the patches the box touches give its featur
 A one-vs-rest ridge classifier per attribute (colour; shape, signs have none; the character
 written on it, where there is exactly one) is fitted on the first 60 % of the scenes, its λ
 (${PROBE_LAMBDAS.join(', ')}) chosen on the next 20 %, and its accuracy reported on the last
-20 %, with the majority class's. The chart (FILE with .png) shows the test accuracies.`;
+20 %, with the majority class's. The chart (FILE with .png) shows the test accuracies.
+With --vila DIR (a VILA-HD folder holding a ps3 LM) the folder's PS3 is probed, and one more
+feature set is read:
+  projected    the mean of the LM inputs its ps3 projector makes of the whole 2 x 2 cells
+               touching the box: what of the tokens reaches the LM
+Each box is then forced widened to whole 2 x 2 cells, as the LM's reading stage reads an object;
+an object none of whose cells reached the projector whole is not probed.`;
 
 export interface EvalProbeCliOptions {
   backend?: string;
   model?: string;
   preset?: string;
+  vila?: string;
   seed?: string;
   count?: string;
   force?: boolean;
@@ -43,10 +52,10 @@ export interface EvalProbeCliOptions {
 /** The report as a table, for people. */
 export function formatProbeReport(r: ProbeReport): string {
   const pct = (x: number | null): string => (x === null ? '—' : `${(100 * x).toFixed(1)}%`);
-  const head = ['attribute', 'test', 'classes', 'majority', ...PROBE_FEATURES];
+  const head = ['attribute', 'test', 'classes', 'majority', ...r.features];
   const rows = PROBE_ATTRIBUTES.map((a) => {
     const s = r.attributes[a];
-    return [a, String(s.n.test), String(s.classes.fit), pct(s.majority), ...PROBE_FEATURES.map((f) => `${pct(s[f])} (λ ${s.lambda[f] ?? '—'})`)];
+    return [a, String(s.n.test), String(s.classes.fit), pct(s.majority), ...r.features.map((f) => `${pct(s[f])} (λ ${s.lambda[f] ?? '—'})`)];
   });
   const widths = head.map((h, j) => Math.max(h.length, ...rows.map((row) => row[j]!.length)));
   const line = (cells: readonly string[]): string => `  ${cells.map((c, j) => c.padEnd(widths[j]!)).join('  ')}`.trimEnd();
@@ -69,8 +78,10 @@ export async function evalProbeCommand(o: EvalProbeCliOptions): Promise<number> 
   const seed = seedOption(o.seed) ?? HELDOUT_SEED_BASE;
   const force = o.force ?? false;
   checkHeldOutSeed(seed, force);
+  if (o.vila !== undefined && (o.model !== undefined || o.preset !== undefined)) throw new UserError(`--vila ${o.vila} probes the PS3 its folder names: give it without --model or --preset`);
   await initEngine(o);
-  const model = await modelFrom({ ...(o.model ? { model: o.model } : {}), ...(o.preset ? { preset: o.preset } : {}) }, 'vision');
+  const vila = o.vila !== undefined ? loadVilaHd(o.vila, { methods: ['ps3'] }) : null;
+  const model = vila ? vila.ps3 : await modelFrom({ ...(o.model ? { model: o.model } : {}), ...(o.preset ? { preset: o.preset } : {}) }, 'vision');
   const cfg = model.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
   const scenes = synthProbeScenes(seed, count, S, force);
@@ -78,12 +89,13 @@ export async function evalProbeCommand(o: EvalProbeCliOptions): Promise<number> 
   fs.mkdirSync(path.dirname(out), { recursive: true });
   process.stderr.write(`eval probe: ${count} held-out scenes (seed ${seed}) at the top scale ${S}: fit ${split.fit}, choose ${split.choose}, test ${split.test}; model ${model.source}\n`);
   const bar = progressBar(count, 'probe', 'objects {objects}');
-  const report = await evaluateProbe(model, scenes, { onProgress: (done, _total, objects) => bar.update(done, { objects: String(objects) }) });
+  const report = await evaluateProbe(model, scenes, { ...(vila ? { projector: { weights: vila.weights, method: 'ps3' } } : {}), onProgress: (done, _total, objects) => bar.update(done, { objects: String(objects) }) });
   bar.stop();
   process.stdout.write(`${formatProbeReport(report)}\n`);
-  fs.writeFileSync(out, `${JSON.stringify({ model: model.source, synth: true, seed, ...report }, null, 2)}\n`);
+  fs.writeFileSync(out, `${JSON.stringify({ model: model.source, ...(vila ? { vila: vila.source } : {}), synth: true, seed, ...report }, null, 2)}\n`);
   // the title is one centred line of the chart's width: a long folder path keeps its end
-  const name = model.source.length > 36 ? `…${model.source.slice(-35)}` : model.source;
+  const source = vila ? vila.source : model.source;
+  const name = source.length > 36 ? `…${source.slice(-35)}` : source;
   await renderPlot(probeChart(report, `Linear probe: ${name}, ${count} scenes at ${S} px`), picture);
   process.stderr.write(`wrote ${out} and ${picture}\n`);
   return 0;

@@ -534,6 +534,7 @@ evaluate
   .description('what the top-scale tokens carry about an object: a linear probe of colour, shape and character from its box\'s tokens, against its pixels and the majority class')
   .option('--model <dir|id>', 'a PS3 model folder or Hub id ORG/NAME[@REV]')
   .option('--preset <name>', 'random weights of a preset instead')
+  .option('--vila <dir>', 'a VILA-HD folder: probe its PS3, and what its ps3 projector passes on to the LM (projected)')
   .option('--seed <n>', 'held-out seed of synthetic scenes')
   .option('--count <n>', 'scenes (60 % fit, 20 % choose λ, 20 % test)', '60')
   .option('--force', 'allow a seed in the training range')

@@ -14,7 +14,12 @@
  *  - pooled: the trunk's attention-pooling head over them [D], as pre-training pools a box for
  *    its caption (the feature the contrastive and caption-word terms train): what an attention
  *    readout, such as a multimodal model's, can take from the tokens that a mean cannot;
- *  - pixels (the baseline): the box's normalised input pixels area-resized to 8 x 8 [3 x 8 x 8].
+ *  - pixels (the baseline): the box's normalised input pixels area-resized to 8 x 8 [3 x 8 x 8];
+ *  - projected (given a VILA-HD folder's projector): the mean of the LM inputs [W] that the
+ *    projector makes of the whole 2 x 2 cells touching the box: what of the tokens reaches the LM.
+ *    Each box is then forced widened to whole 2 x 2 cells, as the LM's reading stage reads an
+ *    object (the projector merges only whole cells), and an object none of whose cells reached
+ *    the projector whole is not probed.
  * Several objects share a look when their forced patches are disjoint and fit the look's
  * top-scale budget together (selection.ts forcingCapacity): fewer encodes, and each object's
  * patches are all chosen (an object too large for one look keeps the patches the look takes).
@@ -27,6 +32,8 @@ import { encodeImage, withResizes, type Pixels } from '../model/encoder.js';
 import { boxCells, boxesToGtMap, boxPixelSpan, forcingCapacity, gridAtScale, ownForcedAtTop, type ForcingCapacity } from '../model/selection.js';
 import { finalNorm, mapPool } from '../model/vit.js';
 import { ps3Grids } from '../mllm/visual.js';
+import { mergeBlock, mergePlan, mergeTokens, project, type TokenGrid } from '../mllm/projector.js';
+import type { Weights } from '../model/weights.js';
 import { renderScene } from '../data/scene/render.js';
 import type { SceneObject } from '../data/scene/types.js';
 import { sceneRng } from '../data/synth.js';
@@ -37,8 +44,16 @@ import { fitRidgeClassifier, fromRows, predictRidge } from './ridge.js';
 export const PROBE_ATTRIBUTES = ['colour', 'shape', 'character'] as const;
 export type ProbeAttribute = (typeof PROBE_ATTRIBUTES)[number];
 
-export const PROBE_FEATURES = ['mean_tokens', 'grid_tokens', 'pooled', 'pixels'] as const;
+export const PROBE_FEATURES = ['mean_tokens', 'grid_tokens', 'pooled', 'pixels', 'projected'] as const;
 export type ProbeFeature = (typeof PROBE_FEATURES)[number];
+/** The features of the model's tokens alone; `projected` needs a VILA-HD projector as well. */
+export const TOKEN_FEATURES: readonly ProbeFeature[] = PROBE_FEATURES.filter((f) => f !== 'projected');
+
+/** A VILA-HD projector the probe reads through as well (`projected`): the folder's weights and the method whose projector reads PS3's tokens. */
+export interface ProbeProjector {
+  readonly weights: Weights;
+  readonly method: string;
+}
 
 export const PROBE_SPLITS = ['fit', 'choose', 'test'] as const;
 export type ProbeSplit = (typeof PROBE_SPLITS)[number];
@@ -111,8 +126,8 @@ export function packLooks(boxes: readonly Box[], size: number, capacity: Forcing
   return looks.map((l) => l.members);
 }
 
-/** An object's features (see the file comment) and how many top-scale tokens they pool. */
-export type ObjectFeatures = Record<ProbeFeature, Float32Array> & { readonly tokens: number };
+/** An object's features (see the file comment; `projected` null without a projector) and how many top-scale tokens they pool. */
+export type ObjectFeatures = Record<Exclude<ProbeFeature, 'projected'>, Float32Array> & { readonly projected: Float32Array | null; readonly tokens: number };
 
 /** The box's pixels [3, h, w] of `pixels` (one square image), area-resized to PIXEL_SIDE x PIXEL_SIDE. */
 function boxPixels(pixels: Pixels, box: Box): Float32Array {
@@ -161,25 +176,54 @@ function tokenFeatures(tokens: Float32Array, row: ReadonlyMap<number, number>, b
   return { mean_tokens: mean, grid_tokens: cellSums, tokens: cells.length, rows: cells.map((g) => row.get(g)!) };
 }
 
+/** A look's LM inputs [m, W] of its whole 2 x 2 cells on the top grid, and the four grid cells each one merges. */
+async function projectLook(projector: ProbeProjector, normed: tf.Tensor, grid: TokenGrid): Promise<{ inputs: Float32Array; cells: number[][]; width: number }> {
+  const plan = mergePlan([grid], normed.shape[0]!);
+  const cells = Array.from({ length: plan.length / 4 }, (_, k) => Array.from(plan.subarray(4 * k, 4 * k + 4), (r) => grid.ids![r]!));
+  if (cells.length === 0) return { inputs: new Float32Array(0), cells, width: 0 };
+  const projected = tf.tidy(() => project(projector.weights, projector.method, mergeTokens(normed, [grid])));
+  const width = projected.shape[1]!;
+  const inputs = (await projected.data()) as Float32Array;
+  projected.dispose();
+  return { inputs, cells, width };
+}
+
+/** The mean LM input of the merged cells that touch `own` (a box's grid cells); null when none does. */
+function projectedMean(look: { inputs: Float32Array; cells: number[][]; width: number }, own: ReadonlySet<number>): Float32Array | null {
+  const rows = look.cells.flatMap((c, k) => (c.some((g) => own.has(g)) ? [k] : []));
+  if (rows.length === 0) return null;
+  const mean = new Float32Array(look.width);
+  for (const k of rows) for (let d = 0; d < look.width; d++) mean[d]! += look.inputs[k * look.width + d]! / rows.length;
+  return mean;
+}
+
 /**
  * Every box's features on one square image at the model's top scale (`pixels`, batch 1), each box
- * forced into a look (boxes packed as `packLooks` says); null for a box whose look chose none of
- * its patches. `looks`: how many encodes it took.
+ * forced into a look (boxes packed as `packLooks` says; with a projector, each box widened to whole
+ * 2 x 2 cells first); null for a box whose look chose none of its patches (with a projector: none
+ * of its cells whole). `looks`: how many encodes it took.
  */
-export async function objectFeatures(model: PS3Model, pixels: Pixels, boxes: readonly Box[]): Promise<{ features: Array<ObjectFeatures | null>; looks: number }> {
+export async function objectFeatures(model: PS3Model, pixels: Pixels, boxes: readonly Box[], projector?: ProbeProjector): Promise<{ features: Array<ObjectFeatures | null>; looks: number }> {
   const cfg = model.config.vision;
   const ns = cfg.scales.length - 1;
   const D = cfg.trunk.width;
   const size = pixels.height;
   if (pixels.width !== size || pixels.batch !== 1) throw new RangeError(`objectFeatures: one square image, got ${pixels.batch} of ${size} x ${pixels.width}`);
   const grid = gridAtScale(cfg, size, size, ns);
-  const looks = packLooks(boxes, size, forcingCapacity(cfg, size));
+  const patch = size / grid[0];
+  const forced = projector
+    ? boxes.map((b): Box => {
+      const { rows, cols } = mergeBlock(b, patch, grid[0], grid[1]);
+      return [cols[0] * patch, rows[0] * patch, cols[1] * patch, rows[1] * patch];
+    })
+    : boxes;
+  const looks = packLooks(forced, size, forcingCapacity(cfg, size));
   // every resize the encoder needs, made once for the image's looks
   const shared = withResizes(cfg, pixels);
   const gt = new Float32Array(size * size);
   const features: Array<ObjectFeatures | null> = boxes.map(() => null);
   for (const members of looks) {
-    const out = await encodeImage(model.weights, model.config, shared, { numLookClose: 1, gtSelectionMaps: boxesToGtMap(members.map((k) => boxes[k]!), size, gt), outputHiddenStates: false });
+    const out = await encodeImage(model.weights, model.config, shared, { numLookClose: 1, gtSelectionMaps: boxesToGtMap(members.map((k) => forced[k]!), size, gt), outputHiddenStates: false });
     // the top scale's tokens: after the low-res ones and the lower scales', in row-major cell order
     const top = ps3Grids(model, out.selectionMaps)[ns]!;
     const ids = Array.from(top.ids!);
@@ -187,12 +231,15 @@ export async function objectFeatures(model: PS3Model, pixels: Pixels, boxes: rea
     const tokens = (await normed.data()) as Float32Array;
     tf.dispose([out.lastHiddenState, out.pooledOutput, ...out.selectionProbs, ...out.bottomupSelectionProbs]);
     const row = new Map(ids.map((g, r) => [g, r]));
+    const look = projector ? await projectLook(projector, normed, { height: grid[0], width: grid[1], offset: 0, ids }) : null;
     for (const k of members) {
       const own = tokenFeatures(tokens, row, boxes[k]!, size, grid, D);
       if (!own) continue;
+      const projected = look ? projectedMean(look, new Set(boxCells(boxes[k]!, size, grid[0], grid[1]))) : null;
+      if (look && !projected) continue;
       const { rows, ...rest } = own;
       const pooled = tf.tidy(() => mapPool(model.weights, cfg.trunk, tf.expandDims(tf.gather(normed, tf.tensor1d(rows, 'int32')), 0)));
-      features[k] = { ...rest, pooled: (await pooled.data()) as Float32Array, pixels: boxPixels(pixels, boxes[k]!) };
+      features[k] = { ...rest, pooled: (await pooled.data()) as Float32Array, pixels: boxPixels(pixels, boxes[k]!), projected };
       pooled.dispose();
     }
     normed.dispose();
@@ -254,6 +301,8 @@ export interface AttributeReport {
   readonly grid_tokens: number | null;
   readonly pooled: number | null;
   readonly pixels: number | null;
+  /** null without a VILA-HD projector */
+  readonly projected: number | null;
   /** the λ the choose split picked, per feature set */
   readonly lambda: Record<ProbeFeature, number | null>;
   /** objects with this attribute in each split */
@@ -269,7 +318,9 @@ export interface ProbeReport {
   readonly scenes: number;
   /** scenes per split, in index order */
   readonly split: Record<ProbeSplit, number>;
-  /** objects in the scenes; probed: those with tokens in their box; no_tokens: the rest */
+  /** the feature sets measured: the tokens' own, and `projected` with a VILA-HD projector */
+  readonly features: readonly ProbeFeature[];
+  /** objects in the scenes; probed: those with tokens in their box (with a projector: a whole 2 x 2 cell); no_tokens: the rest */
   readonly objects: { readonly total: number; readonly probed: number; readonly no_tokens: number };
   /** encodes (one look each) over all scenes */
   readonly looks: number;
@@ -282,6 +333,8 @@ export interface ProbeReport {
 
 export interface ProbeOptions {
   readonly lambdas?: readonly number[];
+  /** also probe what this projector makes of the tokens (`projected`) */
+  readonly projector?: ProbeProjector;
   /** after each scene: scenes done, of total, objects probed so far */
   readonly onProgress?: (done: number, total: number, objects: number) => void;
 }
@@ -292,13 +345,14 @@ interface Sample {
   readonly features: ObjectFeatures;
 }
 
-function attributeReport(samples: readonly Sample[], attribute: ProbeAttribute, lambdas: readonly number[]): AttributeReport {
+function attributeReport(samples: readonly Sample[], attribute: ProbeAttribute, lambdas: readonly number[], measured: readonly ProbeFeature[]): AttributeReport {
   const part = (split: ProbeSplit, feature: ProbeFeature): Labelled => {
     const own = samples.filter((s) => s.split === split && s.attributes[attribute] !== null);
-    return { x: own.map((s) => s.features[feature]), labels: own.map((s) => s.attributes[attribute]!) };
+    return { x: own.map((s) => s.features[feature]!), labels: own.map((s) => s.attributes[attribute]!) };
   };
   const labels = Object.fromEntries(PROBE_SPLITS.map((s) => [s, part(s, 'pixels').labels])) as Record<ProbeSplit, readonly string[]>;
-  const probes = Object.fromEntries(PROBE_FEATURES.map((f) => [f, linearProbe({ fit: part('fit', f), choose: part('choose', f), test: part('test', f) }, lambdas)])) as Record<ProbeFeature, ReturnType<typeof linearProbe>>;
+  const unmeasured = { accuracy: null, lambda: null };
+  const probes = Object.fromEntries(PROBE_FEATURES.map((f) => [f, measured.includes(f) ? linearProbe({ fit: part('fit', f), choose: part('choose', f), test: part('test', f) }, lambdas) : unmeasured])) as Record<ProbeFeature, ReturnType<typeof linearProbe>>;
   const seen = new Set(labels.fit);
   return {
     classes: { fit: seen.size, choose: new Set(labels.choose).size, test: new Set(labels.test).size },
@@ -307,13 +361,14 @@ function attributeReport(samples: readonly Sample[], attribute: ProbeAttribute, 
     grid_tokens: probes.grid_tokens.accuracy,
     pooled: probes.pooled.accuracy,
     pixels: probes.pixels.accuracy,
-    lambda: { mean_tokens: probes.mean_tokens.lambda, grid_tokens: probes.grid_tokens.lambda, pooled: probes.pooled.lambda, pixels: probes.pixels.lambda },
+    projected: probes.projected.accuracy,
+    lambda: Object.fromEntries(PROBE_FEATURES.map((f) => [f, probes[f].lambda])) as Record<ProbeFeature, number | null>,
     n: { fit: labels.fit.length, choose: labels.choose.length, test: labels.test.length },
     test_unseen: labels.test.filter((l) => !seen.has(l)).length,
   };
 }
 
-/** Probe the model on `scenes` (at least MIN_PROBE_SCENES, pixels at the model's top scale). */
+/** Probe the model on `scenes` (at least MIN_PROBE_SCENES, pixels at the model's top scale), and with `options.projector` what it makes of the tokens. */
 export async function evaluateProbe(model: PS3Model, scenes: readonly ProbeScene[], options: ProbeOptions = {}): Promise<ProbeReport> {
   const cfg = model.config.vision;
   const ns = cfg.scales.length - 1;
@@ -326,7 +381,7 @@ export async function evaluateProbe(model: PS3Model, scenes: readonly ProbeScene
   const started = performance.now();
   for (const [s, scene] of scenes.entries()) {
     const { pixels, objects } = await scene.load();
-    const got = await objectFeatures(model, pixels, objects.map((o) => o.box));
+    const got = await objectFeatures(model, pixels, objects.map((o) => o.box), options.projector);
     total += objects.length;
     looks += got.looks;
     got.features.forEach((features, k) => {
@@ -338,18 +393,23 @@ export async function evaluateProbe(model: PS3Model, scenes: readonly ProbeScene
   }
   const encoded = performance.now();
   const lambdas = options.lambdas ?? PROBE_LAMBDAS;
-  const attributes = Object.fromEntries(PROBE_ATTRIBUTES.map((a) => [a, attributeReport(samples, a, lambdas)])) as Record<ProbeAttribute, AttributeReport>;
+  const features = options.projector ? [...PROBE_FEATURES] : TOKEN_FEATURES;
+  const attributes = Object.fromEntries(PROBE_ATTRIBUTES.map((a) => [a, attributeReport(samples, a, lambdas, features)])) as Record<ProbeAttribute, AttributeReport>;
+  const projected = options.projector
+    ? `; projected (the mean of the LM inputs the ${options.projector.method} projector makes of the whole 2 x 2 cells touching the box; each box forced widened to whole 2 x 2 cells, an object with no whole cell not probed)`
+    : '';
   return {
     scale: S,
     grid: gridAtScale(cfg, S, S, ns),
     scenes: scenes.length,
     split: sizes,
+    features,
     objects: { total, probed: samples.length, no_tokens: total - samples.length },
     looks,
     tokens_per_object: samples.length ? tokens / samples.length : null,
     attributes,
     seconds: { encode: (encoded - started) / 1000, probe: (performance.now() - encoded) / 1000 },
-    how: `each object's box forced into one look (objects with disjoint forced patches share a look; the rest of the look bottom-up); features from the final-normed top-scale tokens of the patches the box touches: mean_tokens (their mean), grid_tokens (means over a ${GRID_SIDE} x ${GRID_SIDE} grid of the box, an empty cell the box mean), pooled (the trunk's attention-pooling head over them, as pre-training pools a box), pixels (the box's normalised pixels area-resized to ${PIXEL_SIDE} x ${PIXEL_SIDE}, a baseline); one-vs-rest ridge regression on standardised features, fitted on the first scenes (fit), λ from {${lambdas.join(', ')}} by accuracy on the next (choose), accuracy on the last (test); majority: the fit split's most frequent class`,
+    how: `each object's box forced into one look (objects with disjoint forced patches share a look; the rest of the look bottom-up); features from the final-normed top-scale tokens of the patches the box touches: mean_tokens (their mean), grid_tokens (means over a ${GRID_SIDE} x ${GRID_SIDE} grid of the box, an empty cell the box mean), pooled (the trunk's attention-pooling head over them, as pre-training pools a box), pixels (the box's normalised pixels area-resized to ${PIXEL_SIDE} x ${PIXEL_SIDE}, a baseline)${projected}; one-vs-rest ridge regression on standardised features, fitted on the first scenes (fit), λ from {${lambdas.join(', ')}} by accuracy on the next (choose), accuracy on the last (test); majority: the fit split's most frequent class`,
   };
 }
 
@@ -372,6 +432,6 @@ export function probeChart(report: ProbeReport, title: string): PlotSpec {
     kind: 'bar',
     xTickLabels: [...PROBE_ATTRIBUTES],
     yDomain: [0, 100],
-    series: [...PROBE_FEATURES.map((f) => series(f, (r) => r[f])), series('majority class', (r) => r.majority, true)],
+    series: [...report.features.map((f) => series(f, (r) => r[f])), series('majority class', (r) => r.majority, true)],
   };
 }

@@ -9,6 +9,7 @@
 import { tf } from '../tensor/engine.js';
 import { layerNorm, mlp } from '../model/layers.js';
 import type { Weights } from '../model/weights.js';
+import type { Box } from '../io/shards.js';
 
 /** Tokens on one grid: `ids[j]` is the row-major grid cell of token `offset + j`. */
 export interface TokenGrid {
@@ -39,6 +40,22 @@ export function mergePlan(grids: readonly TokenGrid[], zeroRow: number): Int32Ar
     }
   }
   return Int32Array.from(rows);
+}
+
+/** A span [a, b) of grid cells widened to whole 2 x 2 merge cells, within `size`. */
+export function mergeSpan([a, b]: readonly [number, number], size = Infinity): [number, number] {
+  return [a - (a % 2), Math.min(size, b + (b % 2))];
+}
+
+/**
+ * The cells of a gh x gw grid of `patch`-px patches that a pixel box touches, widened to whole
+ * 2 x 2 merge cells: the block whose every token reaches the LM when all of it is chosen.
+ */
+export function mergeBlock(box: Box, patch: number, gh: number, gw: number): { rows: [number, number]; cols: [number, number] } {
+  return {
+    rows: mergeSpan([Math.max(0, Math.floor(box[1] / patch)), Math.ceil(box[3] / patch)], gh),
+    cols: mergeSpan([Math.max(0, Math.floor(box[0] / patch)), Math.ceil(box[2] / patch)], gw),
+  };
 }
 
 /** tokens [n, Dv] -> merged [m, 4 Dv] by `mergePlan`. */

@@ -67,7 +67,7 @@ import { sampleSeed } from '../train/sampleStream.js';
 import { attributeColourQuestion, attributeShapeQuestion, HELDOUT_SEED_BASE, MAX_DETAIL_PX, QA_VERSION, questionRng, sceneQuestions, signReadingQuestion } from '../data/qa/generate.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import { claim, release } from './cacheClaims.js';
-import { mergeTokens } from './projector.js';
+import { mergeBlock, mergeSpan, mergeTokens } from './projector.js';
 import { baselineVisual, highResGrids, keptRows, lowResGrid, lowResTokens, regionMaps } from './visual.js';
 
 export interface TrainQuestion {
@@ -263,9 +263,6 @@ interface ReadBlock {
   readonly target: string;
 }
 
-/** A span of the grid widened to whole 2 x 2 cells, within `size`. */
-const evenSpan = ([a, b]: readonly [number, number], size = Infinity): [number, number] => [a - (a % 2), Math.min(size, b + (b % 2))];
-
 /**
  * The glyphs task's samples of a scene: each one-character shape label, its answer the character,
  * its box the top-scale block a look sees it in (`sceneGlyphs`); then each sign, its answer the
@@ -277,9 +274,9 @@ const evenSpan = ([a, b]: readonly [number, number], size = Infinity): [number, 
 export function glyphSamples(scene: Scene, image: number, patch: number, maxCells = Infinity, objects?: { readonly lowres: number }): TrainQuestion[] {
   const labels = sceneGlyphs(scene, patch, GLYPH_CELLS)
     .filter((g) => g.kind === 'shape')
-    .map((g): ReadBlock => ({ rows: evenSpan([g.row0, g.row0 + GLYPH_CELLS]), cols: evenSpan([g.col0, g.col0 + GLYPH_CELLS]), question: GLYPH_QUESTION, category: GLYPH_CATEGORY, target: GLYPH_CHARS[g.char]! }));
+    .map((g): ReadBlock => ({ rows: mergeSpan([g.row0, g.row0 + GLYPH_CELLS]), cols: mergeSpan([g.col0, g.col0 + GLYPH_CELLS]), question: GLYPH_QUESTION, category: GLYPH_CATEGORY, target: GLYPH_CHARS[g.char]! }));
   const signs = sceneSigns(scene, patch, GLYPH_CELLS)
-    .map((s): ReadBlock => ({ rows: evenSpan(s.rows), cols: evenSpan(s.cols), question: signReadingQuestion(s.colour), category: SIGN_CATEGORY, target: s.code }));
+    .map((s): ReadBlock => ({ rows: mergeSpan(s.rows), cols: mergeSpan(s.cols), question: signReadingQuestion(s.colour), category: SIGN_CATEGORY, target: s.code }));
   return [...labels, ...signs, ...(objects ? objectBlocks(scene, patch, objects.lowres) : [])]
     // a block larger than a look's top-scale budget (a model of very few patches a look) is left out
     .filter((b) => (b.rows[1] - b.rows[0]) * (b.cols[1] - b.cols[0]) <= maxCells)
@@ -303,8 +300,7 @@ function objectBlocks(scene: Scene, patch: number, lowres: number): ReadBlock[] 
     if (o.kind !== 'shape') return [];
     const labelled = o.label !== null && o.label.length === 1;
     if (!labelled && o.size * k > MAX_DETAIL_PX.shape) return [];
-    const rows = evenSpan([Math.max(0, Math.floor(o.box[1] / patch)), Math.ceil(o.box[3] / patch)], gh);
-    const cols = evenSpan([Math.max(0, Math.floor(o.box[0] / patch)), Math.ceil(o.box[2] / patch)], gw);
+    const { rows, cols } = mergeBlock(o.box, patch, gh, gw);
     const [colour, shape] = labelled
       ? [attributeColourQuestion(o.shape, o.label!), attributeShapeQuestion(o.colour, o.label!)]
       : [`What colour is the ${o.shape} in the image?`, `What shape is the ${o.colour} object in the image?`];
