@@ -82,20 +82,22 @@ export async function evalProbeCommand(o: EvalProbeCliOptions): Promise<number> 
   await initEngine(o);
   const vila = o.vila !== undefined ? loadVilaHd(o.vila, { methods: ['ps3'] }) : null;
   const model = vila ? vila.ps3 : await modelFrom({ ...(o.model ? { model: o.model } : {}), ...(o.preset ? { preset: o.preset } : {}) }, 'vision');
+  // a VILA-HD folder's PS3 is named as the folder names it (models/vila-hd-tiny/../ps3-tiny -> models/ps3-tiny), not by the absolute path it was loaded from
+  const source = vila && !path.isAbsolute(vila.config.ps3Model) ? path.normalize(path.join(o.vila!, vila.config.ps3Model)) : model.source;
   const cfg = model.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
   const scenes = synthProbeScenes(seed, count, S, force);
   const split = splitSizes(count);
   fs.mkdirSync(path.dirname(out), { recursive: true });
-  process.stderr.write(`eval probe: ${count} held-out scenes (seed ${seed}) at the top scale ${S}: fit ${split.fit}, choose ${split.choose}, test ${split.test}; model ${model.source}\n`);
+  process.stderr.write(`eval probe: ${count} held-out scenes (seed ${seed}) at the top scale ${S}: fit ${split.fit}, choose ${split.choose}, test ${split.test}; model ${source}${vila ? ` (of ${vila.source})` : ''}\n`);
   const bar = progressBar(count, 'probe', 'objects {objects}');
   const report = await evaluateProbe(model, scenes, { ...(vila ? { projector: { weights: vila.weights, method: 'ps3' } } : {}), onProgress: (done, _total, objects) => bar.update(done, { objects: String(objects) }) });
   bar.stop();
   process.stdout.write(`${formatProbeReport(report)}\n`);
-  fs.writeFileSync(out, `${JSON.stringify({ model: model.source, ...(vila ? { vila: vila.source } : {}), synth: true, seed, ...report }, null, 2)}\n`);
+  fs.writeFileSync(out, `${JSON.stringify({ model: source, ...(vila ? { vila: vila.source } : {}), synth: true, seed, ...report }, null, 2)}\n`);
   // the title is one centred line of the chart's width: a long folder path keeps its end
-  const source = vila ? vila.source : model.source;
-  const name = source.length > 36 ? `…${source.slice(-35)}` : source;
+  const title = vila ? vila.source : source;
+  const name = title.length > 36 ? `…${title.slice(-35)}` : title;
   await renderPlot(probeChart(report, `Linear probe: ${name}, ${count} scenes at ${S} px`), picture);
   process.stderr.write(`wrote ${out} and ${picture}\n`);
   return 0;
