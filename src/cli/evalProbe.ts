@@ -83,7 +83,7 @@ export async function evalProbeCommand(o: EvalProbeCliOptions): Promise<number> 
   const vila = o.vila !== undefined ? loadVilaHd(o.vila, { methods: ['ps3'] }) : null;
   const model = vila ? vila.ps3 : await modelFrom({ ...(o.model ? { model: o.model } : {}), ...(o.preset ? { preset: o.preset } : {}) }, 'vision');
   // a VILA-HD folder's PS3 is named as the folder names it (models/vila-hd-tiny/../ps3-tiny -> models/ps3-tiny), not by the absolute path it was loaded from
-  const source = vila && !path.isAbsolute(vila.config.ps3Model) ? path.normalize(path.join(o.vila!, vila.config.ps3Model)) : model.source;
+  const source = vila && !path.isAbsolute(vila.config.ps3Model) ? path.normalize(path.join(vila.source, vila.config.ps3Model)) : model.source;
   const cfg = model.config.vision;
   const S = cfg.scales[cfg.scales.length - 1]!;
   const scenes = synthProbeScenes(seed, count, S, force);

@@ -32,7 +32,7 @@ import { encodeImage, withResizes, type Pixels } from '../model/encoder.js';
 import { boxCells, boxesToGtMap, boxPixelSpan, forcingCapacity, gridAtScale, ownForcedAtTop, type ForcingCapacity } from '../model/selection.js';
 import { finalNorm, mapPool } from '../model/vit.js';
 import { ps3Grids } from '../mllm/visual.js';
-import { mergeBlock, mergePlan, mergeTokens, project, type TokenGrid } from '../mllm/projector.js';
+import { blockBox, mergeBlock, mergePlan, mergeTokens, project, type TokenGrid } from '../mllm/projector.js';
 import type { Weights } from '../model/weights.js';
 import { renderScene } from '../data/scene/render.js';
 import type { SceneObject } from '../data/scene/types.js';
@@ -211,12 +211,7 @@ export async function objectFeatures(model: PS3Model, pixels: Pixels, boxes: rea
   if (pixels.width !== size || pixels.batch !== 1) throw new RangeError(`objectFeatures: one square image, got ${pixels.batch} of ${size} x ${pixels.width}`);
   const grid = gridAtScale(cfg, size, size, ns);
   const patch = size / grid[0];
-  const forced = projector
-    ? boxes.map((b): Box => {
-      const { rows, cols } = mergeBlock(b, patch, grid[0], grid[1]);
-      return [cols[0] * patch, rows[0] * patch, cols[1] * patch, rows[1] * patch];
-    })
-    : boxes;
+  const forced = projector ? boxes.map((b) => blockBox(mergeBlock(b, patch, grid[0], grid[1]), patch)) : boxes;
   const looks = packLooks(forced, size, forcingCapacity(cfg, size));
   // every resize the encoder needs, made once for the image's looks
   const shared = withResizes(cfg, pixels);

@@ -58,6 +58,11 @@ export function mergeBlock(box: Box, patch: number, gh: number, gw: number): { r
   };
 }
 
+/** The pixel box of a block of cells [rows) x [cols) of `patch`-px patches. */
+export function blockBox(block: { readonly rows: readonly [number, number]; readonly cols: readonly [number, number] }, patch: number): [number, number, number, number] {
+  return [block.cols[0] * patch, block.rows[0] * patch, block.cols[1] * patch, block.rows[1] * patch];
+}
+
 /** tokens [n, Dv] -> merged [m, 4 Dv] by `mergePlan`. */
 export function mergeTokens(tokens: tf.Tensor, grids: readonly TokenGrid[]): tf.Tensor {
   return tf.tidy(() => {

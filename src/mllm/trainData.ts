@@ -67,7 +67,7 @@ import { sampleSeed } from '../train/sampleStream.js';
 import { attributeColourQuestion, attributeShapeQuestion, HELDOUT_SEED_BASE, MAX_DETAIL_PX, QA_VERSION, questionRng, sceneQuestions, signReadingQuestion } from '../data/qa/generate.js';
 import type { EncodeMethod } from '../model/baselines.js';
 import { claim, release } from './cacheClaims.js';
-import { mergeBlock, mergeSpan, mergeTokens } from './projector.js';
+import { blockBox, mergeBlock, mergeSpan, mergeTokens } from './projector.js';
 import { baselineVisual, highResGrids, keptRows, lowResGrid, lowResTokens, regionMaps } from './visual.js';
 
 export interface TrainQuestion {
@@ -280,7 +280,7 @@ export function glyphSamples(scene: Scene, image: number, patch: number, maxCell
   return [...labels, ...signs, ...(objects ? objectBlocks(scene, patch, objects.lowres) : [])]
     // a block larger than a look's top-scale budget (a model of very few patches a look) is left out
     .filter((b) => (b.rows[1] - b.rows[0]) * (b.cols[1] - b.cols[0]) <= maxCells)
-    .map((b, index) => ({ image, index, question: b.question, options: [], answer: -1, category: b.category, box: [b.cols[0] * patch, b.rows[0] * patch, b.cols[1] * patch, b.rows[1] * patch], target: b.target }));
+    .map((b, index) => ({ image, index, question: b.question, options: [], answer: -1, category: b.category, box: blockBox(b, patch), target: b.target }));
 }
 
 /**
